@@ -1,0 +1,37 @@
+# orderbus: `make demo` to see the pipeline run, `make test` to prove it.
+PYTHON ?= python3
+VENV   := $(CURDIR)/.venv
+BIN    := $(VENV)/bin
+export ORDERBUS_HOME ?= $(CURDIR)/.orderbus
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install up down test unit demo clean
+
+$(BIN)/orderbus: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/orderbus
+
+up: install
+	orderbus up
+
+down:
+	@if [ -x $(BIN)/orderbus ]; then orderbus down; fi
+
+unit: install
+	pytest -q tests/unit
+
+# Starts Kafka and PostgreSQL, runs every test, and stops them again whatever the tests did.
+# pytest's own exit code (5 when nothing was collected) decides the result.
+test: install
+	orderbus up
+	status=0; pytest -q $(PYTEST_ARGS) || status=$$?; orderbus down; exit $$status
+
+demo: install
+	orderbus demo
+
+clean: down
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,66 @@
+"""Where the local cluster lives on disk and which loopback ports it takes."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.2"
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Layout:
+    home: Path                 # ORDERBUS_HOME: data, logs, pid files, secrets
+    brokers: int = 3           # combined broker+controller nodes
+    kafka_base_port: int = 19092   # node n listens on base + (n-1)*10000, its controller on +1
+    pg_port: int = 55432
+    jar_cache: Path = Path.home() / ".cache" / "orderbus"
+
+    def broker_port(self, node: int) -> int:
+        return self.kafka_base_port + (node - 1) * 10000
+
+    def controller_port(self, node: int) -> int:
+        return self.broker_port(node) + 1
+
+    @property
+    def nodes(self) -> range:
+        return range(1, self.brokers + 1)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"{HOST}:{self.broker_port(n)}" for n in self.nodes)
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home / "kafka"
+
+    def node_dir(self, node: int) -> Path:
+        return self.kafka_dir / f"node{node}"
+
+    @property
+    def kafka_lib(self) -> Path:
+        return self.jar_cache / f"kafka-{KAFKA_VERSION}" / "lib"
+
+    @property
+    def pg_dir(self) -> Path:
+        """PostgreSQL refuses to run as root, so as root its files live where the `postgres`
+        user can reach them (a checkout under /root or a 0700 temp dir is out of its reach)."""
+        if os.geteuid() != 0:
+            return self.home / "postgres"
+        tag = hashlib.sha1(str(self.home.resolve()).encode()).hexdigest()[:10]
+        return Path("/var/lib/orderbus") / f"pg-{tag}"
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        return self.pg_dir / "run"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def state_file(self) -> Path:
+        """What `up` started (broker count, ports), read by `down`, `status` and the defaults."""
+        return self.home / "cluster.json"

@@ -1,0 +1,87 @@
+"""One database and one role per service; versioned SQL migrations applied in order."""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from psycopg2 import sql
+
+from infra.layout import Layout
+from infra.postgres.server import admin_connect
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SERVICES = ("orders", "inventory", "payments", "shipping")
+
+
+def password(layout: Layout, role: str) -> str:
+    """The role's password, generated once and kept with mode 0600 under the data directory."""
+    path = layout.secrets_dir / f"pg-{role}.password"
+    if path.exists():
+        return path.read_text().strip()
+    layout.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_urlsafe(24)
+    path.touch(mode=0o600)
+    path.write_text(value + "\n")
+    return value
+
+
+def migrations(service: str) -> list[Path]:
+    return sorted((MIGRATIONS / service).glob("*.sql"))
+
+
+def ensure(layout: Layout, name: str, service: str) -> list[str]:
+    """Create role `name` and database `name` (idempotent), then apply `service`'s migrations.
+    Returns the migration versions applied now."""
+    pw = password(layout, name)
+    conn = admin_connect(layout, "postgres")
+    with conn.cursor() as cur:
+        role, db = sql.Identifier(name), sql.Identifier(name)
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
+        verb = "ALTER" if cur.fetchone() else "CREATE"
+        cur.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %s")
+                    .format(role), (pw,))
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if not cur.fetchone():
+            cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, role))
+        cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
+        cur.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(db, role))
+    conn.close()
+    return _migrate(layout, name, service)
+
+
+def _migrate(layout: Layout, name: str, service: str) -> list[str]:
+    applied = []
+    conn = admin_connect(layout, name)
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("REVOKE ALL ON SCHEMA public FROM PUBLIC; "
+                                "ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(name)))
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            cur.execute("SELECT version FROM schema_migrations")
+            done = {r[0] for r in cur.fetchall()}
+            for path in migrations(service):
+                if path.stem in done:
+                    continue
+                cur.execute(path.read_text())
+                cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,))
+                applied.append(path.stem)
+        conn.commit()
+    finally:
+        conn.close()
+    return applied
+
+
+def drop(layout: Layout, name: str) -> None:
+    conn = admin_connect(layout, "postgres")
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+    conn.close()
+
+
+def dsn(layout: Layout, name: str) -> str:
+    return (f"host=127.0.0.1 port={layout.pg_port} dbname={name} user={name} "
+            f"password={password(layout, name)} connect_timeout=5")

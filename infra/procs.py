@@ -1,0 +1,123 @@
+"""Processes that `orderbus up` starts: detached, tracked by pid file, stopped by pid only."""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class InfraError(RuntimeError):
+    """A fault the operator must fix; the message says what is wrong and what to do."""
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as dead
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def running(pidfile: Path) -> int | None:
+    pid = read_pid(pidfile)
+    return pid if alive(pid) else None
+
+
+_children: list[subprocess.Popen] = []
+
+
+def start(argv: list[str], pidfile: Path, logfile: Path, env: dict | None = None,
+          user: str | None = None) -> int:
+    """Start argv in its own session, detached from the caller, output to logfile."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env=env, user=user, start_new_session=True, close_fds=True)
+    _children.append(proc)   # kept, so a server started from a long-lived process is reaped
+    pidfile.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop(pidfile: Path, grace_s: float = 20.0, sig: int = signal.SIGTERM) -> bool:
+    """SIGTERM the recorded pid, SIGKILL after the grace period. True when something was stopped."""
+    pid = running(pidfile)
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    os.kill(pid, sig)
+    deadline = time.monotonic() + grace_s
+    while alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.1)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        while alive(pid):
+            _reap(pid)
+            time.sleep(0.05)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    for child in _children:
+        if child.pid == pid:
+            child.poll()
+            return
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def exclusive(lockfile: Path, what: str):
+    """Hold an exclusive lock, so a second `up`/`down` from another shell waits its turn or says so."""
+    lockfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(lockfile, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InfraError(f"another `orderbus {what}` is running on {lockfile.parent} "
+                             "(it holds the lock); wait for it to finish and try again") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

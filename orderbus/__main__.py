@@ -1,0 +1,5 @@
+import sys
+
+from orderbus.cli import main
+
+sys.exit(main())

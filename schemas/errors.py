@@ -1,0 +1,51 @@
+"""Exceptions of the schemas package, grouped by how the caller reacts.
+
+Every class here is a ``DeadLetter``: the message can never succeed, however often it is retried,
+so the worker sends the original bytes to the dead-letter topic with ``reason`` and ``detail`` in
+the headers and moves on.  Transient and fatal faults belong to the runtime, not to decoding.
+"""
+
+from __future__ import annotations
+
+
+class DeadLetter(Exception):
+    """A message that can never be processed; ``reason`` is a short machine code."""
+
+    reason: str = "dead_letter"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+class UndecodableError(DeadLetter):
+    """The bytes are not a single well-formed, reasonably sized JSON object."""
+
+    reason = "undecodable"
+
+
+class UnknownEventError(DeadLetter):
+    """No event type, or one this code does not know."""
+
+    reason = "unknown_event"
+
+
+class UnknownVersionError(DeadLetter):
+    """A known event type in a version with no schema (or no upgrade path)."""
+
+    reason = "unknown_version"
+
+
+class SchemaViolationError(DeadLetter):
+    """The JSON object fails the JSON Schema of its type and version."""
+
+    reason = "schema_violation"
+
+
+class RuleViolationError(DeadLetter):
+    """Valid against the schema, but breaks an input rule a schema cannot express."""
+
+    reason = "rule_violation"

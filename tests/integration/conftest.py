@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from topics.admin import delete
+
+
+@pytest.fixture
+def make_topic(settings, unique):
+    """Create a test's own topic (RF 3, min ISR 2 on three brokers) and delete it afterwards."""
+    made = []
+
+    def make(suffix: str = "t", partitions: int = 6) -> str:
+        name = f"{unique}.{suffix}"
+        admin = AdminClient(settings.kafka())
+        rf = min(3, len(admin.list_topics(timeout=10).brokers))
+        fut = admin.create_topics([NewTopic(name, partitions, rf, config={
+            "min.insync.replicas": str(2 if rf == 3 else 1)})])[name]
+        fut.result(timeout=30)
+        made.append(name)
+        return name
+
+    yield make
+    if made:
+        delete(settings.kafka(), made)

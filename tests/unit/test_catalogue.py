@@ -1,0 +1,31 @@
+import re
+
+import pytest
+
+from topics.catalogue import ALL, COMMANDS, by_name
+
+
+def test_names_are_unique_and_versioned():
+    names = [t.name for t in ALL]
+    assert len(names) == len(set(names))
+    for name in names:
+        assert re.fullmatch(r"[a-z]+(\.[a-z]+)+\.v\d+", name), name
+
+
+@pytest.mark.parametrize("topic", ALL, ids=lambda t: t.name)
+def test_every_topic_can_spread_and_is_replicated(topic):
+    assert topic.partitions >= 6
+    assert topic.replication == 3
+    assert topic.configs(2)["min.insync.replicas"] == "2"
+
+
+def test_keyed_topics_are_copartitioned():
+    # one order lands on partition p of every topic only if the counts agree
+    assert len({t.partitions for t in ALL if t.key == "order_id"}) == 1
+
+
+def test_commands_name_catalogue_topics():
+    for topic in COMMANDS.values():
+        assert by_name(topic.name) is topic
+    with pytest.raises(KeyError):
+        by_name("nope.v1")

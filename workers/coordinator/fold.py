@@ -1,0 +1,206 @@
+"""The coordinator's pure core: an order's decision is a fold over its tx.log events.
+
+No clock, no I/O: time enters only as ``now_ms`` arguments, so replaying tx.log from the start on
+any instance re-derives exactly the same decisions. The shell owns topics, state storage and ticks.
+
+Choices worth knowing:
+- a ``DeadlinePassed`` before any ``TxBegun`` decides abort: abort is always safe before a decision
+  (nothing was committed anywhere), and an order whose begin is lost must not hang in doubt;
+- ``DeadlinePassed`` is a marker: its ``at_ms`` is not compared with ``deadline_ms``, because the
+  coordinator only appends it once the deadline has passed and the log order is what counts;
+- an Abort goes to every named participant and to anyone who voted (both may hold something);
+  a Commit goes only to the participants named by ``TxBegun``. A vote from a participant the first
+  ``TxBegun`` does not name never decides (intake names everyone it sends ``Prepare`` to).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable, TypeAlias
+
+from schemas.events import (
+    Abort,
+    Acked,
+    Commit,
+    Decided,
+    DeadlinePassed,
+    StatusChanged,
+    TxBegun,
+    Voted,
+)
+
+TxLogEvent: TypeAlias = TxBegun | Voted | DeadlinePassed | Decided | Acked
+# (destination, event): destination is "tx.log", "status" or a participant name; the shell maps
+# these to topics so that no topic name is spelled here.
+Output: TypeAlias = tuple[str, DeadlinePassed | Decided | Commit | Abort | StatusChanged]
+
+DEADLINE_REASON = "deadline"
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    order_id: str
+    begun: bool = False
+    participants: tuple[str, ...] = ()
+    deadline_ms: int | None = None
+    votes: tuple[tuple[str, str, str | None], ...] = ()  # distinct (participant, vote, reason), arrival order
+    outcome: str | None = None  # None | "commit" | "abort"
+    reason: str | None = None
+    acks: frozenset[tuple[str, str]] = frozenset()  # (participant, outcome) as read from the log
+    recorded: tuple[tuple[str, str | None], ...] = ()  # Decided events read back, for audit only
+
+    @property
+    def acked(self) -> frozenset[str]:
+        """Participants that acknowledged *this* decision (an ack of the other outcome does not count)."""
+        return frozenset(p for p, outcome in self.acks if outcome == self.outcome)
+
+    @property
+    def conflicts(self) -> frozenset[str]:
+        """Participants that acknowledged the *other* outcome: an invariant breach for the audit."""
+        if self.outcome is None:
+            return frozenset()
+        return frozenset(p for p, outcome in self.acks if outcome != self.outcome)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Who must hear the decision."""
+        if self.outcome != "abort":
+            return self.participants
+        voters = tuple(dict.fromkeys(p for p, _, _ in self.votes if p not in self.participants))
+        return self.participants + voters
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """Bookkeeping of the timer side, kept beside Tx by the shell and never folded from the log."""
+
+    first_seen_ms: int | None = None  # when the shell first saw the order (for orphans)
+    deadline_appended_ms: int | None = None
+    resent_ms: int | None = None
+
+
+def fold(tx: Tx | None, event: TxLogEvent) -> Tx:
+    if tx is None:
+        tx = Tx(order_id=event.order_id)
+    elif event.order_id != tx.order_id:
+        raise ValueError(f"event for {event.order_id!r} folded into {tx.order_id!r}")
+    if isinstance(event, TxBegun):
+        if not tx.begun:  # a second TxBegun (a replayed intake) is ignored
+            tx = replace(tx, begun=True, participants=event.participants, deadline_ms=event.deadline_ms)
+    elif isinstance(event, Voted):
+        vote = (event.participant, event.vote, event.reason)
+        if vote not in tx.votes:  # redelivered votes are the same recorded vote
+            tx = replace(tx, votes=tx.votes + (vote,))
+    elif isinstance(event, DeadlinePassed):
+        if tx.outcome is None:
+            return replace(tx, outcome="abort", reason=DEADLINE_REASON)
+    elif isinstance(event, Decided):
+        return replace(tx, recorded=tx.recorded + ((event.outcome, event.reason),))
+    elif isinstance(event, Acked):
+        return replace(tx, acks=tx.acks | {(event.participant, event.outcome)})
+    else:
+        raise TypeError(f"{type(event).__name__} is not a tx.log event")
+    return _decide(tx)
+
+
+def _decide(tx: Tx) -> Tx:
+    # Votes are kept from before TxBegun, but only count once we know who is named.
+    if tx.outcome is not None or not tx.begun:
+        return tx
+    named = set(tx.participants)
+    for participant, vote, reason in tx.votes:
+        if vote == "no" and participant in named:
+            return replace(tx, outcome="abort", reason=f"{participant}:{reason}")
+    yes = {p for p, vote, _ in tx.votes if vote == "yes"}
+    if named <= yes:
+        return replace(tx, outcome="commit", reason=None)
+    return tx
+
+
+def replay(events: Iterable[TxLogEvent]) -> Tx:
+    tx: Tx | None = None
+    for event in events:
+        tx = fold(tx, event)
+    if tx is None:
+        raise ValueError("replay of no events")
+    return tx
+
+
+def commands(tx: Tx, to: Iterable[str]) -> list[Output]:
+    """The decision's command for each participant in ``to``."""
+    cmd: Commit | Abort
+    if tx.outcome == "commit":
+        cmd = Commit(order_id=tx.order_id)
+    elif tx.outcome == "abort":
+        cmd = Abort(order_id=tx.order_id, reason=tx.reason or DEADLINE_REASON)
+    else:
+        raise ValueError(f"order {tx.order_id!r} is not decided")
+    return [(p, cmd) for p in to]
+
+
+def step(tx: Tx | None, event: TxLogEvent, now_ms: int) -> tuple[Tx, list[Output]]:
+    """Fold one event; when it makes the decision, also return what announces it."""
+    was_decided = tx is not None and tx.outcome is not None
+    tx = fold(tx, event)
+    if was_decided or tx.outcome is None:
+        return tx, []
+    confirmed = tx.outcome == "commit"
+    outputs: list[Output] = [("tx.log", Decided(tx.order_id, tx.outcome, tx.reason))]  # type: ignore[arg-type]
+    outputs += commands(tx, tx.targets)
+    outputs.append(
+        ("status", StatusChanged(
+            tx.order_id, "CONFIRMED" if confirmed else "REJECTED", tx.reason, now_ms
+        ))
+    )
+    return tx, outputs
+
+
+def due(
+    tx: Tx,
+    timers: Timers,
+    now_ms: int,
+    resend_after_ms: int,
+    orphan_after_ms: int | None = None,
+) -> tuple[Timers, list[Output]]:
+    """What the timer side must send now.
+
+    Undecided past its deadline: append ``DeadlinePassed`` (again after ``resend_after_ms`` if the
+    append was lost). Decided but not acked by all: re-send the decision to those missing, at most
+    once per ``resend_after_ms``; the first tick after a decision only starts that clock, because
+    ``step`` has just sent it. An order seen without ``TxBegun`` (its begin lost) gets the deadline
+    ``first_seen_ms + orphan_after_ms`` when both are given.
+    """
+    if tx.outcome is None:
+        deadline = tx.deadline_ms
+        if not tx.begun and orphan_after_ms is not None and timers.first_seen_ms is not None:
+            deadline = timers.first_seen_ms + orphan_after_ms
+        last = timers.deadline_appended_ms
+        if deadline is None or now_ms < deadline:
+            return timers, []
+        if last is not None and now_ms - last < resend_after_ms:
+            return timers, []
+        marker = DeadlinePassed(order_id=tx.order_id, at_ms=now_ms)
+        return replace(timers, deadline_appended_ms=now_ms), [("tx.log", marker)]
+    missing = [p for p in tx.targets if p not in tx.acked]
+    if not missing:
+        return timers, []
+    if timers.resent_ms is None:
+        return replace(timers, resent_ms=now_ms), []
+    if now_ms - timers.resent_ms < resend_after_ms:
+        return timers, []
+    return replace(timers, resent_ms=now_ms), commands(tx, missing)
+
+
+def is_finished(tx: Tx) -> bool:
+    """Decided and acknowledged by everyone it was sent to: nothing left to do for this order.
+
+    The shell may drop the Tx then, but should remember the outcome (a late redelivered vote
+    folded into a fresh Tx would otherwise look like a new, undecided order).
+    """
+    targets = tx.targets
+    return tx.outcome is not None and bool(targets) and set(targets) <= tx.acked
+
+
+def in_doubt(tx: Tx) -> bool:
+    """Some participant holds something (voted yes) and waits for a decision."""
+    return tx.outcome is None and any(vote == "yes" for _, vote, _ in tx.votes)
