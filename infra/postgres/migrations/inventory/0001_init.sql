@@ -9,12 +9,13 @@ CREATE TABLE stock (
 );
 
 -- One row per order this participant has seen: the natural key of every effect.
-CREATE TABLE reservations (
+-- held -> committed | released on the decision; refused (voted no); aborted (Abort before Prepare).
+CREATE TABLE holds (
     order_id   text PRIMARY KEY,
     vote       text NOT NULL CHECK (vote IN ('yes', 'no')),
     state      text NOT NULL CHECK (state IN ('held', 'committed', 'released', 'refused', 'aborted')),
     reason     text,
-    lines      jsonb NOT NULL DEFAULT '{}',  -- {sku: quantity} held for this order
+    amounts    jsonb NOT NULL DEFAULT '{}',  -- {sku: quantity} held for this order
     changed_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX reservations_held ON reservations (state) WHERE state = 'held';
+CREATE INDEX holds_held ON holds (state) WHERE state = 'held';

@@ -1,7 +1,6 @@
 -- Customer balances in integer cents. Conservation and "never below zero" are enforced here.
 CREATE TABLE accounts (
     customer_id    text PRIMARY KEY,
-    currency       char(3) NOT NULL DEFAULT 'EUR',
     initial_cents  bigint NOT NULL CHECK (initial_cents >= 0),
     balance_cents  bigint NOT NULL CHECK (balance_cents >= 0),
     held_cents     bigint NOT NULL DEFAULT 0 CHECK (held_cents >= 0),
@@ -10,13 +9,13 @@ CREATE TABLE accounts (
 );
 
 -- One row per order this participant has seen: the natural key of every effect.
-CREATE TABLE authorizations (
-    order_id     text PRIMARY KEY,
-    customer_id  text NOT NULL,
-    amount_cents bigint NOT NULL CHECK (amount_cents >= 0),
-    vote         text NOT NULL CHECK (vote IN ('yes', 'no')),
-    state        text NOT NULL CHECK (state IN ('held', 'captured', 'voided', 'refused', 'aborted')),
-    reason       text,
-    changed_at   timestamptz NOT NULL DEFAULT now()
+-- held -> committed (captured) | released (voided); refused (voted no); aborted (Abort before Prepare).
+CREATE TABLE holds (
+    order_id   text PRIMARY KEY,
+    vote       text NOT NULL CHECK (vote IN ('yes', 'no')),
+    state      text NOT NULL CHECK (state IN ('held', 'committed', 'released', 'refused', 'aborted')),
+    reason     text,
+    amounts    jsonb NOT NULL DEFAULT '{}',  -- {customer_id: cents} authorised for this order
+    changed_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX authorizations_held ON authorizations (state) WHERE state = 'held';
+CREATE INDEX holds_held ON holds (state) WHERE state = 'held';
