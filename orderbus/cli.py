@@ -1,54 +1,38 @@
-"""The `orderbus` command."""
+"""The `orderbus` command. Each subcommand module has `register(subparsers)`; it sets `func`
+to a callable `(args, settings) -> exit code`."""
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 
 from infra.procs import InfraError
 from orderbus.settings import Settings, SettingsError
 
-
-def _up(args, settings):
-    from orderbus import local
-    out = local.up(settings, args.brokers, log=_log(args))
-    if args.json:
-        print(json.dumps(out, indent=2))
-    return 0
-
-
-def _down(args, settings):
-    from orderbus import local
-    local.down(settings, purge=args.purge)
-    return 0
-
-
-def _status(args, settings):
-    from orderbus import local
-    st = local.status(settings)
-    print(json.dumps(st, indent=2) if args.json else local.render_status(st))
-    healthy = st["postgres"]["up"] and all(b["up"] for b in st["kafka"]["brokers"])
-    return 0 if healthy else 3
-
-
-def _log(args):
-    return (lambda msg: print(msg, file=sys.stderr)) if getattr(args, "json", False) else print
+MODULES = (
+    "orderbus.cmd_cluster",     # up, down, status
+    "orderbus.cmd_orders",      # seed, publish, order, report
+    "orderbus.cmd_run",         # run, worker
+)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="orderbus", description=__doc__)
+    p = argparse.ArgumentParser(prog="orderbus", description="orderbus: order processing on Kafka "
+                                "and PostgreSQL")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("up", help="start the local Kafka cluster and PostgreSQL (idempotent)")
-    s.add_argument("--brokers", type=int, choices=(1, 3), default=3)
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=_up)
-    s = sub.add_parser("down", help="stop what `up` started")
-    s.add_argument("--purge", action="store_true", help="also delete all data")
-    s.set_defaults(func=_down)
-    s = sub.add_parser("status", help="brokers, PostgreSQL and topics")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=_status)
+    for name in MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(sub)
     return p
+
+
+class UsageError(ValueError):
+    """Bad input from the command line or a file: a clear message, exit 2."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return args.func(args, settings)
-    except (InfraError, SettingsError) as e:
+    except (InfraError, SettingsError, UsageError) as e:
         print(f"orderbus {args.command}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

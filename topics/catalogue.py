@@ -50,3 +50,15 @@ def by_name(name: str) -> Topic:
         if topic.name == name:
             return topic
     raise KeyError(f"no topic {name!r} in the catalogue")
+
+
+# consumer groups, one per worker kind; the transactional ids of its instances derive from these
+GROUPS = {
+    "intake": "orderbus.intake",
+    "coordinator": "orderbus.coordinator",
+    "inventory": "orderbus.inventory",
+    "payment": "orderbus.payment",
+    "shipping": "orderbus.shipping",
+    "status": "orderbus.status",
+    "tracker": "orderbus.tracker",
+}
