@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.layout import Layout
+from topics.catalogue import Names
 
 SERVICES = ("orders", "inventory", "payments", "shipping")
 
@@ -34,6 +36,8 @@ class Settings:
     kafka_base_port: int = 19092
     brokers: int = 3                              # of the local cluster (as `up` left it)
     deadline_ms: int = 10_000
+    prefix: str = ""                              # of every topic and group name (tests)
+    metrics_port: int = 9400                      # first worker's; 0 turns metrics off
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -50,9 +54,18 @@ class Settings:
         deadline_ms = _int(env, "ORDERBUS_DEADLINE_MS", 10_000)
         if deadline_ms <= 0:
             raise SettingsError(f"ORDERBUS_DEADLINE_MS={deadline_ms} must be positive")
+        prefix = env.get("ORDERBUS_TOPIC_PREFIX", "")
+        if prefix and not re.fullmatch(r"[A-Za-z0-9._-]+", prefix):
+            raise SettingsError(f"ORDERBUS_TOPIC_PREFIX={prefix!r} may hold only letters, digits, "
+                                "'.', '_' and '-'")
         return cls(home=home, bootstrap=env.get("ORDERBUS_KAFKA_BOOTSTRAP") or layout.bootstrap,
                    dsns=dsns, pg_port=pg_port, kafka_base_port=base, brokers=brokers,
-                   deadline_ms=deadline_ms)
+                   deadline_ms=deadline_ms, prefix=prefix,
+                   metrics_port=_int(env, "ORDERBUS_METRICS_PORT", 9400))
+
+    @property
+    def names(self) -> Names:
+        return Names(self.prefix)
 
     def layout(self, brokers: int | None = None) -> Layout:
         return Layout(home=self.home, brokers=brokers or self.brokers,

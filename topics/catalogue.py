@@ -62,3 +62,19 @@ GROUPS = {
     "status": "orderbus.status",
     "tracker": "orderbus.tracker",
 }
+
+
+@dataclass(frozen=True)
+class Names:
+    """Topic and group names as deployed: the catalogue's names behind an optional prefix, so
+    several pipelines (a test's own, say) can share one cluster without seeing each other."""
+    prefix: str = ""
+
+    def topic(self, topic: Topic) -> str:
+        return self.prefix + topic.name
+
+    def group(self, worker: str) -> str:
+        return self.prefix + GROUPS[worker]
+
+    def commands(self, participant: str) -> str:
+        return self.topic(COMMANDS[participant])

@@ -1,0 +1,107 @@
+"""Run worker instances as child processes; restart one that crashes; stop them cleanly."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workers.main import WORKERS
+
+
+@dataclass
+class Child:
+    name: str
+    instance: int
+    port: int
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    backoff_s: float = 0.5
+    started_at: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}-{self.instance}"
+
+
+@dataclass
+class Supervisor:
+    settings: object
+    counts: dict[str, int]
+    env: dict = field(default_factory=dict)
+    log_dir: Path | None = None
+    log: object = print
+    children: list[Child] = field(default_factory=list)
+    stopping: bool = False
+
+    def __post_init__(self):
+        port = self.settings.metrics_port
+        for name, n in self.counts.items():
+            if name not in WORKERS:
+                raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
+            for i in range(n):
+                self.children.append(Child(name, i, port if port else 0))
+                port = port + 1 if port else 0
+        self.log_dir = self.log_dir or (self.settings.home / "logs")
+
+    def _spawn(self, child: Child) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "orderbus", "worker", child.name, "--instance",
+                str(child.instance), "--metrics-port", str(child.port)]
+        with open(self.log_dir / f"{child.label}.log", "ab") as out:
+            child.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
+        child.started_at = time.monotonic()
+
+    def start(self) -> None:
+        for child in self.children:
+            self._spawn(child)
+            where = f"metrics on 127.0.0.1:{child.port}" if child.port else "metrics off"
+            self.log(f"started {child.label:<14} pid {child.proc.pid:<7} {where}")
+
+    def check(self) -> None:
+        """Restart any child that exited while we were not stopping, with backoff."""
+        for child in self.children:
+            code = child.proc.poll() if child.proc else None
+            if code is None or self.stopping:
+                continue
+            if time.monotonic() - child.started_at > 30:
+                child.backoff_s = 0.5   # it ran a while: a fresh crash, not a crash loop
+            self.log(f"{child.label} exited with {code}; restarting in {child.backoff_s:.1f}s "
+                     f"(see {self.log_dir / (child.label + '.log')})")
+            time.sleep(child.backoff_s)
+            child.backoff_s = min(child.backoff_s * 2, 10.0)
+            child.restarts += 1
+            self._spawn(child)
+
+    def watch(self, until=lambda: False, every_s: float = 0.5) -> None:
+        while not self.stopping and not until():
+            self.check()
+            time.sleep(every_s)
+
+    def watch_in_background(self) -> threading.Thread:
+        t = threading.Thread(target=self.watch, daemon=True)
+        t.start()
+        return t
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        """SIGTERM: each finishes its batch, commits, leaves its group. SIGKILL after grace."""
+        self.stopping = True
+        live = [c for c in self.children if c.proc and c.proc.poll() is None]
+        for c in live:
+            c.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for c in live:
+            try:
+                c.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log(f"{c.label} did not stop in {grace_s:.0f}s; killing it")
+                c.proc.kill()
+                c.proc.wait()
+
+    def find(self, name: str, instance: int = 0) -> Child:
+        return next(c for c in self.children if c.name == name and c.instance == instance)

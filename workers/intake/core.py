@@ -1,0 +1,36 @@
+"""Intake's pure core: is this order new, a redelivery, a republish, or a conflicting reuse?"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.events import OrderPlaced, Prepare, StatusChanged, TxBegun
+
+PARTICIPANTS = ("inventory", "payment")
+
+
+@dataclass(frozen=True)
+class Seen:
+    content_hash: str
+    partition: int
+    offset: int
+
+
+def classify(seen: Seen | None, content_hash: str, partition: int, offset: int) -> str:
+    """new: record and start the transaction. redelivery: the same message again (the previous
+    Kafka transaction did not commit), so emit again. duplicate: the same order published again:
+    nothing to do. conflict: the order id was used for other content: a dead letter."""
+    if seen is None:
+        return "new"
+    if seen.content_hash != content_hash:
+        return "conflict"
+    if (seen.partition, seen.offset) == (partition, offset):
+        return "redelivery"
+    return "duplicate"
+
+
+def begin(order: OrderPlaced, now_ms: int, deadline_after_ms: int) -> list[tuple[str, object]]:
+    """The outputs that start an order's distributed transaction, as (destination, event)."""
+    deadline = now_ms + deadline_after_ms
+    return [("tx.log", TxBegun(order.order_id, PARTICIPANTS, deadline)),
+            *((p, Prepare(order.order_id, order, deadline)) for p in PARTICIPANTS),
+            ("status", StatusChanged(order.order_id, "PENDING", None, now_ms))]

@@ -1,0 +1,55 @@
+"""Intake: validate each placed order, record it, start its transaction."""
+from __future__ import annotations
+
+from schemas.errors import RuleViolationError
+from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
+from workers.intake.core import Seen, begin, classify
+from workers.runtime.loop import Stateless
+from workers.runtime.db import Database, Json, execute_values
+from workers.runtime.messages import dead_letter, decode_batch, emit
+
+
+class IntakeHandler(Stateless):
+    accepts = ("OrderPlaced",)
+
+    def __init__(self, db: Database, names, metrics, deadline_ms: int):
+        from topics.catalogue import ORDERS_PLACED
+        self.db, self.metrics, self.deadline_ms = db, metrics, deadline_ms
+        self.topics = (names.topic(ORDERS_PLACED),)
+        self.dest = {"tx.log": names.topic(TX_LOG), "status": names.topic(ORDERS_STATUS),
+                     "inventory": names.commands("inventory"), "payment": names.commands("payment")}
+        self.dlq = names.topic(ORDERS_DLQ)
+
+    def process(self, messages, now_ms):
+        events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq,
+                                    default_type="OrderPlaced")
+        if events:
+            outs += self.db.run(lambda cur: self._record(cur, events, now_ms))
+        return outs
+
+    def _record(self, cur, events, now_ms):
+        cur.execute("SELECT order_id, content_hash, source_partition, source_offset FROM orders "
+                    "WHERE order_id = ANY(%s)", ([e.order_id for _, e in events],))
+        seen = {r[0]: Seen(r[1], r[2], r[3]) for r in cur.fetchall()}
+        rows, outs = [], []
+        for msg, order in events:
+            digest = order.content_hash()
+            kind = classify(seen.get(order.order_id), digest, msg.partition(), msg.offset())
+            if kind == "conflict":
+                err = RuleViolationError(f"order_id {order.order_id} was already used for an "
+                                         "order with other content")
+                self.metrics.dead_letters.labels(self.metrics.worker, err.reason).inc()
+                outs.append(dead_letter(msg, err, self.metrics.worker, now_ms, self.dlq))
+                continue
+            if kind == "duplicate":
+                continue
+            if kind == "new":
+                seen[order.order_id] = Seen(digest, msg.partition(), msg.offset())
+                rows.append((order.order_id, order.customer_id, order.currency, order.total_cents,
+                             digest, Json(order.to_dict()), msg.partition(), msg.offset()))
+            outs += [emit(self.dest[d], e) for d, e in begin(order, now_ms, self.deadline_ms)]
+        if rows:
+            execute_values(cur, "INSERT INTO orders (order_id, customer_id, currency, total_cents, "
+                           "content_hash, body, source_partition, source_offset) VALUES %s "
+                           "ON CONFLICT (order_id) DO NOTHING", rows)
+        return outs

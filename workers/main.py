@@ -1,0 +1,59 @@
+"""One worker instance: build its handler, serve its metrics, run the loop until SIGTERM."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+from workers.runtime.db import Database
+from workers.runtime.loop import Fatal, Loop, LoopConfig
+from workers.runtime.metrics import Metrics
+
+WORKERS = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
+DATABASE = {"intake": "orders", "inventory": "inventory", "payment": "payments",
+            "shipping": "shipping", "status": "orders"}
+
+
+def build(name: str, settings, metrics: Metrics):
+    names = settings.names
+    db = (Database(settings.dsns[DATABASE[name]],
+                   on_retry=lambda: metrics.db_retries.labels(name).inc())
+          if name in DATABASE else None)
+    if name == "intake":
+        from workers.intake.worker import IntakeHandler
+        return IntakeHandler(db, names, metrics, settings.deadline_ms)
+    if name == "coordinator":
+        from workers.coordinator.worker import CoordinatorHandler
+        return CoordinatorHandler(settings, names, metrics)
+    if name in ("inventory", "payment"):
+        from workers.participant.core import INVENTORY, PAYMENT
+        from workers.participant.worker import ACCOUNTS, STOCK, ParticipantHandler
+        resource, ledger = (INVENTORY, STOCK) if name == "inventory" else (PAYMENT, ACCOUNTS)
+        return ParticipantHandler(resource, ledger, db, names, metrics)
+    if name == "shipping":
+        from workers.shipping.worker import ShippingHandler
+        return ShippingHandler(db, names, metrics)
+    if name == "status":
+        from workers.status.worker import StatusHandler
+        return StatusHandler(db, names, metrics)
+    raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
+
+
+def run(name: str, instance: int, settings, metrics_port: int = 0, protocol: str = "classic",
+        static: bool = False) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s {name}-{instance} %(levelname)s %(message)s")
+    metrics = Metrics(name)
+    metrics.serve(metrics_port)
+    handler = build(name, settings, metrics)
+    cfg = LoopConfig(group=settings.names.group(name), instance=str(instance), protocol=protocol,
+                     static=static)
+    loop = Loop(settings, cfg, handler, metrics)
+    signal.signal(signal.SIGTERM, loop.stop)
+    signal.signal(signal.SIGINT, loop.stop)
+    try:
+        loop.run()
+    except Fatal as e:
+        logging.getLogger(__name__).critical("stopping: %s", e)
+        return 3
+    return 0

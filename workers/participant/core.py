@@ -1,0 +1,113 @@
+"""A participant's pure core, shared by inventory and payment: hold, commit or release amounts
+of keyed resources (units of a SKU, cents of a customer's balance) for one order at a time.
+
+Every effect has a natural key, the order id: a redelivered Prepare returns the recorded vote, a
+repeated Commit or Abort acknowledges again without a second effect.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping
+
+from schemas.events import Abort, Acked, Commit, OrderPlaced, Prepare, Voted
+
+
+@dataclass(frozen=True)
+class Resource:
+    participant: str                                  # "inventory" | "payment"
+    demand: Callable[[OrderPlaced], dict[str, int]]   # key -> amount the order needs
+    unknown: str                                      # refusal when a key does not exist
+    short: str                                        # refusal when a key has too little
+
+
+INVENTORY = Resource("inventory", lambda o: dict(_lines(o)), "unknown_sku", "out_of_stock")
+PAYMENT = Resource("payment", lambda o: {o.customer_id: o.total_cents}, "unknown_customer",
+                   "insufficient_funds")
+
+
+def _lines(order: OrderPlaced):
+    counts: Counter = Counter()
+    for line in order.items:
+        counts[line.sku] += line.quantity
+    return counts
+
+
+@dataclass(frozen=True)
+class Hold:
+    order_id: str
+    vote: str                       # yes | no
+    state: str                      # held | committed | released | refused | aborted
+    reason: str | None = None
+    amounts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    holds: dict[str, Hold]                       # new or changed, by order id
+    deltas: dict[str, list[int]]                 # key -> [available, held, final] changes
+    outputs: list                                # Voted / Acked events, in input order
+    anomalies: list[str]                         # protocol breaches, for the operator
+
+
+def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, Hold],
+          commands: list, now_ms: int) -> Outcome:
+    """Apply a batch of Prepare / Commit / Abort in order. `available` holds the current
+    available amount of every key the batch may touch (a missing key does not exist); `known`
+    the recorded hold of every order in the batch. Inputs are not mutated."""
+    avail = dict(available)
+    holds: dict[str, Hold] = {}
+    out = Outcome(holds, {}, [], [])
+
+    def move(amounts: Mapping[str, int], d_avail: int, d_held: int, d_final: int) -> None:
+        for key, n in amounts.items():
+            delta = out.deltas.setdefault(key, [0, 0, 0])
+            delta[0] += d_avail * n
+            delta[1] += d_held * n
+            delta[2] += d_final * n
+            avail[key] = avail.get(key, 0) + d_avail * n
+
+    for cmd in commands:
+        oid = cmd.order_id
+        hold = holds.get(oid) or known.get(oid)
+        if isinstance(cmd, Prepare):
+            if hold is None:
+                hold = _prepare(resource, cmd, avail, now_ms)
+                holds[oid] = hold
+                if hold.state == "held":
+                    move(hold.amounts, -1, +1, 0)
+            out.outputs.append(Voted(oid, resource.participant, hold.vote, hold.reason))
+        elif isinstance(cmd, Commit):
+            if hold is None or hold.state not in ("held", "committed"):
+                out.anomalies.append(f"{oid}: Commit for an order in state "
+                                     f"{hold.state if hold else 'unknown'}; not applied")
+                continue
+            if hold.state == "held":
+                holds[oid] = replace(hold, state="committed")
+                move(hold.amounts, 0, -1, +1)
+            out.outputs.append(Acked(oid, resource.participant, "commit"))
+        elif isinstance(cmd, Abort):
+            if hold is not None and hold.state == "committed":
+                out.anomalies.append(f"{oid}: Abort for a committed order; not applied")
+                continue
+            if hold is None:   # never prepared: a late Prepare must vote no
+                holds[oid] = Hold(oid, "no", "aborted", "aborted_before_prepare")
+            elif hold.state == "held":
+                holds[oid] = replace(hold, state="released")
+                move(hold.amounts, +1, -1, 0)
+            out.outputs.append(Acked(oid, resource.participant, "abort"))
+    return out
+
+
+def _prepare(resource: Resource, cmd: Prepare, avail: Mapping[str, int], now_ms: int) -> Hold:
+    oid = cmd.order_id
+    if now_ms > cmd.deadline_ms:
+        # the coordinator aborts at the deadline anyway: holding now would only lock stock
+        return Hold(oid, "no", "refused", "deadline_passed")
+    need = resource.demand(cmd.order)
+    for key, n in sorted(need.items()):
+        if key not in avail:
+            return Hold(oid, "no", "refused", resource.unknown)
+        if avail[key] < n:
+            return Hold(oid, "no", "refused", resource.short)
+    return Hold(oid, "yes", "held", None, need)

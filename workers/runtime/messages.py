@@ -1,0 +1,41 @@
+"""From Kafka messages to events and back: decode or dead-letter, encode keyed by order id."""
+from __future__ import annotations
+
+from confluent_kafka import Message
+
+from schemas import codec
+from schemas.errors import DeadLetter, UnknownEventError
+from workers.runtime.loop import Out
+
+REASON = "dlq.reason"      # dead-letter header names, read back by the replay tools
+
+
+def emit(topic: str, event) -> Out:
+    value, headers = codec.encode(event)
+    return Out(topic, event.order_id.encode(), value, headers)
+
+
+def dead_letter(msg: Message, error: DeadLetter, worker: str, now_ms: int, dlq_topic: str) -> Out:
+    headers = list(msg.headers() or [])
+    headers += [(REASON, error.reason.encode()), ("dlq.detail", str(error.detail).encode()[:1000]),
+                ("dlq.topic", msg.topic().encode()), ("dlq.partition", str(msg.partition()).encode()),
+                ("dlq.offset", str(msg.offset()).encode()), ("dlq.worker", worker.encode()),
+                ("dlq.at_ms", str(now_ms).encode())]
+    return Out(dlq_topic, msg.key(), msg.value(), headers)
+
+
+def decode_batch(messages: list[Message], metrics, now_ms: int, accepts: tuple[str, ...],
+                 dlq_topic: str, default_type: str | None = None):
+    """Decode every message; one that can never succeed (or carries an event this worker does
+    not take) becomes a dead letter, and the rest of the partition keeps flowing."""
+    events, dead = [], []
+    for msg in messages:
+        try:
+            event = codec.decode(msg.value(), msg.headers(), default_type=default_type)
+            if event.TYPE not in accepts:
+                raise UnknownEventError(f"{event.TYPE} does not belong on {msg.topic()}")
+            events.append((msg, event))
+        except DeadLetter as e:
+            metrics.dead_letters.labels(metrics.worker, e.reason).inc()
+            dead.append(dead_letter(msg, e, metrics.worker, now_ms, dlq_topic))
+    return events, dead

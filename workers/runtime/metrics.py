@@ -1,0 +1,42 @@
+"""Every Prometheus metric a worker exports, declared once. Labels are bounded: worker, topic,
+partition, outcome, reason — never an order id."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+MS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+class Metrics:
+    def __init__(self, worker: str, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r, w = self.registry, worker
+        self.worker = w
+        self.consumed = Counter("orderbus_messages_consumed_total", "Messages consumed",
+                                ["worker", "topic"], registry=r)
+        self.produced = Counter("orderbus_messages_produced_total", "Messages produced",
+                                ["worker", "topic"], registry=r)
+        self.batch_size = Histogram("orderbus_batch_size", "Messages per batch", ["worker"],
+                                    buckets=(1, 5, 10, 50, 100, 200, 500, 1000), registry=r)
+        self.batch_ms = Histogram("orderbus_batch_duration_ms", "Batch processing time, consume "
+                                  "to transaction commit", ["worker"], buckets=MS_BUCKETS, registry=r)
+        self.dead_letters = Counter("orderbus_dead_letters_total", "Messages sent to the dead-letter "
+                                    "topic", ["worker", "reason"], registry=r)
+        self.tx_aborts = Counter("orderbus_kafka_transaction_aborts_total", "Kafka transactions "
+                                 "aborted", ["worker"], registry=r)
+        self.rebalances = Counter("orderbus_rebalances_total", "Partition assignment changes",
+                                  ["worker", "kind"], registry=r)
+        self.assigned = Gauge("orderbus_assigned_partitions", "Partitions this instance owns",
+                              ["worker"], registry=r)
+        self.db_retries = Counter("orderbus_db_retries_total", "Database operations retried after "
+                                  "a transient error", ["worker"], registry=r)
+        self.decisions = Counter("orderbus_decisions_total", "Coordinator decisions",
+                                 ["outcome", "reason"], registry=r)
+        self.votes = Counter("orderbus_votes_total", "Participant votes", ["worker", "vote", "reason"],
+                             registry=r)
+        self.in_doubt = Gauge("orderbus_in_doubt_transactions", "Transactions with a yes vote and "
+                              "no decision yet", ["worker"], registry=r)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        if port:
+            start_http_server(port, addr=host, registry=self.registry)

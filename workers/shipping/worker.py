@@ -1,0 +1,30 @@
+"""Shipping: one shipment per confirmed order, exactly once (the order id is the key)."""
+from __future__ import annotations
+
+from schemas.events import StatusChanged
+from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS
+from workers.runtime.loop import Stateless
+from workers.runtime.db import Database, execute_values
+from workers.runtime.messages import decode_batch, emit
+
+
+class ShippingHandler(Stateless):
+    accepts = ("StatusChanged",)
+
+    def __init__(self, db: Database, names, metrics):
+        self.db, self.metrics = db, metrics
+        self.status = names.topic(ORDERS_STATUS)
+        self.topics = (self.status,)
+        self.dlq = names.topic(ORDERS_DLQ)
+
+    def process(self, messages, now_ms):
+        events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq)
+        confirmed = sorted({e.order_id for _, e in events if e.status == "CONFIRMED"})
+        if confirmed:
+            # a redelivered CONFIRMED finds the row and announces SHIPPED again: the status
+            # model ignores the repeat, and there is still one shipment
+            self.db.run(lambda cur: execute_values(
+                cur, "INSERT INTO shipments (order_id) VALUES %s ON CONFLICT DO NOTHING",
+                [(o,) for o in confirmed]))
+            outs += [emit(self.status, StatusChanged(o, "SHIPPED", None, now_ms)) for o in confirmed]
+        return outs

@@ -1,0 +1,49 @@
+"""The order-status read model: orders.status folded into a table. A status only moves forward
+(PENDING < CONFIRMED | REJECTED < SHIPPED), so a redelivered or late event never regresses it."""
+from __future__ import annotations
+
+from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS
+from workers.runtime.loop import Stateless
+from workers.runtime.db import Database, execute_values
+from workers.runtime.messages import decode_batch
+
+RANK = {"PENDING": 0, "CONFIRMED": 1, "REJECTED": 1, "SHIPPED": 2}
+
+UPSERT = """
+INSERT INTO {table} (order_id, status, reason, changed_ms) VALUES %s
+ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
+    changed_ms = EXCLUDED.changed_ms
+WHERE (CASE {table}.status WHEN 'PENDING' THEN 0 WHEN 'SHIPPED' THEN 2 ELSE 1 END)
+    < (CASE EXCLUDED.status WHEN 'PENDING' THEN 0 WHEN 'SHIPPED' THEN 2 ELSE 1 END)
+"""
+
+
+def latest(events) -> dict[str, tuple]:
+    """The furthest status per order in a batch (a SHIPPED keeps the reason of its decision)."""
+    best: dict[str, tuple] = {}
+    for e in events:
+        row = (e.order_id, e.status, e.reason, e.at_ms)
+        if e.order_id not in best or RANK[e.status] > RANK[best[e.order_id][1]]:
+            best[e.order_id] = row
+    return best
+
+
+def write(cur, events, table: str = "order_status") -> None:
+    rows = sorted(latest(events).values())
+    if rows:
+        execute_values(cur, UPSERT.format(table=table), rows)
+
+
+class StatusHandler(Stateless):
+    accepts = ("StatusChanged",)
+
+    def __init__(self, db: Database, names, metrics):
+        self.db, self.metrics = db, metrics
+        self.topics = (names.topic(ORDERS_STATUS),)
+        self.dlq = names.topic(ORDERS_DLQ)
+
+    def process(self, messages, now_ms):
+        events, dead = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq)
+        if events:
+            self.db.run(lambda cur: write(cur, [e for _, e in events]))
+        return dead
