@@ -61,11 +61,12 @@ class OrderPublisher:
         self._produce(event.order_id.encode("utf-8"), value, headers, on_delivery)
 
     def publish_raw(self, key: bytes | None, value: bytes,
-                    on_delivery: DeliveryCallback | None = None) -> None:
-        """Queue bytes as they are, unvalidated and without headers: the way to exercise the
+                    on_delivery: DeliveryCallback | None = None,
+                    headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Queue bytes as they are, unvalidated (headers too, if given): the way to exercise the
         dead-letter path with malformed orders."""
         _check_size(value)
-        self._produce(key, value, None, on_delivery)
+        self._produce(key, value, headers, on_delivery)
 
     def publish_sync(self, order: dict[str, Any], timeout: float = 30) -> tuple[int, int]:
         """Publish one order and wait for its acknowledgement; returns (partition, offset).

@@ -41,6 +41,7 @@ def test_outcomes_by_reason(pipe):
     assert st["nosku-1"] == ("REJECTED", "inventory:unknown_sku")
     assert st["nocust-1"] == ("REJECTED", "payment:unknown_customer")
     # all-or-nothing: the rejected orders hold and took nothing, in either database
+    pipe.wait_settled()
     assert pipe.sql("inventory", "SELECT sku, available, held, committed FROM stock ORDER BY sku") == [
         ("a-sku", 8, 0, 2), ("b-sku", 0, 0, 1)]
     assert pipe.sql("payments", "SELECT customer_id, balance_cents, held_cents, captured_cents "
@@ -54,6 +55,7 @@ def test_hot_sku_sells_exactly_its_stock(pipe):
     ids = [f"hot-{i}" for i in range(1000)]
     pipe.publish(*(order(o, f"hc{i % 50}", ("hot", 1, 10)) for i, o in enumerate(ids)))
     st = pipe.wait_final(ids, timeout_s=120)
+    pipe.wait_settled()
     confirmed = [o for o in ids if st[o][0] == "SHIPPED"]
     assert len(confirmed) == 100
     assert {st[o] for o in ids if o not in confirmed} == {("REJECTED", "inventory:out_of_stock")}
@@ -70,6 +72,7 @@ def test_balance_covers_exactly_three_of_five(pipe):
     pipe.publish(*(order(o, "b3-cust", ("b3-sku", 1, 100)) for o in ids))
     st = pipe.wait_final(ids)
     assert sorted(s for s, _ in st.values()) == ["REJECTED", "REJECTED", "SHIPPED", "SHIPPED", "SHIPPED"]
+    pipe.wait_settled()
     assert pipe.sql("payments", "SELECT balance_cents, held_cents, captured_cents FROM accounts "
                     "WHERE customer_id = 'b3-cust'") == [(0, 0, 300)]
 
@@ -83,6 +86,7 @@ def test_same_order_three_times_is_one_charge_and_a_conflict_is_a_dead_letter(pi
     pipe.publish(order("dup-1", "d-cust", ("d-sku", 2, 100)))     # same id, other content
     pipe.publish(order("dup-after", "d-cust", ("d-sku", 1, 100)))
     pipe.wait_final(["dup-after"])
+    pipe.wait_settled()
     assert pipe.sql("payments", "SELECT captured_cents FROM accounts WHERE customer_id = 'd-cust'") == [(200,)]
     assert pipe.sql("shipping", "SELECT count(*) FROM shipments WHERE order_id = 'dup-1'") == [(1,)]
     dead = [d for d in pipe.dead_letters() if d["key"] == b"dup-1"]

@@ -1,0 +1,159 @@
+"""Operating commands against the real cluster and the test's own databases: publish, seed, report,
+order. The shared service databases are never touched: the CLI runs in a subprocess whose DSNs
+point at databases made for the test."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from infra.postgres import databases
+from orderbus.report import count_dead_letters
+from schemas.codec import decode
+from topics.producer import OrderPublisher
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ("orders", "inventory", "payments", "shipping")
+
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """Kafka's Java DefaultPartitioner for a keyed record (Utils.murmur2, then toPositive)."""
+    m, r, length = 0x5BD1E995, 24, len(key)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(key[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = key[length - length % 4:]
+    for i in reversed(range(len(tail))):
+        h ^= tail[i] << (8 * i)
+    if tail:
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def read(settings, topic: str, partitions: int, expected: int, timeout: float = 30) -> list:
+    consumer = Consumer(settings.kafka(**{"group.id": f"{topic}.reader", "enable.auto.commit": False,
+                                          "isolation.level": "read_committed"}))
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out: list = []
+    try:
+        for _ in range(int(timeout * 2)):
+            out += [m for m in consumer.consume(1000, timeout=0.5) if m.error() is None]
+            if len(out) >= expected:
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+ORDER = {"order_id": "op-42", "customer_id": "cust-0001", "currency": "EUR", "total_cents": 700,
+         "items": [{"sku": "sku-0001", "quantity": 2, "unit_price_cents": 200},
+                   {"sku": "sku-0002", "quantity": 1, "unit_price_cents": 300}]}
+
+
+def test_publish_sync_lands_keyed_on_the_java_partition_with_headers(settings, make_topic):
+    topic = make_topic(partitions=6)
+    publisher = OrderPublisher(settings.kafka(), topic=topic)
+    partition, offset = publisher.publish_sync(ORDER, timeout=30)
+    assert partition == murmur2_partition(b"op-42", 6) and offset >= 0
+    [msg] = read(settings, topic, 6, expected=1)
+    assert (msg.key(), msg.partition(), msg.offset()) == (b"op-42", partition, offset)
+    assert dict(msg.headers()) == {"type": b"OrderPlaced", "version": b"1"}
+    assert decode(msg.value(), msg.headers()).to_dict() == ORDER
+
+
+@pytest.fixture
+def private_env(settings, unique, tmp_path):
+    """Env for a CLI subprocess whose four databases (and home) belong to this test alone."""
+    layout = settings.layout()
+    env = {**os.environ, "ORDERBUS_HOME": str(tmp_path),
+           "ORDERBUS_KAFKA_BOOTSTRAP": settings.bootstrap}
+    made = []
+    try:
+        for service in SERVICES:
+            name = f"{unique}_{service}"
+            databases.ensure(layout, name, service)
+            made.append(name)
+            env[f"ORDERBUS_DSN_{service.upper()}"] = databases.dsn(layout, name)
+        yield env
+    finally:
+        for name in made:
+            databases.drop(layout, name)
+            (layout.secrets_dir / f"pg-{name}.password").unlink(missing_ok=True)
+
+
+def cli(env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orderbus", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_seed_catalog_then_report_and_publish(private_env, tmp_path, make_topic, settings):
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"skus": {"sku-a": 5, "sku-b": 0, "hot": 1000},
+                                   "customers": {"rich": 10**9, "poor": 1}}))
+    # --force: the check looks at the shared cluster's worker groups, which say nothing about
+    # this test's private databases and may be busy with the lead's workers at any time
+    done = cli(private_env, "seed", "--catalog", str(catalog), "--price-cents", "250", "--force")
+    assert done.returncode == 0, done.stderr
+    done = cli(private_env, "report", "--json", "--detail")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["orders"] == {"placed": 0, "pending": 0, "confirmed": 0, "rejected": 0,
+                                "shipped": 0}
+    assert report["in_doubt"] == 0 and report["rejected_by_reason"] == {}
+    assert report["stock"] == {"initial": 1005, "available": 1005, "held": 0, "committed": 0}
+    assert report["money"]["balance_cents"] == 10**9 + 1
+    assert report["stock_by_sku"]["sku-b"]["available"] == 0
+    assert report["money_by_customer"]["poor"] == {"initial_cents": 1, "balance_cents": 1,
+                                                   "held_cents": 0, "captured_cents": 0}
+    assert cli(private_env, "report").returncode == 0
+
+    # generate against the seeded catalog, to the test's own topic
+    topic = make_topic(partitions=3)
+    done = cli(private_env, "publish", "--generate", "40", "--seed", "9", "--invalid-share",
+               "0.25", "--topic", topic, "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["published"], summary["delivered"], summary["invalid"]) == (40, 40, 10)
+    messages = read(settings, topic, 3, expected=40)
+    assert len(messages) == 40
+    valid = [m for m in messages if m.headers()]    # invalid ones go raw, without the envelope
+    assert len(valid) == 30
+    prices = {line.unit_price_cents for m in valid for line in decode(m.value(), m.headers()).items}
+    assert prices == {250}      # the price `seed` recorded
+
+
+def test_seed_and_order_refuse_bad_input(private_env, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"skus": {"a": -1}, "customers": {}}))
+    done = cli(private_env, "seed", "--catalog", str(bad), "--force")
+    assert done.returncode == 2 and "skus['a'] = -1" in done.stderr
+    done = cli(private_env, "seed", "--skus", "2", "--force")
+    assert done.returncode == 2 and "--stock" in done.stderr
+    done = cli(private_env, "order", "no-such-order", "--json")
+    assert done.returncode == 1 and "no-such-order" in done.stderr
+    done = cli(private_env, "publish", "--generate", "5", "--topic", "unused")
+    assert done.returncode == 2 and "orderbus seed" in done.stderr
+
+
+def test_dead_letter_count_skips_aborted_writes_and_markers(settings, make_topic, unique):
+    topic = make_topic(partitions=2)
+    producer = Producer(settings.kafka(**{"transactional.id": f"{unique}.tx"}))
+    producer.init_transactions(30)
+    for commit, n in ((True, 3), (False, 2), (True, 1)):
+        producer.begin_transaction()
+        for i in range(n):
+            producer.produce(topic, key=f"k{i}".encode(), value=b"dead")
+        (producer.commit_transaction if commit else producer.abort_transaction)(30)
+    assert count_dead_letters(settings, topic=topic) == (4, True)
