@@ -13,6 +13,7 @@ MODULES = (
     "orderbus.cmd_cluster",     # up, down, status
     "orderbus.cmd_orders",      # seed, publish, order, report
     "orderbus.cmd_run",         # run, worker
+    "orderbus.cmd_demo",        # demo, bench
 )
 
 

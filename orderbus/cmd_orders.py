@@ -87,6 +87,16 @@ def _seed(args, settings) -> int:
         if busy:
             raise UsageError(f"workers are running in {', '.join(busy)}; stop them first "
                              "(or --force to reset under them)")
+    reset_catalog(settings, skus, customers)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / SEED_FILE).write_text(json.dumps({"price_cents": args.price_cents}) + "\n")
+    print(f"seeded {len(skus)} skus ({sum(skus.values())} units), {len(customers)} customers "
+          f"({sum(customers.values())} cents); orders cleared")
+    return 0
+
+
+def reset_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> None:
+    """Stock and balances as given; orders, holds and shipments cleared."""
     _reset(settings, "orders", ["DELETE FROM order_status", "DELETE FROM orders"])
     _reset(settings, "shipping", ["DELETE FROM shipments"])
     _reset(settings, "inventory", ["DELETE FROM holds", "DELETE FROM stock"],
@@ -95,11 +105,6 @@ def _seed(args, settings) -> int:
     _reset(settings, "payments", ["DELETE FROM holds", "DELETE FROM accounts"],
            "INSERT INTO accounts (customer_id, initial_cents, balance_cents, held_cents,"
            " captured_cents) VALUES %s", [(c, b, b, 0, 0) for c, b in customers.items()])
-    settings.home.mkdir(parents=True, exist_ok=True)
-    (settings.home / SEED_FILE).write_text(json.dumps({"price_cents": args.price_cents}) + "\n")
-    print(f"seeded {len(skus)} skus ({sum(skus.values())} units), {len(customers)} customers "
-          f"({sum(customers.values())} cents); orders cleared")
-    return 0
 
 
 def _catalog(args) -> tuple[dict[str, int], dict[str, int]]:

@@ -19,7 +19,7 @@ WHERE (CASE {table}.status WHEN 'PENDING' THEN 0 WHEN 'SHIPPED' THEN 2 ELSE 1 EN
 
 
 def latest(events) -> dict[str, tuple]:
-    """The furthest status per order in a batch (a SHIPPED keeps the reason of its decision)."""
+    """The furthest status per order in a batch."""
     best: dict[str, tuple] = {}
     for e in events:
         row = (e.order_id, e.status, e.reason, e.at_ms)

@@ -1,0 +1,146 @@
+"""`orderbus bench`: end-to-end throughput and latency, from publish to final status
+(SHIPPED or REJECTED) as a reader of orders.status sees it, in a sandbox on the local cluster."""
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from orderbus.generate import order_body
+from orderbus.sandbox import Sandbox
+from schemas import codec
+from topics.catalogue import ORDERS_STATUS
+from workers.main import WORKERS
+
+FINAL = ("SHIPPED", "REJECTED")
+
+
+class StatusWatcher(threading.Thread):
+    """Notes when each order's final status becomes visible to a read_committed reader."""
+
+    def __init__(self, settings, topic: str):
+        super().__init__(daemon=True)
+        self.consumer = Consumer(settings.kafka(**{"group.id": "bench-watcher", "log_level": 3,
+                                                   "isolation.level": "read_committed",
+                                                   "enable.auto.commit": False}))
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(ORDERS_STATUS.partitions)])
+        self.final: dict[str, tuple[float, str]] = {}
+        self.decided: dict[str, float] = {}
+        self.running = True
+
+    def run(self):
+        while self.running:
+            for msg in self.consumer.consume(1000, timeout=0.1):
+                if msg.error():
+                    continue
+                now = time.monotonic()
+                event = codec.decode(msg.value(), msg.headers())
+                if event.status in FINAL:
+                    self.final.setdefault(event.order_id, (now, event.status))
+                if event.status in ("CONFIRMED", "REJECTED"):
+                    self.decided.setdefault(event.order_id, now)
+        self.consumer.close()
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, sup):
+        super().__init__(daemon=True)
+        self.sup, self.peak, self.running = sup, {}, True
+
+    def run(self):
+        while self.running:
+            for c in self.sup.children:
+                if c.proc and c.proc.poll() is None:
+                    try:
+                        with open(f"/proc/{c.proc.pid}/status") as f:
+                            kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
+                    except (OSError, StopIteration):
+                        continue
+                    self.peak[c.label] = max(self.peak.get(c.label, 0), kb / 1024)
+            time.sleep(0.5)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else 0.0
+
+
+def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = False,
+          instances: int = 1, timeout_s: float = 300, log=print) -> dict:
+    counts = {w: instances for w in WORKERS}
+    with Sandbox(settings, counts=counts) as sb:
+        customers = [f"c{i:04d}" for i in range(200)]
+        skus = ["hot"] if hot else [f"sku-{i:03d}" for i in range(100)]
+        stock = {"hot": orders // 2} if hot else {s: orders for s in skus}
+        sb.seed(stock=stock, accounts={c: 10**12 for c in customers})
+        watcher = StatusWatcher(sb.settings, sb.status_topic)
+        watcher.start()
+        sb.start()
+        rss = RssSampler(sb.sup)
+        rss.start()
+        log(f"sandbox {sb.tag}: {sum(counts.values())} worker processes; warming up")
+        warm = [f"warm-{i}" for i in range(24)]
+        for i, oid in enumerate(warm):
+            sb.publisher.publish(order_body(oid, customers[i % 200], [(skus[i % len(skus)], 1, 100)]))
+        sb.publisher.flush(30)
+        _wait(lambda: all(o in watcher.final for o in warm), 90, "warm-up orders")
+        sent: dict[str, float] = {}
+        t0 = time.monotonic()
+        for i in range(orders):
+            if rate:
+                ahead = t0 + i / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            oid = f"b-{i}"
+            lines = [(skus[0] if hot else skus[(i * 7) % len(skus)], 1, 100 + i % 50)]
+            sent[oid] = time.monotonic()
+            sb.publisher.publish(order_body(oid, customers[i % 200], lines))
+            if i % 1000 == 999:
+                log(f"  published {i + 1}/{orders}; final so far {len(watcher.final) - len(warm)}")
+        sb.publisher.flush(60)
+        publish_s = time.monotonic() - t0
+        _wait(lambda: all(o in watcher.final for o in sent), timeout_s, "benchmark orders")
+        watcher.running = rss.running = False
+        last = max(watcher.final[o][0] for o in sent)
+        lat = [(watcher.final[o][0] - sent[o]) * 1000 for o in sent]
+        dec = [(watcher.decided[o] - sent[o]) * 1000 for o in sent if o in watcher.decided]
+        outcome = [watcher.final[o][1] for o in sent]
+        return {
+            "orders": orders, "hot": hot, "offered_rate": rate, "instances": instances,
+            "orders_per_s": round(orders / (last - t0), 1),
+            "publish_s": round(publish_s, 2), "total_s": round(last - t0, 2),
+            "p50_ms": round(percentile(lat, 0.50), 1), "p99_ms": round(percentile(lat, 0.99), 1),
+            "max_ms": round(max(lat), 1), "mean_ms": round(statistics.fmean(lat), 1),
+            "decided_p50_ms": round(percentile(dec, 0.50), 1),
+            "decided_p99_ms": round(percentile(dec, 0.99), 1),
+            "confirmed": outcome.count("SHIPPED"), "rejected": outcome.count("REJECTED"),
+            "rss_mb": {k: round(v, 1) for k, v in sorted(rss.peak.items())},
+            "worker_restarts": sum(c.restarts for c in sb.sup.children),
+        }
+
+
+def _wait(cond, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not final after {timeout_s:.0f}s")
+        time.sleep(0.1)
+
+
+def render(r: dict) -> str:
+    rss = ", ".join(f"{k} {v:.0f}" for k, v in r["rss_mb"].items())
+    return (f"{r['orders']} orders{' (flash sale: one SKU)' if r['hot'] else ''}, offered "
+            f"{r['offered_rate'] or 'max'}/s, {r['instances']} instance(s) per worker\n"
+            f"  throughput  {r['orders_per_s']} orders/s (publish to last final status "
+            f"{r['total_s']} s)\n"
+            f"  latency     p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
+            f"(to SHIPPED/REJECTED); decided p99 {r['decided_p99_ms']} ms\n"
+            f"  outcome     {r['confirmed']} confirmed+shipped, {r['rejected']} rejected\n"
+            f"  peak RSS MB {rss}")
+
+
+def to_json(r: dict) -> str:
+    return json.dumps(r, indent=2)

@@ -1,0 +1,33 @@
+"""demo, bench."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    s = sub.add_parser("demo", help="start everything, run a mixed batch of orders, print the report")
+    s.set_defaults(func=_demo)
+    s = sub.add_parser("bench", help="end-to-end throughput and latency in a sandbox pipeline")
+    s.add_argument("--orders", type=int, default=5000)
+    s.add_argument("--rate", type=float, default=None, help="offered orders/s (default: as fast "
+                   "as the producer can)")
+    s.add_argument("--hot", action="store_true", help="flash sale: every order for one SKU")
+    s.add_argument("--instances", type=int, default=1, help="instances of each worker")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_bench)
+
+
+def _demo(args, settings):
+    from orderbus.demo import demo
+    return demo(settings)
+
+
+def _bench(args, settings):
+    import sys
+
+    from orderbus.bench import bench, render, to_json
+    from orderbus.cli import UsageError
+    if args.orders < 1 or args.instances < 1 or (args.rate is not None and args.rate <= 0):
+        raise UsageError("--orders and --instances must be at least 1, --rate positive")
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    result = bench(settings, args.orders, args.rate, args.hot, args.instances, log=log)
+    print(to_json(result) if args.json else render(result))
+    return 0
