@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -41,7 +42,7 @@ def build(name: str, settings, metrics: Metrics):
 
 def run(name: str, instance: int, settings, metrics_port: int = 0, protocol: str = "classic",
         static: bool = False) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=os.environ.get("ORDERBUS_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format=f"%(asctime)s {name}-{instance} %(levelname)s %(message)s")
     metrics = Metrics(name)
     metrics.serve(metrics_port)

@@ -1,6 +1,12 @@
 """The coordinator shell: folds tx.log, announces decisions, appends deadlines, re-sends decisions
-until every participant has acknowledged. Its open transactions live in a compacted changelog
-written in the same Kafka transaction as its outputs and input offsets."""
+until every participant has acknowledged.
+
+Its open transactions are a cache of the fold. With every batch it commits, in the same Kafka
+transaction as its outputs, the input offset and (as the offset's metadata) the offset of the
+oldest TxBegun still open on that partition. A new owner re-folds tx.log from there to the
+committed offset — typically a deadline's worth of events, read in well under a second — so no
+state store is written on the hot path and none can disagree with the log.
+"""
 from __future__ import annotations
 
 import logging
@@ -8,15 +14,16 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from topics.catalogue import COORDINATOR_STATE, ORDERS_DLQ, ORDERS_STATUS, TX_LOG
-from workers.coordinator import state
-from workers.coordinator.fold import Timers, due, in_doubt, is_finished, step
+from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
+from workers.coordinator.fold import due, in_doubt
+from workers.coordinator.partition import Partition
 from workers.runtime.crash import CrashPoints
 from workers.runtime.loop import Out
 from workers.runtime.messages import decode_batch, emit
 
 log = logging.getLogger(__name__)
 TICK_MS = 250
+REFOLD_FROM = "refold_from="
 
 
 class CoordinatorHandler:
@@ -24,108 +31,107 @@ class CoordinatorHandler:
 
     def __init__(self, settings, names, metrics, resend_after_ms: int = 3000):
         self.settings, self.metrics, self.resend_after_ms = settings, metrics, resend_after_ms
-        self.topics = (names.topic(TX_LOG),)
-        self.changelog = names.topic(COORDINATOR_STATE)
-        self.dest = {"tx.log": names.topic(TX_LOG), "status": names.topic(ORDERS_STATUS),
+        self.tx_log = names.topic(TX_LOG)
+        self.topics = (self.tx_log,)
+        self.dest = {"tx.log": self.tx_log, "status": names.topic(ORDERS_STATUS),
                      "inventory": names.commands("inventory"), "payment": names.commands("payment")}
         self.dlq = names.topic(ORDERS_DLQ)
-        self.open: dict[int, dict[str, tuple]] = {}     # partition -> order id -> (Tx, Timers)
+        self.group = names.group("coordinator")
+        self.partitions: dict[int, Partition] = {}
+        self.next_offset: dict[int, int] = {}
         self.crash = CrashPoints(metrics.worker)
         self.last_tick = 0
 
-    # -- partitions come and go: restore the cache of the fold from the changelog
+    # -- partitions come and go: re-fold each new one from where its oldest open order began
     def assigned(self, partitions):
-        wanted = [tp.partition for tp in partitions if tp.topic == self.topics[0]]
+        wanted = [tp.partition for tp in partitions if tp.topic == self.tx_log]
         if not wanted:
             return
         t0 = time.monotonic()
-        restored = restore(self.settings, self.changelog, wanted)
-        for p in wanted:
-            self.open[p] = restored.get(p, {})
-        log.info("restored %d open transactions of partitions %s in %.2fs",
-                 sum(len(restored.get(p, {})) for p in wanted), wanted, time.monotonic() - t0)
+        rebuilt = refold(self.settings, self.group, self.tx_log, wanted)
+        self.partitions.update(rebuilt)
+        log.info("re-folded %d open transactions of partitions %s in %.2fs",
+                 sum(len(p.open) for p in rebuilt.values()), wanted, time.monotonic() - t0)
 
     def revoked(self, partitions):
         for tp in partitions:
-            if tp.topic == self.topics[0]:
-                self.open.pop(tp.partition, None)
+            if tp.topic == self.tx_log:
+                self.partitions.pop(tp.partition, None)
+
+    def offset_metadata(self, topic, partition):
+        part = self.partitions.get(partition)
+        nxt = self.next_offset.get(partition, 0)
+        return f"{REFOLD_FROM}{part.refold_from(nxt) if part else nxt}"
 
     def process(self, messages, now_ms):
         events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq)
-        dirty: dict[str, int] = {}
+        for msg in messages:
+            self.next_offset[msg.partition()] = msg.offset() + 1
         for msg, event in events:
-            table = self.open.setdefault(msg.partition(), {})
-            entry = table.get(event.order_id)
-            if entry is None and event.TYPE != "TxBegun":
-                continue   # a late event of an order already finished and forgotten
-            tx, timers = entry or (None, Timers(first_seen_ms=now_ms))
-            tx, decided = step(tx, event, now_ms)
-            table[event.order_id] = (tx, timers)
-            dirty[event.order_id] = msg.partition()
+            part = self.partitions.setdefault(msg.partition(), Partition())
+            decided = part.apply(msg.offset(), event, now_ms)
             if decided:
                 self.crash.reach("after_decision")
-                self.metrics.decisions.labels(tx.outcome, _reason_label(tx.reason)).inc()
+                tx = decided[0][1]
+                self.metrics.decisions.labels(tx.outcome, tx.reason or "").inc()
                 outs += [emit(self.dest[d], e) for d, e in decided]
-        return outs + self._save(dirty)
+        return outs
 
     def tick(self, now_ms):
         if now_ms - self.last_tick < TICK_MS:
             return []
         self.last_tick = now_ms
-        outs, dirty, doubtful = [], {}, 0
-        for partition, table in self.open.items():
-            for oid, (tx, timers) in table.items():
+        outs, doubtful = [], 0
+        for part in self.partitions.values():
+            for oid, (tx, timers) in part.open.items():
                 doubtful += in_doubt(tx)
                 new_timers, sent = due(tx, timers, now_ms, self.resend_after_ms)
-                if new_timers != timers:
-                    table[oid] = (tx, new_timers)
-                    dirty[oid] = partition
+                if new_timers is not timers:
+                    part.open[oid] = (tx, new_timers)
                 outs += [emit(self.dest[d], e) for d, e in sent]
         self.metrics.in_doubt.labels(self.metrics.worker).set(doubtful)
-        return outs + self._save(dirty)
-
-    def _save(self, dirty: dict[str, int]) -> list[Out]:
-        outs = []
-        for oid, partition in dirty.items():
-            tx, timers = self.open[partition][oid]
-            if is_finished(tx):
-                del self.open[partition][oid]
-                outs.append(Out(self.changelog, oid.encode(), None, None, partition))  # tombstone
-            else:
-                outs.append(Out(self.changelog, oid.encode(), state.dumps(tx, timers), None,
-                                partition))
         return outs
 
 
-def _reason_label(reason: str | None) -> str:
-    return reason or ""   # bounded: "participant:code" or "deadline"
-
-
-def restore(settings, topic: str, partitions: list[int], idle_s: float = 0.5) -> dict[int, dict]:
-    """Read the changelog partitions (committed records only) up to their end."""
-    consumer = Consumer(settings.kafka(**{"group.id": "unused", "enable.auto.commit": False,
+def refold(settings, group: str, topic: str, partitions: list[int],
+           idle_s: float = 0.3) -> dict[int, Partition]:
+    """Rebuild the open transactions of `partitions` from tx.log alone: from the committed
+    refold point (or the beginning) up to the committed offset."""
+    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False,
                                           "isolation.level": "read_committed", "log_level": 3}))
-    out: dict[int, dict] = {p: {} for p in partitions}
+    out = {p: Partition() for p in partitions}
     try:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-                for p in partitions}
-        todo = {p for p in partitions if ends[p] > 0}
-        consumer.assign([TopicPartition(topic, p, 0) for p in todo])
-        idle_since = time.monotonic()
-        while todo:
-            msgs = consumer.consume(1000, timeout=0.1)
-            if not msgs and time.monotonic() - idle_since > idle_s:
-                break   # the end is a transaction marker: no record will come
-            for msg in msgs:
-                if msg.error():
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
+        ranges = {}
+        for tp in committed:
+            if tp.offset <= 0:
+                continue   # nothing committed: the group consumer starts from the beginning
+            meta = tp.metadata or ""
+            start = int(meta[len(REFOLD_FROM):]) if meta.startswith(REFOLD_FROM) else 0
+            if start < tp.offset:
+                ranges[tp.partition] = (start, tp.offset)
+        if not ranges:
+            return out
+        consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in ranges.items()])
+        todo, idle_since, now_ms = set(ranges), time.monotonic(), int(time.time() * 1000)
+        from schemas import codec
+        from schemas.errors import DeadLetter
+        while todo and time.monotonic() - idle_since < idle_s:
+            for msg in consumer.consume(1000, timeout=0.05):
+                if msg.error() or msg.partition() not in todo:
                     continue
                 idle_since = time.monotonic()
-                table = out[msg.partition()]
-                if msg.value() is None:
-                    table.pop(msg.key().decode(), None)
-                else:
-                    table[msg.key().decode()] = state.loads(msg.value())
-                if msg.offset() + 1 >= ends[msg.partition()]:
+                end = ranges[msg.partition()][1]
+                if msg.offset() >= end:
+                    todo.discard(msg.partition())
+                    continue
+                try:
+                    event = codec.decode(msg.value(), msg.headers())
+                except DeadLetter:
+                    continue   # dead-lettered when it was first read
+                if event.TYPE in TX_LOG.events:
+                    out[msg.partition()].apply(msg.offset(), event, now_ms)
+                if msg.offset() + 1 >= end:
                     todo.discard(msg.partition())
     finally:
         consumer.close()
