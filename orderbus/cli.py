@@ -14,6 +14,10 @@ MODULES = (
     "orderbus.cmd_orders",      # seed, publish, order, report
     "orderbus.cmd_run",         # run, worker
     "orderbus.cmd_demo",        # demo, bench
+    "orderbus.cmd_verify",      # verify, chaos
+    "orderbus.cmd_lag",         # lag
+    "orderbus.cmd_tracker",     # stuck (the tracker itself runs under `run tracker`)
+    "orderbus.cmd_replay",      # replay dlq | reset | rebuild | audit
 )
 
 
