@@ -7,10 +7,10 @@ from contextlib import closing
 from datetime import datetime, timezone
 
 import psycopg2
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from orderbus.settings import Settings
 from topics.catalogue import ORDERS_DLQ
+from topics.read import IncompleteRead, read
 
 # a report must come back even when the DLQ is large or a transaction on it is still open
 DLQ_READ_SECONDS = 15.0
@@ -76,40 +76,15 @@ def count_dead_letters(settings: Settings, timeout: float = DLQ_READ_SECONDS,
                        topic: str = ORDERS_DLQ.name) -> tuple[int, bool]:
     """(messages in the DLQ, whether the count is complete). Read, not computed from watermarks:
     the offsets of a transactional topic also count commit markers and aborted writes."""
-    consumer = Consumer(settings.kafka(**{
-        "group.id": "orderbus.report",   # assign() only: never joins or commits, so leaves no trace
-        "enable.auto.commit": False,
-        "isolation.level": "read_committed",   # aborted dead letters were never written
-        "enable.partition.eof": True,     # tells us when a partition is read to its end
-        "log_level": 3,
-    }))
+    count = 0
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        if meta.error is not None:
-            return 0, meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-        todo: dict[int, int] = {}
-        for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p),
-                                                       timeout=10)
-            if high > low:
-                todo[p] = high
-        if not todo:
-            return 0, True
-        consumer.assign([TopicPartition(topic, p, -2) for p in todo])  # -2: beginning
-        count, deadline = 0, time.monotonic() + timeout
-        while todo and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, timeout=0.5):
-                err = msg.error()
-                if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(f"reading {topic}: {err}")
-                if err is None and msg.offset() < todo.get(msg.partition(), -1):
-                    count += 1
-                # an EOF, or reaching the end offset seen at the start, finishes a partition
-                if err is not None or msg.offset() + 1 >= todo.get(msg.partition(), 0):
-                    todo.pop(msg.partition(), None)
-        return count, not todo
-    finally:
-        consumer.close()
+        for _ in read(settings.kafka(), topic, timeout_s=timeout):
+            count += 1
+    except IncompleteRead:
+        return count, False
+    except KeyError:
+        return 0, True     # no dead-letter topic yet: none written
+    return count, True
 
 
 def order_view(settings: Settings, order_id: str) -> dict | None:

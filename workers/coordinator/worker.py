@@ -14,7 +14,10 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
+from schemas import codec
+from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
+from topics.read import read
 from workers.coordinator.fold import due, in_doubt
 from workers.coordinator.partition import Partition
 from workers.runtime.crash import CrashPoints
@@ -93,46 +96,29 @@ class CoordinatorHandler:
         return outs
 
 
-def refold(settings, group: str, topic: str, partitions: list[int],
-           idle_s: float = 0.3) -> dict[int, Partition]:
+def refold(settings, group: str, topic: str, partitions: list[int]) -> dict[int, Partition]:
     """Rebuild the open transactions of `partitions` from tx.log alone: from the committed
-    refold point (or the beginning) up to the committed offset."""
+    refold point up to the committed offset."""
     consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False,
-                                          "isolation.level": "read_committed", "log_level": 3}))
-    out = {p: Partition() for p in partitions}
+                                          "log_level": 3}))
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
-        ranges = {}
-        for tp in committed:
-            if tp.offset <= 0:
-                continue   # nothing committed: the group consumer starts from the beginning
-            meta = tp.metadata or ""
-            start = int(meta[len(REFOLD_FROM):]) if meta.startswith(REFOLD_FROM) else 0
-            if start < tp.offset:
-                ranges[tp.partition] = (start, tp.offset)
-        if not ranges:
-            return out
-        consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in ranges.items()])
-        todo, idle_since, now_ms = set(ranges), time.monotonic(), int(time.time() * 1000)
-        from schemas import codec
-        from schemas.errors import DeadLetter
-        while todo and time.monotonic() - idle_since < idle_s:
-            for msg in consumer.consume(1000, timeout=0.05):
-                if msg.error() or msg.partition() not in todo:
-                    continue
-                idle_since = time.monotonic()
-                end = ranges[msg.partition()][1]
-                if msg.offset() >= end:
-                    todo.discard(msg.partition())
-                    continue
-                try:
-                    event = codec.decode(msg.value(), msg.headers())
-                except DeadLetter:
-                    continue   # dead-lettered when it was first read
-                if event.TYPE in TX_LOG.events:
-                    out[msg.partition()].apply(msg.offset(), event, now_ms)
-                if msg.offset() + 1 >= end:
-                    todo.discard(msg.partition())
     finally:
         consumer.close()
+    starts, stops = {}, {}
+    for tp in committed:
+        meta = tp.metadata or ""
+        start = int(meta[len(REFOLD_FROM):]) if meta.startswith(REFOLD_FROM) else 0
+        if 0 <= start < tp.offset:      # nothing committed: the group starts at the beginning
+            starts[tp.partition], stops[tp.partition] = start, tp.offset
+    out = {p: Partition() for p in partitions}
+    if starts:
+        now_ms = int(time.time() * 1000)
+        for msg in read(settings.kafka(), topic, starts, stops, timeout_s=60):
+            try:
+                event = codec.decode(msg.value(), msg.headers())
+            except DeadLetter:
+                continue   # dead-lettered when it was first read
+            if event.TYPE in TX_LOG.events:
+                out[msg.partition()].apply(msg.offset(), event, now_ms)
     return out

@@ -1,0 +1,63 @@
+"""Reading a topic from a start to its end, committed records only, without joining a group."""
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+BEGINNING = -2
+
+
+class IncompleteRead(TimeoutError):
+    pass
+
+
+def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
+         stops: dict[int, int] | None = None, timeout_s: float = 120.0) -> Iterator[Message]:
+    """Yield the committed records of `topic` from `starts` (default: the beginning of every
+    partition) until each partition's end (or its offset in `stops`, exclusive). Raises
+    IncompleteRead when the end is not reached in time, so a reader never mistakes a slow read
+    for a short topic."""
+    consumer = Consumer({**client_config, "group.id": "orderbus.reader", "log_level": 3,
+                         "enable.auto.commit": False,
+                         "isolation.level": "read_committed",   # aborted writes never happened
+                         "enable.partition.eof": True})         # says when a partition is done
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        if meta.error is not None:
+            raise KeyError(f"topic {topic} does not exist ({meta.error.str()})")
+        partitions = sorted(meta.partitions) if starts is None else sorted(starts)
+        todo = set()
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            start = (starts or {}).get(p, BEGINNING)
+            stop = (stops or {}).get(p, high)
+            if high > low and stop > max(start, low):
+                todo.add(p)
+        if not todo:
+            return
+        consumer.assign([TopicPartition(topic, p, (starts or {}).get(p, BEGINNING)) for p in todo])
+        deadline = time.monotonic() + timeout_s
+        while todo:
+            if time.monotonic() > deadline:
+                raise IncompleteRead(f"{topic}: partitions {sorted(todo)} not read to their end "
+                                     f"in {timeout_s:.0f}s")
+            for msg in consumer.consume(1000, timeout=0.5):
+                p, err = msg.partition(), msg.error()
+                if p not in todo:
+                    continue
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        todo.discard(p)
+                        continue
+                    raise RuntimeError(f"reading {topic}: {err}")
+                stop = (stops or {}).get(p)
+                if stop is not None and msg.offset() >= stop:
+                    todo.discard(p)
+                    continue
+                yield msg
+                if stop is not None and msg.offset() + 1 >= stop:
+                    todo.discard(p)
+    finally:
+        consumer.close()
