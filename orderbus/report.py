@@ -2,7 +2,6 @@
 one dict (``build_report``), and one order across every service (``order_view``). Read only."""
 from __future__ import annotations
 
-import time
 from contextlib import closing
 from datetime import datetime, timezone
 

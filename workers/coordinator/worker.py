@@ -21,7 +21,6 @@ from topics.read import read
 from workers.coordinator.fold import due, in_doubt
 from workers.coordinator.partition import Partition
 from workers.runtime.crash import CrashPoints
-from workers.runtime.loop import Out
 from workers.runtime.messages import decode_batch, emit
 
 log = logging.getLogger(__name__)
