@@ -1,0 +1,113 @@
+"""What `orderbus verify` checks against: everything read once, committed data only."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import psycopg2
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas import codec
+from schemas.errors import DeadLetter
+from topics.catalogue import ORDERS_DLQ, ORDERS_PLACED, TX_LOG
+from topics.read import read
+from workers.coordinator.fold import fold
+
+PIPELINE_WORKERS = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
+
+
+@dataclass
+class Facts:
+    # orders.placed: order id -> [(partition, offset, content hash)]; undecodable ones apart
+    placed: dict = field(default_factory=lambda: defaultdict(list))
+    orders: dict = field(default_factory=dict)          # order id -> first valid OrderPlaced
+    invalid_placed: list = field(default_factory=list)  # (partition, offset, reason)
+    dead: set = field(default_factory=set)              # (source topic, partition, offset)
+    txs: dict = field(default_factory=dict)             # order id -> Tx (the fold of tx.log)
+    status: dict = field(default_factory=dict)          # order id -> (status, reason)
+    holds: dict = field(default_factory=dict)           # participant -> order id -> (state, amounts)
+    ledgers: dict = field(default_factory=dict)         # participant -> key -> (initial, avail, held, final)
+    shipments: set = field(default_factory=set)
+    lag: dict = field(default_factory=dict)             # (group, topic, partition) -> records behind
+    lag_total: int = 0
+    quiet: bool = False      # no lag, nothing held, nothing undecided: the once-quiet checks apply
+
+
+def gather(settings) -> Facts:
+    names, kafka, f = settings.names, settings.kafka(), Facts()
+    placed_topic = names.topic(ORDERS_PLACED)
+    for msg in read(kafka, placed_topic):
+        try:
+            order = codec.decode(msg.value(), msg.headers(), default_type="OrderPlaced")
+        except DeadLetter as e:
+            f.invalid_placed.append((msg.partition(), msg.offset(), e.reason))
+            continue
+        if order.TYPE != "OrderPlaced":
+            f.invalid_placed.append((msg.partition(), msg.offset(), "unknown_event"))
+            continue
+        f.placed[order.order_id].append((msg.partition(), msg.offset(), order.content_hash()))
+        f.orders.setdefault(order.order_id, order)
+    for msg in read(kafka, names.topic(ORDERS_DLQ)):
+        h = {k: v.decode(errors="replace") for k, v in (msg.headers() or [])}
+        if "dlq.topic" in h:
+            f.dead.add((h["dlq.topic"], int(h["dlq.partition"]), int(h["dlq.offset"])))
+    for msg in read(kafka, names.topic(TX_LOG)):
+        try:
+            event = codec.decode(msg.value(), msg.headers())
+        except DeadLetter:
+            continue
+        if event.TYPE in TX_LOG.events:
+            f.txs[event.order_id] = fold(f.txs.get(event.order_id), event)
+    f.status = {r[0]: (r[1], r[2]) for r in _rows(settings, "orders",
+                                                    "SELECT order_id, status, reason FROM order_status")}
+    for participant, service, table, cols in (
+            ("inventory", "inventory", "stock", "sku, initial, available, held, committed"),
+            ("payment", "payments", "accounts",
+             "customer_id, initial_cents, balance_cents, held_cents, captured_cents")):
+        f.holds[participant] = {r[0]: (r[1], r[2]) for r in _rows(
+            settings, service, "SELECT order_id, state, amounts FROM holds")}
+        f.ledgers[participant] = {r[0]: tuple(r[1:]) for r in _rows(
+            settings, service, f"SELECT {cols} FROM {table}")}
+    f.shipments = {r[0] for r in _rows(settings, "shipping", "SELECT order_id FROM shipments")}
+    f.lag = lag(settings)
+    return f
+
+
+def _rows(settings, service: str, query: str) -> list:
+    conn = psycopg2.connect(settings.dsns[service])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def lag(settings) -> dict:
+    """Records each pipeline group has not consumed yet. Counted by reading, not by subtracting
+    offsets: after a transaction the log end sits one past the commit marker, which no consumer
+    ever 'consumes', so offset arithmetic would report a lag of 1 on an idle partition."""
+    out = {}
+    for worker in PIPELINE_WORKERS:
+        group = settings.names.group(worker)
+        c = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False,
+                                       "log_level": 3}))
+        try:
+            for topic in _group_topics(settings, worker):
+                tps = [TopicPartition(topic, p) for p in range(ORDERS_PLACED.partitions)]
+                starts = {tp.partition: max(tp.offset, 0) for tp in c.committed(tps, timeout=30)}
+                behind = dict.fromkeys(starts, 0)
+                for msg in read(settings.kafka(), topic, starts):
+                    behind[msg.partition()] += 1
+                out.update({(group, topic, p): n for p, n in behind.items()})
+        finally:
+            c.close()
+    return out
+
+
+def _group_topics(settings, worker: str) -> tuple[str, ...]:
+    from topics.catalogue import ORDERS_STATUS
+    n = settings.names
+    return {"intake": (n.topic(ORDERS_PLACED),), "coordinator": (n.topic(TX_LOG),),
+            "inventory": (n.commands("inventory"),), "payment": (n.commands("payment"),),
+            "shipping": (n.topic(ORDERS_STATUS),), "status": (n.topic(ORDERS_STATUS),)}[worker]

@@ -1,0 +1,82 @@
+"""`orderbus verify` on a real sandbox pipeline: clean after a run, and catching each kind of
+deliberately corrupted state."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from infra.postgres.server import admin_connect
+from orderbus.verify import verify
+from pipeline import Pipeline, order
+from schemas import codec
+from schemas.events import Decided
+from topics.catalogue import TX_LOG
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pipe(settings, tmp_path_factory):
+    p = Pipeline(settings, "v" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("verify"),
+                 deadline_ms=4000)
+    p.start()
+    yield p
+    p.close()
+
+
+def kinds(result) -> set[str]:
+    return {v["kind"] for v in result["violations"]}
+
+
+def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
+    pipe.stock(**{"v-sku": 5, "v-two": 100})
+    pipe.account(**{"v-rich": 100_000, "v-poor": 10})
+    good = [order(f"v-ok-{i}", "v-rich", ("v-two", 1, 100)) for i in range(6)]
+    bad = [order("v-poor-1", "v-poor", ("v-two", 1, 100)),
+           order("v-oos-1", "v-rich", ("v-sku", 9, 100))]
+    pipe.publish(*good, *bad)
+    pipe.publisher.publish_raw(b"junk", b"\xff not json")
+    assert pipe.publisher.flush(30) == 0
+    pipe.wait_final([o["order_id"] for o in good + bad])
+    clean = verify(pipe.settings, wait_s=60)
+    assert clean["violations"] == [], clean["violations"]
+    assert (clean["committed"], clean["aborted"], clean["dead_letters"]) == (6, 2, 1)
+
+    pipe.sup.stop()                    # nothing may repair what we break now
+    inv, pay = pipe.dbs["inventory"], pipe.dbs["payments"]
+    admin = admin_connect(pipe.layout, inv)
+    with admin.cursor() as cur:
+        cur.execute("ALTER TABLE stock DROP CONSTRAINT stock_check")
+    admin.close()
+    pipe.sql("inventory", "UPDATE holds SET state = 'released' WHERE order_id = 'v-ok-0'")
+    pipe.sql("inventory", "UPDATE stock SET available = available + 5 WHERE sku = 'v-sku'")
+    pipe.sql("inventory", "INSERT INTO holds (order_id, vote, state, amounts) "
+             "VALUES ('v-oos-1', 'yes', 'held', '{\"v-sku\": 9}') ON CONFLICT (order_id) "
+             "DO UPDATE SET state = 'held', vote = 'yes', amounts = EXCLUDED.amounts")
+    pipe.sql("payments", "UPDATE holds SET amounts = '{\"v-rich\": 1}' WHERE order_id = 'v-ok-1'")
+    pipe.sql("orders", "UPDATE order_status SET status = 'REJECTED' WHERE order_id = 'v-ok-2'")
+    pipe.sql("shipping", "INSERT INTO shipments (order_id) VALUES ('v-poor-1')")
+    pipe.publish(order("v-late", "v-rich", ("v-two", 1, 100)))       # nobody is running
+    pipe.publisher.publish_raw(b"junk2", b"{{{")
+    value, headers = codec.encode(Decided("v-ok-3", "abort", "forged"))
+    pipe.publisher._producer.produce(pipe.settings.names.topic(TX_LOG), key=b"v-ok-3",
+                                     value=value, headers=headers)
+    assert pipe.publisher.flush(30) == 0
+
+    broken = verify(pipe.settings, wait_s=0)
+    found = kinds(broken)
+    expected = {"inventory_not_applied", "inventory_final_mismatch", "inventory_not_conserved",
+                "inventory_held_after_abort", "inventory_held_mismatch",
+                "payment_not_applied", "payment_final_mismatch", "status_mismatch",
+                "shipped_aborted", "missing", "invalid_not_dead", "two_decisions", "lag"}
+    assert expected <= found, f"not caught: {expected - found}"
+    by_kind = {v["kind"]: v for v in broken["violations"]}
+    assert by_kind["inventory_not_applied"]["orders"] == ("v-ok-0",)
+    assert by_kind["payment_not_applied"]["orders"] == ("v-ok-1",)
+    assert by_kind["status_mismatch"]["orders"] == ("v-ok-2",)
+    assert by_kind["two_decisions"]["orders"] == ("v-ok-3",)
+    assert by_kind["shipped_aborted"]["orders"] == ("v-poor-1",)
+    assert by_kind["missing"]["orders"] == ("v-late",)
+    assert "v-sku" in by_kind["inventory_not_conserved"]["detail"]
+    assert {v["invariant"] for v in broken["violations"]} >= {1, 2, 3, 4, 6, 7}

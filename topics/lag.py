@@ -1,0 +1,269 @@
+"""Consumer lag per group, topic and partition, with Burrow's status rules over a sliding window.
+
+Lag is counted exactly as Kafka's `kafka-consumer-groups --describe` counts it: the log-end offset
+(high watermark) minus the committed offset. Its age (lag in seconds) is the age of the oldest
+message the group has not consumed, read at the committed offset. The rules are a pure function
+(`partition_status`) over a window of samples; `LagReader` takes the samples from the cluster.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import NamedTuple, Sequence
+
+from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException,
+                             TopicPartition)
+from confluent_kafka.admin import AdminClient
+
+OK, WARN, STALL, STOP, ERR = "OK", "WARN", "STALL", "STOP", "ERR"
+STATUSES = (OK, WARN, STALL, STOP, ERR)     # in rising severity: a group takes its worst partition's
+WINDOW = 10                                 # samples per partition, as Burrow's default window
+
+
+class Sample(NamedTuple):
+    ts: float                 # when it was taken, seconds
+    committed: int | None     # None: could not be read
+    end: int | None           # log-end offset (high watermark); None: could not be read
+
+
+def partition_status(samples: Sequence[Sample], members: int | None = 1) -> str:
+    """Burrow's evaluation rules over one partition's window, oldest sample first. `members` is
+    the group's member count now (None when it could not be read)."""
+    if not samples or any(s.committed is None or s.end is None for s in samples):
+        return ERR                  # offsets that cannot be read are not "fine"
+    if any(s.committed > s.end for s in samples):
+        return ERR                  # committed past the log end: the topic was truncated or recreated
+    if any(b.committed < a.committed for a, b in pairwise(samples)):
+        return ERR                  # committed went backwards: an offset reset under the group
+    # (a falling log end alone is no error: a sample's end is lowered to its committed offset
+    # once only transaction markers are left, see LagReader._settled; a recreated topic shows
+    # up as committed > end)
+    lags = [s.end - s.committed for s in samples]
+    if 0 in lags:
+        return OK                   # caught up at some point in the window (Burrow's first rule)
+    moved = samples[-1].committed != samples[0].committed
+    if members == 0 and not moved:
+        return STOP                 # nobody in the group and nobody committing, with work waiting
+    if len(samples) < 2:
+        return OK                   # one look shows no trend
+    if not moved:
+        return STALL                # members present, offsets not moving, work waiting
+    # Burrow also warns on a fixed lag; a consumer keeping pace at a constant lag is not
+    # falling behind, and on a short window that would be a noisy warning, so: growing only
+    if all(b >= a for a, b in pairwise(lags)) and lags[-1] > lags[0]:
+        return WARN
+    return OK
+
+
+def worst(statuses) -> str:
+    return max(statuses, key=STATUSES.index, default=OK)
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    group: str
+    topic: str
+    partition: int
+    committed: int | None
+    end: int | None
+    lag: int | None
+    lag_seconds: float | None     # None: the oldest unconsumed message could not be read in time
+    status: str
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    group: str
+    status: str
+    lag: int
+    members: int | None
+
+
+@dataclass(frozen=True)
+class Report:
+    partitions: list[PartitionLag]
+    groups: list[GroupLag]
+    under_replicated: dict[str, int]     # topic -> partitions with fewer in-sync replicas than replicas
+
+
+class NotFound(LookupError):
+    """The group or topic asked about does not exist on the cluster."""
+
+
+NOTHING = -1     # no consumable message between the committed offset and the end
+
+
+class LagReader:
+    """Samples committed and log-end offsets and keeps a window per partition in memory."""
+
+    def __init__(self, client_config: dict, window: int = WINDOW, timeout_s: float = 10.0):
+        self.window, self.timeout_s = window, timeout_s
+        self.admin = AdminClient({"log_level": 3, **client_config})
+        base = {**client_config, "log_level": 3, "enable.auto.commit": False,
+                "group.id": "orderbus.lag"}      # required by librdkafka; never joined nor committed
+        # the high watermark, as Kafka's tool (read_committed would give the last stable offset)
+        self._ends = Consumer({**base, "isolation.level": "read_uncommitted"})
+        # what the group will actually consume next: its consumers read committed records only,
+        # so aborted records and transaction markers are not "unconsumed messages"
+        self._reader = Consumer({**base, "isolation.level": "read_committed",
+                                 "enable.partition.eof": True,    # says "nothing more" at the end
+                                 "auto.offset.reset": "earliest",  # committed below the log start
+                                 "queued.min.messages": 1})       # one message is all we want
+        self.windows: dict[tuple[str, str, int], deque[Sample]] = {}   # as the rules see them
+        self.latest: dict[tuple[str, str, int], Sample] = {}            # as read, for display
+        self.members: dict[str, int | None] = {}
+        self.group_errors: dict[str, str] = {}
+        # (group, topic, partition) -> (committed, end) at which nothing consumable was left:
+        # only transaction markers or aborted records, which a read_committed group never
+        # "consumes" as messages, so the lag of 1 they leave after every transaction is no stall
+        self._settled: dict[tuple[str, str, int], tuple[int, int]] = {}
+        self._timestamps: dict[tuple[str, int, int], int] = {}   # (topic, partition, offset) -> ms
+
+    def close(self) -> None:
+        self._ends.close()
+        self._reader.close()
+
+    def groups(self, group: str | None = None, prefix: str = "") -> list[str]:
+        listed = self.admin.list_consumer_groups(request_timeout=self.timeout_s).result()
+        names = sorted(g.group_id for g in listed.valid)
+        if group is not None:
+            if group not in names:
+                raise NotFound(f"no consumer group {group!r} on the cluster")
+            return [group]
+        return [g for g in names if g.startswith(prefix)]
+
+    def check_topic(self, topic: str) -> None:
+        meta = self.admin.list_topics(topic, timeout=self.timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise NotFound(f"no topic {topic!r} on the cluster")
+
+    def sample(self, groups: list[str], topic: str | None = None) -> None:
+        """One look at every group's committed offsets and the log ends; appends to the windows."""
+        now = time.time()
+        described = self.admin.describe_consumer_groups(groups, request_timeout=self.timeout_s)
+        fetches = {g: self.admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(g)], request_timeout=self.timeout_s)[g] for g in groups}
+        ends: dict[tuple[str, int], int | None] = {}
+        seen = set()
+        self.group_errors, self.members = {}, {}
+        for g in groups:
+            try:
+                self.members[g] = len(described[g].result().members)
+            except KafkaException as e:
+                self.members[g] = None
+                self.group_errors[g] = f"cannot describe the group: {e.args[0].str()}"
+            try:
+                committed = fetches[g].result().topic_partitions
+            except KafkaException as e:
+                self.group_errors[g] = f"cannot read committed offsets: {e.args[0].str()}"
+                continue
+            for tp in committed:
+                if topic is not None and tp.topic != topic:
+                    continue
+                tpk = (tp.topic, tp.partition)
+                if tpk not in ends:
+                    ends[tpk] = self._end(*tpk)
+                key = (g, tp.topic, tp.partition)
+                seen.add(key)
+                off = tp.offset if tp.error is None and tp.offset >= 0 else None
+                self._append(key, Sample(now, off, ends[tpk]))
+        # forget what is gone (a group deleted, its offsets expired) so windows never grow stale
+        for key in set(self.windows) - seen:
+            del self.windows[key], self.latest[key]
+            self._settled.pop(key, None)
+
+    def _end(self, topic: str, partition: int) -> int | None:
+        try:
+            _, high = self._ends.get_watermark_offsets(TopicPartition(topic, partition),
+                                                       timeout=self.timeout_s, cached=False)
+            return high
+        except KafkaException:
+            return None      # topic deleted under the group's offsets, or a partition offline
+
+    def _append(self, key, s: Sample) -> None:
+        self.latest[key] = s
+        if s.committed is not None and self._settled.get(key) == (s.committed, s.end):
+            s = s._replace(end=s.committed)     # nothing consumable left: caught up for the rules
+        self.windows.setdefault(key, deque(maxlen=self.window)).append(s)
+
+    def report(self) -> Report:
+        now_ms = int(time.time() * 1000)
+        wanted = [(t, p, s.committed) for (g, t, p), s in self.latest.items()
+                  if s.committed is not None and s.end is not None and s.end > s.committed]
+        found = self._first_timestamps(wanted)
+        partitions = []
+        for key, raw in sorted(self.latest.items()):
+            g, t, p = key
+            lag = None if raw.committed is None or raw.end is None else raw.end - raw.committed
+            ts = found.get((t, p, raw.committed)) if lag else None
+            if ts == NOTHING:
+                self._settle(key, raw.committed, raw.end)
+            if lag == 0 or ts == NOTHING:
+                seconds = 0.0
+            else:
+                seconds = None if ts is None else round(max(0, now_ms - ts) / 1000, 3)
+            status = partition_status(self.windows[key], self.members.get(g))
+            partitions.append(PartitionLag(g, t, p, raw.committed, raw.end, lag, seconds, status))
+        return Report(partitions, self._groups_of(partitions), self._under_replicated())
+
+    def _settle(self, key, committed: int, end: int) -> None:
+        self._settled[key] = (committed, end)
+        win = self.windows[key]
+        for i, s in enumerate(win):
+            if (s.committed, s.end) == (committed, end):
+                win[i] = s._replace(end=committed)
+
+    def _groups_of(self, partitions: list[PartitionLag]) -> list[GroupLag]:
+        out = []
+        for g in sorted(self.members):
+            mine = [p for p in partitions if p.group == g]
+            status = ERR if g in self.group_errors else worst(p.status for p in mine)
+            out.append(GroupLag(g, status, sum(p.lag or 0 for p in mine), self.members[g]))
+        return out
+
+    def _under_replicated(self) -> dict[str, int]:
+        topics = self.admin.list_topics(timeout=self.timeout_s).topics
+        return {name: sum(len(p.isrs) < len(p.replicas) for p in meta.partitions.values())
+                for name, meta in sorted(topics.items())}
+
+    def _first_timestamps(self, wanted: list[tuple[str, int, int]]) -> dict:
+        """(topic, partition, offset) -> timestamp in ms of the first committed record at or after
+        the offset, or NOTHING when the end comes first. What the time allows; the rest missing."""
+        out = {k: self._timestamps[k] for k in wanted if k in self._timestamps}
+        pending = sorted(set(wanted) - set(out))
+        deadline = time.monotonic() + self.timeout_s
+        while pending and time.monotonic() < deadline:
+            # a consumer holds one position per partition: one round per distinct offset
+            batch, rest = {}, []
+            for t, p, o in pending:
+                if (t, p) in batch:
+                    rest.append((t, p, o))
+                else:
+                    batch[(t, p)] = o
+            out.update(self._read_first(batch, deadline))
+            pending = rest
+        # keep only what may be asked again: the message at an offset never changes
+        self._timestamps = {k: v for k, v in out.items() if v is not None and v != NOTHING}
+        return out
+
+    def _read_first(self, starts: dict[tuple[str, int], int], deadline: float) -> dict:
+        out = {}
+        self._reader.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
+        todo = dict(starts)
+        try:
+            while todo and time.monotonic() < deadline:
+                for msg in self._reader.consume(500, timeout=0.2):
+                    tp = (msg.topic(), msg.partition())
+                    if tp not in todo:
+                        continue
+                    err = msg.error()
+                    if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                        out[(*tp, todo.pop(tp))] = NOTHING
+                    elif err is None and msg.offset() >= todo[tp]:
+                        _, ts = msg.timestamp()
+                        out[(*tp, todo.pop(tp))] = ts if ts >= 0 else None   # no timestamp
+        finally:
+            self._reader.unassign()
+        return out

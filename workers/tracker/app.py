@@ -1,0 +1,200 @@
+"""The tracker's faust app: one agent over orders.placed, tx.log and orders.status folds each event
+into `order_to_stages` (pure core in stages.py), per-stage latency histograms and one-minute
+windows; a timer publishes stuck orders (gauge + snapshot file for `orderbus stuck`).
+
+The app is built by a function, not at module level as faust's examples do: its topic and group
+names carry the prefix from the settings, which exist only once the entry point has read them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import faust
+
+from schemas import codec
+from schemas.errors import DeadLetter
+from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, PARTITIONS, TX_LOG
+from workers.tracker import snapshot
+from workers.tracker.metrics import TrackerMetrics
+from workers.tracker.stages import TERMINAL, OrderStages, advance, observe, stuck, window_counts
+from workers.tracker.transport import ReadCommittedApp
+
+log = logging.getLogger(__name__)
+
+SOURCES = (ORDERS_PLACED, TX_LOG, ORDERS_STATUS)
+# producers of the public topic may send no headers at all (as intake accepts)
+DEFAULT_TYPE = {ORDERS_PLACED.name: "OrderPlaced"}
+GRACE_S = 5.0
+WINDOW_S = 60
+WINDOWS_KEPT = 15             # minutes of windows the table keeps (and the snapshot shows)
+SNAPSHOT_EVERY_S = 2.0
+STUCK_LISTED = 1000           # the snapshot lists the most overdue; the gauge counts all
+
+
+def replication_factor(settings) -> int:
+    """3, or the broker count of a smaller (one-node) cluster."""
+    from confluent_kafka.admin import AdminClient
+    brokers = AdminClient(settings.kafka(log_level=3)).list_topics(timeout=15).brokers
+    return min(3, len(brokers))
+
+
+@dataclass
+class Tracker:
+    app: faust.App
+    settings: object
+    metrics: TrackerMetrics
+    instance: int = 0
+    grace_s: float = GRACE_S
+
+    def declare(self) -> None:
+        names = self.settings.names
+        self.kind = {names.topic(t): t.name for t in SOURCES}     # deployed name -> catalogue name
+        # internal=False: faust never creates or alters these (it declares internal topics only)
+        self.source = self.app.topic(*self.kind, partitions=PARTITIONS, internal=False,
+                                     key_type=bytes, value_type=bytes,
+                                     key_serializer="raw", value_serializer="raw")
+        # keyed by order id, like every source topic, so partition p's events update partition
+        # p of the changelog and nothing needs repartitioning
+        self.order_to_stages = self.app.Table("order_to_stages", partitions=PARTITIONS,
+                                              key_type=str, key_serializer="json",
+                                              value_serializer="json")
+        # keys "p<partition>|<counter>": a counter fed from one source partition only, so its
+        # changelog partition holds the whole truth for it (faust restores per partition)
+        self.minute_to_counts = self.app.Table(
+            "minute_to_counts", default=int, partitions=PARTITIONS, key_type=str,
+            key_serializer="json", value_serializer="json",
+        ).tumbling(WINDOW_S, expires=timedelta(minutes=WINDOWS_KEPT)).relative_to_stream()
+        self.app.agent(self.source, name="track")(self._track)
+        self.app.timer(SNAPSHOT_EVERY_S)(self._publish)
+
+    # -- the stream
+    async def _track(self, stream):
+        async for event in stream.events():
+            try:
+                self.handle(event)
+            except Exception:       # a bug must not stop the view of every other order
+                log.exception("skipping %s[%s]@%s", event.message.topic, event.message.partition,
+                              event.message.offset)
+                self.metrics.undecodable.labels(self.kind.get(event.message.topic, "?"),
+                                                "tracker_error").inc()
+
+    def handle(self, event) -> None:
+        msg = event.message
+        kind = self.kind[msg.topic]
+        self.metrics.consumed.labels(kind).inc()
+        try:
+            decoded = codec.decode(event.value, msg.headers, DEFAULT_TYPE.get(kind))
+        except DeadLetter as e:
+            self.metrics.undecodable.labels(kind, e.reason).inc()
+            log.warning("skipping undecodable %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e)
+            return
+        obs = observe(decoded, round(msg.timestamp * 1000))
+        if obs is None:
+            return
+        raw = self.order_to_stages.get(obs.order_id)
+        new, reached = advance(None if raw is None else OrderStages.from_dict(raw), obs)
+        if not reached:
+            return              # a stage seen before: no write, no changelog message
+        self.order_to_stages[obs.order_id] = new.to_dict()
+        for r in reached:
+            if r.latency_ms is not None:
+                self.metrics.stage_ms.labels(r.stage).observe(r.latency_ms)
+        for name, amount in window_counts(obs, new):
+            self.minute_to_counts[f"p{msg.partition}|{name}"] += amount
+
+    # -- the view
+    async def _publish(self) -> None:
+        now_ms = int(time.time() * 1000)
+        open_n = done_n = 0
+        overdue = []
+        for raw in self.order_to_stages.values():
+            if any(stage in raw.get("at", ()) for stage in TERMINAL):
+                done_n += 1         # cheap test first: most orders are done
+                continue
+            open_n += 1
+            s = stuck(OrderStages.from_dict(raw), now_ms, 0, self.settings.deadline_ms)
+            if s is not None:
+                overdue.append(s)
+        overdue.sort(key=lambda s: -s.seconds_past_deadline)
+        self.metrics.stuck.set(sum(1 for s in overdue if s.seconds_past_deadline > self.grace_s))
+        self.metrics.orders_tracked.labels("open").set(open_n)
+        self.metrics.orders_tracked.labels("done").set(done_n)
+        minutes = self._minutes()
+        self._last_minute_gauges(minutes, now_ms)
+        # every order past its deadline (grace 0), so `orderbus stuck --grace` can choose
+        snapshot.write(snapshot.snapshot_path(self.settings, self.instance), {
+            "written_at_ms": now_ms, "grace_s": self.grace_s, "open": open_n, "done": done_n,
+            "past_deadline": len(overdue),
+            "stuck": [{"order_id": s.order_id, "stage": s.stage, "waiting_for": s.waiting_for,
+                       "seconds_past_deadline": s.seconds_past_deadline}
+                      for s in overdue[:STUCK_LISTED]],
+            "minutes": minutes,
+        })
+
+    def _minutes(self) -> list[dict]:
+        """The windows summed over partitions: [{start_ms, counts: {counter: n}}], oldest first."""
+        by_start: dict[int, dict[str, int]] = {}
+        for (key, (start, _end)), n in self.minute_to_counts.table.data.items():
+            counts = by_start.setdefault(int(start * 1000), {})
+            name = key.split("|", 1)[1]
+            counts[name] = counts.get(name, 0) + n
+        return [{"start_ms": k, "counts": by_start[k]} for k in sorted(by_start)]
+
+    def _last_minute_gauges(self, minutes: list[dict], now_ms: int) -> None:
+        last = (now_ms // (WINDOW_S * 1000) - 1) * WINDOW_S * 1000
+        counts = next((m["counts"] for m in minutes if m["start_ms"] == last), {})
+        self.metrics.last_minute_orders.set(counts.get("orders", 0))
+        for name, n in counts.items():
+            kind, _, label = name.partition(":")
+            if kind == "revenue_cents":
+                self.metrics.last_minute_revenue.labels(label).set(n)
+            elif kind == "rejected":
+                self.metrics.last_minute_rejections.labels(label).set(n)
+
+
+def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
+          grace_s: float = GRACE_S, replication: int | None = None) -> Tracker:
+    rf = replication or replication_factor(settings)
+    app = ReadCommittedApp(
+        settings.names.group("tracker"),
+        broker="kafka://" + settings.bootstrap.replace(",", ";"),
+        broker_client_id=f"{settings.names.group('tracker')}-{instance}",
+        # aiokafka's transactional offset commit fails on Kafka >= 3.7 (aiokafka #1004), and the
+        # tracker decides nothing: a replayed event finds its stage already set
+        processing_guarantee="at_least_once",
+        # faust's own topics (table changelogs) get this; the pipeline's are never declared
+        topic_replication_factor=rf,
+        topic_partitions=PARTITIONS,            # changelogs copartitioned with the sources
+        topic_disable_leader=True,              # no leader-election topic: no on_leader timers
+        store="memory://",                      # rebuilt from the changelog at start
+        datadir=str(snapshot.tracker_dir(settings) / f"data-{instance}"),
+        table_standby_replicas=0,               # a view: one copy, recovered from the changelog
+        consumer_auto_offset_reset="earliest",  # a new tracker folds history from the start
+        web_enabled=False,
+    )
+    tracker = Tracker(app, settings, metrics or TrackerMetrics(), instance, grace_s)
+    tracker.declare()
+    return tracker
+
+
+def run_tracker(settings, instance: int, metrics_port: int) -> int:
+    """One tracker instance until SIGTERM (faust's worker stops cleanly on it)."""
+    level = os.environ.get("ORDERBUS_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format=f"%(asctime)s tracker-{instance} %(levelname)s %(message)s")
+    grace_s = float(os.environ.get("ORDERBUS_TRACKER_GRACE_S") or GRACE_S)
+    metrics = TrackerMetrics()
+    metrics.serve(metrics_port)
+    tracker = build(settings, instance, metrics, grace_s)
+    worker = faust.Worker(tracker.app, loglevel=level, override_logging=False,
+                          redirect_stdouts=False, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
