@@ -13,9 +13,10 @@ from schemas.events import OrderPlaced
 class Pipeline(Sandbox):
     """The sandbox with the conveniences the tests want."""
 
-    def __init__(self, settings, tag: str, tmp_path, deadline_ms: int = 4000, counts=None):
+    def __init__(self, settings, tag: str, tmp_path, deadline_ms: int = 4000, counts=None,
+                 env=None):
         super().__init__(settings, tag, counts=counts, deadline_ms=deadline_ms,
-                         log_dir=tmp_path / "logs")
+                         log_dir=tmp_path / "logs", env=env)
 
     def stock(self, **skus: int):
         self.seed(stock=skus)

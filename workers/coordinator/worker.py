@@ -69,14 +69,17 @@ class CoordinatorHandler:
         events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq)
         for msg in messages:
             self.next_offset[msg.partition()] = msg.offset() + 1
+        any_decided = False
         for msg, event in events:
             part = self.partitions.setdefault(msg.partition(), Partition())
             decided = part.apply(msg.offset(), event, now_ms)
             if decided:
-                self.crash.reach("after_decision")
+                any_decided = True
                 tx = decided[0][1]
                 self.metrics.decisions.labels(tx.outcome, tx.reason or "").inc()
                 outs += [emit(self.dest[d], e) for d, e in decided]
+        if any_decided:
+            self.crash.reach("after_decision")
         return outs
 
     def tick(self, now_ms):

@@ -21,7 +21,8 @@ from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, PARTITIONS, TX_LOG
 from workers.tracker import snapshot
 from workers.tracker.metrics import TrackerMetrics
-from workers.tracker.stages import TERMINAL, OrderStages, advance, observe, stuck, window_counts
+from workers.tracker.stages import (GRACE_S, TERMINAL, OrderStages, advance, observe, stuck,
+                                    window_counts)
 from workers.tracker.transport import ReadCommittedApp
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 SOURCES = (ORDERS_PLACED, TX_LOG, ORDERS_STATUS)
 # producers of the public topic may send no headers at all (as intake accepts)
 DEFAULT_TYPE = {ORDERS_PLACED.name: "OrderPlaced"}
-GRACE_S = 5.0
 WINDOW_S = 60
 WINDOWS_KEPT = 15             # minutes of windows the table keeps (and the snapshot shows)
 SNAPSHOT_EVERY_S = 2.0
@@ -60,14 +60,13 @@ class Tracker:
                                      key_serializer="raw", value_serializer="raw")
         # keyed by order id, like every source topic, so partition p's events update partition
         # p of the changelog and nothing needs repartitioning
+        # (keys and values in JSON: faust's table default)
         self.order_to_stages = self.app.Table("order_to_stages", partitions=PARTITIONS,
-                                              key_type=str, key_serializer="json",
-                                              value_serializer="json")
+                                              key_type=str)
         # keys "p<partition>|<counter>": a counter fed from one source partition only, so its
         # changelog partition holds the whole truth for it (faust restores per partition)
         self.minute_to_counts = self.app.Table(
             "minute_to_counts", default=int, partitions=PARTITIONS, key_type=str,
-            key_serializer="json", value_serializer="json",
         ).tumbling(WINDOW_S, expires=timedelta(minutes=WINDOWS_KEPT)).relative_to_stream()
         self.app.agent(self.source, name="track")(self._track)
         self.app.timer(SNAPSHOT_EVERY_S)(self._publish)
@@ -97,13 +96,13 @@ class Tracker:
         if obs is None:
             return
         raw = self.order_to_stages.get(obs.order_id)
-        new, reached = advance(None if raw is None else OrderStages.from_dict(raw), obs)
-        if not reached:
+        old = None if raw is None else OrderStages.from_dict(raw)
+        new, measured = advance(old, obs)
+        if new is old:
             return              # a stage seen before: no write, no changelog message
         self.order_to_stages[obs.order_id] = new.to_dict()
-        for r in reached:
-            if r.latency_ms is not None:
-                self.metrics.stage_ms.labels(r.stage).observe(r.latency_ms)
+        for stage, ms in measured:
+            self.metrics.stage_ms.labels(stage).observe(ms)
         for name, amount in window_counts(obs, new):
             self.minute_to_counts[f"p{msg.partition}|{name}"] += amount
 
@@ -157,9 +156,23 @@ class Tracker:
                 self.metrics.last_minute_rejections.labels(label).set(n)
 
 
+class MissingCodec(RuntimeError):
+    pass
+
+
+def check_codecs() -> None:
+    """Every pipeline producer compresses with lz4; aiokafka decompresses it only with cramjam
+    installed, and without it faust's consumer thread dies on the first compressed batch."""
+    from aiokafka.codec import has_lz4
+    if not has_lz4():
+        raise MissingCodec("aiokafka cannot read lz4 batches: install `aiokafka[lz4]` (cramjam)")
+
+
 def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
           grace_s: float = GRACE_S, replication: int | None = None) -> Tracker:
+    check_codecs()
     rf = replication or replication_factor(settings)
+    snapshot.tracker_dir(settings).mkdir(parents=True, exist_ok=True)    # faust makes one level
     app = ReadCommittedApp(
         settings.names.group("tracker"),
         broker="kafka://" + settings.bootstrap.replace(",", ";"),
@@ -189,8 +202,12 @@ def run_tracker(settings, instance: int, metrics_port: int) -> int:
                         format=f"%(asctime)s tracker-{instance} %(levelname)s %(message)s")
     grace_s = float(os.environ.get("ORDERBUS_TRACKER_GRACE_S") or GRACE_S)
     metrics = TrackerMetrics()
+    try:
+        tracker = build(settings, instance, metrics, grace_s)
+    except MissingCodec as e:
+        logging.getLogger(__name__).critical("cannot start: %s", e)
+        return 3
     metrics.serve(metrics_port)
-    tracker = build(settings, instance, metrics, grace_s)
     worker = faust.Worker(tracker.app, loglevel=level, override_logging=False,
                           redirect_stdouts=False, quiet=True)
     try:

@@ -15,6 +15,7 @@ from schemas.events import Decided, Event, OrderPlaced, StatusChanged, TxBegun, 
 STAGES = ("placed", "begun", "voted_inventory", "voted_payment", "decided", "shipped", "rejected")
 TERMINAL = ("shipped", "rejected")
 END_TO_END = "end_to_end"          # a histogram label too: placed -> shipped/rejected
+GRACE_S = 5.0                      # past its deadline, how long before an order counts as stuck
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +60,6 @@ class OrderStages:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OrderStages:
         return cls(**{**d, "at": tuple(d.get("at", {}).items())})
-
-
-@dataclass(frozen=True, slots=True)
-class Reached:
-    """A stage reached for the first time; latency_ms from its predecessor when that is known."""
-    stage: str
-    at_ms: int
-    latency_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +110,28 @@ def _predecessor(state: OrderStages, stage: str) -> int | None:
     return None
 
 
-def advance(state: OrderStages | None, obs: Observation) -> tuple[OrderStages, tuple[Reached, ...]]:
-    """Fold one observation into an order's stages. The first time a stage is seen wins, so a
-    redelivered or re-sent event changes nothing and yields nothing."""
+def latencies(state: OrderStages) -> dict[str, int]:
+    """Every stage latency the order's times allow (never negative: writers' clocks differ)."""
+    out = {}
+    for stage, ms in state.at:
+        before = _predecessor(state, stage)
+        if before is not None:
+            out[stage] = max(0, ms - before)
+    placed = state.time("placed")
+    final = next((ms for stage, ms in state.at if stage in TERMINAL), None)
+    if placed is not None and final is not None:
+        out[END_TO_END] = max(0, final - placed)
+    return out
+
+
+def advance(state: OrderStages | None, obs: Observation) -> tuple[OrderStages, tuple[tuple[str, int], ...]]:
+    """Fold one observation into an order's stages; also the (stage, ms) latencies it makes
+    measurable, each reported once. The first time a stage is seen wins, so a redelivered or
+    re-sent event returns the same state object and no latency. Events of different topics can
+    arrive in any order: a stage seen before its predecessor gets its latency when that comes."""
     state = state or OrderStages(obs.order_id)
     if state.time(obs.stage) is not None:
         return state, ()
-    before = _predecessor(state, obs.stage)
     new = dataclasses.replace(
         state,
         at=state.at + ((obs.stage, obs.at_ms),),
@@ -133,11 +141,8 @@ def advance(state: OrderStages | None, obs: Observation) -> tuple[OrderStages, t
         outcome=state.outcome or obs.outcome,
         reason=state.reason or obs.reason,
     )
-    reached = [Reached(obs.stage, obs.at_ms, None if before is None else max(0, obs.at_ms - before))]
-    placed = new.time("placed")
-    if obs.stage in TERMINAL and placed is not None:
-        reached.append(Reached(END_TO_END, obs.at_ms, max(0, obs.at_ms - placed)))
-    return new, tuple(reached)
+    known = latencies(state)
+    return new, tuple((stage, ms) for stage, ms in latencies(new).items() if stage not in known)
 
 
 def waiting_for(state: OrderStages) -> str:

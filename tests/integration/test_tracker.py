@@ -1,0 +1,161 @@
+"""The order tracker (faust) against a private pipeline on the real cluster: it follows orders to
+shipped/rejected, shows an order stuck past its deadline, skips what does not decode, and every
+topic faust creates for itself is replicated like ours."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from pipeline import Pipeline, order
+from topics.admin import delete
+from topics.catalogue import ALL
+from workers.tracker.snapshot import tracker_dir
+
+pytestmark = pytest.mark.integration
+
+RUN = ("import sys; from orderbus.settings import Settings; from workers.tracker.app import "
+       "run_tracker; sys.exit(run_tracker(Settings.from_env(), 0, int(sys.argv[1])))")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def pipe(settings, tmp_path_factory):
+    p = Pipeline(settings, "k" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("trk"),
+                 deadline_ms=3000)
+    p.start()
+    p.port = free_port()
+    p.tracker_log = open(p.sup.log_dir / "tracker.log", "ab")
+    p.tracker = subprocess.Popen([sys.executable, "-c", RUN, str(p.port)], env={**os.environ, **p.env},
+                                 stdout=p.tracker_log, stderr=subprocess.STDOUT)
+    yield p
+    p.tracker.send_signal(signal.SIGTERM)
+    try:
+        p.tracker.wait(30)
+    except subprocess.TimeoutExpired:
+        p.tracker.kill()
+        p.tracker.wait()
+    p.tracker_log.close()
+    shutil.rmtree(tracker_dir(p.settings), ignore_errors=True)
+    own = [t for t in AdminClient(settings.kafka()).list_topics(timeout=10).topics
+           if t.startswith(p.settings.names.group("tracker"))]
+    if own:
+        delete(settings.kafka(), own)
+    p.close()
+
+
+def cli(pipe, *args) -> tuple[int, str]:
+    r = subprocess.run([sys.executable, "-m", "orderbus", *args], env={**os.environ, **pipe.env},
+                       capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stdout + r.stderr
+
+
+def metrics(pipe) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{pipe.port}/metrics", timeout=5).read().decode()
+    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines()
+                                      if line and not line.startswith("#"))}
+
+
+def wait_for(check, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            got = check()
+            if got:
+                return got
+        except (OSError, ValueError, KeyError):
+            pass        # the tracker is still starting
+        assert time.monotonic() < deadline, f"{what} after {timeout_s:.0f}s"
+        time.sleep(0.5)
+
+
+def test_follows_orders_to_shipped_and_rejected_and_skips_what_does_not_decode(pipe):
+    pipe.stock(**{"t-sku": 10})
+    pipe.account(**{"t-cust": 10_000})
+    pipe.publisher.publish_raw(b"junk", b"{not json")
+    assert pipe.publisher.flush(30) == 0
+    pipe.publish(order("t-ok", "t-cust", ("t-sku", 2, 150)),
+                 order("t-nosku", "t-cust", ("zz-sku", 1, 100)))
+    assert pipe.wait_final(["t-ok", "t-nosku"])["t-ok"][0] == "SHIPPED"
+    m = wait_for(lambda: (m := metrics(pipe))
+                 and m.get('orderbus_tracker_stage_latency_ms_count{stage="end_to_end"}', 0) >= 2 and m,
+                 60, "the tracker did not see both orders finish")
+    assert m['orderbus_tracker_stage_latency_ms_count{stage="shipped"}'] == 1
+    assert m['orderbus_tracker_stage_latency_ms_count{stage="rejected"}'] == 1
+    assert m['orderbus_tracker_stage_latency_ms_count{stage="begun"}'] == 2
+    assert m['orderbus_tracker_undecodable_total{reason="undecodable",topic="orders.placed.v1"}'] == 1
+    snap = wait_for(lambda: (s := json.loads(
+        (tracker_dir(pipe.settings) / "stuck.json").read_text()))["done"] >= 2 and s,
+        10, "no snapshot with both orders done")
+    minute = {}
+    for w in snap["minutes"]:
+        for k, n in w["counts"].items():
+            minute[k] = minute.get(k, 0) + n
+    assert minute == {"orders": 2, "revenue_cents:EUR": 400, "rejected:inventory:unknown_sku": 1}
+    assert cli(pipe, "stuck")[0] == 0
+
+
+def test_an_order_past_its_deadline_without_a_decision_is_stuck(pipe):
+    pipe.stock(**{"s-sku": 10})
+    pipe.account(**{"s-cust": 10_000})
+    # the payment participant stops; with the coordinator stopped too, no deadline abort comes
+    down = [pipe.sup.find("payment"), pipe.sup.find("coordinator")]
+    pipe.sup.stopping = True
+    for child in down:
+        child.proc.send_signal(signal.SIGTERM)
+    for child in down:
+        child.proc.wait(30)
+    try:
+        pipe.publish(order("s-late", "s-cust", ("s-sku", 1, 100)))
+        # deadline 3 s + grace 5 s + a snapshot every 2 s
+        code, out = wait_for(lambda: (r := cli(pipe, "stuck", "--json"))[0] == 1 and r, 40,
+                             "s-late never showed as stuck")
+        stuck = json.loads(out)["stuck"]
+        assert [(s["order_id"], s["stage"], s["waiting_for"]) for s in stuck] == [
+            ("s-late", "voted_inventory", "voted_payment")]
+        assert stuck[0]["seconds_past_deadline"] > 5
+        assert metrics(pipe)["orderbus_orders_stuck"] == 1
+        assert cli(pipe, "stuck", "--grace", "3600")[0] == 0     # not that late
+    finally:
+        pipe.sup.stopping = False
+        for child in down:
+            pipe.sup._spawn(child)
+        pipe.sup.watch_in_background()
+    # back up, it is aborted at once (by the deadline, or the late participant's no): rejected
+    assert pipe.wait_final(["s-late"], timeout_s=60)["s-late"][0] == "REJECTED"
+    wait_for(lambda: cli(pipe, "stuck")[0] == 0, 30, "s-late still stuck after its rejection")
+    assert metrics(pipe)["orderbus_orders_stuck"] == 0
+
+
+def test_every_topic_faust_made_has_three_replicas(pipe, settings):
+    admin = AdminClient(settings.kafka())
+    group = pipe.settings.names.group("tracker")
+    md = wait_for(lambda: (md := admin.list_topics(timeout=10))
+                  and f"{group}-order_to_stages-changelog" in md.topics and md, 30, "no changelog")
+    ours = {pipe.settings.names.topic(t) for t in ALL}
+    theirs = {t: m for t, m in md.topics.items() if t.startswith(pipe.tag + ".") and t not in ours}
+    assert set(theirs) == {f"{group}-order_to_stages-changelog", f"{group}-minute_to_counts-changelog"}
+    rf = min(3, len(md.brokers))
+    for name, meta in theirs.items():
+        assert len(meta.partitions) == 6, name
+        assert {len(p.replicas) for p in meta.partitions.values()} == {rf}, name
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, t) for t in theirs]
+    for res, fut in admin.describe_configs(resources).items():
+        configs = fut.result()
+        assert configs["min.insync.replicas"].value == str(2 if rf == 3 else 1), res
+        assert "compact" in configs["cleanup.policy"].value, res
