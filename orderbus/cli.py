@@ -14,7 +14,9 @@ MODULES = (
     "orderbus.cmd_orders",      # seed, publish, order, report
     "orderbus.cmd_run",         # run, worker
     "orderbus.cmd_demo",        # demo, bench
-    "orderbus.cmd_verify",      # verify, chaos
+    "orderbus.cmd_verify",      # verify
+    "orderbus.cmd_chaos",       # chaos
+    "orderbus.cmd_failover",    # failover (measures partition idle time after a worker dies)
     "orderbus.cmd_lag",         # lag
     "orderbus.cmd_tracker",     # stuck (the tracker itself runs under `run tracker`)
     "orderbus.cmd_replay",      # replay dlq | reset | rebuild | audit

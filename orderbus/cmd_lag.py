@@ -1,7 +1,6 @@
-"""lag: consumer lag per group and partition, as a table, JSON, a watch, or a Prometheus exporter."""
+"""lag: consumer lag per group and partition: a table, JSON, a watch or a Prometheus exporter."""
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
@@ -13,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from orderbus.cli import UsageError
-from topics.lag import STATUSES, LagError, LagReader, Report
+from topics.lag import STATUSES, WINDOW, LagError, LagReader, Report
 
 SINGLE_SAMPLES, SINGLE_SPACING_S = 3, 1.0   # a single run looks 3 times over ~2 s, for a trend
 WATCH_DEFAULT_S = 5.0
@@ -31,13 +30,14 @@ kafka-consumer-groups counts it), the lag in seconds (age of the oldest unconsum
 status by Burrow's rules over a window of samples: OK; WARN lag growing; STALL offsets frozen
 while members are present; STOP no members and offsets frozen; ERR offsets went backwards or
 cannot be read. A group takes its worst partition's status. A single run samples
-{SINGLE_SAMPLES} times over ~{(SINGLE_SAMPLES - 1) * SINGLE_SPACING_S:.0f} s; --watch and --serve
-keep a window of the last 10 samples in memory."""
+{SINGLE_SAMPLES} times over ~{(SINGLE_SAMPLES - 1) * SINGLE_SPACING_S:.0f} s (so it takes about 3 s);
+--watch and --serve keep a window of the last {WINDOW} samples in memory. A lag of 1 left by a
+transaction's commit marker has lag 0 s and counts as caught up."""
 
 
 def register(sub) -> None:
     s = sub.add_parser("lag", help="consumer lag per group and partition (Burrow's status rules)",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=HELP)
     s.add_argument("--group", help="only this consumer group (default: every group)")
     s.add_argument("--topic", help="only this topic")
     s.add_argument("--json", action="store_true", help="JSON; with --watch one object per line")

@@ -18,7 +18,7 @@ from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError,
 from confluent_kafka.admin import AdminClient
 
 OK, WARN, STALL, STOP, ERR = "OK", "WARN", "STALL", "STOP", "ERR"
-STATUSES = (OK, WARN, STALL, STOP, ERR)     # in rising severity: a group takes its worst partition's
+STATUSES = (OK, WARN, STALL, STOP, ERR)     # rising severity: a group takes its worst partition's
 WINDOW = 10                                 # samples per partition, as Burrow's default window
 READ_BUDGET_S = 3.0     # for reading the oldest unconsumed messages; what is not read by then
                         # reports lag_seconds unknown rather than holding up the whole report
@@ -36,7 +36,7 @@ def partition_status(samples: Sequence[Sample], members: int | None = 1) -> str:
     if not samples or any(s.committed is None or s.end is None for s in samples):
         return ERR                  # offsets that cannot be read are not "fine"
     if any(s.committed > s.end for s in samples):
-        return ERR                  # committed past the log end: the topic was truncated or recreated
+        return ERR                  # committed past the log end: topic truncated or recreated
     if any(b.committed < a.committed for a, b in pairwise(samples)):
         return ERR                  # committed went backwards: an offset reset under the group
     # (a falling log end alone is no error: a sample's end is lowered to its committed offset
@@ -87,7 +87,7 @@ class GroupLag:
 class Report:
     partitions: list[PartitionLag]
     groups: list[GroupLag]
-    under_replicated: dict[str, int]     # topic -> partitions with fewer in-sync replicas than replicas
+    under_replicated: dict[str, int]     # topic -> partitions with fewer in-sync replicas
     errors: dict[str, str]               # group -> why its offsets could not be read
 
 
@@ -109,7 +109,7 @@ class LagReader:
         self.window, self.timeout_s = window, timeout_s
         self.admin = AdminClient({"log_level": 3, **client_config})
         base = {**client_config, "log_level": 3, "enable.auto.commit": False,
-                "group.id": "orderbus.lag"}      # required by librdkafka; never joined nor committed
+                "group.id": "orderbus.lag"}   # librdkafka wants one; never joined nor committed
         # the high watermark, as Kafka's tool (read_committed would give the last stable offset)
         self._ends = Consumer({**base, "isolation.level": "read_uncommitted"})
         # what the group will actually consume next: its consumers read committed records only,
