@@ -22,6 +22,7 @@ class Child:
     restarts: int = 0
     backoff_s: float = 0.5
     started_at: float = 0.0
+    held: bool = False       # stopped on purpose: not restarted until released
 
     @property
     def label(self) -> str:
@@ -67,7 +68,7 @@ class Supervisor:
         """Restart any child that exited while we were not stopping, with backoff."""
         for child in self.children:
             code = child.proc.poll() if child.proc else None
-            if code is None or self.stopping:
+            if code is None or self.stopping or child.held:
                 continue
             if time.monotonic() - child.started_at > 30:
                 child.backoff_s = 0.5   # it ran a while: a fresh crash, not a crash loop
@@ -102,6 +103,17 @@ class Supervisor:
                 self.log(f"{c.label} did not stop in {grace_s:.0f}s; killing it")
                 c.proc.kill()
                 c.proc.wait()
+
+    def hold(self, child: Child, grace_s: float = 30.0) -> None:
+        """Stop one instance cleanly and keep it stopped (an operator's maintenance, a test)."""
+        child.held = True
+        if child.proc and child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+            child.proc.wait(grace_s)
+
+    def release(self, child: Child) -> None:
+        child.held = False
+        self._spawn(child)
 
     def find(self, name: str, instance: int = 0) -> Child:
         return next(c for c in self.children if c.name == name and c.instance == instance)

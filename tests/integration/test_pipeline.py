@@ -3,7 +3,6 @@ one effect per order whatever is redelivered or republished, dead letters that s
 from __future__ import annotations
 
 import json
-import signal
 import time
 
 import pytest
@@ -129,9 +128,7 @@ def test_participant_stopped_past_the_deadline_aborts_and_releases(pipe):
     pipe.stock(**{"late-sku": 5})
     pipe.account(**{"late-cust": 1_000})
     payment = pipe.sup.find("payment")
-    pipe.sup.stopping = True            # keep the supervisor from restarting it meanwhile
-    payment.proc.send_signal(signal.SIGTERM)
-    payment.proc.wait(30)
+    pipe.sup.hold(payment)
     try:
         pipe.publish(order("late-1", "late-cust", ("late-sku", 2, 100)))
         st = pipe.wait_final(["late-1"], timeout_s=30)
@@ -142,9 +139,7 @@ def test_participant_stopped_past_the_deadline_aborts_and_releases(pipe):
             assert time.monotonic() < deadline, "inventory hold was not released"
             time.sleep(0.3)
     finally:
-        pipe.sup.stopping = False
-        pipe.sup._spawn(payment)
-        pipe.sup.watch_in_background()
+        pipe.sup.release(payment)
     # the payment worker comes back: its late Prepare must not hold money, its abort is acked
     deadline = time.monotonic() + 60
     while pipe.sql("payments", "SELECT state FROM holds WHERE order_id = 'late-1'") != [("refused",)]:

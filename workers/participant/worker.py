@@ -87,4 +87,7 @@ class ParticipantHandler(Stateless):
                            f"{L.held} = t.{L.held} + d.h, {L.final} = t.{L.final} + d.f "
                            f"FROM (VALUES %s) AS d(k, a, h, f) WHERE t.{L.key} = d.k", changed,
                            template="(%s, %s::bigint, %s::bigint, %s::bigint)")
+        # yes-votes waiting for a decision: the in-doubt transactions an operator watches
+        cur.execute("SELECT count(*) FROM holds WHERE state = 'held'")
+        self.metrics.in_doubt.labels(self.metrics.worker).set(cur.fetchone()[0])
         return outcome

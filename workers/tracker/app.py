@@ -36,11 +36,45 @@ SNAPSHOT_EVERY_S = 2.0
 STUCK_LISTED = 1000           # the snapshot lists the most overdue; the gauge counts all
 
 
-def replication_factor(settings) -> int:
-    """3, or the broker count of a smaller (one-node) cluster."""
-    from confluent_kafka.admin import AdminClient
-    brokers = AdminClient(settings.kafka(log_level=3)).list_topics(timeout=15).brokers
-    return min(3, len(brokers))
+TABLES = {"order_to_stages": {"cleanup.policy": "compact"},
+          # faust's own choice for a windowed changelog: compacted, and old windows deleted
+          "minute_to_counts": {"cleanup.policy": "compact,delete",
+                               "retention.ms": str((WINDOWS_KEPT + 5) * 60_000)}}
+
+
+def changelog(settings, table: str) -> str:
+    return f"{settings.names.group('tracker')}-{table}-changelog"     # faust's naming
+
+
+def ensure_changelogs(settings, timeout_s: float = 30.0) -> int:
+    """Create the tables' changelog topics before faust starts; return the replication factor.
+
+    faust would create them itself, but its consumer joins the group with a metadata snapshot
+    taken before a new topic is visible and keeps "0 partitions" for it until the next rebalance:
+    every write to a table then fails with PartitionsMismatch. Creating them here also pins RF 3
+    and min.insync.replicas 2 like every other orderbus topic."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient(settings.kafka(log_level=3))
+    md = admin.list_topics(timeout=timeout_s)
+    rf = min(3, len(md.brokers))            # 3, or the broker count of a one-node cluster
+    new = [NewTopic(changelog(settings, t), PARTITIONS, rf,
+                    config={**cfg, "min.insync.replicas": str(2 if rf >= 3 else 1)})
+           for t, cfg in TABLES.items() if changelog(settings, t) not in md.topics]
+    for fut in admin.create_topics(new, operation_timeout=timeout_s).values() if new else ():
+        try:
+            fut.result()
+        except KafkaException as e:
+            if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+    deadline = time.monotonic() + timeout_s
+    while not all(len(getattr(admin.list_topics(changelog(settings, t), timeout=timeout_s)
+                              .topics.get(changelog(settings, t)), "partitions", {})) == PARTITIONS
+                  for t in TABLES):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"changelog topics not visible after {timeout_s:.0f}s")
+        time.sleep(0.2)
+    return rf
 
 
 @dataclass
@@ -169,9 +203,9 @@ def check_codecs() -> None:
 
 
 def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
-          grace_s: float = GRACE_S, replication: int | None = None) -> Tracker:
+          grace_s: float = GRACE_S) -> Tracker:
     check_codecs()
-    rf = replication or replication_factor(settings)
+    rf = ensure_changelogs(settings)
     snapshot.tracker_dir(settings).mkdir(parents=True, exist_ok=True)    # faust makes one level
     app = ReadCommittedApp(
         settings.names.group("tracker"),
@@ -180,7 +214,8 @@ def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
         # aiokafka's transactional offset commit fails on Kafka >= 3.7 (aiokafka #1004), and the
         # tracker decides nothing: a replayed event finds its stage already set
         processing_guarantee="at_least_once",
-        # faust's own topics (table changelogs) get this; the pipeline's are never declared
+        # for any topic faust makes itself (the changelogs exist already); the pipeline's own
+        # topics are never declared (internal=False)
         topic_replication_factor=rf,
         topic_partitions=PARTITIONS,            # changelogs copartitioned with the sources
         topic_disable_leader=True,              # no leader-election topic: no on_leader timers
