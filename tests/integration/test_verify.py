@@ -44,7 +44,7 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
     assert (clean["committed"], clean["aborted"], clean["dead_letters"]) == (6, 2, 1)
 
     pipe.sup.stop()                    # nothing may repair what we break now
-    inv, pay = pipe.dbs["inventory"], pipe.dbs["payments"]
+    inv = pipe.dbs["inventory"]
     admin = admin_connect(pipe.layout, inv)
     with admin.cursor() as cur:
         cur.execute("ALTER TABLE stock DROP CONSTRAINT stock_check")
