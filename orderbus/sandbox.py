@@ -22,7 +22,8 @@ ONE_EACH = {"intake": 1, "coordinator": 1, "inventory": 1, "payment": 1, "shippi
 
 class Sandbox:
     def __init__(self, settings, tag: str | None = None, counts: dict | None = None,
-                 deadline_ms: int | None = None, log_dir: Path | None = None, env: dict | None = None):
+                 deadline_ms: int | None = None, log_dir: Path | None = None, env: dict | None = None,
+                 worker_args: tuple[str, ...] = ()):
         self.tag = tag or "s" + uuid.uuid4().hex[:8]
         self.layout = settings.layout()
         self.dbs = {s: f"{self.tag}_{s}" for s in SERVICES}
@@ -37,7 +38,8 @@ class Sandbox:
                     "ORDERBUS_METRICS_PORT": "0",
                     **{f"ORDERBUS_DSN_{s.upper()}": d for s, d in dsns.items()}, **(env or {})}
         self.sup = Supervisor(self.settings, counts or ONE_EACH, env=self.env,
-                              log_dir=log_dir or settings.home / "logs" / self.tag, log=lambda *_: None)
+                              log_dir=log_dir or settings.home / "logs" / self.tag, log=lambda *_: None,
+                              worker_args=worker_args)
         self.publisher = OrderPublisher(self.settings.kafka(), topic=self.placed)
 
     @property

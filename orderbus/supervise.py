@@ -36,6 +36,7 @@ class Supervisor:
     env: dict = field(default_factory=dict)
     log_dir: Path | None = None
     log: object = print
+    worker_args: tuple[str, ...] = ()     # e.g. ("--protocol", "consumer"), for every instance
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
 
@@ -52,7 +53,7 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "orderbus", "worker", child.name, "--instance",
-                str(child.instance), "--metrics-port", str(child.port)]
+                str(child.instance), "--metrics-port", str(child.port), *self.worker_args]
         with open(self.log_dir / f"{child.label}.log", "ab") as out:
             child.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env={**os.environ, **self.env})

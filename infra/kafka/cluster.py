@@ -53,6 +53,12 @@ def properties(layout: Layout, node: int) -> str:
         # a killed broker is fenced (and its partitions led elsewhere) after 6 s, not the default 9
         "broker.heartbeat.interval.ms=1000",
         "broker.session.timeout.ms=6000",
+        # the consumer rebalance protocol (KIP-848) keeps member timeouts on the broker, with a
+        # 45 s default and floor; workers want a dead member's partitions back in seconds
+        "group.consumer.min.session.timeout.ms=3000",
+        "group.consumer.session.timeout.ms=6000",
+        "group.consumer.min.heartbeat.interval.ms=500",
+        "group.consumer.heartbeat.interval.ms=1000",
         # the cleaner takes a fixed 128 MiB of heap otherwise
         "log.cleaner.dedupe.buffer.size=33554432",
         "",

@@ -1,0 +1,40 @@
+"""failover."""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(sub) -> None:
+    s = sub.add_parser("failover", help="measure how long a killed worker's partitions stay idle")
+    s.add_argument("--worker", choices=("intake", "coordinator", "inventory", "payment"),
+                   default="coordinator")
+    s.add_argument("--protocol", choices=("classic", "consumer"), default="classic")
+    s.add_argument("--static", action="store_true", help="static membership (classic protocol)")
+    s.add_argument("--no-restart", action="store_true",
+                   help="leave the killed instance down: the survivor must take over")
+    s.add_argument("--compare", action="store_true",
+                   help="classic, classic + static membership and consumer protocol in one run")
+    s.add_argument("--kills", type=int, default=3)
+    s.add_argument("--rate", type=float, default=100.0)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_failover)
+
+
+def _failover(args, settings):
+    from orderbus.cli import UsageError
+    from orderbus.failover import CONFIGS, measure, render
+    if args.kills < 1 or args.rate <= 0:
+        raise UsageError("--kills must be at least 1 and --rate positive")
+    if args.static and args.protocol == "consumer":
+        raise UsageError("--static is a classic-protocol option")
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    configs = CONFIGS if args.compare else [(args.protocol, args.static)]
+    rows = []
+    for protocol, static in configs:
+        log(f"{args.worker}: {protocol}{' + static' if static else ''}, "
+            f"{'restarted' if not args.no_restart else 'left down'}")
+        rows.append(measure(settings, args.worker, protocol, static, not args.no_restart,
+                            args.kills, args.rate, log=log))
+    print(json.dumps(rows, indent=2) if args.json else render(rows))
+    return 1 if any(r["violations"] for r in rows) else 0

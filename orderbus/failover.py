@@ -1,0 +1,135 @@
+"""`orderbus failover`: how long a SIGKILLed worker's partitions stay idle.
+
+Under a steady load, one instance of a two-instance worker is SIGKILLed. For every partition the
+idle time is from its last output before the kill to its first output after it; the failover time
+of a kill is the longest of those (the partitions the victim owned). Outputs are read from the
+topic the worker writes, whose partition p carries the orders of input partition p."""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from orderbus.generate import order_body
+from orderbus.sandbox import ONE_EACH, Sandbox
+from topics.catalogue import ORDERS_STATUS, PARTITIONS, TX_LOG
+
+# worker -> (topic whose records mark its progress, the header type, a test on the JSON body)
+PROGRESS = {
+    "intake": (TX_LOG, b"TxBegun", lambda body: True),
+    "inventory": (TX_LOG, b"Voted", lambda body: b'"participant":"inventory"' in body),
+    "payment": (TX_LOG, b"Voted", lambda body: b'"participant":"payment"' in body),
+    "coordinator": (ORDERS_STATUS, b"StatusChanged",
+                    lambda body: b'"CONFIRMED"' in body or b'"REJECTED"' in body),
+}
+
+
+class Progress(threading.Thread):
+    """Times (monotonic) of each progress record, per partition."""
+
+    def __init__(self, settings, topic: str, kind: bytes, test):
+        super().__init__(daemon=True)
+        self.kind, self.test, self.running = kind, test, True
+        self.times: dict[int, list[float]] = {p: [] for p in range(PARTITIONS)}
+        self.consumer = Consumer(settings.kafka(**{
+            "group.id": "failover-watch", "isolation.level": "read_committed", "log_level": 3,
+            "enable.auto.commit": False, "fetch.wait.max.ms": 10}))
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+
+    def run(self):
+        while self.running:
+            for msg in self.consumer.consume(500, timeout=0.05):
+                if msg.error():
+                    continue
+                kind = dict(msg.headers() or []).get("type")
+                if kind == self.kind and self.test(msg.value()):
+                    self.times[msg.partition()].append(time.monotonic())
+        self.consumer.close()
+
+    def idle_after(self, t: float) -> float | None:
+        """The longest per-partition gap spanning t; None if some partition never resumed."""
+        worst = 0.0
+        for times in self.times.values():
+            before = [x for x in times if x <= t]
+            after = [x for x in times if x > t]
+            if not before:
+                continue
+            if not after:
+                return None
+            worst = max(worst, after[0] - before[-1])
+        return worst
+
+
+def measure(settings, worker: str = "coordinator", protocol: str = "classic", static: bool = False,
+            restart: bool = True, kills: int = 3, rate: float = 100.0, log=print) -> dict:
+    args = ("--protocol", protocol) + (("--static",) if static else ())
+    counts = {**ONE_EACH, worker: 2}
+    with Sandbox(settings, counts=counts, worker_args=args) as sb:
+        sb.seed(stock={f"f-{i}": 10**9 for i in range(20)},
+                accounts={f"fc{i}": 10**12 for i in range(50)})
+        topic, kind, test = PROGRESS[worker]
+        watch = Progress(sb.settings, sb.settings.names.topic(topic), kind, test)
+        watch.start()
+        sb.start()
+        stop = threading.Event()
+        load = threading.Thread(target=_load, args=(sb, rate, stop), daemon=True)
+        load.start()
+        time.sleep(12)                      # both instances joined and busy
+        results = []
+        for k in range(kills):
+            victim = sb.sup.find(worker, k % 2)
+            victim.held = not restart
+            t = time.monotonic()
+            victim.proc.kill()
+            deadline = t + 60
+            while time.monotonic() < deadline and watch.idle_after(t) is None:
+                time.sleep(0.5)
+            time.sleep(3)                   # let every partition show a post-kill record
+            idle = watch.idle_after(t)
+            results.append(idle)
+            log(f"  kill {k + 1}: {worker}-{victim.instance} -> partitions idle "
+                f"{'> 60' if idle is None else f'{idle:.1f}'} s")
+            if not restart:
+                sb.sup.release(victim)
+            time.sleep(8)
+        stop.set()
+        load.join()
+        from orderbus.verify import verify
+        violations = verify(sb.settings, wait_s=90)["violations"]
+        watch.running = False
+    done = [r for r in results if r is not None]
+    return {"worker": worker, "protocol": protocol, "static": static, "restart": restart,
+            "idle_s": [None if r is None else round(r, 2) for r in results],
+            "p50_s": round(statistics.median(done), 2) if done else None,
+            "max_s": round(max(done), 2) if len(done) == len(results) else None,
+            "violations": len(violations)}
+
+
+def _load(sb, rate: float, stop: threading.Event) -> None:
+    i, t0 = 0, time.monotonic()
+    while not stop.is_set():
+        ahead = t0 + i / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+        sb.publisher.publish(order_body(f"f-{i}", f"fc{i % 50}", [(f"f-{i % 20}", 1, 100)]))
+        sb.publisher.poll(0)
+        i += 1
+    sb.publisher.flush(30)
+
+
+CONFIGS = [("classic", False), ("classic", True), ("consumer", False)]
+
+
+def render(rows: list[dict]) -> str:
+    lines = [f"{'protocol':<24} {'restart':<8} {'idle s per kill':<24} {'p50':>6} {'max':>6}  verify",
+             "-" * 78]
+    for r in rows:
+        name = r["protocol"] + (" + static membership" if r["static"] else "")
+        kills = ", ".join("-" if x is None else f"{x:.1f}" for x in r["idle_s"])
+        lines.append(f"{name:<24} {'yes' if r['restart'] else 'no':<8} {kills:<24} "
+                     f"{r['p50_s'] if r['p50_s'] is not None else '-':>6} "
+                     f"{r['max_s'] if r['max_s'] is not None else '-':>6}  "
+                     f"{'clean' if not r['violations'] else str(r['violations']) + ' violations'}")
+    return "\n".join(lines)
