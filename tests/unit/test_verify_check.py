@@ -1,0 +1,115 @@
+"""`verify.check` over hand-made facts: each kind of violation, one at a time, and a clean set."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from orderbus.verify import check
+from orderbus.verify_facts import Facts
+from schemas.events import Acked, Line, OrderPlaced, TxBegun, Voted
+from workers.coordinator.fold import replay
+
+PLACED = "orders.placed.v1"
+P = ("inventory", "payment")
+
+
+def order(oid, qty=1, price=100, cust="c1", sku="s1"):
+    return OrderPlaced(oid, cust, (Line(sku, qty, price),), "EUR", qty * price)
+
+
+def committed_tx(oid):
+    return replay([TxBegun(oid, P, 1), Voted(oid, "inventory", "yes", None),
+                   Voted(oid, "payment", "yes", None), Acked(oid, "inventory", "commit"),
+                   Acked(oid, "payment", "commit")])
+
+
+def aborted_tx(oid):
+    return replay([TxBegun(oid, P, 1), Voted(oid, "inventory", "no", "out_of_stock")])
+
+
+def clean_facts() -> Facts:
+    """One committed order (a) and one aborted (b), all effects consistent, quiet."""
+    a, b = order("a"), order("b", qty=2)
+    f = Facts()
+    f.placed["a"].append((0, 0, a.content_hash()))
+    f.placed["b"].append((1, 0, b.content_hash()))
+    f.orders = {"a": a, "b": b}
+    f.txs = {"a": committed_tx("a"), "b": aborted_tx("b")}
+    f.status = {"a": ("SHIPPED", None), "b": ("REJECTED", "inventory:out_of_stock")}
+    f.holds = {"inventory": {"a": ("committed", {"s1": 1}), "b": ("refused", {})},
+               "payment": {"a": ("committed", {"c1": 100})}}
+    f.ledgers = {"inventory": {"s1": (10, 9, 0, 1)}, "payment": {"c1": (1000, 900, 0, 100)}}
+    f.shipments = {"a"}
+    f.lag = {("g", "t", 0): 0}
+    f.quiet = True
+    return f
+
+
+def kinds(f) -> set[str]:
+    return {v.kind for v in check(f, PLACED)}
+
+
+def test_clean_facts_have_no_violation():
+    assert check(clean_facts(), PLACED) == []
+
+
+def _conflict(f):
+    f.placed["a"].append((2, 5, "other-content"))
+
+
+def _dead_but_decided(f):
+    f.dead.add((PLACED, 0, 0))
+
+
+def _acked_other(f):
+    f.txs["a"] = dataclasses.replace(f.txs["a"], acks=f.txs["a"].acks | {("payment", "abort")})
+
+
+def _negative(f):
+    f.ledgers["inventory"]["s1"] = (10, -1, 0, 11)
+
+
+def _not_shipped(f):
+    f.shipments = set()
+
+
+def _held_when_quiet(f):
+    f.ledgers["payment"]["c1"] = (1000, 850, 50, 100)
+    f.holds["payment"]["x"] = ("held", {"c1": 50})
+
+
+def _in_doubt(f):
+    f.txs["x"] = replay([TxBegun("x", P, 1), Voted("x", "payment", "yes", None)])
+
+
+def _missing(f):
+    f.txs.pop("a")
+
+
+def _invalid_not_dead(f):
+    f.invalid_placed.append((3, 7, "undecodable"))
+
+
+@pytest.mark.parametrize("corrupt, kind", [
+    (_conflict, "conflict_not_dead"),
+    (_dead_but_decided, "decided_and_dead"),
+    (_acked_other, "payment_acked_other_outcome"),
+    (_negative, "inventory_negative"),
+    (_not_shipped, "not_shipped"),
+    (_held_when_quiet, "payment_held_when_quiet"),
+    (_in_doubt, "in_doubt"),
+    (_missing, "missing"),
+    (_invalid_not_dead, "invalid_not_dead"),
+], ids=lambda x: x if isinstance(x, str) else x.__name__)
+def test_each_corruption_is_its_own_violation(corrupt, kind):
+    f = clean_facts()
+    corrupt(f)
+    assert kind in kinds(f)
+
+
+def test_once_quiet_checks_wait_for_quiet():
+    f = clean_facts()
+    _not_shipped(f)
+    f.quiet = False
+    assert "not_shipped" not in kinds(f)
