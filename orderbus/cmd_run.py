@@ -17,7 +17,9 @@ def register(sub) -> None:
     s.add_argument("--instance", type=int, default=0)
     s.add_argument("--metrics-port", type=int, default=0)
     s.add_argument("--protocol", choices=("classic", "consumer"), default="classic")
-    s.add_argument("--static", action="store_true", help="static membership (classic protocol)")
+    s.add_argument("--membership", choices=("static", "dynamic"), default="static",
+                   help="classic protocol: static membership (default; a restarted instance gets "
+                        "its partitions back without a rebalance) or dynamic")
     s.set_defaults(func=_worker)
 
 
@@ -42,4 +44,5 @@ def _run(args, settings):
 
 def _worker(args, settings):
     from workers.main import run
-    return run(args.name, args.instance, settings, args.metrics_port, args.protocol, args.static)
+    static = args.membership == "static" and args.protocol == "classic"
+    return run(args.name, args.instance, settings, args.metrics_port, args.protocol, static)

@@ -64,7 +64,7 @@ class Progress(threading.Thread):
 
 def measure(settings, worker: str = "coordinator", protocol: str = "classic", static: bool = False,
             restart: bool = True, kills: int = 3, rate: float = 100.0, log=print) -> dict:
-    args = ("--protocol", protocol) + (("--static",) if static else ())
+    args = ("--protocol", protocol, "--membership", "static" if static else "dynamic")
     counts = {**ONE_EACH, worker: 2}
     with Sandbox(settings, counts=counts, worker_args=args) as sb:
         sb.seed(stock={f"f-{i}": 10**9 for i in range(20)},
@@ -123,12 +123,13 @@ CONFIGS = [("classic", False), ("classic", True), ("consumer", False)]
 
 
 def render(rows: list[dict]) -> str:
-    lines = [f"{'protocol':<24} {'restart':<8} {'idle s per kill':<24} {'p50':>6} {'max':>6}  verify",
-             "-" * 78]
+    lines = [f"{'protocol':<30} {'restart':<8} {'idle s per kill':<20} {'p50':>6} {'max':>6}  verify",
+             "-" * 82]
     for r in rows:
-        name = r["protocol"] + (" + static membership" if r["static"] else "")
+        name = r["protocol"] + (" + static membership" if r["static"] else
+                                (" (dynamic membership)" if r["protocol"] == "classic" else ""))
         kills = ", ".join("-" if x is None else f"{x:.1f}" for x in r["idle_s"])
-        lines.append(f"{name:<24} {'yes' if r['restart'] else 'no':<8} {kills:<24} "
+        lines.append(f"{name:<30} {'yes' if r['restart'] else 'no':<8} {kills:<20} "
                      f"{r['p50_s'] if r['p50_s'] is not None else '-':>6} "
                      f"{r['max_s'] if r['max_s'] is not None else '-':>6}  "
                      f"{'clean' if not r['violations'] else str(r['violations']) + ' violations'}")

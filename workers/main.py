@@ -41,7 +41,7 @@ def build(name: str, settings, metrics: Metrics):
 
 
 def run(name: str, instance: int, settings, metrics_port: int = 0, protocol: str = "classic",
-        static: bool = False) -> int:
+        static: bool = True) -> int:
     logging.basicConfig(level=os.environ.get("ORDERBUS_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format=f"%(asctime)s {name}-{instance} %(levelname)s %(message)s")
     metrics = Metrics(name)

@@ -72,7 +72,9 @@ class LoopConfig:
     session_timeout_ms: int = 6_000
     heartbeat_ms: int = 1_000
     protocol: str = "classic"              # or "consumer" (KIP-848)
-    static: bool = False                   # classic protocol with group.instance.id
+    # classic protocol with group.instance.id: a restarted instance takes its partitions back
+    # without a rebalance (measured: idle p50 2.2 s vs 9.2 s dynamic; see README)
+    static: bool = True
 
 
 def consumer_config(settings, cfg: LoopConfig) -> dict:

@@ -57,7 +57,8 @@ def ensure_changelogs(settings, timeout_s: float = 30.0) -> int:
     from confluent_kafka.admin import AdminClient, NewTopic
     admin = AdminClient(settings.kafka(log_level=3))
     md = admin.list_topics(timeout=timeout_s)
-    rf = min(3, len(md.brokers))            # 3, or the broker count of a one-node cluster
+    # 3, or fewer on a smaller cluster; a broker that is down right now must not shrink it
+    rf = min(3, max(len(md.brokers), settings.brokers))
     new = [NewTopic(changelog(settings, t), PARTITIONS, rf,
                     config={**cfg, "min.insync.replicas": str(2 if rf >= 3 else 1)})
            for t, cfg in TABLES.items() if changelog(settings, t) not in md.topics]
@@ -68,13 +69,16 @@ def ensure_changelogs(settings, timeout_s: float = 30.0) -> int:
             if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
     deadline = time.monotonic() + timeout_s
-    while not all(len(getattr(admin.list_topics(changelog(settings, t), timeout=timeout_s)
-                              .topics.get(changelog(settings, t)), "partitions", {})) == PARTITIONS
-                  for t in TABLES):
+    while not all(_partitions(admin, changelog(settings, t)) == PARTITIONS for t in TABLES):
         if time.monotonic() > deadline:
             raise RuntimeError(f"changelog topics not visible after {timeout_s:.0f}s")
         time.sleep(0.2)
     return rf
+
+
+def _partitions(admin, topic: str) -> int:
+    meta = admin.list_topics(topic, timeout=10).topics.get(topic)
+    return 0 if meta is None or meta.error is not None else len(meta.partitions)
 
 
 @dataclass
