@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 from orderbus.generate import order_body
 from orderbus.sandbox import Sandbox
 from topics.catalogue import ORDERS_STATUS
-from workers.main import WORKERS
+from workers.main import PIPELINE
 
 FINAL = ("SHIPPED", "REJECTED")
 
@@ -79,7 +79,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = False,
           instances: int = 1, timeout_s: float = 300, log=print) -> dict:
-    counts = {w: instances for w in WORKERS}
+    counts = {w: instances for w in PIPELINE}
     with Sandbox(settings, counts=counts) as sb:
         customers = [f"c{i:04d}" for i in range(200)]
         skus = ["hot"] if hot else [f"sku-{i:03d}" for i in range(100)]

@@ -12,8 +12,8 @@ from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_DLQ, ORDERS_PLACED, TX_LOG
 from topics.read import read
 from workers.coordinator.fold import fold
+from workers.main import PIPELINE
 
-PIPELINE_WORKERS = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
 
 
 @dataclass
@@ -88,7 +88,7 @@ def lag(settings) -> dict:
     offsets: after a transaction the log end sits one past the commit marker, which no consumer
     ever 'consumes', so offset arithmetic would report a lag of 1 on an idle partition."""
     out = {}
-    for worker in PIPELINE_WORKERS:
+    for worker in PIPELINE:
         group = settings.names.group(worker)
         c = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False,
                                        "log_level": 3}))

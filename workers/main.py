@@ -10,7 +10,8 @@ from workers.runtime.db import Database
 from workers.runtime.loop import Fatal, Loop, LoopConfig
 from workers.runtime.metrics import Metrics
 
-WORKERS = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
+PIPELINE = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
+WORKERS = PIPELINE + ("tracker",)      # the tracker watches; it decides nothing
 DATABASE = {"intake": "orders", "inventory": "inventory", "payment": "payments",
             "shipping": "shipping", "status": "orders"}
 
@@ -42,6 +43,9 @@ def build(name: str, settings, metrics: Metrics):
 
 def run(name: str, instance: int, settings, metrics_port: int = 0, protocol: str = "classic",
         static: bool = True) -> int:
+    if name == "tracker":          # a faust app with its own event loop and logging
+        from workers.tracker.app import run_tracker
+        return run_tracker(settings, instance, metrics_port)
     logging.basicConfig(level=os.environ.get("ORDERBUS_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
                         format=f"%(asctime)s {name}-{instance} %(levelname)s %(message)s")
     metrics = Metrics(name)
