@@ -48,7 +48,7 @@ def gather(settings) -> Facts:
         f.placed[order.order_id].append((msg.partition(), msg.offset(), order.content_hash()))
         f.orders.setdefault(order.order_id, order)
     for msg in read(kafka, names.topic(ORDERS_DLQ)):
-        h = {k: v.decode(errors="replace") for k, v in (msg.headers() or [])}
+        h = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
         if "dlq.topic" in h:
             f.dead.add((h["dlq.topic"], int(h["dlq.partition"]), int(h["dlq.offset"])))
     for msg in read(kafka, names.topic(TX_LOG)):

@@ -193,6 +193,8 @@ def _parse(value: bytes | None) -> dict[str, Any]:
         raise UndecodableError(f"nested deeper than {MAX_DEPTH}") from None
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, integers of over 4300 digits
         raise UndecodableError(f"not JSON: {str(exc)[:_MAX_DETAIL]}") from None
+    except ArithmeticError:    # decimal.InvalidOperation: an exponent beyond Decimal's range
+        raise UndecodableError("a number beyond any representable range") from None
     if not isinstance(body, dict):
         raise UndecodableError(f"top level is a JSON {_json_kind(body)}, not an object")
     _check_shape(body)

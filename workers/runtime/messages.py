@@ -8,6 +8,10 @@ from schemas.errors import DeadLetter, UnknownEventError
 from workers.runtime.loop import Out
 
 REASON = "dlq.reason"      # dead-letter header names, read back by the replay tools
+# The producer's message limit is 1,000,000 bytes (librdkafka's message.max.bytes); a dead letter
+# must always fit, so a larger original is kept truncated, with its full size in a header (the
+# reason still says what was wrong with it); the rest of the limit is left for key and headers
+MAX_DEAD_VALUE = 950_000
 
 
 def emit(topic: str, event) -> Out:
@@ -17,11 +21,15 @@ def emit(topic: str, event) -> Out:
 
 def dead_letter(msg: Message, error: DeadLetter, worker: str, now_ms: int, dlq_topic: str) -> Out:
     headers = list(msg.headers() or [])
+    value = msg.value()
+    if value is not None and len(value) > MAX_DEAD_VALUE:
+        headers.append(("dlq.truncated_from", str(len(value)).encode()))
+        value = value[:MAX_DEAD_VALUE]
     headers += [(REASON, error.reason.encode()), ("dlq.detail", str(error.detail).encode()[:1000]),
                 ("dlq.topic", msg.topic().encode()), ("dlq.partition", str(msg.partition()).encode()),
                 ("dlq.offset", str(msg.offset()).encode()), ("dlq.worker", worker.encode()),
                 ("dlq.at_ms", str(now_ms).encode())]
-    return Out(dlq_topic, msg.key(), msg.value(), headers)
+    return Out(dlq_topic, msg.key(), value, headers)
 
 
 def decode_batch(messages: list[Message], metrics, now_ms: int, accepts: tuple[str, ...],
