@@ -36,6 +36,7 @@ from infra.procs import InfraError
 from orderbus.generate import generate, order_body
 from orderbus.sandbox import Sandbox
 from topics.catalogue import ORDERS_STATUS, TX_LOG
+from topics.producer import OrderPublisher
 from workers.main import WORKERS
 
 KINDS = ("worker-kill", "worker-pause", "broker-kill", "broker-pause", "pg-restart")
@@ -183,7 +184,8 @@ class DecisionWatcher(threading.Thread):
 
     def __init__(self, settings, topic: str, t0: float):
         super().__init__(daemon=True)
-        self.consumer = Consumer(settings.kafka(**{"group.id": "chaos-watcher", "log_level": 3,
+        # log_level 2: a broker we killed on purpose is not an error worth a line on the terminal
+        self.consumer = Consumer(settings.kafka(**{"group.id": "chaos-watcher", "log_level": 2,
                                                    "isolation.level": "read_committed",
                                                    "enable.auto.commit": False}))
         self.consumer.assign([TopicPartition(topic, p, 0) for p in range(ORDERS_STATUS.partitions)])
@@ -438,9 +440,11 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
     sb = Sandbox(settings, counts=counts)
     log(f"chaos seed {seed}: sandbox {sb.tag}, {sum(counts.values())} worker processes, "
         f"logs in {sb.sup.log_dir}")
-    injector, watcher, violations = None, None, []
+    injector, watcher, violations, failed = None, None, [], True
     try:
         sb.seed(*seed_amounts(int(rate * duration_s)))
+        # the sandbox's publisher, without the connection-refused lines of the brokers we kill
+        sb.publisher = OrderPublisher(sb.settings.kafka(log_level=2), topic=sb.placed)
         t_ready = time.monotonic()
         watcher = DecisionWatcher(sb.settings, sb.status_topic, t_ready)
         watcher.start()
@@ -485,9 +489,30 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
         log(f"load stopped at {load_end:.1f}s ({left} undelivered); waiting for quiet")
         if injector.error:
             raise injector.error
-        _wait(lambda: valid_ids <= watcher.decided.keys(), 180, "published orders", strict=False)
-        from orderbus.verify import verify
-        verdict = verify(sb.settings, wait_s=120)
+        t_quiet = time.monotonic() + 180
+        progress = [len(watcher.decided), time.monotonic()]
+
+        def undecided() -> int:   # membership tests only: the watcher adds to `decided` meanwhile
+            return sum(1 for o in valid_ids if o not in watcher.decided)
+
+        def all_decided() -> bool:
+            # until every order is decided; or 180 s; or 60 s without a single new decision (a
+            # halted pipeline: waiting longer only delays the report of what verify will find)
+            nonlocal next_log
+            now = time.monotonic() - t0
+            if len(watcher.decided) > progress[0]:
+                progress[:] = [len(watcher.decided), time.monotonic()]
+            if now >= next_log:
+                next_log += 10.0
+                log(f"  {now:6.1f}s  undecided {undecided()} of {len(valid_ids)} published")
+            return (not undecided() or time.monotonic() > t_quiet
+                    or time.monotonic() - progress[1] > 60)
+        _wait(all_decided, 200, "published orders")
+        halted = undecided() > 0 and time.monotonic() - progress[1] > 60
+        if halted:
+            log(f"  no decision for 60 s with {undecided()} orders undecided: the pipeline has "
+                "halted")
+        verdict = _verify(sb.settings, log, wait_s=10 if halted else 120)
         violations = verdict["violations"]
         observed = time.monotonic() - t0
         watcher.running = False
@@ -497,6 +522,7 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
             f.recovery_s, f.stalled_partitions = fault_recovery(timeline, f.at_s, until, observed)
         merged = sorted(t for ts in timeline.values() for t in ts)
         gap, gap_at = max_gap(merged, 0.0, load_end, observed)
+        failed = False
         return {
             "seed": seed, "duration_s": duration_s, "load_s": round(load_end, 1), "rate": rate,
             "instances": instances, "kinds": sorted(set(kinds)), "sandbox": sb.tag,
@@ -505,7 +531,7 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
                        "rejected": verdict["aborted"], "dead_lettered": verdict["dead_letters"],
                        "undelivered": sb.publisher.failed + left},
             "faults": [asdict(f) for f in injector.faults],
-            "max_gap_s": gap, "max_gap_at_s": gap_at,
+            "max_gap_s": gap, "max_gap_at_s": gap_at, "halted": halted,
             "worker_restarts": sum(c.restarts for c in sb.sup.children),
             "per_second": per_second(merged, 0.0, math.ceil(observed)),
             "verify": {k: verdict[k] for k in ("orders", "committed", "aborted", "dead_letters",
@@ -518,11 +544,26 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
             injector.join()
         if watcher is not None:
             watcher.running = False
-        if keep and violations:
+        if keep and (violations or failed):
             sb.sup.stop()
             log(f"kept sandbox {sb.tag} (topics {sb.tag}.*, databases {sb.tag}_*) for inspection")
         else:
             sb.close()
+
+
+def _verify(settings, log, wait_s: float, attempts: int = 5) -> dict:
+    """verify, again if PostgreSQL went away under it (another run's pg-restart on this server)."""
+    import psycopg2
+
+    from orderbus.verify import verify
+    for attempt in range(attempts):
+        try:
+            return verify(settings, wait_s=wait_s)
+        except psycopg2.OperationalError as e:
+            if attempt == attempts - 1:
+                raise
+            log(f"verify: PostgreSQL unavailable ({str(e).strip()}); again in 5 s")
+            time.sleep(5)
 
 
 def _wait(cond, timeout_s: float, what: str, strict: bool = True) -> bool:

@@ -21,7 +21,7 @@ def register(sub) -> None:
     s.add_argument("--json", action="store_true")
     s.add_argument("--plot", metavar="FILE.png", help="decisions per second with the faults marked")
     s.add_argument("--keep", action="store_true", help="keep the sandbox's topics and databases "
-                   "when verify finds a violation, to inspect them")
+                   "when verify finds a violation or the run fails, to inspect them")
     s.set_defaults(func=_chaos)
 
 
@@ -79,6 +79,8 @@ def render(r: dict) -> str:
                      f"{s['faults']}" + (f", {s['unrecovered']} never" if s["unrecovered"] else ""))
     lines.append(f"  longest gap {r['max_gap_s']:.2f} s with no decision (from {r['max_gap_at_s']:.1f} s)")
     lines.append(f"  restarts    {r['worker_restarts']} worker restarts by the supervisor")
+    if r["halted"]:
+        lines.append("  HALTED      no decision in the last 60 s although orders were undecided")
     verdict = {**r["verify"], "violations": r["violations"]}
     lines += ["  " + line for line in render_verify(verdict).splitlines()]
     if r["violations"]:

@@ -346,9 +346,9 @@ def test_sql_metacharacters_are_stored_verbatim_and_the_tables_survive(pipe, run
         (sum(SKUS.values()),)]
 
 
-# -- messages that crash intake today --------------------------------------------------------
-# These use a sandbox of their own with intake alone, so a crash loop cannot stall the tests
-# above. Both FAIL today (real bugs, left failing on purpose for the lead): see each comment.
+# -- messages that once crash-looped intake ---------------------------------------------------
+# These use a sandbox of their own with intake alone, so a regression (a crash loop) cannot
+# stall the tests above.
 
 
 @pytest.fixture
@@ -375,8 +375,8 @@ def assert_dead_lettered_then_flowing(pipe, key: bytes, reason: str):
 
 
 def test_float_literal_beyond_decimal_range_is_dead_lettered_not_a_crash(intake_only):
-    # KNOWN BUG: codec.decode raises decimal.InvalidOperation (not a DeadLetter) for this value,
-    # decode_batch does not catch it, intake exits, restarts, and meets it again: a crash loop.
+    # json.loads(parse_float=Decimal) raises decimal.InvalidOperation for this value; the codec
+    # must turn it into a dead letter, or intake would exit and meet it again on restart
     key = b"poison-exponent"
     intake_only.publisher.publish_raw(key, b'{"order_id":"p-1","customer_id":"c","currency":"EUR",'
                                            b'"total_cents":1e999999999999999999999,"items":[]}')
@@ -386,11 +386,8 @@ def test_float_literal_beyond_decimal_range_is_dead_lettered_not_a_crash(intake_
 def test_oversized_value_from_another_client_is_dead_lettered(intake_only):
     # Our OrderPublisher refuses it (tests/unit/test_producer_validation.py); another client may
     # not. lz4 keeps the batch under the broker's ~1 MB limit, so the topic needs no changes.
-    # KNOWN BUG: intake's transactional producer keeps librdkafka's default message.max.bytes
-    # (1,000,000), so producing the dead letter (the original bytes) raises KafkaException
-    # MSG_SIZE_TOO_LARGE from produce(); Loop._transact re-raises it (not abortable), intake
-    # exits and crash-loops on the same offset. Any value over ~1,000,000 bytes that is not a
-    # valid order does this, including ones under codec.MAX_VALUE_BYTES.
+    # The dead-letter copy could not carry all of it (the workers' producers keep librdkafka's
+    # 1,000,000-byte limit): it is kept truncated, with its full size in a header.
     key = b"poison-size"
     value = b'{"order_id":"' + b"x" * (codec.MAX_VALUE_BYTES + 100) + b'"}'
     raw = Producer(intake_only.settings.kafka(**{

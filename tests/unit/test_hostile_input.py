@@ -333,10 +333,8 @@ def test_byte_fuzz_is_an_order_or_a_dead_letter(value):
 @given(valid_orders(), st.sampled_from(HUGE_EXPONENTS + NUMBER_LITERALS),
        st.sampled_from(["total_cents", "quantity", "unit_price_cents"]))
 def test_any_number_literal_in_a_money_field_is_an_order_or_a_dead_letter(body, literal, field):
-    # KNOWN BUG (left failing on purpose for the lead): a float literal whose exponent is beyond
-    # decimal's range, e.g. 1e999999999999999999999, makes codec.decode raise
-    # decimal.InvalidOperation (json.loads(parse_float=Decimal) -> not a ValueError), so it is
-    # neither an order nor a dead letter and the intake worker crashes on it.
+    # includes exponents beyond Decimal's range (1e999999999999999999999), which once raised
+    # decimal.InvalidOperation out of the codec and crash-looped intake
     marker = "__LITERAL__"
     if field == "total_cents":
         body["total_cents"] = marker
@@ -349,7 +347,7 @@ def test_any_number_literal_in_a_money_field_is_an_order_or_a_dead_letter(body, 
 
 
 def test_float_literal_beyond_decimal_range_is_a_dead_letter():
-    # KNOWN BUG, left failing on purpose: today this raises decimal.InvalidOperation.
+    # json.loads(parse_float=Decimal) raises decimal.InvalidOperation here, not a ValueError
     value = (b'{"order_id":"o-1","customer_id":"c-1","currency":"EUR","total_cents":'
              b'1e999999999999999999999,"items":[{"sku":"A","quantity":1,"unit_price_cents":1}]}')
     with pytest.raises(UndecodableError):
