@@ -396,3 +396,6 @@ def test_oversized_value_from_another_client_is_dead_lettered(intake_only):
     raw.produce(intake_only.placed, key=key, value=value, on_delivery=lambda e, m: errors.append(e))
     assert raw.flush(30) == 0 and errors == [None], errors
     assert_dead_lettered_then_flowing(intake_only, key, "undecodable")
+    dead = [m for m in read_dead_letters(intake_only, expect=1) if m.key() == key]
+    assert last_headers(dead[0])["dlq.truncated_from"] == str(len(value)).encode()
+    assert dead[0].value() == value[:len(dead[0].value())]      # a true prefix of the original
