@@ -1,0 +1,350 @@
+"""Replay tools that need only Kafka: re-drive dead letters to their source topic, and reset a
+stopped consumer group's offsets the way Kafka's own `kafka-consumer-groups --reset-offsets` does.
+
+The decisions (what to replay, where to move an offset) are pure functions over plain values
+(`plan_dlq`, `plan_reset`); the classes around them only read and write the cluster.
+
+Dead-letter re-drive, and why it is safe to repeat or to kill half-way:
+- every re-published letter is remembered in a JSON-lines log keyed by the dead letter's
+  `partition:offset`, appended only *after* the cluster acknowledged the produce; a second run
+  skips what the log holds;
+- a SIGKILL between the acknowledgement and the log write re-publishes at most the letters whose
+  acks were not yet logged. That is harmless: intake treats an order republished with the same
+  content as a no-op (the order id is the natural key of every effect), and the tx.log fold ignores
+  a repeated begin, vote or ack. No effect is lost (the log is written after the ack, never before)
+  and none is doubled.
+- `replay.count` only limits how often one letter goes round; it is re-written by us (never
+  copied), a letter whose count is unreadable is parked rather than trusted, and no worker reads it.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import (ConsumerGroupTopicPartitions, KafkaException, Producer,
+                             TopicPartition)
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from topics.producer import PRODUCER_DEFAULTS
+from topics.read import read
+
+COUNT = "replay.count"
+DLQ_PREFIX = "dlq."
+
+
+class ReplayError(RuntimeError):
+    """A replay that must not go ahead: a message for the operator (exit 2)."""
+
+
+# -- dead letters ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Letter:
+    """One record of the dead-letter topic, as read."""
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    def header(self, name: str) -> str | None:
+        """The last value of a header (the worker appends its dlq.* headers after any the
+        message arrived with, so the last one is the worker's)."""
+        found = None
+        for k, v in self.headers:
+            if k == name:
+                found = v
+        return None if found is None else bytes(found).decode("utf-8", errors="replace")
+
+    @property
+    def reason(self) -> str:
+        return self.header("dlq.reason") or "unknown"
+
+    @property
+    def source(self) -> str | None:
+        return self.header("dlq.topic")
+
+    def count(self) -> int | None:
+        """Re-drives so far; None when a replay.count header is unreadable (not trusted)."""
+        counts = []
+        for k, v in self.headers:
+            if k != COUNT:
+                continue
+            text = (v or b"").decode("ascii", errors="replace")
+            if not text.isdigit() or len(text) > 6:
+                return None
+            counts.append(int(text))
+        return max(counts, default=0)
+
+    def replay_headers(self, count: int) -> list[tuple[str, bytes]]:
+        """The original headers minus ours (dlq.*, replay.count), plus the new count."""
+        kept = [(k, v) for k, v in self.headers
+                if not k.startswith(DLQ_PREFIX) and k != COUNT]
+        return kept + [(COUNT, str(count).encode())]
+
+
+@dataclass(frozen=True)
+class DlqFilter:
+    reason: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    limit: int | None = None
+    max_replays: int = 3
+
+
+@dataclass
+class DlqPlan:
+    selected: list[Letter] = field(default_factory=list)          # to re-publish, in order
+    parked: list[tuple[Letter, str]] = field(default_factory=list)  # (letter, why)
+    done: list[Letter] = field(default_factory=list)              # already in the replay log
+    by_reason: Counter = field(default_factory=Counter)           # every letter in the topic
+    skipped_by_filter: int = 0
+    over_limit: int = 0
+
+
+def plan_dlq(letters: list[Letter], replayed: set[str], allowed_sources: set[str],
+             f: DlqFilter) -> DlqPlan:
+    """Which dead letters to re-publish. `letters` in offset order per partition; the result
+    keeps that order per partition (so per key), merged across partitions by timestamp."""
+    plan = DlqPlan()
+    per_partition: dict[int, list[Letter]] = {}
+    for letter in letters:
+        per_partition.setdefault(letter.partition, []).append(letter)
+    merged = heapq.merge(*per_partition.values(), key=lambda l: l.timestamp_ms)
+    for letter in merged:
+        plan.by_reason[letter.reason] += 1
+        if ((f.reason is not None and letter.reason != f.reason)
+                or (f.since_ms is not None and letter.timestamp_ms < f.since_ms)
+                or (f.until_ms is not None and letter.timestamp_ms >= f.until_ms)):
+            plan.skipped_by_filter += 1
+            continue
+        if letter.id in replayed:
+            plan.done.append(letter)
+            continue
+        count = letter.count()
+        if count is None:
+            plan.parked.append((letter, "unreadable replay.count header"))
+        elif count >= f.max_replays:
+            plan.parked.append((letter, f"replayed {count} times already (max {f.max_replays})"))
+        elif letter.source not in allowed_sources:
+            plan.parked.append((letter, f"source topic {letter.source!r} is not one of this "
+                                        "pipeline's topics"))
+        elif f.limit is not None and len(plan.selected) >= f.limit:
+            plan.over_limit += 1
+        else:
+            plan.selected.append(letter)
+    return plan
+
+
+def read_letters(client_config: dict, dlq_topic: str) -> list[Letter]:
+    """Every committed record of the dead-letter topic."""
+    try:
+        return [Letter(m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value(),
+                       tuple(m.headers() or ())) for m in read(client_config, dlq_topic)]
+    except KeyError as e:
+        raise ReplayError(str(e.args[0])) from None
+
+
+class ReplayLog:
+    """What was re-published, one JSON line per dead letter, appended after the ack."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> set[str]:
+        if not self.path.exists():
+            return set()
+        done = set()
+        for line in self.path.read_text().splitlines():
+            try:
+                done.add(json.loads(line)["dlq"])
+            except (ValueError, KeyError, TypeError):
+                continue     # a line torn by a kill mid-write: its letter may go once more
+        return done
+
+    def open(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return open(self.path, "a", encoding="utf-8")
+
+
+def redrive(client_config: dict, letters: list[Letter], log: ReplayLog, rate: float | None = None,
+            progress=lambda n: None) -> tuple[int, list[str]]:
+    """Re-publish `letters` in order; returns (acknowledged, errors). Each ack is logged (and
+    flushed to disk) before the next poll returns."""
+    producer = Producer({**PRODUCER_DEFAULTS, **client_config})
+    acked, errors = 0, []
+    with log.open() as out:
+        def delivered(err, msg, letter):
+            nonlocal acked
+            if err is not None:
+                errors.append(f"{letter.id}: {err.str()}")
+                return
+            out.write(json.dumps({"dlq": letter.id, "topic": msg.topic(),
+                                  "partition": msg.partition(), "offset": msg.offset(),
+                                  "count": (letter.count() or 0) + 1,
+                                  "at_ms": int(time.time() * 1000)}) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+            acked += 1
+            progress(acked)
+
+        t0 = time.monotonic()
+        for i, letter in enumerate(letters):
+            while rate and (wait := t0 + i / rate - time.monotonic()) > 0:
+                producer.poll(min(wait, 0.05))     # serves acks (and so the log) while pacing
+            headers = letter.replay_headers((letter.count() or 0) + 1)
+            while True:
+                try:
+                    producer.produce(letter.source, key=letter.key, value=letter.value,
+                                     headers=headers,
+                                     on_delivery=lambda e, m, l=letter: delivered(e, m, l))
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            producer.poll(0)
+        left = producer.flush(60)
+    if left:
+        errors.append(f"{left} messages not acknowledged in 60 s (not logged: a rerun retries them)")
+    return acked, errors
+
+
+# -- offset reset ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResetSpec:
+    """One of Kafka's reset scenarios."""
+    kind: str                  # to-offset | shift-by | to-datetime | to-earliest | to-latest
+    value: int = 0             # the offset, the shift, or the time in ms
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    topic: str
+    partition: int
+    current: int | None        # committed now (None: nothing committed)
+    target: int
+    start: int                 # log start offset
+    end: int                   # log end offset (high watermark)
+    note: str = ""
+
+    @property
+    def lag_before(self) -> int | None:
+        return None if self.current is None else self.end - self.current
+
+    @property
+    def lag_after(self) -> int:
+        return self.end - self.target
+
+
+def plan_reset(spec: ResetSpec, topic: str, partition: int, current: int | None, start: int,
+               end: int, by_time: int | None = None) -> PartitionPlan:
+    """Where Kafka's ConsumerGroupCommand would move one partition. `by_time` is the offset
+    ListOffsets gave for the time (-1 or None: no record at or after it)."""
+    note = ""
+    if spec.kind == "to-earliest":
+        target = start
+    elif spec.kind == "to-latest":
+        target = end
+    elif spec.kind == "to-offset":
+        target = spec.value
+    elif spec.kind == "shift-by":
+        if current is None:
+            # Kafka's tool shifts from the reset policy's position; we do not guess
+            raise ReplayError(f"{topic}:{partition} has no committed offset to shift from; use "
+                              "--to-offset, --to-datetime, --to-earliest or --to-latest")
+        target = current + spec.value
+    elif spec.kind == "to-datetime":
+        if by_time is None or by_time < 0:
+            target, note = end, "no record at or after that time: the log end"
+        else:
+            target = by_time
+            if target == start and start > 0:
+                note = "the time is before the oldest retained record: the log start"
+    else:
+        raise ValueError(f"unknown reset {spec.kind!r}")
+    if target > end:
+        target, note = end, f"{target} is past the log end: clamped to {end}"
+    elif target < start:
+        target, note = start, f"{target} is before the log start: clamped to {start}"
+    return PartitionPlan(topic, partition, current, target, start, end, note)
+
+
+class Groups:
+    """The admin side of a reset: members, committed offsets, log bounds, the commit."""
+
+    def __init__(self, client_config: dict, timeout_s: float = 15.0):
+        self.admin = AdminClient({"log_level": 3, **client_config})
+        self.timeout_s = timeout_s
+
+    def exists(self, group: str) -> bool:
+        listed = self.admin.list_consumer_groups(request_timeout=self.timeout_s).result()
+        return group in {g.group_id for g in listed.valid}
+
+    def members(self, group: str) -> list[str]:
+        """Active members, each as `member-id (client-id@host)`."""
+        desc = self.admin.describe_consumer_groups([group],
+                                                   request_timeout=self.timeout_s)[group].result()
+        return [f"{m.group_instance_id or m.member_id} ({m.client_id}@{m.host.lstrip('/')})"
+                for m in desc.members]
+
+    def committed(self, group: str) -> dict[tuple[str, int], tuple[int, str]]:
+        """(topic, partition) -> (offset, metadata) for everything the group committed."""
+        res = self.admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout_s)[group].result()
+        return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "")
+                for tp in res.topic_partitions if tp.error is None and tp.offset >= 0}
+
+    def partitions(self, topic: str) -> list[int]:
+        meta = self.admin.list_topics(topic, timeout=self.timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise ReplayError(f"no topic {topic!r} on the cluster")
+        return sorted(meta.partitions)
+
+    def offsets(self, tps: list[tuple[str, int]], spec) -> dict[tuple[str, int], int]:
+        if not tps:
+            return {}
+        req = {TopicPartition(t, p): spec for t, p in tps}
+        futures = self.admin.list_offsets(req, request_timeout=self.timeout_s)
+        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+    def plan(self, group: str, spec: ResetSpec, wanted: dict[str, list[int] | None]
+             ) -> list[PartitionPlan]:
+        committed = self.committed(group)
+        tps = []
+        for topic, parts in wanted.items():
+            have = self.partitions(topic)
+            bad = sorted(set(parts or ()) - set(have))
+            if bad:
+                raise ReplayError(f"topic {topic!r} has no partition {bad} (it has 0-{max(have)})")
+            tps += [(topic, p) for p in (parts or have)]
+        starts = self.offsets(tps, OffsetSpec.earliest())
+        ends = self.offsets(tps, OffsetSpec.latest())
+        times = (self.offsets(tps, OffsetSpec.for_timestamp(spec.value))
+                 if spec.kind == "to-datetime" else {})
+        return [plan_reset(spec, t, p, committed.get((t, p), (None, ""))[0], starts[(t, p)],
+                           ends[(t, p)], times.get((t, p))) for t, p in tps]
+
+    def commit(self, group: str, plans: list[PartitionPlan]) -> None:
+        # metadata is left empty on purpose: a coordinator's refold point belongs to the old
+        # position, and without one it re-folds its partition from the start (slower, correct)
+        tps = [TopicPartition(p.topic, p.partition, p.target) for p in plans]
+        fut = self.admin.alter_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, tps)], request_timeout=self.timeout_s)[group]
+        try:
+            res = fut.result()
+        except KafkaException as e:
+            raise ReplayError(f"the cluster refused the new offsets: {e.args[0].str()}") from None
+        failed = [f"{tp.topic}:{tp.partition} {tp.error}" for tp in res.topic_partitions
+                  if tp.error is not None]
+        if failed:
+            raise ReplayError("some offsets were not committed: " + "; ".join(failed))

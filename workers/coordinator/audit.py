@@ -1,0 +1,208 @@
+"""The decision audit and the coordinator rebuild: tx.log re-folded from its beginning, checked
+against what the participants applied, what the status read model shows, and what the
+coordinator's own refold (from its committed refold points) derives.
+
+`compare` is pure over plain values (unit-tested with hand-made facts); `audit` and
+`rebuild_coordinator` only gather them. A decision whose participant has not acknowledged it yet is
+still travelling: a disagreement there is reported as pending, not as a mismatch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas import codec
+from schemas.errors import DeadLetter
+from schemas.events import OrderPlaced
+from topics.catalogue import ORDERS_PLACED, TX_LOG
+from topics.read import read
+from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
+from workers.coordinator.worker import REFOLD_FROM, refold
+from workers.participant.core import INVENTORY, PAYMENT
+from workers.runtime.db import Database
+
+RESOURCES = {"inventory": INVENTORY, "payment": PAYMENT}
+DATABASES = {"inventory": "inventory", "payment": "payments"}    # participant -> service DSN
+CONFIRMED = ("CONFIRMED", "SHIPPED")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    order_id: str
+    kind: str
+    detail: str
+
+
+def compare(txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str, dict],
+            status: dict[str, tuple]) -> tuple[list[Mismatch], list[Mismatch], int]:
+    """Every decided order of `txs` against the participants' `holds` (participant -> order id ->
+    (state, amounts)) and the `status` read model (order id -> (status, reason)).
+    Returns (mismatches, pending, audited)."""
+    bad, pending, audited = [], [], 0
+    for oid in sorted(txs):
+        tx = txs[oid]
+        if tx.outcome is None:
+            continue
+        order = orders.get(oid)
+        if order is None:
+            bad.append(Mismatch(oid, "unknown_order", f"decided {tx.outcome} but never "
+                                "published as a valid order"))
+            continue
+        audited += 1
+        for outcome, reason in tx.recorded:
+            if outcome != tx.outcome:
+                bad.append(Mismatch(oid, "recorded_differs", f"tx.log records {outcome} "
+                                    f"({reason}); the fold decides {tx.outcome}"))
+        for p in sorted(tx.conflicts):
+            bad.append(Mismatch(oid, f"{p}_acked_other", f"{p} acknowledged the opposite of "
+                                f"{tx.outcome}"))
+        for p in tx.targets:
+            if p not in RESOURCES:
+                continue
+            state, amounts = holds.get(p, {}).get(oid, (None, {}))
+            want = RESOURCES[p].demand(order)
+            if tx.outcome == "commit":
+                ok = state == "committed" and dict(amounts or {}) == want
+                what = f"commit: expected committed {want}, found {state} {dict(amounts or {})}"
+            else:
+                ok = state not in ("held", "committed")
+                what = f"abort: expected nothing held or taken, found {state}"
+            if not ok:
+                (pending if p not in tx.acked else bad).append(
+                    Mismatch(oid, f"{p}_{'not_applied' if tx.outcome == 'commit' else 'held'}",
+                             what))
+        shown = status.get(oid, (None, None))[0]
+        ok = shown in CONFIRMED if tx.outcome == "commit" else shown == "REJECTED"
+        if not ok:
+            (pending if shown in (None, "PENDING") and not is_finished(tx) else bad).append(
+                Mismatch(oid, "status", f"{tx.outcome}, but the read model shows {shown}"))
+    return bad, pending, audited
+
+
+# -- gathering -------------------------------------------------------------------------------
+
+def fold_log(kafka_config: dict, topic: str, stops: dict[int, int] | None = None):
+    """The fold of every committed tx.log event: (order id -> Tx, order id -> partition,
+    order id -> Tx as of `stops` (exclusive offsets), events read)."""
+    txs, where, at_stop, n = {}, {}, {}, 0
+    for msg in read(kafka_config, topic, timeout_s=600):
+        try:
+            event = codec.decode(msg.value(), msg.headers())
+        except DeadLetter:
+            continue        # dead-lettered by the coordinator when it first read it
+        if event.TYPE not in TX_LOG.events:
+            continue
+        n += 1
+        oid = event.order_id
+        txs[oid] = fold(txs.get(oid), event)
+        where[oid] = msg.partition()
+        if stops is not None and msg.offset() < stops.get(msg.partition(), 0):
+            at_stop[oid] = txs[oid]
+    return txs, where, at_stop, n
+
+
+def placed_orders(kafka_config: dict, topic: str) -> dict[str, OrderPlaced]:
+    orders = {}
+    for msg in read(kafka_config, topic, timeout_s=600):
+        try:
+            order = codec.decode(msg.value(), msg.headers(), default_type="OrderPlaced")
+        except DeadLetter:
+            continue
+        if order.TYPE == "OrderPlaced":
+            orders.setdefault(order.order_id, order)    # intake keeps the first
+    return orders
+
+
+def _query(dsn: str, sql: str) -> list:
+    db = Database(dsn, give_up_s=10)
+    try:
+        return db.run(lambda cur: (cur.execute(sql), cur.fetchall())[1])
+    finally:
+        db.close()
+
+
+def audit(settings) -> dict:
+    """Re-fold all of tx.log and check every decision against the participants and the status
+    read model. `settings` gives kafka(), names and dsns."""
+    t0 = time.monotonic()
+    names, kafka = settings.names, settings.kafka()
+    txs, _, _, events = fold_log(kafka, names.topic(TX_LOG))
+    orders = placed_orders(kafka, names.topic(ORDERS_PLACED))
+    holds = {p: {r[0]: (r[1], r[2]) for r in _query(settings.dsns[service],
+                                                     "SELECT order_id, state, amounts FROM holds")}
+             for p, service in DATABASES.items()}
+    status = {r[0]: (r[1], r[2]) for r in _query(settings.dsns["orders"],
+                                                 "SELECT order_id, status, reason FROM order_status")}
+    bad, pending, audited = compare(txs, orders, holds, status)
+    return {"orders": audited, "events": events,
+            "committed": sum(tx.outcome == "commit" for tx in txs.values()),
+            "aborted": sum(tx.outcome == "abort" for tx in txs.values()),
+            "open": sum(tx.outcome is None for tx in txs.values()),
+            "seconds": round(time.monotonic() - t0, 2),
+            "mismatches": [asdict(m) for m in bad], "pending": [asdict(m) for m in pending]}
+
+
+def rebuild_coordinator(settings) -> dict:
+    """The open transactions per tx.log partition, derived twice: by folding every event of the
+    log, and by the coordinator's own `refold` from its committed refold points. They must agree
+    up to the committed offset; the decisions re-derived must equal those recorded."""
+    t0 = time.monotonic()
+    names = settings.names
+    topic, group = names.topic(TX_LOG), names.group("coordinator")
+    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False,
+                                          "log_level": 3}))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = sorted(meta.partitions)
+        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
+    finally:
+        consumer.close()
+    stops = {tp.partition: max(tp.offset, 0) for tp in committed}
+    points = {}
+    for tp in committed:
+        m = tp.metadata or ""
+        points[tp.partition] = int(m[len(REFOLD_FROM):]) if m.startswith(REFOLD_FROM) else None
+    txs, where, at_stop, events = fold_log(settings.kafka(), topic, stops)
+    t_fold = time.monotonic() - t0
+    refolded = refold(settings, group, topic, parts)
+    t_refold = time.monotonic() - t0 - t_fold
+
+    partitions, differences, opens = [], [], []
+    for p in parts:
+        by_log = {oid for oid, tx in at_stop.items() if where[oid] == p and not is_finished(tx)}
+        by_refold = set(refolded[p].open)
+        for oid in sorted(by_log - by_refold):
+            tx = at_stop[oid]
+            why = "no TxBegun in the log (an orphan)" if not tx.begun else "open in the log"
+            differences.append({"order_id": oid, "partition": p, "kind": "missing_in_refold",
+                                "detail": f"{why}, but the coordinator's refold does not hold it"})
+        for oid in sorted(by_refold - by_log):
+            differences.append({"order_id": oid, "partition": p, "kind": "extra_in_refold",
+                                "detail": "held open by the refold, finished by the full fold"})
+        for oid in sorted(by_log & by_refold):
+            mine = refolded[p].open[oid][0]
+            if mine.outcome != at_stop[oid].outcome:
+                differences.append({"order_id": oid, "partition": p, "kind": "outcome_differs",
+                                    "detail": f"refold {mine.outcome}, full fold "
+                                              f"{at_stop[oid].outcome}"})
+        open_now = sorted(oid for oid, tx in txs.items() if where[oid] == p and not is_finished(tx))
+        for oid in open_now:
+            tx = txs[oid]
+            opens.append({"order_id": oid, "partition": p, "outcome": tx.outcome,
+                          "in_doubt": in_doubt(tx), "votes": [list(v) for v in tx.votes],
+                          "waiting_for": sorted(set(tx.targets) - tx.acked)
+                          if tx.outcome else sorted(set(tx.participants) -
+                                                   {v[0] for v in tx.votes})})
+        partitions.append({"partition": p, "committed": stops[p], "refold_from": points[p],
+                           "open_by_log": len(by_log), "open_by_refold": len(by_refold),
+                           "open_now": len(open_now)})
+    recorded_wrong = [{"order_id": oid, "fold": tx.outcome, "recorded": [list(r) for r in tx.recorded]}
+                      for oid, tx in sorted(txs.items())
+                      if any(outcome != tx.outcome for outcome, _ in tx.recorded)]
+    return {"topic": topic, "group": group, "events": events, "orders": len(txs),
+            "decided": sum(tx.outcome is not None for tx in txs.values()),
+            "partitions": partitions, "open": opens, "differences": differences,
+            "decisions_equal_recorded": not recorded_wrong, "recorded_differs": recorded_wrong,
+            "fold_s": round(t_fold, 2), "refold_s": round(t_refold, 2)}

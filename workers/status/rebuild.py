@@ -1,0 +1,124 @@
+"""Rebuild the order-status read model from orders.status into a fresh table, compare it with the
+live one, and swap it in.
+
+The rebuild folds the whole topic with the worker's own `write`, so it derives exactly what the
+worker derives: a status only moves forward and the first event of the furthest rank wins, which
+does not depend on how the events were batched. Swapping is safe while the status worker is
+stopped (the command refuses otherwise): on restart it resumes from its committed offset, and
+re-applying events the rebuilt table already holds changes nothing (the upsert is monotonic).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from schemas import codec
+from schemas.errors import DeadLetter
+from topics.read import read
+from workers.runtime.db import Database
+from workers.status.worker import write
+
+LIVE = "order_status"
+REBUILD = "order_status_rebuild"
+EXAMPLES = 20
+
+
+@dataclass
+class Comparison:
+    live: int = 0
+    rebuilt: int = 0
+    only_live: int = 0
+    only_rebuilt: int = 0
+    different: int = 0
+    examples: list = field(default_factory=list)   # (order id, live row, rebuilt row)
+
+    @property
+    def equal(self) -> bool:
+        return not (self.only_live or self.only_rebuilt or self.different)
+
+
+def rebuild(kafka_config: dict, dsn: str, topic: str, table: str = REBUILD) -> dict:
+    """Fold every committed record of `topic` into a fresh `table`; returns counts and timing."""
+    t0 = time.monotonic()
+    events, skipped = [], 0
+    for msg in read(kafka_config, topic, timeout_s=600):
+        try:
+            event = codec.decode(msg.value(), msg.headers())
+        except DeadLetter:
+            skipped += 1       # dead-lettered by the status worker when it first read it
+            continue
+        if event.TYPE != "StatusChanged":
+            skipped += 1
+            continue
+        events.append(event)
+    read_s = time.monotonic() - t0
+
+    def fresh(cur):
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE TABLE {table} (LIKE {LIVE} INCLUDING ALL)")
+        write(cur, events, table)
+    db = Database(dsn)
+    try:
+        db.run(fresh)
+    finally:
+        db.close()
+    return {"events": len(events), "skipped": skipped, "read_s": round(read_s, 2),
+            "seconds": round(time.monotonic() - t0, 2)}
+
+
+def compare(dsn: str, table: str = REBUILD) -> Comparison:
+    def work(cur):
+        c = Comparison()
+        cur.execute(f"SELECT (SELECT count(*) FROM {LIVE}), (SELECT count(*) FROM {table})")
+        c.live, c.rebuilt = cur.fetchone()
+        cur.execute(f"""
+            SELECT coalesce(l.order_id, r.order_id), l.order_id IS NULL, r.order_id IS NULL,
+                   l.status, l.reason, l.changed_ms, r.status, r.reason, r.changed_ms
+            FROM {LIVE} l FULL OUTER JOIN {table} r ON l.order_id = r.order_id
+            WHERE (l.status, l.reason, l.changed_ms) IS DISTINCT FROM
+                  (r.status, r.reason, r.changed_ms)
+            ORDER BY 1""")
+        for oid, no_live, no_rebuilt, *cols in cur.fetchall():
+            if no_live:
+                c.only_rebuilt += 1
+            elif no_rebuilt:
+                c.only_live += 1
+            else:
+                c.different += 1
+            if len(c.examples) < EXAMPLES:
+                c.examples.append((oid, None if no_live else tuple(cols[:3]),
+                                   None if no_rebuilt else tuple(cols[3:])))
+        return c
+    db = Database(dsn)
+    try:
+        return db.run(work)
+    finally:
+        db.close()
+
+
+def swap(dsn: str, table: str = REBUILD) -> None:
+    """Put the rebuilt table in the live one's place, in one transaction, keeping the live
+    table's index names (readers and migrations refer to them)."""
+    def work(cur):
+        cur.execute(f"LOCK TABLE {LIVE} IN ACCESS EXCLUSIVE MODE")
+        old = _indexes(cur, LIVE)
+        cur.execute(f"ALTER TABLE {LIVE} RENAME TO {LIVE}_replaced")
+        cur.execute(f"ALTER TABLE {table} RENAME TO {LIVE}")
+        cur.execute(f"DROP TABLE {LIVE}_replaced")
+        for shape, name in _indexes(cur, LIVE).items():
+            if shape in old and old[shape] != name:
+                cur.execute(f'ALTER INDEX "{name}" RENAME TO "{old[shape]}"')
+    db = Database(dsn)
+    try:
+        db.run(work)
+    finally:
+        db.close()
+
+
+def _indexes(cur, table: str) -> dict[str, str]:
+    """Index shape (its definition without name and table) -> index name."""
+    cur.execute("SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
+                (table,))
+    return {("UNIQUE " if d.startswith("CREATE UNIQUE") else "") + d.split(" USING ", 1)[1]: n
+            for n, d in cur.fetchall()}
