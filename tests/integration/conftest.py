@@ -24,3 +24,17 @@ def make_topic(settings, unique):
     yield make
     if made:
         delete(settings.kafka(), made)
+
+
+@pytest.fixture(scope="module")
+def pipe(settings, tmp_path_factory):
+    """A running sandbox pipeline (own topics, databases, workers; deadline 4 s), shared by the
+    tests of one module."""
+    import uuid
+
+    from pipeline import Pipeline
+    p = Pipeline(settings, "m" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("pipe"),
+                 deadline_ms=4000)
+    p.start()
+    yield p
+    p.close()

@@ -254,15 +254,6 @@ def last_headers(msg) -> dict:
 
 
 @pytest.fixture(scope="module")
-def pipe(settings, tmp_path_factory):
-    p = Pipeline(settings, "hx" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("hostile"),
-                 deadline_ms=4000)
-    p.start()
-    yield p
-    p.close()
-
-
-@pytest.fixture(scope="module")
 def run(pipe):
     """Publish the mix once; the tests below check what became of every message."""
     pipe.stock(**SKUS)

@@ -7,19 +7,9 @@ import time
 
 import pytest
 
-from pipeline import Pipeline, order
+from pipeline import order
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pipe(settings, tmp_path_factory):
-    import uuid
-    p = Pipeline(settings, "p" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("pipe"),
-                 deadline_ms=4000)
-    p.start()
-    yield p
-    p.close()
 
 
 def test_outcomes_by_reason(pipe):

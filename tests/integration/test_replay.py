@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -18,7 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from orderbus import cli
 from orderbus.verify import verify
-from pipeline import Pipeline, order
+from pipeline import order
 from topics.catalogue import ORDERS_DLQ
 from topics.producer import OrderPublisher
 from topics.read import read
@@ -123,14 +122,10 @@ def test_reset_plans_as_kafkas_own_tool(settings, make_topic, unique, monkeypatc
 
 # -- the pipeline ------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def pipe(settings, tmp_path_factory):
-    p = Pipeline(settings, "r" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("replay"),
-                 deadline_ms=4000)
-    p.start()
-    yield p
-    p.close()
-    (settings.home / "replay" / f"{p.settings.names.topic(ORDERS_DLQ)}.jsonl").unlink(missing_ok=True)
+@pytest.fixture(scope="module", autouse=True)
+def forget_replay_log(settings, pipe):
+    yield
+    (settings.home / "replay" / f"{pipe.settings.names.topic(ORDERS_DLQ)}.jsonl").unlink(missing_ok=True)
 
 
 def letters(pipe, key: bytes) -> list:

@@ -2,27 +2,17 @@
 deliberately corrupted state."""
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
 from infra.postgres.server import admin_connect
 from orderbus.verify import verify
-from pipeline import Pipeline, order
+from pipeline import order
 from schemas import codec
 from schemas.events import Decided
 from topics.catalogue import TX_LOG
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pipe(settings, tmp_path_factory):
-    p = Pipeline(settings, "v" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("verify"),
-                 deadline_ms=4000)
-    p.start()
-    yield p
-    p.close()
 
 
 def kinds(result) -> set[str]:
