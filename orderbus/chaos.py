@@ -13,7 +13,8 @@ Recovery, defined: a partition *stalled* because of a fault when, between the fa
 after it was lifted (`until`), a span longer than `STALL_S` began in which that partition showed no
 decision. The fault's `recovery_s` is the time from the fault until the last of its stalled
 partitions decided again; 0.0 when no partition stalled (a killed shipping instance, say); None
-when a stalled partition never decided again while we watched.
+when a stalled partition never decided again while we watched. A partition that had already
+stalled before the fault (no decision in the `STALL_S` before it) is listed apart and left out.
 """
 from __future__ import annotations
 
@@ -120,17 +121,27 @@ def partition_stall(times: list[float], at: float, until: float, end: float,
     return None
 
 
+def already_stalled(times: list[float], at: float, stall_s: float = STALL_S) -> bool:
+    """No decision in the `stall_s` before `at`: whatever stalls it, it is not a fault at `at`."""
+    i = bisect.bisect_right(times, at)
+    return i == 0 or times[i - 1] < at - stall_s
+
+
 def fault_recovery(decisions: dict[int, list[float]], at: float, until: float, end: float,
-                   stall_s: float = STALL_S) -> tuple[float | None, list[int]]:
-    """(recovery seconds, the partitions that stalled) for a fault at `at`, lifted at
-    `until - GRACE_S`; see the module docstring. `decisions` must hold every partition, even
-    one without a decision."""
-    stalls = {p: partition_stall(ts, at, until, end, stall_s) for p, ts in decisions.items()}
+                   stall_s: float = STALL_S) -> tuple[float | None, list[int], list[int]]:
+    """(recovery seconds, the partitions that stalled, those already stalled before it) for a
+    fault at `at`, lifted at `until - GRACE_S`; see the module docstring. `decisions` must hold
+    every partition, even one without a decision. A partition already stalled when the fault
+    came is left out of its recovery (an earlier fault or a halted worker holds it; the
+    longest gap and verify report that)."""
+    before = sorted(p for p, ts in decisions.items() if already_stalled(ts, at, stall_s))
+    stalls = {p: partition_stall(ts, at, until, end, stall_s) for p, ts in decisions.items()
+              if p not in before}
     hit = sorted(p for p, s in stalls.items() if s is not None)
     if not hit:
-        return 0.0, []
+        return 0.0, [], before
     worst = max(stalls[p] for p in hit)
-    return (None if math.isinf(worst) else round(worst, 2)), hit
+    return (None if math.isinf(worst) else round(worst, 2)), hit, before
 
 
 def max_gap(times: list[float], start: float, end: float, observed: float) -> tuple[float, float]:
@@ -176,6 +187,7 @@ class Fault:
     lifted_s: float | None = None    # when it was undone (SIGCONT, restarted and caught up)
     recovery_s: float | None = None
     stalled_partitions: list = field(default_factory=list)
+    stalled_before: list = field(default_factory=list)   # already without decisions at at_s
     note: str = ""
 
 
@@ -519,7 +531,8 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
         timeline = {p: [t - shift for t in ts] for p, ts in watcher.times.items()}
         for f in injector.faults:
             until = (f.lifted_s if f.lifted_s is not None else f.at_s) + GRACE_S
-            f.recovery_s, f.stalled_partitions = fault_recovery(timeline, f.at_s, until, observed)
+            f.recovery_s, f.stalled_partitions, f.stalled_before = fault_recovery(
+                timeline, f.at_s, until, observed)
         merged = sorted(t for ts in timeline.values() for t in ts)
         gap, gap_at = max_gap(merged, 0.0, load_end, observed)
         failed = False

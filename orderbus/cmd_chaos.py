@@ -73,6 +73,8 @@ def render(r: dict) -> str:
         lines.append(f"              {f['at_s']:6.1f}  {f['kind']:<12}  {f['target']:<10} "
                      f"{f['hold_s']:6.1f}  {f['lifted_s'] or 0:8.1f}  {rec:>10}  "
                      f"{','.join(map(str, f['stalled_partitions'])) or '-'}{role}"
+                     + (f"  (already stalled: {','.join(map(str, f['stalled_before']))})"
+                        if f.get("stalled_before") else "")
                      + (f"  [{f['note']}]" if f["note"] else ""))
     for kind, s in r.get("recovery_by_kind", {}).items():
         lines.append(f"  recovery    {kind:<12}  p50 {s['p50_s']} s, max {s['max_s']} s over "
@@ -119,8 +121,11 @@ def plot(r: dict, path: Path) -> None:
             ax.plot([f["at_s"], f["at_s"] + f["recovery_s"]], [top * 0.05] * 2, color=c,
                     linewidth=3, solid_capstyle="butt")
         rec = "never" if f["recovery_s"] is None else f"{f['recovery_s']:.1f}s"
-        ax.text(f["at_s"], top * 0.97, f" {f['kind']} {f['target']}\n recovery {rec}",
-                color=c, fontsize=7, rotation=90, va="top", ha="right")
+        # a long run has too many faults for full labels: the colour and the kind suffice
+        label = (f" {f['kind']} {f['target']}\n recovery {rec}" if len(r["faults"]) <= 20
+                 else f" {f['kind']} {rec}")
+        ax.text(f["at_s"], top * 0.97, label, color=c, fontsize=7 if len(r["faults"]) <= 20 else 5,
+                rotation=90, va="top", ha="right")
     g, at = r["max_gap_s"], r["max_gap_at_s"]
     ax.annotate(f"longest gap {g:.1f}s", xy=(at + g / 2, 0), xytext=(at + g / 2, top * 0.2),
                 fontsize=8, ha="center", arrowprops={"arrowstyle": "->", "color": "black"})

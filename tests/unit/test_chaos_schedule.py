@@ -6,7 +6,7 @@ import math
 import pytest
 
 from orderbus.chaos import (GRACE_S, HOLD_S, KINDS, MIN_GAP_S, SETTLE_S, TAIL_S, WARMUP_S,
-                            duration_for_all, fault_recovery, max_gap, partition_stall,
+                            already_stalled, duration_for_all, fault_recovery, max_gap, partition_stall,
                             per_second, percentile, plan, summary_by_kind)
 
 
@@ -136,16 +136,35 @@ def timeline(stalls: dict[int, tuple[float, float]], partitions: int = 6) -> dic
     ({3: (10.0, 99.0)}, None, [3]),                           # never recovered
 ])
 def test_fault_recovery(stalls, expected, hit):
-    recovery, stalled = fault_recovery(timeline(stalls), at=10.0, until=10.0 + GRACE_S, end=30.0)
+    recovery, stalled, before = fault_recovery(timeline(stalls), at=10.0, until=10.0 + GRACE_S,
+                                               end=30.0)
     assert stalled == hit
+    assert before == []
     assert recovery == (None if expected is None else pytest.approx(expected))
 
 
 def test_fault_recovery_attributes_stalls_while_the_fault_is_held():
     # a broker paused 4 s: its partitions stall from 11 s (a batch was in hand) until 14.6 s
-    recovery, stalled = fault_recovery(timeline({5: (11.0, 14.6)}), at=10.0, until=14.0 + GRACE_S,
-                                       end=30.0)
-    assert (recovery, stalled) == (pytest.approx(4.6), [5])
+    recovery, stalled, before = fault_recovery(timeline({5: (11.0, 14.6)}), at=10.0,
+                                               until=14.0 + GRACE_S, end=30.0)
+    assert (recovery, stalled, before) == (pytest.approx(4.6), [5], [])
+
+
+def test_a_partition_stalled_before_the_fault_is_not_its_doing():
+    # partition 2 halted at 5 s (a dead worker) and came back at 25 s; a fault at 10 s stalls 4
+    decisions = timeline({2: (5.0, 25.0), 4: (10.0, 13.0)})
+    recovery, stalled, before = fault_recovery(decisions, at=10.0, until=12.0, end=30.0)
+    assert (recovery, stalled, before) == (pytest.approx(3.0), [4], [2])
+    assert fault_recovery(timeline({p: (5.0, 25.0) for p in range(6)}), 10.0, 12.0, 30.0) == \
+        (0.0, [], [0, 1, 2, 3, 4, 5])
+
+
+@pytest.mark.parametrize("times, at, expected", [
+    ([9.5], 10.0, False), ([8.5], 10.0, True), ([], 10.0, True), ([10.0, 11.0], 10.0, False),
+    ([10.5], 10.0, True),
+])
+def test_already_stalled(times, at, expected):
+    assert already_stalled(times, at, stall_s=1.0) is expected
 
 
 # -- the longest gap and the rate -----------------------------------------------------------------

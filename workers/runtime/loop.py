@@ -160,8 +160,10 @@ class Loop:
             err = msg.error()
             if err is None:
                 batch.append(msg)
-            elif err.fatal():
-                raise Fatal(str(err))
+            elif err.fatal() or err.code() == KafkaError._FATAL:
+                # e.g. a static member fenced after its group coordinator moved: this consumer
+                # will never deliver again, so the process must end and be restarted
+                raise Fatal(f"consumer failed: {err}")
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consume error: %s", err)
         now_ms = int(time.time() * 1000)
@@ -187,19 +189,24 @@ class Loop:
                 self._produce(out)
             self.crash.reach("after_produce")
             if offsets:
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), 30)
-            self._commit()
+                self._retrying(lambda: self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), 30))
+            self._retrying(lambda: self.producer.commit_transaction(30))
         except KafkaException as e:
             err = e.args[0]
             if err.fatal() or err.code() == KafkaError._FENCED:
                 raise Fatal(f"Kafka transaction failed fatally: {err}") from e
-            if not err.txn_requires_abort():
-                raise
+            # whatever else went wrong, this transaction cannot be trusted: abort it and read the
+            # batch again (the database effects are idempotent, the outputs come out once)
             log.warning("aborting the Kafka transaction (%s); rewinding to committed offsets", err)
             self.metrics.tx_aborts.labels(self.metrics.worker).inc()
-            self.producer.abort_transaction(30)
-            self._rewind()
+            try:
+                self.producer.abort_transaction(30)
+                self._rewind()
+            except KafkaException as again:
+                # a restart is always safe: the new producer fences and aborts this one
+                raise Fatal(f"could not abort and rewind after {err}: {again.args[0]}") from e
+            return
         for out in outs:
             self.metrics.produced.labels(self.metrics.worker, out.topic).inc()
 
@@ -216,15 +223,18 @@ class Loop:
             except BufferError:   # the local queue is full: let deliveries drain
                 self.producer.poll(0.05)
 
-    def _commit(self) -> None:
-        while True:
+    @staticmethod
+    def _retrying(call, attempts: int = 5) -> None:
+        """A retriable error (a timeout, a coordinator moving, a concurrent transaction still
+        completing) is retried with backoff; anything else propagates."""
+        for attempt in range(attempts):
             try:
-                self.producer.commit_transaction(30)
-                return
+                return call()
             except KafkaException as e:
-                if not e.args[0].retriable():
+                if not e.args[0].retriable() or attempt == attempts - 1:
                     raise
-                log.warning("commit_transaction: %s; retrying", e.args[0])
+                log.warning("%s; retrying", e.args[0])
+                time.sleep(0.1 * 2 ** attempt)
 
     def _rewind(self) -> None:
         """After an abort, consume again from the last committed offsets; the handler drops
