@@ -8,43 +8,31 @@ import statistics
 import threading
 import time
 
-from confluent_kafka import Consumer, TopicPartition
 
 from orderbus.generate import order_body
 from orderbus.sandbox import Sandbox
-from topics.catalogue import ORDERS_STATUS
+from orderbus.watch import TopicWatcher
 from workers.main import PIPELINE
 
 FINAL = ("SHIPPED", "REJECTED")
 
 
-class StatusWatcher(threading.Thread):
-    """Notes when each order's final status becomes visible to a read_committed reader."""
+class StatusWatcher(TopicWatcher):
+    """When each order's decision and final status became visible."""
 
     def __init__(self, settings, topic: str):
-        super().__init__(daemon=True)
-        self.consumer = Consumer(settings.kafka(**{"group.id": "bench-watcher", "log_level": 3,
-                                                   "isolation.level": "read_committed",
-                                                   "enable.auto.commit": False}))
-        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(ORDERS_STATUS.partitions)])
+        super().__init__(settings, topic)
         self.final: dict[str, tuple[float, str]] = {}
         self.decided: dict[str, float] = {}
-        self.running = True
 
-    def run(self):
-        while self.running:
-            for msg in self.consumer.consume(1000, timeout=0.1):
-                if msg.error():
-                    continue
-                now = time.monotonic()
-                # the workers validated it already; a plain parse keeps the load generator light
-                event = json.loads(msg.value())
-                status, oid = event["status"], event["order_id"]
-                if status in FINAL:
-                    self.final.setdefault(oid, (now, status))
-                if status in ("CONFIRMED", "REJECTED"):
-                    self.decided.setdefault(oid, now)
-        self.consumer.close()
+    def seen(self, msg, now: float) -> None:
+        # the workers validated it already; a plain parse keeps the load generator light
+        event = json.loads(msg.value())
+        status, oid = event["status"], event["order_id"]
+        if status in FINAL:
+            self.final.setdefault(oid, (now, status))
+        if status in ("CONFIRMED", "REJECTED"):
+            self.decided.setdefault(oid, now)
 
 
 class RssSampler(threading.Thread):

@@ -28,7 +28,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
 
 from infra import procs
 from infra.kafka import cluster
@@ -36,9 +35,10 @@ from infra.postgres import server
 from infra.procs import InfraError
 from orderbus.generate import generate, order_body
 from orderbus.sandbox import Sandbox
+from orderbus.watch import TopicWatcher
 from topics.catalogue import ORDERS_STATUS, TX_LOG
 from topics.producer import OrderPublisher
-from workers.main import WORKERS
+from workers.main import PIPELINE
 
 KINDS = ("worker-kill", "worker-pause", "broker-kill", "broker-pause", "pg-restart")
 # how long a fault is held (s): a pause well past the 6 s consumer session timeout, so the group
@@ -191,31 +191,20 @@ class Fault:
     note: str = ""
 
 
-class DecisionWatcher(threading.Thread):
+class DecisionWatcher(TopicWatcher):
     """When each CONFIRMED/REJECTED becomes visible to a read_committed reader, per partition."""
 
     def __init__(self, settings, topic: str, t0: float):
-        super().__init__(daemon=True)
-        # log_level 2: a broker we killed on purpose is not an error worth a line on the terminal
-        self.consumer = Consumer(settings.kafka(**{"group.id": "chaos-watcher", "log_level": 2,
-                                                   "isolation.level": "read_committed",
-                                                   "enable.auto.commit": False}))
-        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(ORDERS_STATUS.partitions)])
+        super().__init__(settings, topic, log_level=2)
         self.t0 = t0
         self.times: dict[int, list[float]] = {p: [] for p in range(ORDERS_STATUS.partitions)}
         self.decided: dict[str, str] = {}
-        self.running = True
 
-    def run(self):
-        while self.running:
-            for msg in self.consumer.consume(1000, timeout=0.1):
-                if msg.error():
-                    continue
-                event = json.loads(msg.value())   # the workers validated it already
-                if event["status"] in ("CONFIRMED", "REJECTED"):
-                    self.times[msg.partition()].append(time.monotonic() - self.t0)
-                    self.decided.setdefault(event["order_id"], event["status"])
-        self.consumer.close()
+    def seen(self, msg, now: float) -> None:
+        event = json.loads(msg.value())   # the workers validated it already
+        if event["status"] in ("CONFIRMED", "REJECTED"):
+            self.times[msg.partition()].append(now - self.t0)
+            self.decided.setdefault(event["order_id"], event["status"])
 
 
 class Injector(threading.Thread):
@@ -260,7 +249,7 @@ class Injector(threading.Thread):
     # -- workers
     def _live_child(self, pick: float):
         live = sorted((c for c in self.sb.sup.children if c.proc and c.proc.poll() is None),
-                      key=lambda c: (WORKERS.index(c.name), c.instance))
+                      key=lambda c: (PIPELINE.index(c.name), c.instance))
         if not live:
             raise InfraError("no live worker instance to inject a fault into")
         return live[int(pick * len(live))]
@@ -448,7 +437,7 @@ def _key_of(value: bytes) -> bytes | None:
 def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
         instances: int = 2, log=print, keep: bool = False) -> dict:
     planned = plan(kinds, duration_s, seed)
-    counts = {w: instances for w in WORKERS}
+    counts = {w: instances for w in PIPELINE}
     sb = Sandbox(settings, counts=counts)
     log(f"chaos seed {seed}: sandbox {sb.tag}, {sum(counts.values())} worker processes, "
         f"logs in {sb.sup.log_dir}")

@@ -10,10 +10,10 @@ import statistics
 import threading
 import time
 
-from confluent_kafka import Consumer, TopicPartition
 
 from orderbus.generate import order_body
 from orderbus.sandbox import ONE_EACH, Sandbox
+from orderbus.watch import TopicWatcher
 from topics.catalogue import ORDERS_STATUS, PARTITIONS, TX_LOG
 
 # worker -> (topic whose records mark its progress, the header type, a test on the JSON body)
@@ -26,27 +26,18 @@ PROGRESS = {
 }
 
 
-class Progress(threading.Thread):
+class Progress(TopicWatcher):
     """Times (monotonic) of each progress record, per partition."""
 
     def __init__(self, settings, topic: str, kind: bytes, test):
-        super().__init__(daemon=True)
-        self.kind, self.test, self.running = kind, test, True
+        super().__init__(settings, topic)
+        self.kind, self.test = kind, test
         self.times: dict[int, list[float]] = {p: [] for p in range(PARTITIONS)}
-        self.consumer = Consumer(settings.kafka(**{
-            "group.id": "failover-watch", "isolation.level": "read_committed", "log_level": 3,
-            "enable.auto.commit": False, "fetch.wait.max.ms": 10}))
-        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
 
-    def run(self):
-        while self.running:
-            for msg in self.consumer.consume(500, timeout=0.05):
-                if msg.error():
-                    continue
-                kind = dict(msg.headers() or []).get("type")
-                if kind == self.kind and self.test(msg.value()):
-                    self.times[msg.partition()].append(time.monotonic())
-        self.consumer.close()
+    def seen(self, msg, now: float) -> None:
+        kind = dict(msg.headers() or []).get("type")
+        if kind == self.kind and self.test(msg.value()):
+            self.times[msg.partition()].append(now)
 
     def idle_after(self, t: float) -> float | None:
         """The longest per-partition gap spanning t; None if some partition never resumed."""

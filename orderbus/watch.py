@@ -1,0 +1,34 @@
+"""A thread that reads a topic's committed records as they become visible, for the tools that
+time the pipeline from outside (bench, chaos, failover)."""
+from __future__ import annotations
+
+import threading
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from topics.catalogue import PARTITIONS
+
+
+class TopicWatcher(threading.Thread):
+    """Hands every committed record of `topic`, from the beginning, to `seen(msg, now)` with the
+    monotonic time it became visible. Subclasses keep what they need."""
+
+    def __init__(self, settings, topic: str, log_level: int = 3):
+        super().__init__(daemon=True)
+        # log_level 2 hides a broker killed on purpose; the fetch wait bounds timing error
+        self.consumer = Consumer(settings.kafka(**{
+            "group.id": "orderbus.watcher", "log_level": log_level, "enable.auto.commit": False,
+            "isolation.level": "read_committed", "fetch.wait.max.ms": 10}))
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        self.running = True
+
+    def seen(self, msg, now: float) -> None:
+        raise NotImplementedError
+
+    def run(self):
+        while self.running:
+            for msg in self.consumer.consume(1000, timeout=0.1):
+                if msg.error() is None:
+                    self.seen(msg, time.monotonic())
+        self.consumer.close()
