@@ -10,7 +10,8 @@ def register(sub) -> None:
     s.add_argument("--worker", choices=("intake", "coordinator", "inventory", "payment"),
                    default="coordinator")
     s.add_argument("--protocol", choices=("classic", "consumer"), default="classic")
-    s.add_argument("--static", action="store_true", help="static membership (classic protocol)")
+    s.add_argument("--membership", choices=("static", "dynamic"), default="static",
+                   help="classic protocol membership (default static, as `orderbus run`)")
     s.add_argument("--no-restart", action="store_true",
                    help="leave the killed instance down: the survivor must take over")
     s.add_argument("--compare", action="store_true",
@@ -26,10 +27,9 @@ def _failover(args, settings):
     from orderbus.failover import CONFIGS, measure, render
     if args.kills < 1 or args.rate <= 0:
         raise UsageError("--kills must be at least 1 and --rate positive")
-    if args.static and args.protocol == "consumer":
-        raise UsageError("--static is a classic-protocol option")
+    static = args.membership == "static" and args.protocol == "classic"
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-    configs = CONFIGS if args.compare else [(args.protocol, args.static)]
+    configs = CONFIGS if args.compare else [(args.protocol, static)]
     rows = []
     for protocol, static in configs:
         log(f"{args.worker}: {protocol}{' + static' if static else ''}, "

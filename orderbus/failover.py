@@ -39,6 +39,11 @@ class Progress(TopicWatcher):
         if kind == self.kind and self.test(msg.value()):
             self.times[msg.partition()].append(now)
 
+    def flowing(self, within_s: float = 2.0) -> bool:
+        """Every partition made progress lately: a kill now measures a real interruption."""
+        now = time.monotonic()
+        return all(times and now - times[-1] < within_s for times in self.times.values())
+
     def idle_after(self, t: float) -> float | None:
         """The longest per-partition gap spanning t; None if some partition never resumed."""
         worst = 0.0
@@ -67,9 +72,13 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
         stop = threading.Event()
         load = threading.Thread(target=_load, args=(sb, rate, stop), daemon=True)
         load.start()
-        time.sleep(12)                      # both instances joined and busy
         results = []
         for k in range(kills):
+            deadline = time.monotonic() + 90
+            while not watch.flowing():      # both instances joined and every partition busy
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the sandbox pipeline did not reach a steady flow in 90 s")
+                time.sleep(0.5)
             victim = sb.sup.find(worker, k % 2)
             victim.held = not restart
             t = time.monotonic()
