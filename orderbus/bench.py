@@ -66,7 +66,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = False,
-          instances: int = 1, timeout_s: float = 300, log=print) -> dict:
+          instances: int = 1, timeout_s: float = 300, verify: bool = False, log=print) -> dict:
     counts = {w: instances for w in PIPELINE}
     with Sandbox(settings, counts=counts) as sb:
         customers = [f"c{i:04d}" for i in range(200)]
@@ -109,6 +109,13 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
         publish_s = time.monotonic() - t0
         _wait(lambda: all(o in watcher.final for o in sent), timeout_s, "benchmark orders")
         watcher.running = rss.running = False
+        checked = None
+        if verify:
+            from orderbus.verify import verify as run_verify
+            t1 = time.monotonic()
+            found = run_verify(sb.settings, wait_s=60)
+            checked = {"seconds": round(time.monotonic() - t1, 2), "orders": found["orders"],
+                       "violations": len(found["violations"])}
         last = max(watcher.final[o][0] for o in sent)
         lat = [(watcher.final[o][0] - sent[o]) * 1000 for o in sent]
         tenth = max(1, len(lat) // 10)
@@ -128,6 +135,7 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             "rss_mb": {k: round(v, 1) for k, v in sorted(rss.peak.items())},
             "cpu_s": {k: round(v, 1) for k, v in sorted(rss.cpu.items())},
             "worker_restarts": sum(c.restarts for c in sb.sup.children),
+            "verify": checked,
         }
 
 
@@ -149,7 +157,9 @@ def render(r: dict) -> str:
             f"(to SHIPPED/REJECTED); decided p99 {r['decided_p99_ms']} ms\n"
             f"  outcome     {r['confirmed']} confirmed+shipped, {r['rejected']} rejected\n"
             f"  peak RSS MB {rss}\n"
-            f"  CPU seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items()))
+            f"  CPU seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items())
+            + (f"\n  verify      {r['verify']['orders']} orders in {r['verify']['seconds']} s, "
+               f"{r['verify']['violations']} violations" if r.get("verify") else ""))
 
 
 def to_json(r: dict) -> str:
