@@ -14,8 +14,12 @@ HOST = "127.0.0.1"
 class Layout:
     home: Path                 # ORDERBUS_HOME: data, logs, pid files, secrets
     brokers: int = 3           # combined broker+controller nodes
-    kafka_base_port: int = 19092   # node n listens on base + (n-1)*10000, its controller on +1
-    pg_port: int = 55432
+    # below Linux's ephemeral range (32768-60999): a client reconnecting in a loop to a stopped
+    # node's port in that range can be handed that very port as its own source port (a TCP
+    # self-connect) and keep the node from binding it again. Seen here when a chaos run
+    # restarted a broker on 39092.
+    kafka_base_port: int = 10092   # node n listens on base + (n-1)*10000, its controller on +1
+    pg_port: int = 15432
     jar_cache: Path = Path.home() / ".cache" / "orderbus"
 
     def broker_port(self, node: int) -> int:
@@ -23,6 +27,11 @@ class Layout:
 
     def controller_port(self, node: int) -> int:
         return self.broker_port(node) + 1
+
+    @property
+    def ports(self) -> list[int]:
+        return [p for n in self.nodes for p in (self.broker_port(n), self.controller_port(n))] + [
+            self.pg_port]
 
     @property
     def nodes(self) -> range:
@@ -64,3 +73,11 @@ class Layout:
     def state_file(self) -> Path:
         """What `up` started (broker count, ports), read by `down`, `status` and the defaults."""
         return self.home / "cluster.json"
+
+
+def ephemeral_range() -> tuple[int, int] | None:
+    try:
+        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return None

@@ -20,6 +20,7 @@ MODULES = (
     "orderbus.cmd_lag",         # lag
     "orderbus.cmd_tracker",     # stuck (the tracker itself runs under `run tracker`)
     "orderbus.cmd_replay",      # replay dlq | reset | rebuild | audit
+    "orderbus.cmd_top",         # top (one live pane for an incident)
 )
 
 

@@ -10,7 +10,7 @@ from confluent_kafka import KafkaException
 
 from infra import procs
 from infra.kafka import cluster as kafka
-from infra.layout import KAFKA_VERSION, Layout
+from infra.layout import KAFKA_VERSION, Layout, ephemeral_range
 from infra.postgres import databases, server as postgres
 from infra.procs import InfraError
 from orderbus.settings import SERVICES, Settings
@@ -22,6 +22,7 @@ def up(settings: Settings, brokers: int, log=print) -> dict:
     t0 = time.monotonic()
     with procs.exclusive(layout.home / ".lock", "up"):
         _refuse_other_shape(layout)
+        _warn_ephemeral(layout, log)
         layout.home.mkdir(parents=True, exist_ok=True)
         kafka.prepare(layout)
         postgres.prepare(layout, log)
@@ -51,6 +52,15 @@ def up(settings: Settings, brokers: int, log=print) -> dict:
     else:
         log("already up: nothing changed")
     return summary
+
+
+def _warn_ephemeral(layout: Layout, log) -> None:
+    span = ephemeral_range()
+    inside = [p for p in layout.ports if span and span[0] <= p <= span[1]]
+    if inside:
+        log(f"WARNING ports {inside} lie in this machine's ephemeral port range {span[0]}-{span[1]}: "
+            "a client reconnecting to a stopped node can take its port and keep it from "
+            "restarting; prefer ports below it (ORDERBUS_KAFKA_PORT, ORDERBUS_PG_PORT)")
 
 
 def _refuse_other_shape(layout: Layout) -> None:

@@ -32,8 +32,8 @@ class Settings:
     home: Path
     bootstrap: str
     dsns: dict = field(default_factory=dict)     # service -> libpq DSN
-    pg_port: int = 55432
-    kafka_base_port: int = 19092
+    pg_port: int = 15432
+    kafka_base_port: int = 10092
     brokers: int = 3                              # of the local cluster (as `up` left it)
     deadline_ms: int = 10_000
     prefix: str = ""                              # of every topic and group name (tests)
@@ -44,8 +44,9 @@ class Settings:
         env = dict(os.environ if env is None else env)
         home = Path(env.get("ORDERBUS_HOME") or ".orderbus").resolve()
         state = _read_state(home)
-        pg_port = _int(env, "ORDERBUS_PG_PORT", state.get("pg_port", 55432))
-        base = _int(env, "ORDERBUS_KAFKA_PORT", state.get("kafka_base_port", 19092))
+        pg_port = _int(env, "ORDERBUS_PG_PORT", state.get("pg_port", Layout.pg_port))
+        base = _int(env, "ORDERBUS_KAFKA_PORT",
+                    state.get("kafka_base_port", Layout.kafka_base_port))
         brokers = state.get("brokers", 3)
         layout = Layout(home=home, brokers=brokers, kafka_base_port=base, pg_port=pg_port)
         dsns = {}

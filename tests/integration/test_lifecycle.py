@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def private(tmp_path):
     env = {**os.environ, "ORDERBUS_HOME": str(tmp_path / "home"), "ORDERBUS_KAFKA_PORT": "19192",
-           "ORDERBUS_PG_PORT": "55532"}
+           "ORDERBUS_PG_PORT": "15532"}
 
     def run(*args, check=True):
         proc = subprocess.run([sys.executable, "-m", "orderbus", *args], env=env,
@@ -46,19 +46,19 @@ def test_up_twice_down_up_keeps_data_purge_starts_clean(private, tmp_path):
     first = run("up", "--brokers", "1")
     assert "up in" in first.stdout
     assert "nothing changed" in run("up", "--brokers", "1").stdout
-    with psycopg2.connect(_dsn(home, 55532)) as conn, conn.cursor() as cur:
+    with psycopg2.connect(_dsn(home, 15532)) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO order_status VALUES ('kept', 'PENDING', NULL, 1)")
     cluster_id = (home / "kafka" / "cluster.id").read_text()
     run("down")
     run("up", "--brokers", "1")
     assert (home / "kafka" / "cluster.id").read_text() == cluster_id
-    with psycopg2.connect(_dsn(home, 55532)) as conn, conn.cursor() as cur:
+    with psycopg2.connect(_dsn(home, 15532)) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM order_status WHERE order_id = 'kept'")
         assert cur.fetchone()[0] == 1
     run("down", "--purge")
     assert not home.exists()
     run("up", "--brokers", "1")
-    with psycopg2.connect(_dsn(home, 55532)) as conn, conn.cursor() as cur:
+    with psycopg2.connect(_dsn(home, 15532)) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM order_status")
         assert cur.fetchone()[0] == 0
     assert (home / "kafka" / "cluster.id").read_text() != cluster_id
@@ -67,11 +67,11 @@ def test_up_twice_down_up_keeps_data_purge_starts_clean(private, tmp_path):
 def test_port_taken_is_a_clear_message(private):
     run, _ = private
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 55532))
+        s.bind(("127.0.0.1", 15532))
         s.listen()
         proc = run("up", "--brokers", "1", check=False)
     assert proc.returncode == 2
-    assert "port 55532" in proc.stderr and "taken" in proc.stderr
+    assert "port 15532" in proc.stderr and "taken" in proc.stderr
 
 
 def test_damaged_kafka_data_is_refused_and_kept(private, tmp_path):
