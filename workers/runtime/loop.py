@@ -8,6 +8,8 @@ outcome, so the outputs come out once.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -69,6 +71,10 @@ class LoopConfig:
     poll_timeout_s: float = 0.05
     transaction_timeout_ms: int = 10_000   # bounds how long a dead instance's open transaction
                                            # blocks read_committed readers of its partitions
+    # a batch that takes longer than this ends the process (to be restarted): librdkafka's
+    # send_offsets_to_transaction can block past its timeout when the group coordinator broker
+    # is gone (confluentinc/librdkafka#5456, #5511); a chaos run caught both status workers so
+    stall_s: float = 90.0
     session_timeout_ms: int = 6_000
     heartbeat_ms: int = 1_000
     protocol: str = "classic"              # or "consumer" (KIP-848)
@@ -136,7 +142,18 @@ class Loop:
         self.metrics.rebalances.labels(self.metrics.worker, "revoke").inc()
         self.handler.revoked(partitions)
 
+    def _watchdog(self) -> None:
+        while not self.stopping:
+            time.sleep(5)
+            stalled = time.monotonic() - self.progress_at
+            if stalled > self.cfg.stall_s and not self.stopping:
+                log.critical("no batch finished for %.0f s; exiting to be restarted", stalled)
+                logging.shutdown()
+                os._exit(75)
+
     def run(self) -> None:
+        self.progress_at = time.monotonic()
+        threading.Thread(target=self._watchdog, daemon=True).start()
         self.producer.init_transactions(30)
         self.consumer.subscribe(list(self.handler.topics), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -150,6 +167,7 @@ class Loop:
     def _once(self) -> None:
         # wait for the first message only; then take what is already there. (consume() with a
         # timeout would wait the whole timeout for a full batch, on every hop of an order.)
+        self.progress_at = time.monotonic()
         first = self.consumer.poll(self.cfg.poll_timeout_s)
         messages = [first] if first is not None else []
         if first is not None and self.cfg.batch_max > 1:
