@@ -10,8 +10,8 @@ def register(sub) -> None:
     s.add_argument("--worker", choices=("intake", "coordinator", "inventory", "payment"),
                    default="coordinator")
     s.add_argument("--protocol", choices=("classic", "consumer"), default="classic")
-    s.add_argument("--membership", choices=("static", "dynamic"), default="static",
-                   help="classic protocol membership (default static, as `orderbus run`)")
+    s.add_argument("--membership", choices=("static", "dynamic"), default="dynamic",
+                   help="classic protocol membership (default dynamic, as `orderbus run`)")
     s.add_argument("--no-restart", action="store_true",
                    help="leave the killed instance down: the survivor must take over")
     s.add_argument("--compare", action="store_true",

@@ -79,8 +79,10 @@ class LoopConfig:
     heartbeat_ms: int = 1_000
     protocol: str = "classic"              # or "consumer" (KIP-848)
     # classic protocol with group.instance.id: a restarted instance takes its partitions back
-    # without a rebalance (measured: idle p50 2.2 s vs 9.2 s dynamic; see README)
-    static: bool = True
+    # without a rebalance (failover p50 2.2 s vs 9.2 s), but after a group coordinator broker
+    # dies librdkafka fences static members again and again (confluentinc/librdkafka#3437;
+    # 15-minute chaos runs stalled on it), so it is opt-in
+    static: bool = False
 
 
 def consumer_config(settings, cfg: LoopConfig) -> dict:
