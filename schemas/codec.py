@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import fastjsonschema
 
 from schemas.errors import (
+    DeadLetter,
     RuleViolationError,
     SchemaViolationError,
     UndecodableError,
@@ -31,7 +32,7 @@ MAX_VALUE_BYTES = 1 << 20
 # Our deepest event (Prepare -> order -> items -> line) is 4 levels; 32 leaves room for new
 # versions while refusing bodies built to exhaust the recursion of the validator.
 MAX_DEPTH = 32
-_MAX_DETAIL = 300  # a dead-letter header, not a log file
+_MAX_DETAIL = DeadLetter.MAX_DETAIL  # a dead-letter header, not a log file
 
 SCHEMA_DIR = Path(__file__).parent
 

@@ -3,7 +3,6 @@ worker processes, on the shared cluster."""
 from __future__ import annotations
 
 import json
-import time
 
 from orderbus.sandbox import Sandbox
 from schemas import codec
@@ -29,23 +28,14 @@ class Pipeline(Sandbox):
             self.publisher.publish(o)
         assert self.publisher.flush(30) == 0
 
-    def dead_letters(self, timeout_s: float = 10) -> list[dict]:
-        from confluent_kafka import Consumer, TopicPartition
+    def dead_letters(self, timeout_s: float = 30) -> list[dict]:
+        """Every committed dead letter of this pipeline, read to the end of the topic."""
         from topics.catalogue import ORDERS_DLQ
-        topic = self.settings.names.topic(ORDERS_DLQ)
-        c = Consumer(self.settings.kafka(**{"group.id": "dlq-reader", "enable.auto.commit": False,
-                                            "isolation.level": "read_committed"}))
-        c.assign([TopicPartition(topic, p, 0) for p in range(ORDERS_DLQ.partitions)])
-        out, deadline = [], time.monotonic() + timeout_s
-        idle = time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - idle < 2:
-            for m in c.consume(500, timeout=0.2):
-                if m.error() is None:
-                    idle = time.monotonic()
-                    out.append({"key": m.key(), "value": m.value(),
-                                "headers": {k: v.decode() for k, v in (m.headers() or [])}})
-        c.close()
-        return out
+        from topics.read import read
+        return [{"key": m.key(), "value": m.value(),
+                 "headers": {k: (v or b"").decode() for k, v in (m.headers() or [])}}
+                for m in read(self.settings.kafka(), self.settings.names.topic(ORDERS_DLQ),
+                              timeout_s=timeout_s)]
 
 
 def order(oid: str, customer: str, *lines: tuple[str, int, int], currency: str = "EUR") -> dict:
