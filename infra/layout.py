@@ -20,6 +20,7 @@ class Layout:
     # restarted a broker on 39092.
     kafka_base_port: int = 10092   # node n listens on base + (n-1)*10000, its controller on +1
     pg_port: int = 15432
+    secure: bool = True        # SASL/SCRAM over TLS and ACLs; False only for `up --insecure`
     jar_cache: Path = Path.home() / ".cache" / "orderbus"
 
     def broker_port(self, node: int) -> int:
@@ -51,6 +52,16 @@ class Layout:
     @property
     def kafka_lib(self) -> Path:
         return self.jar_cache / f"kafka-{KAFKA_VERSION}" / "lib"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The local CA and the nodes' keystore (made by `up`)."""
+        return self.kafka_dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """What clients verify the nodes' certificate against."""
+        return self.tls_dir / "ca.pem"
 
     @property
     def pg_dir(self) -> Path:

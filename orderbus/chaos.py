@@ -377,7 +377,7 @@ def controller(layout) -> int | None:
 
 def _leader(settings, topic: str, partition: int) -> int | None:
     try:
-        md = cluster.admin(settings.bootstrap).list_topics(topic, timeout=5)
+        md = cluster.admin(settings.kafka()).list_topics(topic, timeout=5)
         return md.topics[topic].partitions[partition].leader
     except Exception:   # a metadata hiccup only means we aim at a random broker instead
         return None
@@ -385,7 +385,7 @@ def _leader(settings, topic: str, partition: int) -> int | None:
 
 def under_replicated(settings) -> int | None:
     try:
-        md = cluster.admin(settings.bootstrap).list_topics(timeout=5)
+        md = cluster.admin(settings.kafka()).list_topics(timeout=5)
     except Exception:
         return None
     return sum(1 for t in md.topics.values() for p in t.partitions.values()
@@ -445,7 +445,8 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
     try:
         sb.seed(*seed_amounts(int(rate * duration_s)))
         # the sandbox's publisher, without the connection-refused lines of the brokers we kill
-        sb.publisher = OrderPublisher(sb.settings.kafka(log_level=2), topic=sb.placed)
+        sb.publisher = OrderPublisher(sb.settings.as_principal("producer").kafka(log_level=2),
+                                      topic=sb.placed)
         t_ready = time.monotonic()
         watcher = DecisionWatcher(sb.settings, sb.status_topic, t_ready)
         watcher.start()

@@ -11,6 +11,7 @@ from orderbus.settings import Settings, SettingsError
 
 MODULES = (
     "orderbus.cmd_cluster",     # up, down, status
+    "orderbus.cmd_acl",         # acl
     "orderbus.cmd_orders",      # seed, publish, order, report
     "orderbus.cmd_run",         # run, worker
     "orderbus.cmd_demo",        # demo, bench

@@ -10,6 +10,8 @@ from orderbus import local
 def register(sub) -> None:
     s = sub.add_parser("up", help="start the local Kafka cluster and PostgreSQL (idempotent)")
     s.add_argument("--brokers", type=int, choices=(1, 3), default=3)
+    s.add_argument("--insecure", action="store_true", help="Kafka without TLS, authentication or "
+                   "ACLs (quick experiments only; the data must be purged to switch modes)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_up)
     s = sub.add_parser("down", help="stop what `up` started")
@@ -22,7 +24,7 @@ def register(sub) -> None:
 
 def _up(args, settings):
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    out = local.up(settings, args.brokers, log=log)
+    out = local.up(settings, args.brokers, insecure=args.insecure, log=log)
     if args.json:
         print(json.dumps(out, indent=2))
     return 0

@@ -53,7 +53,7 @@ def _lag(args, settings) -> int:
     if args.watch is not None and args.watch <= 0:
         raise UsageError(f"--watch {args.watch:g}: the interval must be positive")
     address = _address(args.serve) if args.serve else None
-    reader = LagReader(settings.kafka())
+    reader = LagReader(settings.as_principal("lag").kafka())
     try:
         if args.topic:
             reader.check_topic(args.topic)

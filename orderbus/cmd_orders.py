@@ -213,7 +213,7 @@ def _publish(args, settings) -> int:
         if args.seed is not None or args.invalid_share or args.hot:
             raise UsageError("--seed, --invalid-share and --hot go with --generate")
         source, send_invalid, quiet = _lines(args.file), args.send_invalid, False
-    publisher = OrderPublisher(settings.kafka(), topic=args.topic)
+    publisher = OrderPublisher(settings.as_principal("producer").kafka(), topic=args.topic)
     progress = _Progress(publisher)
     invalid = invalid_sent = 0
     for i, (where, value) in enumerate(source):

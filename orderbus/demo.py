@@ -36,7 +36,8 @@ def demo(settings: Settings, log=print) -> int:
     try:
         batch = mixed_demo_orders(int(time.time()), [s for s in skus if s != "scarce"],
                                   list(customers), 1_000, "scarce", 2, "poor", 500)
-        publisher = OrderPublisher(settings.kafka(), topic=settings.names.topic(_placed()))
+        publisher = OrderPublisher(settings.as_principal("producer").kafka(),
+                                   topic=settings.names.topic(_placed()))
         expected: dict[str, str] = {}
         for value, valid, kind in batch:
             body = json.loads(value) if kind in EXPECTED else None

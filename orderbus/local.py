@@ -9,21 +9,27 @@ from concurrent.futures import ThreadPoolExecutor
 from confluent_kafka import KafkaException
 
 from infra import procs
-from infra.kafka import cluster as kafka
+from infra.kafka import cluster as kafka, security
 from infra.layout import KAFKA_VERSION, Layout, ephemeral_range
 from infra.postgres import databases, server as postgres
 from infra.procs import InfraError
 from orderbus.settings import SERVICES, Settings
-from topics import admin as topic_admin
+from topics import acl, admin as topic_admin
+from topics.catalogue import ACCESS, Names
 
 
-def up(settings: Settings, brokers: int, log=print) -> dict:
-    layout = settings.layout(brokers)
+def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> dict:
+    layout = settings.layout(brokers, secure=not insecure)
     t0 = time.monotonic()
     with procs.exclusive(layout.home / ".lock", "up"):
         _refuse_other_shape(layout)
         _warn_ephemeral(layout, log)
+        if insecure:
+            log("WARNING --insecure: Kafka without TLS, authentication or ACLs; any local process "
+                "can read every topic and write tx.log. For experiments only")
         layout.home.mkdir(parents=True, exist_ok=True)
+        if layout.secure:
+            security.ensure_tls(layout)
         kafka.prepare(layout)
         postgres.prepare(layout, log)
         started = kafka.start(layout)
@@ -34,9 +40,11 @@ def up(settings: Settings, brokers: int, log=print) -> dict:
                 w.result()
         migrated = {s: databases.ensure(layout, s, s) for s in SERVICES}
         _write_state(layout)
-        client = {"bootstrap.servers": layout.bootstrap}
+        users = security.ensure_users(layout, list(ACCESS))
+        client = security.client(layout)
         reports = topic_admin.ensure(client)
-    changed = bool(started or pg_started or any(migrated.values())
+        acls = acl.ensure(client, Names()) if layout.secure else ([], [])
+    changed = bool(started or pg_started or any(migrated.values()) or users or any(acls)
                    or any(r.action == "created" for r in reports))
     for r in reports:
         if r.action == "mismatch":
@@ -45,10 +53,13 @@ def up(settings: Settings, brokers: int, log=print) -> dict:
                "brokers_started": started, "postgres_started": pg_started,
                "migrations": {k: v for k, v in migrated.items() if v},
                "topics": {r.name: r.action for r in reports}, "bootstrap": layout.bootstrap,
+               "security": "sasl_ssl" if layout.secure else "plaintext", "users_created": users,
+               "acls_created": len(acls[0]), "acls_deleted": len(acls[1]),
                "postgres_port": layout.pg_port, "home": str(layout.home)}
     if changed:
         log(f"up in {summary['seconds']}s: Kafka {KAFKA_VERSION} x{layout.brokers} at "
-            f"{layout.bootstrap}; PostgreSQL on 127.0.0.1:{layout.pg_port}; data in {layout.home}")
+            f"{layout.bootstrap} ({'SASL/SCRAM over TLS, ACLs' if layout.secure else 'PLAINTEXT'}); "
+            f"PostgreSQL on 127.0.0.1:{layout.pg_port}; data in {layout.home}")
     else:
         log("already up: nothing changed")
     return summary
@@ -65,6 +76,14 @@ def _warn_ephemeral(layout: Layout, log) -> None:
 
 def _refuse_other_shape(layout: Layout) -> None:
     state = _state(layout)
+    made_secure = state.get("security", "plaintext") == "sasl_ssl"
+    if state and made_secure != layout.secure and any(
+            (layout.node_dir(n) / "data" / "meta.properties").exists() for n in layout.nodes):
+        made = "with security on" if made_secure else "--insecure"
+        raise InfraError(f"{layout.home} holds a cluster made {made}; `up"
+                         f"{'' if layout.secure else ' --insecure'}` would not match it. Run it "
+                         f"{'without' if made_secure else 'with'} --insecure, or `orderbus down "
+                         "--purge` first to start over in the other mode")
     if not state or state.get("brokers") == layout.brokers:
         return
     old = Layout(home=layout.home, brokers=state["brokers"],
@@ -86,7 +105,8 @@ def _state(layout: Layout) -> dict:
 def _write_state(layout: Layout) -> None:
     layout.state_file.write_text(json.dumps({
         "brokers": layout.brokers, "kafka_base_port": layout.kafka_base_port,
-        "pg_port": layout.pg_port, "kafka_version": KAFKA_VERSION}, indent=2) + "\n")
+        "pg_port": layout.pg_port, "kafka_version": KAFKA_VERSION,
+        "security": "sasl_ssl" if layout.secure else "plaintext"}, indent=2) + "\n")
 
 
 def down(settings: Settings, purge: bool = False, log=print) -> dict:
@@ -107,7 +127,7 @@ def status(settings: Settings) -> dict:
     brokers = []
     controller, urp, md = None, None, None
     try:
-        client = kafka.admin(settings.bootstrap)
+        client = kafka.admin(settings.kafka())
         md = client.list_topics(timeout=5)
         controller = client.describe_cluster(request_timeout=5).result().controller.id
         urp = sum(1 for t in md.topics.values() for p in t.partitions.values()

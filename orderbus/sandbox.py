@@ -12,6 +12,7 @@ from psycopg2.extras import execute_values
 
 from infra.postgres import databases
 from orderbus.supervise import Supervisor
+from topics import acl
 from topics.admin import delete, ensure
 from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS
 from topics.producer import OrderPublisher
@@ -34,13 +35,16 @@ class Sandbox:
         self.settings = dataclasses.replace(settings, prefix=f"{self.tag}.", dsns=dsns,
                                             deadline_ms=deadline_ms, metrics_port=0)
         self.topic_names = [r.name for r in ensure(self.settings.kafka(), name_prefix=f"{self.tag}.")]
+        if self.settings.security != "plaintext":
+            acl.ensure(self.settings.kafka(), self.settings.names)
         self.env = {"ORDERBUS_TOPIC_PREFIX": f"{self.tag}.", "ORDERBUS_DEADLINE_MS": str(deadline_ms),
                     "ORDERBUS_METRICS_PORT": "0",
                     **{f"ORDERBUS_DSN_{s.upper()}": d for s, d in dsns.items()}, **(env or {})}
         self.sup = Supervisor(self.settings, counts or ONE_EACH, env=self.env,
                               log_dir=log_dir or settings.home / "logs" / self.tag, log=lambda *_: None,
                               worker_args=worker_args)
-        self.publisher = OrderPublisher(self.settings.kafka(), topic=self.placed)
+        self.publisher = OrderPublisher(self.settings.as_principal("producer").kafka(),
+                                        topic=self.placed)
 
     @property
     def placed(self) -> str:
@@ -58,6 +62,8 @@ class Sandbox:
     def close(self) -> None:
         self.sup.stop()
         delete(self.settings.kafka(), self.topic_names)
+        if self.settings.security != "plaintext":
+            acl.remove(self.settings.kafka(), self.settings.names)
         for name in self.dbs.values():
             databases.drop(self.layout, name)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from infra.layout import Layout
 from topics.catalogue import Names
 
 SERVICES = ("orders", "inventory", "payments", "shipping")
+SECURITY = ("sasl_ssl", "plaintext")
 
 
 class SettingsError(ValueError):
@@ -38,6 +39,10 @@ class Settings:
     deadline_ms: int = 10_000
     prefix: str = ""                              # of every topic and group name (tests)
     metrics_port: int = 9400                      # first worker's; 0 turns metrics off
+    security: str = "sasl_ssl"                    # of the Kafka clients; or "plaintext"
+    ca_file: str = ""                             # PEM the brokers' certificates are checked against
+    principal: str = "admin"                      # whom this process's Kafka clients speak as
+    env: dict = field(default_factory=dict, repr=False)   # ORDERBUS_KAFKA_* (credentials)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -48,7 +53,11 @@ class Settings:
         base = _int(env, "ORDERBUS_KAFKA_PORT",
                     state.get("kafka_base_port", Layout.kafka_base_port))
         brokers = state.get("brokers", 3)
-        layout = Layout(home=home, brokers=brokers, kafka_base_port=base, pg_port=pg_port)
+        security = env.get("ORDERBUS_KAFKA_SECURITY") or state.get("security", "sasl_ssl")
+        if security not in SECURITY:
+            raise SettingsError(f"ORDERBUS_KAFKA_SECURITY={security!r}: one of {', '.join(SECURITY)}")
+        layout = Layout(home=home, brokers=brokers, kafka_base_port=base, pg_port=pg_port,
+                        secure=security == "sasl_ssl")
         dsns = {}
         for service in SERVICES:
             dsns[service] = env.get(f"ORDERBUS_DSN_{service.upper()}") or _local_dsn(layout, service)
@@ -62,19 +71,62 @@ class Settings:
         return cls(home=home, bootstrap=env.get("ORDERBUS_KAFKA_BOOTSTRAP") or layout.bootstrap,
                    dsns=dsns, pg_port=pg_port, kafka_base_port=base, brokers=brokers,
                    deadline_ms=deadline_ms, prefix=prefix,
-                   metrics_port=_int(env, "ORDERBUS_METRICS_PORT", 9400))
+                   metrics_port=_int(env, "ORDERBUS_METRICS_PORT", 9400), security=security,
+                   ca_file=env.get("ORDERBUS_KAFKA_CA") or str(layout.ca_file),
+                   env={k: v for k, v in env.items() if k.startswith("ORDERBUS_KAFKA_")})
 
     @property
     def names(self) -> Names:
         return Names(self.prefix)
 
-    def layout(self, brokers: int | None = None) -> Layout:
+    def layout(self, brokers: int | None = None, secure: bool | None = None) -> Layout:
         return Layout(home=self.home, brokers=brokers or self.brokers,
-                      kafka_base_port=self.kafka_base_port, pg_port=self.pg_port)
+                      kafka_base_port=self.kafka_base_port, pg_port=self.pg_port,
+                      secure=self.security == "sasl_ssl" if secure is None else secure)
+
+    def as_principal(self, principal: str) -> "Settings":
+        """The same settings for a process that speaks to Kafka as `principal` (a worker, the
+        producer, the lag monitor); operators' tools speak as admin."""
+        return replace(self, principal=principal)
 
     def kafka(self, **extra) -> dict:
-        """librdkafka client settings every client shares."""
-        return {"bootstrap.servers": self.bootstrap, **extra}
+        """librdkafka client settings every client shares: where, and who this process is."""
+        conf = {"bootstrap.servers": self.bootstrap}
+        if self.security == "sasl_ssl":
+            user, password = self.credentials(self.principal)
+            conf.update({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                         "sasl.username": user, "sasl.password": password,
+                         "ssl.ca.location": self.ca_file})
+        return {**conf, **extra}
+
+    def java_properties(self) -> str:
+        """The same client settings for Kafka's own Java tools (`--command-config FILE`)."""
+        if self.security == "plaintext":
+            return "security.protocol=PLAINTEXT\n"
+        user, password = self.credentials(self.principal)
+        return "\n".join([
+            "security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512",
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{user}" password="{password}";',
+            "ssl.truststore.type=PEM", f"ssl.truststore.location={self.ca_file}", ""])
+
+    def credentials(self, principal: str) -> tuple[str, str]:
+        """(user, password) of a Kafka principal: ORDERBUS_KAFKA_USER_<P> (default: the
+        principal's name) and ORDERBUS_KAFKA_PASSWORD_<P> or ORDERBUS_KAFKA_PASSWORD_<P>_FILE,
+        else what `orderbus up` generated under $ORDERBUS_HOME/secrets."""
+        key = principal.upper()
+        user = self.env.get(f"ORDERBUS_KAFKA_USER_{key}") or principal
+        if self.env.get(f"ORDERBUS_KAFKA_PASSWORD_{key}"):
+            return user, self.env[f"ORDERBUS_KAFKA_PASSWORD_{key}"]
+        named = self.env.get(f"ORDERBUS_KAFKA_PASSWORD_{key}_FILE")
+        path = Path(named) if named else self.home / "secrets" / f"kafka-{principal}.password"
+        try:
+            return user, path.read_text().strip()
+        except OSError as e:
+            raise SettingsError(
+                f"no Kafka password for principal {principal!r} ({path}: {e.strerror}); set "
+                f"ORDERBUS_KAFKA_PASSWORD_{key} or ORDERBUS_KAFKA_PASSWORD_{key}_FILE, or run "
+                "`orderbus up` for a local cluster") from None
 
 
 def _read_state(home: Path) -> dict:

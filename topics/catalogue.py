@@ -47,15 +47,9 @@ def by_name(name: str) -> Topic:
 
 
 # consumer groups, one per worker kind; the transactional ids of its instances derive from these
-GROUPS = {
-    "intake": "orderbus.intake",
-    "coordinator": "orderbus.coordinator",
-    "inventory": "orderbus.inventory",
-    "payment": "orderbus.payment",
-    "shipping": "orderbus.shipping",
-    "status": "orderbus.status",
-    "tracker": "orderbus.tracker",
-}
+GROUP_PREFIX = "orderbus."
+GROUPS = {w: GROUP_PREFIX + w for w in
+          ("intake", "coordinator", "inventory", "payment", "shipping", "status", "tracker")}
 
 
 @dataclass(frozen=True)
@@ -70,5 +64,43 @@ class Names:
     def group(self, worker: str) -> str:
         return self.prefix + GROUPS[worker]
 
+    @property
+    def group_prefix(self) -> str:
+        """What every group name of this pipeline starts with."""
+        return self.prefix + GROUP_PREFIX
+
     def commands(self, participant: str) -> str:
         return self.topic(COMMANDS[participant])
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one Kafka principal may do; the ACLs `up` applies derive from this and nothing else."""
+    reads: tuple[Topic, ...] = ()
+    writes: tuple[Topic, ...] = ()
+    group: str | None = None          # the GROUPS entry it consumes in (read, commit offsets)
+    transactional: bool = False       # its transactional ids start with its group's name
+    own_topics: bool = False          # creates and uses topics named after its group (faust's)
+    monitors: bool = False            # describes every group and reads every topic (lag)
+
+
+WORKER_OUTPUTS = (TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATUS, ORDERS_DLQ)
+# one principal per service; `admin` (operators' tools, `up`) is a super user and not listed
+ACCESS = {
+    "producer": Access(writes=(ORDERS_PLACED,)),
+    "intake": Access(reads=(ORDERS_PLACED,), writes=WORKER_OUTPUTS, group="intake",
+                     transactional=True),
+    "coordinator": Access(reads=(TX_LOG,), writes=WORKER_OUTPUTS, group="coordinator",
+                          transactional=True),
+    "inventory": Access(reads=(INVENTORY_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ),
+                        group="inventory", transactional=True),
+    "payment": Access(reads=(PAYMENT_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="payment",
+                      transactional=True),
+    "shipping": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_STATUS, ORDERS_DLQ),
+                       group="shipping", transactional=True),
+    "status": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_DLQ,), group="status",
+                     transactional=True),
+    "tracker": Access(reads=(ORDERS_PLACED, TX_LOG, ORDERS_STATUS), group="tracker",
+                      own_topics=True),
+    "lag": Access(monitors=True),
+}

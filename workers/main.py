@@ -43,6 +43,7 @@ def build(name: str, settings, metrics: Metrics):
 
 def run(name: str, instance: int, settings, metrics_port: int = 0, protocol: str = "classic",
         static: bool = False) -> int:
+    settings = settings.as_principal(name)    # each service speaks to Kafka as itself
     if name == "tracker":          # a faust app with its own event loop and logging
         from workers.tracker.app import run_tracker
         return run_tracker(settings, instance, metrics_port)

@@ -11,6 +11,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from infra import procs
+from infra.kafka import security
 from infra.kafka.jars import ensure_jars
 from infra.layout import HOST, Layout
 from infra.procs import InfraError
@@ -32,11 +33,8 @@ def properties(layout: Layout, node: int) -> str:
         "process.roles=broker,controller",
         f"node.id={node}",
         f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://{HOST}:{layout.broker_port(node)},CONTROLLER://{HOST}:{layout.controller_port(node)}",
-        f"advertised.listeners=PLAINTEXT://{HOST}:{layout.broker_port(node)}",
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        *security.node_properties(layout, node),
         f"log.dirs={layout.node_dir(node) / 'data'}",
         # every topic comes from the catalogue in topics/, so none is ever born with RF 1
         "auto.create.topics.enable=false",
@@ -105,6 +103,8 @@ def prepare(layout: Layout) -> None:
         nd = layout.node_dir(node)
         (nd / "logs").mkdir(parents=True, exist_ok=True)
         props = nd / "server.properties"
+        props.touch()
+        props.chmod(0o600)             # it holds the node's passwords
         props.write_text(properties(layout, node))
         found = _meta_cluster_id(nd)
         if found == cid:
@@ -113,7 +113,8 @@ def prepare(layout: Layout) -> None:
             raise InfraError(f"{nd} belongs to Kafka cluster {found}, not {cid}: refusing to touch "
                              "it. Move it aside or run `orderbus down --purge` to start clean")
         proc = subprocess.run(_java(layout, "kafka.tools.StorageTool", "format", "-t", cid,
-                                    "-c", str(props), "-g"), capture_output=True, text=True)
+                                    "-c", str(props), "-g", *security.format_args(layout)),
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise InfraError(f"formatting {nd} failed:\n{proc.stdout}{proc.stderr}")
 
@@ -140,9 +141,10 @@ def start_node(layout: Layout, node: int) -> None:
     procs.start(argv, pidfile(layout, node), layout.node_dir(node) / "logs" / "stdout.log")
 
 
-def admin(bootstrap: str, **extra) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 3000,
-                        "log_level": 3, "logger": _quiet, **extra})
+def admin(client: dict, **extra) -> AdminClient:
+    """A quiet admin client with short timeouts, for probing a cluster that may be half up."""
+    return AdminClient({**client, "socket.timeout.ms": 3000, "log_level": 3, "logger": _quiet,
+                        **extra})
 
 
 class _Quiet:
@@ -159,7 +161,8 @@ _quiet = _Quiet()
 def serves_metadata(layout: Layout, node: int, timeout: float = 2.0) -> bool:
     """True when this node answers a metadata request and knows every node of the cluster."""
     try:
-        md = admin(f"{HOST}:{layout.broker_port(node)}").list_topics(timeout=timeout)
+        one = {**security.client(layout), "bootstrap.servers": f"{HOST}:{layout.broker_port(node)}"}
+        md = admin(one).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return set(md.brokers) >= set(layout.nodes)

@@ -1,12 +1,12 @@
 """One database and one role per service; versioned SQL migrations applied in order."""
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 from psycopg2 import sql
 
 from infra.layout import Layout
+from infra.secret import secret
 from infra.postgres.server import admin_connect
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -15,14 +15,7 @@ SERVICES = ("orders", "inventory", "payments", "shipping")
 
 def password(layout: Layout, role: str) -> str:
     """The role's password, generated once and kept with mode 0600 under the data directory."""
-    path = layout.secrets_dir / f"pg-{role}.password"
-    if path.exists():
-        return path.read_text().strip()
-    layout.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = secrets.token_urlsafe(24)
-    path.touch(mode=0o600)
-    path.write_text(value + "\n")
-    return value
+    return secret(layout, f"pg-{role}")
 
 
 def migrations(service: str) -> list[Path]:

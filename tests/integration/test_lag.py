@@ -9,6 +9,8 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+import kafka_tool
+
 pytestmark = pytest.mark.integration
 
 PER_PARTITION = 30
@@ -25,11 +27,9 @@ def orderbus(*args) -> subprocess.CompletedProcess:
 
 def kafka_describe(settings, group: str) -> dict[tuple[str, int], tuple[int, int, int]]:
     """(topic, partition) -> (CURRENT-OFFSET, LOG-END-OFFSET, LAG) from kafka-consumer-groups."""
-    lib = settings.layout().kafka_lib
-    out = subprocess.run(["java", "-cp", f"{lib}/*",
-                          "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-                          "--bootstrap-server", settings.bootstrap, "--describe", "--group", group],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    done = kafka_tool.run(settings, kafka_tool.CONSUMER_GROUPS, "--describe", "--group", group)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     lines = [line.split() for line in out.splitlines() if line.strip()]
     header = next(cols for cols in lines if cols[:1] == ["GROUP"])
     col = {name: header.index(name) for name in

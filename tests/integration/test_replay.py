@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+import kafka_tool
 from orderbus import cli
 from orderbus.verify import verify
 from pipeline import order
@@ -44,11 +45,8 @@ def wait_inactive(settings, group: str, timeout_s: float = 30) -> None:
 # -- reset against Kafka's ConsumerGroupCommand ------------------------------------------------
 
 def kafka_plan(settings, group: str, topic: str, *how: str) -> dict[int, int]:
-    cp = f"{settings.layout().kafka_lib}/*"
-    out = subprocess.run(["java", "-cp", cp, "org.apache.kafka.tools.consumer.group."
-                          "ConsumerGroupCommand", "--bootstrap-server", settings.bootstrap,
-                          "--group", group, "--reset-offsets", *how, "--topic", topic, "--dry-run"],
-                         capture_output=True, text=True, timeout=120)
+    out = kafka_tool.run(settings, kafka_tool.CONSUMER_GROUPS, "--group", group,
+                         "--reset-offsets", *how, "--topic", topic, "--dry-run")
     assert out.returncode == 0, out.stderr
     plan = {}
     for line in out.stdout.splitlines():

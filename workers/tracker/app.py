@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -206,6 +207,15 @@ def check_codecs() -> None:
         raise MissingCodec("aiokafka cannot read lz4 batches: install `aiokafka[lz4]` (cramjam)")
 
 
+def credentials(settings):
+    """aiokafka's view of `Settings.kafka()`: SCRAM over TLS, the brokers checked against the CA."""
+    if settings.security == "plaintext":
+        return None
+    user, password = settings.credentials(settings.principal)
+    return faust.SASLCredentials(username=user, password=password, mechanism="SCRAM-SHA-512",
+                                 ssl_context=ssl.create_default_context(cafile=settings.ca_file))
+
+
 def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
           grace_s: float = GRACE_S) -> Tracker:
     check_codecs()
@@ -215,6 +225,7 @@ def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
         settings.names.group("tracker"),
         broker="kafka://" + settings.bootstrap.replace(",", ";"),
         broker_client_id=f"{settings.names.group('tracker')}-{instance}",
+        broker_credentials=credentials(settings),
         # aiokafka's transactional offset commit fails on Kafka >= 3.7 (aiokafka #1004), and the
         # tracker decides nothing: a replayed event finds its stage already set
         processing_guarantee="at_least_once",

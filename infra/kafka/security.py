@@ -1,0 +1,147 @@
+"""Who may talk to the local cluster: a private CA and the nodes' certificate (made with openssl),
+SCRAM-SHA-512 passwords per principal, and the node settings that demand both.
+
+Clients authenticate with SASL/SCRAM-SHA-512 over TLS and verify the node's certificate against
+the CA. Nodes talk to each other authenticated too: inter-broker traffic uses the same SCRAM
+listener as the `broker` principal; the controller listener uses mutual TLS, because KRaft
+controllers cannot use SCRAM (its credentials live in the metadata log the controllers serve), and
+its certificate's CN maps to the same `broker` principal. The `broker` and `admin` credentials are
+written into the metadata log when a node is formatted (`--add-scram`), so the cluster has an
+administrator before anyone can connect; `up` creates the others through it.
+"""
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                   UserScramCredentialUpsertion)
+
+from infra.layout import HOST, Layout
+from infra.procs import InfraError
+from infra.secret import secret
+
+BROKER = "broker"      # the nodes' own principal
+ADMIN = "admin"        # super user: `up`, operators' tools
+MECHANISM = "SCRAM-SHA-512"
+ITERATIONS = 8192
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+CERT_DAYS = 825
+
+
+def password(layout: Layout, principal: str) -> str:
+    return secret(layout, f"kafka-{principal}")
+
+
+def client(layout: Layout, principal: str = ADMIN) -> dict:
+    """librdkafka settings for `principal` on the local cluster."""
+    conf = {"bootstrap.servers": layout.bootstrap}
+    if layout.secure:
+        conf.update({"security.protocol": "SASL_SSL", "sasl.mechanism": MECHANISM,
+                     "sasl.username": principal, "sasl.password": password(layout, principal),
+                     "ssl.ca.location": str(layout.ca_file)})
+    return conf
+
+
+def node_properties(layout: Layout, node: int) -> list[str]:
+    broker, controller = f"{HOST}:{layout.broker_port(node)}", f"{HOST}:{layout.controller_port(node)}"
+    if not layout.secure:
+        return [f"listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
+                f"advertised.listeners=PLAINTEXT://{broker}",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]
+    store = secret(layout, "kafka-keystore")
+    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
+            f'username="{BROKER}" password="{password(layout, BROKER)}";')
+    return [
+        f"listeners=BROKER://{broker},CONTROLLER://{controller}",
+        f"advertised.listeners=BROKER://{broker}",
+        "inter.broker.listener.name=BROKER",
+        "listener.security.protocol.map=BROKER:SASL_SSL,CONTROLLER:SSL",
+        f"sasl.enabled.mechanisms={MECHANISM}",
+        f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
+        f"listener.name.broker.{MECHANISM.lower()}.sasl.jaas.config={jaas}",
+        "ssl.keystore.type=PKCS12",
+        f"ssl.keystore.location={layout.tls_dir / 'node.p12'}",
+        f"ssl.keystore.password={store}",
+        f"ssl.key.password={store}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={layout.ca_file}",
+        "listener.name.controller.ssl.client.auth=required",
+        "ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/$1/,DEFAULT",
+        f"authorizer.class.name={AUTHORIZER}",
+        "allow.everyone.if.no.acl.found=false",
+        f"super.users=User:{BROKER};User:{ADMIN}",
+    ]
+
+
+def format_args(layout: Layout) -> list[str]:
+    """Extra `kafka-storage format` arguments: the credentials the cluster needs at birth."""
+    if not layout.secure:
+        return []
+    return [a for p in (BROKER, ADMIN)
+            for a in ("--add-scram", f"{MECHANISM}=[name={p},password={password(layout, p)}]")]
+
+
+def ensure_tls(layout: Layout) -> bool:
+    """Make the CA and the nodes' certificate (for 127.0.0.1, where every node listens) once.
+    Returns True when they were made now."""
+    d = layout.tls_dir
+    if (d / "node.p12").exists() and layout.ca_file.exists():
+        return False
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = secret(layout, "kafka-keystore")
+    with tempfile.NamedTemporaryFile("w", suffix=".ext") as ext:
+        ext.write(f"subjectAltName=IP:{HOST},DNS:localhost\n"
+                  "extendedKeyUsage=serverAuth,clientAuth\n")
+        ext.flush()
+        for argv in (
+                ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+                 "ca.pem", "-days", str(CERT_DAYS * 2), "-subj", "/CN=orderbus local CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr",
+                 "-subj", f"/CN={BROKER}"],
+                ["x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", "node.pem", "-days", str(CERT_DAYS), "-extfile", ext.name],
+                ["pkcs12", "-export", "-in", "node.pem", "-inkey", "node.key", "-certfile", "ca.pem",
+                 "-name", BROKER, "-out", "node.p12.tmp", "-passout", f"pass:{store}"]):
+            _openssl(argv, d)
+    for key in ("ca.key", "node.key", "node.p12.tmp"):
+        (d / key).chmod(0o600)
+    (d / "node.p12.tmp").rename(d / "node.p12")     # last: its presence means all is made
+    return True
+
+
+def _openssl(argv: list[str], cwd: Path) -> None:
+    try:
+        proc = subprocess.run(["openssl", *argv], cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise InfraError("openssl is not installed; `apt-get install openssl`, or run "
+                         "`orderbus up --insecure` for a cluster without TLS") from None
+    if proc.returncode != 0:
+        raise InfraError(f"openssl {argv[0]} failed:\n{proc.stderr.strip()}")
+
+
+def ensure_users(layout: Layout, principals: list[str], timeout_s: float = 30.0) -> list[str]:
+    """Give every principal a SCRAM credential (its password generated once); returns those
+    created now. Existing credentials are left alone: connected clients keep working."""
+    if not layout.secure:
+        return []
+    admin = AdminClient({**client(layout), "log_level": 3})
+    try:
+        known = set(admin.describe_user_scram_credentials(request_timeout=timeout_s).result())
+    except KafkaException as e:
+        raise InfraError(f"cannot list SCRAM users as {ADMIN}: {e}") from None
+    todo = [p for p in principals if p not in known]
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, ITERATIONS)
+    alterations = [UserScramCredentialUpsertion(p, info, password(layout, p).encode()) for p in todo]
+    for user, fut in (admin.alter_user_scram_credentials(alterations, request_timeout=timeout_s)
+                      .items() if todo else ()):
+        try:
+            fut.result()
+        except KafkaException as e:
+            raise InfraError(f"cannot create SCRAM user {user}: {e}") from None
+    return todo

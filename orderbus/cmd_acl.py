@@ -1,0 +1,46 @@
+"""acl: the Kafka ACLs the topic catalogue declares, and whether the cluster holds exactly those."""
+from __future__ import annotations
+
+import json
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+
+def register(sub) -> None:
+    s = sub.add_parser("acl", help="Kafka ACLs per service principal, as declared and as applied "
+                       "(exit 1 when the cluster differs; `orderbus up` applies them)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_acl)
+
+
+def _acl(args, settings) -> int:
+    from infra.procs import InfraError
+    from topics import acl
+    if settings.security == "plaintext":
+        raise InfraError("the cluster runs without authentication (`up --insecure`): it has no ACLs")
+    try:
+        have, _ = acl.current(AdminClient(settings.kafka(log_level=3)))
+    except KafkaException as e:
+        raise InfraError(f"cannot read the ACLs at {settings.bootstrap}: {e}") from None
+    missing, extra = acl.diff(settings.names, have)
+    rows = [{**_row(g), "state": "missing" if g in missing else "applied"}
+            for g in acl.grants(settings.names)] + [{**_row(g), "state": "extra"} for g in extra]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(render(rows))
+    return 1 if missing or extra else 0
+
+
+def _row(g) -> dict:
+    return {"principal": g.principal, "resource": g.resource, "pattern": g.pattern,
+            "name": g.name, "operation": g.operation}
+
+
+def render(rows: list[dict]) -> str:
+    cols = ("principal", "operation", "resource", "pattern", "name", "state")
+    width = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in cols}
+    lines = ["  ".join(c.upper().ljust(width[c]) for c in cols).rstrip()]
+    lines += ["  ".join(str(r[c]).ljust(width[c]) for c in cols).rstrip() for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""Authentication and ACLs on the real cluster: every service principal can do its own job and is
+refused (with an authorisation error, not a timeout) one read and one write outside it; clients
+without the right password or CA are turned away. Runs on a private prefix whose ACLs come from
+the catalogue exactly as `up` applies them for the real pipeline."""
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+
+from topics import acl
+from topics.admin import delete, ensure
+from topics.catalogue import ACCESS, ALL, Names
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_S = 20.0
+DENIED = {"TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED",
+          "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"}
+
+
+@pytest.fixture(scope="module")
+def names(settings):
+    if settings.security == "plaintext":
+        pytest.skip("the cluster runs --insecure: nothing to authenticate")
+    names = Names(f"sec{uuid.uuid4().hex[:8]}.")
+    made = [r.name for r in ensure(settings.kafka(), name_prefix=names.prefix)]
+    acl.ensure(settings.kafka(), names)
+    seed = Producer(settings.kafka(**{"acks": "all"}))
+    for topic in ALL:       # one message on every topic, for the readers to find
+        seed.produce(names.topic(topic), b"seed", key=b"k", partition=0)
+    assert seed.flush(30) == 0
+    yield names
+    delete(settings.kafka(), made)
+    acl.remove(settings.kafka(), names)
+
+
+def produce(conf: dict, topic: str, transactional_id: str | None = None) -> str:
+    """'ok' or the error's name."""
+    p = Producer({**conf, "message.timeout.ms": int(TIMEOUT_S * 1000), "acks": "all",
+                  **({"transactional.id": transactional_id} if transactional_id else {})})
+    outcome = []
+    try:
+        if transactional_id:
+            p.init_transactions(TIMEOUT_S)
+            p.begin_transaction()
+        p.produce(topic, b"probe", key=b"k", partition=0,
+                  on_delivery=lambda err, _msg: outcome.append(err.name() if err else "ok"))
+        if transactional_id:
+            p.commit_transaction(TIMEOUT_S)
+        p.flush(TIMEOUT_S)
+    except KafkaException as e:
+        return e.args[0].name()
+    return outcome[0] if outcome else "no delivery report"
+
+
+def consume(conf: dict, topic: str, group: str, subscribe: bool = True) -> str:
+    """'ok' when a message arrives, else the error's name."""
+    c = Consumer({**conf, "group.id": group, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    try:
+        if subscribe:
+            c.subscribe([topic])
+        else:
+            from confluent_kafka import TopicPartition
+            c.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                return msg.error().name()
+            return "ok"
+        return "timed out"
+    finally:
+        c.close()
+
+
+def _forbidden(topics: tuple) -> str:
+    return next(t for t in ALL if t not in topics)
+
+
+@pytest.mark.parametrize("who", sorted(ACCESS))
+def test_each_principal_does_its_job_and_nothing_else(settings, names, who):
+    access = ACCESS[who]
+    conf = settings.as_principal(who).kafka()
+    group = names.group(access.group) if access.group else f"{names.prefix}{who}.probe"
+    txn = f"{group}-probe" if access.transactional else None
+
+    for topic in access.writes:
+        assert produce(conf, names.topic(topic), txn) == "ok", f"{who} writes {topic.name}"
+    for topic in access.reads:
+        assert consume(conf, names.topic(topic), group) == "ok", f"{who} reads {topic.name}"
+    if access.monitors:     # reads any topic by assignment, with no group of its own
+        assert consume(conf, names.topic(ALL[0]), group, subscribe=False) == "ok"
+
+    refused = produce(conf, names.topic(_forbidden(access.writes)))
+    assert refused == "TOPIC_AUTHORIZATION_FAILED", f"{who} wrote {_forbidden(access.writes).name}"
+    if access.monitors:     # may read everything, but consumes in no group
+        refused = consume(conf, names.topic(ALL[0]), group)
+    else:
+        refused = consume(conf, names.topic(_forbidden(access.reads)), group)
+    assert refused in DENIED, f"{who} read what it should not: {refused}"
+
+
+def test_a_service_cannot_use_another_services_group_or_transactional_id(settings, names):
+    conf = settings.as_principal("intake").kafka()
+    placed = names.topic(ALL[0])
+    assert consume(conf, placed, names.group("payment")) == "GROUP_AUTHORIZATION_FAILED"
+    assert produce(conf, names.topic(ACCESS["intake"].writes[0]),
+                   f"{names.group('payment')}-0") == "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
+
+
+def _refusal(conf: dict) -> list[str]:
+    """The errors a client meets trying to fetch metadata (which it must not get)."""
+    errors = []
+    client = Producer({**conf, "error_cb": lambda e: errors.append(e.name()), "log_level": 0})
+    with pytest.raises(KafkaException):
+        client.list_topics(timeout=8)
+    client.poll(1)      # serves error_cb
+    return errors
+
+
+def test_wrong_password_is_refused(settings):
+    errors = _refusal({**settings.kafka(), "sasl.password": "not-the-password"})
+    assert "_AUTHENTICATION" in errors
+
+
+def test_unauthenticated_client_is_refused(settings):
+    errors = _refusal({"bootstrap.servers": settings.bootstrap})
+    assert errors and set(errors) <= {"_TRANSPORT", "_ALL_BROKERS_DOWN"}
+
+
+def test_client_that_does_not_trust_the_ca_is_refused(settings, tmp_path):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(tmp_path / "other.key"), "-out", str(tmp_path / "other.pem"), "-days", "1",
+                    "-subj", "/CN=some other CA"], check=True, capture_output=True)
+    errors = _refusal({**settings.kafka(), "ssl.ca.location": str(tmp_path / "other.pem")})
+    assert "_SSL" in errors
