@@ -8,6 +8,7 @@ monitor's grants alone cover every topic and group ("*"): it watches every consu
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -91,21 +92,45 @@ def diff(names: Names, existing: list[Grant]) -> tuple[list[Grant], list[Grant]]
 
 def ensure(client: dict, names: Names, timeout_s: float = 30.0) -> tuple[list[Grant], list[Grant]]:
     """Make the cluster's ACLs for this pipeline match the catalogue; returns (created, deleted)."""
-    admin = AdminClient(client)
-    missing, extra = diff(names, current(admin, timeout_s)[0])
-    _wait(admin.create_acls([g.binding() for g in missing], request_timeout=timeout_s)
-          if missing else {})
-    _wait(admin.delete_acls([_filter(g) for g in extra], request_timeout=timeout_s)
-          if extra else {})
+    missing, extra = diff(names, current(AdminClient(client), timeout_s)[0])
+    grant(client, missing, timeout_s)
+    revoke(client, extra, timeout_s)
     return missing, extra
 
 
 def remove(client: dict, names: Names, timeout_s: float = 30.0) -> None:
     """Delete this pipeline's ACLs (a sandbox going away); grants on every resource ("*", the
     monitor's) are the cluster's and stay."""
+    revoke(client, [g for g in grants(names) if g.name != ANY], timeout_s)
+
+
+def grant(client: dict, new: list[Grant], timeout_s: float = 30.0) -> None:
+    """Create ACLs and return once every broker enforces them."""
+    if not new:
+        return
     admin = AdminClient(client)
-    _wait(admin.delete_acls([_filter(g) for g in grants(names) if g.name != ANY],
-                            request_timeout=timeout_s))
+    _wait(admin.create_acls([g.binding() for g in new], request_timeout=timeout_s))
+    _settle(client, admin, new, timeout_s)
+
+
+def revoke(client: dict, old: list[Grant], timeout_s: float = 30.0) -> None:
+    if old:
+        admin = AdminClient(client)     # kept alive until the futures resolve
+        _wait(admin.delete_acls([_filter(g) for g in old], request_timeout=timeout_s))
+
+
+def _settle(client: dict, admin: AdminClient, made: list[Grant], timeout_s: float) -> None:
+    """Wait until every broker knows the new ACLs. Each applies them when it replays the metadata
+    log, a moment after the controller committed them; a client that meets a broker not there yet
+    is refused and remembers it (librdkafka marks the topic unauthorized)."""
+    brokers = admin.list_topics(timeout=timeout_s).brokers.values()
+    deadline = time.monotonic() + timeout_s
+    for b in brokers:
+        one = AdminClient({**client, "bootstrap.servers": f"{b.host}:{b.port}"})
+        while set(made) - set(current(one, timeout_s)[0]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"broker {b.id} did not apply new ACLs within {timeout_s:.0f}s")
+            time.sleep(0.1)
 
 
 def _filter(g: Grant) -> AclBindingFilter:

@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.postgres import databases
 from orderbus.report import count_dead_letters
+from topics import acl
 from schemas.codec import decode
 from topics.producer import OrderPublisher
 
@@ -75,10 +77,15 @@ def test_publish_sync_lands_keyed_on_the_java_partition_with_headers(settings, m
 
 @pytest.fixture
 def private_env(settings, unique, tmp_path):
-    """Env for a CLI subprocess whose four databases (and home) belong to this test alone."""
+    """Env for a CLI subprocess whose four databases (and home) belong to this test alone; it
+    reaches Kafka as an external deployment does, with every setting from the environment."""
     layout = settings.layout()
     env = {**os.environ, "ORDERBUS_HOME": str(tmp_path),
-           "ORDERBUS_KAFKA_BOOTSTRAP": settings.bootstrap}
+           "ORDERBUS_KAFKA_BOOTSTRAP": settings.bootstrap,
+           "ORDERBUS_KAFKA_SECURITY": settings.security, "ORDERBUS_KAFKA_CA": settings.ca_file}
+    for principal in ("admin", "producer"):
+        env[f"ORDERBUS_KAFKA_PASSWORD_{principal.upper()}_FILE"] = str(
+            layout.secrets_dir / f"kafka-{principal}.password")
     made = []
     try:
         for service in SERVICES:
@@ -91,6 +98,19 @@ def private_env(settings, unique, tmp_path):
         for name in made:
             databases.drop(layout, name)
             (layout.secrets_dir / f"pg-{name}.password").unlink(missing_ok=True)
+
+
+@contextmanager
+def producer_may_write(settings, topic: str):
+    if settings.security == "plaintext":
+        yield
+        return
+    may = [acl.Grant("producer", "topic", "literal", topic, "write")]
+    acl.grant(settings.kafka(), may)
+    try:
+        yield
+    finally:
+        acl.revoke(settings.kafka(), may)
 
 
 def cli(env, *args: str) -> subprocess.CompletedProcess:
@@ -119,10 +139,16 @@ def test_seed_catalog_then_report_and_publish(private_env, tmp_path, make_topic,
                                                    "held_cents": 0, "captured_cents": 0}
     assert cli(private_env, "report").returncode == 0
 
-    # generate against the seeded catalog, to the test's own topic
+    # generate against the seeded catalog, to the test's own topic: the producer principal may
+    # write only orders.placed, so it is refused there until granted
     topic = make_topic(partitions=3)
-    done = cli(private_env, "publish", "--generate", "40", "--seed", "9", "--invalid-share",
-               "0.25", "--topic", topic, "--json")
+    publish = ("publish", "--generate", "40", "--seed", "9", "--invalid-share", "0.25",
+               "--topic", topic, "--json")
+    if settings.security == "sasl_ssl":
+        done = cli(private_env, *publish)
+        assert done.returncode == 1 and "TOPIC_AUTHORIZATION_FAILED" in done.stderr
+    with producer_may_write(settings, topic):
+        done = cli(private_env, *publish)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["published"], summary["delivered"], summary["invalid"]) == (40, 40, 10)
