@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -121,3 +122,19 @@ def exclusive(lockfile: Path, what: str):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def require_apt(what: str, package: str) -> None:
+    """Refuse, with what to do, where `apt_install` cannot run."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise InfraError(f"{what} is not installed; install it (Debian: apt-get install {package}) "
+                         "and run the command again")
+
+
+def apt_install(package: str) -> None:
+    """Install a Debian package (as root)."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", package]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise InfraError(f"`{' '.join(cmd)}` failed:\n{proc.stderr[-2000:]}")

@@ -11,6 +11,7 @@ administrator before anyone can connect; `up` creates the others through it.
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialUpsertion)
 
+from infra import procs
 from infra.layout import HOST, Layout
 from infra.procs import InfraError
 from infra.secret import secret
@@ -116,11 +118,10 @@ def ensure_tls(layout: Layout) -> bool:
 
 
 def _openssl(argv: list[str], cwd: Path) -> None:
-    try:
-        proc = subprocess.run(["openssl", *argv], cwd=cwd, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise InfraError("openssl is not installed; `apt-get install openssl`, or run "
-                         "`orderbus up --insecure` for a cluster without TLS") from None
+    if shutil.which("openssl") is None:
+        procs.require_apt("openssl", "openssl")
+        procs.apt_install("openssl")
+    proc = subprocess.run(["openssl", *argv], cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise InfraError(f"openssl {argv[0]} failed:\n{proc.stderr.strip()}")
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 import time
@@ -36,19 +35,13 @@ def install(log=print) -> Path:
     found = binaries()
     if found:
         return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise InfraError("PostgreSQL is not installed; install it (Debian: apt-get install postgresql) "
-                         "and run the command again")
+    procs.require_apt("PostgreSQL", "postgresql")
     log("installing PostgreSQL from Debian's packages")
     conf = Path("/etc/postgresql-common/createcluster.conf")
     conf.parent.mkdir(parents=True, exist_ok=True)
     if not conf.exists():
         conf.write_text("create_main_cluster = false\n")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise InfraError(f"`{' '.join(cmd)}` failed:\n{proc.stderr[-2000:]}")
+    procs.apt_install("postgresql")
     found = binaries()
     if not found:
         raise InfraError("apt-get installed postgresql but no server binary was found under "

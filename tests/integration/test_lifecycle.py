@@ -64,6 +64,22 @@ def test_up_twice_down_up_keeps_data_purge_starts_clean(private, tmp_path):
     assert (home / "kafka" / "cluster.id").read_text() != cluster_id
 
 
+def test_insecure_mode_is_loud_and_switching_modes_needs_a_purge(private, tmp_path):
+    run, env = private
+    first = run("up", "--brokers", "1", "--insecure")
+    assert "WARNING --insecure" in first.stdout and "PLAINTEXT" in first.stdout
+    assert not (tmp_path / "home" / "kafka" / "tls").exists()
+    assert run("status").returncode == 0
+    refused = run("up", "--brokers", "1", check=False)
+    assert refused.returncode == 2 and "made --insecure" in refused.stderr
+    run("down", "--purge")
+    secure = run("up", "--brokers", "1")
+    assert "SASL/SCRAM over TLS" in secure.stdout
+    secrets = tmp_path / "home" / "secrets"
+    assert all(p.stat().st_mode & 0o077 == 0 for p in secrets.iterdir())
+    assert run("acl").returncode == 0       # the cluster holds exactly the catalogue's ACLs
+
+
 def test_port_taken_is_a_clear_message(private):
     run, _ = private
     with socket.socket() as s:
