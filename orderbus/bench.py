@@ -12,6 +12,7 @@ import time
 from orderbus.generate import order_body
 from orderbus.sandbox import Sandbox
 from orderbus.watch import TopicWatcher
+from topics.lag import LagError, LagReader
 from workers.main import PIPELINE
 
 FINAL = ("SHIPPED", "REJECTED")
@@ -60,14 +61,49 @@ class RssSampler(threading.Thread):
             time.sleep(0.5)
 
 
+class TrackerLag(threading.Thread):
+    """The order tracker's consumer lag, in messages and in seconds (the age of its oldest
+    unconsumed message, as `orderbus lag` reports it), sampled every second."""
+
+    def __init__(self, settings):
+        super().__init__(daemon=True)
+        self.reader = LagReader(settings.kafka())
+        self.group = settings.names.group("tracker")
+        self.samples: list[tuple[float, int, float]] = []    # (monotonic, messages, seconds)
+        self.running = True
+
+    def run(self):
+        while self.running:
+            try:
+                self.reader.sample([self.group])
+                parts = self.reader.report().partitions
+            except LagError:
+                parts = []
+            if parts and all(p.lag is not None and p.lag_seconds is not None for p in parts):
+                self.samples.append((time.monotonic(), sum(p.lag for p in parts),
+                                     max(p.lag_seconds for p in parts)))
+            time.sleep(1.0)
+
+    def caught_up_after(self, t: float) -> float | None:
+        """Seconds from `t` until a sample showed nothing older than a second unconsumed."""
+        return next((round(ts - t, 1) for ts, _, s in self.samples if ts >= t and s <= 1.0), None)
+
+    def summary(self, t0: float, last: float) -> dict:
+        during = [(m, s) for ts, m, s in self.samples if t0 <= ts <= last]
+        return {"max_lag": max((m for m, _ in during), default=None),
+                "max_lag_s": max((s for _, s in during), default=None),
+                "caught_up_s": self.caught_up_after(last)}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else 0.0
 
 
 def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = False,
-          instances: int = 1, timeout_s: float = 300, verify: bool = False, log=print) -> dict:
-    counts = {w: instances for w in PIPELINE}
+          instances: int = 1, timeout_s: float = 300, verify: bool = False, tracker: bool = False,
+          log=print) -> dict:
+    counts = {w: instances for w in PIPELINE + (("tracker",) if tracker else ())}
     with Sandbox(settings, counts=counts) as sb:
         customers = [f"c{i:04d}" for i in range(200)]
         skus = ["hot"] if hot else [f"sku-{i:03d}" for i in range(100)]
@@ -86,6 +122,9 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             sb.publisher.publish(order_body(oid, customers[i % 200], [(skus[i % len(skus)], 1, 100)]))
         sb.publisher.flush(30)
         _wait(lambda: all(o in watcher.final for o in warm), 90, "warm-up orders")
+        lag = TrackerLag(sb.settings) if tracker else None
+        if lag:
+            lag.start()
         # encoded (and validated) up front: the load generator should not eat the machine
         batch = []
         for i in range(orders):
@@ -109,6 +148,10 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
         publish_s = time.monotonic() - t0
         _wait(lambda: all(o in watcher.final for o in sent), timeout_s, "benchmark orders")
         watcher.running = rss.running = False
+        last = max(watcher.final[o][0] for o in sent)
+        if lag:
+            _wait(lambda: lag.caught_up_after(last) is not None, timeout_s, "the tracker")
+            lag.running = False
         checked = None
         if verify:
             from orderbus.verify import verify as run_verify
@@ -116,7 +159,6 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             found = run_verify(sb.settings, wait_s=60)
             checked = {"seconds": round(time.monotonic() - t1, 2), "orders": found["orders"],
                        "violations": len(found["violations"])}
-        last = max(watcher.final[o][0] for o in sent)
         lat = [(watcher.final[o][0] - sent[o]) * 1000 for o in sent]
         tenth = max(1, len(lat) // 10)
         by_tenth = [round(percentile(lat[i:i + tenth], 0.99)) for i in range(0, len(lat), tenth)]
@@ -136,6 +178,7 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             "cpu_s": {k: round(v, 1) for k, v in sorted(rss.cpu.items())},
             "worker_restarts": sum(c.restarts for c in sb.sup.children),
             "verify": checked,
+            "tracker": lag.summary(t0, last) if lag else None,
         }
 
 
@@ -159,7 +202,10 @@ def render(r: dict) -> str:
             f"  peak RSS MB {rss}\n"
             f"  CPU seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items())
             + (f"\n  verify      {r['verify']['orders']} orders in {r['verify']['seconds']} s, "
-               f"{r['verify']['violations']} violations" if r.get("verify") else ""))
+               f"{r['verify']['violations']} violations" if r.get("verify") else "")
+            + (f"\n  tracker     lag max {r['tracker']['max_lag']} messages / "
+               f"{r['tracker']['max_lag_s']} s during the run; caught up "
+               f"{r['tracker']['caught_up_s']} s after the last order" if r.get("tracker") else ""))
 
 
 def to_json(r: dict) -> str:

@@ -12,6 +12,8 @@ def register(sub) -> None:
     s.add_argument("--hot", action="store_true", help="flash sale: every order for one SKU")
     s.add_argument("--instances", type=int, default=1, help="instances of each worker")
     s.add_argument("--verify", action="store_true", help="then time `verify` over the run's orders")
+    s.add_argument("--tracker", action="store_true", help="run the order tracker too and report "
+                   "its consumer lag")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_bench)
 
@@ -30,6 +32,6 @@ def _bench(args, settings):
         raise UsageError("--orders and --instances must be at least 1, --rate positive")
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     result = bench(settings, args.orders, args.rate, args.hot, args.instances,
-                   verify=args.verify, log=log)
+                   verify=args.verify, tracker=args.tracker, log=log)
     print(to_json(result) if args.json else render(result))
     return 0

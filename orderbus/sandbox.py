@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import psycopg2
+from confluent_kafka.admin import AdminClient
 from psycopg2.extras import execute_values
 
 from infra.postgres import databases
@@ -61,7 +62,10 @@ class Sandbox:
 
     def close(self) -> None:
         self.sup.stop()
-        delete(self.settings.kafka(), self.topic_names)
+        # its catalogue topics and any its tracker made (changelogs), all behind its prefix
+        made = AdminClient(self.settings.kafka()).list_topics(timeout=30).topics
+        delete(self.settings.kafka(), sorted(set(self.topic_names) | {
+            t for t in made if t.startswith(self.settings.prefix)}))
         if self.settings.security != "plaintext":
             acl.remove(self.settings.kafka(), self.settings.names)
         for name in self.dbs.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import pytest
+from confluent_kafka import Producer
 
 from infra.postgres.server import admin_connect
 from orderbus.verify import verify
@@ -49,10 +50,13 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
     pipe.sql("shipping", "INSERT INTO shipments (order_id) VALUES ('v-poor-1')")
     pipe.publish(order("v-late", "v-rich", ("v-two", 1, 100)))       # nobody is running
     pipe.publisher.publish_raw(b"junk2", b"{{{")
-    value, headers = codec.encode(Decided("v-ok-3", "abort", "forged"))
-    pipe.publisher._producer.produce(pipe.settings.names.topic(TX_LOG), key=b"v-ok-3",
-                                     value=value, headers=headers)
     assert pipe.publisher.flush(30) == 0
+    # a forged decision needs more than the producer's rights (it may write orders.placed only)
+    forger, forged = Producer(pipe.settings.kafka()), []
+    value, headers = codec.encode(Decided("v-ok-3", "abort", "forged"))
+    forger.produce(pipe.settings.names.topic(TX_LOG), key=b"v-ok-3", value=value, headers=headers,
+                   on_delivery=lambda err, _: forged.append(err))
+    assert forger.flush(30) == 0 and forged == [None]
 
     broken = verify(pipe.settings, wait_s=0)
     found = kinds(broken)
