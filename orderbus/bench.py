@@ -84,6 +84,11 @@ class TrackerLag(threading.Thread):
                                      max(p.lag_seconds for p in parts)))
             time.sleep(1.0)
 
+    def stop(self) -> None:
+        self.running = False
+        self.join(5)
+        self.reader.close()
+
     def caught_up_after(self, t: float) -> float | None:
         """Seconds from `t` until a sample showed nothing older than a second unconsumed."""
         return next((round(ts - t, 1) for ts, _, s in self.samples if ts >= t and s <= 1.0), None)
@@ -150,8 +155,11 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
         watcher.running = rss.running = False
         last = max(watcher.final[o][0] for o in sent)
         if lag:
-            _wait(lambda: lag.caught_up_after(last) is not None, timeout_s, "the tracker")
-            lag.running = False
+            try:
+                _wait(lambda: lag.caught_up_after(last) is not None, timeout_s,
+                      "the tracker (its oldest unconsumed event still over 1 s old)")
+            finally:
+                lag.stop()
         checked = None
         if verify:
             from orderbus.verify import verify as run_verify
@@ -186,7 +194,7 @@ def _wait(cond, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not cond():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not final after {timeout_s:.0f}s")
+            raise TimeoutError(f"{what}: not done after {timeout_s:.0f}s")
         time.sleep(0.1)
 
 

@@ -1,4 +1,5 @@
-"""acl: the Kafka ACLs the topic catalogue declares, and whether the cluster holds exactly those."""
+"""acl: the Kafka ACLs the topic catalogue declares, whether the cluster holds them, and what else
+applies to the pipeline's resources."""
 from __future__ import annotations
 
 import json
@@ -8,8 +9,9 @@ from confluent_kafka.admin import AdminClient
 
 
 def register(sub) -> None:
-    s = sub.add_parser("acl", help="Kafka ACLs per service principal, as declared and as applied "
-                       "(exit 1 when the cluster differs; `orderbus up` applies them)")
+    s = sub.add_parser("acl", help="Kafka ACLs per service principal, as declared and as applied, "
+                       "and any other ACL on the pipeline's resources (exit 1 when the cluster "
+                       "differs; `orderbus up` applies the catalogue's)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_acl)
 
@@ -20,26 +22,28 @@ def _acl(args, settings) -> int:
     if settings.security == "plaintext":
         raise InfraError("the cluster runs without authentication (`up --insecure`): it has no ACLs")
     try:
-        have, _ = acl.current(AdminClient(settings.kafka(log_level=3)))
+        have = acl.current(AdminClient(settings.kafka(log_level=3)))
     except KafkaException as e:
         raise InfraError(f"cannot read the ACLs at {settings.bootstrap}: {e}") from None
-    missing, extra = acl.diff(settings.names, have)
-    rows = [{**_row(g), "state": "missing" if g in missing else "applied"}
-            for g in acl.grants(settings.names)] + [{**_row(g), "state": "extra"} for g in extra]
+    drift = acl.diff(settings.names, have)
+    rows = ([{**_row(g), "state": "missing" if g in drift.missing else "applied"}
+             for g in acl.grants(settings.names)]
+            + [{**_row(g), "state": "extra"} for g in drift.extra]
+            + [{**_row(g), "state": "foreign"} for g in drift.foreign])
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         print(render(rows))
-    return 1 if missing or extra else 0
+    return 1 if drift.missing or drift.extra or drift.foreign else 0
 
 
 def _row(g) -> dict:
-    return {"principal": g.principal, "resource": g.resource, "pattern": g.pattern,
-            "name": g.name, "operation": g.operation}
+    return {"principal": g.principal, "permission": g.permission, "operation": g.operation,
+            "resource": g.resource, "pattern": g.pattern, "name": g.name, "host": g.host}
 
 
 def render(rows: list[dict]) -> str:
-    cols = ("principal", "operation", "resource", "pattern", "name", "state")
+    cols = ("principal", "permission", "operation", "resource", "pattern", "name", "host", "state")
     width = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in cols}
     lines = ["  ".join(c.upper().ljust(width[c]) for c in cols).rstrip()]
     lines += ["  ".join(str(r[c]).ljust(width[c]) for c in cols).rstrip() for r in rows]

@@ -13,7 +13,7 @@ from infra.kafka import cluster as kafka, security
 from infra.layout import KAFKA_VERSION, Layout, ephemeral_range
 from infra.postgres import databases, server as postgres
 from infra.procs import InfraError
-from orderbus.settings import SERVICES, Settings
+from orderbus.settings import SERVICES, Settings, SettingsError
 from topics import acl, admin as topic_admin
 from topics.catalogue import ACCESS, Names
 
@@ -29,6 +29,7 @@ def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> d
                 "can read every topic and write tx.log. For experiments only")
         layout.home.mkdir(parents=True, exist_ok=True)
         if layout.secure:
+            security.check_secrets(layout)
             security.ensure_tls(layout)
         kafka.prepare(layout)
         postgres.prepare(layout, log)
@@ -43,9 +44,12 @@ def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> d
         users = security.ensure_users(layout, list(ACCESS))
         client = security.client(layout)
         reports = topic_admin.ensure(client)
-        acls = acl.ensure(client, Names()) if layout.secure else ([], [])
-    changed = bool(started or pg_started or any(migrated.values()) or users or any(acls)
-                   or any(r.action == "created" for r in reports))
+        acls = acl.ensure(client, Names()) if layout.secure else acl.Drift([], [], [])
+    changed = bool(started or pg_started or any(migrated.values()) or users or acls.missing
+                   or acls.extra or any(r.action == "created" for r in reports))
+    for g in acls.foreign:
+        log(f"WARNING ACL not from the catalogue applies to {g.name}: {g.permission} "
+            f"{g.operation} for {g.principal} from {g.host} (see `orderbus acl`)")
     for r in reports:
         if r.action == "mismatch":
             log(f"WARNING topic {r.name} differs from the catalogue: {'; '.join(r.problems)}")
@@ -54,7 +58,8 @@ def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> d
                "migrations": {k: v for k, v in migrated.items() if v},
                "topics": {r.name: r.action for r in reports}, "bootstrap": layout.bootstrap,
                "security": "sasl_ssl" if layout.secure else "plaintext", "users_created": users,
-               "acls_created": len(acls[0]), "acls_deleted": len(acls[1]),
+               "acls_created": len(acls.missing), "acls_deleted": len(acls.extra),
+               "acls_foreign": len(acls.foreign),
                "postgres_port": layout.pg_port, "home": str(layout.home)}
     if changed:
         log(f"up in {summary['seconds']}s: Kafka {KAFKA_VERSION} x{layout.brokers} at "
@@ -132,7 +137,7 @@ def status(settings: Settings) -> dict:
         controller = client.describe_cluster(request_timeout=5).result().controller.id
         urp = sum(1 for t in md.topics.values() for p in t.partitions.values()
                   if len(p.isrs) < len(p.replicas))
-    except KafkaException:
+    except (KafkaException, SettingsError):
         pass
     for n in layout.nodes:
         pid = procs.running(kafka.pidfile(layout, n))

@@ -53,7 +53,9 @@ class Settings:
         base = _int(env, "ORDERBUS_KAFKA_PORT",
                     state.get("kafka_base_port", Layout.kafka_base_port))
         brokers = state.get("brokers", 3)
-        security = env.get("ORDERBUS_KAFKA_SECURITY") or state.get("security", "sasl_ssl")
+        # a cluster `up` made before security existed is plaintext; a new one is secure
+        security = env.get("ORDERBUS_KAFKA_SECURITY") or state.get(
+            "security", "plaintext" if state else "sasl_ssl")
         if security not in SECURITY:
             raise SettingsError(f"ORDERBUS_KAFKA_SECURITY={security!r}: one of {', '.join(SECURITY)}")
         layout = Layout(home=home, brokers=brokers, kafka_base_port=base, pg_port=pg_port,
@@ -111,11 +113,11 @@ class Settings:
             "ssl.truststore.type=PEM", f"ssl.truststore.location={self.ca_file}", ""])
 
     def credentials(self, principal: str) -> tuple[str, str]:
-        """(user, password) of a Kafka principal: ORDERBUS_KAFKA_USER_<P> (default: the
-        principal's name) and ORDERBUS_KAFKA_PASSWORD_<P> or ORDERBUS_KAFKA_PASSWORD_<P>_FILE,
-        else what `orderbus up` generated under $ORDERBUS_HOME/secrets."""
-        key = principal.upper()
-        user = self.env.get(f"ORDERBUS_KAFKA_USER_{key}") or principal
+        """(user, password) of a Kafka principal. The user is the principal's name, which the
+        ACLs name too; the password comes from ORDERBUS_KAFKA_PASSWORD_<P> or
+        ORDERBUS_KAFKA_PASSWORD_<P>_FILE, else from what `orderbus up` generated under
+        $ORDERBUS_HOME/secrets."""
+        key, user = principal.upper(), principal
         if self.env.get(f"ORDERBUS_KAFKA_PASSWORD_{key}"):
             return user, self.env[f"ORDERBUS_KAFKA_PASSWORD_{key}"]
         named = self.env.get(f"ORDERBUS_KAFKA_PASSWORD_{key}_FILE")

@@ -39,6 +39,8 @@ class Supervisor:
     worker_args: tuple[str, ...] = ()     # e.g. ("--protocol", "consumer"), for every instance
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
+    # a restart and `stop` never interleave: no instance may be born after stop took its roll
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
         port = self.settings.metrics_port
@@ -77,8 +79,11 @@ class Supervisor:
                      f"(see {self.log_dir / (child.label + '.log')})")
             time.sleep(child.backoff_s)
             child.backoff_s = min(child.backoff_s * 2, 10.0)
-            child.restarts += 1
-            self._spawn(child)
+            with self._lock:
+                if self.stopping or child.held:
+                    return
+                child.restarts += 1
+                self._spawn(child)
 
     def watch(self, until=lambda: False, every_s: float = 0.5) -> None:
         while not self.stopping and not until():
@@ -92,8 +97,9 @@ class Supervisor:
 
     def stop(self, grace_s: float = 30.0) -> None:
         """SIGTERM: each finishes its batch, commits, leaves its group. SIGKILL after grace."""
-        self.stopping = True
-        live = [c for c in self.children if c.proc and c.proc.poll() is None]
+        with self._lock:
+            self.stopping = True
+            live = [c for c in self.children if c.proc and c.proc.poll() is None]
         for c in live:
             c.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace_s

@@ -3,7 +3,9 @@ consume as and create — least privilege, declared once as data, applied and di
 
 The ACLs of one pipeline (one `Names` prefix) cover only its resources: `ensure` creates what is
 missing and deletes grants to our principals on those resources that the catalogue no longer
-lists; another pipeline's ACLs on the same cluster (a test's sandbox) are never touched. The lag
+lists; anything else that applies to them (another principal's grant, a denial) is reported as
+foreign and left alone; another pipeline's ACLs on the same cluster (a test's sandbox) are never
+touched. The lag
 monitor's grants alone cover every topic and group ("*"): it watches every consumer group.
 """
 from __future__ import annotations
@@ -23,16 +25,32 @@ ANY = "*"      # a literal ACL on "*" covers every resource of its type
 
 @dataclass(frozen=True, order=True)
 class Grant:
-    principal: str        # service name; the Kafka principal is User:<principal>
+    principal: str        # a service's name for User:<name>; other principals in full
     resource: str         # topic | group | transactional_id
     pattern: str          # literal | prefixed
     name: str
-    operation: str        # read | write | create | describe
+    operation: str        # read | write | create | describe | ...
+    permission: str = "allow"
+    host: str = "*"
 
     def binding(self) -> AclBinding:
-        return AclBinding(_RESOURCE[self.resource], self.name, _PATTERN[self.pattern],
-                          f"User:{self.principal}", "*", AclOperation[self.operation.upper()],
-                          AclPermissionType.ALLOW)
+        principal = self.principal if ":" in self.principal else f"User:{self.principal}"
+        return AclBinding(_RESOURCE[self.resource], self.name, _PATTERN[self.pattern], principal,
+                          self.host, AclOperation[self.operation.upper()],
+                          AclPermissionType[self.permission.upper()])
+
+    def covers(self, resource: str, name: str) -> bool:
+        """Whether this ACL applies to the resource `name` of kind `resource`."""
+        return self.resource == resource and (
+            self.name in (name, ANY) if self.pattern == "literal" else name.startswith(self.name))
+
+
+@dataclass(frozen=True)
+class Drift:
+    missing: list[Grant]    # the catalogue wants them; the cluster lacks them
+    extra: list[Grant]      # grants to our services on our resources the catalogue does not list
+    foreign: list[Grant]    # anything else that applies to our resources: other principals'
+                            # grants, denials, host-bound entries; reported, never deleted
 
 
 _RESOURCE = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
@@ -63,39 +81,40 @@ def grants(names: Names) -> list[Grant]:
 def _from_binding(b) -> Grant | None:
     kind = {v: k for k, v in _RESOURCE.items()}.get(b.restype)
     pattern = {v: k for k, v in _PATTERN.items()}.get(b.resource_pattern_type)
-    if (kind is None or pattern is None or not b.principal.startswith("User:")
-            or b.permission_type != AclPermissionType.ALLOW or b.host != "*"):
-        return None
-    return Grant(b.principal[len("User:"):], kind, pattern, b.name, b.operation.name.lower())
+    if kind is None or pattern is None:
+        return None       # cluster-level ACLs: none of ours
+    principal = b.principal[len("User:"):] if b.principal.startswith("User:") else b.principal
+    return Grant(principal, kind, pattern, b.name, b.operation.name.lower(),
+                 b.permission_type.name.lower(), b.host)
 
 
-def current(admin: AdminClient, timeout_s: float = 30.0) -> tuple[list[Grant], list]:
-    """Every ACL on the cluster: those that read as grants, and the rest (denials, host-bound)."""
+def current(admin: AdminClient, timeout_s: float = 30.0) -> list[Grant]:
+    """Every topic, group and transactional-id ACL on the cluster."""
     every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
                              AclOperation.ANY, AclPermissionType.ANY)
     found = admin.describe_acls(every, request_timeout=timeout_s).result()
-    grants_, other = [], []
-    for b in found:
-        g = _from_binding(b)
-        (grants_ if g else other).append(g or b)
-    return grants_, other
+    return [g for g in map(_from_binding, found) if g is not None]
 
 
-def diff(names: Names, existing: list[Grant]) -> tuple[list[Grant], list[Grant]]:
-    """(missing, extra): what the catalogue wants and the cluster lacks, and grants to our
-    principals on this pipeline's resources that the catalogue does not list."""
+def diff(names: Names, existing: list[Grant]) -> Drift:
+    """How the cluster's ACLs on this pipeline's resources differ from the catalogue."""
     want = grants(names)
     ours = {(g.resource, g.pattern, g.name) for g in want}
-    have = {g for g in existing if g.principal in ACCESS and (g.resource, g.pattern, g.name) in ours}
-    return sorted(set(want) - have), sorted(have - set(want))
+    touching = [g for g in existing if g not in want
+                and any(g.covers(w.resource, w.name) for w in want)]
+    extra = [g for g in touching if g.principal in ACCESS and g.permission == "allow"
+             and g.host == "*" and (g.resource, g.pattern, g.name) in ours]
+    return Drift(sorted(set(want) - set(existing)), sorted(set(extra)),
+                 sorted(set(touching) - set(extra)))
 
 
-def ensure(client: dict, names: Names, timeout_s: float = 30.0) -> tuple[list[Grant], list[Grant]]:
-    """Make the cluster's ACLs for this pipeline match the catalogue; returns (created, deleted)."""
-    missing, extra = diff(names, current(AdminClient(client), timeout_s)[0])
-    grant(client, missing, timeout_s)
-    revoke(client, extra, timeout_s)
-    return missing, extra
+def ensure(client: dict, names: Names, timeout_s: float = 30.0) -> Drift:
+    """Create what the catalogue wants and delete our services' grants it does not list; returns
+    the drift found (its foreign entries are left for an operator to judge)."""
+    drift = diff(names, current(AdminClient(client), timeout_s))
+    grant(client, drift.missing, timeout_s)
+    revoke(client, drift.extra, timeout_s)
+    return drift
 
 
 def remove(client: dict, names: Names, timeout_s: float = 30.0) -> None:
@@ -127,7 +146,7 @@ def _settle(client: dict, admin: AdminClient, made: list[Grant], timeout_s: floa
     deadline = time.monotonic() + timeout_s
     for b in brokers:
         one = AdminClient({**client, "bootstrap.servers": f"{b.host}:{b.port}"})
-        while set(made) - set(current(one, timeout_s)[0]):
+        while set(made) - set(current(one, timeout_s)):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"broker {b.id} did not apply new ACLs within {timeout_s:.0f}s")
             time.sleep(0.1)

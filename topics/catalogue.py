@@ -64,11 +64,6 @@ class Names:
     def group(self, worker: str) -> str:
         return self.prefix + GROUPS[worker]
 
-    @property
-    def group_prefix(self) -> str:
-        """What every group name of this pipeline starts with."""
-        return self.prefix + GROUP_PREFIX
-
     def commands(self, participant: str) -> str:
         return self.topic(COMMANDS[participant])
 

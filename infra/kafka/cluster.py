@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,9 +113,13 @@ def prepare(layout: Layout) -> None:
         if found is not None:
             raise InfraError(f"{nd} belongs to Kafka cluster {found}, not {cid}: refusing to touch "
                              "it. Move it aside or run `orderbus down --purge` to start clean")
-        proc = subprocess.run(_java(layout, "kafka.tools.StorageTool", "format", "-t", cid,
-                                    "-c", str(props), "-g", *security.format_args(layout)),
-                              capture_output=True, text=True)
+        # the arguments carry the first passwords: in a 0600 file, not on the command line
+        with tempfile.NamedTemporaryFile("w", dir=nd, suffix=".args") as args:
+            args.write("\n".join(f'"{a}"' for a in (
+                "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props), "-g",
+                *security.format_args(layout))) + "\n")
+            args.flush()
+            proc = subprocess.run(_java(layout, f"@{args.name}"), capture_output=True, text=True)
         if proc.returncode != 0:
             raise InfraError(f"formatting {nd} failed:\n{proc.stdout}{proc.stderr}")
 

@@ -11,6 +11,7 @@ administrator before anyone can connect; `up` creates the others through it.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -83,8 +84,9 @@ def format_args(layout: Layout) -> list[str]:
     """Extra `kafka-storage format` arguments: the credentials the cluster needs at birth."""
     if not layout.secure:
         return []
-    return [a for p in (BROKER, ADMIN)
-            for a in ("--add-scram", f"{MECHANISM}=[name={p},password={password(layout, p)}]")]
+    return [a for p in (BROKER, ADMIN) for a in (
+        "--add-scram",
+        f"{MECHANISM}=[name={p},password={password(layout, p)},iterations={ITERATIONS}]")]
 
 
 def ensure_tls(layout: Layout) -> bool:
@@ -93,7 +95,7 @@ def ensure_tls(layout: Layout) -> bool:
     d = layout.tls_dir
     if (d / "node.p12").exists() and layout.ca_file.exists():
         return False
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    d.mkdir(parents=True, exist_ok=True)     # keys are made 0600 (umask); the CA stays readable
     store = secret(layout, "kafka-keystore")
     with tempfile.NamedTemporaryFile("w", suffix=".ext") as ext:
         ext.write(f"subjectAltName=IP:{HOST},DNS:localhost\n"
@@ -109,26 +111,41 @@ def ensure_tls(layout: Layout) -> bool:
                 ["x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                  "-CAcreateserial", "-out", "node.pem", "-days", str(CERT_DAYS), "-extfile", ext.name],
                 ["pkcs12", "-export", "-in", "node.pem", "-inkey", "node.key", "-certfile", "ca.pem",
-                 "-name", BROKER, "-out", "node.p12.tmp", "-passout", f"pass:{store}"]):
-            _openssl(argv, d)
-    for key in ("ca.key", "node.key", "node.p12.tmp"):
-        (d / key).chmod(0o600)
+                 "-name", BROKER, "-out", "node.p12.tmp", "-passout", "env:ORDERBUS_KEYSTORE"]):
+            _openssl(argv, d, {"ORDERBUS_KEYSTORE": store})
+    (d / "ca.pem").chmod(0o644)        # public: what every client checks the nodes against
+    (d / "node.csr").unlink()
     (d / "node.p12.tmp").rename(d / "node.p12")     # last: its presence means all is made
     return True
 
 
-def _openssl(argv: list[str], cwd: Path) -> None:
+def _openssl(argv: list[str], cwd: Path, env: dict | None = None) -> None:
     if shutil.which("openssl") is None:
         procs.require_apt("openssl", "openssl")
         procs.apt_install("openssl")
-    proc = subprocess.run(["openssl", *argv], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(["openssl", *argv], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, umask=0o077)
     if proc.returncode != 0:
         raise InfraError(f"openssl {argv[0]} failed:\n{proc.stderr.strip()}")
 
 
+def check_secrets(layout: Layout) -> None:
+    """A formatted cluster knows the broker's and admin's passwords from its birth; new ones
+    would lock everyone out. Refuse rather than generate them again."""
+    metas = [layout.node_dir(n) / "data" / "meta.properties" for n in layout.nodes]
+    formatted = any(m.exists() and "cluster.id=" in m.read_text() for m in metas)
+    lost = [p for p in (BROKER, ADMIN)
+            if not (layout.secrets_dir / f"kafka-{p}.password").exists()]
+    if layout.secure and formatted and lost:
+        raise InfraError(f"the Kafka password of {' and '.join(lost)} is missing from "
+                         f"{layout.secrets_dir}, but the cluster was made with it: restore the "
+                         "file, or `orderbus down --purge` to start over")
+
+
 def ensure_users(layout: Layout, principals: list[str], timeout_s: float = 30.0) -> list[str]:
-    """Give every principal a SCRAM credential (its password generated once); returns those
-    created now. Existing credentials are left alone: connected clients keep working."""
+    """Give every principal the SCRAM credential of its password file (generated once); returns
+    the users created now. Setting an existing one again keeps connected clients working and
+    repairs a password file that was replaced."""
     if not layout.secure:
         return []
     admin = AdminClient({**client(layout), "log_level": 3})
@@ -136,13 +153,13 @@ def ensure_users(layout: Layout, principals: list[str], timeout_s: float = 30.0)
         known = set(admin.describe_user_scram_credentials(request_timeout=timeout_s).result())
     except KafkaException as e:
         raise InfraError(f"cannot list SCRAM users as {ADMIN}: {e}") from None
-    todo = [p for p in principals if p not in known]
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, ITERATIONS)
-    alterations = [UserScramCredentialUpsertion(p, info, password(layout, p).encode()) for p in todo]
-    for user, fut in (admin.alter_user_scram_credentials(alterations, request_timeout=timeout_s)
-                      .items() if todo else ()):
+    alterations = [UserScramCredentialUpsertion(p, info, password(layout, p).encode())
+                   for p in principals]
+    for user, fut in admin.alter_user_scram_credentials(alterations,
+                                                        request_timeout=timeout_s).items():
         try:
             fut.result()
         except KafkaException as e:
-            raise InfraError(f"cannot create SCRAM user {user}: {e}") from None
-    return todo
+            raise InfraError(f"cannot set the SCRAM credential of {user}: {e}") from None
+    return [p for p in principals if p not in known]

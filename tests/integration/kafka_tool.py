@@ -1,7 +1,6 @@
 """Kafka's own command-line tools, run against the test cluster as the admin principal."""
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 
@@ -9,8 +8,7 @@ CONSUMER_GROUPS = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 
 
 def run(settings, main: str, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
-    with tempfile.NamedTemporaryFile("w", suffix=".properties") as config:
-        os.chmod(config.name, 0o600)
+    with tempfile.NamedTemporaryFile("w", suffix=".properties") as config:   # mode 0600
         config.write(settings.java_properties())
         config.flush()
         return subprocess.run(["java", "-cp", f"{settings.layout().kafka_lib}/*", main,

@@ -78,6 +78,14 @@ def test_insecure_mode_is_loud_and_switching_modes_needs_a_purge(private, tmp_pa
     secrets = tmp_path / "home" / "secrets"
     assert all(p.stat().st_mode & 0o077 == 0 for p in secrets.iterdir())
     assert run("acl").returncode == 0       # the cluster holds exactly the catalogue's ACLs
+    admin = secrets / "kafka-admin.password"
+    kept = admin.read_bytes()
+    admin.unlink()
+    refused = run("up", "--brokers", "1", check=False)
+    assert refused.returncode == 2 and "password of admin is missing" in refused.stderr
+    assert not admin.exists()               # not quietly replaced by a new one
+    admin.write_bytes(kept)
+    assert "nothing changed" in run("up", "--brokers", "1").stdout
 
 
 def test_port_taken_is_a_clear_message(private):

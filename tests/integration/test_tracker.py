@@ -25,7 +25,8 @@ from workers.tracker.snapshot import tracker_dir
 pytestmark = pytest.mark.integration
 
 RUN = ("import sys; from orderbus.settings import Settings; from workers.tracker.app import "
-       "run_tracker; sys.exit(run_tracker(Settings.from_env(), 0, int(sys.argv[1])))")
+       "run_tracker; sys.exit(run_tracker(Settings.from_env().as_principal('tracker'), 0, "
+       "int(sys.argv[1])))")   # as `orderbus run tracker` does: its ACLs make its changelogs
 
 
 def free_port() -> int:

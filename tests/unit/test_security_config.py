@@ -8,7 +8,7 @@ from infra.kafka import security
 from infra.layout import Layout
 from orderbus.settings import Settings, SettingsError
 from topics import acl
-from topics.catalogue import ACCESS, ALL, GROUPS, ORDERS_PLACED, Names
+from topics.catalogue import ACCESS, ALL, GROUPS, ORDERS_DLQ, ORDERS_PLACED, Names
 
 
 def test_only_the_producer_writes_orders_placed_and_it_writes_nothing_else():
@@ -24,11 +24,13 @@ def test_every_catalogue_topic_has_a_writer_and_a_reader():
     for topic in ALL:
         ops = {g.operation for g in grants if g.resource == "topic" and g.name == topic.name}
         assert "write" in ops, topic.name
-        if topic.name != "orders.dlq.v1":     # dead letters are read by operators (admin)
+        if topic != ORDERS_DLQ:     # dead letters are read by operators (admin)
             assert "read" in ops, topic.name
 
 
 def test_transactional_ids_and_groups_are_each_workers_own():
+    txn = {g.principal for g in acl.grants(Names("p.")) if g.resource == "transactional_id"}
+    assert txn == {p for p, a in ACCESS.items() if a.transactional} and len(txn) == 6
     for g in acl.grants(Names("p.")):
         if g.resource == "transactional_id":
             assert (g.pattern, g.name) == ("prefixed", f"p.{GROUPS[g.principal]}-")
@@ -42,14 +44,24 @@ def test_prefixed_pipeline_grants_name_only_its_own_resources():
         assert g.name != acl.ANY or ACCESS[g.principal].monitors
 
 
-def test_diff_finds_missing_and_extra_only_on_this_pipelines_resources():
+def test_diff_finds_missing_extra_and_foreign_only_on_this_pipelines_resources():
     want = acl.grants(Names())
     stale = acl.Grant("shipping", "topic", "literal", "tx.log.v1", "write")
     elsewhere = acl.Grant("shipping", "topic", "literal", "other.tx.log.v1", "write")
     stranger = acl.Grant("someone", "topic", "literal", "tx.log.v1", "write")
-    missing, extra = acl.diff(Names(), want[1:] + [stale, elsewhere, stranger])
-    assert missing == [want[0]]
-    assert extra == [stale]
+    everyone = acl.Grant("User:*", "topic", "prefixed", "tx.", "read")
+    denial = acl.Grant("intake", "group", "literal", "orderbus.intake", "read", "deny")
+    drift = acl.diff(Names(), want[1:] + [stale, elsewhere, stranger, everyone, denial])
+    assert drift.missing == [want[0]]
+    assert drift.extra == [stale]
+    assert drift.foreign == sorted([stranger, everyone, denial])
+
+
+def test_a_grant_covers_by_name_wildcard_or_prefix():
+    assert acl.Grant("x", "topic", "literal", "*", "read").covers("topic", "tx.log.v1")
+    assert acl.Grant("x", "topic", "prefixed", "tx.", "read").covers("topic", "tx.log.v1")
+    assert not acl.Grant("x", "topic", "prefixed", "tx.", "read").covers("group", "tx.log.v1")
+    assert not acl.Grant("x", "topic", "literal", "tx.log", "read").covers("topic", "tx.log.v1")
 
 
 def _layout(tmp_path, secure=True) -> Layout:
@@ -88,10 +100,9 @@ def test_client_credentials_from_the_local_secrets(tmp_path):
 def test_client_credentials_from_the_environment_and_files(tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("from-file\n")
-    s = _settings(tmp_path, ORDERBUS_KAFKA_USER_INTAKE="svc-intake",
-                  ORDERBUS_KAFKA_PASSWORD_INTAKE_FILE=str(pw),
+    s = _settings(tmp_path, ORDERBUS_KAFKA_PASSWORD_INTAKE_FILE=str(pw),
                   ORDERBUS_KAFKA_PASSWORD_PRODUCER="inline", ORDERBUS_KAFKA_CA="/etc/ca.pem")
-    assert s.credentials("intake") == ("svc-intake", "from-file")
+    assert s.credentials("intake") == ("intake", "from-file")
     assert s.credentials("producer") == ("producer", "inline")
     assert s.as_principal("producer").kafka()["ssl.ca.location"] == "/etc/ca.pem"
 

@@ -116,7 +116,7 @@ def refold(settings, group: str, topic: str, partitions: list[int]) -> dict[int,
     out = {p: Partition() for p in partitions}
     if starts:
         now_ms = int(time.time() * 1000)
-        for msg in read(settings.kafka(), topic, starts, stops, timeout_s=60):
+        for msg in read(settings.kafka(), topic, starts, stops, timeout_s=60, group=group):
             try:
                 event = codec.decode(msg.value(), msg.headers())
             except DeadLetter:
