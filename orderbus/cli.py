@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from infra.procs import InfraError
@@ -45,6 +46,7 @@ class UsageError(ValueError):
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)    # `orderbus acl | head` ends quietly
     args = parser().parse_args(argv)
     try:
         settings = Settings.from_env()

@@ -48,7 +48,7 @@ class Grant:
 @dataclass(frozen=True)
 class Drift:
     missing: list[Grant]    # the catalogue wants them; the cluster lacks them
-    extra: list[Grant]      # grants to our services on our resources the catalogue does not list
+    extra: list[Grant]      # grants to our services that reach our resources, not in the catalogue
     foreign: list[Grant]    # anything else that applies to our resources: other principals'
                             # grants, denials, host-bound entries; reported, never deleted
 
@@ -99,11 +99,10 @@ def current(admin: AdminClient, timeout_s: float = 30.0) -> list[Grant]:
 def diff(names: Names, existing: list[Grant]) -> Drift:
     """How the cluster's ACLs on this pipeline's resources differ from the catalogue."""
     want = grants(names)
-    ours = {(g.resource, g.pattern, g.name) for g in want}
     touching = [g for g in existing if g not in want
                 and any(g.covers(w.resource, w.name) for w in want)]
     extra = [g for g in touching if g.principal in ACCESS and g.permission == "allow"
-             and g.host == "*" and (g.resource, g.pattern, g.name) in ours]
+             and g.host == "*"]
     return Drift(sorted(set(want) - set(existing)), sorted(set(extra)),
                  sorted(set(touching) - set(extra)))
 

@@ -51,9 +51,10 @@ def test_diff_finds_missing_extra_and_foreign_only_on_this_pipelines_resources()
     stranger = acl.Grant("someone", "topic", "literal", "tx.log.v1", "write")
     everyone = acl.Grant("User:*", "topic", "prefixed", "tx.", "read")
     denial = acl.Grant("intake", "group", "literal", "orderbus.intake", "read", "deny")
-    drift = acl.diff(Names(), want[1:] + [stale, elsewhere, stranger, everyone, denial])
+    broad = acl.Grant("lag", "group", "prefixed", "orderbus.", "describe")
+    drift = acl.diff(Names(), want[1:] + [stale, elsewhere, stranger, everyone, denial, broad])
     assert drift.missing == [want[0]]
-    assert drift.extra == [stale]
+    assert drift.extra == sorted([stale, broad])
     assert drift.foreign == sorted([stranger, everyone, denial])
 
 
