@@ -73,8 +73,10 @@ class LoopConfig:
                                            # blocks read_committed readers of its partitions
     # a batch that takes longer than this ends the process (to be restarted): librdkafka's
     # send_offsets_to_transaction can block past its timeout when the group coordinator broker
-    # is gone (confluentinc/librdkafka#5456, #5511); a chaos run caught both status workers so
-    stall_s: float = 90.0
+    # is gone (confluentinc/librdkafka#5456, #5511); a chaos run caught both status workers so.
+    # A healthy batch takes ~0.1 s and one broker down holds it for seconds; at 90 s a long
+    # chaos run stood still for 60 s with several workers hung after a broker kill
+    stall_s: float = 30.0
     session_timeout_ms: int = 6_000
     heartbeat_ms: int = 1_000
     protocol: str = "classic"              # or "consumer" (KIP-848)
