@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from infra.kafka import security as kafka_security
 from infra.layout import Layout
 from topics.catalogue import Names
 
@@ -95,10 +96,7 @@ class Settings:
         """librdkafka client settings every client shares: where, and who this process is."""
         conf = {"bootstrap.servers": self.bootstrap}
         if self.security == "sasl_ssl":
-            user, password = self.credentials(self.principal)
-            conf.update({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
-                         "sasl.username": user, "sasl.password": password,
-                         "ssl.ca.location": self.ca_file})
+            conf.update(kafka_security.sasl_ssl(*self.credentials(self.principal), self.ca_file))
         return {**conf, **extra}
 
     def java_properties(self) -> str:
@@ -107,7 +105,7 @@ class Settings:
             return "security.protocol=PLAINTEXT\n"
         user, password = self.credentials(self.principal)
         return "\n".join([
-            "security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512",
+            "security.protocol=SASL_SSL", f"sasl.mechanism={kafka_security.MECHANISM}",
             "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
             f'username="{user}" password="{password}";',
             "ssl.truststore.type=PEM", f"ssl.truststore.location={self.ca_file}", ""])

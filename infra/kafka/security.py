@@ -42,10 +42,14 @@ def client(layout: Layout, principal: str = ADMIN) -> dict:
     """librdkafka settings for `principal` on the local cluster."""
     conf = {"bootstrap.servers": layout.bootstrap}
     if layout.secure:
-        conf.update({"security.protocol": "SASL_SSL", "sasl.mechanism": MECHANISM,
-                     "sasl.username": principal, "sasl.password": password(layout, principal),
-                     "ssl.ca.location": str(layout.ca_file)})
+        conf.update(sasl_ssl(principal, password(layout, principal), str(layout.ca_file)))
     return conf
+
+
+def sasl_ssl(user: str, password_: str, ca_file: str) -> dict:
+    """librdkafka settings of an authenticated client of any cluster secured as ours is."""
+    return {"security.protocol": "SASL_SSL", "sasl.mechanism": MECHANISM,
+            "sasl.username": user, "sasl.password": password_, "ssl.ca.location": ca_file}
 
 
 def node_properties(layout: Layout, node: int) -> list[str]:
