@@ -41,7 +41,7 @@ from topics.producer import OrderPublisher
 from workers.main import PIPELINE
 
 KINDS = ("worker-kill", "worker-pause", "broker-kill", "broker-pause", "pg-restart")
-# how long a fault is held (s): a pause well past the 6 s consumer session timeout, so the group
+# how long a fault is held (s): a pause well past the 3 s consumer session timeout, so the group
 # moves the partitions and the zombie's transaction must be fenced; a broker down a few seconds
 HOLD_S = {"worker-kill": (0.0, 0.0), "worker-pause": (9.0, 11.0), "broker-kill": (3.0, 6.0),
           "broker-pause": (3.0, 5.0), "pg-restart": (1.0, 3.0)}

@@ -193,7 +193,7 @@ def _refuse_if_active(groups: Groups, group: str, what: str) -> None:
     if members:
         raise UsageError(f"group {group!r} has {len(members)} active member(s): "
                          f"{', '.join(members)}; stop them before you {what} (a stopped static "
-                         "member stays listed until its session times out, ~6 s)")
+                         "member stays listed until its session times out, ~3 s)")
 
 
 # -- rebuild ---------------------------------------------------------------------------------

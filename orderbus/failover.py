@@ -10,6 +10,8 @@ import statistics
 import threading
 import time
 
+from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka.admin import AdminClient
 
 from orderbus.generate import order_body
 from orderbus.sandbox import ONE_EACH, Sandbox
@@ -66,6 +68,7 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
         sb.seed(stock={f"f-{i}": 10**9 for i in range(20)},
                 accounts={f"fc{i}": 10**12 for i in range(50)})
         topic, kind, test = PROGRESS[worker]
+        admin, group = AdminClient(sb.settings.kafka()), sb.settings.names.group(worker)
         watch = Progress(sb.settings, sb.settings.names.topic(topic), kind, test)
         watch.start()
         sb.start()
@@ -75,7 +78,8 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
         results = []
         for k in range(kills):
             deadline = time.monotonic() + 90
-            while not watch.flowing():      # both instances joined and every partition busy
+            # every partition busy and both instances owning some: a kill interrupts real work
+            while not (watch.flowing() and _settled(admin, group, {f"{group}-0", f"{group}-1"})):
                 if time.monotonic() > deadline:
                     raise TimeoutError("the sandbox pipeline did not reach a steady flow in 90 s")
                 time.sleep(0.5)
@@ -105,6 +109,18 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
             "p50_s": round(statistics.median(done), 2) if done else None,
             "max_s": round(max(done), 2) if len(done) == len(results) else None,
             "violations": len(violations)}
+
+
+def _settled(admin: AdminClient, group: str, client_ids: set[str]) -> bool:
+    """The group is stable and each of these clients owns a partition (False while it cannot be
+    told: the group's coordinator moves during a rebalance)."""
+    try:
+        desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    except KafkaException:
+        return False
+    owners = {m.client_id for m in desc.members
+              if m.assignment and m.assignment.topic_partitions}
+    return desc.state == ConsumerGroupState.STABLE and client_ids <= owners
 
 
 def _load(sb, rate: float, stop: threading.Event) -> None:

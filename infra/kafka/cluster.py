@@ -49,15 +49,18 @@ def properties(layout: Layout, node: int) -> str:
         "transaction.state.log.num.partitions=12",
         "unclean.leader.election.enable=false",
         "group.initial.rebalance.delay.ms=0",
+        # a SIGKILLed worker's partitions stay idle for its session timeout at least; the
+        # classic protocol's floor (6 s by default) would make that the failover time
+        "group.min.session.timeout.ms=3000",
         # a killed broker is fenced (and its partitions led elsewhere) after 6 s, not the default 9
         "broker.heartbeat.interval.ms=1000",
         "broker.session.timeout.ms=6000",
         # the consumer rebalance protocol (KIP-848) keeps member timeouts on the broker, with a
         # 45 s default and floor; workers want a dead member's partitions back in seconds
         "group.consumer.min.session.timeout.ms=3000",
-        "group.consumer.session.timeout.ms=6000",
+        "group.consumer.session.timeout.ms=3000",
         "group.consumer.min.heartbeat.interval.ms=500",
-        "group.consumer.heartbeat.interval.ms=1000",
+        "group.consumer.heartbeat.interval.ms=500",
         # the cleaner takes a fixed 128 MiB of heap otherwise
         "log.cleaner.dedupe.buffer.size=33554432",
         "",

@@ -77,13 +77,15 @@ class LoopConfig:
     # A healthy batch takes ~0.1 s and one broker down holds it for seconds; at 90 s a long
     # chaos run stood still for 60 s with several workers hung after a broker kill
     stall_s: float = 30.0
-    session_timeout_ms: int = 6_000
-    heartbeat_ms: int = 1_000
+    # a dead member's partitions wait out its session: 3 s makes failover ~3.5 s (6 s made it
+    # ~9 s); the brokers' group.min.session.timeout.ms allows it (infra/kafka/cluster.py)
+    session_timeout_ms: int = 3_000
+    heartbeat_ms: int = 500
     protocol: str = "classic"              # or "consumer" (KIP-848)
     # classic protocol with group.instance.id: a restarted instance takes its partitions back
-    # without a rebalance (failover p50 2.2 s vs 9.2 s), but after a group coordinator broker
-    # dies librdkafka fences static members again and again (confluentinc/librdkafka#3437;
-    # 15-minute chaos runs stalled on it), so it is opt-in
+    # without a rebalance, but at a 3 s session that gains nothing measurable, and after a group
+    # coordinator broker dies librdkafka fences static members again and again
+    # (confluentinc/librdkafka#3437; 15-minute chaos runs stalled on it), so it is opt-in
     static: bool = False
 
 
