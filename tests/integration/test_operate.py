@@ -16,32 +16,12 @@ from infra.postgres import databases
 from orderbus.report import count_dead_letters
 from topics import acl
 from schemas.codec import decode
+from topics.partition import partition_for
 from topics.producer import OrderPublisher
 
 pytestmark = pytest.mark.integration
 
 SERVICES = ("orders", "inventory", "payments", "shipping")
-
-
-def murmur2_partition(key: bytes, partitions: int) -> int:
-    """Kafka's Java DefaultPartitioner for a keyed record (Utils.murmur2, then toPositive)."""
-    m, r, length = 0x5BD1E995, 24, len(key)
-    h = (0x9747B28C ^ length) & 0xFFFFFFFF
-    for i in range(0, length - length % 4, 4):
-        k = int.from_bytes(key[i:i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = key[length - length % 4:]
-    for i in reversed(range(len(tail))):
-        h ^= tail[i] << (8 * i)
-    if tail:
-        h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
-    h ^= h >> 15
-    return (h & 0x7FFFFFFF) % partitions
 
 
 def read(settings, topic: str, partitions: int, expected: int, timeout: float = 30) -> list:
@@ -68,7 +48,7 @@ def test_publish_sync_lands_keyed_on_the_java_partition_with_headers(settings, m
     topic = make_topic(partitions=6)
     publisher = OrderPublisher(settings.kafka(), topic=topic)
     partition, offset = publisher.publish_sync(ORDER, timeout=30)
-    assert partition == murmur2_partition(b"op-42", 6) and offset >= 0
+    assert partition == partition_for(b"op-42", 6) and offset >= 0
     [msg] = read(settings, topic, 6, expected=1)
     assert (msg.key(), msg.partition(), msg.offset()) == (b"op-42", partition, offset)
     assert dict(msg.headers()) == {"type": b"OrderPlaced", "version": b"1"}

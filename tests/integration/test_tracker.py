@@ -20,9 +20,12 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from pipeline import Pipeline, order
 from topics.admin import delete
 from topics.catalogue import ALL
+from topics.partition import partition_for
 from workers.tracker.snapshot import tracker_dir
 
 pytestmark = pytest.mark.integration
+
+RETAIN_S = 3        # finished orders leave the tracker's table this soon (default 120 s)
 
 RUN = ("import sys; from orderbus.settings import Settings; from workers.tracker.app import "
        "run_tracker; sys.exit(run_tracker(Settings.from_env().as_principal('tracker'), 0, "
@@ -38,19 +41,13 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def pipe(settings, tmp_path_factory):
     p = Pipeline(settings, "k" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("trk"),
-                 deadline_ms=3000)
+                 deadline_ms=3000, env={"ORDERBUS_TRACKER_RETAIN_S": str(RETAIN_S)})
     p.start()
     p.port = free_port()
     p.tracker_log = open(p.sup.log_dir / "tracker.log", "ab")
-    p.tracker = subprocess.Popen([sys.executable, "-c", RUN, str(p.port)], env={**os.environ, **p.env},
-                                 stdout=p.tracker_log, stderr=subprocess.STDOUT)
+    start_tracker(p)
     yield p
-    p.tracker.send_signal(signal.SIGTERM)
-    try:
-        p.tracker.wait(30)
-    except subprocess.TimeoutExpired:
-        p.tracker.kill()
-        p.tracker.wait()
+    stop_tracker(p)
     p.tracker_log.close()
     shutil.rmtree(tracker_dir(p.settings), ignore_errors=True)
     own = [t for t in AdminClient(settings.kafka()).list_topics(timeout=10).topics
@@ -58,6 +55,20 @@ def pipe(settings, tmp_path_factory):
     if own:
         delete(settings.kafka(), own)
     p.close()
+
+
+def start_tracker(p) -> None:
+    p.tracker = subprocess.Popen([sys.executable, "-c", RUN, str(p.port)], env={**os.environ, **p.env},
+                                 stdout=p.tracker_log, stderr=subprocess.STDOUT)
+
+
+def stop_tracker(p) -> None:
+    p.tracker.send_signal(signal.SIGTERM)
+    try:
+        p.tracker.wait(30)
+    except subprocess.TimeoutExpired:
+        p.tracker.kill()
+        p.tracker.wait()
 
 
 def cli(pipe, *args) -> tuple[int, str]:
@@ -85,14 +96,20 @@ def wait_for(check, timeout_s: float, what: str):
         time.sleep(0.5)
 
 
+def on_partition(prefix: str, partition: int, n: int) -> list[str]:
+    ids = (f"{prefix}-{i}" for i in range(10_000))
+    return [o for o in ids if partition_for(o.encode(), 6) == partition][:n]
+
+
 def test_follows_orders_to_shipped_and_rejected_and_skips_what_does_not_decode(pipe):
     pipe.stock(**{"t-sku": 10})
     pipe.account(**{"t-cust": 10_000})
     pipe.publisher.publish_raw(b"junk", b"{not json")
     assert pipe.publisher.flush(30) == 0
-    pipe.publish(order("t-ok", "t-cust", ("t-sku", 2, 150)),
-                 order("t-nosku", "t-cust", ("zz-sku", 1, 100)))
-    assert pipe.wait_final(["t-ok", "t-nosku"])["t-ok"][0] == "SHIPPED"
+    ok, nosku, later = on_partition("t", 0, 3)      # one partition: the expiry below is exact
+    pipe.publish(order(ok, "t-cust", ("t-sku", 2, 150)),
+                 order(nosku, "t-cust", ("zz-sku", 1, 100)))
+    assert pipe.wait_final([ok, nosku])[ok][0] == "SHIPPED"
     m = wait_for(lambda: (m := metrics(pipe))
                  and m.get('orderbus_tracker_stage_latency_ms_count{stage="end_to_end"}', 0) >= 2 and m,
                  60, "the tracker did not see both orders finish")
@@ -109,6 +126,14 @@ def test_follows_orders_to_shipped_and_rejected_and_skips_what_does_not_decode(p
             minute[k] = minute.get(k, 0) + n
     assert minute == {"orders": 2, "revenue_cents:EUR": 400, "rejected:inventory:unknown_sku": 1}
     assert cli(pipe, "stuck")[0] == 0
+    # an event of the same partition past the retention drops both finished orders
+    time.sleep(RETAIN_S + 0.5)
+    pipe.publish(order(later, "t-cust", ("t-sku", 1, 100)))
+    assert pipe.wait_final([later])[later][0] == "SHIPPED"
+    m = wait_for(lambda: (m := metrics(pipe)) and m['orderbus_tracker_orders{state="done"}'] == 1
+                 and m, 30, "the finished orders were not dropped after their retention")
+    assert m['orderbus_tracker_orders{state="open"}'] == 0
+    assert not any("tracker_error" in k for k in m)     # faust took the deletions
 
 
 def test_an_order_past_its_deadline_without_a_decision_is_stuck(pipe):
@@ -132,6 +157,15 @@ def test_an_order_past_its_deadline_without_a_decision_is_stuck(pipe):
         assert stuck[0]["seconds_past_deadline"] > 5
         assert metrics(pipe)["orderbus_orders_stuck"] == 1
         assert cli(pipe, "stuck", "--grace", "3600")[0] == 0     # not that late
+        # a restarted tracker restores the order from its changelog (its events are not read
+        # again: their offsets are committed) and still shows it stuck
+        stop_tracker(pipe)
+        restarted_ms = time.time() * 1000
+        start_tracker(pipe)
+        snap = wait_for(lambda: (s := json.loads(
+            (tracker_dir(pipe.settings) / "stuck.json").read_text()))["written_at_ms"] > restarted_ms
+            and s, 60, "no snapshot from the restarted tracker")
+        assert [s["order_id"] for s in snap["stuck"]] == ["s-late"]
     finally:
         pipe.sup.stopping = False
         for child in down:

@@ -12,7 +12,8 @@ import os
 import ssl
 import sys
 import time
-from dataclasses import dataclass
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import faust
@@ -20,6 +21,7 @@ import faust
 from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, PARTITIONS, TX_LOG
+from topics.partition import partition_for
 from workers.tracker import snapshot
 from workers.tracker.metrics import TrackerMetrics
 from workers.tracker.stages import (GRACE_S, TERMINAL, OrderStages, advance, observe, stuck,
@@ -35,6 +37,10 @@ WINDOW_S = 60
 WINDOWS_KEPT = 15             # minutes of windows the table keeps (and the snapshot shows)
 SNAPSHOT_EVERY_S = 2.0
 STUCK_LISTED = 1000           # the snapshot lists the most overdue; the gauge counts all
+# a finished order (or a fragment: seen without its placement or transaction start, so never
+# judged stuck) leaves the table this long after its last event, so the view's memory is bounded
+# by the rate, not by the history; unfinished orders stay (they are, or will be, stuck)
+RETAIN_S = 120
 
 
 TABLES = {"order_to_stages": {"cleanup.policy": "compact"},
@@ -89,6 +95,14 @@ class Tracker:
     metrics: TrackerMetrics
     instance: int = 0
     grace_s: float = GRACE_S
+    # the orders not yet shipped or rejected, so the view need not scan every order it has seen;
+    # rebuilt from the table after faust restores it (a restart, a rebalance)
+    open_orders: set[str] = field(default_factory=set)
+    rescan: bool = True
+    retain_s: float = RETAIN_S
+    # per partition, (time of an order's latest event, order id), oldest first, for the orders
+    # that may expire
+    recent: dict[int, deque] = field(default_factory=lambda: defaultdict(deque))
 
     def declare(self) -> None:
         names = self.settings.names
@@ -107,6 +121,7 @@ class Tracker:
         self.minute_to_counts = self.app.Table(
             "minute_to_counts", default=int, partitions=PARTITIONS, key_type=str,
         ).tumbling(WINDOW_S, expires=timedelta(minutes=WINDOWS_KEPT)).relative_to_stream()
+        self.order_to_stages.on_recover(self._recovered)
         self.app.agent(self.source, name="track")(self._track)
         self.app.timer(SNAPSHOT_EVERY_S)(self._publish)
 
@@ -140,24 +155,61 @@ class Tracker:
         if new is old:
             return              # a stage seen before: no write, no changelog message
         self.order_to_stages[obs.order_id] = new.to_dict()
+        if new.terminal:
+            self.open_orders.discard(obs.order_id)
+        else:
+            self.open_orders.add(obs.order_id)
         for stage, ms in measured:
             self.metrics.stage_ms.labels(stage).observe(ms)
         for name, amount in window_counts(obs, new):
             self.minute_to_counts[f"p{msg.partition}|{name}"] += amount
+        if new.terminal or not _judged(name for name, _ in new.at):
+            self.recent[msg.partition].append((obs.at_ms, obs.order_id))
+        self._expire(msg.partition, obs.at_ms)
+
+    def _expire(self, partition: int, now_ms: int) -> None:
+        """Drop this partition's orders that finished retain_s ago (by event time, so folding
+        history from the start stays bounded too). Only while handling an event of the same
+        partition: faust writes the deletion to the changelog partition of the current event."""
+        queue, cutoff = self.recent[partition], now_ms - self.retain_s * 1000
+        while queue and queue[0][0] < cutoff:
+            _, order_id = queue.popleft()
+            raw = self.order_to_stages.get(order_id)
+            if raw is not None and _expired(raw, cutoff):
+                del self.order_to_stages[order_id]
+                self.open_orders.discard(order_id)
 
     # -- the view
+    async def _recovered(self) -> None:
+        self.rescan = True
+
+    def _open(self) -> list[OrderStages]:
+        table = self.order_to_stages
+        if self.rescan:
+            self.rescan = False
+            self.open_orders = {k for k, raw in table.items() if not _terminal(raw)}
+            by_partition = defaultdict(list)
+            for k, raw in table.items():
+                if k not in self.open_orders or not _judged(raw.get("at", {})):
+                    by_partition[partition_for(k.encode("utf-8"), PARTITIONS)].append(
+                        (_last_ms(raw), k))
+            self.recent = defaultdict(deque, {p: deque(sorted(entries))
+                                              for p, entries in by_partition.items()})
+        found = []
+        for order_id in list(self.open_orders):
+            raw = table.get(order_id)
+            if raw is None or _terminal(raw):       # finished, or its partition moved away
+                self.open_orders.discard(order_id)
+            else:
+                found.append(OrderStages.from_dict(raw))
+        return found
+
     async def _publish(self) -> None:
         now_ms = int(time.time() * 1000)
-        open_n = done_n = 0
-        overdue = []
-        for raw in self.order_to_stages.values():
-            if any(stage in raw.get("at", ()) for stage in TERMINAL):
-                done_n += 1         # cheap test first: most orders are done
-                continue
-            open_n += 1
-            s = stuck(OrderStages.from_dict(raw), now_ms, 0, self.settings.deadline_ms)
-            if s is not None:
-                overdue.append(s)
+        orders = self._open()
+        open_n, done_n = len(orders), len(self.order_to_stages) - len(orders)
+        overdue = [s for s in (stuck(o, now_ms, 0, self.settings.deadline_ms) for o in orders)
+                   if s is not None]
         overdue.sort(key=lambda s: -s.seconds_past_deadline)
         self.metrics.stuck.set(sum(1 for s in overdue if s.seconds_past_deadline > self.grace_s))
         self.metrics.orders_tracked.labels("open").set(open_n)
@@ -195,6 +247,24 @@ class Tracker:
                 self.metrics.last_minute_rejections.labels(label).set(n)
 
 
+def _terminal(raw: dict) -> bool:
+    return any(stage in raw.get("at", ()) for stage in TERMINAL)
+
+
+def _last_ms(raw: dict) -> int:
+    return max(raw.get("at", {}).values(), default=0)
+
+
+def _judged(stages) -> bool:
+    """Whether an order with these stages has a deadline to be judged by (else it is never
+    reported stuck)."""
+    return not {"placed", "begun"}.isdisjoint(stages)
+
+
+def _expired(raw: dict, cutoff_ms: int) -> bool:
+    return _last_ms(raw) < cutoff_ms and (_terminal(raw) or not _judged(raw.get("at", {})))
+
+
 class MissingCodec(RuntimeError):
     pass
 
@@ -217,7 +287,7 @@ def credentials(settings):
 
 
 def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
-          grace_s: float = GRACE_S) -> Tracker:
+          grace_s: float = GRACE_S, retain_s: float = RETAIN_S) -> Tracker:
     check_codecs()
     rf = ensure_changelogs(settings)
     snapshot.tracker_dir(settings).mkdir(parents=True, exist_ok=True)    # faust makes one level
@@ -239,8 +309,11 @@ def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
         table_standby_replicas=0,               # a view: one copy, recovered from the changelog
         consumer_auto_offset_reset="earliest",  # a new tracker folds history from the start
         web_enabled=False,
+        # table writes go to the changelogs in batches, not one produce request each
+        producer_linger=0.05,
     )
-    tracker = Tracker(app, settings, metrics or TrackerMetrics(), instance, grace_s)
+    tracker = Tracker(app, settings, metrics or TrackerMetrics(), instance, grace_s,
+                      retain_s=retain_s)
     tracker.declare()
     return tracker
 
@@ -251,9 +324,10 @@ def run_tracker(settings, instance: int, metrics_port: int) -> int:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s tracker-{instance} %(levelname)s %(message)s")
     grace_s = float(os.environ.get("ORDERBUS_TRACKER_GRACE_S") or GRACE_S)
+    retain_s = float(os.environ.get("ORDERBUS_TRACKER_RETAIN_S") or RETAIN_S)
     metrics = TrackerMetrics()
     try:
-        tracker = build(settings, instance, metrics, grace_s)
+        tracker = build(settings, instance, metrics, grace_s, retain_s)
     except MissingCodec as e:
         logging.getLogger(__name__).critical("cannot start: %s", e)
         return 3

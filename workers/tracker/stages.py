@@ -53,9 +53,13 @@ class OrderStages:
         return any(name in TERMINAL for name, _ in self.at)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["at"] = dict(self.at)
-        return {k: v for k, v in d.items() if v is not None}
+        # by hand: dataclasses.asdict deep-copies, and this runs for every stage of every order
+        d = {"order_id": self.order_id, "at": dict(self.at)}
+        for name in ("deadline_ms", "total_cents", "currency", "outcome", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                d[name] = value
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OrderStages:
