@@ -188,7 +188,28 @@ class Fault:
     recovery_s: float | None = None
     stalled_partitions: list = field(default_factory=list)
     stalled_before: list = field(default_factory=list)   # already without decisions at at_s
+    # the longest an order published while the fault was on waited for its acknowledgement
+    publish_stall_s: float | None = None
     note: str = ""
+
+
+class Acks:
+    """When each published order was sent and acknowledged (seconds since t0), in send order."""
+
+    def __init__(self, t0: float):
+        self.t0 = t0
+        self.waits: list[tuple[float, float]] = []      # (sent, waited)
+
+    def delivered(self, err, msg) -> None:
+        if err is None:
+            latency = msg.latency() or 0.0       # librdkafka: produce() to acknowledgement
+            now = time.monotonic() - self.t0
+            self.waits.append((now - latency, latency))
+
+    def longest_wait(self, start_s: float, end_s: float) -> float | None:
+        """The longest acknowledgement wait of an order sent between start_s and end_s."""
+        waits = [w for sent, w in self.waits if start_s <= sent <= end_s]
+        return round(max(waits), 2) if waits else None
 
 
 class DecisionWatcher(TopicWatcher):
@@ -465,6 +486,7 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
         injector = Injector(sb, planned, t0, log)
         injector.start()
         valid_ids: set[str] = set()
+        acks = Acks(t0)
         orders = generate(10**9, seed, SKUS, CUSTOMERS, PRICE_CENTS, invalid_share=INVALID_SHARE)
         i, next_log = 0, 5.0
         while True:
@@ -475,7 +497,7 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
             key = _key_of(value)
             if ok:
                 valid_ids.add(key.decode())
-            sb.publisher.publish_raw(key, value)
+            sb.publisher.publish_raw(key, value, on_delivery=acks.delivered)
             i += 1
             if now >= next_log:
                 next_log += 5.0
@@ -523,6 +545,7 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
             until = (f.lifted_s if f.lifted_s is not None else f.at_s) + GRACE_S
             f.recovery_s, f.stalled_partitions, f.stalled_before = fault_recovery(
                 timeline, f.at_s, until, observed)
+            f.publish_stall_s = acks.longest_wait(f.at_s, until)
         merged = sorted(t for ts in timeline.values() for t in ts)
         gap, gap_at = max_gap(merged, 0.0, load_end, observed)
         failed = False
@@ -586,6 +609,9 @@ def summary_by_kind(faults: list[dict]) -> dict[str, dict]:
     for kind in sorted({f["kind"] for f in faults}):
         rs = [f["recovery_s"] for f in faults if f["kind"] == kind]
         known = [r for r in rs if r is not None]
+        stalls = [f["publish_stall_s"] for f in faults
+                  if f["kind"] == kind and f.get("publish_stall_s") is not None]
         out[kind] = {"faults": len(rs), "p50_s": percentile(known, 0.5),
-                     "max_s": max(known) if known else None, "unrecovered": len(rs) - len(known)}
+                     "max_s": max(known) if known else None, "unrecovered": len(rs) - len(known),
+                     "publish_stall_max_s": max(stalls) if stalls else None}
     return out

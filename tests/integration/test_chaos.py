@@ -29,6 +29,7 @@ def test_chaos_smoke_every_fault_kind(settings):
     for f in r["faults"]:
         assert f["recovery_s"] is not None, f"{f['kind']} {f['target']} never recovered: {f}"
         assert f["lifted_s"] is not None and f["lifted_s"] >= f["at_s"]
+        assert f["publish_stall_s"] is not None     # orders went out (and came back) meanwhile
     o = r["orders"]
     assert o["published"] > 5000
     assert o["confirmed"] > 0 and o["rejected"] > 0 and o["dead_lettered"] > 0

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
-from orderbus.chaos import (GRACE_S, HOLD_S, KINDS, MIN_GAP_S, SETTLE_S, TAIL_S, WARMUP_S,
+from orderbus.chaos import (GRACE_S, Acks, HOLD_S, KINDS, MIN_GAP_S, SETTLE_S, TAIL_S, WARMUP_S,
                             already_stalled, duration_for_all, fault_recovery, max_gap, partition_stall,
                             per_second, percentile, plan, summary_by_kind)
 
@@ -199,8 +200,29 @@ def test_per_second_buckets():
 def test_percentile_and_summary():
     assert percentile([], 0.5) is None
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
-    faults = [{"kind": "pg-restart", "recovery_s": 2.0}, {"kind": "pg-restart", "recovery_s": 4.0},
-              {"kind": "pg-restart", "recovery_s": 3.0}, {"kind": "worker-kill", "recovery_s": None}]
+    faults = [{"kind": "pg-restart", "recovery_s": 2.0, "publish_stall_s": 0.1},
+              {"kind": "pg-restart", "recovery_s": 4.0, "publish_stall_s": 0.3},
+              {"kind": "pg-restart", "recovery_s": 3.0, "publish_stall_s": None},
+              {"kind": "worker-kill", "recovery_s": None, "publish_stall_s": None}]
     assert summary_by_kind(faults) == {
-        "pg-restart": {"faults": 3, "p50_s": 3.0, "max_s": 4.0, "unrecovered": 0},
-        "worker-kill": {"faults": 1, "p50_s": None, "max_s": None, "unrecovered": 1}}
+        "pg-restart": {"faults": 3, "p50_s": 3.0, "max_s": 4.0, "unrecovered": 0,
+                       "publish_stall_max_s": 0.3},
+        "worker-kill": {"faults": 1, "p50_s": None, "max_s": None, "unrecovered": 1,
+                        "publish_stall_max_s": None}}
+
+
+def test_acks_report_the_longest_wait_of_what_was_sent_during_a_fault():
+    class Msg:
+        def __init__(self, latency):
+            self._latency = latency
+
+        def latency(self):
+            return self._latency
+
+    acks = Acks(time.monotonic() - 10.0)          # "now" is 10 s into the run
+    acks.delivered(None, Msg(7.5))                # sent at ~2.5 s
+    acks.delivered(None, Msg(0.2))                # sent at ~9.8 s
+    acks.delivered("failed", Msg(None))           # not acknowledged: no wait to report
+    assert acks.longest_wait(2.0, 3.0) == pytest.approx(7.5, abs=0.01)
+    assert acks.longest_wait(9.0, 10.0) == pytest.approx(0.2, abs=0.01)
+    assert acks.longest_wait(4.0, 5.0) is None

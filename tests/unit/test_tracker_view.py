@@ -7,7 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from schemas.codec import encode
-from schemas.events import Line, OrderPlaced, StatusChanged, TxBegun, Voted
+from schemas.events import (Acked, DeadlinePassed, Line, OrderPlaced, StatusChanged, TxBegun,
+                            Voted)
 from topics.partition import partition_for
 from workers.tracker.app import Tracker
 from workers.tracker.metrics import TrackerMetrics
@@ -103,3 +104,11 @@ def test_a_rescan_rebuilds_what_may_expire_from_the_restored_table():
     assert restored._open() == []               # the rescan runs with the first view
     placed(restored, later, 62.0)
     assert done not in restored.order_to_stages
+
+
+def test_events_that_mark_no_stage_leave_the_table_alone():
+    t = tracker()
+    feed(t, "tx.log.v1", Acked("a", "payment", "commit"), 1.0)
+    feed(t, "tx.log.v1", DeadlinePassed("a", 5), 1.0)
+    feed(t, "orders.status.v1", StatusChanged("a", "PENDING", None, 0), 1.0)
+    assert t.order_to_stages == {} and t.open_orders == set()

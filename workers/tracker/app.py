@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 SOURCES = (ORDERS_PLACED, TX_LOG, ORDERS_STATUS)
 # producers of the public topic may send no headers at all (as intake accepts)
 DEFAULT_TYPE = {ORDERS_PLACED.name: "OrderPlaced"}
+# tx.log events that mark no stage (stages.observe): skipped by their type header, undecoded
+UNFOLLOWED = {b"Acked", b"DeadlinePassed"}
 WINDOW_S = 60
 WINDOWS_KEPT = 15             # minutes of windows the table keeps (and the snapshot shows)
 SNAPSHOT_EVERY_S = 2.0
@@ -140,6 +142,8 @@ class Tracker:
         msg = event.message
         kind = self.kind[msg.topic]
         self.metrics.consumed.labels(kind).inc()
+        if dict(msg.headers or ()).get("type") in UNFOLLOWED:
+            return
         try:
             decoded = codec.decode(event.value, msg.headers, DEFAULT_TYPE.get(kind))
         except DeadLetter as e:
