@@ -11,6 +11,7 @@ import time
 
 from orderbus.generate import order_body
 from orderbus.sandbox import Sandbox
+from orderbus.supervise import Supervisor
 from orderbus.watch import TopicWatcher
 from topics.lag import LagError, LagReader
 from workers.main import PIPELINE
@@ -107,6 +108,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = False,
           instances: int = 1, timeout_s: float = 300, verify: bool = False, tracker: bool = False,
+          tracker_cold: bool = False,
           log=print) -> dict:
     counts = {w: instances for w in PIPELINE + (("tracker",) if tracker else ())}
     with Sandbox(settings, counts=counts) as sb:
@@ -167,6 +169,7 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             found = run_verify(sb.settings, wait_s=60)
             checked = {"seconds": round(time.monotonic() - t1, 2), "orders": found["orders"],
                        "violations": len(found["violations"])}
+        cold = _tracker_cold(sb, len(sent) + len(warm), timeout_s, log) if tracker_cold else None
         lat = [(watcher.final[o][0] - sent[o]) * 1000 for o in sent]
         tenth = max(1, len(lat) // 10)
         by_tenth = [round(percentile(lat[i:i + tenth], 0.99)) for i in range(0, len(lat), tenth)]
@@ -187,7 +190,27 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             "worker_restarts": sum(c.restarts for c in sb.sup.children),
             "verify": checked,
             "tracker": lag.summary(t0, last) if lag else None,
+            "tracker_cold": cold,
         }
+
+
+def _tracker_cold(sb, orders: int, timeout_s: float, log) -> dict:
+    """The tracker's speed alone: stop the pipeline, start a tracker on everything the run wrote
+    and time it until nothing older than a second is left unconsumed (start-up included)."""
+    sb.sup.stop()
+    sup = Supervisor(sb.settings, {"tracker": 1}, env=sb.env, log_dir=sb.sup.log_dir,
+                     log=lambda *_: None)
+    lag = TrackerLag(sb.settings)
+    log("pipeline stopped; a tracker starts on the run's events")
+    t0 = time.monotonic()
+    sup.start()
+    lag.start()
+    try:
+        _wait(lambda: lag.caught_up_after(t0) is not None, timeout_s, "the cold tracker")
+    finally:
+        lag.stop()
+        sup.stop()
+    return {"orders": orders, "seconds": lag.caught_up_after(t0)}
 
 
 def _wait(cond, timeout_s: float, what: str) -> None:
@@ -213,7 +236,10 @@ def render(r: dict) -> str:
                f"{r['verify']['violations']} violations" if r.get("verify") else "")
             + (f"\n  tracker     lag max {r['tracker']['max_lag']} messages / "
                f"{r['tracker']['max_lag_s']} s during the run; caught up "
-               f"{r['tracker']['caught_up_s']} s after the last order" if r.get("tracker") else ""))
+               f"{r['tracker']['caught_up_s']} s after the last order" if r.get("tracker") else "")
+            + (f"\n  tracker     alone, from a cold start: the events of "
+               f"{r['tracker_cold']['orders']} orders folded in {r['tracker_cold']['seconds']} s"
+               if r.get("tracker_cold") else ""))
 
 
 def to_json(r: dict) -> str:

@@ -14,6 +14,8 @@ def register(sub) -> None:
     s.add_argument("--verify", action="store_true", help="then time `verify` over the run's orders")
     s.add_argument("--tracker", action="store_true", help="run the order tracker too and report "
                    "its consumer lag")
+    s.add_argument("--tracker-cold", action="store_true", help="then stop the pipeline, start a "
+                   "tracker on the run's events and time how long it takes to fold them")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_bench)
 
@@ -30,8 +32,12 @@ def _bench(args, settings):
     from orderbus.cli import UsageError
     if args.orders < 1 or args.instances < 1 or (args.rate is not None and args.rate <= 0):
         raise UsageError("--orders and --instances must be at least 1, --rate positive")
+    if args.tracker and args.tracker_cold:
+        raise UsageError("--tracker and --tracker-cold both use the sandbox's tracker group: "
+                         "choose one")
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     result = bench(settings, args.orders, args.rate, args.hot, args.instances,
-                   verify=args.verify, tracker=args.tracker, log=log)
+                   verify=args.verify, tracker=args.tracker, tracker_cold=args.tracker_cold,
+                   log=log)
     print(to_json(result) if args.json else render(result))
     return 0

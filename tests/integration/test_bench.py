@@ -1,0 +1,35 @@
+"""`orderbus bench` end to end on a small run: its report adds up, and `--tracker-cold` times a
+tracker folding the run's events after the pipeline stopped."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def bench(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orderbus", "bench", *args],
+                          capture_output=True, text=True, timeout=400)
+
+
+def test_a_small_bench_reports_every_order_and_the_cold_tracker():
+    proc = bench("--orders", "200", "--rate", "100", "--tracker-cold", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout)
+    assert r["orders"] == 200 and r["confirmed"] + r["rejected"] == 200
+    assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+    assert 0 < r["orders_per_s"] <= 200
+    assert set(r["rss_mb"]) == {f"{w}-0" for w in ("intake", "coordinator", "inventory",
+                                                   "payment", "shipping", "status")}
+    cold = r["tracker_cold"]
+    assert cold["orders"] == 500 and cold["seconds"] > 0      # 300 warm-up orders too
+
+
+def test_tracker_and_tracker_cold_together_are_refused():
+    proc = bench("--orders", "10", "--tracker", "--tracker-cold")
+    assert proc.returncode == 2
+    assert "choose one" in proc.stderr
