@@ -15,8 +15,10 @@ from orderbus.supervise import Supervisor
 from orderbus.watch import TopicWatcher
 from topics.lag import LagError, LagReader
 from workers.main import PIPELINE
+from workers.tracker.app import SOURCES as TRACKER_SOURCES
 
 FINAL = ("SHIPPED", "REJECTED")
+SOURCE_PARTITIONS = sum(t.partitions for t in TRACKER_SOURCES)
 
 
 class StatusWatcher(TopicWatcher):
@@ -80,7 +82,9 @@ class TrackerLag(threading.Thread):
                 parts = self.reader.report().partitions
             except LagError:
                 parts = []
-            if parts and all(p.lag is not None and p.lag_seconds is not None for p in parts):
+            # every source partition, once the group has committed for each of them
+            if len(parts) == SOURCE_PARTITIONS and all(
+                    p.lag is not None and p.lag_seconds is not None for p in parts):
                 self.samples.append((time.monotonic(), sum(p.lag for p in parts),
                                      max(p.lag_seconds for p in parts)))
             time.sleep(1.0)

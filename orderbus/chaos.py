@@ -207,8 +207,9 @@ class Acks:
             self.waits.append((now - latency, latency))
 
     def longest_wait(self, start_s: float, end_s: float) -> float | None:
-        """The longest acknowledgement wait of an order sent between start_s and end_s."""
-        waits = [w for sent, w in self.waits if start_s <= sent <= end_s]
+        """The longest acknowledgement wait that overlapped [start_s, end_s]: orders sent during
+        it, and those in flight when it began."""
+        waits = [w for sent, w in self.waits if sent <= end_s and sent + w >= start_s]
         return round(max(waits), 2) if waits else None
 
 

@@ -79,7 +79,8 @@ def render(r: dict) -> str:
     for kind, s in r.get("recovery_by_kind", {}).items():
         lines.append(f"  recovery    {kind:<12}  p50 {s['p50_s']} s, max {s['max_s']} s over "
                      f"{s['faults']}" + (f", {s['unrecovered']} never" if s["unrecovered"] else "")
-                     + f"; publishing waited at most {s.get('publish_stall_max_s')} s")
+                     + (f"; publishing waited at most {s['publish_stall_max_s']} s"
+                        if s.get("publish_stall_max_s") is not None else ""))
     lines.append(f"  longest gap {r['max_gap_s']:.2f} s with no decision (from {r['max_gap_at_s']:.1f} s)")
     lines.append(f"  restarts    {r['worker_restarts']} worker restarts by the supervisor")
     if r["halted"]:

@@ -220,9 +220,10 @@ def test_acks_report_the_longest_wait_of_what_was_sent_during_a_fault():
             return self._latency
 
     acks = Acks(time.monotonic() - 10.0)          # "now" is 10 s into the run
-    acks.delivered(None, Msg(7.5))                # sent at ~2.5 s
+    acks.delivered(None, Msg(7.5))                # sent at ~2.5 s, in flight until ~10 s
     acks.delivered(None, Msg(0.2))                # sent at ~9.8 s
     acks.delivered("failed", Msg(None))           # not acknowledged: no wait to report
     assert acks.longest_wait(2.0, 3.0) == pytest.approx(7.5, abs=0.01)
-    assert acks.longest_wait(9.0, 10.0) == pytest.approx(0.2, abs=0.01)
-    assert acks.longest_wait(4.0, 5.0) is None
+    assert acks.longest_wait(5.0, 6.0) == pytest.approx(7.5, abs=0.01)    # in flight then
+    assert acks.longest_wait(9.9, 10.0) == pytest.approx(7.5, abs=0.01)
+    assert acks.longest_wait(0.0, 1.0) is None

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import pytest
+
 from schemas.codec import encode
 from schemas.events import (Acked, DeadlinePassed, Line, OrderPlaced, StatusChanged, TxBegun,
                             Voted)
 from topics.partition import partition_for
-from workers.tracker.app import Tracker
+from workers.tracker.app import BadSetting, Tracker, seconds_from_env
 from workers.tracker.metrics import TrackerMetrics
+from workers.tracker.stages import OrderStages
 
 TOPICS = {"orders.placed.v1": "orders.placed.v1", "tx.log.v1": "tx.log.v1",
           "orders.status.v1": "orders.status.v1"}
@@ -68,17 +71,23 @@ def test_open_orders_follow_the_fold():
     assert [o.order_id for o in t._open()] == ["b"]
 
 
+def read_up_to(t, order_id, at_s):
+    """Events of one order on all three topics at at_s: every topic's clock reaches at_s."""
+    placed(t, order_id, at_s)
+    feed(t, "tx.log.v1", TxBegun(order_id, ("inventory", "payment"), 5_000), at_s)
+    feed(t, "orders.status.v1", StatusChanged(order_id, "PENDING", None, 0), at_s)
+
+
 def test_finished_orders_and_fragments_expire_after_retention_but_unfinished_ones_stay():
     done, fragment, unfinished, later, last = same_partition_ids(5)
     t = tracker(retain_s=60)
     placed(t, done, 0.0)
     shipped(t, done, 1.0)
     feed(t, "tx.log.v1", Voted(fragment, "payment", "yes", None), 1.0)   # a re-read event only
-    placed(t, unfinished, 1.0)
-    feed(t, "tx.log.v1", TxBegun(unfinished, ("inventory", "payment"), 5_000), 1.0)
-    placed(t, later, 30.0)                     # not yet past the retention: all stay
+    read_up_to(t, unfinished, 1.0)
+    read_up_to(t, later, 30.0)                 # not yet past the retention: all stay
     assert set(t.order_to_stages) == {done, fragment, unfinished, later}
-    placed(t, last, 62.0)                      # an event of the same partition, 61 s on
+    read_up_to(t, last, 62.0)                  # every topic read 61 s past them
     assert set(t.order_to_stages) == {unfinished, later, last}
     assert t.open_orders == {unfinished, later, last}
 
@@ -88,10 +97,26 @@ def test_an_order_touched_again_is_kept_until_its_latest_event_is_old():
     t = tracker(retain_s=60)
     placed(t, order, 0.0)
     shipped(t, order, 50.0)
-    placed(t, other, 61.0)                     # its placement is old, its shipping is not
+    read_up_to(t, other, 61.0)                 # its placement is old, its shipping is not
     assert order in t.order_to_stages
-    placed(t, last, 111.0)
+    read_up_to(t, last, 111.0)
     assert order not in t.order_to_stages
+
+
+def test_topics_read_out_of_step_do_not_expire_an_order_a_late_event_would_revive():
+    # a catch-up reads orders.placed and orders.status far ahead of tx.log
+    order, ahead = same_partition_ids(2)
+    t = tracker(retain_s=60)
+    placed(t, order, 0.0)
+    shipped(t, order, 3.0)
+    placed(t, ahead, 200.0)
+    feed(t, "orders.status.v1", StatusChanged(ahead, "PENDING", None, 0), 200.0)
+    assert order in t.order_to_stages          # tx.log has not been read past it yet
+    feed(t, "tx.log.v1", TxBegun(order, ("inventory", "payment"), 5_000), 1.0)
+    assert OrderStages.from_dict(t.order_to_stages[order]).terminal
+    assert t.open_orders == {ahead}            # not revived as an unfinished order
+    feed(t, "tx.log.v1", TxBegun(ahead, ("inventory", "payment"), 5_000), 200.0)
+    assert order not in t.order_to_stages      # now every topic is past it
 
 
 def test_a_rescan_rebuilds_what_may_expire_from_the_restored_table():
@@ -102,7 +127,7 @@ def test_a_rescan_rebuilds_what_may_expire_from_the_restored_table():
     restored = tracker(retain_s=60)             # a restart: the table comes from the changelog
     restored.order_to_stages = dict(t.order_to_stages)
     assert restored._open() == []               # the rescan runs with the first view
-    placed(restored, later, 62.0)
+    read_up_to(restored, later, 62.0)
     assert done not in restored.order_to_stages
 
 
@@ -112,3 +137,31 @@ def test_events_that_mark_no_stage_leave_the_table_alone():
     feed(t, "tx.log.v1", DeadlinePassed("a", 5), 1.0)
     feed(t, "orders.status.v1", StatusChanged("a", "PENDING", None, 0), 1.0)
     assert t.order_to_stages == {} and t.open_orders == set()
+
+
+def test_unfollowed_types_are_skipped_by_their_header_without_decoding():
+    t = tracker()
+    for kind in ("Acked", "DeadlinePassed"):
+        t.handle(Event(Message("tx.log.v1", 0, 0, 1.0, [("type", kind.encode())]), b"{not json"))
+    assert t.metrics.undecodable._metrics == {}          # nothing was decoded, so nothing failed
+    t.handle(Event(Message("tx.log.v1", 0, 1, 1.0, [("type", b"Voted")]), b"{not json"))
+    assert len(t.metrics.undecodable._metrics) == 1      # a followed type is decoded (and fails)
+
+
+@pytest.mark.parametrize("raw, zero_ok, expected", [
+    (None, False, 120.0), ("", False, 120.0), ("30", False, 30.0), ("0.5", False, 0.5),
+    ("0", True, 0.0)])
+def test_seconds_from_env(monkeypatch, raw, zero_ok, expected):
+    if raw is None:
+        monkeypatch.delenv("ORDERBUS_TEST_S", raising=False)
+    else:
+        monkeypatch.setenv("ORDERBUS_TEST_S", raw)
+    assert seconds_from_env("ORDERBUS_TEST_S", 120.0, zero_ok) == expected
+
+
+@pytest.mark.parametrize("raw, zero_ok", [("0", False), ("-1", True), ("soon", False),
+                                          ("nan", True)])
+def test_seconds_from_env_refuses_what_is_not_a_duration(monkeypatch, raw, zero_ok):
+    monkeypatch.setenv("ORDERBUS_TEST_S", raw)
+    with pytest.raises(BadSetting, match="ORDERBUS_TEST_S must be"):
+        seconds_from_env("ORDERBUS_TEST_S", 120.0, zero_ok)

@@ -24,7 +24,7 @@ from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, PARTITIONS, TX_LOG
 from topics.partition import partition_for
 from workers.tracker import snapshot
 from workers.tracker.metrics import TrackerMetrics
-from workers.tracker.stages import (GRACE_S, TERMINAL, OrderStages, advance, observe, stuck,
+from workers.tracker.stages import (GRACE_S, UNFOLLOWED, OrderStages, advance, observe, stuck,
                                     window_counts)
 from workers.tracker.transport import ReadCommittedApp
 
@@ -33,15 +33,14 @@ log = logging.getLogger(__name__)
 SOURCES = (ORDERS_PLACED, TX_LOG, ORDERS_STATUS)
 # producers of the public topic may send no headers at all (as intake accepts)
 DEFAULT_TYPE = {ORDERS_PLACED.name: "OrderPlaced"}
-# tx.log events that mark no stage (stages.observe): skipped by their type header, undecoded
-UNFOLLOWED = {b"Acked", b"DeadlinePassed"}
+UNFOLLOWED_HEADERS = {t.encode() for t in UNFOLLOWED}
 WINDOW_S = 60
 WINDOWS_KEPT = 15             # minutes of windows the table keeps (and the snapshot shows)
 SNAPSHOT_EVERY_S = 2.0
 STUCK_LISTED = 1000           # the snapshot lists the most overdue; the gauge counts all
 # a finished order (or a fragment: seen without its placement or transaction start, so never
-# judged stuck) leaves the table this long after its last event, so the view's memory is bounded
-# by the rate, not by the history; unfinished orders stay (they are, or will be, stuck)
+# judged stuck) leaves the table once the tracker has read this far past its last event on all
+# three topics, so the view's memory follows the rate, not the history; unfinished orders stay
 RETAIN_S = 120
 
 
@@ -105,6 +104,10 @@ class Tracker:
     # per partition, (time of an order's latest event, order id), oldest first, for the orders
     # that may expire
     recent: dict[int, deque] = field(default_factory=lambda: defaultdict(deque))
+    # per partition, the latest event time read from each source topic: the topics are read
+    # out of step (a catch-up reads orders.placed far ahead of tx.log), and an order may expire
+    # only once all three have passed it, or a late event of it would bring it back
+    clocks: dict[int, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
 
     def declare(self) -> None:
         names = self.settings.names
@@ -142,7 +145,11 @@ class Tracker:
         msg = event.message
         kind = self.kind[msg.topic]
         self.metrics.consumed.labels(kind).inc()
-        if dict(msg.headers or ()).get("type") in UNFOLLOWED:
+        at_ms = round(msg.timestamp * 1000)
+        clock = self.clocks[msg.partition]
+        clock[kind] = max(clock.get(kind, at_ms), at_ms)
+        self._expire(msg.partition)
+        if dict(msg.headers or ()).get("type") in UNFOLLOWED_HEADERS:
             return
         try:
             decoded = codec.decode(event.value, msg.headers, DEFAULT_TYPE.get(kind))
@@ -150,7 +157,7 @@ class Tracker:
             self.metrics.undecodable.labels(kind, e.reason).inc()
             log.warning("skipping undecodable %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e)
             return
-        obs = observe(decoded, round(msg.timestamp * 1000))
+        obs = observe(decoded, at_ms)
         if obs is None:
             return
         raw = self.order_to_stages.get(obs.order_id)
@@ -167,19 +174,25 @@ class Tracker:
             self.metrics.stage_ms.labels(stage).observe(ms)
         for name, amount in window_counts(obs, new):
             self.minute_to_counts[f"p{msg.partition}|{name}"] += amount
-        if new.terminal or not _judged(name for name, _ in new.at):
-            self.recent[msg.partition].append((obs.at_ms, obs.order_id))
-        self._expire(msg.partition, obs.at_ms)
+        if new.expirable:
+            self.recent[msg.partition].append((new.last_ms, obs.order_id))
 
-    def _expire(self, partition: int, now_ms: int) -> None:
-        """Drop this partition's orders that finished retain_s ago (by event time, so folding
-        history from the start stays bounded too). Only while handling an event of the same
-        partition: faust writes the deletion to the changelog partition of the current event."""
-        queue, cutoff = self.recent[partition], now_ms - self.retain_s * 1000
+    def _expire(self, partition: int) -> None:
+        """Drop this partition's expirable orders whose last event is retain_s behind what has
+        been read of every source topic (event time, so folding history from the start stays
+        bounded too). Only while handling an event of the same partition: faust writes the
+        deletion to the changelog partition of the current event."""
+        clock = self.clocks[partition]
+        if len(clock) < len(SOURCES):
+            return
+        queue, cutoff = self.recent[partition], min(clock.values()) - self.retain_s * 1000
         while queue and queue[0][0] < cutoff:
             _, order_id = queue.popleft()
             raw = self.order_to_stages.get(order_id)
-            if raw is not None and _expired(raw, cutoff):
+            if raw is None:
+                continue
+            state = OrderStages.from_dict(raw)
+            if state.expirable and state.last_ms < cutoff:   # else touched since: queued again
                 del self.order_to_stages[order_id]
                 self.open_orders.discard(order_id)
 
@@ -191,21 +204,24 @@ class Tracker:
         table = self.order_to_stages
         if self.rescan:
             self.rescan = False
-            self.open_orders = {k for k, raw in table.items() if not _terminal(raw)}
-            by_partition = defaultdict(list)
+            self.open_orders, by_partition = set(), defaultdict(list)
             for k, raw in table.items():
-                if k not in self.open_orders or not _judged(raw.get("at", {})):
+                state = OrderStages.from_dict(raw)
+                if not state.terminal:
+                    self.open_orders.add(k)
+                if state.expirable:
                     by_partition[partition_for(k.encode("utf-8"), PARTITIONS)].append(
-                        (_last_ms(raw), k))
+                        (state.last_ms, k))
             self.recent = defaultdict(deque, {p: deque(sorted(entries))
                                               for p, entries in by_partition.items()})
         found = []
         for order_id in list(self.open_orders):
             raw = table.get(order_id)
-            if raw is None or _terminal(raw):       # finished, or its partition moved away
+            state = None if raw is None else OrderStages.from_dict(raw)
+            if state is None or state.terminal:     # finished, or no longer in the table
                 self.open_orders.discard(order_id)
             else:
-                found.append(OrderStages.from_dict(raw))
+                found.append(state)
         return found
 
     async def _publish(self) -> None:
@@ -251,26 +267,26 @@ class Tracker:
                 self.metrics.last_minute_rejections.labels(label).set(n)
 
 
-def _terminal(raw: dict) -> bool:
-    return any(stage in raw.get("at", ()) for stage in TERMINAL)
-
-
-def _last_ms(raw: dict) -> int:
-    return max(raw.get("at", {}).values(), default=0)
-
-
-def _judged(stages) -> bool:
-    """Whether an order with these stages has a deadline to be judged by (else it is never
-    reported stuck)."""
-    return not {"placed", "begun"}.isdisjoint(stages)
-
-
-def _expired(raw: dict, cutoff_ms: int) -> bool:
-    return _last_ms(raw) < cutoff_ms and (_terminal(raw) or not _judged(raw.get("at", {})))
-
-
 class MissingCodec(RuntimeError):
     pass
+
+
+class BadSetting(ValueError):
+    pass
+
+
+def seconds_from_env(name: str, default: float, zero_ok: bool = False) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 if zero_ok else value > 0):      # NaN fails both
+        raise BadSetting(f"{name} must be a {'non-negative' if zero_ok else 'positive'} number "
+                         f"of seconds, not {raw!r}")
+    return value
 
 
 def check_codecs() -> None:
@@ -327,12 +343,12 @@ def run_tracker(settings, instance: int, metrics_port: int) -> int:
     level = os.environ.get("ORDERBUS_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s tracker-{instance} %(levelname)s %(message)s")
-    grace_s = float(os.environ.get("ORDERBUS_TRACKER_GRACE_S") or GRACE_S)
-    retain_s = float(os.environ.get("ORDERBUS_TRACKER_RETAIN_S") or RETAIN_S)
     metrics = TrackerMetrics()
     try:
+        grace_s = seconds_from_env("ORDERBUS_TRACKER_GRACE_S", GRACE_S, zero_ok=True)
+        retain_s = seconds_from_env("ORDERBUS_TRACKER_RETAIN_S", RETAIN_S)
         tracker = build(settings, instance, metrics, grace_s, retain_s)
-    except MissingCodec as e:
+    except (MissingCodec, BadSetting) as e:
         logging.getLogger(__name__).critical("cannot start: %s", e)
         return 3
     metrics.serve(metrics_port)

@@ -16,6 +16,8 @@ STAGES = ("placed", "begun", "voted_inventory", "voted_payment", "decided", "shi
 TERMINAL = ("shipped", "rejected")
 END_TO_END = "end_to_end"          # a histogram label too: placed -> shipped/rejected
 GRACE_S = 5.0                      # past its deadline, how long before an order counts as stuck
+# tx.log event types that mark no stage (observe returns None): the tracker skips them undecoded
+UNFOLLOWED = ("Acked", "DeadlinePassed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,16 @@ class OrderStages:
     @property
     def terminal(self) -> bool:
         return any(name in TERMINAL for name, _ in self.at)
+
+    @property
+    def last_ms(self) -> int:
+        return max((ms for _, ms in self.at), default=0)
+
+    @property
+    def expirable(self) -> bool:
+        """Finished, or a fragment (no placement, no transaction start: it has no deadline to be
+        judged stuck by): such an order may leave the table once it is old."""
+        return self.terminal or (self.time("placed") is None and self.time("begun") is None)
 
     def to_dict(self) -> dict[str, Any]:
         # by hand: dataclasses.asdict deep-copies, and this runs for every stage of every order
