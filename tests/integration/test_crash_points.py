@@ -23,7 +23,7 @@ CASES = [
 @pytest.mark.parametrize("worker, point", CASES, ids=[f"{w}-{p}" for w, p in CASES])
 def test_crash_point_leaves_verify_clean(settings, tmp_path, worker, point):
     p = Pipeline(settings, "c" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=8000,
-                 env={"ORDERBUS_CRASH": f"{worker}:{point}:0.25"})
+                 env={"ORDERBUS_CRASH": f"{worker}:{point}:0.5"})
     try:
         p.stock(**{"c-hot": 150, "c-cold": 10_000})
         p.account(**{f"cc{i}": 5_000 for i in range(40)})

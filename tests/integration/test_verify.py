@@ -16,6 +16,20 @@ from topics.catalogue import TX_LOG
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def pipe(settings, tmp_path_factory):
+    """The shared sandbox pipeline, with a deadline long enough that no order of this test is
+    aborted for time on a busy machine (its counts are exact)."""
+    import uuid
+
+    from pipeline import Pipeline
+    p = Pipeline(settings, "v" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("pipe"),
+                 deadline_ms=60_000)
+    p.start()
+    yield p
+    p.close()
+
+
 def kinds(result) -> set[str]:
     return {v["kind"] for v in result["violations"]}
 
