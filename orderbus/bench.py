@@ -15,7 +15,7 @@ from orderbus.supervise import Supervisor
 from orderbus.watch import TopicWatcher
 from topics.lag import LagError, LagReader
 from workers.main import PIPELINE
-from workers.tracker.app import SOURCES as TRACKER_SOURCES
+from workers.tracker.stages import SOURCES as TRACKER_SOURCES
 
 FINAL = ("SHIPPED", "REJECTED")
 SOURCE_PARTITIONS = sum(t.partitions for t in TRACKER_SOURCES)

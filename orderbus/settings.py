@@ -10,6 +10,7 @@ from pathlib import Path
 from infra.kafka import security as kafka_security
 from infra.layout import Layout
 from topics.catalogue import Names
+from workers.tracker.stages import GRACE_S, RETAIN_S
 
 SERVICES = ("orders", "inventory", "payments", "shipping")
 SECURITY = ("sasl_ssl", "plaintext")
@@ -29,6 +30,20 @@ def _int(env: dict, name: str, default: int) -> int:
         raise SettingsError(f"{name}={raw!r} is not an integer") from None
 
 
+def _seconds(env: dict, name: str, default: float, zero_ok: bool = False) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 if zero_ok else value > 0):      # NaN fails both
+        raise SettingsError(f"{name}={raw!r} must be a {'non-negative' if zero_ok else 'positive'} "
+                            "number of seconds")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -43,6 +58,8 @@ class Settings:
     security: str = "sasl_ssl"                    # of the Kafka clients; or "plaintext"
     ca_file: str = ""                             # PEM the brokers' certificates are checked against
     principal: str = "admin"                      # whom this process's Kafka clients speak as
+    tracker_grace_s: float = GRACE_S              # past its deadline, when an order is stuck
+    tracker_retain_s: float = RETAIN_S            # how far past a finished order it is dropped
     env: dict = field(default_factory=dict, repr=False)   # ORDERBUS_KAFKA_* (credentials)
 
     @classmethod
@@ -76,6 +93,8 @@ class Settings:
                    deadline_ms=deadline_ms, prefix=prefix,
                    metrics_port=_int(env, "ORDERBUS_METRICS_PORT", 9400), security=security,
                    ca_file=env.get("ORDERBUS_KAFKA_CA") or str(layout.ca_file),
+                   tracker_grace_s=_seconds(env, "ORDERBUS_TRACKER_GRACE_S", GRACE_S, zero_ok=True),
+                   tracker_retain_s=_seconds(env, "ORDERBUS_TRACKER_RETAIN_S", RETAIN_S),
                    env={k: v for k, v in env.items() if k.startswith("ORDERBUS_KAFKA_")})
 
     @property

@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-import pytest
 
 from schemas.codec import encode
 from schemas.events import (Acked, DeadlinePassed, Line, OrderPlaced, StatusChanged, TxBegun,
                             Voted)
 from topics.partition import partition_for
-from workers.tracker.app import BadSetting, Tracker, seconds_from_env
+from workers.tracker.app import Tracker
 from workers.tracker.metrics import TrackerMetrics
 from workers.tracker.stages import OrderStages
 
@@ -146,22 +145,3 @@ def test_unfollowed_types_are_skipped_by_their_header_without_decoding():
     assert t.metrics.undecodable._metrics == {}          # nothing was decoded, so nothing failed
     t.handle(Event(Message("tx.log.v1", 0, 1, 1.0, [("type", b"Voted")]), b"{not json"))
     assert len(t.metrics.undecodable._metrics) == 1      # a followed type is decoded (and fails)
-
-
-@pytest.mark.parametrize("raw, zero_ok, expected", [
-    (None, False, 120.0), ("", False, 120.0), ("30", False, 30.0), ("0.5", False, 0.5),
-    ("0", True, 0.0)])
-def test_seconds_from_env(monkeypatch, raw, zero_ok, expected):
-    if raw is None:
-        monkeypatch.delenv("ORDERBUS_TEST_S", raising=False)
-    else:
-        monkeypatch.setenv("ORDERBUS_TEST_S", raw)
-    assert seconds_from_env("ORDERBUS_TEST_S", 120.0, zero_ok) == expected
-
-
-@pytest.mark.parametrize("raw, zero_ok", [("0", False), ("-1", True), ("soon", False),
-                                          ("nan", True)])
-def test_seconds_from_env_refuses_what_is_not_a_duration(monkeypatch, raw, zero_ok):
-    monkeypatch.setenv("ORDERBUS_TEST_S", raw)
-    with pytest.raises(BadSetting, match="ORDERBUS_TEST_S must be"):
-        seconds_from_env("ORDERBUS_TEST_S", 120.0, zero_ok)

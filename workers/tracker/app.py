@@ -20,17 +20,16 @@ import faust
 
 from schemas import codec
 from schemas.errors import DeadLetter
-from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, PARTITIONS, TX_LOG
+from topics.catalogue import ORDERS_PLACED, PARTITIONS
 from topics.partition import partition_for
 from workers.tracker import snapshot
 from workers.tracker.metrics import TrackerMetrics
-from workers.tracker.stages import (GRACE_S, UNFOLLOWED, OrderStages, advance, observe, stuck,
-                                    window_counts)
+from workers.tracker.stages import (GRACE_S, RETAIN_S, SOURCES, UNFOLLOWED, OrderStages, advance,
+                                    observe, stuck, window_counts)
 from workers.tracker.transport import ReadCommittedApp
 
 log = logging.getLogger(__name__)
 
-SOURCES = (ORDERS_PLACED, TX_LOG, ORDERS_STATUS)
 # producers of the public topic may send no headers at all (as intake accepts)
 DEFAULT_TYPE = {ORDERS_PLACED.name: "OrderPlaced"}
 UNFOLLOWED_HEADERS = {t.encode() for t in UNFOLLOWED}
@@ -38,10 +37,6 @@ WINDOW_S = 60
 WINDOWS_KEPT = 15             # minutes of windows the table keeps (and the snapshot shows)
 SNAPSHOT_EVERY_S = 2.0
 STUCK_LISTED = 1000           # the snapshot lists the most overdue; the gauge counts all
-# a finished order (or a fragment: seen without its placement or transaction start, so never
-# judged stuck) leaves the table once the tracker has read this far past its last event on all
-# three topics, so the view's memory follows the rate, not the history; unfinished orders stay
-RETAIN_S = 120
 
 
 TABLES = {"order_to_stages": {"cleanup.policy": "compact"},
@@ -271,24 +266,6 @@ class MissingCodec(RuntimeError):
     pass
 
 
-class BadSetting(ValueError):
-    pass
-
-
-def seconds_from_env(name: str, default: float, zero_ok: bool = False) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not (value >= 0 if zero_ok else value > 0):      # NaN fails both
-        raise BadSetting(f"{name} must be a {'non-negative' if zero_ok else 'positive'} number "
-                         f"of seconds, not {raw!r}")
-    return value
-
-
 def check_codecs() -> None:
     """Every pipeline producer compresses with lz4; aiokafka decompresses it only with cramjam
     installed, and without it faust's consumer thread dies on the first compressed batch."""
@@ -345,10 +322,9 @@ def run_tracker(settings, instance: int, metrics_port: int) -> int:
                         format=f"%(asctime)s tracker-{instance} %(levelname)s %(message)s")
     metrics = TrackerMetrics()
     try:
-        grace_s = seconds_from_env("ORDERBUS_TRACKER_GRACE_S", GRACE_S, zero_ok=True)
-        retain_s = seconds_from_env("ORDERBUS_TRACKER_RETAIN_S", RETAIN_S)
-        tracker = build(settings, instance, metrics, grace_s, retain_s)
-    except (MissingCodec, BadSetting) as e:
+        tracker = build(settings, instance, metrics, settings.tracker_grace_s,
+                        settings.tracker_retain_s)
+    except MissingCodec as e:
         logging.getLogger(__name__).critical("cannot start: %s", e)
         return 3
     metrics.serve(metrics_port)

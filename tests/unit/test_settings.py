@@ -1,0 +1,35 @@
+"""The tracker's durations from the environment: defaults, accepted values, and refusals that
+name the variable."""
+from __future__ import annotations
+
+import pytest
+
+from orderbus.settings import Settings, SettingsError
+from workers.tracker.stages import GRACE_S, RETAIN_S
+
+GRACE, RETAIN = "ORDERBUS_TRACKER_GRACE_S", "ORDERBUS_TRACKER_RETAIN_S"
+
+
+def settings(tmp_path, **env) -> Settings:
+    return Settings.from_env({"ORDERBUS_HOME": str(tmp_path), **env})
+
+
+def test_defaults(tmp_path):
+    s = settings(tmp_path)
+    assert (s.tracker_grace_s, s.tracker_retain_s) == (GRACE_S, RETAIN_S)
+    s = settings(tmp_path, **{GRACE: "", RETAIN: ""})
+    assert (s.tracker_grace_s, s.tracker_retain_s) == (GRACE_S, RETAIN_S)
+
+
+@pytest.mark.parametrize("name, raw, expected", [
+    (RETAIN, "30", 30.0), (RETAIN, "0.5", 0.5), (GRACE, "0", 0.0), (GRACE, "12.5", 12.5)])
+def test_accepted(tmp_path, name, raw, expected):
+    s = settings(tmp_path, **{name: raw})
+    assert (s.tracker_grace_s if name == GRACE else s.tracker_retain_s) == expected
+
+
+@pytest.mark.parametrize("name, raw", [(RETAIN, "0"), (GRACE, "-1"), (RETAIN, "soon"),
+                                       (GRACE, "nan")])
+def test_refused_with_the_variable_named(tmp_path, name, raw):
+    with pytest.raises(SettingsError, match=f"{name}=.* must be"):
+        settings(tmp_path, **{name: raw})
