@@ -10,7 +10,7 @@ from contextlib import closing
 from pathlib import Path
 
 import psycopg2
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from psycopg2.extras import execute_values
 
@@ -164,7 +164,11 @@ def _reset(settings, service: str, deletes: list[str], insert: str | None = None
             execute_values(cur, insert, rows, page_size=1000)
 
 
-def active_groups(settings, attempts: int = 5) -> list[str]:
+COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                      KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
+
+
+def active_groups(settings, attempts: int = 8) -> list[str]:
     """The worker groups with members. A group that was never created is reported empty."""
     admin = AdminClient(settings.kafka(log_level=3))
     pending, busy = list(GROUPS.values()), []
@@ -178,8 +182,10 @@ def active_groups(settings, attempts: int = 5) -> list[str]:
                 err = e.args[0]
                 if err.name() == "GROUP_ID_NOT_FOUND":
                     continue
-                # NOT_COORDINATOR and the like while __consumer_offsets is (re)loading
-                if not err.retriable() or attempt == attempts - 1:
+                # NOT_COORDINATOR and the like while __consumer_offsets is (re)loading, as
+                # right after `up`; librdkafka does not flag these retriable for this request
+                if not (err.retriable() or err.code() in COORDINATOR_MOVING) \
+                        or attempt == attempts - 1:
                     raise InfraError(f"cannot tell whether {group} is running: {err.str()} "
                                      "(or --force)") from None
                 retry.append(group)
