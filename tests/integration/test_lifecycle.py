@@ -91,6 +91,8 @@ def test_insecure_mode_is_loud_and_switching_modes_needs_a_purge(private, tmp_pa
 def test_port_taken_is_a_clear_message(private):
     run, _ = private
     with socket.socket() as s:
+        # a connection of an earlier run in TIME_WAIT must not keep the test from taking it
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", 15532))
         s.listen()
         proc = run("up", "--brokers", "1", check=False)
