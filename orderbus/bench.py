@@ -39,6 +39,41 @@ class StatusWatcher(TopicWatcher):
             self.decided.setdefault(oid, now)
 
 
+class TxLogWatcher(TopicWatcher):
+    """When each order's transaction start, votes and decision became visible on tx.log."""
+
+    MARKS = {"TxBegun": "begun", "Voted": "voted", "Decided": "decided"}
+
+    def __init__(self, settings, topic: str):
+        super().__init__(settings, topic)
+        self.seen_at: dict[str, dict[str, float]] = {}
+
+    def seen(self, msg, now: float) -> None:
+        mark = self.MARKS.get(dict(msg.headers() or ()).get("type", b"").decode())
+        if mark:
+            at = self.seen_at.setdefault(json.loads(msg.value())["order_id"], {})
+            if mark == "voted" or mark not in at:     # the last vote is what the decision awaited
+                at[mark] = now
+
+
+def hop_latencies(sent: dict[str, float], tx: dict[str, dict[str, float]],
+         final: dict[str, tuple[float, str]]) -> dict[str, dict[str, float]]:
+    """p50/p99 ms of each step an order takes, from when one step's output became visible to
+    when the next one's did: intake (publish -> TxBegun), participants (-> last vote),
+    coordinator (-> Decided), final status (-> SHIPPED or REJECTED)."""
+    steps: dict[str, list[float]] = {"intake": [], "participants": [], "coordinator": [],
+                                     "final_status": []}
+    for oid, t_sent in sent.items():
+        at = tx.get(oid, {})
+        if not {"begun", "voted", "decided"} <= at.keys() or oid not in final:
+            continue        # decided by its deadline, or not seen: no full chain to split
+        chain = (t_sent, at["begun"], at["voted"], at["decided"], final[oid][0])
+        for name, a, b in zip(steps, chain, chain[1:]):
+            steps[name].append((b - a) * 1000)
+    return {name: {"p50_ms": round(percentile(v, 0.50), 1), "p99_ms": round(percentile(v, 0.99), 1),
+                   "orders": len(v)} for name, v in steps.items()}
+
+
 class RssSampler(threading.Thread):
     """Peak RSS and CPU seconds of every worker process, sampled from /proc."""
 
@@ -112,8 +147,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = False,
           instances: int = 1, timeout_s: float = 300, verify: bool = False, tracker: bool = False,
-          tracker_cold: bool = False,
-          log=print) -> dict:
+          tracker_cold: bool = False, hops: bool = False, log=print) -> dict:
     counts = {w: instances for w in PIPELINE + (("tracker",) if tracker else ())}
     with Sandbox(settings, counts=counts) as sb:
         customers = [f"c{i:04d}" for i in range(200)]
@@ -122,6 +156,9 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
         sb.seed(stock=stock, accounts={c: 10**12 for c in customers})
         watcher = StatusWatcher(sb.settings, sb.status_topic)
         watcher.start()
+        tx = TxLogWatcher(sb.settings, sb.tx_log_topic) if hops else None
+        if tx:
+            tx.start()
         sb.start()
         rss = RssSampler(sb.sup)
         rss.start()
@@ -159,6 +196,8 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
         publish_s = time.monotonic() - t0
         _wait(lambda: all(o in watcher.final for o in sent), timeout_s, "benchmark orders")
         watcher.running = rss.running = False
+        if tx:
+            tx.running = False
         last = max(watcher.final[o][0] for o in sent)
         if lag:
             try:
@@ -195,6 +234,7 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             "verify": checked,
             "tracker": lag.summary(t0, last) if lag else None,
             "tracker_cold": cold,
+            "hops": hop_latencies(sent, tx.seen_at, watcher.final) if tx else None,
         }
 
 
@@ -243,7 +283,9 @@ def render(r: dict) -> str:
                f"{r['tracker']['caught_up_s']} s after the last order" if r.get("tracker") else "")
             + (f"\n  tracker     alone, from a cold start: the events of "
                f"{r['tracker_cold']['orders']} orders folded in {r['tracker_cold']['seconds']} s"
-               if r.get("tracker_cold") else ""))
+               if r.get("tracker_cold") else "")
+            + ("".join(f"\n  {name:<14}p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms"
+                       for name, h in r["hops"].items()) if r.get("hops") else ""))
 
 
 def to_json(r: dict) -> str:

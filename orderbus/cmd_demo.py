@@ -16,6 +16,8 @@ def register(sub) -> None:
                    "its consumer lag")
     s.add_argument("--tracker-cold", action="store_true", help="then stop the pipeline, start a "
                    "tracker on the run's events and time how long it takes to fold them")
+    s.add_argument("--hops", action="store_true", help="also read tx.log and split each order's "
+                   "latency into its steps (intake, participants, coordinator, final status)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_bench)
 
@@ -38,6 +40,6 @@ def _bench(args, settings):
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     result = bench(settings, args.orders, args.rate, args.hot, args.instances,
                    verify=args.verify, tracker=args.tracker, tracker_cold=args.tracker_cold,
-                   log=log)
+                   hops=args.hops, log=log)
     print(to_json(result) if args.json else render(result))
     return 0

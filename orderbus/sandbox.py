@@ -15,7 +15,7 @@ from infra.postgres import databases
 from orderbus.supervise import Supervisor
 from topics import acl
 from topics.admin import delete, ensure
-from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS
+from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, TX_LOG
 from topics.producer import OrderPublisher
 
 SERVICES = ("orders", "inventory", "payments", "shipping")
@@ -50,6 +50,10 @@ class Sandbox:
     @property
     def placed(self) -> str:
         return self.settings.names.topic(ORDERS_PLACED)
+
+    @property
+    def tx_log_topic(self) -> str:
+        return self.settings.names.topic(TX_LOG)
 
     @property
     def status_topic(self) -> str:

@@ -1,5 +1,6 @@
-"""`orderbus bench` end to end on a small run: its report adds up, and `--tracker-cold` times a
-tracker folding the run's events after the pipeline stopped."""
+"""`orderbus bench` end to end on a small run: its report adds up, `--hops` splits every order's
+latency into its steps, and `--tracker-cold` times a tracker folding the run's events after the
+pipeline stopped."""
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ def bench(*args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=400)
 
 
-def test_a_small_bench_reports_every_order_and_the_cold_tracker():
-    proc = bench("--orders", "200", "--rate", "100", "--tracker-cold", "--json")
+def test_a_small_bench_reports_every_order_its_steps_and_the_cold_tracker():
+    proc = bench("--orders", "200", "--rate", "100", "--hops", "--tracker-cold", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout)
     assert r["orders"] == 200 and r["confirmed"] + r["rejected"] == 200
@@ -25,6 +26,11 @@ def test_a_small_bench_reports_every_order_and_the_cold_tracker():
     assert 0 < r["orders_per_s"] <= 200
     assert set(r["rss_mb"]) == {f"{w}-0" for w in ("intake", "coordinator", "inventory",
                                                    "payment", "shipping", "status")}
+    # every order was confirmed after both votes: each has the whole chain of steps
+    assert list(r["hops"]) == ["intake", "participants", "coordinator", "final_status"]
+    for step in r["hops"].values():
+        assert step["orders"] == 200 and 0 < step["p50_ms"] <= step["p99_ms"]
+    assert sum(s["p50_ms"] for s in r["hops"].values()) <= r["max_ms"]
     cold = r["tracker_cold"]
     assert cold["orders"] == 500 and cold["seconds"] > 0      # 300 warm-up orders too
 
