@@ -212,7 +212,8 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             found = run_verify(sb.settings, wait_s=60)
             checked = {"seconds": round(time.monotonic() - t1, 2), "orders": found["orders"],
                        "violations": len(found["violations"])}
-        cold = _tracker_cold(sb, len(sent) + len(warm), timeout_s, log) if tracker_cold else None
+        cold = (_tracker_cold(sb, len(sent) + len(warm), instances, timeout_s, log)
+                if tracker_cold else None)
         lat = [(watcher.final[o][0] - sent[o]) * 1000 for o in sent]
         tenth = max(1, len(lat) // 10)
         by_tenth = [round(percentile(lat[i:i + tenth], 0.99)) for i in range(0, len(lat), tenth)]
@@ -238,14 +239,14 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
         }
 
 
-def _tracker_cold(sb, orders: int, timeout_s: float, log) -> dict:
-    """The tracker's speed alone: stop the pipeline, start a tracker on everything the run wrote
-    and time it until nothing older than a second is left unconsumed (start-up included)."""
+def _tracker_cold(sb, orders: int, instances: int, timeout_s: float, log) -> dict:
+    """The tracker's speed alone: stop the pipeline, start trackers on everything the run wrote
+    and time them until nothing older than a second is left unconsumed (start-up included)."""
     sb.sup.stop()
-    sup = Supervisor(sb.settings, {"tracker": 1}, env=sb.env, log_dir=sb.sup.log_dir,
+    sup = Supervisor(sb.settings, {"tracker": instances}, env=sb.env, log_dir=sb.sup.log_dir,
                      log=lambda *_: None)
     lag = TrackerLag(sb.settings)
-    log("pipeline stopped; a tracker starts on the run's events")
+    log(f"pipeline stopped; {instances} tracker instance(s) start on the run's events")
     t0 = time.monotonic()
     sup.start()
     lag.start()
@@ -254,7 +255,7 @@ def _tracker_cold(sb, orders: int, timeout_s: float, log) -> dict:
     finally:
         lag.stop()
         sup.stop()
-    return {"orders": orders, "seconds": lag.caught_up_after(t0)}
+    return {"orders": orders, "instances": instances, "seconds": lag.caught_up_after(t0)}
 
 
 def _wait(cond, timeout_s: float, what: str) -> None:
@@ -282,7 +283,8 @@ def render(r: dict) -> str:
                f"{r['tracker']['max_lag_s']} s during the run; caught up "
                f"{r['tracker']['caught_up_s']} s after the last order" if r.get("tracker") else "")
             + (f"\n  tracker     alone, from a cold start: the events of "
-               f"{r['tracker_cold']['orders']} orders folded in {r['tracker_cold']['seconds']} s"
+               f"{r['tracker_cold']['orders']} orders folded by {r['tracker_cold']['instances']} "
+               f"instance(s) in {r['tracker_cold']['seconds']} s"
                if r.get("tracker_cold") else "")
             + ("".join(f"\n  {name:<14}p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms"
                        for name, h in r["hops"].items()) if r.get("hops") else ""))
