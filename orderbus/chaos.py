@@ -307,12 +307,12 @@ class Injector(threading.Thread):
             raise InfraError(f"Kafka node {node} is not running; refusing to inject more faults")
         os.kill(pid, signal.SIGKILL)
         try:
-            _reap(pid)
+            reap_child(pid)
             f = self._fault(p, f"node{node}", role)
             self.halt.wait(p.hold_s)
         finally:
             cluster.start_node(self.layout, node)
-        f.note = self._wait_broker(node)
+        f.note = wait_broker(self.sb.settings, self.layout, node)
         return f
 
     def _broker_pause(self, p: Planned) -> Fault:
@@ -326,7 +326,7 @@ class Injector(threading.Thread):
             self.halt.wait(p.hold_s)
         finally:
             _signal_if_alive(pid, signal.SIGCONT)
-        f.note = self._wait_broker(node)
+        f.note = wait_broker(self.sb.settings, self.layout, node)
         return f
 
     def _aim(self, p: Planned) -> tuple[int, str]:
@@ -342,22 +342,6 @@ class Injector(threading.Thread):
                 return node, f"leader of tx.log[{part}]"
         node = nodes[int(p.pick * len(nodes))]
         return node, "controller" if node == controller(self.layout) else ""
-
-    def _wait_broker(self, node: int) -> str:
-        """Until the node serves metadata again (or fail loudly), then until no partition is
-        under-replicated, so the next fault never meets a partition one broker from unavailable."""
-        deadline = time.monotonic() + 120
-        while not cluster.serves_metadata(self.layout, node):
-            if time.monotonic() > deadline:
-                raise InfraError(f"Kafka node {node} did not serve metadata within 120 s after "
-                                 "the fault; see its server.log")
-            time.sleep(0.3)
-        deadline = time.monotonic() + 60
-        while (urp := under_replicated(self.sb.settings)) != 0:
-            if time.monotonic() > deadline:
-                return f"{urp} partitions still under-replicated 60 s after node {node} returned"
-            time.sleep(0.5)
-        return ""
 
     # -- PostgreSQL
     def _pg_restart(self, p: Planned) -> Fault:
@@ -397,6 +381,24 @@ def controller(layout) -> int | None:
     return best[1] if best else None
 
 
+def wait_broker(settings, layout, node: int) -> str:
+    """Until the node serves metadata again (or fail loudly), then until no partition is
+    under-replicated, so the next fault never meets a partition one broker from unavailable.
+    Returns a note when that last wait gave up."""
+    deadline = time.monotonic() + 120
+    while not cluster.serves_metadata(layout, node):
+        if time.monotonic() > deadline:
+            raise InfraError(f"Kafka node {node} did not serve metadata within 120 s after "
+                             "the fault; see its server.log")
+        time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    while (urp := under_replicated(settings)) != 0:
+        if time.monotonic() > deadline:
+            return f"{urp} partitions still under-replicated 60 s after node {node} returned"
+        time.sleep(0.5)
+    return ""
+
+
 def _leader(settings, topic: str, partition: int) -> int | None:
     try:
         md = cluster.admin(settings.kafka()).list_topics(topic, timeout=5)
@@ -421,7 +423,7 @@ def _signal_if_alive(pid: int, sig: int) -> None:
         pass
 
 
-def _reap(pid: int) -> None:
+def reap_child(pid: int) -> None:
     """A broker we restarted earlier is our child: collect it, or it lingers as a zombie."""
     try:
         os.waitpid(pid, os.WNOHANG)

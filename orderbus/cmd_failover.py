@@ -6,7 +6,8 @@ import sys
 
 
 def register(sub) -> None:
-    s = sub.add_parser("failover", help="measure how long a killed worker's partitions stay idle")
+    s = sub.add_parser("failover", help="measure how long a killed worker's partitions stay "
+                       "idle, or (--broker) what a killed broker costs publishing and decisions")
     s.add_argument("--worker", choices=("intake", "coordinator", "inventory", "payment"),
                    default="coordinator")
     s.add_argument("--protocol", choices=("classic", "consumer"), default="classic")
@@ -16,6 +17,12 @@ def register(sub) -> None:
                    help="leave the killed instance down: the survivor must take over")
     s.add_argument("--compare", action="store_true",
                    help="classic, classic + static membership and consumer protocol in one run")
+    s.add_argument("--broker", action="store_true",
+                   help="SIGKILL a broker instead (the active controller and another in turn, "
+                        "each restarted --down seconds later): the longest publish "
+                        "acknowledgement wait and decision gap per kill")
+    s.add_argument("--down", type=float, default=15.0,
+                   help="--broker: seconds the killed broker stays down (default 15)")
     s.add_argument("--kills", type=int, default=3)
     s.add_argument("--rate", type=float, default=100.0)
     s.add_argument("--json", action="store_true")
@@ -25,10 +32,15 @@ def register(sub) -> None:
 def _failover(args, settings):
     from orderbus.cli import UsageError
     from orderbus.failover import CONFIGS, measure, render
-    if args.kills < 1 or args.rate <= 0:
-        raise UsageError("--kills must be at least 1 and --rate positive")
+    if args.kills < 1 or args.rate <= 0 or args.down < 0:
+        raise UsageError("--kills must be at least 1, --rate positive and --down not negative")
     static = args.membership == "static" and args.protocol == "classic"
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    if args.broker:
+        from orderbus import broker_failover
+        result = broker_failover.measure(settings, args.kills, args.rate, args.down, log=log)
+        print(json.dumps(result, indent=2) if args.json else broker_failover.render(result))
+        return 1 if result["violations"] or result["undelivered"] else 0
     configs = CONFIGS if args.compare else [(args.protocol, static)]
     rows = []
     for protocol, static in configs:

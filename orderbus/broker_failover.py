@@ -1,0 +1,126 @@
+"""`orderbus failover --broker`: what a broker SIGKILL costs the shops and the pipeline.
+
+Under a steady load, once every partition is deciding and no partition is under-replicated, one
+broker is SIGKILLed — the active controller and a broker that is not, in turn — and restarted
+`down_s` later. Per kill: the longest wait for a publish acknowledgement that overlapped
+the fault (librdkafka's `msg.latency()`: produce() to acknowledgement), and the longest time any
+partition went without a decision. Each kill meets a quiet, caught-up pipeline, so one fault's
+backlog never inflates the next one's figures (unlike `orderbus chaos`, which measures faults as
+they come). The default `down_s` lets the failover finish before the restart: on a machine
+where every broker shares the same cores, a starting JVM takes CPU from the survivors in the
+middle of their failover, which a broker restarting on its own machine would not."""
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import threading
+import time
+
+from infra import procs
+from infra.kafka import cluster
+from orderbus.chaos import Acks, controller, reap_child, under_replicated, wait_broker
+from orderbus.failover import PROGRESS, Progress
+from orderbus.generate import order_body
+from orderbus.sandbox import ONE_EACH, Sandbox
+
+SETTLE_S = 90.0       # the longest wait for a steady flow before a kill
+
+
+def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
+            log=print) -> dict:
+    with Sandbox(settings, counts=ONE_EACH) as sb:
+        sb.seed(stock={f"f-{i}": 10**9 for i in range(20)},
+                accounts={f"fc{i}": 10**12 for i in range(50)})
+        topic, kind, test = PROGRESS["coordinator"]
+        watch = Progress(sb.settings, sb.settings.names.topic(topic), kind, test)
+        watch.start()
+        sb.start()
+        t0 = time.monotonic()
+        acks = Acks(t0)
+        stop = threading.Event()
+        load = threading.Thread(target=_load, args=(sb, rate, acks, stop), daemon=True)
+        load.start()
+        rows = []
+        for k in range(kills):
+            _settle(sb, watch)
+            node, role = _victim(sb.layout, want_controller=k % 2 == 0)
+            pid = procs.running(cluster.pidfile(sb.layout, node))
+            t = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            reap_child(pid)
+            time.sleep(down_s)
+            cluster.start_node(sb.layout, node)
+            note = wait_broker(sb.settings, sb.layout, node)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and watch.idle_after(t) is None:
+                time.sleep(0.5)
+            time.sleep(3)                   # let every partition show a post-kill record
+            idle = watch.idle_after(t)
+            stall = acks.longest_wait(t - t0, time.monotonic() - t0)
+            rows.append({"node": node, "role": role, "publish_stall_s": stall,
+                         "decisions_idle_s": None if idle is None else round(idle, 2),
+                         "note": note})
+            log(f"  kill {k + 1}: node{node} ({role}) -> publish waited {stall} s, decisions "
+                f"idle {'> 120' if idle is None else f'{idle:.1f}'} s")
+        stop.set()
+        load.join()
+        from orderbus.verify import verify
+        violations = verify(sb.settings, wait_s=90)["violations"]
+        watch.running = False
+        undelivered = sb.publisher.failed
+    stalls = [r["publish_stall_s"] for r in rows if r["publish_stall_s"] is not None]
+    idles = [r["decisions_idle_s"] for r in rows]
+    return {"kills": rows, "rate": rate, "down_s": down_s,
+            "publish_stall_p50_s": round(statistics.median(stalls), 2) if stalls else None,
+            "publish_stall_max_s": max(stalls) if stalls else None,
+            "decisions_idle_p50_s": (round(statistics.median(idles), 2)
+                                     if None not in idles else None),
+            "decisions_idle_max_s": max(idles) if None not in idles else None,
+            "undelivered": undelivered, "violations": len(violations)}
+
+
+def _settle(sb, watch) -> None:
+    """Every broker up, no partition under-replicated, every partition deciding."""
+    deadline = time.monotonic() + SETTLE_S
+    while not (watch.flowing() and under_replicated(sb.settings) == 0):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the sandbox pipeline did not reach a steady flow in "
+                               f"{SETTLE_S:.0f} s")
+        time.sleep(0.5)
+
+
+def _victim(layout, want_controller: bool) -> tuple[int, str]:
+    active = controller(layout)
+    if want_controller and active is not None:
+        return active, "controller"
+    others = [n for n in layout.nodes if n != active]
+    return others[0], "broker"
+
+
+def _load(sb, rate: float, acks: Acks, stop: threading.Event) -> None:
+    i, t0 = 0, time.monotonic()
+    while not stop.is_set():
+        ahead = t0 + i / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+        sb.publisher.publish(order_body(f"f-{i}", f"fc{i % 50}", [(f"f-{i % 20}", 1, 100)]),
+                             on_delivery=acks.delivered)
+        sb.publisher.poll(0)
+        i += 1
+    sb.publisher.flush(30)
+
+
+def render(r: dict) -> str:
+    lines = [f"{'kill':<5} {'node':<7} {'role':<11} {'publish wait s':>15} {'decisions idle s':>17}",
+             "-" * 58]
+    for k, row in enumerate(r["kills"], 1):
+        idle = row["decisions_idle_s"]
+        lines.append(f"{k:<5} {'node' + str(row['node']):<7} {row['role']:<11} "
+                     f"{row['publish_stall_s'] if row['publish_stall_s'] is not None else '-':>15} "
+                     f"{idle if idle is not None else '> 120':>17}")
+    lines.append(f"publish wait p50 {r['publish_stall_p50_s']} s, max {r['publish_stall_max_s']} s; "
+                 f"decisions idle p50 {r['decisions_idle_p50_s']} s, max "
+                 f"{r['decisions_idle_max_s']} s; {r['undelivered']} undelivered; verify "
+                 + ("clean" if not r["violations"] else f"{r['violations']} violations"))
+    return "\n".join(lines)
