@@ -57,7 +57,7 @@ class TxLogWatcher(TopicWatcher):
 
 
 def hop_latencies(sent: dict[str, float], tx: dict[str, dict[str, float]],
-         final: dict[str, tuple[float, str]]) -> dict[str, dict[str, float]]:
+                  final: dict[str, tuple[float, str]]) -> dict[str, dict[str, float]]:
     """p50/p99 ms of each step an order takes, from when one step's output became visible to
     when the next one's did: intake (publish -> TxBegun), participants (-> last vote),
     coordinator (-> Decided), final status (-> SHIPPED or REJECTED)."""
@@ -197,6 +197,9 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
         _wait(lambda: all(o in watcher.final for o in sent), timeout_s, "benchmark orders")
         watcher.running = rss.running = False
         if tx:
+            # a REJECTED status and its Decided commit together, on two topics read apart
+            _wait(lambda: all("decided" in tx.seen_at.get(o, ()) for o in sent), 30,
+                  "the benchmark orders' decisions on tx.log")
             tx.running = False
         last = max(watcher.final[o][0] for o in sent)
         if lag:
