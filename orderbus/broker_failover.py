@@ -6,9 +6,8 @@ broker is SIGKILLed — the active controller and a broker that is not, in turn 
 the fault (librdkafka's `msg.latency()`: produce() to acknowledgement), and the longest time any
 partition went without a decision. Each kill meets a quiet, caught-up pipeline, so one fault's
 backlog never inflates the next one's figures (unlike `orderbus chaos`, which measures faults as
-they come). The default `down_s` lets the failover finish before the restart: on a machine
-where every broker shares the same cores, a starting JVM takes CPU from the survivors in the
-middle of their failover, which a broker restarting on its own machine would not."""
+they come). The default `down_s` keeps the broker down until the failover is over, so that its
+restart (a JVM starting on the survivors' cores, here) is not part of the figure."""
 from __future__ import annotations
 
 import os
@@ -48,9 +47,11 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
             pid = procs.running(cluster.pidfile(sb.layout, node))
             t = time.monotonic()
             os.kill(pid, signal.SIGKILL)
-            reap_child(pid)
-            time.sleep(down_s)
-            cluster.start_node(sb.layout, node)
+            try:
+                reap_child(pid)
+                time.sleep(down_s)
+            finally:                        # even when interrupted: never leave a broker down
+                cluster.start_node(sb.layout, node)
             note = wait_broker(sb.settings, sb.layout, node)
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and watch.idle_after(t) is None:
