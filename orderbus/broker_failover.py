@@ -19,8 +19,7 @@ import time
 from infra import procs
 from infra.kafka import cluster
 from orderbus.chaos import Acks, controller, reap_child, under_replicated, wait_broker
-from orderbus.failover import PROGRESS, Progress
-from orderbus.generate import order_body
+from orderbus.failover import PROGRESS, Progress, load, seed
 from orderbus.sandbox import ONE_EACH, Sandbox
 
 SETTLE_S = 90.0       # the longest wait for a steady flow before a kill
@@ -29,8 +28,7 @@ SETTLE_S = 90.0       # the longest wait for a steady flow before a kill
 def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
             log=print) -> dict:
     with Sandbox(settings, counts=ONE_EACH) as sb:
-        sb.seed(stock={f"f-{i}": 10**9 for i in range(20)},
-                accounts={f"fc{i}": 10**12 for i in range(50)})
+        seed(sb)
         topic, kind, test = PROGRESS["coordinator"]
         watch = Progress(sb.settings, sb.settings.names.topic(topic), kind, test)
         watch.start()
@@ -38,8 +36,9 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
         t0 = time.monotonic()
         acks = Acks(t0)
         stop = threading.Event()
-        load = threading.Thread(target=_load, args=(sb, rate, acks, stop), daemon=True)
-        load.start()
+        publishing = threading.Thread(target=load, args=(sb, rate, stop, acks.delivered),
+                                      daemon=True)
+        publishing.start()
         rows = []
         for k in range(kills):
             _settle(sb, watch)
@@ -53,11 +52,7 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
             finally:                        # even when interrupted: never leave a broker down
                 cluster.start_node(sb.layout, node)
             note = wait_broker(sb.settings, sb.layout, node)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and watch.idle_after(t) is None:
-                time.sleep(0.5)
-            time.sleep(3)                   # let every partition show a post-kill record
-            idle = watch.idle_after(t)
+            idle = watch.idle_once_resumed(t, 120)
             stall = acks.longest_wait(t - t0, time.monotonic() - t0)
             rows.append({"node": node, "role": role, "publish_stall_s": stall,
                          "decisions_idle_s": None if idle is None else round(idle, 2),
@@ -65,7 +60,7 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
             log(f"  kill {k + 1}: node{node} ({role}) -> publish waited {stall} s, decisions "
                 f"idle {'> 120' if idle is None else f'{idle:.1f}'} s")
         stop.set()
-        load.join()
+        publishing.join()
         from orderbus.verify import verify
         violations = verify(sb.settings, wait_s=90)["violations"]
         watch.running = False
@@ -97,19 +92,6 @@ def _victim(layout, want_controller: bool) -> tuple[int, str]:
         return active, "controller"
     others = [n for n in layout.nodes if n != active]
     return others[0], "broker"
-
-
-def _load(sb, rate: float, acks: Acks, stop: threading.Event) -> None:
-    i, t0 = 0, time.monotonic()
-    while not stop.is_set():
-        ahead = t0 + i / rate - time.monotonic()
-        if ahead > 0:
-            time.sleep(ahead)
-        sb.publisher.publish(order_body(f"f-{i}", f"fc{i % 50}", [(f"f-{i % 20}", 1, 100)]),
-                             on_delivery=acks.delivered)
-        sb.publisher.poll(0)
-        i += 1
-    sb.publisher.flush(30)
 
 
 def render(r: dict) -> str:

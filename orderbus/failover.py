@@ -59,22 +59,30 @@ class Progress(TopicWatcher):
             worst = max(worst, after[0] - before[-1])
         return worst
 
+    def idle_once_resumed(self, t: float, timeout_s: float) -> float | None:
+        """`idle_after(t)` once every partition resumed (or timeout_s passed), and a few
+        seconds more so that each shows a record after t."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.idle_after(t) is None:
+            time.sleep(0.5)
+        time.sleep(3)
+        return self.idle_after(t)
+
 
 def measure(settings, worker: str = "coordinator", protocol: str = "classic", static: bool = False,
             restart: bool = True, kills: int = 3, rate: float = 100.0, log=print) -> dict:
     args = ("--protocol", protocol, "--membership", "static" if static else "dynamic")
     counts = {**ONE_EACH, worker: 2}
     with Sandbox(settings, counts=counts, worker_args=args) as sb:
-        sb.seed(stock={f"f-{i}": 10**9 for i in range(20)},
-                accounts={f"fc{i}": 10**12 for i in range(50)})
+        seed(sb)
         topic, kind, test = PROGRESS[worker]
         admin, group = AdminClient(sb.settings.kafka()), sb.settings.names.group(worker)
         watch = Progress(sb.settings, sb.settings.names.topic(topic), kind, test)
         watch.start()
         sb.start()
         stop = threading.Event()
-        load = threading.Thread(target=_load, args=(sb, rate, stop), daemon=True)
-        load.start()
+        publishing = threading.Thread(target=load, args=(sb, rate, stop), daemon=True)
+        publishing.start()
         results = []
         for k in range(kills):
             deadline = time.monotonic() + 90
@@ -87,11 +95,7 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
             victim.held = not restart
             t = time.monotonic()
             victim.proc.kill()
-            deadline = t + 60
-            while time.monotonic() < deadline and watch.idle_after(t) is None:
-                time.sleep(0.5)
-            time.sleep(3)                   # let every partition show a post-kill record
-            idle = watch.idle_after(t)
+            idle = watch.idle_once_resumed(t, 60)
             results.append(idle)
             log(f"  kill {k + 1}: {worker}-{victim.instance} -> partitions idle "
                 f"{'> 60' if idle is None else f'{idle:.1f}'} s")
@@ -99,7 +103,7 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
                 sb.sup.release(victim)
             time.sleep(8)
         stop.set()
-        load.join()
+        publishing.join()
         from orderbus.verify import verify
         violations = verify(sb.settings, wait_s=90)["violations"]
         watch.running = False
@@ -123,13 +127,21 @@ def _settled(admin: AdminClient, group: str, client_ids: set[str]) -> bool:
     return desc.state == ConsumerGroupState.STABLE and client_ids <= owners
 
 
-def _load(sb, rate: float, stop: threading.Event) -> None:
+def seed(sb) -> None:
+    """Stock and balances that never run out, for the orders `load` publishes."""
+    sb.seed(stock={f"f-{i}": 10**9 for i in range(20)},
+            accounts={f"fc{i}": 10**12 for i in range(50)})
+
+
+def load(sb, rate: float, stop: threading.Event, on_delivery=None) -> None:
+    """Publish orders at `rate` until `stop` is set (then flush)."""
     i, t0 = 0, time.monotonic()
     while not stop.is_set():
         ahead = t0 + i / rate - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)
-        sb.publisher.publish(order_body(f"f-{i}", f"fc{i % 50}", [(f"f-{i % 20}", 1, 100)]))
+        sb.publisher.publish(order_body(f"f-{i}", f"fc{i % 50}", [(f"f-{i % 20}", 1, 100)]),
+                             on_delivery=on_delivery)
         sb.publisher.poll(0)
         i += 1
     sb.publisher.flush(30)
