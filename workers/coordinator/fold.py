@@ -77,6 +77,7 @@ class Timers:
     first_seen_ms: int | None = None  # when the shell first saw the order (for orphans)
     deadline_appended_ms: int | None = None
     resent_ms: int | None = None
+    resends: int = 0  # decisions re-sent so far: each waits twice as long as the one before
 
 
 def fold(tx: Tx | None, event: TxLogEvent) -> Tx:
@@ -161,14 +162,18 @@ def due(
     now_ms: int,
     resend_after_ms: int,
     orphan_after_ms: int | None = None,
+    max_resend_ms: int = 30_000,
 ) -> tuple[Timers, list[Output]]:
     """What the timer side must send now.
 
     Undecided past its deadline: append ``DeadlinePassed`` (again after ``resend_after_ms`` if the
-    append was lost). Decided but not acked by all: re-send the decision to those missing, at most
-    once per ``resend_after_ms``; the first tick after a decision only starts that clock, because
-    ``step`` has just sent it. An order seen without ``TxBegun`` (its begin lost) gets the deadline
-    ``first_seen_ms + orphan_after_ms`` when both are given.
+    append was lost). Decided but not acked by all: re-send the decision to those missing,
+    ``resend_after_ms`` after the decision, then twice as long after each re-send, up to
+    ``max_resend_ms``; the first tick after a decision only starts that clock, because ``step``
+    has just sent it. The backoff matters when a participant is down or crash-looping: at a fixed
+    interval, every unacknowledged order would add a command per interval to the backlog it must
+    work through, which can grow faster than it recovers. An order seen without ``TxBegun`` (its
+    begin lost) gets the deadline ``first_seen_ms + orphan_after_ms`` when both are given.
     """
     if tx.outcome is None:
         deadline = tx.deadline_ms
@@ -186,9 +191,9 @@ def due(
         return timers, []
     if timers.resent_ms is None:
         return replace(timers, resent_ms=now_ms), []
-    if now_ms - timers.resent_ms < resend_after_ms:
+    if now_ms - timers.resent_ms < min(resend_after_ms << min(timers.resends, 16), max_resend_ms):
         return timers, []
-    return replace(timers, resent_ms=now_ms), commands(tx, missing)
+    return replace(timers, resent_ms=now_ms, resends=timers.resends + 1), commands(tx, missing)
 
 
 def is_finished(tx: Tx) -> bool:
