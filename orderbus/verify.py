@@ -54,8 +54,12 @@ def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
         if ids:
             out.append(_v(1, kind, text, ids))
     if bad_msgs:
+        uncommitted = [m for m in bad_msgs
+                       if (placed_topic, *map(int, m.split(":"))) in f.dead_written]
         out.append(_v(1, "invalid_not_dead", f"malformed messages at partition:offset {bad_msgs[:MAX_IDS]} "
-                      "are not in the dead-letter topic"))
+                      "are not in the dead-letter topic"
+                      + (f" (written in a transaction that did not commit: {uncommitted[:MAX_IDS]})"
+                         if uncommitted else " (nor written uncommitted)")))
     decided = {oid: tx for oid, tx in f.txs.items() if tx.outcome is not None and oid in f.orders}
     # 2 and 3. effects of committed orders applied exactly once, of aborted ones not at all
     for participant, resource in (("inventory", INVENTORY), ("payment", PAYMENT)):

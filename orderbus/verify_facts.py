@@ -23,6 +23,9 @@ class Facts:
     orders: dict = field(default_factory=dict)          # order id -> first valid OrderPlaced
     invalid_placed: list = field(default_factory=list)  # (partition, offset, reason)
     dead: set = field(default_factory=set)              # (source topic, partition, offset)
+    # the same for every dead letter written, whether its transaction committed or not: tells a
+    # dead letter that was aborted (or is still open) from one never written
+    dead_written: set = field(default_factory=set)
     txs: dict = field(default_factory=dict)             # order id -> Tx (the fold of tx.log)
     status: dict = field(default_factory=dict)          # order id -> (status, reason)
     holds: dict = field(default_factory=dict)           # participant -> order id -> (state, amounts)
@@ -47,10 +50,11 @@ def gather(settings) -> Facts:
             continue
         f.placed[order.order_id].append((msg.partition(), msg.offset(), order.content_hash()))
         f.orders.setdefault(order.order_id, order)
-    for msg in read(kafka, names.topic(ORDERS_DLQ)):
-        h = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
-        if "dlq.topic" in h:
-            f.dead.add((h["dlq.topic"], int(h["dlq.partition"]), int(h["dlq.offset"])))
+    for committed, into in ((True, f.dead), (False, f.dead_written)):
+        for msg in read(kafka, names.topic(ORDERS_DLQ), committed=committed):
+            h = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
+            if "dlq.topic" in h:
+                into.add((h["dlq.topic"], int(h["dlq.partition"]), int(h["dlq.offset"])))
     for msg in read(kafka, names.topic(TX_LOG)):
         try:
             event = codec.decode(msg.value(), msg.headers())

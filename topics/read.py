@@ -15,15 +15,17 @@ class IncompleteRead(TimeoutError):
 
 def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
          stops: dict[int, int] | None = None, timeout_s: float = 120.0,
-         group: str = "orderbus.reader") -> Iterator[Message]:
+         group: str = "orderbus.reader", committed: bool = True) -> Iterator[Message]:
     """Yield the committed records of `topic` from `starts` (default: the beginning of every
     partition) until each partition's end (or its offset in `stops`, exclusive). Raises
     IncompleteRead when the end is not reached in time, so a reader never mistakes a slow read
     for a short topic. `group` is never joined nor committed to, but librdkafka looks up its
-    coordinator, which the principal must be allowed to describe: a worker passes its own."""
+    coordinator, which the principal must be allowed to describe: a worker passes its own.
+    `committed=False` reads aborted and still-open transactional records too (diagnostics)."""
     consumer = Consumer({**client_config, "group.id": group, "log_level": 3,
                          "enable.auto.commit": False,
-                         "isolation.level": "read_committed",   # aborted writes never happened
+                         # aborted writes never happened
+                         "isolation.level": "read_committed" if committed else "read_uncommitted",
                          "enable.partition.eof": True,          # says when a partition is done
                          "fetch.wait.max.ms": 10})              # ...without a 500 ms wait for it
     try:

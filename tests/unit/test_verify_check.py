@@ -113,3 +113,15 @@ def test_once_quiet_checks_wait_for_quiet():
     _not_shipped(f)
     f.quiet = False
     assert "not_shipped" not in kinds(f)
+
+
+def test_a_missing_dead_letter_says_whether_it_was_written_uncommitted():
+    f = clean_facts()
+    f.invalid_placed += [(3, 7, "undecodable"), (4, 9, "schema_violation")]
+    f.dead_written.add((PLACED, 4, 9))
+    [v] = [v for v in check(f, PLACED) if v.kind == "invalid_not_dead"]
+    assert "['3:7', '4:9']" in v.detail
+    assert "did not commit: ['4:9']" in v.detail
+    f.dead_written.clear()
+    [v] = [v for v in check(f, PLACED) if v.kind == "invalid_not_dead"]
+    assert "nor written uncommitted" in v.detail

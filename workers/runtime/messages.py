@@ -1,12 +1,15 @@
 """From Kafka messages to events and back: decode or dead-letter, encode keyed by order id."""
 from __future__ import annotations
 
+import logging
+
 from confluent_kafka import Message
 
 from schemas import codec
 from schemas.errors import DeadLetter, UnknownEventError
 from workers.runtime.loop import Out
 
+log = logging.getLogger(__name__)
 REASON = "dlq.reason"      # dead-letter header names, read back by the replay tools
 # The producer's message limit is 1,000,000 bytes (librdkafka's message.max.bytes); a dead letter
 # must always fit, so a larger original is kept truncated, with its full size in a header (the
@@ -20,6 +23,9 @@ def emit(topic: str, event) -> Out:
 
 
 def dead_letter(msg: Message, error: DeadLetter, worker: str, now_ms: int, dlq_topic: str) -> Out:
+    # one line per bad message (they are rare): with the transaction warnings beside it, the log
+    # shows whether a dead letter was written in a transaction that then committed
+    log.info("dead letter %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), error.reason)
     headers = list(msg.headers() or [])
     value = msg.value()
     if value is not None and len(value) > MAX_DEAD_VALUE:
