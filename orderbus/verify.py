@@ -131,6 +131,11 @@ def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
     if behind:
         out.append(_v(7, "lag", "records not yet consumed: " + ", ".join(
             f"{g} {t}[{p}]={n}" for (g, t, p), n in sorted(behind.items())[:MAX_IDS])))
+    if f.open_txns:
+        out.append(_v(7, "open_transaction", "transactions neither committed nor aborted, so what "
+                      "follows them is not visible to committed reads: " + ", ".join(
+                          f"{t}[{p}] offsets {stable}..{end}"
+                          for (t, p), (stable, end) in sorted(f.open_txns.items())[:MAX_IDS])))
     doubtful = [oid for oid, tx in f.txs.items() if tx.outcome is None]
     if doubtful:
         out.append(_v(7, "in_doubt", "transactions begun but not decided", doubtful))
@@ -147,10 +152,12 @@ def verify(settings, wait_s: float = 60.0, log=lambda *_: None) -> dict:
         facts.lag_total = sum(facts.lag.values())
         open_holds = sum(1 for h in facts.holds.values() for state, _ in h.values() if state == "held")
         undecided = sum(1 for tx in facts.txs.values() if tx.outcome is None)
-        facts.quiet = facts.lag_total == 0 and open_holds == 0 and undecided == 0
+        facts.quiet = (facts.lag_total == 0 and open_holds == 0 and undecided == 0
+                       and not facts.open_txns)
         if facts.quiet or time.monotonic() > deadline:
             break
-        log(f"waiting for quiet: lag {facts.lag_total}, held {open_holds}, undecided {undecided}")
+        log(f"waiting for quiet: lag {facts.lag_total}, held {open_holds}, undecided {undecided}, "
+            f"open transactions {len(facts.open_txns)}")
         time.sleep(1.0)
     facts.quiet = True     # whatever was reached, the once-quiet invariants are now due
     violations = check(facts, settings.names.topic(ORDERS_PLACED))

@@ -9,8 +9,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from schemas import codec
 from schemas.errors import DeadLetter
-from topics.catalogue import ORDERS_DLQ, ORDERS_PLACED, TX_LOG
-from topics.read import read
+from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_PLACED, TX_LOG
+from topics.read import open_transactions, read
 from workers.coordinator.fold import fold
 from workers.main import PIPELINE
 
@@ -33,11 +33,16 @@ class Facts:
     shipments: set = field(default_factory=set)
     lag: dict = field(default_factory=dict)             # (group, topic, partition) -> records behind
     lag_total: int = 0
+    # (topic, partition) -> (last stable offset, log end) of a transaction still open while the
+    # facts were read: a committed-only read saw nothing past it, so the facts may be partial
+    open_txns: dict = field(default_factory=dict)
     quiet: bool = False      # no lag, nothing held, nothing undecided: the once-quiet checks apply
 
 
 def gather(settings) -> Facts:
     names, kafka, f = settings.names, settings.kafka(), Facts()
+    pipeline_partitions = [(names.topic(t), p) for t in ALL for p in range(t.partitions)]
+    f.open_txns = open_transactions(kafka, pipeline_partitions)
     placed_topic = names.topic(ORDERS_PLACED)
     for msg in read(kafka, placed_topic):
         try:
@@ -74,6 +79,7 @@ def gather(settings) -> Facts:
             settings, service, f"SELECT {cols} FROM {table}")}
     f.shipments = {r[0] for r in _rows(settings, "shipping", "SELECT order_id FROM shipments")}
     f.lag = lag(settings)
+    f.open_txns.update(open_transactions(kafka, pipeline_partitions))   # and any opened since
     return f
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 BEGINNING = -2
 
@@ -66,3 +67,20 @@ def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
                     todo.discard(p)
     finally:
         consumer.close()
+
+
+def open_transactions(client_config: dict, partitions: list[tuple[str, int]],
+                      timeout_s: float = 30.0) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (last stable offset, log end) where a transaction is still open: its
+    records are neither committed nor aborted yet. A committed-only read stops at the last stable
+    offset, so whatever follows it, committed or not, stays unseen until that transaction ends."""
+    if not partitions:
+        return {}
+    admin = AdminClient({"log_level": 3, **client_config})
+    latest = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
+    ends = {}
+    for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
+        futures = admin.list_offsets(latest, isolation_level=level, request_timeout=timeout_s)
+        ends[level] = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+    stable, end = ends[IsolationLevel.READ_COMMITTED], ends[IsolationLevel.READ_UNCOMMITTED]
+    return {tp: (stable[tp], end[tp]) for tp in partitions if stable[tp] < end[tp]}

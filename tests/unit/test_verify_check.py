@@ -91,6 +91,10 @@ def _invalid_not_dead(f):
     f.invalid_placed.append((3, 7, "undecodable"))
 
 
+def _open_transaction(f):
+    f.open_txns[("orders.dlq.v1", 2)] = (40, 43)
+
+
 @pytest.mark.parametrize("corrupt, kind", [
     (_conflict, "conflict_not_dead"),
     (_dead_but_decided, "decided_and_dead"),
@@ -101,6 +105,7 @@ def _invalid_not_dead(f):
     (_in_doubt, "in_doubt"),
     (_missing, "missing"),
     (_invalid_not_dead, "invalid_not_dead"),
+    (_open_transaction, "open_transaction"),
 ], ids=lambda x: x if isinstance(x, str) else x.__name__)
 def test_each_corruption_is_its_own_violation(corrupt, kind):
     f = clean_facts()
