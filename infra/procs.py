@@ -50,8 +50,12 @@ _children: list[subprocess.Popen] = []
 
 
 def start(argv: list[str], pidfile: Path, logfile: Path, env: dict | None = None,
-          user: str | None = None) -> int:
-    """Start argv in its own session, detached from the caller, output to logfile."""
+          user: str | None = None, nice: int = 0) -> int:
+    """Start argv in its own session, detached from the caller, output to logfile. A non-zero
+    `nice` runs it through nice(1), so every thread it starts has that priority; raising it
+    (negative) needs root, and elsewhere it runs at the default with nice's warning in the log."""
+    if nice:
+        argv = ["nice", "-n", str(nice), *argv]
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

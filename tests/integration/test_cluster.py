@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -65,6 +66,16 @@ def test_catalogue_topics_have_rf3_and_min_isr2(settings):
     for r in reports:
         for p in md.topics[r.name].partitions.values():
             assert len(p.replicas) == 3
+
+
+def test_brokers_run_at_the_configured_niceness(settings):
+    layout = settings.layout()
+    for node in layout.nodes:
+        pid = procs.running(kafka.pidfile(layout, node))
+        assert pid is not None, f"broker {node} is not running"
+        # /proc/<pid>/stat: the 19th field is the niceness (the name in parentheses has no spaces)
+        niceness = int(Path(f"/proc/{pid}/stat").read_text().split()[18])
+        assert niceness == kafka.nice(), f"broker {node} runs at nice {niceness}"
 
 
 def test_broker_sigkill_while_producing_loses_nothing(settings, make_topic):
