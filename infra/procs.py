@@ -50,12 +50,13 @@ _children: list[subprocess.Popen] = []
 
 
 def start(argv: list[str], pidfile: Path, logfile: Path, env: dict | None = None,
-          user: str | None = None, nice: int = 0) -> int:
-    """Start argv in its own session, detached from the caller, output to logfile. A non-zero
-    `nice` runs it through nice(1), so every thread it starts has that priority; raising it
-    (negative) needs root, and elsewhere it runs at the default with nice's warning in the log."""
-    if nice:
-        argv = ["nice", "-n", str(nice), *argv]
+          user: str | None = None, nice: int | None = None) -> int:
+    """Start argv in its own session, detached from the caller, output to logfile; at niceness
+    `nice` (absolute, -20..19; None: the caller's) through nice(1), so that every thread it
+    starts has it. Raising priority needs CAP_SYS_NICE; without it the program runs at the
+    caller's, with nice's warning in its log."""
+    if nice is not None and nice != os.nice(0):
+        argv = ["nice", "-n", str(nice - os.nice(0)), *argv]
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

@@ -58,7 +58,8 @@ def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
                        if (placed_topic, *map(int, m.split(":"))) in f.dead_written]
         out.append(_v(1, "invalid_not_dead", f"malformed messages at partition:offset {bad_msgs[:MAX_IDS]} "
                       "are not in the dead-letter topic"
-                      + (f" (written in a transaction that did not commit: {uncommitted[:MAX_IDS]})"
+                      + (" (found only reading uncommitted records too: aborted, still open, or "
+                         f"behind another's open transaction: {uncommitted[:MAX_IDS]})"
                          if uncommitted else " (nor written uncommitted)")))
     decided = {oid: tx for oid, tx in f.txs.items() if tx.outcome is not None and oid in f.orders}
     # 2 and 3. effects of committed orders applied exactly once, of aborted ones not at all
@@ -132,10 +133,10 @@ def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
         out.append(_v(7, "lag", "records not yet consumed: " + ", ".join(
             f"{g} {t}[{p}]={n}" for (g, t, p), n in sorted(behind.items())[:MAX_IDS])))
     if f.open_txns:
-        out.append(_v(7, "open_transaction", "transactions neither committed nor aborted, so what "
-                      "follows them is not visible to committed reads: " + ", ".join(
-                          f"{t}[{p}] offsets {stable}..{end}"
-                          for (t, p), (stable, end) in sorted(f.open_txns.items())[:MAX_IDS])))
+        out.append(_v(7, "open_transaction", "transactions neither committed nor aborted (or "
+                      "offsets unknown), so what follows them is not visible to committed reads: "
+                      + ", ".join(f"{t}[{p}] " + (f"offsets {o[0]}..{o[1]}" if o else "unknown")
+                                  for (t, p), o in sorted(f.open_txns.items())[:MAX_IDS])))
     doubtful = [oid for oid, tx in f.txs.items() if tx.outcome is None]
     if doubtful:
         out.append(_v(7, "in_doubt", "transactions begun but not decided", doubtful))
@@ -153,7 +154,7 @@ def verify(settings, wait_s: float = 60.0, log=lambda *_: None) -> dict:
         open_holds = sum(1 for h in facts.holds.values() for state, _ in h.values() if state == "held")
         undecided = sum(1 for tx in facts.txs.values() if tx.outcome is None)
         facts.quiet = (facts.lag_total == 0 and open_holds == 0 and undecided == 0
-                       and not facts.open_txns)
+                       and not facts.open_txns and not facts.partial)
         if facts.quiet or time.monotonic() > deadline:
             break
         log(f"waiting for quiet: lag {facts.lag_total}, held {open_holds}, undecided {undecided}, "

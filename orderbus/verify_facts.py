@@ -33,16 +33,18 @@ class Facts:
     shipments: set = field(default_factory=set)
     lag: dict = field(default_factory=dict)             # (group, topic, partition) -> records behind
     lag_total: int = 0
-    # (topic, partition) -> (last stable offset, log end) of a transaction still open while the
-    # facts were read: a committed-only read saw nothing past it, so the facts may be partial
+    # (topic, partition) -> (last stable offset, log end) of a transaction open once the facts
+    # were read (None: offsets unknown); `partial`: one was open before, so a committed-only
+    # read may have stopped short of records that were committed meanwhile
     open_txns: dict = field(default_factory=dict)
+    partial: bool = False
     quiet: bool = False      # no lag, nothing held, nothing undecided: the once-quiet checks apply
 
 
 def gather(settings) -> Facts:
     names, kafka, f = settings.names, settings.kafka(), Facts()
     pipeline_partitions = [(names.topic(t), p) for t in ALL for p in range(t.partitions)]
-    f.open_txns = open_transactions(kafka, pipeline_partitions)
+    f.partial = bool(open_transactions(kafka, pipeline_partitions))
     placed_topic = names.topic(ORDERS_PLACED)
     for msg in read(kafka, placed_topic):
         try:
@@ -79,7 +81,7 @@ def gather(settings) -> Facts:
             settings, service, f"SELECT {cols} FROM {table}")}
     f.shipments = {r[0] for r in _rows(settings, "shipping", "SELECT order_id FROM shipments")}
     f.lag = lag(settings)
-    f.open_txns.update(open_transactions(kafka, pipeline_partitions))   # and any opened since
+    f.open_txns = open_transactions(kafka, pipeline_partitions)
     return f
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from confluent_kafka import Consumer, IsolationLevel, KafkaError, Message, TopicPartition
+from confluent_kafka import (Consumer, IsolationLevel, KafkaError, KafkaException, Message,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 BEGINNING = -2
@@ -70,17 +71,34 @@ def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
 
 
 def open_transactions(client_config: dict, partitions: list[tuple[str, int]],
-                      timeout_s: float = 30.0) -> dict[tuple[str, int], tuple[int, int]]:
+                      timeout_s: float = 10.0) -> dict[tuple[str, int], tuple[int, int] | None]:
     """(topic, partition) -> (last stable offset, log end) where a transaction is still open: its
     records are neither committed nor aborted yet. A committed-only read stops at the last stable
-    offset, so whatever follows it, committed or not, stays unseen until that transaction ends."""
+    offset, so whatever follows it, committed or not, stays unseen until that transaction ends.
+    A partition whose offsets could not be read (its leader down, say) maps to None: unknown."""
     if not partitions:
         return {}
     admin = AdminClient({"log_level": 3, **client_config})
     latest = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
-    ends = {}
-    for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
-        futures = admin.list_offsets(latest, isolation_level=level, request_timeout=timeout_s)
-        ends[level] = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
-    stable, end = ends[IsolationLevel.READ_COMMITTED], ends[IsolationLevel.READ_UNCOMMITTED]
-    return {tp: (stable[tp], end[tp]) for tp in partitions if stable[tp] < end[tp]}
+    # the end first: then a stable offset short of it means a transaction that was open when the
+    # end was read is open still, never just a write or marker that landed between the two
+    end = _offsets(admin, latest, IsolationLevel.READ_UNCOMMITTED, timeout_s)
+    stable = _offsets(admin, latest, IsolationLevel.READ_COMMITTED, timeout_s)
+    out = {}
+    for tp in partitions:
+        if end.get(tp) is None or stable.get(tp) is None:
+            out[tp] = None
+        elif stable[tp] < end[tp]:
+            out[tp] = (stable[tp], end[tp])
+    return out
+
+
+def _offsets(admin, latest: dict, level, timeout_s: float) -> dict[tuple[str, int], int | None]:
+    futures = admin.list_offsets(latest, isolation_level=level, request_timeout=timeout_s)
+    out = {}
+    for tp, future in futures.items():
+        try:
+            out[(tp.topic, tp.partition)] = future.result().offset
+        except KafkaException:
+            out[(tp.topic, tp.partition)] = None
+    return out

@@ -152,12 +152,12 @@ def start_node(layout: Layout, node: int) -> None:
 
 
 def nice(env: dict | None = None) -> int:
-    """The brokers' CPU priority: ORDERBUS_KAFKA_NICE, else -10 where `up` runs as root. They
-    share the machine with the pipeline and the load; a broker starved of CPU misses its
-    heartbeats, the controller fences it, and a failover that takes 8 s takes 19 (README)."""
+    """The brokers' CPU priority: ORDERBUS_KAFKA_NICE, else -10 where this process may raise
+    priority (root with CAP_SYS_NICE). They share the machine with the pipeline and the load; a
+    broker starved of CPU misses its heartbeats and stretches a failover (README, Chaos)."""
     raw = (os.environ if env is None else env).get("ORDERBUS_KAFKA_NICE", "")
     if raw == "":
-        return -10 if os.geteuid() == 0 else 0
+        return -10 if may_raise_priority() else 0
     try:
         value = int(raw)
     except ValueError:
@@ -165,6 +165,13 @@ def nice(env: dict | None = None) -> int:
     if value is None or not -20 <= value <= 19:
         raise InfraError(f"ORDERBUS_KAFKA_NICE={raw!r}: a niceness from -20 to 19")
     return value
+
+
+def may_raise_priority() -> bool:
+    # being root is not enough: a container may withhold CAP_SYS_NICE, and nice(1) then warns
+    # and runs the program at the old priority
+    probe = subprocess.run(["nice", "-n", "-1", "nice"], capture_output=True, text=True)
+    return probe.returncode == 0 and probe.stdout.strip() == str(os.nice(0) - 1)
 
 
 def admin(client: dict, **extra) -> AdminClient:

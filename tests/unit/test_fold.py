@@ -226,6 +226,8 @@ DUE = [
      Timers(resent_ms=2_500, resends=1), []),
     ("second-resend", COMMITTED, Timers(resent_ms=2_500, resends=1), 3_500, None,
      Timers(resent_ms=3_500, resends=2), ["inventory", "payment"]),
+    ("resend-backoff-capped-not-yet", COMMITTED, Timers(resent_ms=0, resends=20), 29_999, None,
+     Timers(resent_ms=0, resends=20), []),
     ("resend-backoff-capped", COMMITTED, Timers(resent_ms=0, resends=20), 30_000, None,
      Timers(resent_ms=30_000, resends=21), ["inventory", "payment"]),
     ("resend-only-missing", HALF_ACKED, Timers(resent_ms=0), 2_500, None,

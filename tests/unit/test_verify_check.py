@@ -95,6 +95,10 @@ def _open_transaction(f):
     f.open_txns[("orders.dlq.v1", 2)] = (40, 43)
 
 
+def _offsets_unknown(f):
+    f.open_txns[("orders.dlq.v1", 2)] = None
+
+
 @pytest.mark.parametrize("corrupt, kind", [
     (_conflict, "conflict_not_dead"),
     (_dead_but_decided, "decided_and_dead"),
@@ -106,6 +110,7 @@ def _open_transaction(f):
     (_missing, "missing"),
     (_invalid_not_dead, "invalid_not_dead"),
     (_open_transaction, "open_transaction"),
+    (_offsets_unknown, "open_transaction"),
 ], ids=lambda x: x if isinstance(x, str) else x.__name__)
 def test_each_corruption_is_its_own_violation(corrupt, kind):
     f = clean_facts()
@@ -126,7 +131,7 @@ def test_a_missing_dead_letter_says_whether_it_was_written_uncommitted():
     f.dead_written.add((PLACED, 4, 9))
     [v] = [v for v in check(f, PLACED) if v.kind == "invalid_not_dead"]
     assert "['3:7', '4:9']" in v.detail
-    assert "did not commit: ['4:9']" in v.detail
+    assert "open transaction: ['4:9']" in v.detail
     f.dead_written.clear()
     [v] = [v for v in check(f, PLACED) if v.kind == "invalid_not_dead"]
     assert "nor written uncommitted" in v.detail
