@@ -11,7 +11,7 @@ from orderbus.verify import verify
 from pipeline import order
 from schemas import codec
 from schemas.events import Decided
-from topics.catalogue import TX_LOG
+from topics.catalogue import ORDERS_DLQ, TX_LOG
 
 pytestmark = pytest.mark.integration
 
@@ -72,12 +72,22 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
                    on_delivery=lambda err, _: forged.append(err))
     assert forger.flush(30) == 0 and forged == [None]
 
+    # a transaction left open on the dead-letter topic: committed reads stop short of it
+    hanging = Producer(pipe.settings.kafka(**{"transactional.id": f"{pipe.settings.prefix}hang",
+                                              "transaction.timeout.ms": 120_000}))
+    hanging.init_transactions(30)
+    hanging.begin_transaction()
+    hanging.produce(pipe.settings.names.topic(ORDERS_DLQ), key=b"open", value=b"open", partition=0)
+    assert hanging.flush(30) == 0
+
     broken = verify(pipe.settings, wait_s=0)
+    hanging.abort_transaction(30)
     found = kinds(broken)
     expected = {"inventory_not_applied", "inventory_final_mismatch", "inventory_not_conserved",
                 "inventory_held_after_abort", "inventory_held_mismatch",
                 "payment_not_applied", "payment_final_mismatch", "status_mismatch",
-                "shipped_aborted", "missing", "invalid_not_dead", "two_decisions", "lag"}
+                "shipped_aborted", "missing", "invalid_not_dead", "two_decisions", "lag",
+                "open_transaction"}
     assert expected <= found, f"not caught: {expected - found}"
     by_kind = {v["kind"]: v for v in broken["violations"]}
     assert by_kind["inventory_not_applied"]["orders"] == ("v-ok-0",)
@@ -87,4 +97,5 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
     assert by_kind["shipped_aborted"]["orders"] == ("v-poor-1",)
     assert by_kind["missing"]["orders"] == ("v-late",)
     assert "v-sku" in by_kind["inventory_not_conserved"]["detail"]
+    assert f"{pipe.settings.names.topic(ORDERS_DLQ)}[0] offsets" in by_kind["open_transaction"]["detail"]
     assert {v["invariant"] for v in broken["violations"]} >= {1, 2, 3, 4, 6, 7}

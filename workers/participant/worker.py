@@ -54,6 +54,13 @@ class ParticipantHandler(Stateless):
     def _apply(self, cur, commands, now_ms):
         L = self.ledger
         order_ids = sorted({c.order_id for c in commands})
+        # one order at a time across instances: a hold not yet written has no row to lock, so
+        # two instances given the same Prepare (a zombie's batch and its successor's, around a
+        # rebalance) would both find it new and hold its amounts twice. Taken in key order,
+        # before any row lock, so two batches never deadlock on a pair of orders.
+        cur.execute("SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
+                    "hashtextextended(id, 0) AS k FROM unnest(%s::text[]) AS id) AS ks ORDER BY k",
+                    (order_ids,))
         cur.execute("SELECT order_id, vote, state, reason, amounts FROM holds "
                     "WHERE order_id = ANY(%s) FOR UPDATE", (order_ids,))
         known = {r[0]: Hold(r[0], r[1], r[2], r[3], r[4]) for r in cur.fetchall()}
