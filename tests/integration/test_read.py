@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from confluent_kafka import Producer
 
 from topics.read import open_transactions, read
+
+pytestmark = pytest.mark.integration
 
 
 def values(settings, topic) -> list[bytes]:

@@ -1,6 +1,8 @@
 """The brokers' CPU priority: ORDERBUS_KAFKA_NICE, else raised where that is allowed."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from infra.kafka import cluster
@@ -26,7 +28,6 @@ def test_a_bad_niceness_is_refused_by_name(raw):
 
 
 def test_the_probe_matches_what_this_process_may_do():
-    import os
     try:                     # lowering niceness by one and back is what the probe asks nice(1)
         os.setpriority(os.PRIO_PROCESS, 0, os.nice(0) - 1)
         os.setpriority(os.PRIO_PROCESS, 0, os.nice(0) + 1)
