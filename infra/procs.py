@@ -46,7 +46,17 @@ def running(pidfile: Path) -> int | None:
     return pid if alive(pid) else None
 
 
-_children: list[subprocess.Popen] = []
+class _Server(subprocess.Popen):
+    """A server outlives the process that started it by design (`orderbus down`, another
+    process, stops it by pid), so its handle being collected while it runs is no leak."""
+
+    def __del__(self, *args, **kwargs):
+        if self.poll() is None:
+            return
+        super().__del__(*args, **kwargs)
+
+
+_children: list[_Server] = []
 
 
 def start(argv: list[str], pidfile: Path, logfile: Path, env: dict | None = None,
@@ -59,8 +69,8 @@ def start(argv: list[str], pidfile: Path, logfile: Path, env: dict | None = None
         argv = ["nice", "-n", str(nice - os.nice(0)), *argv]
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, user=user, start_new_session=True, close_fds=True)
+        proc = _Server(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                       env=env, user=user, start_new_session=True, close_fds=True)
     _children.append(proc)   # kept, so a server started from a long-lived process is reaped
     pidfile.write_text(f"{proc.pid}\n")
     return proc.pid
