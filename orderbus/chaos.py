@@ -35,6 +35,7 @@ from infra.postgres import server
 from infra.procs import InfraError
 from orderbus.generate import generate, order_body
 from orderbus.sandbox import Sandbox
+from orderbus.verify import verify
 from orderbus.watch import TopicWatcher
 from topics.catalogue import ORDERS_STATUS, TX_LOG
 from topics.producer import OrderPublisher
@@ -539,7 +540,7 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
         if halted:
             log(f"  no decision for 60 s with {undecided()} orders undecided: the pipeline has "
                 "halted")
-        verdict = _verify(sb.settings, log, wait_s=10 if halted else 120)
+        verdict = verify(sb.settings, wait_s=30 if halted else 120)
         violations = verdict["violations"]
         observed = time.monotonic() - t0
         watcher.running = False
@@ -578,21 +579,6 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
             log(f"kept sandbox {sb.tag} (topics {sb.tag}.*, databases {sb.tag}_*) for inspection")
         else:
             sb.close()
-
-
-def _verify(settings, log, wait_s: float, attempts: int = 5) -> dict:
-    """verify, again if PostgreSQL went away under it (another run's pg-restart on this server)."""
-    import psycopg2
-
-    from orderbus.verify import verify
-    for attempt in range(attempts):
-        try:
-            return verify(settings, wait_s=wait_s)
-        except psycopg2.OperationalError as e:
-            if attempt == attempts - 1:
-                raise
-            log(f"verify: PostgreSQL unavailable ({str(e).strip()}); again in 5 s")
-            time.sleep(5)
 
 
 def _wait(cond, timeout_s: float, what: str, strict: bool = True) -> bool:

@@ -8,6 +8,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
+from infra.procs import InfraError
 from topics.catalogue import ORDERS_PLACED
 from workers.participant.core import INVENTORY, PAYMENT
 
@@ -144,12 +145,23 @@ def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
 
 
 def verify(settings, wait_s: float = 60.0, log=lambda *_: None) -> dict:
-    """Wait (bounded) for the pipeline to go quiet, then gather the facts and check them."""
-    from orderbus.verify_facts import gather
+    """Wait (bounded) for the pipeline to go quiet, then gather the facts and check them. State
+    that cannot be read (a broker or the database down for a moment) is read again until the
+    deadline, then refused with the reason: no verdict is given on facts not read."""
+    from orderbus.verify_facts import UNREADABLE, gather
     t0 = time.monotonic()
     deadline = t0 + wait_s
     while True:
-        facts = gather(settings)
+        try:
+            facts = gather(settings)
+        except UNREADABLE as e:
+            why = " ".join(str(e).split())     # psycopg2's messages span lines
+            if time.monotonic() > deadline:
+                raise InfraError(f"could not read the pipeline's state within {wait_s:.0f} s: "
+                                 f"{why}") from e
+            log(f"waiting for the state to be readable: {why}")
+            time.sleep(1.0)
+            continue
         facts.lag_total = sum(facts.lag.values())
         open_holds = sum(1 for h in facts.holds.values() for state, _ in h.values() if state == "held")
         undecided = sum(1 for tx in facts.txs.values() if tx.outcome is None)

@@ -5,12 +5,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import psycopg2
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_PLACED, TX_LOG
-from topics.read import open_transactions, read
+from topics.read import IncompleteRead, ReadError, open_transactions, read
 from workers.coordinator.fold import fold
 from workers.main import PIPELINE
 
@@ -39,6 +39,10 @@ class Facts:
     open_txns: dict = field(default_factory=dict)
     partial: bool = False
     quiet: bool = False      # no lag, nothing held, nothing undecided: the once-quiet checks apply
+
+
+# what a broker or the database being down for a moment makes `gather` raise
+UNREADABLE = (KafkaException, IncompleteRead, ReadError, psycopg2.OperationalError)
 
 
 def gather(settings) -> Facts:

@@ -11,6 +11,10 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 BEGINNING = -2
 
 
+class ReadError(RuntimeError):
+    """A partition answered with an error (a broker down, access refused)."""
+
+
 class IncompleteRead(TimeoutError):
     pass
 
@@ -58,7 +62,7 @@ def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
                     if err.code() == KafkaError._PARTITION_EOF:
                         todo.discard(p)
                         continue
-                    raise RuntimeError(f"reading {topic}: {err}")
+                    raise ReadError(f"reading {topic}: {err}")
                 stop = (stops or {}).get(p)
                 if stop is not None and msg.offset() >= stop:
                     todo.discard(p)

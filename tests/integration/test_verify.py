@@ -2,11 +2,14 @@
 deliberately corrupted state."""
 from __future__ import annotations
 
+import dataclasses
+import socket
 
 import pytest
 from confluent_kafka import Producer
 
 from infra.postgres.server import admin_connect
+from infra.procs import InfraError
 from orderbus.verify import verify
 from pipeline import order
 from schemas import codec
@@ -99,3 +102,15 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
     assert "v-sku" in by_kind["inventory_not_conserved"]["detail"]
     assert f"{pipe.settings.names.topic(ORDERS_DLQ)}[0] offsets" in by_kind["open_transaction"]["detail"]
     assert {v["invariant"] for v in broken["violations"]} >= {1, 2, 3, 4, 6, 7}
+
+
+def test_a_database_it_cannot_reach_gets_no_verdict_but_a_reason(pipe):
+    with socket.socket() as s:       # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dsns = {svc: f"{dsn} port={port}" for svc, dsn in pipe.settings.dsns.items()}
+    unreachable = dataclasses.replace(pipe.settings, dsns=dsns)
+    said = []
+    with pytest.raises(InfraError, match=f"within 3 s: .*port {port} failed"):
+        verify(unreachable, wait_s=3, log=said.append)
+    assert said and all("waiting for the state to be readable" in m for m in said)

@@ -1,11 +1,16 @@
-"""`verify.check` over hand-made facts: each kind of violation, one at a time, and a clean set."""
+"""`verify.check` over hand-made facts: each kind of violation, one at a time, and a clean set;
+and `verify` itself when the state cannot be read for a while."""
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
-from orderbus.verify import check
+from infra.procs import InfraError
+from orderbus import verify as verify_module, verify_facts
+from orderbus.verify import check, verify
 from orderbus.verify_facts import Facts
 from schemas.events import Acked, Line, OrderPlaced, TxBegun, Voted
 from workers.coordinator.fold import replay
@@ -135,3 +140,37 @@ def test_a_missing_dead_letter_says_whether_it_was_written_uncommitted():
     f.dead_written.clear()
     [v] = [v for v in check(f, PLACED) if v.kind == "invalid_not_dead"]
     assert "nor written uncommitted" in v.detail
+
+
+SETTINGS = SimpleNamespace(names=SimpleNamespace(topic=lambda t: PLACED))
+
+
+def _gather_failing(times: int):
+    calls = []
+
+    def gather(_settings):
+        calls.append(1)
+        if len(calls) <= times:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down"))
+        return clean_facts()
+    return gather, calls
+
+
+def test_verify_reads_again_while_the_state_is_unreadable(monkeypatch):
+    gather, calls = _gather_failing(2)
+    monkeypatch.setattr(verify_facts, "gather", gather)
+    monkeypatch.setattr(verify_module.time, "sleep", lambda _s: None)
+    said = []
+    result = verify(SETTINGS, wait_s=60, log=said.append)
+    assert result["violations"] == [] and result["orders"] == 2
+    assert len(calls) == 3
+    assert sum("broker down" in m for m in said) == 2
+
+
+def test_verify_refuses_a_verdict_on_state_it_could_not_read(monkeypatch):
+    gather, calls = _gather_failing(10**6)
+    monkeypatch.setattr(verify_facts, "gather", gather)
+    monkeypatch.setattr(verify_module.time, "sleep", lambda _s: None)
+    with pytest.raises(InfraError, match="could not read the pipeline's state within 0 s.*broker down"):
+        verify(SETTINGS, wait_s=0)
+    assert len(calls) >= 1
