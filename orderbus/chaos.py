@@ -540,7 +540,7 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
         if halted:
             log(f"  no decision for 60 s with {undecided()} orders undecided: the pipeline has "
                 "halted")
-        verdict = verify(sb.settings, wait_s=30 if halted else 120)
+        verdict = verify(sb.settings, wait_s=10 if halted else 120, log=log)
         violations = verdict["violations"]
         observed = time.monotonic() - t0
         watcher.running = False

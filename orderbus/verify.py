@@ -144,24 +144,31 @@ def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
     return out
 
 
-def verify(settings, wait_s: float = 60.0, log=lambda *_: None) -> dict:
+def verify(settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: float = 30.0) -> dict:
     """Wait (bounded) for the pipeline to go quiet, then gather the facts and check them. State
-    that cannot be read (a broker or the database down for a moment) is read again until the
-    deadline, then refused with the reason: no verdict is given on facts not read."""
-    from orderbus.verify_facts import UNREADABLE, gather
+    that cannot be read (a broker or the database down for a moment) is read again for up to
+    `read_grace_s` (or to the end of the wait, if later), then refused with the reason: no
+    verdict is given on facts not read."""
+    from orderbus.verify_facts import gather, transient
     t0 = time.monotonic()
     deadline = t0 + wait_s
+    unreadable_since, tries = None, 0
     while True:
         try:
             facts = gather(settings)
-        except UNREADABLE as e:
+        except Exception as e:
+            if not transient(e):
+                raise
             why = " ".join(str(e).split())     # psycopg2's messages span lines
-            if time.monotonic() > deadline:
-                raise InfraError(f"could not read the pipeline's state within {wait_s:.0f} s: "
-                                 f"{why}") from e
+            now, tries = time.monotonic(), tries + 1
+            unreadable_since = unreadable_since or now
+            if now >= max(deadline, unreadable_since + read_grace_s):
+                raise InfraError(f"could not read the pipeline's state (reads failed: {tries}, "
+                                 f"over {now - unreadable_since:.0f} s): {why}") from e
             log(f"waiting for the state to be readable: {why}")
             time.sleep(1.0)
             continue
+        unreadable_since, tries = None, 0
         facts.lag_total = sum(facts.lag.values())
         open_holds = sum(1 for h in facts.holds.values() for state, _ in h.values() if state == "held")
         undecided = sum(1 for tx in facts.txs.values() if tx.outcome is None)

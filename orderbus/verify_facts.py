@@ -5,7 +5,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import psycopg2
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas import codec
 from schemas.errors import DeadLetter
@@ -41,8 +41,25 @@ class Facts:
     quiet: bool = False      # no lag, nothing held, nothing undecided: the once-quiet checks apply
 
 
-# what a broker or the database being down for a moment makes `gather` raise
-UNREADABLE = (KafkaException, IncompleteRead, ReadError, psycopg2.OperationalError)
+# Kafka's answers that no second try changes
+REFUSALS = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
+            KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED,
+            KafkaError._AUTHENTICATION, KafkaError._INVALID_ARG}
+
+
+def transient(e: BaseException) -> bool:
+    """Whether `gather` failed the way a broker or the database down for a moment makes it fail,
+    so that reading again may succeed (PostgreSQL's refusals at connect time carry no code, so
+    a wrong password is read again too; the reason is shown when the reads give up)."""
+    if isinstance(e, (IncompleteRead, psycopg2.OperationalError)):
+        return True
+    if isinstance(e, ReadError):
+        err = e.error
+    elif isinstance(e, KafkaException):
+        err = e.args[0]
+    else:
+        return False
+    return isinstance(err, KafkaError) and not err.fatal() and err.code() not in REFUSALS
 
 
 def gather(settings) -> Facts:

@@ -12,7 +12,11 @@ BEGINNING = -2
 
 
 class ReadError(RuntimeError):
-    """A partition answered with an error (a broker down, access refused)."""
+    """A partition answered with an error (a broker down, access refused): `error` says which."""
+
+    def __init__(self, message: str, error: KafkaError):
+        super().__init__(message)
+        self.error = error
 
 
 class IncompleteRead(TimeoutError):
@@ -62,7 +66,7 @@ def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
                     if err.code() == KafkaError._PARTITION_EOF:
                         todo.discard(p)
                         continue
-                    raise ReadError(f"reading {topic}: {err}")
+                    raise ReadError(f"reading {topic}: {err}", err)
                 stop = (stops or {}).get(p)
                 if stop is not None and msg.offset() >= stop:
                     todo.discard(p)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
+import psycopg2
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
@@ -13,6 +14,7 @@ from orderbus import verify as verify_module, verify_facts
 from orderbus.verify import check, verify
 from orderbus.verify_facts import Facts
 from schemas.events import Acked, Line, OrderPlaced, TxBegun, Voted
+from topics.read import IncompleteRead, ReadError
 from workers.coordinator.fold import replay
 
 PLACED = "orders.placed.v1"
@@ -143,34 +145,59 @@ def test_a_missing_dead_letter_says_whether_it_was_written_uncommitted():
 
 
 SETTINGS = SimpleNamespace(names=SimpleNamespace(topic=lambda t: PLACED))
+BROKER_DOWN = KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down"))
+REFUSED = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "not allowed"))
 
 
-def _gather_failing(times: int):
+def _gather_failing(times: int, error: Exception = BROKER_DOWN):
     calls = []
 
     def gather(_settings):
         calls.append(1)
         if len(calls) <= times:
-            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down"))
+            raise error
         return clean_facts()
     return gather, calls
 
 
-def test_verify_reads_again_while_the_state_is_unreadable(monkeypatch):
+@pytest.fixture
+def no_sleep(monkeypatch):
+    monkeypatch.setattr(verify_module.time, "sleep", lambda _s: None)
+
+
+def test_verify_reads_again_while_the_state_is_unreadable(monkeypatch, no_sleep):
     gather, calls = _gather_failing(2)
     monkeypatch.setattr(verify_facts, "gather", gather)
-    monkeypatch.setattr(verify_module.time, "sleep", lambda _s: None)
     said = []
-    result = verify(SETTINGS, wait_s=60, log=said.append)
+    result = verify(SETTINGS, wait_s=0, log=said.append)    # past the wait: the grace still holds
     assert result["violations"] == [] and result["orders"] == 2
     assert len(calls) == 3
     assert sum("broker down" in m for m in said) == 2
 
 
-def test_verify_refuses_a_verdict_on_state_it_could_not_read(monkeypatch):
+def test_verify_refuses_a_verdict_on_state_it_could_not_read(monkeypatch, no_sleep):
     gather, calls = _gather_failing(10**6)
     monkeypatch.setattr(verify_facts, "gather", gather)
-    monkeypatch.setattr(verify_module.time, "sleep", lambda _s: None)
-    with pytest.raises(InfraError, match="could not read the pipeline's state within 0 s.*broker down"):
-        verify(SETTINGS, wait_s=0)
-    assert len(calls) >= 1
+    with pytest.raises(InfraError, match=r"could not read .* \(reads failed: 1,.*broker down"):
+        verify(SETTINGS, wait_s=0, read_grace_s=0)
+    assert len(calls) == 1
+
+
+def test_verify_does_not_read_again_what_is_refused(monkeypatch, no_sleep):
+    gather, calls = _gather_failing(10**6, REFUSED)
+    monkeypatch.setattr(verify_facts, "gather", gather)
+    with pytest.raises(KafkaException, match="not allowed"):
+        verify(SETTINGS, wait_s=60)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("error, again", [
+    (BROKER_DOWN, True), (REFUSED, False),
+    (KafkaException(KafkaError(KafkaError._FATAL, "fenced", fatal=True)), False),
+    (ReadError("reading t: down", KafkaError(KafkaError._TRANSPORT)), True),
+    (ReadError("reading t: no", KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED)), False),
+    (IncompleteRead("t: partitions [0] not read to their end in 120s"), True),
+    (psycopg2.OperationalError("connection refused"), True),
+    (KeyError("topic t does not exist"), False), (ValueError("bug"), False)])
+def test_which_failures_are_read_again(error, again):
+    assert verify_facts.transient(error) is again
