@@ -13,6 +13,7 @@ from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_PLACED, TX_LOG
 from topics.read import IncompleteRead, ReadError, open_transactions, read
 from workers.coordinator.fold import fold
 from workers.main import PIPELINE
+from workers.runtime.db import TRANSIENT as DB_TRANSIENT
 
 
 
@@ -51,7 +52,7 @@ def transient(e: BaseException) -> bool:
     """Whether `gather` failed the way a broker or the database down for a moment makes it fail,
     so that reading again may succeed (PostgreSQL's refusals at connect time carry no code, so
     a wrong password is read again too; the reason is shown when the reads give up)."""
-    if isinstance(e, (IncompleteRead, psycopg2.OperationalError)):
+    if isinstance(e, (IncompleteRead, *DB_TRANSIENT)):
         return True
     if isinstance(e, ReadError):
         err = e.error

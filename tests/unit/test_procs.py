@@ -42,4 +42,3 @@ def test_start_records_the_pid_and_stop_stops_it(tmp_path):
     assert procs.stop(pidfile, grace_s=5)
     assert not procs.alive(pid)
     assert not pidfile.exists()
-
