@@ -20,11 +20,45 @@ def register(sub) -> None:
                    "latency into its steps (intake, participants, coordinator, final status)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_bench)
+    s = sub.add_parser("bench-takeover", help="how long a new coordinator takes to own a tx.log "
+                       "partition, by history and open orders")
+    s.add_argument("--history", default="10000,100000,1000000", help="finished orders behind "
+                   "the partition, comma-separated")
+    s.add_argument("--open", default="0,1000", help="open orders on it, comma-separated")
+    s.add_argument("--repeat", type=int, default=3)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_bench_takeover)
 
 
 def _demo(args, settings):
     from orderbus.demo import demo
     return demo(settings)
+
+
+def _counts(text: str, flag: str) -> list[int]:
+    from orderbus.cli import UsageError
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: comma-separated whole numbers, e.g. 0,1000") from None
+    if any(v < 0 for v in values):
+        raise UsageError(f"{flag} {text!r}: counts cannot be negative")
+    return values
+
+
+def _bench_takeover(args, settings):
+    import json
+    import sys
+
+    from orderbus.takeover_bench import render, run
+    from orderbus.cli import UsageError
+    histories, opens = _counts(args.history, "--history"), _counts(args.open, "--open")
+    if args.repeat < 1:
+        raise UsageError("--repeat must be at least 1")
+    log = (lambda m: print(m, file=sys.stderr)) if args.json else print
+    rows = run(settings, histories, opens, args.repeat, log)
+    print(json.dumps(rows, indent=2) if args.json else render(rows))
+    return 0
 
 
 def _bench(args, settings):

@@ -238,11 +238,10 @@ def _rebuild_coordinator(args, settings) -> int:
         return 1 if bad else 0
     print(f"{r['topic']}: {r['events']} events, {r['orders']} orders, {r['decided']} decided; "
           f"full fold {r['fold_s']} s, refold {r['refold_s']} s")
-    print(f"  {'part':>4} {'committed':>9} {'refold_from':>11} {'open(log)':>9} "
+    print(f"  {'part':>4} {'committed':>9} {'position':>9} {'open(log)':>9} "
           f"{'open(refold)':>12} {'open now':>8}")
     for p in r["partitions"]:
-        rf = "-" if p["refold_from"] is None else p["refold_from"]
-        print(f"  {p['partition']:>4} {p['committed']:>9} {rf:>11} {p['open_by_log']:>9} "
+        print(f"  {p['partition']:>4} {p['committed']:>9} {p['position']:>9} {p['open_by_log']:>9} "
               f"{p['open_by_refold']:>12} {p['open_now']:>8}")
     for o in r["open"][:SHOWN]:
         state = o["outcome"] or ("in doubt" if o["in_doubt"] else "undecided")

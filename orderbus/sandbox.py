@@ -18,7 +18,6 @@ from topics.admin import delete, ensure
 from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, TX_LOG
 from topics.producer import OrderPublisher
 
-SERVICES = ("orders", "inventory", "payments", "shipping")
 ONE_EACH = {"intake": 1, "coordinator": 1, "inventory": 1, "payment": 1, "shipping": 1, "status": 1}
 
 
@@ -28,7 +27,7 @@ class Sandbox:
                  worker_args: tuple[str, ...] = ()):
         self.tag = tag or "s" + uuid.uuid4().hex[:8]
         self.layout = settings.layout()
-        self.dbs = {s: f"{self.tag}_{s}" for s in SERVICES}
+        self.dbs = {s: f"{self.tag}_{s}" for s in databases.SERVICES}
         for service, name in self.dbs.items():
             databases.ensure(self.layout, name, service)
         dsns = {s: databases.dsn(self.layout, n) for s, n in self.dbs.items()}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from infra.kafka import security as kafka_security
 from infra.layout import Layout
+from infra.postgres.databases import SERVICES
 from topics.catalogue import Names
 from workers.tracker.stages import GRACE_S, RETAIN_S
 
-SERVICES = ("orders", "inventory", "payments", "shipping")
 SECURITY = ("sasl_ssl", "plaintext")
 
 

@@ -80,7 +80,8 @@ class Supervisor:
             time.sleep(child.backoff_s)
             child.backoff_s = min(child.backoff_s * 2, 10.0)
             with self._lock:
-                if self.stopping or child.held:
+                # held, or held and released (a fresh process) while this one backed off
+                if self.stopping or child.held or child.proc.poll() is None:
                     return
                 child.restarts += 1
                 self._spawn(child)

@@ -25,18 +25,23 @@ class IncompleteRead(TimeoutError):
 
 def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
          stops: dict[int, int] | None = None, timeout_s: float = 120.0,
-         group: str = "orderbus.reader", committed: bool = True) -> Iterator[Message]:
+         group: str = "orderbus.reader", committed: bool = True,
+         on_progress=lambda: None) -> Iterator[Message]:
     """Yield the committed records of `topic` from `starts` (default: the beginning of every
     partition) until each partition's end (or its offset in `stops`, exclusive). Raises
     IncompleteRead when the end is not reached in time, so a reader never mistakes a slow read
     for a short topic. `group` is never joined nor committed to, but librdkafka looks up its
     coordinator, which the principal must be allowed to describe: a worker passes its own.
-    `committed=False` reads aborted and still-open transactional records too (diagnostics)."""
+    `committed=False` reads aborted and still-open transactional records too (diagnostics).
+    A start offset the log no longer holds raises ReadError: the caller asked for records that are
+    gone, and silently reading from elsewhere would hide it. `on_progress` is called after each
+    fetch that yielded records."""
     consumer = Consumer({**client_config, "group.id": group, "log_level": 3,
                          "enable.auto.commit": False,
                          # aborted writes never happened
                          "isolation.level": "read_committed" if committed else "read_uncommitted",
                          "enable.partition.eof": True,          # says when a partition is done
+                         "auto.offset.reset": "error",          # a start that is gone is an error
                          "fetch.wait.max.ms": 10})              # ...without a 500 ms wait for it
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -58,7 +63,10 @@ def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
             if time.monotonic() > deadline:
                 raise IncompleteRead(f"{topic}: partitions {sorted(todo)} not read to their end "
                                      f"in {timeout_s:.0f}s")
-            for msg in consumer.consume(1000, timeout=0.05):
+            msgs = consumer.consume(1000, timeout=0.05)
+            if msgs:
+                on_progress()
+            for msg in msgs:
                 p, err = msg.partition(), msg.error()
                 if p not in todo:
                     continue

@@ -12,8 +12,8 @@ from workers.runtime.metrics import Metrics
 
 PIPELINE = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
 WORKERS = PIPELINE + ("tracker",)      # the tracker watches; it decides nothing
-DATABASE = {"intake": "orders", "inventory": "inventory", "payment": "payments",
-            "shipping": "shipping", "status": "orders"}
+DATABASE = {"intake": "orders", "coordinator": "coordinator", "inventory": "inventory",
+            "payment": "payments", "shipping": "shipping", "status": "orders"}
 
 
 def build(name: str, settings, metrics: Metrics):
@@ -26,7 +26,7 @@ def build(name: str, settings, metrics: Metrics):
         return IntakeHandler(db, names, metrics, settings.deadline_ms)
     if name == "coordinator":
         from workers.coordinator.worker import CoordinatorHandler
-        return CoordinatorHandler(settings, names, metrics)
+        return CoordinatorHandler(settings, db, names, metrics)
     if name in ("inventory", "payment"):
         from workers.participant.core import INVENTORY, PAYMENT
         from workers.participant.worker import ACCOUNTS, STOCK, ParticipantHandler

@@ -10,7 +10,7 @@ from infra.secret import secret
 from infra.postgres.server import admin_connect
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-SERVICES = ("orders", "inventory", "payments", "shipping")
+SERVICES = ("orders", "coordinator", "inventory", "payments", "shipping")   # one database each
 
 
 def password(layout: Layout, role: str) -> str:

@@ -17,7 +17,8 @@ from topics import acl
 from topics.admin import delete, ensure
 from topics.catalogue import (ACCESS, ALL, ORDERS_PLACED, ORDERS_STATUS, PAYMENT_COMMANDS, TX_LOG,
                                Names)
-from workers.coordinator.worker import REFOLD_FROM, refold
+from workers.coordinator.worker import FOLDED, take_over
+from workers.runtime.db import Database
 
 pytestmark = pytest.mark.integration
 
@@ -125,14 +126,20 @@ def test_a_service_cannot_use_another_services_group_or_transactional_id(setting
                    f"{names.group('payment')}-0") == "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"
 
 
-def test_the_coordinator_refolds_tx_log_as_itself(settings, names):
-    # what a coordinator does on taking over a partition whose offset carries a refold point
+def test_the_coordinator_takes_over_tx_log_as_itself(settings, names):
+    # what a coordinator does on taking over a partition whose offset it committed itself:
+    # re-fold tx.log from its saved position to that offset
     group, topic = names.group("coordinator"), names.topic(TX_LOG)
     c = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False}))
-    c.commit(offsets=[TopicPartition(topic, 0, 1, metadata=f"{REFOLD_FROM}0")], asynchronous=False)
+    c.commit(offsets=[TopicPartition(topic, 0, 1, metadata=FOLDED)], asynchronous=False)
     c.close()
     coordinator = replace(settings.as_principal("coordinator"), prefix=names.prefix)
-    assert set(refold(coordinator, group, topic, [0])) == {0}
+    db = Database(settings.dsns["coordinator"])
+    try:
+        taken, starts = take_over(coordinator, db, group, topic, [0])
+    finally:
+        db.close()
+    assert set(taken) == {0} and starts == {}
 
 
 def _refusal(conf: dict) -> list[str]:

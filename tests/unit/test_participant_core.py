@@ -124,11 +124,12 @@ def test_deadline_is_checked_before_the_keys(resource):
     assert out.outputs == [voted(resource, "o-1", "no", "deadline_passed")]
 
 
-# A known order's recorded vote is returned again, whatever the stock is now.
+# A known order's recorded vote is returned again, whatever the stock is now; a released hold was
+# aborted, and never answers a fresh yes.
 RECORDED = [
     pytest.param(held("o-1", {"k": 2}), "yes", None, id="held"),
     pytest.param(Hold("o-1", "yes", "committed", None, {"k": 2}), "yes", None, id="committed"),
-    pytest.param(Hold("o-1", "yes", "released", None, {"k": 2}), "yes", None, id="released"),
+    pytest.param(Hold("o-1", "yes", "released", None, {"k": 2}), "no", "released", id="released"),
     pytest.param(Hold("o-1", "no", "refused", "R"), "no", "R", id="refused"),
     pytest.param(Hold("o-1", "no", "aborted", "aborted_before_prepare"), "no",
                  "aborted_before_prepare", id="aborted"),

@@ -1,6 +1,6 @@
 """The decision audit and the coordinator rebuild: tx.log re-folded from its beginning, checked
 against what the participants applied, what the status read model shows, and what the
-coordinator's own refold (from its committed refold points) derives.
+coordinator resumes a partition with (its saved state and the log after it).
 
 `compare` is pure over plain values (unit-tested with hand-made facts); `audit` and
 `rebuild_coordinator` only gather them. A decision whose participant has not acknowledged it yet is
@@ -19,7 +19,7 @@ from schemas.events import OrderPlaced
 from topics.catalogue import ORDERS_PLACED, TX_LOG
 from topics.read import read
 from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
-from workers.coordinator.worker import REFOLD_FROM, refold
+from workers.coordinator.worker import take_over
 from workers.participant.core import INVENTORY, PAYMENT
 from workers.runtime.db import Database
 
@@ -146,8 +146,9 @@ def audit(settings) -> dict:
 
 def rebuild_coordinator(settings) -> dict:
     """The open transactions per tx.log partition, derived twice: by folding every event of the
-    log, and by the coordinator's own `refold` from its committed refold points. They must agree
-    up to the committed offset; the decisions re-derived must equal those recorded."""
+    log, and as a new owner of each partition would resume it (`take_over`: the coordinator's
+    saved state plus the log after it). They must agree at the position the resumed state stands
+    at; the decisions re-derived must equal those recorded."""
     t0 = time.monotonic()
     names = settings.names
     topic, group = names.topic(TX_LOG), names.group("coordinator")
@@ -159,20 +160,21 @@ def rebuild_coordinator(settings) -> dict:
         committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
     finally:
         consumer.close()
-    stops = {tp.partition: max(tp.offset, 0) for tp in committed}
-    points = {}
-    for tp in committed:
-        m = tp.metadata or ""
-        points[tp.partition] = int(m[len(REFOLD_FROM):]) if m.startswith(REFOLD_FROM) else None
+    db = Database(settings.dsns["coordinator"], give_up_s=10)
+    try:
+        resumed, _ = take_over(settings, db, group, topic, parts)
+    finally:
+        db.close()
+    t_resume = time.monotonic() - t0
+    stops = {p: part.next_offset for p, part in resumed.items()}
     txs, where, at_stop, events = fold_log(settings.kafka(), topic, stops)
-    t_fold = time.monotonic() - t0
-    refolded = refold(settings, group, topic, parts)
-    t_refold = time.monotonic() - t0 - t_fold
+    t_fold = time.monotonic() - t0 - t_resume
+    committed_at = {tp.partition: max(tp.offset, 0) for tp in committed}
 
     partitions, differences, opens = [], [], []
     for p in parts:
         by_log = {oid for oid, tx in at_stop.items() if where[oid] == p and not is_finished(tx)}
-        by_refold = set(refolded[p].open)
+        by_refold = set(resumed[p].open)
         for oid in sorted(by_log - by_refold):
             tx = at_stop[oid]
             why = "no TxBegun in the log (an orphan)" if not tx.begun else "open in the log"
@@ -182,7 +184,7 @@ def rebuild_coordinator(settings) -> dict:
             differences.append({"order_id": oid, "partition": p, "kind": "extra_in_refold",
                                 "detail": "held open by the refold, finished by the full fold"})
         for oid in sorted(by_log & by_refold):
-            mine = refolded[p].open[oid][0]
+            mine = resumed[p].open[oid][0]
             if mine.outcome != at_stop[oid].outcome:
                 differences.append({"order_id": oid, "partition": p, "kind": "outcome_differs",
                                     "detail": f"refold {mine.outcome}, full fold "
@@ -195,7 +197,7 @@ def rebuild_coordinator(settings) -> dict:
                           "waiting_for": sorted(set(tx.targets) - tx.acked)
                           if tx.outcome else sorted(set(tx.participants) -
                                                    {v[0] for v in tx.votes})})
-        partitions.append({"partition": p, "committed": stops[p], "refold_from": points[p],
+        partitions.append({"partition": p, "committed": committed_at[p], "position": stops[p],
                            "open_by_log": len(by_log), "open_by_refold": len(by_refold),
                            "open_now": len(open_now)})
     recorded_wrong = [{"order_id": oid, "fold": tx.outcome, "recorded": [list(r) for r in tx.recorded]}
@@ -205,4 +207,4 @@ def rebuild_coordinator(settings) -> dict:
             "decided": sum(tx.outcome is not None for tx in txs.values()),
             "partitions": partitions, "open": opens, "differences": differences,
             "decisions_equal_recorded": not recorded_wrong, "recorded_differs": recorded_wrong,
-            "fold_s": round(t_fold, 2), "refold_s": round(t_refold, 2)}
+            "fold_s": round(t_fold, 2), "refold_s": round(t_resume, 2)}

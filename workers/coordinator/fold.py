@@ -209,3 +209,19 @@ def is_finished(tx: Tx) -> bool:
 def in_doubt(tx: Tx) -> bool:
     """Some participant holds something (voted yes) and waits for a decision."""
     return tx.outcome is None and any(vote == "yes" for _, vote, _ in tx.votes)
+
+
+def to_dict(tx: Tx) -> dict:
+    """The fold's state as JSON values, for the coordinator's store."""
+    return {"order_id": tx.order_id, "begun": tx.begun, "participants": list(tx.participants),
+            "deadline_ms": tx.deadline_ms, "votes": [list(v) for v in tx.votes],
+            "outcome": tx.outcome, "reason": tx.reason, "acks": sorted(list(a) for a in tx.acks),
+            "recorded": [list(r) for r in tx.recorded]}
+
+
+def from_dict(d: dict) -> Tx:
+    return Tx(order_id=d["order_id"], begun=d["begun"], participants=tuple(d["participants"]),
+              deadline_ms=d["deadline_ms"], votes=tuple(tuple(v) for v in d["votes"]),
+              outcome=d["outcome"], reason=d["reason"],
+              acks=frozenset(tuple(a) for a in d["acks"]),
+              recorded=tuple(tuple(r) for r in d["recorded"]))

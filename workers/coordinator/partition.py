@@ -1,34 +1,65 @@
-"""The open transactions of one tx.log partition: the coordinator's cache of the fold."""
+"""The transactions of one tx.log partition as the coordinator holds them: a cache of the fold.
+
+It holds every open transaction, and the finished ones until the store has saved them; any other
+order it is asked about must first be looked up in the store (`unknown`, then `learn`), because
+an order finished long ago is final for ever: a replayed TxBegun or a late vote must find its
+decision, not open the order again.
+"""
 from __future__ import annotations
 
-from workers.coordinator.fold import Timers, is_finished, step
+from workers.coordinator.fold import Timers, Tx, is_finished, step
+
+# events that may open an order: its begin, or a vote that arrived first (its begin is late or
+# lost: an orphan, presumed aborted after a bound). An ack, a marker or a recorded decision of an
+# order that is neither open nor stored belongs to nothing this partition must act on.
+OPENS = ("TxBegun", "Voted")
 
 
 class Partition:
-    """The open transactions of one tx.log partition, and where each one began."""
+    def __init__(self, next_offset: int = 0):
+        self.open: dict[str, tuple[Tx, Timers]] = {}
+        self.finished: dict[str, Tx] = {}      # finished since the last save
+        self.changed: dict[str, int] = {}      # order id -> offset of its last event, unsaved
+        self.next_offset = next_offset         # of the next tx.log record to fold
 
-    def __init__(self):
-        self.open: dict[str, tuple] = {}          # order id -> (Tx, Timers)
-        self.began_at: dict[str, int] = {}        # order id -> offset of its TxBegun
+    def unknown(self, order_ids) -> set[str]:
+        """Those of `order_ids` this partition must look up in the store before folding."""
+        return {o for o in order_ids if o not in self.open and o not in self.finished}
 
-    def apply(self, offset: int, event, now_ms: int):
+    def learn(self, tx: Tx, now_ms: int) -> None:
+        """A transaction read from the store: finished stays finished, open is resumed."""
+        if is_finished(tx):
+            self.finished[tx.order_id] = tx
+        else:
+            self.open[tx.order_id] = (tx, Timers(first_seen_ms=now_ms))
+
+    def apply(self, offset: int, event, now_ms: int) -> list:
         """Fold one event; returns the decision's outputs when this event made it."""
-        entry = self.open.get(event.order_id)
-        if entry is None and event.TYPE != "TxBegun":
-            return []   # a late event of an order already finished and forgotten
+        oid = event.order_id
+        if oid in self.finished:
+            return []   # final: a replayed begin, a late vote or ack changes nothing
+        entry = self.open.get(oid)
+        if entry is None and event.TYPE not in OPENS:
+            return []
         tx, timers = entry or (None, Timers(first_seen_ms=now_ms))
         tx, decided = step(tx, event, now_ms)
-        if entry is None:
-            self.began_at[event.order_id] = offset
+        self.changed[oid] = offset
         if is_finished(tx):
-            self.forget(event.order_id)
+            self.open.pop(oid, None)
+            self.finished[oid] = tx
         else:
-            self.open[event.order_id] = (tx, timers)
+            self.open[oid] = (tx, timers)
         return decided
 
-    def forget(self, order_id: str) -> None:
-        self.open.pop(order_id, None)
-        self.began_at.pop(order_id, None)
+    def unsaved(self, part: int) -> list[tuple[str, int, int, bool, Tx]]:
+        """Rows for the store: (order id, partition, offset of its last event, finished, tx)."""
+        rows = []
+        for oid, at in self.changed.items():
+            done = oid in self.finished
+            rows.append((oid, part, at, done, self.finished[oid] if done else self.open[oid][0]))
+        return rows
 
-    def refold_from(self, next_offset: int) -> int:
-        return min(self.began_at.values(), default=next_offset)
+    def saved(self) -> None:
+        """The store now holds every change: the finished ones need not stay in memory."""
+        self.changed.clear()
+        self.finished.clear()

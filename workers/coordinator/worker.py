@@ -1,11 +1,12 @@
 """The coordinator shell: folds tx.log, announces decisions, appends deadlines, re-sends decisions
 until every participant has acknowledged.
 
-Its open transactions are a cache of the fold. With every batch it commits, in the same Kafka
-transaction as its outputs, the input offset and (as the offset's metadata) the offset of the
-oldest TxBegun still open on that partition. A new owner re-folds tx.log from there to the
-committed offset — typically a deadline's worth of events, read in well under a second — so no
-state store is written on the hot path and none can disagree with the log.
+Its transactions are a cache of the fold, saved in its own database about once a second, after
+the Kafka transaction that carried their outputs has committed: every open transaction, every
+finished one (so that a decision stays final whatever is replayed later), and per partition the
+offset the rows are folded up to. A new owner of a partition loads its open transactions and
+re-folds only the events between that saved offset and the committed one, so taking over costs
+what is open plus a second of the log, whatever the log's length.
 """
 from __future__ import annotations
 
@@ -18,21 +19,28 @@ from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
 from topics.read import read
+from workers.coordinator import store
 from workers.coordinator.fold import due, in_doubt
-from workers.coordinator.partition import Partition
+from workers.coordinator.partition import OPENS, Partition
 from workers.runtime.crash import CrashPoints
 from workers.runtime.messages import decode_batch, emit
 
 log = logging.getLogger(__name__)
 TICK_MS = 250
-REFOLD_FROM = "refold_from="
+SAVE_EVERY_MS = 1000
+# committed as the offset's metadata: every event before the offset is folded and its outputs
+# are committed with it. An offset without it (moved by an operator's reset) is not trusted so.
+FOLDED = "folded"
 
 
 class CoordinatorHandler:
     accepts = TX_LOG.events
 
-    def __init__(self, settings, names, metrics, resend_after_ms: int = 3000):
-        self.settings, self.metrics, self.resend_after_ms = settings, metrics, resend_after_ms
+    def __init__(self, settings, db, names, metrics, resend_after_ms: int = 3000):
+        self.settings, self.db, self.metrics = settings, db, metrics
+        self.resend_after_ms = resend_after_ms
+        # a vote whose TxBegun never comes is presumed aborted after as long as a deadline
+        self.orphan_after_ms = settings.deadline_ms
         self.tx_log = names.topic(TX_LOG)
         self.topics = (self.tx_log,)
         self.dest = {"tx.log": self.tx_log, "status": names.topic(ORDERS_STATUS),
@@ -40,20 +48,22 @@ class CoordinatorHandler:
         self.dlq = names.topic(ORDERS_DLQ)
         self.group = names.group("coordinator")
         self.partitions: dict[int, Partition] = {}
-        self.next_offset: dict[int, int] = {}
         self.crash = CrashPoints(metrics.worker)
-        self.last_tick = 0
+        self.last_tick = self.saved_at = 0
+        self.on_progress = lambda: None      # the loop's watchdog, told during a long re-fold
 
-    # -- partitions come and go: re-fold each new one from where its oldest open order began
-    def assigned(self, partitions):
+    # -- partitions come and go: load what is open, re-fold the rest from the log
+    def assigned(self, partitions) -> dict[tuple[str, int], int]:
         wanted = [tp.partition for tp in partitions if tp.topic == self.tx_log]
         if not wanted:
-            return
+            return {}
         t0 = time.monotonic()
-        rebuilt = refold(self.settings, self.group, self.tx_log, wanted)
-        self.partitions.update(rebuilt)
-        log.info("re-folded %d open transactions of partitions %s in %.2fs",
-                 sum(len(p.open) for p in rebuilt.values()), wanted, time.monotonic() - t0)
+        taken, starts = take_over(self.settings, self.db, self.group, self.tx_log, wanted,
+                                  self.on_progress)
+        self.partitions.update(taken)
+        log.info("took over partitions %s with %d open transactions in %.2fs", wanted,
+                 sum(len(p.open) for p in taken.values()), time.monotonic() - t0)
+        return {(self.tx_log, p): o for p, o in starts.items()}
 
     def revoked(self, partitions):
         for tp in partitions:
@@ -61,26 +71,32 @@ class CoordinatorHandler:
                 self.partitions.pop(tp.partition, None)
 
     def offset_metadata(self, topic, partition):
-        part = self.partitions.get(partition)
-        nxt = self.next_offset.get(partition, 0)
-        return f"{REFOLD_FROM}{part.refold_from(nxt) if part else nxt}"
+        return FOLDED
 
     def process(self, messages, now_ms):
         events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq)
+        decided = fold_into(self.partitions, self.db, [(m.partition(), m.offset(), e)
+                                                       for m, e in events], now_ms)
         for msg in messages:
-            self.next_offset[msg.partition()] = msg.offset() + 1
-        any_decided = False
-        for msg, event in events:
-            part = self.partitions.setdefault(msg.partition(), Partition())
-            decided = part.apply(msg.offset(), event, now_ms)
-            if decided:
-                any_decided = True
-                tx = decided[0][1]
-                self.metrics.decisions.labels(tx.outcome, tx.reason or "").inc()
-                outs += [emit(self.dest[d], e) for d, e in decided]
-        if any_decided:
+            self.partitions[msg.partition()].next_offset = msg.offset() + 1
+        for outputs in decided:
+            tx = outputs[0][1]
+            self.metrics.decisions.labels(tx.outcome, tx.reason or "").inc()
+            outs += [emit(self.dest[d], e) for d, e in outputs]
+        if decided:
             self.crash.reach("after_decision")
         return outs
+
+    def committed(self, now_ms):
+        """After a Kafka commit: save what changed, at most once a second."""
+        if now_ms - self.saved_at < SAVE_EVERY_MS:
+            return
+        rows = [r for p, part in self.partitions.items() for r in part.unsaved(p)]
+        positions = {p: part.next_offset for p, part in self.partitions.items()}
+        self.db.run(lambda cur: store.save(cur, rows, positions))
+        for part in self.partitions.values():
+            part.saved()
+        self.saved_at = now_ms
 
     def tick(self, now_ms):
         if now_ms - self.last_tick < TICK_MS:
@@ -90,7 +106,8 @@ class CoordinatorHandler:
         for part in self.partitions.values():
             for oid, (tx, timers) in part.open.items():
                 doubtful += in_doubt(tx)
-                new_timers, sent = due(tx, timers, now_ms, self.resend_after_ms)
+                new_timers, sent = due(tx, timers, now_ms, self.resend_after_ms,
+                                       self.orphan_after_ms)
                 if new_timers is not timers:
                     part.open[oid] = (tx, new_timers)
                 outs += [emit(self.dest[d], e) for d, e in sent]
@@ -98,29 +115,89 @@ class CoordinatorHandler:
         return outs
 
 
-def refold(settings, group: str, topic: str, partitions: list[int]) -> dict[int, Partition]:
-    """Rebuild the open transactions of `partitions` from tx.log alone: from the committed
-    refold point up to the committed offset."""
+def fold_into(partitions: dict[int, Partition], db, items, now_ms: int) -> list[list]:
+    """Fold (partition, offset, event) in order, after looking up in the store every order an
+    event may open that the partition does not hold. Returns each decision's outputs."""
+    unknown: dict[int, set[str]] = {}
+    for p, _, event in items:
+        if event.TYPE in OPENS:
+            unknown.setdefault(p, set()).update(partitions[p].unknown([event.order_id]))
+    wanted = sorted(set().union(*unknown.values())) if unknown else []
+    if wanted:
+        found = db.run(lambda cur: store.lookup(cur, wanted))
+        for p, ids in unknown.items():
+            for oid in ids & found.keys():
+                partitions[p].learn(found[oid], now_ms)
+    decided = []
+    for p, offset, event in items:
+        outputs = partitions[p].apply(offset, event, now_ms)
+        if outputs:
+            decided.append(outputs)
+    return decided
+
+
+def take_over(settings, db, group: str, topic: str, parts: list[int], beat=lambda: None
+              ) -> tuple[dict[int, Partition], dict[int, int]]:
+    """The state of `parts` as a new owner resumes it, and the offset to read each one from when
+    it is not the committed one. Loads the saved open transactions; between the saved offset and a
+    committed offset the coordinator wrote itself, re-folds the log without emitting (those
+    outputs were committed with that offset); elsewhere reading resumes at the saved offset."""
+    now_ms = int(time.time() * 1000)
+    saved = db.run(lambda cur: store.load_open(cur, parts))
+    committed = _committed(settings, group, topic, parts)
+    out, starts, ranges = {}, {}, {}
+    for p in parts:
+        at, txs = saved.get(p, (0, []))
+        out[p] = Partition(at)
+        for tx in txs:
+            out[p].learn(tx, now_ms)
+        offset, meta = committed[p]
+        if meta == FOLDED and offset > at:
+            ranges[p] = (at, offset)
+        else:
+            starts[p] = at
+    if ranges:
+        refold(settings, db, group, topic, out, ranges, now_ms, beat)
+    return out, starts
+
+
+def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: int = 2000):
+    """Fold tx.log's [start, stop) of each partition into `partitions`, outputs discarded."""
+    items = []
+
+    def flush():
+        fold_into(partitions, db, items, now_ms)
+        items.clear()
+        beat()
+
+    starts = {p: a for p, (a, _) in ranges.items()}
+    stops = {p: b for p, (_, b) in ranges.items()}
+    for msg in read(settings.kafka(), topic, starts, stops, timeout_s=3600, group=group,
+                    on_progress=beat):
+        try:
+            event = codec.decode(msg.value(), msg.headers())
+        except DeadLetter:
+            continue   # dead-lettered when it was first read
+        if event.TYPE in TX_LOG.events:
+            items.append((msg.partition(), msg.offset(), event))
+        partitions[msg.partition()].next_offset = msg.offset() + 1
+        if len(items) >= chunk:
+            flush()
+    flush()
+    for p, (_, stop) in ranges.items():
+        partitions[p].next_offset = stop
+
+
+def _committed(settings, group: str, topic: str, parts: list[int]) -> dict[int, tuple[int, str]]:
     consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False,
                                           "log_level": 3}))
     try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
+        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
     finally:
         consumer.close()
-    starts, stops = {}, {}
+    out = {}
     for tp in committed:
-        meta = tp.metadata or ""
-        start = int(meta[len(REFOLD_FROM):]) if meta.startswith(REFOLD_FROM) else 0
-        if 0 <= start < tp.offset:      # nothing committed: the group starts at the beginning
-            starts[tp.partition], stops[tp.partition] = start, tp.offset
-    out = {p: Partition() for p in partitions}
-    if starts:
-        now_ms = int(time.time() * 1000)
-        for msg in read(settings.kafka(), topic, starts, stops, timeout_s=60, group=group):
-            try:
-                event = codec.decode(msg.value(), msg.headers())
-            except DeadLetter:
-                continue   # dead-lettered when it was first read
-            if event.TYPE in TX_LOG.events:
-                out[msg.partition()].apply(msg.offset(), event, now_ms)
+        if tp.error is not None:      # never guess a position: the loop retries the assignment
+            raise RuntimeError(f"committed offset of {topic}[{tp.partition}]: {tp.error}")
+        out[tp.partition] = (tp.offset, tp.metadata or "")
     return out

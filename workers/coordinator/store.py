@@ -1,0 +1,40 @@
+"""The coordinator database's SQL: the transactions it has folded and how far each partition's
+rows go. Every function takes a cursor inside the caller's transaction."""
+from __future__ import annotations
+
+from workers.coordinator.fold import Tx, from_dict, to_dict
+from workers.runtime.db import Json, execute_values
+
+
+def load_open(cur, parts: list[int]) -> dict[int, tuple[int, list[Tx]]]:
+    """partition -> (next offset the rows include, its open transactions), for the partitions
+    that have a snapshot."""
+    cur.execute("SELECT part, next_offset FROM snapshots WHERE part = ANY(%s)", (parts,))
+    out: dict[int, tuple[int, list[Tx]]] = {p: (o, []) for p, o in cur.fetchall()}
+    cur.execute("SELECT part, tx FROM txs WHERE part = ANY(%s) AND NOT finished", (list(out),))
+    for part, tx in cur.fetchall():
+        out[part][1].append(from_dict(tx))
+    return out
+
+
+def lookup(cur, order_ids: list[str]) -> dict[str, Tx]:
+    cur.execute("SELECT order_id, tx FROM txs WHERE order_id = ANY(%s)", (order_ids,))
+    return {oid: from_dict(tx) for oid, tx in cur.fetchall()}
+
+
+def save(cur, rows: list[tuple[str, int, int, bool, Tx]], positions: dict[int, int]) -> None:
+    """rows: (order id, partition, offset of its last event, finished, tx). Neither a row nor a
+    position ever moves back: a write from an instance that has since lost the partition, or a
+    slower one, cannot undo what a newer owner saved."""
+    if rows:
+        execute_values(cur, "INSERT INTO txs (order_id, part, at_offset, finished, tx) VALUES %s "
+                       "ON CONFLICT (order_id) DO UPDATE SET at_offset = EXCLUDED.at_offset, "
+                       "finished = EXCLUDED.finished, tx = EXCLUDED.tx "
+                       "WHERE txs.at_offset < EXCLUDED.at_offset",
+                       [(oid, part, at, done, Json(to_dict(tx)))
+                        for oid, part, at, done, tx in sorted(rows, key=lambda r: r[0])])
+    if positions:
+        execute_values(cur, "INSERT INTO snapshots (part, next_offset) VALUES %s "
+                       "ON CONFLICT (part) DO UPDATE SET next_offset = EXCLUDED.next_offset "
+                       "WHERE snapshots.next_offset < EXCLUDED.next_offset",
+                       sorted(positions.items()))
