@@ -76,8 +76,10 @@ class CoordinatorHandler:
             if decided:
                 any_decided = True
                 tx = decided[0][1]
-                self.metrics.decisions.labels(tx.outcome, tx.reason or "").inc()
-                outs += [emit(self.dest[d], e) for d, e in decided]
+                count = self.metrics.decisions.labels(tx.outcome, tx.reason or "").inc
+                # counted once, with the first of the decision's outputs
+                outs += [emit(self.dest[d], e, count if n == 0 else None)
+                         for n, (d, e) in enumerate(decided)]
         if any_decided:
             self.crash.reach("after_decision")
         return outs
