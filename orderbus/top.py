@@ -19,10 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from orderbus.report import connect
-from topics.catalogue import GROUPS, ORDERS_DLQ
+from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
 from topics.lag import STATUSES, LagError, LagReader
 from topics.read import BEGINNING, IncompleteRead, read
-from workers.runtime.messages import REASON
 from workers.tracker import snapshot
 from workers.tracker.metrics import MS_BUCKETS
 from workers.tracker.stages import END_TO_END, GRACE_S, STAGES
@@ -265,7 +264,7 @@ class DeadLetterCounter:
                 self.starts[msg.partition()] = msg.offset() + 1
                 self.count += 1
                 reason = next((v.decode(errors="replace") for k, v in msg.headers() or ()
-                               if k == REASON and v is not None), "unknown")
+                               if k == DLQ_REASON and v is not None), "unknown")
                 self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
         except IncompleteRead:
             return False

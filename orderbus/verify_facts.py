@@ -9,7 +9,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas import codec
 from schemas.errors import DeadLetter
-from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_PLACED, TX_LOG
+from topics.catalogue import (ALL, DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, ORDERS_DLQ, ORDERS_PLACED,
+                              TX_LOG)
 from topics.read import IncompleteRead, ReadError, open_transactions, read
 from workers.coordinator.fold import fold
 from workers.main import PIPELINE
@@ -82,8 +83,8 @@ def gather(settings) -> Facts:
     for committed, into in ((True, f.dead), (False, f.dead_written)):
         for msg in read(kafka, names.topic(ORDERS_DLQ), committed=committed):
             h = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
-            if "dlq.topic" in h:
-                into.add((h["dlq.topic"], int(h["dlq.partition"]), int(h["dlq.offset"])))
+            if DLQ_TOPIC in h:
+                into.add((h[DLQ_TOPIC], int(h[DLQ_PARTITION]), int(h[DLQ_OFFSET])))
     for msg in read(kafka, names.topic(TX_LOG)):
         try:
             event = codec.decode(msg.value(), msg.headers())

@@ -32,8 +32,27 @@ INVENTORY_COMMANDS = Topic("inventory.commands.v1", key="order_id",
                            events=("Prepare", "Commit", "Abort"))
 PAYMENT_COMMANDS = Topic("payment.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"))
 ORDERS_STATUS = Topic("orders.status.v1", key="order_id", retention_ms=-1, events=("StatusChanged",))
-ORDERS_DLQ = Topic("orders.dlq.v1", key="original key", retention_ms=30 * DAY_MS, events=())
+ORDERS_DLQ = Topic("orders.dlq.v1", key="original key (its sha256 if too long)",
+                   retention_ms=30 * DAY_MS, events=())
 ALL = (ORDERS_PLACED, TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATUS, ORDERS_DLQ)
+
+# The headers a worker appends to a dead letter, after any the original carried (so the last of a
+# name is the worker's). Every name starts with DLQ_PREFIX.
+DLQ_PREFIX = "dlq."
+DLQ_REASON = "dlq.reason"
+DLQ_DETAIL = "dlq.detail"
+DLQ_TOPIC = "dlq.topic"              # where the original was: topic, partition, offset
+DLQ_PARTITION = "dlq.partition"
+DLQ_OFFSET = "dlq.offset"
+DLQ_WORKER = "dlq.worker"
+DLQ_AT_MS = "dlq.at_ms"
+# What did not fit in the dead letter whole, each with the original's size in bytes: the value
+# is its first bytes; the key is the original's sha256, in hex; the headers were dropped and
+# DLQ_HEADERS_SHA256 is their sha256, in hex (of workers/runtime/messages.py's encoding)
+DLQ_TRUNCATED_FROM = "dlq.truncated_from"
+DLQ_KEY_DIGESTED_FROM = "dlq.key_digested_from"
+DLQ_HEADERS_DIGESTED_FROM = "dlq.headers_digested_from"
+DLQ_HEADERS_SHA256 = "dlq.headers_sha256"
 
 # participant name -> the topic of its commands
 COMMANDS = {"inventory": INVENTORY_COMMANDS, "payment": PAYMENT_COMMANDS}

@@ -30,11 +30,12 @@ from confluent_kafka import (ConsumerGroupTopicPartitions, KafkaException, Produ
                              TopicPartition)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from topics.catalogue import (DLQ_HEADERS_DIGESTED_FROM, DLQ_KEY_DIGESTED_FROM, DLQ_PREFIX,
+                              DLQ_REASON, DLQ_TOPIC, DLQ_TRUNCATED_FROM)
 from topics.producer import PRODUCER_DEFAULTS
 from topics.read import read
 
 COUNT = "replay.count"
-DLQ_PREFIX = "dlq."
 
 
 class ReplayError(RuntimeError):
@@ -68,11 +69,18 @@ class Letter:
 
     @property
     def reason(self) -> str:
-        return self.header("dlq.reason") or "unknown"
+        return self.header(DLQ_REASON) or "unknown"
 
     @property
     def source(self) -> str | None:
-        return self.header("dlq.topic")
+        return self.header(DLQ_TOPIC)
+
+    @property
+    def whole(self) -> bool:
+        """False when the original did not fit in a dead letter: its key or headers were
+        replaced by a digest, or its value truncated."""
+        return not any(self.header(h) for h in (DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM,
+                                                DLQ_TRUNCATED_FROM))
 
     def count(self) -> int | None:
         """Re-drives so far; None when a replay.count header is unreadable (not trusted)."""
@@ -136,6 +144,10 @@ def plan_dlq(letters: list[Letter], replayed: set[str], allowed_sources: set[str
             plan.parked.append((letter, "unreadable replay.count header"))
         elif count >= f.max_replays:
             plan.parked.append((letter, f"replayed {count} times already (max {f.max_replays})"))
+        elif not letter.whole:
+            # re-publishing a digest or a prefix would be another record than the one refused
+            plan.parked.append((letter, "not the original record: it did not fit in a dead "
+                                        "letter whole"))
         elif letter.source not in allowed_sources:
             plan.parked.append((letter, f"source topic {letter.source!r} is not one of this "
                                         "pipeline's topics"))

@@ -8,6 +8,7 @@ exactly; the property-based search over the same space is tests/unit/test_hostil
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -20,7 +21,9 @@ from pipeline import Pipeline, order
 from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import Abort, Commit
-from topics.catalogue import ORDERS_DLQ
+from topics.catalogue import (DLQ_DETAIL, DLQ_HEADERS_DIGESTED_FROM, DLQ_HEADERS_SHA256,
+                              DLQ_KEY_DIGESTED_FROM, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
+                              DLQ_TOPIC, DLQ_TRUNCATED_FROM, DLQ_WORKER, ORDERS_DLQ)
 
 pytestmark = pytest.mark.integration
 
@@ -197,13 +200,13 @@ def forged_type(rng, i):
 
 
 def forged_headers_valid(rng, i):
-    headers = [("dlq.reason", b"rule_violation"), ("dlq.offset", b"x"), ("replay.count", b"99"),
+    headers = [(DLQ_REASON, b"rule_violation"), (DLQ_OFFSET, b"x"), ("replay.count", b"99"),
                ("type", b"Commit"), ("type", b"OrderPlaced"), ("version", b"1")]
     return dumps(base(i)), headers, {ACCEPTED}      # the last type header wins
 
 
 def forged_headers_invalid(rng, i):
-    headers = rng.choice([[("type", b"OrderPlaced"), ("dlq.reason", b"none")],
+    headers = rng.choice([[("type", b"OrderPlaced"), (DLQ_REASON, b"none")],
                           [("version", b"2")], [("type", b"Nope")], [("type", b"\xff")],
                           [("replay.count", b"1"), ("type", b"Commit")]])
     reasons = {"schema_violation", "rule_violation", "unknown_version", "unknown_event"}
@@ -226,9 +229,11 @@ def intake_verdict(value, headers) -> str:
     return ACCEPTED if event.TYPE == "OrderPlaced" else "unknown_event"
 
 
-def read_dead_letters(pipe, expect: int, timeout_s: float = 90, key: bytes | None = None) -> list:
-    """Every dead letter (read_committed), or those with `key` only, tolerating header values
-    that are None or not UTF-8."""
+def read_dead_letters(pipe, expect: int, timeout_s: float = 90, key: bytes | None = None,
+                      at: tuple[int, int] | None = None) -> list:
+    """Every dead letter (read_committed), or those with `key` only, or of the record at `at`
+    (partition, offset) of the source topic only, tolerating header values that are None or not
+    UTF-8."""
     topic = pipe.settings.names.topic(ORDERS_DLQ)
     c = Consumer(pipe.settings.kafka(**{"group.id": f"hostile-{uuid.uuid4().hex[:6]}",
                                         "enable.auto.commit": False,
@@ -238,7 +243,11 @@ def read_dead_letters(pipe, expect: int, timeout_s: float = 90, key: bytes | Non
     out, deadline = [], time.monotonic() + timeout_s
 
     def wanted(m) -> bool:
-        return m.error() is None and (key is None or m.key() == key)
+        if m.error() is not None or (key is not None and m.key() != key):
+            return False
+        h = last_headers(m)
+        return at is None or (h.get(DLQ_PARTITION), h.get(DLQ_OFFSET)) == (
+            str(at[0]).encode(), str(at[1]).encode())
     try:
         while len(out) < expect and time.monotonic() < deadline:
             out += [m for m in c.consume(500, timeout=0.5) if wanted(m)]
@@ -296,10 +305,10 @@ def test_every_message_is_an_order_or_a_dead_letter_and_nothing_is_lost(pipe, ru
     dead = {}
     for m in run["dead"]:
         h = last_headers(m)
-        assert h["dlq.topic"].decode() == pipe.placed and h["dlq.worker"] == b"intake"
-        position = (int(h["dlq.partition"]), int(h["dlq.offset"]))
+        assert h[DLQ_TOPIC].decode() == pipe.placed and h[DLQ_WORKER] == b"intake"
+        position = (int(h[DLQ_PARTITION]), int(h[DLQ_OFFSET]))
         assert position not in dead, f"dead-lettered twice: {position}"
-        dead[position] = (h["dlq.reason"].decode(), h["dlq.detail"], m.value())
+        dead[position] = (h[DLQ_REASON].decode(), h[DLQ_DETAIL], m.value())
     assert not recorded.keys() & dead.keys()
     assert recorded.keys() | dead.keys() == expected.keys(), "a message was lost or invented"
     for position, (kind, oid, value, _, verdict) in expected.items():
@@ -361,7 +370,7 @@ def assert_dead_lettered_then_flowing(pipe, key: bytes, reason: str):
     # wait for this key's own dead letter: another one must not end the wait
     dead = read_dead_letters(pipe, expect=1, timeout_s=60, key=key)
     intake = pipe.sup.find("intake")
-    reasons = [last_headers(m)["dlq.reason"].decode() for m in dead]
+    reasons = [last_headers(m)[DLQ_REASON].decode() for m in dead]
     assert reasons == [reason], f"dead letters {reasons}, intake restarted {intake.restarts} times"
     assert intake.restarts == 0
     deadline = time.monotonic() + 30
@@ -393,5 +402,72 @@ def test_oversized_value_from_another_client_is_dead_lettered(intake_only):
     assert raw.flush(30) == 0 and errors == [None], errors
     assert_dead_lettered_then_flowing(intake_only, key, "undecodable")
     dead = read_dead_letters(intake_only, expect=1, key=key)
-    assert last_headers(dead[0])["dlq.truncated_from"] == str(len(value)).encode()
+    assert last_headers(dead[0])[DLQ_TRUNCATED_FROM] == str(len(value)).encode()
     assert dead[0].value() == value[:len(dead[0].value())]      # a true prefix of the original
+
+
+# -- a record as big as the broker takes ------------------------------------------------------
+# The broker limits a batch as it arrives, compressed (max.message.bytes, 1,048,588); the workers'
+# producers limit key + value + headers uncompressed (message.max.bytes, 1,000,000). So a client
+# may publish a record that, copied whole into a dead letter, no worker could write: every attempt
+# would abort intake's transaction and read the partition again, for ever.
+
+
+@pytest.fixture
+def whole(settings, tmp_path):
+    """A pipeline of its own per test: a wedged intake must not stall another test's orders."""
+    p = Pipeline(settings, "hw" + uuid.uuid4().hex[:8], tmp_path)
+    p.stock(**{"w-sku": 10})
+    p.account(**{"w-cust": 10_000})
+    p.start()
+    yield p
+    p.close()
+
+
+def publish_as_producer(pipe, key: bytes, value: bytes, headers=None, partition: int = 0) -> int:
+    """One lz4-compressed record on `partition` of orders.placed as the `producer` principal,
+    whose client limit is raised so that only the broker's (on the compressed batch) applies.
+    Returns its offset."""
+    raw = Producer(pipe.settings.as_principal("producer").kafka(**{
+        "compression.type": "lz4", "acks": "all", "message.max.bytes": 128 << 20}))
+    acks = []
+    raw.produce(pipe.placed, key=key, value=value, headers=headers, partition=partition,
+                on_delivery=lambda err, msg: acks.append((err, msg.offset())))
+    assert raw.flush(60) == 0 and acks[0][0] is None, acks
+    return acks[0][1]
+
+
+def assert_hostile_dead_lettered_and_valid_decided(pipe, key: bytes, value: bytes, headers=None):
+    """The hostile record, then a valid order on the same partition: the order is decided and
+    the record is dead-lettered with its reason. Returns the dead letter."""
+    offset = publish_as_producer(pipe, key, value, headers)
+    follower = order("after-hostile", "w-cust", ("w-sku", 1, 100))
+    publish_as_producer(pipe, b"after-hostile", dumps(follower))
+    pipe.wait_final([follower["order_id"]], timeout_s=60)
+    dead = read_dead_letters(pipe, expect=1, timeout_s=30, at=(0, offset))
+    assert [last_headers(m)[DLQ_REASON] for m in dead] == [b"undecodable"]
+    assert pipe.sup.find("intake").restarts == 0
+    return dead[0]
+
+
+def test_a_huge_key_is_digested_and_the_partition_flows(whole):
+    key = random.Random(1).randbytes(98_000)
+    letter = assert_hostile_dead_lettered_and_valid_decided(whole, key, b"<" * 960_000)
+    assert letter.key() == hashlib.sha256(key).hexdigest().encode()
+    assert last_headers(letter)[DLQ_KEY_DIGESTED_FROM] == b"98000"
+    assert last_headers(letter)[DLQ_TRUNCATED_FROM] == b"960000"
+
+
+def test_huge_compressible_headers_are_digested_and_the_partition_flows(whole):
+    headers = [(f"x-pad-{i}", b"p" * 20_000) for i in range(100)]     # 2 MB, lz4 takes it to ~10 kB
+    letter = assert_hostile_dead_lettered_and_valid_decided(whole, b"pad", b"not json", headers)
+    assert not any(k.startswith("x-pad-") for k, _ in letter.headers())
+    assert int(last_headers(letter)[DLQ_HEADERS_DIGESTED_FROM]) >= 2_000_000
+    assert len(last_headers(letter)[DLQ_HEADERS_SHA256]) == 64
+
+
+def test_a_decompression_bomb_is_a_bounded_dead_letter(whole):
+    value = b"{" * (48 << 20)     # 48 MiB that lz4 sends as ~200 kB
+    letter = assert_hostile_dead_lettered_and_valid_decided(whole, b"bomb", value)
+    assert last_headers(letter)[DLQ_TRUNCATED_FROM] == str(len(value)).encode()
+    assert value.startswith(letter.value()) and len(letter.value()) < 1_000_000

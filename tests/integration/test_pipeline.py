@@ -8,6 +8,7 @@ import time
 import pytest
 
 from pipeline import order
+from topics.catalogue import DLQ_DETAIL, DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC, DLQ_WORKER
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +80,8 @@ def test_same_order_three_times_is_one_charge_and_a_conflict_is_a_dead_letter(pi
     assert pipe.sql("payments", "SELECT captured_cents FROM accounts WHERE customer_id = 'd-cust'") == [(200,)]
     assert pipe.sql("shipping", "SELECT count(*) FROM shipments WHERE order_id = 'dup-1'") == [(1,)]
     dead = [d for d in pipe.dead_letters() if d["key"] == b"dup-1"]
-    assert len(dead) == 1 and dead[0]["headers"]["dlq.reason"] == "rule_violation"
-    assert "already used" in dead[0]["headers"]["dlq.detail"]
+    assert len(dead) == 1 and dead[0]["headers"][DLQ_REASON] == "rule_violation"
+    assert "already used" in dead[0]["headers"][DLQ_DETAIL]
 
 
 MALFORMED = {
@@ -105,12 +106,12 @@ def test_malformed_orders_are_dead_letters_and_the_partition_keeps_flowing(pipe)
     pipe.publish(order("m-good", "m-cust", ("m-sku", 1, 5)))
     assert pipe.wait_final(["m-good"])["m-good"][0] == "SHIPPED"
     dead = [d for d in pipe.dead_letters() if d["key"] == key]
-    reasons = sorted(d["headers"]["dlq.reason"] for d in dead)
+    reasons = sorted(d["headers"][DLQ_REASON] for d in dead)
     assert reasons == sorted([*MALFORMED, "unknown_version"])
     for d in dead:
         h = d["headers"]
-        assert h["dlq.topic"].endswith("orders.placed.v1") and h["dlq.worker"] == "intake"
-        assert int(h["dlq.offset"]) >= 0 and h["dlq.detail"]
+        assert h[DLQ_TOPIC].endswith("orders.placed.v1") and h[DLQ_WORKER] == "intake"
+        assert int(h[DLQ_OFFSET]) >= 0 and h[DLQ_DETAIL]
     assert {d["value"] for d in dead} >= set(MALFORMED.values())    # original bytes kept
 
 

@@ -19,7 +19,8 @@ import kafka_tool
 from orderbus import cli
 from orderbus.verify import verify
 from pipeline import order
-from topics.catalogue import ORDERS_DLQ
+from topics.catalogue import (DLQ_AT_MS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC,
+                              DLQ_WORKER, ORDERS_DLQ)
 from topics.producer import OrderPublisher
 from topics.read import read
 from topics.replay import Groups, ResetSpec, read_letters
@@ -169,9 +170,9 @@ def test_a_killed_redrive_run_again_applies_each_order_once(pipe, settings):
     for i, oid in enumerate(ids):
         # valid orders, as an older intake would have refused them (the "fix" is deployed now)
         value, headers, _ = OrderPublisher.encode(order(oid, "rk-c", ("rk-sku", 1, price)))
-        headers += [("dlq.reason", b"unknown_version"), ("dlq.topic", placed.encode()),
-                    ("dlq.partition", b"0"), ("dlq.offset", str(10**9 + i).encode()),
-                    ("dlq.worker", b"intake"), ("dlq.at_ms", b"0")]
+        headers += [(DLQ_REASON, b"unknown_version"), (DLQ_TOPIC, placed.encode()),
+                    (DLQ_PARTITION, b"0"), (DLQ_OFFSET, str(10**9 + i).encode()),
+                    (DLQ_WORKER, b"intake"), (DLQ_AT_MS, b"0")]
         producer.produce(dlq, key=oid.encode(), value=value, headers=headers)
     assert producer.flush(30) == 0
     log = settings.home / "replay" / f"{dlq}.jsonl"

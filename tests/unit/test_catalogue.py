@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from topics.catalogue import ALL, COMMANDS, by_name
+from topics import catalogue
+from topics.catalogue import ALL, COMMANDS, DLQ_PREFIX, by_name
 
 
 def test_names_are_unique_and_versioned():
@@ -17,6 +18,12 @@ def test_every_topic_can_spread_and_is_replicated(topic):
     assert topic.partitions >= 6
     assert topic.replication == 3
     assert topic.configs(2)["min.insync.replicas"] == "2"
+
+
+def test_dead_letter_headers_are_distinct_and_start_with_the_prefix_replay_strips():
+    names = [v for k, v in vars(catalogue).items() if k.startswith("DLQ_") and k != "DLQ_PREFIX"]
+    assert len(names) == len(set(names)) > 0
+    assert all(name.startswith(DLQ_PREFIX) for name in names)
 
 
 def test_keyed_topics_are_copartitioned():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -23,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from records import Msg
 from schemas import codec
 from schemas.errors import (
     DeadLetter,
@@ -30,8 +30,9 @@ from schemas.errors import (
     UndecodableError,
 )
 from schemas.events import Commit, OrderPlaced, Prepare, StatusChanged, TxBegun
+from topics.catalogue import DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC
 from workers.intake.core import Seen, begin, classify
-from workers.runtime.messages import REASON, decode_batch
+from workers.runtime.messages import decode_batch
 from workers.runtime.metrics import Metrics
 
 # no example database and no explain phase (it writes .patch files): this module writes no files
@@ -229,7 +230,7 @@ bodies = st.one_of(
 )
 
 # headers are data, not authority: every name a reader might trust, with forged values
-HEADER_NAMES = ["type", "version", "dlq.reason", "dlq.topic", "dlq.partition", "dlq.offset",
+HEADER_NAMES = ["type", "version", DLQ_REASON, DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET,
                 "replay.count", "x"]
 TYPES = [b"OrderPlaced", b"Commit", b"Abort", b"Prepare", b"TxBegun", b"StatusChanged", b"Voted",
          b"orderplaced", b"OrderPlaced\x00", b"\xff", b""]
@@ -384,35 +385,6 @@ def test_rule_violation_detail_stays_short():
 # -- headers are data, not authority: intake's decode_batch ------------------------------------
 
 
-@dataclass(frozen=True)
-class Msg:
-    """A consumed message as a value object: what decode_batch reads of confluent_kafka.Message."""
-    _value: bytes | None
-    _headers: list | None
-    _key: bytes | None = b"k"
-    _topic: str = "t.orders.placed.v1"
-    _partition: int = 2
-    _offset: int = 41
-
-    def value(self):
-        return self._value
-
-    def headers(self):
-        return self._headers
-
-    def key(self):
-        return self._key
-
-    def topic(self):
-        return self._topic
-
-    def partition(self):
-        return self._partition
-
-    def offset(self):
-        return self._offset
-
-
 def intake_decode(msg: Msg):
     metrics = Metrics("intake")
     events, dead = decode_batch([msg], metrics, 1_700_000_000_000, ("OrderPlaced",), "t.dlq",
@@ -441,8 +413,8 @@ def test_forged_headers_cannot_make_an_invalid_body_pass(value, headers):
         out, = dead
         assert (out.topic, out.key, out.value) == ("t.dlq", b"k", value)   # original bytes
         found = dict(out.headers)   # last wins: the worker's own dlq.* come after any forged ones
-        assert found[REASON].decode() in REASONS and found["dlq.detail"]
-        assert (found["dlq.topic"], found["dlq.partition"], found["dlq.offset"]) == (
+        assert found[DLQ_REASON].decode() in REASONS and found[DLQ_DETAIL]
+        assert (found[DLQ_TOPIC], found[DLQ_PARTITION], found[DLQ_OFFSET]) == (
             b"t.orders.placed.v1", b"2", b"41")
         assert out.headers[: len(headers or [])] == list(headers or [])
 
@@ -455,15 +427,15 @@ def test_other_event_types_on_the_orders_topic_are_dead_letters(event):
     value, headers = codec.encode(event)
     events, dead = intake_decode(Msg(value, headers))
     assert not events
-    assert dict(dead[0].headers)[REASON] == b"unknown_event"
+    assert dict(dead[0].headers)[DLQ_REASON] == b"unknown_event"
 
 
 def test_forged_dead_letter_headers_do_not_decide_the_reason():
     valid = json.dumps({"order_id": "o-1", "customer_id": "c-1", "currency": "EUR",
                         "total_cents": 1, "items": [{"sku": "A", "quantity": 1,
                                                      "unit_price_cents": 1}]}).encode()
-    forged = [("dlq.reason", b"rule_violation"), ("replay.count", b"99"), ("type", b"OrderPlaced")]
+    forged = [(DLQ_REASON, b"rule_violation"), ("replay.count", b"99"), ("type", b"OrderPlaced")]
     events, dead = intake_decode(Msg(valid, forged))
     assert len(events) == 1 and not dead   # a valid order is an order whatever dlq.* says
     events, dead = intake_decode(Msg(b"{", forged))
-    assert dict(dead[0].headers)[REASON] == b"undecodable"
+    assert dict(dead[0].headers)[DLQ_REASON] == b"undecodable"

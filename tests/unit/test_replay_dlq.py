@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from topics.catalogue import (DLQ_HEADERS_DIGESTED_FROM, DLQ_KEY_DIGESTED_FROM, DLQ_OFFSET,
+                              DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC, DLQ_TRUNCATED_FROM)
 from topics.replay import COUNT, DlqFilter, Letter, ReplayLog, plan_dlq
 
 SRC = "orders.placed.v1"
@@ -12,8 +14,8 @@ def letter(p, o, ts=0, reason="unknown_event", count=None, source=SRC, extra=())
     headers = [("type", b"Foo"), *extra]
     if count is not None:
         headers.append((COUNT, str(count).encode()))
-    headers += [("dlq.reason", reason.encode()), ("dlq.topic", source.encode()),
-                ("dlq.partition", b"0"), ("dlq.offset", b"7")]
+    headers += [(DLQ_REASON, reason.encode()), (DLQ_TOPIC, source.encode()),
+                (DLQ_PARTITION, b"0"), (DLQ_OFFSET, b"7")]
     return Letter(p, o, ts, f"k{p}".encode(), b"{}", tuple(headers))
 
 
@@ -50,24 +52,32 @@ def test_parks_at_the_maximum_and_skips_what_was_replayed():
 
 @pytest.mark.parametrize("forged", [b"-1", b"x", b"99999999", b""])
 def test_an_unreadable_count_parks_rather_than_trusts(forged):
-    bad = Letter(0, 0, 0, b"k", b"{}", ((COUNT, forged), ("dlq.reason", b"r"),
-                                         ("dlq.topic", SRC.encode())))
+    bad = Letter(0, 0, 0, b"k", b"{}", ((COUNT, forged), (DLQ_REASON, b"r"),
+                                         (DLQ_TOPIC, SRC.encode())))
     plan = plan_dlq([bad], set(), {SRC}, DlqFilter())
     assert plan.selected == [] and "unreadable" in plan.parked[0][1]
 
 
 def test_the_highest_of_repeated_counts_counts():
-    l = Letter(0, 0, 0, b"k", b"{}", ((COUNT, b"0"), (COUNT, b"3"), ("dlq.topic", SRC.encode())))
+    l = Letter(0, 0, 0, b"k", b"{}", ((COUNT, b"0"), (COUNT, b"3"), (DLQ_TOPIC, SRC.encode())))
     assert l.count() == 3
 
 
 def test_a_source_outside_the_pipeline_is_parked():
     # a forged dlq.topic before the worker's own one loses (the last header wins)...
-    honest = letter(0, 0, extra=(("dlq.topic", b"tx.log.v1"),))
+    honest = letter(0, 0, extra=((DLQ_TOPIC, b"tx.log.v1"),))
     assert honest.source == SRC
     # ...and a letter naming a topic that is not ours is never re-published
     plan = plan_dlq([letter(0, 1, source="elsewhere")], set(), {SRC}, DlqFilter())
     assert plan.selected == [] and "not one of" in plan.parked[0][1]
+
+
+@pytest.mark.parametrize("cut", [DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM,
+                                 DLQ_TRUNCATED_FROM])
+def test_a_letter_that_did_not_fit_whole_is_parked(cut):
+    # its key would be a digest, its headers gone or its value a prefix: not the record refused
+    plan = plan_dlq([letter(0, 0, extra=((cut, b"98000"),))], set(), {SRC}, DlqFilter())
+    assert plan.selected == [] and "not the original" in plan.parked[0][1]
 
 
 def test_replay_headers_drop_ours_and_carry_the_new_count():

@@ -81,8 +81,10 @@ class CoordinatorHandler:
             self.partitions[msg.partition()].next_offset = msg.offset() + 1
         for outputs in decided:
             tx = outputs[0][1]
-            self.metrics.decisions.labels(tx.outcome, tx.reason or "").inc()
-            outs += [emit(self.dest[d], e) for d, e in outputs]
+            count = self.metrics.decisions.labels(tx.outcome, tx.reason or "").inc
+            # counted once, with the first of the decision's outputs
+            outs += [emit(self.dest[d], e, count if n == 0 else None)
+                     for n, (d, e) in enumerate(outputs)]
         if decided:
             self.crash.reach("after_decision")
         return outs

@@ -38,8 +38,7 @@ class IntakeHandler(Stateless):
             if kind == "conflict":
                 err = RuleViolationError(f"order_id {order.order_id} was already used for an "
                                          "order with other content")
-                self.metrics.dead_letters.labels(self.metrics.worker, err.reason).inc()
-                outs.append(dead_letter(msg, err, self.metrics.worker, now_ms, self.dlq))
+                outs.append(dead_letter(msg, err, self.metrics, now_ms, self.dlq))
                 continue
             if kind == "duplicate":
                 continue

@@ -46,10 +46,13 @@ class ParticipantHandler(Stateless):
         outcome = self.db.run(lambda cur: self._apply(cur, commands, now_ms))
         for line in outcome.anomalies:
             log.error("%s", line)
-        for v in outcome.outputs:
-            if v.TYPE == "Voted":
-                self.metrics.votes.labels(self.metrics.worker, v.vote, v.reason or "").inc()
-        return dead + [emit(self.tx_log, e) for e in outcome.outputs]
+        return dead + [emit(self.tx_log, e, self._counted(e)) for e in outcome.outputs]
+
+    def _counted(self, event):
+        """What an output adds to the votes counter, once its transaction commits."""
+        if event.TYPE != "Voted":
+            return None
+        return self.metrics.votes.labels(self.metrics.worker, event.vote, event.reason or "").inc
 
     def _apply(self, cur, commands, now_ms):
         L = self.ledger

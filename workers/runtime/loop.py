@@ -11,8 +11,8 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -29,6 +29,9 @@ class Out:
     value: bytes | None
     headers: list | None = None
     partition: int | None = None     # None: by key (murmur2, as every orderbus producer)
+    # what this output adds to a counter (a dead letter, a vote, a decision), called once the
+    # transaction carrying it has committed: an aborted batch is read again and counted then
+    count: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 class Handler(Protocol):
@@ -219,8 +222,9 @@ class Loop:
             return
         self.crash.reach("after_db_commit")
         t1 = time.monotonic()
-        if self._transact(outs, _next_offsets(batch, self.handler.offset_metadata)):
-            self.handler.committed(now_ms)
+        if not self._transact(outs, _next_offsets(batch, self.handler.offset_metadata)):
+            return
+        self.handler.committed(now_ms)
         log.debug("batch of %d in, %d out: process %.1f ms, transaction %.1f ms", len(batch),
                   len(outs), (t1 - t0) * 1000, (time.monotonic() - t1) * 1000)
         for msg in batch:
@@ -230,8 +234,8 @@ class Loop:
             self.metrics.batch_ms.labels(self.metrics.worker).observe((time.monotonic() - t0) * 1000)
 
     def _transact(self, outs: list[Out], offsets: list[TopicPartition]) -> bool:
-        """True when the transaction committed; False when it was aborted and the batch will be
-        read again."""
+        """True once the batch's outputs and offsets have committed; False when the transaction
+        was aborted and the batch is to be read again."""
         try:
             self.producer.begin_transaction()
             for out in outs:
@@ -258,6 +262,8 @@ class Loop:
             return False
         for out in outs:
             self.metrics.produced.labels(self.metrics.worker, out.topic).inc()
+            if out.count is not None:
+                out.count()
         return True
 
     def _produce(self, out: Out) -> None:

@@ -1,41 +1,78 @@
 """From Kafka messages to events and back: decode or dead-letter, encode keyed by order id."""
 from __future__ import annotations
 
+import hashlib
 import logging
+import struct
+from typing import Callable
 
 from confluent_kafka import Message
 
 from schemas import codec
 from schemas.errors import DeadLetter, UnknownEventError
+from topics.catalogue import (DLQ_AT_MS, DLQ_DETAIL, DLQ_HEADERS_DIGESTED_FROM, DLQ_HEADERS_SHA256,
+                              DLQ_KEY_DIGESTED_FROM, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
+                              DLQ_TOPIC, DLQ_TRUNCATED_FROM, DLQ_WORKER)
 from workers.runtime.loop import Out
 
 log = logging.getLogger(__name__)
-REASON = "dlq.reason"      # dead-letter header names, read back by the replay tools
-# The producer's message limit is 1,000,000 bytes (librdkafka's message.max.bytes); a dead letter
-# must always fit, so a larger original is kept truncated, with its full size in a header (the
-# reason still says what was wrong with it); the rest of the limit is left for key and headers
-MAX_DEAD_VALUE = 950_000
+# A worker's producer refuses a record whose key, value and headers (plus ~40 bytes of framing)
+# exceed librdkafka's message.max.bytes, 1,000,000; the broker limits only the compressed batch,
+# so a client may publish far more. A dead letter must always fit, or writing it aborts the
+# transaction and the batch is read again for ever: each part of the original is bounded, and
+# with the worker's own headers (under 2 kB) the whole stays some 30 kB under the limit.
+MAX_DEAD_KEY = 1_024          # a longer key is replaced by its sha256
+MAX_DEAD_HEADERS = 16_384     # longer headers are dropped for their sha256
+MAX_DEAD_VALUE = 950_000      # a longer value is truncated
 
 
-def emit(topic: str, event) -> Out:
+def emit(topic: str, event, count: Callable[[], None] | None = None) -> Out:
     value, headers = codec.encode(event)
-    return Out(topic, event.order_id.encode(), value, headers)
+    return Out(topic, event.order_id.encode(), value, headers, count=count)
 
 
-def dead_letter(msg: Message, error: DeadLetter, worker: str, now_ms: int, dlq_topic: str) -> Out:
+def dead_letter(msg: Message, error: DeadLetter, metrics, now_ms: int, dlq_topic: str) -> Out:
     # one line per bad message (they are rare): with the transaction warnings beside it, the log
     # shows whether a dead letter was written in a transaction that then committed
     log.info("dead letter %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), error.reason)
-    headers = list(msg.headers() or [])
-    value = msg.value()
+    key, headers, value = _fitted(msg.key(), list(msg.headers() or []), msg.value())
+    headers += [(DLQ_REASON, error.reason.encode()),
+                (DLQ_DETAIL, str(error.detail).encode()[:1000]),
+                (DLQ_TOPIC, msg.topic().encode()), (DLQ_PARTITION, str(msg.partition()).encode()),
+                (DLQ_OFFSET, str(msg.offset()).encode()), (DLQ_WORKER, metrics.worker.encode()),
+                (DLQ_AT_MS, str(now_ms).encode())]
+    return Out(dlq_topic, key, value, headers,
+               count=metrics.dead_letters.labels(metrics.worker, error.reason).inc)
+
+
+def _fitted(key: bytes | None, headers: list, value: bytes | None):
+    """The original's key, headers and value, each within its bound; what was cut is noted, with
+    its full size, after the headers kept."""
+    notes = []
+    if key is not None and len(key) > MAX_DEAD_KEY:
+        notes.append((DLQ_KEY_DIGESTED_FROM, str(len(key)).encode()))
+        key = hashlib.sha256(key).hexdigest().encode()
+    encoded = _encoded(headers)
+    if len(encoded) > MAX_DEAD_HEADERS:
+        notes += [(DLQ_HEADERS_DIGESTED_FROM, str(len(encoded)).encode()),
+                  (DLQ_HEADERS_SHA256, hashlib.sha256(encoded).hexdigest().encode())]
+        headers = []
     if value is not None and len(value) > MAX_DEAD_VALUE:
-        headers.append(("dlq.truncated_from", str(len(value)).encode()))
+        notes.append((DLQ_TRUNCATED_FROM, str(len(value)).encode()))
         value = value[:MAX_DEAD_VALUE]
-    headers += [(REASON, error.reason.encode()), ("dlq.detail", str(error.detail).encode()[:1000]),
-                ("dlq.topic", msg.topic().encode()), ("dlq.partition", str(msg.partition()).encode()),
-                ("dlq.offset", str(msg.offset()).encode()), ("dlq.worker", worker.encode()),
-                ("dlq.at_ms", str(now_ms).encode())]
-    return Out(dlq_topic, msg.key(), value, headers)
+    return key, headers + notes, value
+
+
+def _encoded(headers: list) -> bytes:
+    """Headers as one string, each name and value after its length (4 bytes big-endian, -1 for
+    no value): what the sha256 of dropped headers is taken over, and, for headers within the
+    bound, no shorter than a Kafka record encodes them (its lengths are varints)."""
+    parts = []
+    for name, value in headers:
+        name = name.encode("utf-8", "surrogatepass")
+        parts += [struct.pack(">i", len(name)), name,
+                  struct.pack(">i", -1 if value is None else len(value)), value or b""]
+    return b"".join(parts)
 
 
 def decode_batch(messages: list[Message], metrics, now_ms: int, accepts: tuple[str, ...],
@@ -50,6 +87,5 @@ def decode_batch(messages: list[Message], metrics, now_ms: int, accepts: tuple[s
                 raise UnknownEventError(f"{event.TYPE} does not belong on {msg.topic()}")
             events.append((msg, event))
         except DeadLetter as e:
-            metrics.dead_letters.labels(metrics.worker, e.reason).inc()
-            dead.append(dead_letter(msg, e, metrics.worker, now_ms, dlq_topic))
+            dead.append(dead_letter(msg, e, metrics, now_ms, dlq_topic))
     return events, dead

@@ -1,5 +1,7 @@
 """Every Prometheus metric a worker exports, declared once. Labels are bounded: worker, topic,
-partition, outcome, reason — never an order id."""
+partition, outcome, reason — never an order id. A counter of messages, dead letters, votes or
+decisions counts what a committed Kafka transaction carried, never an aborted attempt (Out.count
+in loop.py)."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
