@@ -20,6 +20,7 @@ from schemas.events import (
     Voted,
 )
 from workers.coordinator.fold import (
+    Progress,
     Timers,
     Tx,
     due,
@@ -215,8 +216,8 @@ DUE = [
     ("at-deadline", OPEN, Timers(), 1_000, None, Timers(deadline_appended_ms=1_000), ["tx.log"]),
     ("appended-recently", OPEN, Timers(deadline_appended_ms=1_000), 1_499, None,
      Timers(deadline_appended_ms=1_000), []),
-    ("append-lost", OPEN, Timers(deadline_appended_ms=1_000), 1_500, None,
-     Timers(deadline_appended_ms=1_500), ["tx.log"]),
+    ("appended-once", OPEN, Timers(deadline_appended_ms=1_000), 99_000, None,
+     Timers(deadline_appended_ms=1_000), []),
     ("decided-starts-clock", COMMITTED, Timers(), 2_000, None, Timers(resent_ms=2_000), []),
     ("decided-resend-not-yet", COMMITTED, Timers(resent_ms=2_000), 2_499, None,
      Timers(resent_ms=2_000), []),
@@ -264,3 +265,32 @@ def test_deadline_marker_from_due_decides_through_the_fold():
     assert [to for to, _ in decided] == ["tx.log", "inventory", "payment", "status"]
     assert due(tx, timers, 1_001, resend_after_ms=500) == (
         Timers(deadline_appended_ms=1_000, resent_ms=1_001), [])
+
+
+# A deadline is for a participant that is down or stuck; a re-send for one that lost the command
+# or shows nothing since it was sent. (begun at offset 5, decided at offset 10, stall 500 ms)
+BEGUN, DECIDED_AT = Timers(begun_at=5), Timers(decided_at=10, resent_ms=2_000)
+PROGRESS = [
+    ("behind-waits", OPEN, BEGUN, 1_000, {"payment": Progress(900, voted_past=3)}, []),
+    ("silent-aborts", OPEN, BEGUN, 1_000, {"payment": Progress(400, voted_past=3)}, ["tx.log"]),
+    ("went-past-aborts", OPEN, BEGUN, 1_000, {"payment": Progress(900, voted_past=7)}, ["tx.log"]),
+    ("never-heard-counts-from-first-seen", OPEN, Timers(begun_at=5, first_seen_ms=800), 1_000, {},
+     []),
+    ("orphan-never-waits", ORPHAN, Timers(first_seen_ms=0), 60_000,
+     {"payment": Progress(59_900)}, ["tx.log"]),
+    ("behind-gets-no-resend", COMMITTED, DECIDED_AT, 2_500,
+     {"inventory": Progress(2_400, acked_past=8), "payment": Progress(2_300, acked_past=9)}, []),
+    ("silent-gets-resend", COMMITTED, DECIDED_AT, 2_500,
+     {"inventory": Progress(2_400, acked_past=8), "payment": Progress(1_500)}, ["payment"]),
+    ("went-past-gets-resend", COMMITTED, DECIDED_AT, 2_500,
+     {"inventory": Progress(2_400, acked_past=12), "payment": Progress(2_300, acked_past=9)},
+     ["inventory"]),
+]
+
+
+@pytest.mark.parametrize("tx, timers, now, progress, want_to", [c[1:] for c in PROGRESS],
+                         ids=[c[0] for c in PROGRESS])
+def test_due_by_progress(tx, timers, now, progress, want_to):
+    _, outputs = due(tx, timers, now, resend_after_ms=500, orphan_after_ms=60_000,
+                     progress=progress, stall_ms=500)
+    assert [to for to, _ in outputs] == want_to

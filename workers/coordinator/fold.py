@@ -16,7 +16,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, TypeAlias
+from typing import Iterable, Mapping, TypeAlias
 
 from schemas.events import (
     Abort,
@@ -78,6 +78,19 @@ class Timers:
     deadline_appended_ms: int | None = None
     resent_ms: int | None = None
     resends: int = 0  # decisions re-sent so far: each waits twice as long as the one before
+    begun_at: int | None = None  # tx.log offset of its TxBegun, where the shell read it
+    decided_at: int | None = None  # tx.log offset of the event that decided it
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What the shell has read of one participant on one tx.log partition. Participants work
+    through a partition in order, so an order begun (decided) before one it has voted on
+    (acknowledged) is one it has gone past."""
+
+    seen_ms: int  # when its last vote or ack was read
+    voted_past: int = -1  # highest TxBegun offset among the orders it voted on
+    acked_past: int = -1  # highest deciding offset among the orders it acknowledged
 
 
 def fold(tx: Tx | None, event: TxLogEvent) -> Tx:
@@ -163,26 +176,34 @@ def due(
     resend_after_ms: int,
     orphan_after_ms: int | None = None,
     max_resend_ms: int = 30_000,
+    progress: Mapping[str, Progress] | None = None,
+    stall_ms: int | None = None,
 ) -> tuple[Timers, list[Output]]:
     """What the timer side must send now.
 
-    Undecided past its deadline: append ``DeadlinePassed`` (again after ``resend_after_ms`` if the
-    append was lost). Decided but not acked by all: re-send the decision to those missing,
-    ``resend_after_ms`` after the decision, then twice as long after each re-send, up to
-    ``max_resend_ms``; the first tick after a decision only starts that clock, because ``step``
-    has just sent it. The backoff matters when a participant is down or crash-looping: at a fixed
-    interval, every unacknowledged order would add a command per interval to the backlog it must
-    work through, which can grow faster than it recovers. An order seen without ``TxBegun`` (its
-    begin lost) gets the deadline ``first_seen_ms + orphan_after_ms`` when both are given.
+    A deadline is for a participant that is down or stuck, never for one that is merely behind:
+    an undecided order past its deadline gets one ``DeadlinePassed`` unless every participant yet
+    to vote has been heard from within ``stall_ms`` and has not gone past the order (it is working
+    through the orders before it). An order seen without ``TxBegun`` (its begin lost) gets the
+    deadline ``first_seen_ms + orphan_after_ms`` when both are given.
+
+    A decision not acknowledged by all is re-sent to a missing participant only if it has gone past
+    the decision without acknowledging it (the command or the ack was lost) or has shown nothing
+    since it was last sent (down or stuck), ``resend_after_ms`` after the decision, then twice as
+    long after each re-send, up to ``max_resend_ms``. The first tick after a decision only starts
+    that clock, because ``step`` has just sent it. So a slow moment never multiplies the traffic
+    that made it slow, and a participant that comes back from an outage meets a bounded backlog.
     """
+    progress = progress or {}
     if tx.outcome is None:
+        if timers.deadline_appended_ms is not None:
+            return timers, []  # once per order: the fold decides when it reads the marker
         deadline = tx.deadline_ms
         if not tx.begun and orphan_after_ms is not None and timers.first_seen_ms is not None:
             deadline = timers.first_seen_ms + orphan_after_ms
-        last = timers.deadline_appended_ms
         if deadline is None or now_ms < deadline:
             return timers, []
-        if last is not None and now_ms - last < resend_after_ms:
+        if _behind(tx, timers, now_ms, progress, stall_ms):
             return timers, []
         marker = DeadlinePassed(order_id=tx.order_id, at_ms=now_ms)
         return replace(timers, deadline_appended_ms=now_ms), [("tx.log", marker)]
@@ -193,7 +214,39 @@ def due(
         return replace(timers, resent_ms=now_ms), []
     if now_ms - timers.resent_ms < min(resend_after_ms << min(timers.resends, 16), max_resend_ms):
         return timers, []
-    return replace(timers, resent_ms=now_ms, resends=timers.resends + 1), commands(tx, missing)
+    to = [p for p in missing if _lost_or_silent(p, timers, progress)]
+    if not to:
+        return timers, []
+    return replace(timers, resent_ms=now_ms, resends=timers.resends + 1), commands(tx, to)
+
+
+def _seen_ms(participant: str, timers: Timers, progress: Mapping[str, Progress]) -> int:
+    # not heard from since the shell took the order over: count from then, not from never
+    seen = progress.get(participant)
+    return seen.seen_ms if seen is not None else (timers.first_seen_ms or 0)
+
+
+def _behind(tx: Tx, timers: Timers, now_ms: int, progress: Mapping[str, Progress],
+            stall_ms: int | None) -> bool:
+    """Every participant yet to vote is alive and has not reached this order yet."""
+    if not tx.begun or stall_ms is None:
+        return False
+    voted = {p for p, _, _ in tx.votes}
+    missing = [p for p in tx.participants if p not in voted]
+    for p in missing:
+        if now_ms - _seen_ms(p, timers, progress) >= stall_ms:
+            return False  # silent: down or stuck
+        seen = progress.get(p)
+        if seen is not None and timers.begun_at is not None and seen.voted_past > timers.begun_at:
+            return False  # went past it without a vote: the Prepare or the vote was lost
+    return bool(missing)
+
+
+def _lost_or_silent(p: str, timers: Timers, progress: Mapping[str, Progress]) -> bool:
+    seen = progress.get(p)
+    if seen is not None and timers.decided_at is not None and seen.acked_past > timers.decided_at:
+        return True
+    return _seen_ms(p, timers, progress) <= (timers.resent_ms or 0)
 
 
 def is_finished(tx: Tx) -> bool:

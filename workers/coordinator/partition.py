@@ -7,7 +7,9 @@ decision, not open the order again.
 """
 from __future__ import annotations
 
-from workers.coordinator.fold import Timers, Tx, is_finished, step
+from dataclasses import replace
+
+from workers.coordinator.fold import Progress, Timers, Tx, is_finished, step
 
 # events that may open an order: its begin, or a vote that arrived first (its begin is late or
 # lost: an orphan, presumed aborted after a bound). An ack, a marker or a recorded decision of an
@@ -21,6 +23,7 @@ class Partition:
         self.finished: dict[str, Tx] = {}      # finished since the last save
         self.changed: dict[str, int] = {}      # order id -> offset of its last event, unsaved
         self.next_offset = next_offset         # of the next tx.log record to fold
+        self.progress: dict[str, Progress] = {}   # participant -> what was read of it here
 
     def unknown(self, order_ids) -> set[str]:
         """Those of `order_ids` this partition must look up in the store before folding."""
@@ -36,13 +39,18 @@ class Partition:
     def apply(self, offset: int, event, now_ms: int) -> list:
         """Fold one event; returns the decision's outputs when this event made it."""
         oid = event.order_id
+        entry = self.open.get(oid)
+        self._heard(event, entry[1] if entry else Timers(), now_ms)
         if oid in self.finished:
             return []   # final: a replayed begin, a late vote or ack changes nothing
-        entry = self.open.get(oid)
         if entry is None and event.TYPE not in OPENS:
             return []
         tx, timers = entry or (None, Timers(first_seen_ms=now_ms))
         tx, decided = step(tx, event, now_ms)
+        if event.TYPE == "TxBegun" and timers.begun_at is None:
+            timers = replace(timers, begun_at=offset)
+        if decided:
+            timers = replace(timers, decided_at=offset)
         self.changed[oid] = offset
         if is_finished(tx):
             self.open.pop(oid, None)
@@ -50,6 +58,17 @@ class Partition:
         else:
             self.open[oid] = (tx, timers)
         return decided
+
+    def _heard(self, event, timers: Timers, now_ms: int) -> None:
+        """A vote or ack is a participant's sign of life and of how far it has got."""
+        if event.TYPE not in ("Voted", "Acked"):
+            return
+        seen = self.progress.get(event.participant) or Progress(now_ms)
+        if event.TYPE == "Voted" and timers.begun_at is not None:
+            seen = replace(seen, voted_past=max(seen.voted_past, timers.begun_at))
+        if event.TYPE == "Acked" and timers.decided_at is not None:
+            seen = replace(seen, acked_past=max(seen.acked_past, timers.decided_at))
+        self.progress[event.participant] = replace(seen, seen_ms=now_ms)
 
     def unsaved(self, part: int) -> list[tuple[str, int, int, bool, Tx]]:
         """Rows for the store: (order id, partition, offset of its last event, finished, tx)."""

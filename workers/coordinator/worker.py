@@ -28,6 +28,7 @@ from workers.runtime.messages import decode_batch, emit
 log = logging.getLogger(__name__)
 TICK_MS = 250
 SAVE_EVERY_MS = 1000
+STALL_MIN_MS = 5000
 # committed as the offset's metadata: every event before the offset is folded and its outputs
 # are committed with it. An offset without it (moved by an operator's reset) is not trusted so.
 FOLDED = "folded"
@@ -41,6 +42,11 @@ class CoordinatorHandler:
         self.resend_after_ms = resend_after_ms
         # a vote whose TxBegun never comes is presumed aborted after as long as a deadline
         self.orphan_after_ms = settings.deadline_ms
+        # a participant heard from within this long is alive, and an order waiting for its vote is
+        # not aborted at its deadline unless it has gone past that order; at least a few seconds,
+        # so one slow batch of a participant under load never reads as an outage
+        self.stall_ms = max(settings.deadline_ms, STALL_MIN_MS)
+        self.caught_up = lambda topic, partition: True     # the loop's: read to the end?
         self.tx_log = names.topic(TX_LOG)
         self.topics = (self.tx_log,)
         self.dest = {"tx.log": self.tx_log, "status": names.topic(ORDERS_STATUS),
@@ -105,11 +111,14 @@ class CoordinatorHandler:
             return []
         self.last_tick = now_ms
         outs, doubtful = [], 0
-        for part in self.partitions.values():
+        for p, part in self.partitions.items():
+            doubtful += sum(in_doubt(tx) for tx, _ in part.open.values())
+            if not self.caught_up(self.tx_log, p):
+                continue    # its silences are not known yet: the votes may be just unread
             for oid, (tx, timers) in part.open.items():
-                doubtful += in_doubt(tx)
                 new_timers, sent = due(tx, timers, now_ms, self.resend_after_ms,
-                                       self.orphan_after_ms)
+                                       self.orphan_after_ms, progress=part.progress,
+                                       stall_ms=self.stall_ms)
                 if new_timers is not timers:
                     part.open[oid] = (tx, new_timers)
                 outs += [emit(self.dest[d], e) for d, e in sent]

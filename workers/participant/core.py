@@ -73,7 +73,7 @@ def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, 
         hold = holds.get(oid) or known.get(oid)
         if isinstance(cmd, Prepare):
             if hold is None:
-                hold = _prepare(resource, cmd, avail, now_ms)
+                hold = _prepare(resource, cmd, avail)
                 holds[oid] = hold
                 if hold.state == "held":
                     move(hold.amounts, -1, +1, 0)
@@ -108,11 +108,10 @@ def _answer(resource: Resource, hold: Hold) -> Voted:
     return Voted(hold.order_id, resource.participant, hold.vote, hold.reason)
 
 
-def _prepare(resource: Resource, cmd: Prepare, avail: Mapping[str, int], now_ms: int) -> Hold:
+def _prepare(resource: Resource, cmd: Prepare, avail: Mapping[str, int]) -> Hold:
+    # a Prepare read after its deadline still holds: the deadline is the coordinator's to call
+    # (for a participant down or stuck, not one that is behind), and an Abort releases the hold
     oid = cmd.order_id
-    if now_ms > cmd.deadline_ms:
-        # the coordinator aborts at the deadline anyway: holding now would only lock stock
-        return Hold(oid, "no", "refused", "deadline_passed")
     need = resource.demand(cmd.order)
     for key, n in sorted(need.items()):
         if key not in avail:

@@ -52,6 +52,7 @@ class Stateless:
     """A handler that keeps nothing between batches and has no timers."""
 
     on_progress = staticmethod(lambda: None)
+    caught_up = staticmethod(lambda topic, partition: True)
 
     def assigned(self, partitions) -> dict:
         return {}
@@ -147,9 +148,21 @@ class Loop:
         self.producer = Producer(producer_config(settings, cfg))
         self.progress_at = time.monotonic()
         handler.on_progress = self.beat     # a long re-fold on assignment is progress too
+        handler.caught_up = self.caught_up
 
     def beat(self) -> None:
         self.progress_at = time.monotonic()
+
+    def caught_up(self, topic: str, partition: int) -> bool:
+        """Whether this instance has read `partition` up to the end it last fetched: a timer
+        that judges silence in the log must not judge from a part it has not read yet."""
+        tp = TopicPartition(topic, partition)
+        try:
+            high = self.consumer.get_watermark_offsets(tp, cached=True)[1]
+            position = self.consumer.position([tp])[0].offset
+        except KafkaException:
+            return False
+        return 0 <= high <= position
 
     def stop(self, *_):
         self.stopping = True
