@@ -1,9 +1,13 @@
-"""What the watchdog counts as a stall, on a clock the test moves."""
+"""What the watchdog counts as a stall, on a clock the test moves; and that the consumer's poll
+interval covers a batch that waits out its database."""
 from __future__ import annotations
 
 import pytest
 
+from orderbus.settings import Settings
+from workers.runtime.db import RETRY_S
 from workers.runtime.liveness import Liveness
+from workers.runtime.loop import WATCH_EVERY_S, LoopConfig, consumer_config
 
 A, B = ("t", 0), ("t", 1)
 
@@ -31,6 +35,10 @@ STORIES = {
         ([(0, "assign A B"), (0, "revoke A"), (10, "progress A"), (5, "progress B")], 0),
     "owning nothing, a finished round is enough": ([(30, "progress"), (2, "progress")], 0),
     "owning nothing, a round that does not finish stalls": ([(3, "progress"), (40, "none")], 40),
+    "retrying the database is a wait, counted from its last retry":
+        ([(0, "assign A"), (10, "waiting"), (60, "waiting"), (50, "waiting"), (7, "none")], 7),
+    "after the database is back, the partition must progress again":
+        ([(0, "assign A"), (20, "waiting"), (1, "progress"), (31, "none")], 32),
 }
 
 
@@ -44,7 +52,7 @@ def test_stall(story):
         verb, *names = what.split()
         keys = [{"A": A, "B": B}[n] for n in names]
         {"assign": live.assigned, "revoke": live.revoked, "progress": live.progressed,
-         "none": lambda _: None}[verb](keys)
+         "waiting": lambda _: live.waiting(), "none": lambda _: None}[verb](keys)
     assert live.stalled_s() == pytest.approx(expected)
 
 
@@ -55,3 +63,12 @@ def test_owned_is_what_was_assigned_and_not_revoked():
     live.assigned([("u", 3)])
     assert sorted(live.owned()) == [B, ("u", 3)]
 
+
+def test_a_batch_waiting_out_its_database_stays_in_the_group(tmp_path):
+    # the longest a live worker goes between polls: a stall short of the watchdog's limit, the
+    # whole database retry budget, then another such stall
+    settings = Settings.from_env({"ORDERBUS_HOME": str(tmp_path),
+                                  "ORDERBUS_KAFKA_SECURITY": "plaintext"})
+    cfg = LoopConfig(group="g", instance="0")
+    longest_s = RETRY_S + 2 * (cfg.stall_s + WATCH_EVERY_S)
+    assert consumer_config(settings, cfg)["max.poll.interval.ms"] >= longest_s * 1000

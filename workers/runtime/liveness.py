@@ -3,7 +3,9 @@ has records behind it.
 
 A partition progresses when a batch of it commits, or when nothing is behind the consumer's
 position. Polling alone is no progress: a partition held behind an open transaction or a leader
-that is away polls empty, and an abort-rewind loop polls busily, without moving.
+that is away polls empty, and an abort-rewind loop polls busily, without moving. Time the loop
+spends retrying its database is not a stall either: the database's own retry budget bounds that
+wait (workers/runtime/db.py), and restarting the worker would not bring the database back.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ class Liveness:
         self._lock = threading.Lock()        # the loop writes; the watchdog and metrics read
         self._progress_at: dict[Key, float] = {}
         # with nothing owned, a finished loop round is all there is to show
-        self._round_at = clock()
+        self._round_at = self._waited_at = clock()
 
     def assigned(self, keys) -> None:
         """New partitions start with a clean slate: a full stall limit to show progress."""
@@ -43,8 +45,14 @@ class Liveness:
                 if key in self._progress_at:     # a partition revoked mid-batch stays gone
                     self._progress_at[key] = now
 
+    def waiting(self) -> None:
+        """The loop is waiting on its database, retrying: a dependency, not a stall."""
+        with self._lock:
+            self._waited_at = self.clock()
+
     def stalled_s(self) -> float:
-        """Seconds since the owned partition that waited longest progressed."""
+        """Seconds since the owned partition that waited longest progressed, not counting waits
+        on the database."""
         with self._lock:
             since = min(self._progress_at.values(), default=self._round_at)
-            return max(0.0, self.clock() - since)
+            return max(0.0, self.clock() - max(since, self._waited_at))

@@ -18,6 +18,7 @@ from confluent_kafka import (OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaEr
                              Message, Producer, TopicPartition)
 
 from workers.runtime.crash import CrashPoints
+from workers.runtime.db import RETRY_S
 from workers.runtime.liveness import Liveness
 from workers.runtime.metrics import Metrics
 
@@ -75,9 +76,10 @@ class LoopConfig:
     transaction_timeout_ms: int = 10_000   # bounds how long a dead instance's open transaction
                                            # blocks read_committed readers of its partitions
     # an owned partition with records behind it that makes no progress for this long ends the
-    # process, to be restarted (workers/runtime/liveness.py says what progress is). librdkafka's
-    # send_offsets_to_transaction can block past its timeout when the group coordinator broker
-    # is gone (confluentinc/librdkafka#5456, #5511); a chaos run caught both status workers so.
+    # process, to be restarted (workers/runtime/liveness.py says what progress is, and why
+    # waiting on the database is not a stall). librdkafka's send_offsets_to_transaction can
+    # block past its timeout when the group coordinator broker is gone
+    # (confluentinc/librdkafka#5456, #5511); a chaos run caught both status workers so.
     # A healthy batch takes ~0.1 s and one broker down holds it for seconds; at 90 s a long
     # chaos run stood still for 60 s with several workers hung after a broker kill. A dead
     # instance's open transaction holds read_committed readers for at most ~20 s (its 10 s
@@ -102,7 +104,12 @@ def consumer_config(settings, cfg: LoopConfig) -> dict:
         "isolation.level": "read_committed",   # never act on an aborted transaction's output
         "enable.auto.commit": False,           # offsets are committed inside the transaction
         "auto.offset.reset": "earliest",       # a new group starts from the beginning: nothing skipped
-        "max.poll.interval.ms": 300_000,       # a batch may wait out a PostgreSQL restart
+        # between two polls a batch may wait out its database's retry budget, with a stall short
+        # of the watchdog's limit before and after it; any longer, the watchdog or the database
+        # error has ended the process. Past this interval the group would hand a live instance's
+        # partitions to another mid-batch (its offset commit would then be refused, the
+        # transaction aborted and the batch left to the new owner)
+        "max.poll.interval.ms": int((RETRY_S + 2 * (cfg.stall_s + WATCH_EVERY_S)) * 1000),
         "fetch.wait.max.ms": 50,
     })
     if cfg.protocol == "consumer":
