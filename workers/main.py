@@ -7,6 +7,7 @@ import signal
 import sys
 
 from workers.runtime.db import Database
+from workers.runtime.liveness import Liveness
 from workers.runtime.loop import Fatal, Loop, LoopConfig
 from workers.runtime.metrics import Metrics
 
@@ -16,11 +17,14 @@ DATABASE = {"intake": "orders", "coordinator": "coordinator", "inventory": "inve
             "payment": "payments", "shipping": "shipping", "status": "orders"}
 
 
-def build(name: str, settings, metrics: Metrics):
+def build(name: str, settings, metrics: Metrics, liveness: Liveness):
     names = settings.names
-    db = (Database(settings.dsns[DATABASE[name]],
-                   on_retry=lambda: metrics.db_retries.labels(name).inc())
-          if name in DATABASE else None)
+
+    def db_retry():
+        metrics.db_retries.labels(name).inc()
+        liveness.waiting()
+
+    db = Database(settings.dsns[DATABASE[name]], on_retry=db_retry) if name in DATABASE else None
     if name == "intake":
         from workers.intake.worker import IntakeHandler
         return IntakeHandler(db, names, metrics, settings.deadline_ms)
@@ -51,10 +55,11 @@ def run(name: str, instance: int, settings, metrics_port: int = 0, protocol: str
                         format=f"%(asctime)s {name}-{instance} %(levelname)s %(message)s")
     metrics = Metrics(name)
     metrics.serve(metrics_port)
-    handler = build(name, settings, metrics)
+    liveness = Liveness()
+    handler = build(name, settings, metrics, liveness)
     cfg = LoopConfig(group=settings.names.group(name), instance=str(instance), protocol=protocol,
                      static=static)
-    loop = Loop(settings, cfg, handler, metrics)
+    loop = Loop(settings, cfg, handler, metrics, liveness)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)
     try:

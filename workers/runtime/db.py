@@ -17,27 +17,23 @@ TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError,
              psycopg2.extensions.TransactionRollbackError)
 
 
+# how long one batch retries its database (a restart, a failover) before the error ends the worker;
+# the loop's watchdog does not count this wait as a stall, and the consumer's
+# max.poll.interval.ms covers it (workers/runtime/loop.py)
+RETRY_S = 120.0
+
+
 class Database:
     """One connection, reopened after a failure; `transaction()` commits or rolls back."""
 
-    def __init__(self, dsn: str, on_retry=lambda: None, give_up_s: float = 120.0):
+    def __init__(self, dsn: str, on_retry=lambda: None, give_up_s: float = RETRY_S):
         self.dsn, self.on_retry, self.give_up_s = dsn, on_retry, give_up_s
         self.conn = None
 
     def _connect(self):
-        delay, deadline = 0.1, time.monotonic() + self.give_up_s
-        while True:
-            try:
-                conn = psycopg2.connect(self.dsn)
-                conn.autocommit = False
-                return conn
-            except psycopg2.OperationalError as e:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("database unavailable (%s); retrying in %.1fs", str(e).strip(), delay)
-                self.on_retry()
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        conn = psycopg2.connect(self.dsn)
+        conn.autocommit = False
+        return conn
 
     @contextmanager
     def transaction(self):
@@ -57,7 +53,8 @@ class Database:
 
     def run(self, work, stop=lambda: False):
         """Run `work(cursor)` in one transaction, retrying the whole of it after a transient
-        fault (a PostgreSQL restart, a dropped connection) with backoff."""
+        fault (a PostgreSQL restart, a dropped connection, a refused connection) with backoff,
+        for at most `give_up_s` in all. `on_retry` is called before each wait."""
         delay, deadline = 0.1, time.monotonic() + self.give_up_s
         while True:
             try:

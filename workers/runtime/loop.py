@@ -14,12 +14,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException,
+                             Message, Producer, TopicPartition)
 
 from workers.runtime.crash import CrashPoints
+from workers.runtime.db import RETRY_S
+from workers.runtime.liveness import Liveness
 from workers.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
+WATCH_EVERY_S = 5.0      # how often the watchdog looks
 
 
 @dataclass(frozen=True)
@@ -82,11 +86,15 @@ class LoopConfig:
     poll_timeout_s: float = 0.05
     transaction_timeout_ms: int = 10_000   # bounds how long a dead instance's open transaction
                                            # blocks read_committed readers of its partitions
-    # a batch that takes longer than this ends the process (to be restarted): librdkafka's
-    # send_offsets_to_transaction can block past its timeout when the group coordinator broker
-    # is gone (confluentinc/librdkafka#5456, #5511); a chaos run caught both status workers so.
+    # an owned partition with records behind it that makes no progress for this long ends the
+    # process, to be restarted (workers/runtime/liveness.py says what progress is, and why
+    # waiting on the database is not a stall). librdkafka's send_offsets_to_transaction can
+    # block past its timeout when the group coordinator broker is gone
+    # (confluentinc/librdkafka#5456, #5511); a chaos run caught both status workers so.
     # A healthy batch takes ~0.1 s and one broker down holds it for seconds; at 90 s a long
-    # chaos run stood still for 60 s with several workers hung after a broker kill
+    # chaos run stood still for 60 s with several workers hung after a broker kill. A dead
+    # instance's open transaction holds read_committed readers for at most ~20 s (its 10 s
+    # timeout, then the broker's 10 s abort sweep), below this
     stall_s: float = 30.0
     # a dead member's partitions wait out its session: 3 s makes failover ~3.5 s (6 s made it
     # ~9 s); the brokers' group.min.session.timeout.ms allows it (infra/kafka/cluster.py)
@@ -107,7 +115,12 @@ def consumer_config(settings, cfg: LoopConfig) -> dict:
         "isolation.level": "read_committed",   # never act on an aborted transaction's output
         "enable.auto.commit": False,           # offsets are committed inside the transaction
         "auto.offset.reset": "earliest",       # a new group starts from the beginning: nothing skipped
-        "max.poll.interval.ms": 300_000,       # a batch may wait out a PostgreSQL restart
+        # between two polls a batch may wait out its database's retry budget, with a stall short
+        # of the watchdog's limit before and after it; any longer, the watchdog or the database
+        # error has ended the process. Past this interval the group would hand a live instance's
+        # partitions to another mid-batch (its offset commit would then be refused, the
+        # transaction aborted and the batch left to the new owner)
+        "max.poll.interval.ms": int((RETRY_S + 2 * (cfg.stall_s + WATCH_EVERY_S)) * 1000),
         "fetch.wait.max.ms": 50,
     })
     if cfg.protocol == "consumer":
@@ -140,61 +153,67 @@ def producer_config(settings, cfg: LoopConfig) -> dict:
 
 
 class Loop:
-    def __init__(self, settings, cfg: LoopConfig, handler: Handler, metrics: Metrics):
+    def __init__(self, settings, cfg: LoopConfig, handler: Handler, metrics: Metrics,
+                 liveness: Liveness | None = None):
         self.cfg, self.handler, self.metrics = cfg, handler, metrics
+        self.liveness = liveness or Liveness()
+        # where the consumer starts each owned partition, while position() cannot say (nothing
+        # read since the assignment or a rewind): its committed offset, or OFFSET_BEGINNING
+        self.starts: dict[tuple[str, int], int] = {}
         self.crash = CrashPoints(metrics.worker)
         self.stopping = False
         self.consumer = Consumer(consumer_config(settings, cfg))
         self.producer = Producer(producer_config(settings, cfg))
-        self.progress_at = time.monotonic()
-        handler.on_progress = self.beat     # a long re-fold on assignment is progress too
+        metrics.assigned.labels(metrics.worker).set_function(lambda: len(self.liveness.owned()))
+        metrics.stalled.labels(metrics.worker).set_function(self.liveness.stalled_s)
+        metrics.tx_aborts.labels(metrics.worker)    # exported from 0: rate() sees the first abort
+        handler.on_progress = self.liveness.waiting   # a long re-fold on assignment is no stall
         handler.caught_up = self.caught_up
-
-    def beat(self) -> None:
-        self.progress_at = time.monotonic()
-
-    def caught_up(self, topic: str, partition: int) -> bool:
-        """Whether this instance has read `partition` up to the end it last fetched: a timer
-        that judges silence in the log must not judge from a part it has not read yet."""
-        tp = TopicPartition(topic, partition)
-        try:
-            high = self.consumer.get_watermark_offsets(tp, cached=True)[1]
-            position = self.consumer.position([tp])[0].offset
-        except KafkaException:
-            return False
-        return 0 <= high <= position
 
     def stop(self, *_):
         self.stopping = True
 
+    # the partitions given and taken are incremental (cooperative and KIP-848 protocols), and
+    # consumer.assignment() does not include the given ones until the callback returns
     def _on_assign(self, consumer, partitions):
         self.metrics.rebalances.labels(self.metrics.worker, "assign").inc()
         starts = self.handler.assigned(partitions)
+        try:
+            self.starts.update(self._committed(partitions, timeout_s=10))
+        except KafkaException as e:   # such a partition counts as behind until a record is read
+            log.warning("committed offsets of the new partitions unknown: %s", e.args[0])
         if starts:
             for tp in partitions:
                 tp.offset = starts.get((tp.topic, tp.partition), tp.offset)
+            self.starts.update(starts)
             consumer.incremental_assign(partitions)   # instead of the committed offsets
-        self.metrics.assigned.labels(self.metrics.worker).set(len(consumer.assignment()))
+        self.liveness.assigned(_keys(partitions))
 
-    def _on_revoke(self, consumer, partitions):
-        self.metrics.rebalances.labels(self.metrics.worker, "revoke").inc()
+    def _on_revoke(self, consumer, partitions, kind: str = "revoke"):
+        self.metrics.rebalances.labels(self.metrics.worker, kind).inc()
         self.handler.revoked(partitions)
+        self.liveness.revoked(_keys(partitions))
+        for key in _keys(partitions):
+            self.starts.pop(key, None)
+
+    def _on_lost(self, consumer, partitions):
+        self._on_revoke(consumer, partitions, "lost")
 
     def _watchdog(self) -> None:
         while not self.stopping:
-            time.sleep(5)
-            stalled = time.monotonic() - self.progress_at
+            time.sleep(WATCH_EVERY_S)
+            stalled = self.liveness.stalled_s()
             if stalled > self.cfg.stall_s and not self.stopping:
-                log.critical("no batch finished for %.0f s; exiting to be restarted", stalled)
+                log.critical("no progress for %.0f s on a partition with records behind it; "
+                             "exiting to be restarted", stalled)
                 logging.shutdown()
                 os._exit(75)
 
     def run(self) -> None:
-        self.beat()
         threading.Thread(target=self._watchdog, daemon=True).start()
         self.producer.init_transactions(30)
         self.consumer.subscribe(list(self.handler.topics), on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
         try:
             while not self.stopping:
                 self._once()
@@ -205,7 +224,6 @@ class Loop:
     def _once(self) -> None:
         # wait for the first message only; then take what is already there. (consume() with a
         # timeout would wait the whole timeout for a full batch, on every hop of an order.)
-        self.beat()
         first = self.consumer.poll(self.cfg.poll_timeout_s)
         messages = [first] if first is not None else []
         if first is not None and self.cfg.batch_max > 1:
@@ -232,10 +250,14 @@ class Loop:
         outs = self.handler.process(batch, now_ms) if batch else []
         outs += self.handler.tick(now_ms)
         if not batch and not outs:
+            self._progressed([])
             return
         self.crash.reach("after_db_commit")
         t1 = time.monotonic()
-        if not self._transact(outs, _next_offsets(batch, self.handler.offset_metadata)):
+        offsets = _next_offsets(batch, self.handler.offset_metadata)
+        committed = self._transact(outs, offsets)
+        self._progressed(offsets if committed else [])
+        if not committed:
             return
         self.handler.committed(now_ms)
         log.debug("batch of %d in, %d out: process %.1f ms, transaction %.1f ms", len(batch),
@@ -279,6 +301,38 @@ class Loop:
                 out.count()
         return True
 
+    def _progressed(self, committed: list[TopicPartition]) -> None:
+        """The end of a round, for the watchdog: the partitions whose batch committed and those
+        with nothing behind them progressed."""
+        self.liveness.progressed(_keys(committed) + self._caught_up())
+
+    def _caught_up(self) -> list[tuple[str, int]]:
+        """The owned partitions whose consumer position is at the log end as librdkafka last
+        fetched it. That end is the high watermark (confluentinc/librdkafka, rdkafka_fetcher.c),
+        while a read_committed position stops at the first open transaction, so a partition held
+        behind one is not caught up. The position steps over commit markers, and is unknown until
+        a record is read after an assignment or a seek: the consumer then starts where the group
+        committed, or at the log start."""
+        owned = [TopicPartition(t, p) for t, p in self.liveness.owned()]
+        return [(tp.topic, tp.partition) for tp in (self.consumer.position(owned) if owned else [])
+                if self._at_end(tp)]
+
+    def caught_up(self, topic: str, partition: int) -> bool:
+        """Whether this instance has read `partition` up to the end it last fetched: a timer
+        that judges silence in the log must not judge from a part it has not read yet."""
+        try:
+            return self._at_end(self.consumer.position([TopicPartition(topic, partition)])[0])
+        except KafkaException:
+            return False
+
+    def _at_end(self, tp: TopicPartition) -> bool:
+        low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+        at = tp.offset if tp.offset >= 0 else self.starts.get((tp.topic, tp.partition),
+                                                               OFFSET_INVALID)
+        if at == OFFSET_BEGINNING:
+            at = low
+        return 0 <= high <= at
+
     def _produce(self, out: Out) -> None:
         while True:
             try:
@@ -310,12 +364,21 @@ class Loop:
         whatever it derived from the aborted batch."""
         assignment = self.consumer.assignment()
         self.handler.revoked(assignment)
-        starts = self.handler.assigned(assignment)
-        for tp in self.consumer.committed(assignment, timeout=30):
-            tp.offset = starts.get((tp.topic, tp.partition), tp.offset)
-            if tp.offset < 0:
-                tp.offset = -2   # OFFSET_BEGINNING: nothing committed yet
-            self.consumer.seek(tp)
+        starts = self._committed(assignment, timeout_s=30)
+        starts.update(self.handler.assigned(assignment))
+        for (topic, partition), offset in starts.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+        self.starts.update(starts)
+
+    def _committed(self, partitions: list[TopicPartition], timeout_s: float) -> dict:
+        """Where the consumer (re)starts each partition: the group's committed offset, or
+        OFFSET_BEGINNING when there is none (auto.offset.reset=earliest)."""
+        return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                for tp in self.consumer.committed(partitions, timeout=timeout_s)}
+
+
+def _keys(partitions: list[TopicPartition]) -> list[tuple[str, int]]:
+    return [(tp.topic, tp.partition) for tp in partitions]
 
 
 def _next_offsets(batch: list[Message], metadata) -> list[TopicPartition]:

@@ -30,6 +30,10 @@ class Metrics:
                                   ["worker", "kind"], registry=r)
         self.assigned = Gauge("orderbus_assigned_partitions", "Partitions this instance owns",
                               ["worker"], registry=r)
+        self.stalled = Gauge("orderbus_stalled_seconds", "Seconds since the owned partition that "
+                             "waited longest progressed (a batch of it committed, or nothing was "
+                             "behind it), not counting waits on the database; the watchdog ends "
+                             "the worker past its limit", ["worker"], registry=r)
         self.db_retries = Counter("orderbus_db_retries_total", "Database operations retried after "
                                   "a transient error", ["worker"], registry=r)
         self.decisions = Counter("orderbus_decisions_total", "Coordinator decisions",
