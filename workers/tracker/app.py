@@ -291,7 +291,7 @@ def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
     app = ReadCommittedApp(
         settings.names.group("tracker"),
         broker="kafka://" + settings.bootstrap.replace(",", ";"),
-        broker_client_id=f"{settings.names.group('tracker')}-{instance}",
+        broker_client_id=f"{settings.names.group('tracker')}-{settings.instance_id(instance)}",
         broker_credentials=credentials(settings),
         # aiokafka's transactional offset commit fails on Kafka >= 3.7 (aiokafka #1004), and the
         # tracker decides nothing: a replayed event finds its stage already set
