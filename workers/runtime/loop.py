@@ -21,6 +21,11 @@ from workers.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+# a dead member's partitions wait out its session: 3 s makes failover ~3.5 s (6 s made it ~9 s);
+# the brokers' group.min.session.timeout.ms allows it (infra/kafka/cluster.py)
+SESSION_TIMEOUT_MS = 3_000
+HEARTBEAT_MS = 500
+
 
 @dataclass(frozen=True)
 class Out:
@@ -77,10 +82,8 @@ class LoopConfig:
     # A healthy batch takes ~0.1 s and one broker down holds it for seconds; at 90 s a long
     # chaos run stood still for 60 s with several workers hung after a broker kill
     stall_s: float = 30.0
-    # a dead member's partitions wait out its session: 3 s makes failover ~3.5 s (6 s made it
-    # ~9 s); the brokers' group.min.session.timeout.ms allows it (infra/kafka/cluster.py)
-    session_timeout_ms: int = 3_000
-    heartbeat_ms: int = 500
+    session_timeout_ms: int = SESSION_TIMEOUT_MS
+    heartbeat_ms: int = HEARTBEAT_MS
     protocol: str = "classic"              # or "consumer" (KIP-848)
     # classic protocol with group.instance.id: a restarted instance takes its partitions back
     # without a rebalance, but at a 3 s session that gains nothing measurable, and after a group
