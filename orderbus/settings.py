@@ -5,7 +5,7 @@ import json
 import os
 import re
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from infra.kafka import security as kafka_security
@@ -22,6 +22,16 @@ NAME = re.compile(f"[{NAME_CHARS}]+")
 
 class SettingsError(ValueError):
     pass
+
+
+# a DSN's password, as libpq takes it: `password=...` (quoted or not; also a URI's query
+# parameter) and a URI's `user:password@`
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)")
+_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact(dsn: str) -> str:
+    return _URI_PASSWORD.sub(r"\1***@", _KEYWORD_PASSWORD.sub(r"\1***", dsn))
 
 
 def _int(env: dict, name: str, default: int) -> int:
@@ -66,6 +76,12 @@ class Settings:
     tracker_retain_s: float = RETAIN_S            # how far past a finished order it is dropped
     host_id: str = "localhost"                    # this host's part of its instances' ids
     env: dict = field(default_factory=dict, repr=False)   # ORDERBUS_KAFKA_* (credentials)
+
+    def __repr__(self) -> str:
+        # a repr lands in tracebacks, logs and test reports: the DSNs' passwords stay out of it
+        shown = replace(self, dsns={k: redact(v) for k, v in self.dsns.items()})
+        return "Settings(" + ", ".join(f"{f.name}={getattr(shown, f.name)!r}"
+                                       for f in fields(self) if f.repr) + ")"
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
