@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field, replace
+import socket
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from infra.kafka import security as kafka_security
@@ -14,10 +15,23 @@ from topics.catalogue import Names
 from workers.tracker.stages import GRACE_S, RETAIN_S
 
 SECURITY = ("sasl_ssl", "plaintext")
+# what Kafka accepts in topic, group and group.instance.id names
+NAME_CHARS = "A-Za-z0-9._-"
+NAME = re.compile(f"[{NAME_CHARS}]+")
 
 
 class SettingsError(ValueError):
     pass
+
+
+# a DSN's password, as libpq takes it: `password=...` (quoted or not; also a URI's query
+# parameter) and a URI's `user:password@`
+_KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)")
+_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact(dsn: str) -> str:
+    return _URI_PASSWORD.sub(r"\1***@", _KEYWORD_PASSWORD.sub(r"\1***", dsn))
 
 
 def _int(env: dict, name: str, default: int) -> int:
@@ -60,7 +74,14 @@ class Settings:
     principal: str = "admin"                      # whom this process's Kafka clients speak as
     tracker_grace_s: float = GRACE_S              # past its deadline, when an order is stuck
     tracker_retain_s: float = RETAIN_S            # how far past a finished order it is dropped
+    host_id: str = "localhost"                    # this host's part of its instances' ids
     env: dict = field(default_factory=dict, repr=False)   # ORDERBUS_KAFKA_* (credentials)
+
+    def __repr__(self) -> str:
+        # a repr lands in tracebacks, logs and test reports: the DSNs' passwords stay out of it
+        shown = replace(self, dsns={k: redact(v) for k, v in self.dsns.items()})
+        return "Settings(" + ", ".join(f"{f.name}={getattr(shown, f.name)!r}"
+                                       for f in fields(self) if f.repr) + ")"
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -85,7 +106,7 @@ class Settings:
         if deadline_ms <= 0:
             raise SettingsError(f"ORDERBUS_DEADLINE_MS={deadline_ms} must be positive")
         prefix = env.get("ORDERBUS_TOPIC_PREFIX", "")
-        if prefix and not re.fullmatch(r"[A-Za-z0-9._-]+", prefix):
+        if prefix and not NAME.fullmatch(prefix):
             raise SettingsError(f"ORDERBUS_TOPIC_PREFIX={prefix!r} may hold only letters, digits, "
                                 "'.', '_' and '-'")
         return cls(home=home, bootstrap=env.get("ORDERBUS_KAFKA_BOOTSTRAP") or layout.bootstrap,
@@ -95,6 +116,7 @@ class Settings:
                    ca_file=env.get("ORDERBUS_KAFKA_CA") or str(layout.ca_file),
                    tracker_grace_s=_seconds(env, "ORDERBUS_TRACKER_GRACE_S", GRACE_S, zero_ok=True),
                    tracker_retain_s=_seconds(env, "ORDERBUS_TRACKER_RETAIN_S", RETAIN_S),
+                   host_id=_host_id(env),
                    env={k: v for k, v in env.items() if k.startswith("ORDERBUS_KAFKA_")})
 
     @property
@@ -105,6 +127,13 @@ class Settings:
         return Layout(home=self.home, brokers=brokers or self.brokers,
                       kafka_base_port=self.kafka_base_port, pg_port=self.pg_port,
                       secure=self.security == "sasl_ssl" if secure is None else secure)
+
+    def instance_id(self, slot: int) -> str:
+        """The id of worker instance `slot` on this host (its client.id and transactional.id
+        follow from it): unique across the hosts of one pipeline, since two instances with one
+        transactional.id fence each other for ever, and the same after a restart, so that a
+        restarted instance fences its own previous incarnation."""
+        return f"{self.host_id}-{slot}"
 
     def as_principal(self, principal: str) -> "Settings":
         """The same settings for a process that speaks to Kafka as `principal` (a worker, the
@@ -146,6 +175,16 @@ class Settings:
                 f"no Kafka password for principal {principal!r} ({path}: {e.strerror}); set "
                 f"ORDERBUS_KAFKA_PASSWORD_{key} or ORDERBUS_KAFKA_PASSWORD_{key}_FILE, or run "
                 "`orderbus up` for a local cluster") from None
+
+
+def _host_id(env: dict) -> str:
+    raw = env.get("ORDERBUS_HOST_ID")
+    if raw:
+        if not NAME.fullmatch(raw):
+            raise SettingsError(f"ORDERBUS_HOST_ID={raw!r} may hold only letters, digits, '.', '_' "
+                                "and '-'")
+        return raw
+    return re.sub(f"[^{NAME_CHARS}]", "-", socket.gethostname()) or "localhost"
 
 
 def _read_state(home: Path) -> dict:

@@ -159,7 +159,9 @@ class LagReader:
     def sample(self, groups: list[str], topic: str | None = None) -> None:
         """One look at every group's committed offsets and the log ends; appends to the windows."""
         now = time.time()
-        described = self.admin.describe_consumer_groups(groups, request_timeout=self.timeout_s)
+        # (confluent-kafka refuses to describe an empty list: a pipeline no worker joined yet)
+        described = (self.admin.describe_consumer_groups(groups, request_timeout=self.timeout_s)
+                     if groups else {})
         fetches = {g: self.admin.list_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(g)], request_timeout=self.timeout_s)[g] for g in groups}
         ends: dict[tuple[str, int], int | None] = {}

@@ -45,6 +45,12 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
     raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
 
 
+def loop_config(name: str, slot: int, settings, protocol: str = "classic",
+                static: bool = False) -> LoopConfig:
+    return LoopConfig(group=settings.names.group(name), instance=settings.instance_id(slot),
+                      protocol=protocol, static=static)
+
+
 def run(name: str, instance: int, settings, metrics_port: int = 0, protocol: str = "classic",
         static: bool = False) -> int:
     settings = settings.as_principal(name)    # each service speaks to Kafka as itself
@@ -57,8 +63,7 @@ def run(name: str, instance: int, settings, metrics_port: int = 0, protocol: str
     metrics.serve(metrics_port)
     liveness = Liveness()
     handler = build(name, settings, metrics, liveness)
-    cfg = LoopConfig(group=settings.names.group(name), instance=str(instance), protocol=protocol,
-                     static=static)
+    cfg = loop_config(name, instance, settings, protocol, static)
     loop = Loop(settings, cfg, handler, metrics, liveness)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)

@@ -1,6 +1,10 @@
 """One database and one role per service; versioned SQL migrations applied in order."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import os
 from pathlib import Path
 
 from psycopg2 import sql
@@ -11,11 +15,27 @@ from infra.postgres.server import admin_connect
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SERVICES = ("orders", "coordinator", "inventory", "payments", "shipping")   # one database each
+SCRAM_ITERATIONS = 4096     # PostgreSQL's default scram_iterations
+SCRAM_SALT_BYTES = 16       # as libpq's
 
 
 def password(layout: Layout, role: str) -> str:
     """The role's password, generated once and kept with mode 0600 under the data directory."""
     return secret(layout, f"pg-{role}")
+
+
+def scram_sha_256(password: str) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL keeps for `password` (RFC 5802, 7677), made here as
+    libpq's PQencryptPasswordConn makes it: PostgreSQL stores a verifier it is given as it is, so
+    the password never reaches the server, nor its log when a statement fails."""
+    if not password.isascii():      # PostgreSQL would SASLprep-normalise it first; we do not
+        raise ValueError("a PostgreSQL password made here must be ASCII")
+    salt = os.urandom(SCRAM_SALT_BYTES)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
+    stored_key = hashlib.sha256(hmac.digest(salted, b"Client Key", "sha256")).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    b64 = [base64.b64encode(b).decode() for b in (salt, stored_key, server_key)]
+    return f"SCRAM-SHA-256${SCRAM_ITERATIONS}:{b64[0]}${b64[1]}:{b64[2]}"
 
 
 def migrations(service: str) -> list[Path]:
@@ -25,14 +45,14 @@ def migrations(service: str) -> list[Path]:
 def ensure(layout: Layout, name: str, service: str) -> list[str]:
     """Create role `name` and database `name` (idempotent), then apply `service`'s migrations.
     Returns the migration versions applied now."""
-    pw = password(layout, name)
+    verifier = scram_sha_256(password(layout, name))
     conn = admin_connect(layout, "postgres")
     with conn.cursor() as cur:
         role, db = sql.Identifier(name), sql.Identifier(name)
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
         verb = "ALTER" if cur.fetchone() else "CREATE"
         cur.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %s")
-                    .format(role), (pw,))
+                    .format(role), (verifier,))
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
         if not cur.fetchone():
             cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(db, role))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,9 +21,9 @@ COMMITS = {0: 10, 1: PER_PARTITION, 2: 0}
 TXN_PARTITION, TXN_MESSAGES = 3, 5   # written in one Kafka transaction; committed up to its marker
 
 
-def orderbus(*args) -> subprocess.CompletedProcess:
+def orderbus(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "orderbus", *args], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
 
 
 def kafka_describe(settings, group: str) -> dict[tuple[str, int], tuple[int, int, int]]:
@@ -104,3 +105,14 @@ def test_unknown_group_or_topic_is_a_clear_error(unique):
     run = orderbus("lag", "--topic", f"{unique}.nothing")
     assert run.returncode == 2
     assert f"no topic '{unique}.nothing'" in run.stderr
+
+
+def test_no_group_yet_is_an_empty_report(unique):
+    prefix = {"ORDERBUS_TOPIC_PREFIX": f"{unique}."}     # a pipeline no worker has joined yet
+    run = orderbus("lag", "--json", env=prefix)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert json.loads(run.stdout) == {"partitions": [], "groups": []}
+    run = orderbus("lag", env=prefix)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert run.stdout.split() == ["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG-S",
+                                  "STATUS"]

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import subprocess
 import time
+import traceback
 import uuid
 
+import psycopg2
 import pytest
 from dataclasses import replace
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from infra.postgres import databases
 from topics import acl
 from topics.admin import delete, ensure
 from topics.catalogue import (ACCESS, ALL, ORDERS_PLACED, ORDERS_STATUS, PAYMENT_COMMANDS, TX_LOG,
@@ -170,3 +173,39 @@ def test_client_that_does_not_trust_the_ca_is_refused(settings, tmp_path):
                     "-subj", "/CN=some other CA"], check=True, capture_output=True)
     errors = _refusal({**settings.kafka(), "ssl.ca.location": str(tmp_path / "other.pem")})
     assert "_SSL" in errors
+
+
+def test_a_failed_role_statement_leaves_no_password_in_the_server_log_or_traceback(settings,
+                                                                                   unique):
+    layout = settings.layout()
+    # PostgreSQL reserves role names starting pg_: CREATE ROLE fails with the password in it,
+    # and the server logs a failed statement whole
+    name = f"pg_{unique}"
+    log = layout.pg_dir / "postgres.log"
+    before = log.stat().st_size
+    try:
+        with pytest.raises(psycopg2.Error) as failed:
+            databases.ensure(layout, name, "orders")
+        # (formatted before this frame holds the password among its own locals)
+        shown = "".join(traceback.TracebackException.from_exception(
+            failed.value, capture_locals=True).format())
+        written = log.read_bytes()[before:].decode(errors="replace")
+        assert f'role name "{name}" is reserved' in written and "STATEMENT:" in written
+        pw = databases.password(layout, name)
+        assert pw not in written
+        assert name in shown and pw not in shown
+    finally:
+        (layout.secrets_dir / f"pg-{name}.password").unlink(missing_ok=True)
+
+
+def test_a_role_made_from_a_scram_verifier_logs_in_with_its_password(settings, unique):
+    layout = settings.layout()
+    try:
+        databases.ensure(layout, unique, "orders")
+        with psycopg2.connect(databases.dsn(layout, unique)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT current_user")
+            assert cur.fetchone() == (unique,)
+        conn.close()
+    finally:
+        databases.drop(layout, unique)
+        (layout.secrets_dir / f"pg-{unique}.password").unlink(missing_ok=True)

@@ -194,3 +194,24 @@ def test_every_topic_faust_made_has_three_replicas(pipe, settings):
         configs = fut.result()
         assert configs["min.insync.replicas"].value == str(2 if rf == 3 else 1), res
         assert "compact" in configs["cleanup.policy"].value, res
+
+
+def test_a_restarted_tracker_stops_within_seconds_of_sigterm(pipe, settings):
+    # a SIGKILLed tracker stays a member of its group until its session times out, and a new
+    # instance's join waits for it to go: the new one's shutdown must not wait that long
+    admin, group = AdminClient(settings.kafka()), pipe.settings.names.group("tracker")
+    wait_for(lambda: admin.describe_consumer_groups([group])[group].result().members, 60,
+             "the tracker is not a member of its group")
+    pipe.tracker.kill()
+    pipe.tracker.wait()
+    log = pipe.sup.log_dir / "tracker.log"
+    joins = log.read_bytes().count(b"(Re-)joining group")
+    start_tracker(pipe)
+    wait_for(lambda: log.read_bytes().count(b"(Re-)joining group") > joins, 60,
+             "the restarted tracker did not try to join its group")
+    started = time.monotonic()
+    pipe.tracker.send_signal(signal.SIGTERM)
+    pipe.tracker.wait(120)
+    took = time.monotonic() - started
+    start_tracker(pipe)     # the module's fixture stops it
+    assert took < 5, f"the tracker stopped {took:.1f}s after SIGTERM"

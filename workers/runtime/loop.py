@@ -25,6 +25,11 @@ from workers.runtime.metrics import Metrics
 log = logging.getLogger(__name__)
 WATCH_EVERY_S = 5.0      # how often the watchdog looks
 
+# a dead member's partitions wait out its session: 3 s makes failover ~3.5 s (6 s made it ~9 s);
+# the brokers' group.min.session.timeout.ms allows it (infra/kafka/cluster.py)
+SESSION_TIMEOUT_MS = 3_000
+HEARTBEAT_MS = 500
+
 
 @dataclass(frozen=True)
 class Out:
@@ -96,10 +101,8 @@ class LoopConfig:
     # instance's open transaction holds read_committed readers for at most ~20 s (its 10 s
     # timeout, then the broker's 10 s abort sweep), below this
     stall_s: float = 30.0
-    # a dead member's partitions wait out its session: 3 s makes failover ~3.5 s (6 s made it
-    # ~9 s); the brokers' group.min.session.timeout.ms allows it (infra/kafka/cluster.py)
-    session_timeout_ms: int = 3_000
-    heartbeat_ms: int = 500
+    session_timeout_ms: int = SESSION_TIMEOUT_MS
+    heartbeat_ms: int = HEARTBEAT_MS
     protocol: str = "classic"              # or "consumer" (KIP-848)
     # classic protocol with group.instance.id: a restarted instance takes its partitions back
     # without a rebalance, but at a 3 s session that gains nothing measurable, and after a group

@@ -22,6 +22,7 @@ from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_PLACED, PARTITIONS
 from topics.partition import partition_for
+from workers.runtime.loop import HEARTBEAT_MS, SESSION_TIMEOUT_MS
 from workers.tracker import snapshot
 from workers.tracker.metrics import TrackerMetrics
 from workers.tracker.stages import (GRACE_S, RETAIN_S, SOURCES, UNFOLLOWED, OrderStages, advance,
@@ -291,7 +292,7 @@ def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
     app = ReadCommittedApp(
         settings.names.group("tracker"),
         broker="kafka://" + settings.bootstrap.replace(",", ";"),
-        broker_client_id=f"{settings.names.group('tracker')}-{instance}",
+        broker_client_id=f"{settings.names.group('tracker')}-{settings.instance_id(instance)}",
         broker_credentials=credentials(settings),
         # aiokafka's transactional offset commit fails on Kafka >= 3.7 (aiokafka #1004), and the
         # tracker decides nothing: a replayed event finds its stage already set
@@ -305,6 +306,11 @@ def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
         datadir=str(snapshot.tracker_dir(settings) / f"data-{instance}"),
         table_standby_replicas=0,               # a view: one copy, recovered from the changelog
         consumer_auto_offset_reset="earliest",  # a new tracker folds history from the start
+        # the workers' session, not faust's 60 s: a killed instance stays in the group for its
+        # session, and its successor's join waits for it to go, shutdown included (aiokafka ends
+        # a join in flight before it leaves), which kept a restarted tracker a minute from exiting
+        broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
+        broker_heartbeat_interval=HEARTBEAT_MS / 1000,
         web_enabled=False,
         # table writes go to the changelogs in batches, not one produce request each
         producer_linger=0.05,
