@@ -9,11 +9,20 @@ import threading
 import time
 
 
+from collections import Counter
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from infra.kafka.cluster import pidfile
+from infra.procs import read_pid
 from orderbus.generate import order_body
 from orderbus.sandbox import Sandbox
 from orderbus.supervise import Supervisor
 from orderbus.watch import TopicWatcher
+from topics.catalogue import ALL, ORDERS_DLQ
 from topics.lag import LagError, LagReader
+from topics.read import read
 from workers.main import PIPELINE
 from workers.tracker.stages import SOURCES as TRACKER_SOURCES
 
@@ -28,6 +37,7 @@ class StatusWatcher(TopicWatcher):
         super().__init__(settings, topic)
         self.final: dict[str, tuple[float, str]] = {}
         self.decided: dict[str, float] = {}
+        self.reasons: dict[str, str | None] = {}
 
     def seen(self, msg, now: float) -> None:
         # the workers validated it already; a plain parse keeps the load generator light
@@ -35,6 +45,8 @@ class StatusWatcher(TopicWatcher):
         status, oid = event["status"], event["order_id"]
         if status in FINAL:
             self.final.setdefault(oid, (now, status))
+        if status == "REJECTED":
+            self.reasons.setdefault(oid, event.get("reason"))
         if status in ("CONFIRMED", "REJECTED"):
             self.decided.setdefault(oid, now)
 
@@ -140,6 +152,56 @@ class TrackerLag(threading.Thread):
                 "caught_up_s": self.caught_up_after(last)}
 
 
+def _end_offsets(settings, topics: list[str]) -> dict[str, dict[int, int]]:
+    admin = AdminClient(settings.kafka())
+    meta = admin.list_topics(timeout=30).topics
+    consumer = Consumer(settings.kafka(**{"group.id": f"{settings.prefix}bench", "log_level": 3}))
+    try:
+        return {t: {p: consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                    for p in meta[t].partitions} for t in topics}
+    finally:
+        consumer.close()
+
+
+def records_by_type(settings, starts: dict[str, dict[int, int]]) -> dict[str, int]:
+    """Records written to each pipeline topic since `starts`, by topic and event type."""
+    counts: Counter = Counter()
+    for topic, offsets in starts.items():
+        short = topic[len(settings.prefix):].rsplit(".v", 1)[0]
+        for msg in read(settings.kafka(), topic, offsets, timeout_s=120, committed=False):
+            kind = dict(msg.headers() or ()).get("type", b"").decode() or "other"
+            counts[f"{short}:{kind}"] += 1
+    return dict(sorted(counts.items()))
+
+
+def broker_cpu_s(settings) -> float:
+    """CPU seconds the local brokers have used so far (0 where their pids are unknown)."""
+    layout, total = settings.layout(), 0.0
+    for node in layout.nodes:
+        try:
+            with open(f"/proc/{read_pid(pidfile(layout, node))}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / RssSampler.TICK
+        except (OSError, TypeError, ValueError):
+            pass
+    return total
+
+
+def groups_ready(settings, workers) -> bool:
+    """Every worker's group is stable with all of its topics' partitions assigned."""
+    admin = AdminClient(settings.kafka())
+    names = [settings.names.group(w) for w in workers]
+    try:
+        described = {g: f.result(10) for g, f in admin.describe_consumer_groups(names).items()}
+    except Exception:
+        return False
+    for group in described.values():
+        assigned = sum(len(m.assignment.topic_partitions) for m in group.members)
+        if not str(group.state).upper().endswith("STABLE") or assigned == 0:
+            return False
+    return True
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else 0.0
@@ -159,10 +221,12 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
         tx = TxLogWatcher(sb.settings, sb.tx_log_topic) if hops else None
         if tx:
             tx.start()
+        started = time.monotonic()
         sb.start()
         rss = RssSampler(sb.sup)
         rss.start()
         log(f"sandbox {sb.tag}: {sum(counts.values())} worker processes; warming up")
+        _wait(lambda: groups_ready(sb.settings, PIPELINE), 120, "every group's assignment")
         # enough to touch every partition of every topic, so the timed run meets no first-use
         # costs (metadata, transaction partition registration, cold code paths)
         warm = [f"warm-{i}" for i in range(300)]
@@ -170,6 +234,11 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             sb.publisher.publish(order_body(oid, customers[i % 200], [(skus[i % len(skus)], 1, 100)]))
         sb.publisher.flush(30)
         _wait(lambda: all(o in watcher.final for o in warm), 90, "warm-up orders")
+        _wait(lambda: groups_ready(sb.settings, PIPELINE), 120, "every group's assignment")
+        ready_s = time.monotonic() - started
+        topics = [sb.settings.names.topic(t) for t in ALL if t is not ORDERS_DLQ]
+        starts = _end_offsets(sb.settings, topics)
+        cpu0 = broker_cpu_s(sb.settings)
         lag = TrackerLag(sb.settings) if tracker else None
         if lag:
             lag.start()
@@ -194,14 +263,20 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
                 log(f"  published {i + 1}/{orders}; final so far {len(watcher.final) - len(warm)}")
         sb.publisher.flush(60)
         publish_s = time.monotonic() - t0
-        _wait(lambda: all(o in watcher.final for o in sent), timeout_s, "benchmark orders")
+        # past the time limit, what was measured by then is the result: an overloaded pipeline
+        # is reported as such, with its backlog, not as an error
+        complete = _wait(lambda: all(o in watcher.final for o in sent), timeout_s,
+                         "benchmark orders", raise_=False)
+        ended = time.monotonic()
+        done = [o for o in sent if o in watcher.final]
+        broker_cpu = broker_cpu_s(sb.settings) - cpu0
         watcher.running = rss.running = False
         if tx:
             # a REJECTED status and its Decided commit together, on two topics read apart
-            _wait(lambda: all("decided" in tx.seen_at.get(o, ()) for o in sent), 30,
+            _wait(lambda: all("decided" in tx.seen_at.get(o, ()) for o in done), 30,
                   "the benchmark orders' decisions on tx.log")
             tx.running = False
-        last = max(watcher.final[o][0] for o in sent)
+        last = max((watcher.final[o][0] for o in done), default=ended)
         if lag:
             try:
                 _wait(lambda: lag.caught_up_after(last) is not None, timeout_s,
@@ -217,14 +292,18 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
                        "violations": len(found["violations"])}
         cold = (_tracker_cold(sb, len(sent) + len(warm), instances, timeout_s, log)
                 if tracker_cold else None)
-        lat = [(watcher.final[o][0] - sent[o]) * 1000 for o in sent]
+        lat = [(watcher.final[o][0] - sent[o]) * 1000 for o in done] or [0.0]
         tenth = max(1, len(lat) // 10)
         by_tenth = [round(percentile(lat[i:i + tenth], 0.99)) for i in range(0, len(lat), tenth)]
         dec = [(watcher.decided[o] - sent[o]) * 1000 for o in sent if o in watcher.decided]
-        outcome = [watcher.final[o][1] for o in sent]
+        outcome = [watcher.final[o][1] for o in done]
+        reasons = Counter(watcher.reasons.get(o) for o in done if watcher.final[o][1] == "REJECTED")
+        records = records_by_type(sb.settings, starts)
         return {
             "orders": orders, "hot": hot, "offered_rate": rate, "instances": instances,
-            "orders_per_s": round(orders / (last - t0), 1),
+            "ready_s": round(ready_s, 1), "complete": complete, "completed": len(done),
+            "backlog": len(sent) - len(done),
+            "orders_per_s": round(len(done) / (last - t0), 1) if last > t0 else 0.0,
             "publish_s": round(publish_s, 2), "total_s": round(last - t0, 2),
             "p50_ms": round(percentile(lat, 0.50), 1), "p99_ms": round(percentile(lat, 0.99), 1),
             "max_ms": round(max(lat), 1), "mean_ms": round(statistics.fmean(lat), 1),
@@ -232,6 +311,11 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             "decided_p50_ms": round(percentile(dec, 0.50), 1),
             "decided_p99_ms": round(percentile(dec, 0.99), 1),
             "confirmed": outcome.count("SHIPPED"), "rejected": outcome.count("REJECTED"),
+            "rejected_by_reason": {str(k): v for k, v in sorted(reasons.items(), key=str)},
+            "records_per_order": round(sum(records.values()) / max(1, len(done)), 2),
+            "records_by_type": {k: round(v / max(1, len(done)), 3) for k, v in records.items()},
+            "records_per_s": round(sum(records.values()) / max(1e-9, last - t0), 1),
+            "broker_cpu_s_per_1000": round(broker_cpu * 1000 / max(1, len(done)), 2),
             "rss_mb": {k: round(v, 1) for k, v in sorted(rss.peak.items())},
             "cpu_s": {k: round(v, 1) for k, v in sorted(rss.cpu.items())},
             "worker_restarts": sum(c.restarts for c in sb.sup.children),
@@ -261,23 +345,34 @@ def _tracker_cold(sb, orders: int, instances: int, timeout_s: float, log) -> dic
     return {"orders": orders, "instances": instances, "seconds": lag.caught_up_after(t0)}
 
 
-def _wait(cond, timeout_s: float, what: str) -> None:
+def _wait(cond, timeout_s: float, what: str, raise_: bool = True) -> bool:
     deadline = time.monotonic() + timeout_s
     while not cond():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not done after {timeout_s:.0f}s")
+            if raise_:
+                raise TimeoutError(f"{what}: not done after {timeout_s:.0f}s")
+            return False
         time.sleep(0.1)
+    return True
 
 
 def render(r: dict) -> str:
     rss = ", ".join(f"{k} {v:.0f}" for k, v in r["rss_mb"].items())
+    types = ", ".join(f"{k} {v}" for k, v in r["records_by_type"].items())
     return (f"{r['orders']} orders{' (flash sale: one SKU)' if r['hot'] else ''}, offered "
-            f"{r['offered_rate'] or 'max'}/s, {r['instances']} instance(s) per worker\n"
-            f"  throughput  {r['orders_per_s']} orders/s (publish to last final status "
+            f"{r['offered_rate'] or 'max'}/s, {r['instances']} instance(s) per worker; ready "
+            f"after {r['ready_s']} s\n"
+            + ("" if r["complete"] else
+               f"  INCOMPLETE  {r['completed']} of {r['orders']} final by the time limit; "
+               f"{r['backlog']} left\n")
+            + f"  throughput  {r['orders_per_s']} orders/s (publish to last final status "
             f"{r['total_s']} s)\n"
             f"  latency     p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
             f"(to SHIPPED/REJECTED); decided p99 {r['decided_p99_ms']} ms\n"
-            f"  outcome     {r['confirmed']} confirmed+shipped, {r['rejected']} rejected\n"
+            f"  outcome     {r['confirmed']} confirmed+shipped, {r['rejected']} rejected "
+            f"{r['rejected_by_reason']}\n"
+            f"  records     {r['records_per_order']} per order, {r['records_per_s']}/s: {types}\n"
+            f"  brokers     {r['broker_cpu_s_per_1000']} CPU s per 1,000 orders\n"
             f"  peak RSS MB {rss}\n"
             f"  CPU seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items())
             + (f"\n  verify      {r['verify']['orders']} orders in {r['verify']['seconds']} s, "

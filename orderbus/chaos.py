@@ -41,14 +41,15 @@ from topics.catalogue import ORDERS_STATUS, TX_LOG
 from topics.producer import OrderPublisher
 from workers.main import PIPELINE
 
-KINDS = ("worker-kill", "worker-pause", "broker-kill", "broker-pause", "pg-restart")
+KINDS = ("worker-kill", "worker-pause", "worker-churn", "broker-kill", "broker-pause",
+         "pg-restart")
 # how long a fault is held (s): a pause well past the 3 s consumer session timeout, so the group
 # moves the partitions and the zombie's transaction must be fenced; a broker down a few seconds
-HOLD_S = {"worker-kill": (0.0, 0.0), "worker-pause": (9.0, 11.0), "broker-kill": (3.0, 6.0),
-          "broker-pause": (3.0, 5.0), "pg-restart": (1.0, 3.0)}
+HOLD_S = {"worker-kill": (0.0, 0.0), "worker-pause": (9.0, 11.0), "worker-churn": (5.0, 10.0),
+          "broker-kill": (3.0, 6.0), "broker-pause": (3.0, 5.0), "pg-restart": (1.0, 3.0)}
 # what the plan allows beyond the hold before the next fault: a restart, a JVM start and catch-up
-SETTLE_S = {"worker-kill": 1.0, "worker-pause": 1.0, "broker-kill": 10.0, "broker-pause": 1.0,
-            "pg-restart": 3.0}
+SETTLE_S = {"worker-kill": 1.0, "worker-pause": 1.0, "worker-churn": 1.0, "broker-kill": 10.0,
+            "broker-pause": 1.0, "pg-restart": 3.0}
 BROKER_AIMS = ("controller", "leader", "any")   # which broker a broker-kill goes for
 STALL_S = 1.0      # a partition with no decision for longer than this is stalled
 GRACE_S = 2.0      # a stall that begins this soon after the fault was lifted is still its doing
@@ -298,6 +299,18 @@ class Injector(threading.Thread):
             self.halt.wait(p.hold_s)
         finally:
             _signal_if_alive(pid, signal.SIGCONT)
+        return f
+
+    def _worker_churn(self, p: Planned) -> Fault:
+        # one more instance joins a busy group, takes live partitions from the others, and leaves
+        # cleanly again: revocations of busy partitions, not only of dead members'
+        name = PIPELINE[int(p.pick * len(PIPELINE))]
+        child = self.sb.sup.add(name)
+        try:
+            f = self._fault(p, child.label)
+            self.halt.wait(p.hold_s)
+        finally:
+            self.sb.sup.remove(child)
         return f
 
     # -- brokers

@@ -92,8 +92,8 @@ def render(r: dict) -> str:
     return "\n".join(lines)
 
 
-COLOURS = {"worker-kill": "tab:red", "worker-pause": "tab:orange", "broker-kill": "tab:purple",
-           "broker-pause": "tab:blue", "pg-restart": "tab:green"}
+COLOURS = {"worker-kill": "tab:red", "worker-pause": "tab:orange", "worker-churn": "tab:olive",
+           "broker-kill": "tab:purple", "broker-pause": "tab:blue", "pg-restart": "tab:green"}
 
 
 def plot(r: dict, path: Path) -> None:

@@ -69,7 +69,7 @@ class Supervisor:
 
     def check(self) -> None:
         """Restart any child that exited while we were not stopping, with backoff."""
-        for child in self.children:
+        for child in list(self.children):     # `add` and `remove` may change it meanwhile
             code = child.proc.poll() if child.proc else None
             if code is None or self.stopping or child.held:
                 continue
@@ -122,6 +122,23 @@ class Supervisor:
     def release(self, child: Child) -> None:
         child.held = False
         self._spawn(child)
+
+    def add(self, name: str) -> Child:
+        """Start one more instance of `name` (a scale-out; chaos's churn), metrics off."""
+        with self._lock:
+            if self.stopping:
+                raise RuntimeError("the supervisor is stopping")
+            slot = 1 + max((c.instance for c in self.children if c.name == name), default=-1)
+            child = Child(name, slot, 0)
+            self._spawn(child)
+            self.children.append(child)
+        return child
+
+    def remove(self, child: Child, grace_s: float = 30.0) -> None:
+        """Stop one instance cleanly and forget it (a scale-in)."""
+        self.hold(child, grace_s)
+        with self._lock:
+            self.children.remove(child)
 
     def find(self, name: str, instance: int = 0) -> Child:
         return next(c for c in self.children if c.name == name and c.instance == instance)

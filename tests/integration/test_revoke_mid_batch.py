@@ -55,7 +55,6 @@ def test_a_message_of_a_partition_revoked_mid_batch_is_neither_processed_nor_com
     handler = Recorder(topic)
     loop = Loop(settings, LoopConfig(group=f"{unique}.g", instance="0"), handler,
                 Metrics("revoke-test"))
-    loop.producer.init_transactions(30)
     real = loop.consumer
     real.subscribe([topic], on_assign=loop._on_assign, on_revoke=loop._on_revoke,
                    on_lost=loop._on_revoke)

@@ -15,7 +15,7 @@ def ids(tmp_path, slot: int, **env) -> tuple[str, str, str]:
                            **env})
     cfg = loop_config("coordinator", slot, s, static=True)
     consumer = consumer_config(s, cfg)
-    return (producer_config(s, cfg)["transactional.id"], consumer["client.id"],
+    return (producer_config(s, cfg)["client.id"], consumer["client.id"],
             consumer["group.instance.id"])
 
 

@@ -1,8 +1,8 @@
 """The coordinator shell: folds tx.log, announces decisions, appends deadlines, re-sends decisions
 until every participant has acknowledged.
 
-Its transactions are a cache of the fold, saved in its own database about once a second, after
-the Kafka transaction that carried their outputs has committed: every open transaction, every
+Its transactions are a cache of the fold, saved in its own database about once a second, when
+every output so far is acknowledged and every offset committed: every open transaction, every
 finished one (so that a decision stays final whatever is replayed later), and per partition the
 offset the rows are folded up to. A new owner of a partition loads its open transactions and
 re-folds only the events between that saved offset and the committed one, so taking over costs
@@ -27,7 +27,6 @@ from workers.runtime.messages import decode_batch, emit
 
 log = logging.getLogger(__name__)
 TICK_MS = 250
-SAVE_EVERY_MS = 1000
 STALL_MIN_MS = 5000
 # committed as the offset's metadata: every event before the offset is folded and its outputs
 # are committed with it. An offset without it (moved by an operator's reset) is not trusted so.
@@ -36,6 +35,7 @@ FOLDED = "folded"
 
 class CoordinatorHandler:
     accepts = TX_LOG.events
+    sync_every_s = 1.0       # how often it saves (workers/runtime/loop.py Handler.sync_every_s)
 
     def __init__(self, settings, db, names, metrics, resend_after_ms: int = 3000):
         self.settings, self.db, self.metrics = settings, db, metrics
@@ -55,7 +55,7 @@ class CoordinatorHandler:
         self.group = names.group("coordinator")
         self.partitions: dict[int, Partition] = {}
         self.crash = CrashPoints(metrics.worker)
-        self.last_tick = self.saved_at = 0
+        self.last_tick = 0
         self.on_progress = lambda: None      # the loop's watchdog, told during a long re-fold
 
     # -- partitions come and go: load what is open, re-fold the rest from the log
@@ -96,15 +96,12 @@ class CoordinatorHandler:
         return outs
 
     def committed(self, now_ms):
-        """After a Kafka commit: save what changed, at most once a second."""
-        if now_ms - self.saved_at < SAVE_EVERY_MS:
-            return
+        """Every output so far is acknowledged and every offset committed: save what changed."""
         rows = [r for p, part in self.partitions.items() for r in part.unsaved(p)]
         positions = {p: part.next_offset for p, part in self.partitions.items()}
         self.db.run(lambda cur: store.save(cur, rows, positions))
         for part in self.partitions.values():
             part.saved()
-        self.saved_at = now_ms
 
     def tick(self, now_ms):
         if now_ms - self.last_tick < TICK_MS:

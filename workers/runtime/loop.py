@@ -1,9 +1,14 @@
-"""The transactional consume–process–produce loop every worker stands on.
+"""The consume–process–produce loop every worker stands on: effects exactly once, records at
+least once.
 
-One batch = one database transaction (inside the handler) + one Kafka transaction that carries the
-batch's outputs and its input offsets. The database commits first; if the process dies before the
-Kafka commit, the batch is redelivered and the handler's idempotent effects return the recorded
-outcome, so the outputs come out once.
+One batch = one database transaction (inside the handler), whose effects are keyed by order id,
+then the batch's outputs on the idempotent producer (acks=all). Its input offsets are committed
+only once every output of it and of every earlier batch is acknowledged; meanwhile the next batch
+is read and processed (one producer writes each partition in order, so order per partition is
+kept). A crash re-reads from the committed offset, and the handlers' idempotent effects return
+the recorded outcomes and emit them again: a record may come out twice, an effect never happens
+twice. There is no Kafka transaction: one cost 70–140 ms per batch on every hop and set the
+pipeline's latency.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -38,8 +44,8 @@ class Out:
     value: bytes | None
     headers: list | None = None
     partition: int | None = None     # None: by key (murmur2, as every orderbus producer)
-    # what this output adds to a counter (a dead letter, a vote, a decision), called once the
-    # transaction carrying it has committed: an aborted batch is read again and counted then
+    # what this output adds to a counter (a dead letter, a vote, a decision), called once it is
+    # acknowledged: a batch read again after a crash is counted then
     count: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
@@ -51,9 +57,11 @@ class Handler(Protocol):
     # returns (topic, partition) -> offset to read from, where it is not the committed offset
     def assigned(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]: ...
     def revoked(self, partitions: list[TopicPartition]) -> None: ...
-    # committed with the offset, in the same transaction (the coordinator marks its own commits)
+    # committed with the offset (the coordinator marks its own commits)
     def offset_metadata(self, topic: str, partition: int) -> str: ...
-    # after the Kafka transaction of a batch has committed
+    # how often the loop lets every output so far be acknowledged and every offset committed,
+    # then calls committed(): the handler's state then matches the committed offsets (None: never)
+    sync_every_s: float | None
     def committed(self, now_ms: int) -> None: ...
 
 
@@ -62,6 +70,7 @@ class Stateless:
 
     on_progress = staticmethod(lambda: None)
     caught_up = staticmethod(lambda topic, partition: True)
+    sync_every_s = None
 
     def assigned(self, partitions) -> dict:
         return {}
@@ -80,7 +89,23 @@ class Stateless:
 
 
 class Fatal(RuntimeError):
-    """The process must stop: fenced by a newer instance, or a fatal client error."""
+    """The process must stop: an output was not delivered, or a fatal client error. A restart
+    is always safe: it reads again from the committed offsets."""
+
+
+@dataclass
+class Pending:
+    """A batch whose outputs are in flight: its offsets are committed once all are acknowledged."""
+    offsets: list[TopicPartition]
+    outs: list
+    consumed: dict[str, int] = field(default_factory=dict)   # topic -> messages, counted then
+    waiting: int = 0
+    error: KafkaError | None = None
+
+    def delivered(self, err, msg) -> None:
+        self.waiting -= 1
+        if err is not None and self.error is None:
+            self.error = err
 
 
 @dataclass(frozen=True)
@@ -89,17 +114,11 @@ class LoopConfig:
     instance: str
     batch_max: int = 1000
     poll_timeout_s: float = 0.05
-    transaction_timeout_ms: int = 10_000   # bounds how long a dead instance's open transaction
-                                           # blocks read_committed readers of its partitions
     # an owned partition with records behind it that makes no progress for this long ends the
     # process, to be restarted (workers/runtime/liveness.py says what progress is, and why
-    # waiting on the database is not a stall). librdkafka's send_offsets_to_transaction can
-    # block past its timeout when the group coordinator broker is gone
-    # (confluentinc/librdkafka#5456, #5511); a chaos run caught both status workers so.
-    # A healthy batch takes ~0.1 s and one broker down holds it for seconds; at 90 s a long
-    # chaos run stood still for 60 s with several workers hung after a broker kill. A dead
-    # instance's open transaction holds read_committed readers for at most ~20 s (its 10 s
-    # timeout, then the broker's 10 s abort sweep), below this
+    # waiting on the database is not a stall). A healthy batch takes ~0.1 s and one broker down
+    # holds deliveries for seconds; at 90 s a long chaos run stood still for 60 s with several
+    # workers hung after a broker kill
     stall_s: float = 30.0
     session_timeout_ms: int = SESSION_TIMEOUT_MS
     heartbeat_ms: int = HEARTBEAT_MS
@@ -116,13 +135,13 @@ def consumer_config(settings, cfg: LoopConfig) -> dict:
         "group.id": cfg.group,
         "client.id": f"{cfg.group}-{cfg.instance}",
         "isolation.level": "read_committed",   # never act on an aborted transaction's output
-        "enable.auto.commit": False,           # offsets are committed inside the transaction
+        "enable.auto.commit": False,           # committed once the batch's outputs are acknowledged
         "auto.offset.reset": "earliest",       # a new group starts from the beginning: nothing skipped
         # between two polls a batch may wait out its database's retry budget, with a stall short
         # of the watchdog's limit before and after it; any longer, the watchdog or the database
         # error has ended the process. Past this interval the group would hand a live instance's
-        # partitions to another mid-batch (its offset commit would then be refused, the
-        # transaction aborted and the batch left to the new owner)
+        # partitions to another mid-batch (its offset commit would then be refused and the batch
+        # read again by the new owner: harmless, but wasted)
         "max.poll.interval.ms": int((RETRY_S + 2 * (cfg.stall_s + WATCH_EVERY_S)) * 1000),
         "fetch.wait.max.ms": 50,
     })
@@ -139,16 +158,13 @@ def consumer_config(settings, cfg: LoopConfig) -> dict:
 
 def producer_config(settings, cfg: LoopConfig) -> dict:
     return settings.kafka(**{
-        # stable per instance: a restarted instance fences its previous incarnation
-        "transactional.id": f"{cfg.group}-{cfg.instance}",
-        "transaction.timeout.ms": cfg.transaction_timeout_ms,
-        # commit_transaction flushes at once, so a long linger costs no latency and lets one
-        # batch per partition carry the whole transaction
-        "linger.ms": 100,
-        # right after a commit the broker answers the next transaction's first request with
-        # CONCURRENT_TRANSACTIONS until its markers are written; the default 100 ms backoff
-        # then costs every transaction ~100 ms (measured: 107 ms -> 31 ms per transaction)
-        "retry.backoff.ms": 5,
+        "client.id": f"{cfg.group}-{cfg.instance}",
+        # no duplicates from the producer's own retries, order kept per partition
+        "enable.idempotence": True,
+        "acks": "all",
+        # nothing waits for a transaction's commit to flush any more: a short linger still lets
+        # one request per partition carry a batch's outputs
+        "linger.ms": 5,
         "compression.type": "lz4",
         # Java-compatible: one key lands on the same partition whichever client wrote it
         "partitioner": "murmur2_random",
@@ -167,9 +183,10 @@ class Loop:
         self.stopping = False
         self.consumer = Consumer(consumer_config(settings, cfg))
         self.producer = Producer(producer_config(settings, cfg))
+        self.pending: deque[Pending] = deque()
+        self.synced_at = time.monotonic()
         metrics.assigned.labels(metrics.worker).set_function(lambda: len(self.liveness.owned()))
         metrics.stalled.labels(metrics.worker).set_function(self.liveness.stalled_s)
-        metrics.tx_aborts.labels(metrics.worker)    # exported from 0: rate() sees the first abort
         handler.on_progress = self.liveness.waiting   # a long re-fold on assignment is no stall
         handler.caught_up = self.caught_up
 
@@ -194,6 +211,14 @@ class Loop:
 
     def _on_revoke(self, consumer, partitions, kind: str = "revoke"):
         self.metrics.rebalances.labels(self.metrics.worker, kind).inc()
+        if kind == "revoke":
+            # still ours for a moment: let what is in flight land and commit what is acknowledged,
+            # so the new owner reads again as little as possible
+            self.producer.flush(10)
+            self._commit_ready(asynchronous=False)
+        gone = set(_keys(partitions))
+        for p in self.pending:     # never committed by this instance now: the new owner reads it
+            p.offsets = [tp for tp in p.offsets if (tp.topic, tp.partition) not in gone]
         self.handler.revoked(partitions)
         self.liveness.revoked(_keys(partitions))
         for key in _keys(partitions):
@@ -214,19 +239,26 @@ class Loop:
 
     def run(self) -> None:
         threading.Thread(target=self._watchdog, daemon=True).start()
-        self.producer.init_transactions(30)
         self.consumer.subscribe(list(self.handler.topics), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         try:
             while not self.stopping:
                 self._once()
         finally:
-            self.consumer.close()   # leaves the group now rather than after the session timeout
-            self.producer.flush(10)
+            self.stopping = True        # the watchdog too
+            try:
+                self.producer.flush(10)
+                self._commit_ready(asynchronous=False)
+            except Fatal:
+                pass                    # already ending; what was not delivered is read again
+            finally:
+                self.consumer.close()   # leaves the group now rather than after its session
 
     def _once(self) -> None:
         # wait for the first message only; then take what is already there. (consume() with a
         # timeout would wait the whole timeout for a full batch, on every hop of an order.)
+        self.producer.poll(0)           # delivery reports of earlier batches
+        committed = self._commit_ready()
         first = self.consumer.poll(self.cfg.poll_timeout_s)
         messages = [first] if first is not None else []
         if first is not None and self.cfg.batch_max > 1:
@@ -252,57 +284,71 @@ class Loop:
         now_ms = int(time.time() * 1000)
         outs = self.handler.process(batch, now_ms) if batch else []
         outs += self.handler.tick(now_ms)
-        if not batch and not outs:
-            self._progressed([])
-            return
-        self.crash.reach("after_db_commit")
-        t1 = time.monotonic()
-        offsets = _next_offsets(batch, self.handler.offset_metadata)
-        committed = self._transact(outs, offsets)
-        self._progressed(offsets if committed else [])
-        if not committed:
-            return
-        self.handler.committed(now_ms)
-        log.debug("batch of %d in, %d out: process %.1f ms, transaction %.1f ms", len(batch),
-                  len(outs), (t1 - t0) * 1000, (time.monotonic() - t1) * 1000)
-        for msg in batch:
-            self.metrics.consumed.labels(self.metrics.worker, msg.topic()).inc()
+        if batch or outs:
+            self.crash.reach("after_db_commit")
+            consumed: dict[str, int] = {}
+            for msg in batch:
+                consumed[msg.topic()] = consumed.get(msg.topic(), 0) + 1
+            self._send(Pending(_next_offsets(batch, self.handler.offset_metadata), outs, consumed))
+            self.crash.reach("after_produce")
+            self.producer.poll(0)
+        committed += self._commit_ready()
+        if self._sync_due():
+            committed += self._sync(now_ms)
+        self._progressed(committed)
         if batch:
             self.metrics.batch_size.labels(self.metrics.worker).observe(len(batch))
             self.metrics.batch_ms.labels(self.metrics.worker).observe((time.monotonic() - t0) * 1000)
 
-    def _transact(self, outs: list[Out], offsets: list[TopicPartition]) -> bool:
-        """True once the batch's outputs and offsets have committed; False when the transaction
-        was aborted and the batch is to be read again."""
-        try:
-            self.producer.begin_transaction()
-            for out in outs:
-                self._produce(out)
-            self.crash.reach("after_produce")
-            if offsets:
-                self._retrying(lambda: self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), 30))
-            self._retrying(lambda: self.producer.commit_transaction(30))
-        except KafkaException as e:
-            err = e.args[0]
-            if err.fatal() or err.code() == KafkaError._FENCED:
-                raise Fatal(f"Kafka transaction failed fatally: {err}") from e
-            # whatever else went wrong, this transaction cannot be trusted: abort it and read the
-            # batch again (the database effects are idempotent, the outputs come out once)
-            log.warning("aborting the Kafka transaction (%s); rewinding to committed offsets", err)
-            self.metrics.tx_aborts.labels(self.metrics.worker).inc()
+    def _send(self, pending: Pending) -> None:
+        pending.waiting = len(pending.outs)
+        self.pending.append(pending)
+        for out in pending.outs:
             try:
-                self.producer.abort_transaction(30)
-                self._rewind()
-            except KafkaException as again:
-                # a restart is always safe: the new producer fences and aborts this one
-                raise Fatal(f"could not abort and rewind after {err}: {again.args[0]}") from e
-            return False
-        for out in outs:
-            self.metrics.produced.labels(self.metrics.worker, out.topic).inc()
-            if out.count is not None:
-                out.count()
-        return True
+                self._produce(out, pending.delivered)
+            except KafkaException as e:      # refused before it left: it never can be delivered
+                raise Fatal(f"an output to {out.topic} could not be produced: {e.args[0]}") from e
+
+    def _commit_ready(self, asynchronous: bool = True) -> list[TopicPartition]:
+        """Commit the offsets of the batches, oldest first, whose outputs are all acknowledged;
+        returns them. An output that could not be delivered (its retries and delivery timeout
+        spent) ends the process, which then reads again from the last committed offsets."""
+        ready: dict[tuple[str, int], TopicPartition] = {}
+        while self.pending and self.pending[0].waiting == 0:
+            if self.pending[0].error is not None:     # stays at the head: nothing after it commits
+                raise Fatal(f"an output was not delivered: {self.pending[0].error}")
+            batch = self.pending.popleft()
+            ready.update(((tp.topic, tp.partition), tp) for tp in batch.offsets)
+            for topic, n in batch.consumed.items():
+                self.metrics.consumed.labels(self.metrics.worker, topic).inc(n)
+            for out in batch.outs:
+                self.metrics.produced.labels(self.metrics.worker, out.topic).inc()
+                if out.count is not None:
+                    out.count()
+        if not ready:
+            return []
+        offsets = list(ready.values())
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        except KafkaException as e:
+            # the next commit carries these offsets too; until then a crash reads a little again
+            log.warning("offset commit failed: %s", e.args[0])
+            return []
+        return offsets
+
+    def _sync_due(self) -> bool:
+        every = self.handler.sync_every_s
+        return every is not None and time.monotonic() - self.synced_at >= every
+
+    def _sync(self, now_ms: int) -> list[TopicPartition]:
+        """Let every output so far be acknowledged and commit every offset, then tell the
+        handler: its state now matches the committed offsets."""
+        self.synced_at = time.monotonic()
+        self.producer.flush(10)
+        committed = self._commit_ready(asynchronous=False)
+        if not self.pending:
+            self.handler.committed(now_ms)
+        return committed
 
     def _progressed(self, committed: list[TopicPartition]) -> None:
         """The end of a round, for the watchdog: the partitions whose batch committed and those
@@ -336,42 +382,19 @@ class Loop:
             at = low
         return 0 <= high <= at
 
-    def _produce(self, out: Out) -> None:
+    def _produce(self, out: Out, on_delivery) -> None:
         while True:
             try:
                 if out.partition is None:
                     self.producer.produce(out.topic, key=out.key, value=out.value,
-                                          headers=out.headers)
+                                          headers=out.headers, on_delivery=on_delivery)
                 else:
                     self.producer.produce(out.topic, key=out.key, value=out.value,
-                                          headers=out.headers, partition=out.partition)
+                                          headers=out.headers, partition=out.partition,
+                                          on_delivery=on_delivery)
                 return
             except BufferError:   # the local queue is full: let deliveries drain
                 self.producer.poll(0.05)
-
-    @staticmethod
-    def _retrying(call, attempts: int = 5) -> None:
-        """A retriable error (a timeout, a coordinator moving, a concurrent transaction still
-        completing) is retried with backoff; anything else propagates."""
-        for attempt in range(attempts):
-            try:
-                return call()
-            except KafkaException as e:
-                if not e.args[0].retriable() or attempt == attempts - 1:
-                    raise
-                log.warning("%s; retrying", e.args[0])
-                time.sleep(0.1 * 2 ** attempt)
-
-    def _rewind(self) -> None:
-        """After an abort, consume again from the last committed offsets; the handler drops
-        whatever it derived from the aborted batch."""
-        assignment = self.consumer.assignment()
-        self.handler.revoked(assignment)
-        starts = self._committed(assignment, timeout_s=30)
-        starts.update(self.handler.assigned(assignment))
-        for (topic, partition), offset in starts.items():
-            self.consumer.seek(TopicPartition(topic, partition, offset))
-        self.starts.update(starts)
 
     def _committed(self, partitions: list[TopicPartition], timeout_s: float) -> dict:
         """Where the consumer (re)starts each partition: the group's committed offset, or

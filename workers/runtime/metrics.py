@@ -1,10 +1,11 @@
 """Every Prometheus metric a worker exports, declared once. Labels are bounded: worker, topic,
 partition, outcome, reason — never an order id. A counter of messages, dead letters, votes or
-decisions counts what a committed Kafka transaction carried, never an aborted attempt (Out.count
+decisions counts what was acknowledged, never an attempt that was not (Out.count
 in loop.py)."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
+                               start_http_server)
 
 MS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
@@ -14,6 +15,9 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r, w = self.registry, worker
         self.worker = w
+        # process_start_time_seconds: a worker that keeps being restarted (an output the brokers
+        # refuse ends it, and restarting is always safe) shows as its changes
+        ProcessCollector(registry=r)
         self.consumed = Counter("orderbus_messages_consumed_total", "Messages consumed",
                                 ["worker", "topic"], registry=r)
         self.produced = Counter("orderbus_messages_produced_total", "Messages produced",
@@ -21,11 +25,9 @@ class Metrics:
         self.batch_size = Histogram("orderbus_batch_size", "Messages per batch", ["worker"],
                                     buckets=(1, 5, 10, 50, 100, 200, 500, 1000), registry=r)
         self.batch_ms = Histogram("orderbus_batch_duration_ms", "Batch processing time, consume "
-                                  "to transaction commit", ["worker"], buckets=MS_BUCKETS, registry=r)
+                                  "to outputs handed to the producer", ["worker"], buckets=MS_BUCKETS, registry=r)
         self.dead_letters = Counter("orderbus_dead_letters_total", "Messages sent to the dead-letter "
                                     "topic", ["worker", "reason"], registry=r)
-        self.tx_aborts = Counter("orderbus_kafka_transaction_aborts_total", "Kafka transactions "
-                                 "aborted", ["worker"], registry=r)
         self.rebalances = Counter("orderbus_rebalances_total", "Partition assignment changes",
                                   ["worker", "kind"], registry=r)
         self.assigned = Gauge("orderbus_assigned_partitions", "Partitions this instance owns",
