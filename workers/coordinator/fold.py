@@ -207,14 +207,13 @@ def due(
             return timers, []
         marker = DeadlinePassed(order_id=tx.order_id, at_ms=now_ms)
         return replace(timers, deadline_appended_ms=now_ms), [("tx.log", marker)]
-    missing = [p for p in tx.targets if p not in tx.acked]
-    if not missing:
-        return timers, []
+    # the cheap checks first: the shell asks this of every open order several times a second
     if timers.resent_ms is None:
         return replace(timers, resent_ms=now_ms), []
     if now_ms - timers.resent_ms < min(resend_after_ms << min(timers.resends, 16), max_resend_ms):
         return timers, []
-    to = [p for p in missing if _lost_or_silent(p, timers, progress)]
+    acked = tx.acked
+    to = [p for p in tx.targets if p not in acked and _lost_or_silent(p, timers, progress)]
     if not to:
         return timers, []
     return replace(timers, resent_ms=now_ms, resends=timers.resends + 1), commands(tx, to)
