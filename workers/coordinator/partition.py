@@ -64,11 +64,12 @@ class Partition:
         if event.TYPE not in ("Voted", "Acked"):
             return
         seen = self.progress.get(event.participant) or Progress(now_ms)
+        voted, acked = seen.voted_past, seen.acked_past
         if event.TYPE == "Voted" and timers.begun_at is not None:
-            seen = replace(seen, voted_past=max(seen.voted_past, timers.begun_at))
+            voted = max(voted, timers.begun_at)
         if event.TYPE == "Acked" and timers.decided_at is not None:
-            seen = replace(seen, acked_past=max(seen.acked_past, timers.decided_at))
-        self.progress[event.participant] = replace(seen, seen_ms=now_ms)
+            acked = max(acked, timers.decided_at)
+        self.progress[event.participant] = Progress(now_ms, voted, acked)
 
     def unsaved(self, part: int) -> list[tuple[str, int, int, bool, Tx]]:
         """Rows for the store: (order id, partition, offset of its last event, finished, tx)."""
