@@ -13,13 +13,13 @@ from infra.postgres import server
 
 pytestmark = pytest.mark.integration
 
-ALL = "worker-kill,worker-pause,broker-kill,broker-pause,pg-restart"
+ALL = "worker-kill,worker-pause,worker-churn,broker-kill,broker-pause,pg-restart"
 
 
 def test_chaos_smoke_every_fault_kind(settings):
-    # seed 7 fits all five kinds into 94 s of load; with start-up, drain and verify ~150 s
-    proc = subprocess.run([sys.executable, "-m", "orderbus", "chaos", "--duration", "94",
-                           "--faults", ALL, "--seed", "7", "--rate", "100", "--json"],
+    # seed 149 fits all six kinds into 100 s of load; with start-up, drain and verify ~160 s
+    proc = subprocess.run([sys.executable, "-m", "orderbus", "chaos", "--duration", "100",
+                           "--faults", ALL, "--seed", "149", "--rate", "100", "--json"],
                           capture_output=True, text=True, timeout=420)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     r = json.loads(proc.stdout)
