@@ -87,7 +87,8 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
         for k in range(kills):
             deadline = time.monotonic() + 90
             # every partition busy and both instances owning some: a kill interrupts real work
-            while not (watch.flowing() and _settled(admin, group, {f"{group}-0", f"{group}-1"})):
+            ids = {f"{group}-{sb.settings.instance_id(slot)}" for slot in (0, 1)}
+            while not (watch.flowing() and _settled(admin, group, ids)):
                 if time.monotonic() > deadline:
                     raise TimeoutError("the sandbox pipeline did not reach a steady flow in 90 s")
                 time.sleep(0.5)

@@ -129,10 +129,10 @@ class Settings:
                       secure=self.security == "sasl_ssl" if secure is None else secure)
 
     def instance_id(self, slot: int) -> str:
-        """The id of worker instance `slot` on this host (its client.id and transactional.id
-        follow from it): unique across the hosts of one pipeline, since two instances with one
-        transactional.id fence each other for ever, and the same after a restart, so that a
-        restarted instance fences its own previous incarnation."""
+        """The id of worker instance `slot` on this host (its client.id and, with static
+        membership, group.instance.id follow from it): unique across the hosts of one pipeline,
+        since two static members with one id fence each other for ever, and the same after a
+        restart, so that a restarted instance is taken for the one it replaces."""
         return f"{self.host_id}-{slot}"
 
     def as_principal(self, principal: str) -> "Settings":
