@@ -93,15 +93,17 @@ def test_every_ordering(events):
 
 
 def _check_steps(order, final: Tx) -> None:
-    tx, decided_at, decided_tx, emitted = None, None, None, []
+    tx, decided_at, decided_tx, emitted, told = None, None, None, [], []
     for i, event in enumerate(order):
         before = tx.outcome if tx else None
         tx, outputs = step(tx, event, now_ms=100 + i)
         if before is not None:  # once decided, never changes
             assert (tx.outcome, tx.reason) == (final.outcome, final.reason)
-        if outputs:
+        if outputs and decided_at is None:
             decided_at, decided_tx = i, tx
             emitted += outputs
+        elif outputs:                   # after the decision: only participants told late
+            told += outputs
         assert in_doubt(tx) == (tx.outcome is None and any(
             isinstance(e, Voted) and e.vote == "yes" for e in order[: i + 1]))
     assert tx == final
@@ -113,8 +115,10 @@ def _check_steps(order, final: Tx) -> None:
     status = "CONFIRMED" if final.outcome == "commit" else "REJECTED"
     assert emitted[-1] == ("status", StatusChanged(O, status, final.reason, 100 + decided_at))
     command = Commit(O) if final.outcome == "commit" else Abort(O, final.reason)
-    # Whom to tell is known at the decision; a later TxBegun adds names that due() re-sends to.
+    # Whom to tell is known at the decision; a later TxBegun adds names, told at once.
     assert emitted[1:-1] == [(p, command) for p in decided_tx.targets]
+    assert sorted(told) == sorted((p, command) for p in final.targets
+                                  if p not in decided_tx.targets)
     assert set(final.targets) >= set(final.participants)
     # The only ack in the scenarios is inventory's commit: it finishes an inventory-only commit.
     acked = any(isinstance(e, Acked) for e in order)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from schemas.events import Acked, Decided, TxBegun, Voted
+from schemas.events import Acked, DeadlinePassed, Decided, TxBegun, Voted
 from workers.coordinator.fold import from_dict, is_finished, to_dict
 from workers.coordinator.partition import Partition
 
@@ -112,3 +112,26 @@ def test_taking_over_from_the_saved_state_rebuilds_the_same_transactions(seed, c
         store.fold(rebuilt, offset, log[offset])
     assert {o: tx for o, (tx, _) in rebuilt.open.items()} == {o: tx for o, (tx, _) in live.open.items()}
     assert all(is_finished(tx) for tx in rebuilt.finished.values())
+
+
+def test_a_late_yes_vote_on_a_finished_abort_is_told_to_abort():
+    # payment's vote arrives first (its TxBegun late): presumed aborted, payment acks, done;
+    # then inventory's yes vote: it holds something, and only an Abort releases it
+    part = Partition()
+    part.apply(0, Voted("o", "payment", "yes", None), 0)
+    decided = part.apply(1, DeadlinePassed("o", 0), 0)
+    assert [(to, e.TYPE) for to, e in decided][1:3] == [("payment", "Abort"), ("status", "StatusChanged")]
+    part.apply(2, Acked("o", "payment", "abort"), 0)
+    assert set(part.finished) == {"o"}
+    told = part.apply(3, Voted("o", "inventory", "yes", None), 0)
+    assert [(to, e.TYPE) for to, e in told] == [("inventory", "Abort")]
+    assert "o" in part.open
+    assert part.apply(4, Acked("o", "inventory", "abort"), 0) == [] and set(part.finished) == {"o"}
+
+
+def test_a_begin_after_an_orphan_was_aborted_tells_the_named_participants():
+    part = Partition()
+    part.apply(0, Voted("o", "payment", "yes", None), 0)
+    part.apply(1, DeadlinePassed("o", 0), 0)
+    told = part.apply(2, TxBegun("o", P, 10_000), 0)
+    assert [(to, e.TYPE) for to, e in told] == [("inventory", "Abort")]

@@ -153,10 +153,16 @@ def commands(tx: Tx, to: Iterable[str]) -> list[Output]:
 
 
 def step(tx: Tx | None, event: TxLogEvent, now_ms: int) -> tuple[Tx, list[Output]]:
-    """Fold one event; when it makes the decision, also return what announces it."""
+    """Fold one event; when it makes the decision, also return what announces it. After the
+    decision, a participant that joins those who must hear it (a late yes vote on an abort, a
+    TxBegun that names participants after an orphan was aborted) is told at once: it may hold
+    something, and nothing else would ever release it."""
     was_decided = tx is not None and tx.outcome is not None
+    told = tx.targets if was_decided else ()
     tx = fold(tx, event)
-    if was_decided or tx.outcome is None:
+    if was_decided:
+        return tx, commands(tx, [p for p in tx.targets if p not in told])
+    if tx.outcome is None:
         return tx, []
     confirmed = tx.outcome == "commit"
     outputs: list[Output] = [("tx.log", Decided(tx.order_id, tx.outcome, tx.reason))]  # type: ignore[arg-type]

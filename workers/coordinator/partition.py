@@ -42,14 +42,22 @@ class Partition:
         entry = self.open.get(oid)
         self._heard(event, entry[1] if entry else Timers(), now_ms)
         if oid in self.finished:
-            return []   # final: a replayed begin, a late vote or ack changes nothing
+            # final: a replayed begin or a late ack changes nothing. A late yes vote on an abort is
+            # the exception: that participant is told and the order waits for its ack again
+            tx, told = step(self.finished[oid], event, now_ms)
+            if not told:
+                return []
+            del self.finished[oid]
+            self.open[oid] = (tx, Timers(first_seen_ms=now_ms, decided_at=offset))
+            self.changed[oid] = offset
+            return told
         if entry is None and event.TYPE not in OPENS:
             return []
         tx, timers = entry or (None, Timers(first_seen_ms=now_ms))
         tx, decided = step(tx, event, now_ms)
         if event.TYPE == "TxBegun" and timers.begun_at is None:
             timers = replace(timers, begun_at=offset)
-        if decided:
+        if decided and decided[0][1].TYPE == "Decided":
             timers = replace(timers, decided_at=offset)
         self.changed[oid] = offset
         if is_finished(tx):

@@ -85,13 +85,17 @@ class CoordinatorHandler:
                                                        for m, e in events], now_ms)
         for msg in messages:
             self.partitions[msg.partition()].next_offset = msg.offset() + 1
+        made = False
         for outputs in decided:
-            tx = outputs[0][1]
-            count = self.metrics.decisions.labels(tx.outcome, tx.reason or "").inc
+            first = outputs[0][1]
+            count = None
+            if first.TYPE == "Decided":     # a decision (else a late participant told of one)
+                made = True
+                count = self.metrics.decisions.labels(first.outcome, first.reason or "").inc
             # counted once, with the first of the decision's outputs
             outs += [emit(self.dest[d], e, count if n == 0 else None)
                      for n, (d, e) in enumerate(outputs)]
-        if decided:
+        if made:
             self.crash.reach("after_decision")
         return outs
 
@@ -125,7 +129,8 @@ class CoordinatorHandler:
 
 def fold_into(partitions: dict[int, Partition], db, items, now_ms: int) -> list[list]:
     """Fold (partition, offset, event) in order, after looking up in the store every order an
-    event may open that the partition does not hold. Returns each decision's outputs."""
+    event may open that the partition does not hold. Returns the outputs of each event that had
+    any: a decision, or a decision's command to a participant that must hear it late."""
     unknown: dict[int, set[str]] = {}
     for p, _, event in items:
         if event.TYPE in OPENS:

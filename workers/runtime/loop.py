@@ -181,9 +181,14 @@ class Loop:
         self.starts: dict[tuple[str, int], int] = {}
         self.crash = CrashPoints(metrics.worker)
         self.stopping = False
-        self.consumer = Consumer(consumer_config(settings, cfg))
+        self.consumer = Consumer({**consumer_config(settings, cfg), "on_commit": self._on_commit})
         self.producer = Producer(producer_config(settings, cfg))
         self.pending: deque[Pending] = deque()
+        # per partition: the offset whose batches' outputs are all acknowledged, and the offset
+        # the group last confirmed committed; a commit that failed is tried again until they meet
+        self.acked: dict[tuple[str, int], TopicPartition] = {}
+        self.confirmed: dict[tuple[str, int], int] = {}
+        self.commit_tried_at = 0.0
         self.synced_at = time.monotonic()
         metrics.assigned.labels(metrics.worker).set_function(lambda: len(self.liveness.owned()))
         metrics.stalled.labels(metrics.worker).set_function(self.liveness.stalled_s)
@@ -219,6 +224,9 @@ class Loop:
         gone = set(_keys(partitions))
         for p in self.pending:     # never committed by this instance now: the new owner reads it
             p.offsets = [tp for tp in p.offsets if (tp.topic, tp.partition) not in gone]
+        for key in gone:
+            self.acked.pop(key, None)
+            self.confirmed.pop(key, None)
         self.handler.revoked(partitions)
         self.liveness.revoked(_keys(partitions))
         for key in _keys(partitions):
@@ -311,30 +319,42 @@ class Loop:
 
     def _commit_ready(self, asynchronous: bool = True) -> list[TopicPartition]:
         """Commit the offsets of the batches, oldest first, whose outputs are all acknowledged;
-        returns them. An output that could not be delivered (its retries and delivery timeout
-        spent) ends the process, which then reads again from the last committed offsets."""
-        ready: dict[tuple[str, int], TopicPartition] = {}
+        returns those newly acknowledged. A commit that fails (a rebalance under way, the group
+        coordinator moving) is tried again, at least once a second, until the group confirms it,
+        so a worker that goes idle still ends with nothing left to read. An output that could
+        not be delivered (its retries and delivery timeout spent) ends the process, which then
+        reads again from the last committed offsets."""
+        newly: list[TopicPartition] = []
         while self.pending and self.pending[0].waiting == 0:
             if self.pending[0].error is not None:     # stays at the head: nothing after it commits
                 raise Fatal(f"an output was not delivered: {self.pending[0].error}")
             batch = self.pending.popleft()
-            ready.update(((tp.topic, tp.partition), tp) for tp in batch.offsets)
+            newly += batch.offsets
+            for tp in batch.offsets:
+                self.acked[(tp.topic, tp.partition)] = tp
             for topic, n in batch.consumed.items():
                 self.metrics.consumed.labels(self.metrics.worker, topic).inc(n)
             for out in batch.outs:
                 self.metrics.produced.labels(self.metrics.worker, out.topic).inc()
                 if out.count is not None:
                     out.count()
-        if not ready:
-            return []
-        offsets = list(ready.values())
-        try:
-            self.consumer.commit(offsets=offsets, asynchronous=asynchronous)
-        except KafkaException as e:
-            # the next commit carries these offsets too; until then a crash reads a little again
-            log.warning("offset commit failed: %s", e.args[0])
-            return []
-        return offsets
+        due = [tp for key, tp in self.acked.items() if self.confirmed.get(key, -1) < tp.offset]
+        if due and (newly or not asynchronous or time.monotonic() - self.commit_tried_at >= 1.0):
+            self.commit_tried_at = time.monotonic()
+            try:
+                done = self.consumer.commit(offsets=due, asynchronous=asynchronous)
+            except KafkaException as e:
+                log.warning("offset commit failed, to be tried again: %s", e.args[0])
+            else:
+                if not asynchronous:
+                    self._on_commit(None, done)
+        return newly
+
+    def _on_commit(self, err, partitions) -> None:
+        for tp in partitions or []:
+            key = (tp.topic, tp.partition)
+            if err is None and tp.error is None and key in self.acked:
+                self.confirmed[key] = max(self.confirmed.get(key, -1), tp.offset)
 
     def _sync_due(self) -> bool:
         every = self.handler.sync_every_s
