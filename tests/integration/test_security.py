@@ -14,6 +14,7 @@ import pytest
 from dataclasses import replace
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from infra.postgres import databases
 from topics import acl
@@ -103,8 +104,9 @@ def test_each_principal_does_its_job_and_nothing_else(settings, names, who):
         assert produce(conf, names.topic(topic), txn) == "ok", f"{who} writes {topic.name}"
     for topic in access.reads:
         assert consume(conf, names.topic(topic), group) == "ok", f"{who} reads {topic.name}"
-    if access.monitors:     # reads any topic by assignment, with no group of its own
-        assert consume(conf, names.topic(ALL[0]), group, subscribe=False) == "ok"
+    if access.monitors:     # reads the pipeline's topics by assignment, joining no group
+        assert all(consume(conf, names.topic(t), names.monitor_group(), subscribe=False) == "ok"
+                   for t in ALL)
 
     refused = produce(conf, names.topic(_forbidden(access.writes)))
     assert refused == "TOPIC_AUTHORIZATION_FAILED", f"{who} wrote {_forbidden(access.writes).name}"
@@ -118,6 +120,37 @@ def test_each_principal_does_its_job_and_nothing_else(settings, names, who):
         hidden = names.topic(outside[0])
         meta = Producer(conf).list_topics(hidden, timeout=TIMEOUT_S).topics[hidden]
         assert meta.error is not None and meta.error.name() == "TOPIC_AUTHORIZATION_FAILED"
+
+
+def test_the_lag_monitor_sees_no_topic_or_group_outside_the_pipelines(settings, names,
+                                                                     make_topic, unique):
+    conf = settings.as_principal("lag").kafka()
+    elsewhere, group = make_topic("elsewhere"), f"{unique}.elsewhere-group"
+    seed = Producer(settings.kafka(**{"acks": "all"}))
+    seed.produce(elsewhere, b"not the pipeline's", partition=0)
+    assert seed.flush(30) == 0
+    committer = Consumer(settings.kafka(**{"group.id": group}))
+    committer.commit(offsets=[TopicPartition(elsewhere, 0, 0)], asynchronous=False)
+    committer.close()
+    reader = Consumer({**conf, "group.id": names.monitor_group()})
+    try:
+        with pytest.raises(KafkaException) as refused:
+            reader.get_watermark_offsets(TopicPartition(elsewhere, 0), timeout=TIMEOUT_S)
+        # (librdkafka says the partition is unknown: the metadata it asked for hid the topic)
+        assert refused.value.args[0].name() in ("TOPIC_AUTHORIZATION_FAILED", "_UNKNOWN_PARTITION")
+    finally:
+        reader.close()
+    meta = Producer(conf).list_topics(elsewhere, timeout=TIMEOUT_S).topics[elsewhere]
+    assert meta.error is not None and meta.error.name() == "TOPIC_AUTHORIZATION_FAILED"
+    admin = AdminClient(conf)
+    with pytest.raises(KafkaException) as refused:
+        admin.describe_consumer_groups([group], request_timeout=TIMEOUT_S)[group].result()
+    assert refused.value.args[0].name() == "GROUP_AUTHORIZATION_FAILED"
+    listed = {g.group_id for g in
+              admin.list_consumer_groups(request_timeout=TIMEOUT_S).result().valid}
+    assert group not in listed
+    owner = AdminClient(settings.kafka())        # kept alive until its future resolves
+    owner.delete_consumer_groups([group], request_timeout=TIMEOUT_S)[group].result()
 
 
 def test_a_service_cannot_use_another_services_group_or_transactional_id(settings, names):
