@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 
 from infra.postgres import databases
+from orderbus.settings import SERVICES
 from topics import acl
 from topics.admin import delete, ensure
 from topics.catalogue import (ACCESS, ALL, ORDERS_PLACED, ORDERS_STATUS, PAYMENT_COMMANDS, TX_LOG,
@@ -235,3 +236,26 @@ def test_a_role_made_from_a_scram_verifier_logs_in_with_its_password(settings, u
     finally:
         databases.drop(layout, unique)
         (layout.secrets_dir / f"pg-{unique}.password").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_role_changes_rows_but_never_a_table(settings, service):
+    conn = psycopg2.connect(settings.dsns[service])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                        "AND tablename <> 'schema_migrations' ORDER BY 1")
+            tables = [t for (t,) in cur.fetchall()]
+            assert tables, f"the {service} role sees no table"
+            for table in tables:        # its rows: read, write, delete (rolled back)
+                cur.execute(f"SELECT * FROM {table} LIMIT 1")
+                cur.execute(f"DELETE FROM {table}")
+        conn.rollback()
+        for ddl in ("CREATE TABLE intruder (x int)", "CREATE TEMP TABLE intruder (x int)",
+                    f"DROP TABLE {tables[0]}", f"ALTER TABLE {tables[0]} ADD COLUMN intruder int",
+                    f"TRUNCATE {tables[0]}", "SELECT * FROM schema_migrations"):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege), conn.cursor() as cur:
+                cur.execute(ddl)
+            conn.rollback()
+    finally:
+        conn.close()
