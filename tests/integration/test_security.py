@@ -12,10 +12,12 @@ import uuid
 import psycopg2
 import pytest
 from dataclasses import replace
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from infra.kafka import security
 from infra.postgres import databases
 from orderbus.settings import SERVICES
 from topics import acl
@@ -259,3 +261,24 @@ def test_a_service_role_changes_rows_but_never_a_table(settings, service):
             conn.rollback()
     finally:
         conn.close()
+
+
+def test_no_ca_key_is_left_where_the_cluster_runs(settings):
+    tls = settings.layout().tls_dir
+    assert (tls / "node.p12").exists()
+    # only the nodes' keystore holds a private key: with the CA's, anyone could mint CN=admin
+    keys = [p.name for p in tls.iterdir() if p.name != "node.p12" and b"PRIVATE KEY" in p.read_bytes()]
+    assert keys == []
+
+
+def test_the_controller_listener_accepts_only_the_controllers_certificate(settings):
+    props = dict(line.split("=", 1) for line in security.node_properties(settings.layout(), 1))
+    rules = props["ssl.principal.mapping.rules"]
+    names = ["CN=broker", "CN=admin", "CN=intake", "CN=broker,O=elsewhere", "CN=broker2"]
+    mapped = subprocess.run(
+        ["java", "-cp", f"{settings.layout().kafka_lib}/*",
+         str(Path(__file__).with_name("java") / "MapPrincipal.java"), rules, *names],
+        capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    assert dict(zip(names, mapped)) == {"CN=broker": "broker", "CN=admin": "refused",
+                                        "CN=intake": "refused", "CN=broker,O=elsewhere": "refused",
+                                        "CN=broker2": "refused"}
