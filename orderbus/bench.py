@@ -117,7 +117,7 @@ class TrackerLag(threading.Thread):
 
     def __init__(self, settings):
         super().__init__(daemon=True)
-        self.reader = LagReader(settings.kafka())
+        self.reader = LagReader(settings.kafka(), settings.names)
         self.group = settings.names.group("tracker")
         self.samples: list[tuple[float, int, float]] = []    # (monotonic, messages, seconds)
         self.running = True

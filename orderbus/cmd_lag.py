@@ -24,9 +24,9 @@ LAG_SECONDS = "orderbus_consumer_lag_seconds"
 GROUP_STATUS = "orderbus_consumer_group_status"
 UNDER_REPLICATED = "orderbus_under_replicated_partitions"
 
-HELP = f"""For every consumer group (or --group), topic and partition: the committed offset, the
-log-end offset (high watermark), the lag in messages (end - committed, exactly as
-kafka-consumer-groups counts it), the lag in seconds (age of the oldest unconsumed message) and a
+HELP = f"""For every consumer group of the pipeline (or --group), topic and partition: the
+committed offset, the log-end offset (high watermark), the lag in messages (end - committed, exactly
+as kafka-consumer-groups counts it), the lag in seconds (age of the oldest unconsumed message) and a
 status by Burrow's rules over a window of samples: OK; WARN lag growing; STALL offsets frozen
 while members are present; STOP no members and offsets frozen; ERR offsets went backwards or
 cannot be read. A group takes its worst partition's status. A single run samples
@@ -38,7 +38,7 @@ transaction's commit marker has lag 0 s and counts as caught up."""
 def register(sub) -> None:
     s = sub.add_parser("lag", help="consumer lag per group and partition (Burrow's status rules)",
                        description=HELP)
-    s.add_argument("--group", help="only this consumer group (default: every group)")
+    s.add_argument("--group", help="only this consumer group (default: every group of the pipeline)")
     s.add_argument("--topic", help="only this topic")
     s.add_argument("--json", action="store_true", help="JSON; with --watch one object per line")
     s.add_argument("--watch", nargs="?", type=float, const=WATCH_DEFAULT_S, metavar="SECONDS",
@@ -53,7 +53,7 @@ def _lag(args, settings) -> int:
     if args.watch is not None and args.watch <= 0:
         raise UsageError(f"--watch {args.watch:g}: the interval must be positive")
     address = _address(args.serve) if args.serve else None
-    reader = LagReader(settings.as_principal("lag").kafka())
+    reader = LagReader(settings.as_principal("lag").kafka(), settings.names)
     try:
         if args.topic:
             reader.check_topic(args.topic)

@@ -222,7 +222,7 @@ def _rebuild_status(args, settings) -> int:
         return 0 if c.equal else 1
     _refuse_if_active(groups, group, "swap the status table")
     swap(dsn)
-    print(f"swapped: {LIVE} is now the rebuilt table (one transaction)")
+    print(f"swapped: {LIVE} now holds the rebuilt rows (one transaction)")
     return 0
 
 

@@ -278,7 +278,7 @@ class Gatherer:
     def __init__(self, settings, client_config: dict | None = None):
         self.settings = settings
         config = client_config or settings.kafka()
-        self.lag = LagReader(config, timeout_s=5.0)
+        self.lag = LagReader(config, settings.names, timeout_s=5.0)
         self.dlq = DeadLetterCounter(config, settings.names.topic(ORDERS_DLQ))
         self.prev_counts: tuple[float, dict[str, int]] | None = None
         self.prev_buckets: dict[str, dict[float, float]] | None = None

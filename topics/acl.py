@@ -5,8 +5,9 @@ The ACLs of one pipeline (one `Names` prefix) cover only its resources: `ensure`
 missing and deletes grants to our principals on those resources that the catalogue no longer
 lists; anything else that applies to them (another principal's grant, a denial) is reported as
 foreign and left alone; another pipeline's ACLs on the same cluster (a test's sandbox) are never
-touched. The lag
-monitor's grants alone cover every topic and group ("*"): it watches every consumer group.
+touched. The lag monitor's grants cover the pipeline's namespace only: its catalogue topics, and
+the groups and topics named after its groups (prefixed), so it watches every group of the
+pipeline, including ones added later, and nothing else on the cluster.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
                                    AdminClient, ResourcePatternType, ResourceType)
 
-from topics.catalogue import ACCESS, Names
+from topics.catalogue import ACCESS, ALL, Names
 
 LITERAL, PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
 ANY = "*"      # a literal ACL on "*" covers every resource of its type
@@ -72,9 +73,10 @@ def grants(names: Names) -> list[Grant]:
             if a.own_topics:      # faust names its changelogs "<app id>-<table>-changelog"
                 out += [Grant(who, "topic", "prefixed", f"{group}-", op)
                         for op in ("create", "read", "write")]
-        if a.monitors:    # lag in seconds reads the oldest unconsumed message of any group
-            out += [Grant(who, "topic", "literal", ANY, "read"),
-                    Grant(who, "group", "literal", ANY, "describe")]
+        if a.monitors:    # lag in seconds reads the oldest message a group has not consumed
+            out += [Grant(who, "topic", "literal", names.topic(t), "read") for t in ALL]
+            out += [Grant(who, "topic", "prefixed", names.group_prefix, "read"),
+                    Grant(who, "group", "prefixed", names.group_prefix, "describe")]
     return sorted(set(out))
 
 
@@ -117,9 +119,8 @@ def ensure(client: dict, names: Names, timeout_s: float = 30.0) -> Drift:
 
 
 def remove(client: dict, names: Names, timeout_s: float = 30.0) -> None:
-    """Delete this pipeline's ACLs (a sandbox going away); grants on every resource ("*", the
-    monitor's) are the cluster's and stay."""
-    revoke(client, [g for g in grants(names) if g.name != ANY], timeout_s)
+    """Delete this pipeline's ACLs (a sandbox going away)."""
+    revoke(client, grants(names), timeout_s)
 
 
 def grant(client: dict, new: list[Grant], timeout_s: float = 30.0) -> None:

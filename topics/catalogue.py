@@ -86,6 +86,17 @@ class Names:
     def commands(self, participant: str) -> str:
         return self.topic(COMMANDS[participant])
 
+    @property
+    def group_prefix(self) -> str:
+        """What every consumer group of this pipeline starts with, and every topic named after
+        one (the tracker's changelogs)."""
+        return self.prefix + GROUP_PREFIX
+
+    def monitor_group(self) -> str:
+        """The lag monitor's group id: librdkafka's consumer wants one, though the monitor never
+        joins it nor commits in it."""
+        return self.group_prefix + "lag"
+
 
 @dataclass(frozen=True)
 class Access:
@@ -95,7 +106,7 @@ class Access:
     group: str | None = None          # the GROUPS entry it consumes in (read, commit offsets)
     transactional: bool = False       # its transactional ids start with its group's name
     own_topics: bool = False          # creates and uses topics named after its group (faust's)
-    monitors: bool = False            # describes every group and reads every topic (lag)
+    monitors: bool = False            # describes the pipeline's groups, reads its topics (lag)
 
 
 WORKER_OUTPUTS = (TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATUS, ORDERS_DLQ)

@@ -17,6 +17,8 @@ from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError,
                              TopicPartition)
 from confluent_kafka.admin import AdminClient
 
+from topics.catalogue import Names
+
 OK, WARN, STALL, STOP, ERR = "OK", "WARN", "STALL", "STOP", "ERR"
 STATUSES = (OK, WARN, STALL, STOP, ERR)     # rising severity: a group takes its worst partition's
 WINDOW = 10                                 # samples per partition, as Burrow's default window
@@ -105,11 +107,12 @@ NOTHING = -1     # no consumable message between the committed offset and the en
 class LagReader:
     """Samples committed and log-end offsets and keeps a window per partition in memory."""
 
-    def __init__(self, client_config: dict, window: int = WINDOW, timeout_s: float = 10.0):
+    def __init__(self, client_config: dict, names: Names = Names(), window: int = WINDOW,
+                 timeout_s: float = 10.0):
         self.window, self.timeout_s = window, timeout_s
         self.admin = AdminClient({"log_level": 3, **client_config})
         base = {**client_config, "log_level": 3, "enable.auto.commit": False,
-                "group.id": "orderbus.lag"}   # librdkafka wants one; never joined nor committed
+                "group.id": names.monitor_group()}
         # the high watermark, as Kafka's tool (read_committed would give the last stable offset)
         self._ends = Consumer({**base, "isolation.level": "read_uncommitted"})
         # what the group will actually consume next: its consumers read committed records only,

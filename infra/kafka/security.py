@@ -4,8 +4,11 @@ SCRAM-SHA-512 passwords per principal, and the node settings that demand both.
 Clients authenticate with SASL/SCRAM-SHA-512 over TLS and verify the node's certificate against
 the CA. Nodes talk to each other authenticated too: inter-broker traffic uses the same SCRAM
 listener as the `broker` principal; the controller listener uses mutual TLS, because KRaft
-controllers cannot use SCRAM (its credentials live in the metadata log the controllers serve), and
-its certificate's CN maps to the same `broker` principal. The `broker` and `admin` credentials are
+controllers cannot use SCRAM (its credentials live in the metadata log the controllers serve).
+There only the nodes' own certificate (CN=broker) is taken, as the `broker` principal; any other
+name is refused, so a certificate for CN=admin, say, gets nobody in. The CA's key is deleted once
+the nodes' certificate is issued: kept beside the cluster, it would let whoever reads it issue
+certificates for any name. The `broker` and `admin` credentials are
 written into the metadata log when a node is formatted (`--add-scram`), so the cluster has an
 administrator before anyone can connect; `up` creates the others through it.
 """
@@ -77,7 +80,9 @@ def node_properties(layout: Layout, node: int) -> list[str]:
         "ssl.truststore.type=PEM",
         f"ssl.truststore.location={layout.ca_file}",
         "listener.name.controller.ssl.client.auth=required",
-        "ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/$1/,DEFAULT",
+        # (only the controller listener takes certificates; no DEFAULT: a name no rule maps is
+        # refused, not taken as a principal of its own)
+        f"ssl.principal.mapping.rules=RULE:^CN={BROKER}$/{BROKER}/",
         f"authorizer.class.name={AUTHORIZER}",
         "allow.everyone.if.no.acl.found=false",
         f"super.users=User:{BROKER};User:{ADMIN}",
@@ -94,10 +99,12 @@ def format_args(layout: Layout) -> list[str]:
 
 
 def ensure_tls(layout: Layout) -> bool:
-    """Make the CA and the nodes' certificate (for 127.0.0.1, where every node listens) once.
-    Returns True when they were made now."""
+    """Make the CA and the nodes' certificate (for 127.0.0.1, where every node listens) once, and
+    keep only the CA's certificate and the nodes' keystore. Returns True when they were made now.
+    (A new certificate, at its expiry say: delete the folder while the cluster is down, `up`.)"""
     d = layout.tls_dir
     if (d / "node.p12").exists() and layout.ca_file.exists():
+        _drop_issuing_files(d)       # a cluster made before the CA key was dropped
         return False
     d.mkdir(parents=True, exist_ok=True)     # keys are made 0600 (umask); the CA stays readable
     store = secret(layout, "kafka-keystore")
@@ -118,9 +125,15 @@ def ensure_tls(layout: Layout) -> bool:
                  "-name", BROKER, "-out", "node.p12.tmp", "-passout", "env:ORDERBUS_KEYSTORE"]):
             _openssl(argv, d, {"ORDERBUS_KEYSTORE": store})
     (d / "ca.pem").chmod(0o644)        # public: what every client checks the nodes against
-    (d / "node.csr").unlink()
+    _drop_issuing_files(d)
     (d / "node.p12.tmp").rename(d / "node.p12")     # last: its presence means all is made
     return True
+
+
+def _drop_issuing_files(d: Path) -> None:
+    """The CA's key (and serial), and the node's key and certificate, which its keystore holds."""
+    for name in ("ca.key", "ca.srl", "node.key", "node.pem", "node.csr"):
+        (d / name).unlink(missing_ok=True)
 
 
 def _openssl(argv: list[str], cwd: Path, env: dict | None = None) -> None:

@@ -11,6 +11,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import kafka_tool
+from topics import acl
+from topics.catalogue import ORDERS_PLACED, Names
 
 pytestmark = pytest.mark.integration
 
@@ -42,21 +44,34 @@ def kafka_describe(settings, group: str) -> dict[tuple[str, int], tuple[int, int
 
 
 @pytest.fixture
-def lagging_group(settings, make_topic, unique):
-    topic = make_topic("lag", partitions=4)
+def pipeline(settings, unique):
+    """A pipeline's names behind the test's own prefix, with the ACLs `up` gives it: the lag
+    monitor sees only a pipeline's topics and groups."""
+    names = Names(f"{unique}.")
+    if settings.security != "plaintext":
+        acl.ensure(settings.kafka(), names)
+    yield names
+    if settings.security != "plaintext":
+        acl.remove(settings.kafka(), names)
+
+
+@pytest.fixture
+def lagging_group(settings, pipeline, make_topic):
+    topic = make_topic(ORDERS_PLACED.name, partitions=4)      # the pipeline's, by its prefix
+    assert topic == pipeline.topic(ORDERS_PLACED)
     born_ms = int(time.time() * 1000) - AGE_S * 1000
     producer = Producer(settings.kafka(**{"acks": "all"}))
     for p in COMMITS:
         for i in range(PER_PARTITION):
             producer.produce(topic, value=b"x", partition=p, timestamp=born_ms + i * 1000)
     assert producer.flush(30) == 0
-    txn = Producer(settings.kafka(**{"transactional.id": f"{unique}.lag"}))
+    txn = Producer(settings.kafka(**{"transactional.id": f"{pipeline.prefix}lag"}))
     txn.init_transactions(30)
     txn.begin_transaction()
     for _ in range(TXN_MESSAGES):
         txn.produce(topic, value=b"t", partition=TXN_PARTITION)
     txn.commit_transaction(30)
-    group = f"{unique}.lag-group"
+    group = pipeline.group("intake")
     consumer = Consumer(settings.kafka(**{"group.id": group,
                                           "enable.auto.commit": False}))   # commits below only
     offsets = [TopicPartition(topic, p, o) for p, o in COMMITS.items()]
@@ -67,10 +82,12 @@ def lagging_group(settings, make_topic, unique):
     return topic, group
 
 
-def test_lag_agrees_with_kafka_tool(settings, lagging_group):
+def test_lag_agrees_with_kafka_tool(settings, pipeline, lagging_group):
     topic, group = lagging_group
     started = time.monotonic()
-    run = orderbus("lag", "--group", group, "--json")
+    # as the lag principal, which reads this pipeline's topics and groups only
+    run = orderbus("lag", "--group", group, "--json",
+                   env={"ORDERBUS_TOPIC_PREFIX": pipeline.prefix})
     took = time.monotonic() - started
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)

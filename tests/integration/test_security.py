@@ -12,10 +12,14 @@ import uuid
 import psycopg2
 import pytest
 from dataclasses import replace
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
+from infra.kafka import security
 from infra.postgres import databases
+from orderbus.settings import SERVICES
 from topics import acl
 from topics.admin import delete, ensure
 from topics.catalogue import (ACCESS, ALL, ORDERS_PLACED, ORDERS_STATUS, PAYMENT_COMMANDS, TX_LOG,
@@ -104,8 +108,9 @@ def test_each_principal_does_its_job_and_nothing_else(settings, names, who):
         assert produce(conf, names.topic(topic), txn) == "ok", f"{who} writes {topic.name}"
     for topic in access.reads:
         assert consume(conf, names.topic(topic), group) == "ok", f"{who} reads {topic.name}"
-    if access.monitors:     # reads any topic by assignment, with no group of its own
-        assert consume(conf, names.topic(ALL[0]), group, subscribe=False) == "ok"
+    if access.monitors:     # reads the pipeline's topics by assignment, joining no group
+        assert all(consume(conf, names.topic(t), names.monitor_group(), subscribe=False) == "ok"
+                   for t in ALL)
 
     refused = produce(conf, names.topic(_forbidden(access.writes)))
     assert refused == "TOPIC_AUTHORIZATION_FAILED", f"{who} wrote {_forbidden(access.writes).name}"
@@ -119,6 +124,37 @@ def test_each_principal_does_its_job_and_nothing_else(settings, names, who):
         hidden = names.topic(outside[0])
         meta = Producer(conf).list_topics(hidden, timeout=TIMEOUT_S).topics[hidden]
         assert meta.error is not None and meta.error.name() == "TOPIC_AUTHORIZATION_FAILED"
+
+
+def test_the_lag_monitor_sees_no_topic_or_group_outside_the_pipelines(settings, names,
+                                                                     make_topic, unique):
+    conf = settings.as_principal("lag").kafka()
+    elsewhere, group = make_topic("elsewhere"), f"{unique}.elsewhere-group"
+    seed = Producer(settings.kafka(**{"acks": "all"}))
+    seed.produce(elsewhere, b"not the pipeline's", partition=0)
+    assert seed.flush(30) == 0
+    committer = Consumer(settings.kafka(**{"group.id": group}))
+    committer.commit(offsets=[TopicPartition(elsewhere, 0, 0)], asynchronous=False)
+    committer.close()
+    reader = Consumer({**conf, "group.id": names.monitor_group()})
+    try:
+        with pytest.raises(KafkaException) as refused:
+            reader.get_watermark_offsets(TopicPartition(elsewhere, 0), timeout=TIMEOUT_S)
+        # (librdkafka says the partition is unknown: the metadata it asked for hid the topic)
+        assert refused.value.args[0].name() in ("TOPIC_AUTHORIZATION_FAILED", "_UNKNOWN_PARTITION")
+    finally:
+        reader.close()
+    meta = Producer(conf).list_topics(elsewhere, timeout=TIMEOUT_S).topics[elsewhere]
+    assert meta.error is not None and meta.error.name() == "TOPIC_AUTHORIZATION_FAILED"
+    admin = AdminClient(conf)
+    with pytest.raises(KafkaException) as refused:
+        admin.describe_consumer_groups([group], request_timeout=TIMEOUT_S)[group].result()
+    assert refused.value.args[0].name() == "GROUP_AUTHORIZATION_FAILED"
+    listed = {g.group_id for g in
+              admin.list_consumer_groups(request_timeout=TIMEOUT_S).result().valid}
+    assert group not in listed
+    owner = AdminClient(settings.kafka())        # kept alive until its future resolves
+    owner.delete_consumer_groups([group], request_timeout=TIMEOUT_S)[group].result()
 
 
 def test_a_service_cannot_use_another_services_group_or_transactional_id(settings, names):
@@ -209,3 +245,47 @@ def test_a_role_made_from_a_scram_verifier_logs_in_with_its_password(settings, u
     finally:
         databases.drop(layout, unique)
         (layout.secrets_dir / f"pg-{unique}.password").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_role_changes_rows_but_never_a_table(settings, service):
+    conn = psycopg2.connect(settings.dsns[service])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                        "AND tablename <> 'schema_migrations' ORDER BY 1")
+            tables = [t for (t,) in cur.fetchall()]
+            assert tables, f"the {service} role sees no table"
+            for table in tables:        # its rows: read, write, delete (rolled back)
+                cur.execute(f"SELECT * FROM {table} LIMIT 1")
+                cur.execute(f"DELETE FROM {table}")
+        conn.rollback()
+        for ddl in ("CREATE TABLE intruder (x int)", "CREATE TEMP TABLE intruder (x int)",
+                    f"DROP TABLE {tables[0]}", f"ALTER TABLE {tables[0]} ADD COLUMN intruder int",
+                    f"TRUNCATE {tables[0]}", "SELECT * FROM schema_migrations"):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege), conn.cursor() as cur:
+                cur.execute(ddl)
+            conn.rollback()
+    finally:
+        conn.close()
+
+
+def test_no_ca_key_is_left_where_the_cluster_runs(settings):
+    tls = settings.layout().tls_dir
+    assert (tls / "node.p12").exists()
+    # only the nodes' keystore holds a private key: with the CA's, anyone could mint CN=admin
+    keys = [p.name for p in tls.iterdir() if p.name != "node.p12" and b"PRIVATE KEY" in p.read_bytes()]
+    assert keys == []
+
+
+def test_the_controller_listener_accepts_only_the_controllers_certificate(settings):
+    props = dict(line.split("=", 1) for line in security.node_properties(settings.layout(), 1))
+    rules = props["ssl.principal.mapping.rules"]
+    names = ["CN=broker", "CN=admin", "CN=intake", "CN=broker,O=elsewhere", "CN=broker2"]
+    mapped = subprocess.run(
+        ["java", "-cp", f"{settings.layout().kafka_lib}/*",
+         str(Path(__file__).with_name("java") / "MapPrincipal.java"), rules, *names],
+        capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    assert dict(zip(names, mapped)) == {"CN=broker": "broker", "CN=admin": "refused",
+                                        "CN=intake": "refused", "CN=broker,O=elsewhere": "refused",
+                                        "CN=broker2": "refused"}

@@ -34,14 +34,24 @@ def test_transactional_ids_and_groups_are_each_workers_own():
     for g in acl.grants(Names("p.")):
         if g.resource == "transactional_id":
             assert (g.pattern, g.name) == ("prefixed", f"p.{GROUPS[g.principal]}-")
-        if g.resource == "group" and g.name != acl.ANY:
+        if g.resource == "group" and not ACCESS[g.principal].monitors:
             assert (g.pattern, g.name) == ("literal", f"p.{GROUPS[g.principal]}")
 
 
 def test_prefixed_pipeline_grants_name_only_its_own_resources():
     for g in acl.grants(Names("sandbox.")):
-        assert g.name.startswith("sandbox.") or g.name == acl.ANY, g
-        assert g.name != acl.ANY or ACCESS[g.principal].monitors
+        assert g.name.startswith("sandbox."), g
+
+
+def test_the_lag_monitor_reads_the_pipelines_topics_and_describes_its_groups_only():
+    names = Names("p.")
+    mine = [g for g in acl.grants(names) if ACCESS[g.principal].monitors]
+    assert {(g.resource, g.pattern, g.name, g.operation) for g in mine} == {
+        *(("topic", "literal", names.topic(t), "read") for t in ALL),
+        ("topic", "prefixed", "p.orderbus.", "read"),       # the tracker's changelogs
+        ("group", "prefixed", "p.orderbus.", "describe")}
+    assert all(names.group(w).startswith("p.orderbus.") for w in GROUPS)
+    assert names.monitor_group().startswith("p.orderbus.")
 
 
 def test_diff_finds_missing_extra_and_foreign_only_on_this_pipelines_resources():
@@ -51,7 +61,7 @@ def test_diff_finds_missing_extra_and_foreign_only_on_this_pipelines_resources()
     stranger = acl.Grant("someone", "topic", "literal", "tx.log.v1", "write")
     everyone = acl.Grant("User:*", "topic", "prefixed", "tx.", "read")
     denial = acl.Grant("intake", "group", "literal", "orderbus.intake", "read", "deny")
-    broad = acl.Grant("lag", "group", "prefixed", "orderbus.", "describe")
+    broad = acl.Grant("lag", "topic", "literal", acl.ANY, "read")     # what the monitor once had
     drift = acl.diff(Names(), want[1:] + [stale, elsewhere, stranger, everyone, denial, broad])
     assert drift.missing == [want[0]]
     assert drift.extra == sorted([stale, broad])

@@ -1,5 +1,6 @@
-"""Rebuild the order-status read model from orders.status into a fresh table, compare it with the
-live one, and swap it in.
+"""Rebuild the order-status read model from orders.status into its rebuild table, compare it with
+the live one, and swap the rebuilt rows in. Rows only: the service's role may change no table
+(the rebuild table comes from the orders migrations).
 
 The rebuild folds the whole topic with the worker's own `write`, so it derives exactly what the
 worker derives: a status only moves forward and the first event of the furthest rank wins, which
@@ -38,7 +39,8 @@ class Comparison:
 
 
 def rebuild(kafka_config: dict, dsn: str, topic: str, table: str = REBUILD) -> dict:
-    """Fold every committed record of `topic` into a fresh `table`; returns counts and timing."""
+    """Fold every committed record of `topic` into `table`, emptied first; returns counts and
+    timing."""
     t0 = time.monotonic()
     events, skipped = [], 0
     for msg in read(kafka_config, topic, timeout_s=600):
@@ -54,8 +56,7 @@ def rebuild(kafka_config: dict, dsn: str, topic: str, table: str = REBUILD) -> d
     read_s = time.monotonic() - t0
 
     def fresh(cur):
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
-        cur.execute(f"CREATE TABLE {table} (LIKE {LIVE} INCLUDING ALL)")
+        cur.execute(f"DELETE FROM {table}")
         write(cur, events, table)
     db = Database(dsn)
     try:
@@ -97,28 +98,14 @@ def compare(dsn: str, table: str = REBUILD) -> Comparison:
 
 
 def swap(dsn: str, table: str = REBUILD) -> None:
-    """Put the rebuilt table in the live one's place, in one transaction, keeping the live
-    table's index names (readers and migrations refer to them)."""
+    """Make the live table hold the rebuilt rows, in one transaction: a reader sees the old rows
+    or the new ones, and the table keeps its indexes and their names."""
     def work(cur):
-        cur.execute(f"LOCK TABLE {LIVE} IN ACCESS EXCLUSIVE MODE")
-        old = _indexes(cur, LIVE)
-        cur.execute(f"ALTER TABLE {LIVE} RENAME TO {LIVE}_replaced")
-        cur.execute(f"ALTER TABLE {table} RENAME TO {LIVE}")
-        cur.execute(f"DROP TABLE {LIVE}_replaced")
-        for shape, name in _indexes(cur, LIVE).items():
-            if shape in old and old[shape] != name:
-                cur.execute(f'ALTER INDEX "{name}" RENAME TO "{old[shape]}"')
+        cur.execute(f"LOCK TABLE {LIVE} IN EXCLUSIVE MODE")    # writers wait; readers do not
+        cur.execute(f"DELETE FROM {LIVE}")
+        cur.execute(f"INSERT INTO {LIVE} SELECT * FROM {table}")
     db = Database(dsn)
     try:
         db.run(work)
     finally:
         db.close()
-
-
-def _indexes(cur, table: str) -> dict[str, str]:
-    """Index shape (its definition without name and table) -> index name."""
-    cur.execute("SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
-                "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
-                (table,))
-    return {("UNIQUE " if d.startswith("CREATE UNIQUE") else "") + d.split(" USING ", 1)[1]: n
-            for n, d in cur.fetchall()}
