@@ -36,6 +36,7 @@ class StatusWatcher(TopicWatcher):
     def __init__(self, settings, topic: str):
         super().__init__(settings, topic)
         self.final: dict[str, tuple[float, str]] = {}
+        self.final_made: dict[str, float] = {}   # the final status record's produce time
         self.decided: dict[str, float] = {}
         self.reasons: dict[str, str | None] = {}
 
@@ -45,41 +46,55 @@ class StatusWatcher(TopicWatcher):
         status, oid = event["status"], event["order_id"]
         if status in FINAL:
             self.final.setdefault(oid, (now, status))
+            self.final_made.setdefault(oid, made_at(msg))
         if status == "REJECTED":
             self.reasons.setdefault(oid, event.get("reason"))
         if status in ("CONFIRMED", "REJECTED"):
             self.decided.setdefault(oid, now)
 
 
-class TxLogWatcher(TopicWatcher):
-    """When each order's transaction start, votes and decision became visible on tx.log."""
+def made_at(msg) -> float:
+    """When a record was produced (its CreateTime), in seconds of the wall clock: every worker
+    sets it on this machine's clock, when it produces the record."""
+    return msg.timestamp()[1] / 1000
 
-    MARKS = {"TxBegun": "begun", "Voted": "voted", "Decided": "decided"}
+
+class TxLogWatcher(TopicWatcher):
+    """When each order's transaction start, votes and decision were produced on tx.log."""
+
+    MARKS = {"TxBegun": "begun", "Voted": "votes", "Decided": "decided"}
 
     def __init__(self, settings, topic: str):
         super().__init__(settings, topic)
-        self.seen_at: dict[str, dict[str, float]] = {}
+        self.seen_at: dict[str, dict] = {}
 
     def seen(self, msg, now: float) -> None:
         mark = self.MARKS.get(dict(msg.headers() or ()).get("type", b"").decode())
-        if mark:
-            at = self.seen_at.setdefault(json.loads(msg.value())["order_id"], {})
-            if mark == "voted" or mark not in at:     # the last vote is what the decision awaited
-                at[mark] = now
+        if mark == "votes":       # every vote, a redelivered one too: see hop_latencies
+            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault(
+                "votes", []).append(made_at(msg))
+        elif mark:
+            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault(
+                mark, made_at(msg))
 
 
-def hop_latencies(sent: dict[str, float], tx: dict[str, dict[str, float]],
-                  final: dict[str, tuple[float, str]]) -> dict[str, dict[str, float]]:
-    """p50/p99 ms of each step an order takes, from when one step's output became visible to
-    when the next one's did: intake (publish -> TxBegun), participants (-> last vote),
-    coordinator (-> Decided), final status (-> SHIPPED or REJECTED)."""
+def hop_latencies(sent: dict[str, float], tx: dict[str, dict],
+                  final: dict[str, float]) -> dict[str, dict[str, float]]:
+    """p50/p99 ms of each step an order takes, from when one step's output was produced to when
+    the next one's was, all on the wall clock: intake (publish -> TxBegun), participants (-> the
+    last vote before the decision: the one it awaited), coordinator (-> Decided), final status
+    (-> SHIPPED or REJECTED). Each step produced its output after reading the step before's, so
+    no step is negative; times of reading would be, two watchers reading apart."""
     steps: dict[str, list[float]] = {"intake": [], "participants": [], "coordinator": [],
                                      "final_status": []}
     for oid, t_sent in sent.items():
         at = tx.get(oid, {})
-        if not {"begun", "voted", "decided"} <= at.keys() or oid not in final:
-            continue        # decided by its deadline, or not seen: no full chain to split
-        chain = (t_sent, at["begun"], at["voted"], at["decided"], final[oid][0])
+        if "begun" not in at or "decided" not in at or oid not in final:
+            continue        # not seen whole
+        awaited = [t for t in at.get("votes", ()) if t <= at["decided"]]
+        if not awaited:
+            continue        # decided by its deadline: no vote to split at
+        chain = (t_sent, at["begun"], max(awaited), at["decided"], final[oid])
         for name, a, b in zip(steps, chain, chain[1:]):
             steps[name].append((b - a) * 1000)
     return {name: {"p50_ms": round(percentile(v, 0.50), 1), "p99_ms": round(percentile(v, 0.99), 1),
@@ -250,6 +265,7 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
                                                                    [line]))
             batch.append((event.order_id, value, headers))
         sent: dict[str, float] = {}
+        sent_wall: dict[str, float] = {}     # for the steps: see hop_latencies
         log(f"timed run starts at {time.strftime('%H:%M:%S')}")
         t0 = time.monotonic()
         for i, (oid, value, headers) in enumerate(batch):
@@ -257,7 +273,7 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
                 ahead = t0 + i / rate - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
-            sent[oid] = time.monotonic()
+            sent[oid], sent_wall[oid] = time.monotonic(), time.time()
             sb.publisher.publish_raw(oid.encode(), value, headers=headers)
             if i % 1000 == 999:
                 log(f"  published {i + 1}/{orders}; final so far {len(watcher.final) - len(warm)}")
@@ -322,7 +338,7 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             "verify": checked,
             "tracker": lag.summary(t0, last) if lag else None,
             "tracker_cold": cold,
-            "hops": hop_latencies(sent, tx.seen_at, watcher.final) if tx else None,
+            "hops": hop_latencies(sent_wall, tx.seen_at, watcher.final_made) if tx else None,
         }
 
 

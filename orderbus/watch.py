@@ -28,7 +28,13 @@ class TopicWatcher(threading.Thread):
 
     def run(self):
         while self.running:
-            for msg in self.consumer.consume(1000, timeout=0.1):
+            # consume() with a timeout waits for a full batch: the first record alone is waited
+            # for, so the time it became visible is off by no more than the fetch wait
+            first = self.consumer.poll(0.1)
+            if first is None:
+                continue
+            now = time.monotonic()
+            for msg in [first] + self.consumer.consume(999, timeout=0):
                 if msg.error() is None:
-                    self.seen(msg, time.monotonic())
+                    self.seen(msg, now)
         self.consumer.close()

@@ -229,12 +229,9 @@ DUE = [
      Timers(resent_ms=2_500, resends=1), ["inventory", "payment"]),
     ("second-resend-waits-twice", COMMITTED, Timers(resent_ms=2_500, resends=1), 3_499, None,
      Timers(resent_ms=2_500, resends=1), []),
-    ("second-resend", COMMITTED, Timers(resent_ms=2_500, resends=1), 3_500, None,
-     Timers(resent_ms=3_500, resends=2), ["inventory", "payment"]),
-    ("resend-backoff-capped-not-yet", COMMITTED, Timers(resent_ms=0, resends=20), 29_999, None,
-     Timers(resent_ms=0, resends=20), []),
-    ("resend-backoff-capped", COMMITTED, Timers(resent_ms=0, resends=20), 30_000, None,
-     Timers(resent_ms=30_000, resends=21), ["inventory", "payment"]),
+    # never heard from since: down, and the command waits in its log (the backoff is below)
+    ("silent-gets-one-resend-only", COMMITTED, Timers(resent_ms=2_500, resends=1), 99_000, None,
+     Timers(resent_ms=2_500, resends=1), []),
     ("resend-only-missing", HALF_ACKED, Timers(resent_ms=0), 2_500, None,
      Timers(resent_ms=2_500, resends=1), ["payment"]),
     ("abort-resend", ABORTED, Timers(resent_ms=0), 600, None, Timers(resent_ms=600, resends=1),
@@ -274,6 +271,7 @@ def test_deadline_marker_from_due_decides_through_the_fold():
 # A deadline is for a participant that is down or stuck; a re-send for one that lost the command
 # or shows nothing since it was sent. (begun at offset 5, decided at offset 10, stall 500 ms)
 BEGUN, DECIDED_AT = Timers(begun_at=5), Timers(decided_at=10, resent_ms=2_000)
+RESENT = Timers(decided_at=10, resent_ms=2_500, resends=1)
 PROGRESS = [
     ("behind-waits", OPEN, BEGUN, 1_000, {"payment": Progress(900, voted_past=3)}, []),
     ("silent-aborts", OPEN, BEGUN, 1_000, {"payment": Progress(400, voted_past=3)}, ["tx.log"]),
@@ -289,6 +287,20 @@ PROGRESS = [
     ("went-past-gets-resend", COMMITTED, DECIDED_AT, 2_500,
      {"inventory": Progress(2_400, acked_past=12), "payment": Progress(2_300, acked_past=9)},
      ["inventory"]),
+    # after one re-send: a participant still silent is down (its log keeps the command), one back
+    # and busy is behind; one back and quiet again lost it once more, after the backoff
+    ("down-gets-no-second-resend", COMMITTED, RESENT, 60_000,
+     {"inventory": Progress(2_400, acked_past=8), "payment": Progress(1_500)}, []),
+    ("back-and-busy-waits", COMMITTED, RESENT, 60_000,
+     {"inventory": Progress(59_900, acked_past=8), "payment": Progress(59_800)}, []),
+    ("back-and-quiet-waits-twice", COMMITTED, RESENT, 3_499,
+     {"inventory": Progress(2_400, acked_past=8), "payment": Progress(2_600)}, []),
+    ("back-and-quiet-gets-another", COMMITTED, RESENT, 3_500,
+     {"inventory": Progress(2_400, acked_past=8), "payment": Progress(2_600)}, ["payment"]),
+    ("resend-backoff-capped-not-yet", COMMITTED, Timers(decided_at=10, resent_ms=0, resends=20),
+     29_999, {"payment": Progress(1)}, []),
+    ("resend-backoff-capped", COMMITTED, Timers(decided_at=10, resent_ms=0, resends=20), 30_000,
+     {"inventory": Progress(1), "payment": Progress(1)}, ["inventory", "payment"]),
 ]
 
 

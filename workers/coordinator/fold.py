@@ -193,12 +193,11 @@ def due(
     through the orders before it). An order seen without ``TxBegun`` (its begin lost) gets the
     deadline ``first_seen_ms + orphan_after_ms`` when both are given.
 
-    A decision not acknowledged by all is re-sent to a missing participant only if it has gone past
-    the decision without acknowledging it (the command or the ack was lost) or has shown nothing
-    since it was last sent (down or stuck), ``resend_after_ms`` after the decision, then twice as
-    long after each re-send, up to ``max_resend_ms``. The first tick after a decision only starts
-    that clock, because ``step`` has just sent it. So a slow moment never multiplies the traffic
-    that made it slow, and a participant that comes back from an outage meets a bounded backlog.
+    A decision not acknowledged by all is re-sent to a missing participant only when it may be
+    lost (see ``_lost``), ``resend_after_ms`` after the decision, then twice as long after each
+    re-send, up to ``max_resend_ms``. The first tick after a decision only starts that clock,
+    because ``step`` has just sent it. So a slow moment never multiplies the traffic that made it
+    slow, and a participant down for an hour comes back to one re-send per open order at most.
     """
     progress = progress or {}
     if tx.outcome is None:
@@ -219,7 +218,8 @@ def due(
     if now_ms - timers.resent_ms < min(resend_after_ms << min(timers.resends, 16), max_resend_ms):
         return timers, []
     acked = tx.acked
-    to = [p for p in tx.targets if p not in acked and _lost_or_silent(p, timers, progress)]
+    to = [p for p in tx.targets
+          if p not in acked and _lost(p, timers, progress, now_ms, resend_after_ms)]
     if not to:
         return timers, []
     return replace(timers, resent_ms=now_ms, resends=timers.resends + 1), commands(tx, to)
@@ -247,11 +247,20 @@ def _behind(tx: Tx, timers: Timers, now_ms: int, progress: Mapping[str, Progress
     return bool(missing)
 
 
-def _lost_or_silent(p: str, timers: Timers, progress: Mapping[str, Progress]) -> bool:
+def _lost(p: str, timers: Timers, progress: Mapping[str, Progress], now_ms: int,
+          quiet_ms: int) -> bool:
+    """Whether the decision may never reach `p` unless sent again: it went past the decision
+    without acknowledging it; or it was silent since the decision (down, or idle with the command
+    lost: one re-send tells them apart); or it came back after the last re-send and went quiet
+    again without acknowledging it. A participant still silent after a re-send is down, and the
+    command waits in its log: sending more would only lengthen the backlog it comes back to."""
     seen = progress.get(p)
     if seen is not None and timers.decided_at is not None and seen.acked_past > timers.decided_at:
         return True
-    return _seen_ms(p, timers, progress) <= (timers.resent_ms or 0)
+    seen_ms, resent_ms = _seen_ms(p, timers, progress), timers.resent_ms or 0
+    if timers.resends == 0:
+        return seen_ms <= resent_ms
+    return resent_ms < seen_ms <= now_ms - quiet_ms
 
 
 def is_finished(tx: Tx) -> bool:
