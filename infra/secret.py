@@ -1,5 +1,6 @@
 """Secrets `up` generates once and keeps with mode 0600 under the data directory, never in the
-repository: PostgreSQL role passwords, Kafka SCRAM passwords, the TLS keystore password."""
+repository: PostgreSQL role passwords, Kafka SCRAM passwords, the TLS keystore password, the
+keys the services sign their tx.log events with."""
 from __future__ import annotations
 
 import secrets
@@ -9,10 +10,10 @@ from pathlib import Path
 from infra.layout import Layout
 
 
-def secret(layout: Layout, name: str) -> str:
+def secret(layout: Layout, name: str, suffix: str = ".password") -> str:
     layout.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     private(layout.secrets_dir, 0o700)
-    path = layout.secrets_dir / f"{name}.password"
+    path = layout.secrets_dir / f"{name}{suffix}"
     if path.exists():
         private(path, 0o600)
         return path.read_text().strip()

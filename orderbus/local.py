@@ -13,9 +13,11 @@ from infra.kafka import cluster as kafka, security
 from infra.layout import KAFKA_VERSION, Layout, ephemeral_range
 from infra.postgres import databases, server as postgres
 from infra.procs import InfraError
+from infra.secret import secret
 from orderbus.settings import SERVICES, Settings, SettingsError
 from topics import acl, admin as topic_admin
 from topics.catalogue import ACCESS, Names
+from workers.runtime.signing import AUTHORS
 
 
 def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> dict:
@@ -28,6 +30,8 @@ def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> d
             log("WARNING --insecure: Kafka without TLS, authentication or ACLs; any local process "
                 "can read every topic and write tx.log. For experiments only")
         layout.home.mkdir(parents=True, exist_ok=True)
+        for author in AUTHORS:
+            secret(layout, f"signing-{author}", suffix=".key")
         if layout.secure:
             security.check_secrets(layout)
             security.ensure_tls(layout)

@@ -75,7 +75,7 @@ class Settings:
     tracker_grace_s: float = GRACE_S              # past its deadline, when an order is stuck
     tracker_retain_s: float = RETAIN_S            # how far past a finished order it is dropped
     host_id: str = "localhost"                    # this host's part of its instances' ids
-    env: dict = field(default_factory=dict, repr=False)   # ORDERBUS_KAFKA_* (credentials)
+    env: dict = field(default_factory=dict, repr=False)   # credentials and key files
 
     def __repr__(self) -> str:
         # a repr lands in tracebacks, logs and test reports: the DSNs' passwords stay out of it
@@ -117,7 +117,8 @@ class Settings:
                    tracker_grace_s=_seconds(env, "ORDERBUS_TRACKER_GRACE_S", GRACE_S, zero_ok=True),
                    tracker_retain_s=_seconds(env, "ORDERBUS_TRACKER_RETAIN_S", RETAIN_S),
                    host_id=_host_id(env),
-                   env={k: v for k, v in env.items() if k.startswith("ORDERBUS_KAFKA_")})
+                   env={k: v for k, v in env.items()
+                        if k.startswith(("ORDERBUS_KAFKA_", "ORDERBUS_SIGNING_KEY_"))})
 
     @property
     def names(self) -> Names:
@@ -175,6 +176,25 @@ class Settings:
                 f"no Kafka password for principal {principal!r} ({path}: {e.strerror}); set "
                 f"ORDERBUS_KAFKA_PASSWORD_{key} or ORDERBUS_KAFKA_PASSWORD_{key}_FILE, or run "
                 "`orderbus up` for a local cluster") from None
+
+
+    def signing_key(self, service: str) -> bytes:
+        """The key `service` signs its tx.log events with (workers/runtime/signing.py), from
+        the file ORDERBUS_SIGNING_KEY_<SERVICE>_FILE names, else from what `orderbus up`
+        generated under $ORDERBUS_HOME/secrets. A service needs its own; the coordinator and
+        the operators' checks need every writer's."""
+        named = self.env.get(f"ORDERBUS_SIGNING_KEY_{service.upper()}_FILE")
+        path = Path(named) if named else self.home / "secrets" / f"signing-{service}.key"
+        try:
+            key = path.read_bytes().strip()
+        except OSError as e:
+            raise SettingsError(
+                f"no signing key for {service!r} ({path}: {e.strerror}); set "
+                f"ORDERBUS_SIGNING_KEY_{service.upper()}_FILE, or run `orderbus up` for a local "
+                "cluster") from None
+        if len(key) < 16:
+            raise SettingsError(f"the signing key of {service!r} in {path} is too short to be one")
+        return key
 
 
 def _host_id(env: dict) -> str:

@@ -24,6 +24,7 @@ from schemas.events import TxBegun, Voted
 from workers.coordinator.fold import Tx, to_dict
 from workers.coordinator.worker import FOLDED, take_over
 from workers.runtime.db import Database
+from workers.runtime.signing import author, signed_as
 
 TAIL_ORDERS = 100
 PARTICIPANTS = ("inventory", "payment")
@@ -66,6 +67,8 @@ def _write_tail(sb: Sandbox) -> int:
         for event in (TxBegun(oid, PARTICIPANTS, 0), *(Voted(oid, p, "yes", None)
                                                       for p in PARTICIPANTS)):
             value, headers = codec.encode(event)
+            headers = signed_as(sb.settings, author(event), sb.tx_log_topic, oid.encode(), value,
+                                headers)
             producer.produce(sb.tx_log_topic, key=oid.encode(), value=value, headers=headers,
                              partition=0)
     if producer.flush(30):

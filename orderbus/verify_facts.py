@@ -15,6 +15,7 @@ from topics.read import IncompleteRead, ReadError, open_transactions, read
 from workers.coordinator.fold import fold
 from workers.main import PIPELINE
 from workers.runtime.db import TRANSIENT as DB_TRANSIENT
+from workers.runtime.signing import Verifier
 
 
 
@@ -85,13 +86,13 @@ def gather(settings) -> Facts:
             h = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
             if DLQ_TOPIC in h:
                 into.add((h[DLQ_TOPIC], int(h[DLQ_PARTITION]), int(h[DLQ_OFFSET])))
+    verifier = Verifier.of(settings)
     for msg in read(kafka, names.topic(TX_LOG)):
         try:
-            event = codec.decode(msg.value(), msg.headers())
+            event = verifier.decode(msg)
         except DeadLetter:
-            continue
-        if event.TYPE in TX_LOG.events:
-            f.txs[event.order_id] = fold(f.txs.get(event.order_id), event)
+            continue        # the coordinator dead-lettered it: it never counted
+        f.txs[event.order_id] = fold(f.txs.get(event.order_id), event)
     f.status = {r[0]: (r[1], r[2]) for r in _rows(settings, "orders",
                                                     "SELECT order_id, status, reason FROM order_status")}
     for participant, service, table, cols in (

@@ -68,8 +68,6 @@ def grants(names: Names) -> list[Grant]:
         if a.group:
             group = names.group(a.group)
             out.append(Grant(who, "group", "literal", group, "read"))
-            if a.transactional:   # workers' transactional ids are "<group>-<instance>"
-                out.append(Grant(who, "transactional_id", "prefixed", f"{group}-", "write"))
             if a.own_topics:      # faust names its changelogs "<app id>-<table>-changelog"
                 out += [Grant(who, "topic", "prefixed", f"{group}-", op)
                         for op in ("create", "read", "write")]

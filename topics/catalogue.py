@@ -65,7 +65,7 @@ def by_name(name: str) -> Topic:
     raise KeyError(f"no topic {name!r} in the catalogue")
 
 
-# consumer groups, one per worker kind; the transactional ids of its instances derive from these
+# consumer groups, one per worker kind
 GROUP_PREFIX = "orderbus."
 GROUPS = {w: GROUP_PREFIX + w for w in
           ("intake", "coordinator", "inventory", "payment", "shipping", "status", "tracker")}
@@ -104,7 +104,6 @@ class Access:
     reads: tuple[Topic, ...] = ()
     writes: tuple[Topic, ...] = ()
     group: str | None = None          # the GROUPS entry it consumes in (read, commit offsets)
-    transactional: bool = False       # its transactional ids start with its group's name
     own_topics: bool = False          # creates and uses topics named after its group (faust's)
     monitors: bool = False            # describes the pipeline's groups, reads its topics (lag)
 
@@ -113,18 +112,14 @@ WORKER_OUTPUTS = (TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATUS, O
 # one principal per service; `admin` (operators' tools, `up`) is a super user and not listed
 ACCESS = {
     "producer": Access(writes=(ORDERS_PLACED,)),
-    "intake": Access(reads=(ORDERS_PLACED,), writes=WORKER_OUTPUTS, group="intake",
-                     transactional=True),
-    "coordinator": Access(reads=(TX_LOG,), writes=WORKER_OUTPUTS, group="coordinator",
-                          transactional=True),
+    "intake": Access(reads=(ORDERS_PLACED,), writes=WORKER_OUTPUTS, group="intake"),
+    "coordinator": Access(reads=(TX_LOG,), writes=WORKER_OUTPUTS, group="coordinator"),
     "inventory": Access(reads=(INVENTORY_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ),
-                        group="inventory", transactional=True),
-    "payment": Access(reads=(PAYMENT_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="payment",
-                      transactional=True),
+                        group="inventory"),
+    "payment": Access(reads=(PAYMENT_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="payment"),
     "shipping": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_STATUS, ORDERS_DLQ),
-                       group="shipping", transactional=True),
-    "status": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_DLQ,), group="status",
-                     transactional=True),
+                       group="shipping"),
+    "status": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_DLQ,), group="status"),
     "tracker": Access(reads=(ORDERS_PLACED, TX_LOG, ORDERS_STATUS), group="tracker",
                       own_topics=True),
     "lag": Access(monitors=True),

@@ -6,10 +6,12 @@ import os
 import signal
 import sys
 
+from topics.catalogue import TX_LOG
 from workers.runtime.db import Database
 from workers.runtime.liveness import Liveness
 from workers.runtime.loop import Fatal, Loop, LoopConfig
 from workers.runtime.metrics import Metrics
+from workers.runtime.signing import AUTHORS, Signer
 
 PIPELINE = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
 WORKERS = PIPELINE + ("tracker",)      # the tracker watches; it decides nothing
@@ -64,7 +66,9 @@ def run(name: str, instance: int, settings, metrics_port: int = 0, protocol: str
     liveness = Liveness()
     handler = build(name, settings, metrics, liveness)
     cfg = loop_config(name, instance, settings, protocol, static)
-    loop = Loop(settings, cfg, handler, metrics, liveness)
+    signer = (Signer(name, settings.signing_key(name), (settings.names.topic(TX_LOG),))
+              if name in AUTHORS else None)
+    loop = Loop(settings, cfg, handler, metrics, liveness, signer)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)
     try:

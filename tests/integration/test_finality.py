@@ -89,12 +89,14 @@ def test_a_vote_whose_begin_never_comes_is_presumed_aborted(settings, tmp_path):
     from confluent_kafka import Producer
 
     from schemas.events import Voted
+    from workers.runtime.signing import signed_as
     p = Pipeline(settings, "f" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=3000)
     try:
         p.start()
         # as if TxBegun had been lost; keyed as every orderbus producer keys
         producer = Producer(p.settings.kafka(**{"partitioner": "murmur2_random"}))
         value, headers = codec.encode(Voted("f-orphan", "payment", "yes", None))
+        headers = signed_as(p.settings, "payment", p.tx_log_topic, b"f-orphan", value, headers)
         producer.produce(p.tx_log_topic, key=b"f-orphan", value=value, headers=headers)
         assert producer.flush(30) == 0
         wait_for("the orphan decided", lambda: decisions(p, "f-orphan") != [], 60)

@@ -15,6 +15,7 @@ from pipeline import order
 from schemas import codec
 from schemas.events import Decided
 from topics.catalogue import ORDERS_DLQ, TX_LOG
+from workers.runtime.signing import signed_as
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +69,12 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
     pipe.publish(order("v-late", "v-rich", ("v-two", 1, 100)))       # nobody is running
     pipe.publisher.publish_raw(b"junk2", b"{{{")
     assert pipe.publisher.flush(30) == 0
-    # a forged decision needs more than the producer's rights (it may write orders.placed only)
-    forger, forged = Producer(pipe.settings.kafka()), []
-    value, headers = codec.encode(Decided("v-ok-3", "abort", "forged"))
-    forger.produce(pipe.settings.names.topic(TX_LOG), key=b"v-ok-3", value=value, headers=headers,
+    # a second decision, signed as the coordinator's (as a coordinator gone wrong would write it;
+    # tests/integration/test_forgery.py writes what another service cannot sign)
+    forger, forged, tx_log = Producer(pipe.settings.kafka()), [], pipe.settings.names.topic(TX_LOG)
+    value, headers = codec.encode(Decided("v-ok-3", "abort", "second"))
+    headers = signed_as(pipe.settings, "coordinator", tx_log, b"v-ok-3", value, headers)
+    forger.produce(tx_log, key=b"v-ok-3", value=value, headers=headers,
                    on_delivery=lambda err, _: forged.append(err))
     assert forger.flush(30) == 0 and forged == [None]
 

@@ -8,21 +8,30 @@ from types import SimpleNamespace
 from records import Msg
 from schemas import codec
 from schemas.events import TxBegun, Voted
-from topics.catalogue import Names
+from topics.catalogue import TX_LOG, Names
 from workers.coordinator.partition import Partition
 from workers.coordinator.worker import CoordinatorHandler
 from workers.runtime.metrics import Metrics
+from workers.runtime.signing import AUTHORS, Signer, Verifier, author
 
 
 def test_the_coordinator_counts_a_decision_only_once_it_commits():
     metrics = Metrics("coordinator")
     nothing_stored = SimpleNamespace(run=lambda work: {})     # the store knows no order yet
+    keys = {a: a.encode() * 8 for a in AUTHORS}
     handler = CoordinatorHandler(SimpleNamespace(deadline_ms=10_000), nothing_stored, Names(),
-                                 metrics)
+                                 metrics, verifier=Verifier(keys))
     handler.partitions[2] = Partition()                       # as assigned
     events = [TxBegun("o-1", ("inventory", "payment"), 10_000),
               Voted("o-1", "inventory", "yes", None), Voted("o-1", "payment", "yes", None)]
-    outs = handler.process([Msg(*codec.encode(e), _offset=n) for n, e in enumerate(events)], 1)
+    tx_log = Names().topic(TX_LOG)
+    msgs = []
+    for n, e in enumerate(events):
+        value, headers = codec.encode(e)
+        signer = Signer(author(e), keys[author(e)], (tx_log,))
+        msgs.append(Msg(value, signer.headers(tx_log, b"k", value, headers), _topic=tx_log,
+                        _offset=n))
+    outs = handler.process(msgs, 1)
 
     def decisions() -> float:
         return metrics.registry.get_sample_value("orderbus_decisions_total",

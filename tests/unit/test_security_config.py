@@ -28,12 +28,9 @@ def test_every_catalogue_topic_has_a_writer_and_a_reader():
             assert "read" in ops, topic.name
 
 
-def test_transactional_ids_and_groups_are_each_workers_own():
-    txn = {g.principal for g in acl.grants(Names("p.")) if g.resource == "transactional_id"}
-    assert txn == {p for p, a in ACCESS.items() if a.transactional} and len(txn) == 6
+def test_no_transactional_ids_and_groups_are_each_workers_own():
+    assert not [g for g in acl.grants(Names("p.")) if g.resource == "transactional_id"]
     for g in acl.grants(Names("p.")):
-        if g.resource == "transactional_id":
-            assert (g.pattern, g.name) == ("prefixed", f"p.{GROUPS[g.principal]}-")
         if g.resource == "group" and not ACCESS[g.principal].monitors:
             assert (g.pattern, g.name) == ("literal", f"p.{GROUPS[g.principal]}")
 

@@ -22,6 +22,7 @@ from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
 from workers.coordinator.worker import take_over
 from workers.participant.core import INVENTORY, PAYMENT
 from workers.runtime.db import Database
+from workers.runtime.signing import Verifier
 
 RESOURCES = {"inventory": INVENTORY, "payment": PAYMENT}
 DATABASES = {"inventory": "inventory", "payment": "payments"}    # participant -> service DSN
@@ -83,17 +84,16 @@ def compare(txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str,
 
 # -- gathering -------------------------------------------------------------------------------
 
-def fold_log(kafka_config: dict, topic: str, stops: dict[int, int] | None = None):
+def fold_log(settings, topic: str, stops: dict[int, int] | None = None):
     """The fold of every committed tx.log event: (order id -> Tx, order id -> partition,
     order id -> Tx as of `stops` (exclusive offsets), events read)."""
     txs, where, at_stop, n = {}, {}, {}, 0
-    for msg in read(kafka_config, topic, timeout_s=600):
+    verifier = Verifier.of(settings)
+    for msg in read(settings.kafka(), topic, timeout_s=600):
         try:
-            event = codec.decode(msg.value(), msg.headers())
+            event = verifier.decode(msg)
         except DeadLetter:
             continue        # dead-lettered by the coordinator when it first read it
-        if event.TYPE not in TX_LOG.events:
-            continue
         n += 1
         oid = event.order_id
         txs[oid] = fold(txs.get(oid), event)
@@ -128,7 +128,7 @@ def audit(settings) -> dict:
     read model. `settings` gives kafka(), names and dsns."""
     t0 = time.monotonic()
     names, kafka = settings.names, settings.kafka()
-    txs, _, _, events = fold_log(kafka, names.topic(TX_LOG))
+    txs, _, _, events = fold_log(settings, names.topic(TX_LOG))
     orders = placed_orders(kafka, names.topic(ORDERS_PLACED))
     holds = {p: {r[0]: (r[1], r[2]) for r in _query(settings.dsns[service],
                                                      "SELECT order_id, state, amounts FROM holds")}
@@ -167,7 +167,7 @@ def rebuild_coordinator(settings) -> dict:
         db.close()
     t_resume = time.monotonic() - t0
     stops = {p: part.next_offset for p, part in resumed.items()}
-    txs, where, at_stop, events = fold_log(settings.kafka(), topic, stops)
+    txs, where, at_stop, events = fold_log(settings, topic, stops)
     t_fold = time.monotonic() - t0 - t_resume
     committed_at = {tp.partition: max(tp.offset, 0) for tp in committed}
 

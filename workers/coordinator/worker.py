@@ -15,7 +15,6 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
 from topics.read import read
@@ -24,6 +23,7 @@ from workers.coordinator.fold import due, in_doubt
 from workers.coordinator.partition import OPENS, Partition
 from workers.runtime.crash import CrashPoints
 from workers.runtime.messages import decode_batch, emit
+from workers.runtime.signing import Verifier
 
 log = logging.getLogger(__name__)
 TICK_MS = 250
@@ -37,7 +37,8 @@ class CoordinatorHandler:
     accepts = TX_LOG.events
     sync_every_s = 1.0       # how often it saves (workers/runtime/loop.py Handler.sync_every_s)
 
-    def __init__(self, settings, db, names, metrics, resend_after_ms: int = 3000):
+    def __init__(self, settings, db, names, metrics, resend_after_ms: int = 3000,
+                 verifier: Verifier | None = None):
         self.settings, self.db, self.metrics = settings, db, metrics
         self.resend_after_ms = resend_after_ms
         # a vote whose TxBegun never comes is presumed aborted after as long as a deadline
@@ -52,6 +53,8 @@ class CoordinatorHandler:
         self.dest = {"tx.log": self.tx_log, "status": names.topic(ORDERS_STATUS),
                      "inventory": names.commands("inventory"), "payment": names.commands("payment")}
         self.dlq = names.topic(ORDERS_DLQ)
+        # a vote counts only as its participant's own (workers/runtime/signing.py)
+        self.verifier = verifier or Verifier.of(settings)
         self.group = names.group("coordinator")
         self.partitions: dict[int, Partition] = {}
         self.crash = CrashPoints(metrics.worker)
@@ -80,7 +83,8 @@ class CoordinatorHandler:
         return FOLDED
 
     def process(self, messages, now_ms):
-        events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq)
+        events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq,
+                                    check=self.verifier.check)
         decided = fold_into(self.partitions, self.db, [(m.partition(), m.offset(), e)
                                                        for m, e in events], now_ms)
         for msg in messages:
@@ -185,14 +189,13 @@ def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: 
 
     starts = {p: a for p, (a, _) in ranges.items()}
     stops = {p: b for p, (_, b) in ranges.items()}
+    verifier = Verifier.of(settings)
     for msg in read(settings.kafka(), topic, starts, stops, timeout_s=3600, group=group,
                     on_progress=beat):
         try:
-            event = codec.decode(msg.value(), msg.headers())
+            items.append((msg.partition(), msg.offset(), verifier.decode(msg)))
         except DeadLetter:
-            continue   # dead-lettered when it was first read
-        if event.TYPE in TX_LOG.events:
-            items.append((msg.partition(), msg.offset(), event))
+            pass   # dead-lettered when it was first read
         partitions[msg.partition()].next_offset = msg.offset() + 1
         if len(items) >= chunk:
             flush()

@@ -27,6 +27,7 @@ from workers.runtime.crash import CrashPoints
 from workers.runtime.db import RETRY_S
 from workers.runtime.liveness import Liveness
 from workers.runtime.metrics import Metrics
+from workers.runtime.signing import Signer
 
 log = logging.getLogger(__name__)
 WATCH_EVERY_S = 5.0      # how often the watchdog looks
@@ -173,8 +174,9 @@ def producer_config(settings, cfg: LoopConfig) -> dict:
 
 class Loop:
     def __init__(self, settings, cfg: LoopConfig, handler: Handler, metrics: Metrics,
-                 liveness: Liveness | None = None):
+                 liveness: Liveness | None = None, signer: Signer | None = None):
         self.cfg, self.handler, self.metrics = cfg, handler, metrics
+        self.signer = signer
         self.liveness = liveness or Liveness()
         # where the consumer starts each owned partition, while position() cannot say (nothing
         # read since the assignment or a rewind): its committed offset, or OFFSET_BEGINNING
@@ -403,14 +405,17 @@ class Loop:
         return 0 <= high <= at
 
     def _produce(self, out: Out, on_delivery) -> None:
+        headers = out.headers
+        if self.signer is not None:
+            headers = self.signer.headers(out.topic, out.key, out.value, headers)
         while True:
             try:
                 if out.partition is None:
                     self.producer.produce(out.topic, key=out.key, value=out.value,
-                                          headers=out.headers, on_delivery=on_delivery)
+                                          headers=headers, on_delivery=on_delivery)
                 else:
                     self.producer.produce(out.topic, key=out.key, value=out.value,
-                                          headers=out.headers, partition=out.partition,
+                                          headers=headers, partition=out.partition,
                                           on_delivery=on_delivery)
                 return
             except BufferError:   # the local queue is full: let deliveries drain

@@ -76,15 +76,19 @@ def _encoded(headers: list) -> bytes:
 
 
 def decode_batch(messages: list[Message], metrics, now_ms: int, accepts: tuple[str, ...],
-                 dlq_topic: str, default_type: str | None = None):
+                 dlq_topic: str, default_type: str | None = None,
+                 check: Callable[[Message, object], None] | None = None):
     """Decode every message; one that can never succeed (or carries an event this worker does
-    not take) becomes a dead letter, and the rest of the partition keeps flowing."""
+    not take, or fails `check`) becomes a dead letter, and the rest of the partition keeps
+    flowing."""
     events, dead = [], []
     for msg in messages:
         try:
             event = codec.decode(msg.value(), msg.headers(), default_type=default_type)
             if event.TYPE not in accepts:
                 raise UnknownEventError(f"{event.TYPE} does not belong on {msg.topic()}")
+            if check is not None:
+                check(msg, event)
             events.append((msg, event))
         except DeadLetter as e:
             dead.append(dead_letter(msg, e, metrics, now_ms, dlq_topic))
