@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from schemas.events import Abort, Acked, Commit, Line, OrderPlaced, Prepare, Voted
 from workers.participant.core import INVENTORY, PAYMENT, Hold, Resource, apply
 
-NOW = 1_000
 DEADLINE = 5_000
 RESOURCES = [pytest.param(INVENTORY, id="inventory"), pytest.param(PAYMENT, id="payment")]
 
@@ -78,7 +77,7 @@ def _reason(resource: Resource, reason: str | None) -> str | None:
 
 def _check_prepare(resource, available, needs, vote, reason, deltas):
     avail_before = dict(available)
-    out = apply(resource, available, {}, [prepare(resource, "o-1", needs)], NOW)
+    out = apply(resource, available, {}, [prepare(resource, "o-1", needs)])
     want_reason = _reason(resource, reason)
     assert out.outputs == [voted(resource, "o-1", vote, want_reason)]
     assert out.deltas == deltas
@@ -107,10 +106,10 @@ def test_prepare_inventory_lines(available, needs, vote, reason, deltas):
 
 
 @pytest.mark.parametrize("resource", RESOURCES)
-@pytest.mark.parametrize("now", [DEADLINE - 1, DEADLINE, DEADLINE + 1, DEADLINE + 60_000])
-def test_a_late_prepare_still_holds(resource, now):
-    # being behind is not a refusal: only the coordinator aborts for a deadline
-    out = apply(resource, {"k": 5}, {}, [prepare(resource, "o-1", [("k", 1)])], now)
+def test_a_late_prepare_still_holds(resource):
+    # being behind is not a refusal: only the coordinator aborts for a deadline (the core reads
+    # no clock at all)
+    out = apply(resource, {"k": 5}, {}, [prepare(resource, "o-1", [("k", 1)])])
     assert out.outputs == [voted(resource, "o-1", "yes", None)]
     assert out.deltas == {"k": [-1, 1, 0]}
 
@@ -132,7 +131,7 @@ RECORDED = [
 @pytest.mark.parametrize("stock", [0, 100])
 def test_prepare_redelivered_returns_recorded_vote(resource, recorded, vote, reason, stock):
     out = apply(resource, {"k": stock}, {"o-1": recorded},
-                [prepare(resource, "o-1", [("k", 2)])], NOW)
+                [prepare(resource, "o-1", [("k", 2)])])
     assert out.outputs == [voted(resource, "o-1", vote, reason)]
     assert out.deltas == {} and out.holds == {} and out.anomalies == []
 
@@ -141,7 +140,7 @@ def test_prepare_redelivered_returns_recorded_vote(resource, recorded, vote, rea
 @pytest.mark.parametrize("stock, vote", [(5, "yes"), (1, "no")])
 def test_prepare_twice_in_one_batch_moves_once(resource, stock, vote):
     p = prepare(resource, "o-1", [("k", 2)])
-    out = apply(resource, {"k": stock}, {}, [p, p], NOW)
+    out = apply(resource, {"k": stock}, {}, [p, p])
     reason = None if vote == "yes" else resource.short
     assert out.outputs == [voted(resource, "o-1", vote, reason)] * 2
     assert out.deltas == ({"k": [-2, 2, 0]} if vote == "yes" else {})
@@ -182,7 +181,7 @@ DECISIONS = [
 def test_decision(resource, known, command, state, deltas, ack):
     known_map = {"o-1": known} if known else {}
     before = copy.deepcopy(known_map)
-    out = apply(resource, {"k": 7}, known_map, [command], NOW)
+    out = apply(resource, {"k": 7}, known_map, [command])
     assert out.deltas == deltas
     if ack is None:
         assert out.outputs == [] and len(out.anomalies) == 1 and "o-1" in out.anomalies[0]
@@ -200,7 +199,7 @@ def test_decision(resource, known, command, state, deltas, ack):
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_prepare_commit_commit_in_one_batch(resource):
     cmds = [prepare(resource, "o-1", [("k", 2)]), Commit("o-1"), Commit("o-1")]
-    out = apply(resource, {"k": 5}, {}, cmds, NOW)
+    out = apply(resource, {"k": 5}, {}, cmds)
     assert out.outputs == [voted(resource, "o-1", "yes"), acked(resource, "o-1", "commit"),
                            acked(resource, "o-1", "commit")]
     assert out.deltas == {"k": [-2, 0, 2]}
@@ -211,7 +210,7 @@ def test_prepare_commit_commit_in_one_batch(resource):
 def test_prepare_abort_in_one_batch_frees_for_the_next(resource):
     cmds = [prepare(resource, "o-1", [("k", 2)]), Abort("o-1", "r"),
             prepare(resource, "o-2", [("k", 2)])]
-    out = apply(resource, {"k": 2}, {}, cmds, NOW)
+    out = apply(resource, {"k": 2}, {}, cmds)
     assert out.outputs == [voted(resource, "o-1", "yes"), acked(resource, "o-1", "abort"),
                            voted(resource, "o-2", "yes")]
     assert out.deltas == {"k": [-2, 2, 0]}
@@ -221,7 +220,7 @@ def test_prepare_abort_in_one_batch_frees_for_the_next(resource):
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_abort_before_prepare_same_batch(resource):
     cmds = [Abort("o-1", "deadline"), prepare(resource, "o-1", [("k", 1)])]
-    out = apply(resource, {"k": 5}, {}, cmds, NOW)
+    out = apply(resource, {"k": 5}, {}, cmds)
     assert out.outputs == [acked(resource, "o-1", "abort"),
                            voted(resource, "o-1", "no", "aborted_before_prepare")]
     assert out.deltas == {}
@@ -230,8 +229,8 @@ def test_abort_before_prepare_same_batch(resource):
 
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_abort_before_prepare_later_batch(resource):
-    first = apply(resource, {"k": 5}, {}, [Abort("o-1", "deadline")], NOW)
-    later = apply(resource, {"k": 5}, first.holds, [prepare(resource, "o-1", [("k", 1)])], NOW)
+    first = apply(resource, {"k": 5}, {}, [Abort("o-1", "deadline")])
+    later = apply(resource, {"k": 5}, first.holds, [prepare(resource, "o-1", [("k", 1)])])
     assert later.outputs == [voted(resource, "o-1", "no", "aborted_before_prepare")]
     assert later.deltas == {} and later.holds == {}
 
@@ -239,7 +238,7 @@ def test_abort_before_prepare_later_batch(resource):
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_abort_then_commit_in_one_batch_is_an_anomaly(resource):
     cmds = [prepare(resource, "o-1", [("k", 2)]), Abort("o-1", "r"), Commit("o-1")]
-    out = apply(resource, {"k": 5}, {}, cmds, NOW)
+    out = apply(resource, {"k": 5}, {}, cmds)
     assert out.outputs == [voted(resource, "o-1", "yes"), acked(resource, "o-1", "abort")]
     assert out.deltas == {"k": [0, 0, 0]}
     assert len(out.anomalies) == 1 and out.holds["o-1"].state == "released"
@@ -258,7 +257,7 @@ def test_abort_then_commit_in_one_batch_is_an_anomaly(resource):
 def test_hot_key_never_goes_below_zero(resource, stock, orders, amount, yes):
     available = {"k": stock}
     cmds = [prepare(resource, f"o-{i}", [("k", amount)]) for i in range(orders)]
-    out = apply(resource, available, {}, cmds, NOW)
+    out = apply(resource, available, {}, cmds)
     votes = [v.vote for v in out.outputs]
     assert votes == ["yes"] * yes + ["no"] * (orders - yes)  # first come, first served
     assert all(v.reason == resource.short for v in out.outputs if v.vote == "no")
@@ -274,7 +273,7 @@ def test_inventory_all_or_none_across_orders_on_shared_keys():
     cmds = [prepare(INVENTORY, "o-1", [("b", 1)]),
             prepare(INVENTORY, "o-2", [("a", 1), ("b", 1)]),
             prepare(INVENTORY, "o-3", [("a", 1)])]
-    out = apply(INVENTORY, {"a": 1, "b": 1}, {}, cmds, NOW)
+    out = apply(INVENTORY, {"a": 1, "b": 1}, {}, cmds)
     assert [v.vote for v in out.outputs] == ["yes", "no", "yes"]
     assert out.deltas == {"a": [-1, 1, 0], "b": [-1, 1, 0]}
 
@@ -289,7 +288,7 @@ def test_inputs_not_mutated(resource):
     before = (copy.deepcopy(available), copy.deepcopy(known))
     cmds = [Commit("o-1"), Abort("o-2", "r"), Abort("o-3", "r"), Abort("o-4", "r"),
             prepare(resource, "o-5", [("k", 3)]), prepare(resource, "o-6", [("k", 1)])]
-    out = apply(resource, available, known, cmds, NOW)
+    out = apply(resource, available, known, cmds)
     assert (available, known) == before
     assert known["o-1"].state == "held" and out.holds["o-1"].state == "committed"
 
@@ -332,11 +331,11 @@ def _check_conservation(resource: Resource, history) -> None:
     for batch, now in zip(batches, times):
         # every step: each prefix of the batch, from the same state, keeps stock non-negative
         for end in range(1, len(batch) + 1):
-            part = apply(resource, available, known, batch[:end], now)
+            part = apply(resource, available, known, batch[:end])
             for k, d in part.deltas.items():
                 assert available[k] + d[0] >= 0
                 assert moved[k][1] + d[1] >= 0 and moved[k][2] + d[2] >= 0
-        out = apply(resource, available, known, batch, now)
+        out = apply(resource, available, known, batch)
         for k, d in out.deltas.items():
             assert k in start  # nothing moves on a key that does not exist
             available[k] += d[0]

@@ -52,7 +52,7 @@ class Outcome:
 
 
 def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, Hold],
-          commands: list, now_ms: int) -> Outcome:
+          commands: list) -> Outcome:
     """Apply a batch of Prepare / Commit / Abort in order. `available` holds the current
     available amount of every key the batch may touch (a missing key does not exist); `known`
     the recorded hold of every order in the batch. Inputs are not mutated."""

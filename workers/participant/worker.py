@@ -43,7 +43,7 @@ class ParticipantHandler(Stateless):
         commands = [e for _, e in events]
         if not commands:
             return dead
-        outcome = self.db.run(lambda cur: self._apply(cur, commands, now_ms))
+        outcome = self.db.run(lambda cur: self._apply(cur, commands))
         for line in outcome.anomalies:
             log.error("%s", line)
         return dead + [emit(self.tx_log, e, self._counted(e)) for e in outcome.outputs]
@@ -54,7 +54,7 @@ class ParticipantHandler(Stateless):
             return None
         return self.metrics.votes.labels(self.metrics.worker, event.vote, event.reason or "").inc
 
-    def _apply(self, cur, commands, now_ms):
+    def _apply(self, cur, commands):
         L = self.ledger
         order_ids = sorted({c.order_id for c in commands})
         # one order at a time across instances: a hold not yet written has no row to lock, so
@@ -79,7 +79,7 @@ class ParticipantHandler(Stateless):
             cur.execute(f"SELECT {L.key}, {L.available} FROM {L.table} WHERE {L.key} = ANY(%s) "
                         f"ORDER BY {L.key} FOR UPDATE", (sorted(keys),))
             available = dict(cur.fetchall())
-        outcome = apply(self.resource, available, known, commands, now_ms)
+        outcome = apply(self.resource, available, known, commands)
         if outcome.holds:
             execute_values(cur, "INSERT INTO holds (order_id, vote, state, reason, amounts) VALUES %s "
                            "ON CONFLICT (order_id) DO UPDATE SET vote = EXCLUDED.vote, "
