@@ -8,7 +8,7 @@ import signal
 import sys
 
 from infra.procs import InfraError
-from orderbus.settings import Settings, SettingsError
+from workers.runtime.settings import Settings, SettingsError
 
 MODULES = (
     "orderbus.cmd_cluster",     # up, down, status

@@ -10,7 +10,7 @@ from orderbus.cli import UsageError
 from orderbus.cmd_orders import active_groups, reset_catalog
 from orderbus.generate import mixed_demo_orders
 from orderbus.report import build_report, render_report
-from orderbus.settings import Settings
+from workers.runtime.settings import Settings
 from orderbus.supervise import Supervisor
 from topics.producer import OrderPublisher
 from workers.main import WORKERS

@@ -14,7 +14,7 @@ from infra.layout import KAFKA_VERSION, Layout, ephemeral_range
 from infra.postgres import databases, server as postgres
 from infra.procs import InfraError
 from infra.secret import secret
-from orderbus.settings import SERVICES, Settings, SettingsError
+from workers.runtime.settings import SERVICES, Settings, SettingsError
 from topics import acl, admin as topic_admin
 from topics.catalogue import ACCESS, Names
 from workers.runtime.signing import AUTHORS

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import psycopg2
 
-from orderbus.settings import Settings
+from workers.runtime.settings import Settings
 from topics.catalogue import ORDERS_DLQ
 from topics.read import IncompleteRead, read
 
