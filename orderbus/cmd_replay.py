@@ -11,8 +11,8 @@ from confluent_kafka import KafkaException
 
 from orderbus.cli import UsageError
 from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_STATUS
-from topics.replay import (DlqFilter, Groups, ReplayError, ReplayLog, ResetSpec, plan_dlq,
-                           read_letters, redrive)
+from topics.group_reset import Groups, ResetError, ResetSpec
+from topics.redrive import DlqFilter, ReplayError, ReplayLog, plan_dlq, read_letters, redrive
 
 SHOWN = 20      # lines of detail per list; the counts say how many there are
 
@@ -163,7 +163,7 @@ def _reset(args, settings) -> int:
         _refuse_if_active(groups, args.group, "reset its offsets")
         wanted = _topics(args, groups.committed(args.group))
         plans = groups.plan(args.group, _spec(args), wanted)
-    except ReplayError as e:
+    except ResetError as e:
         raise UsageError(str(e)) from None
     except KafkaException as e:
         raise UsageError(f"the cluster could not be asked: {e.args[0].str()}") from None
@@ -182,7 +182,7 @@ def _reset(args, settings) -> int:
     try:
         _refuse_if_active(groups, args.group, "reset its offsets")   # it may have started since
         groups.commit(args.group, plans)
-    except ReplayError as e:
+    except ResetError as e:
         raise UsageError(str(e)) from None
     print(f"committed {len(plans)} offsets for group {args.group}")
     return 0

@@ -12,7 +12,7 @@ from orderbus.verify import verify
 from pipeline import Pipeline, order
 from schemas import codec
 from topics.read import read
-from topics.replay import Groups, ResetSpec
+from topics.group_reset import Groups, ResetSpec
 
 pytestmark = pytest.mark.integration
 

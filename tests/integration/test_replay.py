@@ -23,7 +23,8 @@ from topics.catalogue import (DLQ_AT_MS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, 
                               DLQ_WORKER, ORDERS_DLQ)
 from topics.producer import OrderPublisher
 from topics.read import read
-from topics.replay import Groups, ResetSpec, read_letters
+from topics.group_reset import Groups, ResetSpec
+from topics.redrive import read_letters
 
 pytestmark = pytest.mark.integration
 
