@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from orderbus.verify import verify
+from orderbus.ops.verify import verify
 from pipeline import Pipeline, order
 from schemas import codec
 from topics.read import read

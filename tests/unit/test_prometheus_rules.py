@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orderbus.cmd_lag import LagCollector
+from orderbus.commands.lag import LagCollector
 from workers.runtime.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]

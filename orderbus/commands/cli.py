@@ -3,26 +3,29 @@ to a callable `(args, settings) -> exit code`."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 
 from infra.procs import InfraError
+from orderbus.commands import (acl, chaos, cluster, demo, failover, lag, orders, replay, run, top,
+                               tracker, verify)
+from orderbus.ops.errors import UsageError
 from workers.runtime.settings import Settings, SettingsError
 
-MODULES = (
-    "orderbus.cmd_cluster",     # up, down, status
-    "orderbus.cmd_acl",         # acl
-    "orderbus.cmd_orders",      # seed, publish, order, report
-    "orderbus.cmd_run",         # run, worker
-    "orderbus.cmd_demo",        # demo, bench
-    "orderbus.cmd_verify",      # verify
-    "orderbus.cmd_chaos",       # chaos
-    "orderbus.cmd_failover",    # failover (measures partition idle time after a worker dies)
-    "orderbus.cmd_lag",         # lag
-    "orderbus.cmd_tracker",     # stuck (the tracker itself runs under `run tracker`)
-    "orderbus.cmd_replay",      # replay dlq | reset | rebuild | audit
-    "orderbus.cmd_top",         # top (one live pane for an incident)
+# each sets up its own subcommands, in the order `orderbus --help` lists them
+COMMANDS = (
+    cluster,     # up, down, status
+    acl,         # acl
+    orders,      # seed, publish, order, report
+    run,         # run, worker
+    demo,        # demo, bench
+    verify,      # verify
+    chaos,       # chaos
+    failover,    # failover (measures partition idle time after a worker dies)
+    lag,         # lag
+    tracker,     # stuck (the tracker itself runs under `run tracker`)
+    replay,      # replay dlq | reset | rebuild | audit
+    top,         # top (one live pane for an incident)
 )
 
 
@@ -30,19 +33,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="orderbus", description="orderbus: order processing on Kafka "
                                 "and PostgreSQL")
     sub = p.add_subparsers(dest="command", required=True)
-    for name in MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        module.register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return p
-
-
-class UsageError(ValueError):
-    """Bad input from the command line or a file: a clear message, exit 2."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,31 +3,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 
 import psycopg2
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
-from psycopg2.extras import execute_values
+from confluent_kafka import KafkaException
 
 from infra.procs import InfraError
-from orderbus import report as reports
-from orderbus.cli import UsageError
-from orderbus.generate import generate
+from orderbus.ops import report as reports
+from orderbus.ops.errors import UsageError
+from orderbus.ops.generate import generate
+from orderbus.ops.groups import active_groups
+from orderbus.ops.seed import (DEFAULT_PRICE_CENTS, SEED_FILE, load_catalog, reset_catalog,
+                               seed_price, seeded_ids)
 from schemas import codec
 from schemas.errors import DeadLetter
-from topics.catalogue import GROUPS, ORDERS_PLACED
+from topics.catalogue import ORDERS_PLACED
 from topics.producer import OrderPublisher
-
-SEED_FILE = "seed.json"     # under ORDERBUS_HOME: the unit price `publish --generate` uses
-DEFAULT_PRICE_CENTS = 1000
-# the OrderPlaced v1 schema's patterns: an id no valid order can name would be dead stock
-ID_PATTERNS = {"skus": re.compile(r"[A-Za-z0-9_.-]{1,64}"),
-               "customers": re.compile(r"[A-Za-z0-9_-]{1,64}")}
 
 
 def register(sub) -> None:
@@ -95,18 +88,6 @@ def _seed(args, settings) -> int:
     return 0
 
 
-def reset_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> None:
-    """Stock and balances as given; orders, holds and shipments cleared."""
-    _reset(settings, "orders", ["DELETE FROM order_status", "DELETE FROM orders"])
-    _reset(settings, "shipping", ["DELETE FROM shipments"])
-    _reset(settings, "inventory", ["DELETE FROM holds", "DELETE FROM stock"],
-           "INSERT INTO stock (sku, initial, available, held, committed) VALUES %s",
-           [(sku, n, n, 0, 0) for sku, n in skus.items()])
-    _reset(settings, "payments", ["DELETE FROM holds", "DELETE FROM accounts"],
-           "INSERT INTO accounts (customer_id, initial_cents, balance_cents, held_cents,"
-           " captured_cents) VALUES %s", [(c, b, b, 0, 0) for c, b in customers.items()])
-
-
 def _catalog(args) -> tuple[dict[str, int], dict[str, int]]:
     sizes = {"--skus": args.skus, "--stock": args.stock, "--customers": args.customers,
              "--balance-cents": args.balance_cents}
@@ -126,76 +107,6 @@ def _catalog(args) -> tuple[dict[str, int], dict[str, int]]:
             {f"cust-{i:04d}": args.balance_cents for i in range(1, args.customers + 1)})
 
 
-def load_catalog(path: Path) -> tuple[dict[str, int], dict[str, int]]:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    except ValueError as e:
-        raise UsageError(f"{path} is not JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f'{path}: expected an object {{"skus": ..., "customers": ...}}')
-    unknown = set(data) - {"skus", "customers"}
-    if unknown:
-        raise UsageError(f"{path}: unknown keys {sorted(unknown)}")
-    out = []
-    for section, what in (("skus", "stock"), ("customers", "balance_cents")):
-        table = data.get(section)
-        if not isinstance(table, dict):
-            raise UsageError(f'{path}: "{section}" must be an object of id -> {what}')
-        for key, n in table.items():
-            if not ID_PATTERNS[section].fullmatch(key):
-                raise UsageError(f"{path}: {section} id {key!r} is not one an order can name "
-                                 f"({ID_PATTERNS[section].pattern})")
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise UsageError(f"{path}: {section}[{key!r}] = {n!r}; {what} must be an "
-                                 "integer >= 0")
-        out.append(table)
-    return out[0], out[1]
-
-
-def _reset(settings, service: str, deletes: list[str], insert: str | None = None,
-           rows: list | None = None) -> None:
-    # one transaction per database: each is either reset and refilled, or left as it was
-    with closing(psycopg2.connect(settings.dsns[service])) as conn, conn, conn.cursor() as cur:
-        for statement in deletes:
-            cur.execute(statement)
-        if insert and rows:
-            execute_values(cur, insert, rows, page_size=1000)
-
-
-COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
-                      KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
-
-
-def active_groups(settings, attempts: int = 8) -> list[str]:
-    """The worker groups with members. A group that was never created is reported empty."""
-    admin = AdminClient(settings.kafka(log_level=3))
-    pending, busy = list(GROUPS.values()), []
-    for attempt in range(attempts):
-        retry = []
-        for group, fut in admin.describe_consumer_groups(pending, request_timeout=10).items():
-            try:
-                if fut.result().members:
-                    busy.append(group)
-            except KafkaException as e:
-                err = e.args[0]
-                if err.name() == "GROUP_ID_NOT_FOUND":
-                    continue
-                # NOT_COORDINATOR and the like while __consumer_offsets is (re)loading, as
-                # right after `up`; librdkafka does not flag these retriable for this request
-                if not (err.retriable() or err.code() in COORDINATOR_MOVING) \
-                        or attempt == attempts - 1:
-                    raise InfraError(f"cannot tell whether {group} is running: {err.str()} "
-                                     "(or --force)") from None
-                retry.append(group)
-        if not retry:
-            break
-        pending = retry
-        time.sleep(0.5 * (attempt + 1))
-    return sorted(busy)
-
-
 # -- publish --------------------------------------------------------------------------------------
 
 @_db_errors
@@ -208,10 +119,10 @@ def _publish(args, settings) -> int:
             raise UsageError(f"--generate {args.generate} is negative")
         if not 0.0 <= args.invalid_share <= 1.0:
             raise UsageError(f"--invalid-share {args.invalid_share} is not between 0 and 1")
-        skus, customers = _seeded_ids(settings)
+        skus, customers = seeded_ids(settings)
         seed = int(time.time()) if args.seed is None else args.seed
         summary["seed"] = seed    # ids are o{seed}-{i}: the seed makes a run repeatable
-        items = generate(args.generate, seed, skus, customers, _seed_price(settings),
+        items = generate(args.generate, seed, skus, customers, seed_price(settings),
                          args.invalid_share, skus[0] if args.hot else None)
         source = ((f"order {i}", value) for i, (value, _, _) in enumerate(items))
         send_invalid, quiet = True, True    # asked for malformed orders: they are the point
@@ -268,27 +179,6 @@ def _lines(name: str):
             line = line.strip()
             if line:
                 yield f"{name}:{n}", line
-
-
-def _seeded_ids(settings) -> tuple[list[str], list[str]]:
-    with closing(reports.connect(settings, "inventory")) as conn, conn.cursor() as cur:
-        cur.execute("SELECT sku FROM stock ORDER BY sku")
-        skus = [r[0] for r in cur.fetchall()]
-    with closing(reports.connect(settings, "payments")) as conn, conn.cursor() as cur:
-        cur.execute("SELECT customer_id FROM accounts ORDER BY customer_id")
-        customers = [r[0] for r in cur.fetchall()]
-    if not skus or not customers:
-        raise UsageError("no skus or no customers to order from; run `orderbus seed` first")
-    return skus, customers
-
-
-def _seed_price(settings) -> int:
-    try:
-        return int(json.loads((settings.home / SEED_FILE).read_text())["price_cents"])
-    except FileNotFoundError:
-        return DEFAULT_PRICE_CENTS
-    except (ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"{settings.home / SEED_FILE} is damaged ({e}); run `orderbus seed`")
 
 
 def _key_of(value: bytes) -> bytes | None:

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 from psycopg2.extras import execute_values
 
 from infra.postgres import databases
-from orderbus.supervise import Supervisor
+from orderbus.ops.supervise import Supervisor
 from topics import acl
 from topics.admin import delete, ensure
 from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, TX_LOG

@@ -30,14 +30,14 @@ def register(sub) -> None:
 
 
 def _failover(args, settings):
-    from orderbus.cli import UsageError
-    from orderbus.failover import CONFIGS, measure, render
+    from orderbus.lab.failover import CONFIGS, measure, render
+    from orderbus.ops.errors import UsageError
     if args.kills < 1 or args.rate <= 0 or args.down < 0:
         raise UsageError("--kills must be at least 1, --rate positive and --down not negative")
     static = args.membership == "static" and args.protocol == "classic"
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     if args.broker:
-        from orderbus import broker_failover
+        from orderbus.lab import broker_failover
         result = broker_failover.measure(settings, args.kills, args.rate, args.down, log=log)
         print(json.dumps(result, indent=2) if args.json else broker_failover.render(result))
         return 1 if result["violations"] or result["undelivered"] else 0

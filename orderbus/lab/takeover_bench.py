@@ -18,7 +18,7 @@ import time
 import psycopg2
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from orderbus.sandbox import Sandbox
+from orderbus.lab.sandbox import Sandbox
 from schemas import codec
 from schemas.events import TxBegun, Voted
 from workers.coordinator.fold import Tx, to_dict

@@ -14,7 +14,7 @@ def register(sub) -> None:
 
 
 def _verify(args, settings):
-    from orderbus.verify import render, verify
+    from orderbus.ops.verify import render, verify
     result = verify(settings, args.wait, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 1 if result["violations"] else 0

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from orderbus.cli import UsageError
+from orderbus.ops.errors import UsageError
 from topics.lag import STATUSES, WINDOW, LagError, LagReader, Report
 
 SINGLE_SAMPLES, SINGLE_SPACING_S = 3, 1.0   # a single run looks 3 times over ~2 s, for a trend

@@ -9,14 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 from confluent_kafka import KafkaException
 
 from infra import procs
-from infra.kafka import cluster as kafka, security
+from infra.kafka import cluster as kafka
+from infra.kafka import security
 from infra.layout import KAFKA_VERSION, Layout, ephemeral_range
-from infra.postgres import databases, server as postgres
+from infra.postgres import databases
+from infra.postgres import server as postgres
 from infra.procs import InfraError
 from infra.secret import secret
-from workers.runtime.settings import SERVICES, Settings, SettingsError
-from topics import acl, admin as topic_admin
+from topics import acl
+from topics import admin as topic_admin
 from topics.catalogue import ACCESS, Names
+from workers.runtime.settings import SERVICES, Settings, SettingsError
 from workers.runtime.signing import AUTHORS
 
 

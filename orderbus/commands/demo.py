@@ -31,12 +31,12 @@ def register(sub) -> None:
 
 
 def _demo(args, settings):
-    from orderbus.demo import demo
+    from orderbus.ops.demo import demo
     return demo(settings)
 
 
 def _counts(text: str, flag: str) -> list[int]:
-    from orderbus.cli import UsageError
+    from orderbus.ops.errors import UsageError
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
@@ -50,8 +50,8 @@ def _bench_takeover(args, settings):
     import json
     import sys
 
-    from orderbus.takeover_bench import render, run
-    from orderbus.cli import UsageError
+    from orderbus.lab.takeover_bench import render, run
+    from orderbus.ops.errors import UsageError
     histories, opens = _counts(args.history, "--history"), _counts(args.open, "--open")
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
@@ -64,8 +64,8 @@ def _bench_takeover(args, settings):
 def _bench(args, settings):
     import sys
 
-    from orderbus.bench import bench, render, to_json
-    from orderbus.cli import UsageError
+    from orderbus.lab.bench import bench, render, to_json
+    from orderbus.ops.errors import UsageError
     if args.orders < 1 or args.instances < 1 or (args.rate is not None and args.rate <= 0):
         raise UsageError("--orders and --instances must be at least 1, --rate positive")
     if args.tracker and args.tracker_cold:

@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from orderbus.report import connect
+from orderbus.ops.report import connect
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
 from topics.lag import STATUSES, LagError, LagReader
 from topics.read import BEGINNING, IncompleteRead, read
@@ -28,7 +28,7 @@ from workers.tracker.stages import END_TO_END, GRACE_S, STAGES
 
 OUTCOMES = ("placed", "confirmed", "rejected", "shipped")   # the rates shown, per second
 STAGE_HISTOGRAM = "orderbus_tracker_stage_latency_ms"        # workers/tracker/metrics.py
-METRICS_PORTS = 21              # worker i serves on metrics_port + i (orderbus/supervise.py)
+METRICS_PORTS = 21              # worker i serves on metrics_port + i (orderbus/ops/supervise.py)
 SCRAPE_TIMEOUT_S = 0.5          # per port: a refused port answers at once, a hung one must not
 DLQ_READ_S = 5.0                # per frame; the count carries on from where the last read stopped
 STUCK_SHOWN = 8

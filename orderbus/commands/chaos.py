@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    from orderbus.chaos import KINDS
+    from orderbus.lab.chaos.plan import KINDS
     s = sub.add_parser("chaos", help="inject faults into a sandbox pipeline under load, then verify")
     s.add_argument("--duration", type=float, required=True, metavar="S",
                    help="seconds of load (it runs on while the last fault is being undone)")
@@ -26,28 +26,28 @@ def register(sub) -> None:
 
 
 def _chaos(args, settings) -> int:
-    from orderbus import chaos
-    from orderbus.cli import UsageError
+    from orderbus.lab.chaos import measure, plan, run
+    from orderbus.ops.errors import UsageError
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in chaos.KINDS]
+    unknown = [k for k in kinds if k not in plan.KINDS]
     if unknown:
-        raise UsageError(f"unknown fault kind(s) {', '.join(unknown)}; one of {', '.join(chaos.KINDS)}")
+        raise UsageError(f"unknown fault kind(s) {', '.join(unknown)}; one of {', '.join(plan.KINDS)}")
     if args.duration <= 0 or args.rate <= 0 or args.instances < 1:
         raise UsageError("--duration and --rate must be positive, --instances at least 1")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot {args.plot}: the plot is a PNG file; name it FILE.png")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
-    planned = chaos.plan(kinds, args.duration, seed)
+    planned = plan.plan(kinds, args.duration, seed)
     missing = sorted(set(kinds) - {p.kind for p in planned})
     if missing:
         raise UsageError(f"--duration {args.duration:g} leaves no room for {', '.join(missing)} "
-                         f"(with seed {seed}); {chaos.duration_for_all(kinds):g} s fits every "
+                         f"(with seed {seed}); {plan.duration_for_all(kinds):g} s fits every "
                          "requested kind whatever the seed")
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else \
         (lambda m: print(m, flush=True))
-    result = chaos.run(settings, args.duration, kinds, args.rate, seed, args.instances, log=log,
+    result = run.run(settings, args.duration, kinds, args.rate, seed, args.instances, log=log,
                        keep=args.keep)
-    result["recovery_by_kind"] = chaos.summary_by_kind(result["faults"])
+    result["recovery_by_kind"] = measure.summary_by_kind(result["faults"])
     if args.plot:
         plot(result, Path(args.plot))
         result["plot"] = args.plot
@@ -59,7 +59,7 @@ def _chaos(args, settings) -> int:
 
 
 def render(r: dict) -> str:
-    from orderbus.verify import render as render_verify
+    from orderbus.ops.verify import render as render_verify
     o = r["orders"]
     lines = [f"chaos seed {r['seed']}: {r['load_s']} s of load at {r['rate']:g} orders/s, "
              f"{r['instances']} instance(s) per worker, sandbox {r['sandbox']}",
@@ -100,7 +100,7 @@ def plot(r: dict, path: Path) -> None:
     try:
         import matplotlib
     except ModuleNotFoundError:
-        from orderbus.cli import UsageError
+        from orderbus.ops.errors import UsageError
         raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
     matplotlib.use("Agg")   # no display: write the file only
     import matplotlib.pyplot as plt

@@ -18,9 +18,11 @@ import time
 
 from infra import procs
 from infra.kafka import cluster
-from orderbus.chaos import Acks, controller, reap_child, under_replicated, wait_broker
-from orderbus.failover import PROGRESS, Progress, load, seed
-from orderbus.sandbox import ONE_EACH, Sandbox
+from infra.kafka.probe import controller, under_replicated, wait_broker
+from infra.procs import reap_child
+from orderbus.lab.chaos.measure import Acks
+from orderbus.lab.failover import PROGRESS, Progress, load, seed
+from orderbus.lab.sandbox import ONE_EACH, Sandbox
 
 SETTLE_S = 90.0       # the longest wait for a steady flow before a kill
 
@@ -51,7 +53,7 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
                 time.sleep(down_s)
             finally:                        # even when interrupted: never leave a broker down
                 cluster.start_node(sb.layout, node)
-            note = wait_broker(sb.settings, sb.layout, node)
+            note = wait_broker(sb.settings.kafka(), sb.layout, node)
             idle = watch.idle_once_resumed(t, 120)
             stall = acks.longest_wait(t - t0, time.monotonic() - t0)
             rows.append({"node": node, "role": role, "publish_stall_s": stall,
@@ -61,7 +63,7 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
                 f"idle {'> 120' if idle is None else f'{idle:.1f}'} s")
         stop.set()
         publishing.join()
-        from orderbus.verify import verify
+        from orderbus.ops.verify import verify
         violations = verify(sb.settings, wait_s=90)["violations"]
         watch.running = False
         undelivered = sb.publisher.failed
@@ -79,7 +81,7 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
 def _settle(sb, watch) -> None:
     """Every broker up, no partition under-replicated, every partition deciding."""
     deadline = time.monotonic() + SETTLE_S
-    while not (watch.flowing() and under_replicated(sb.settings) == 0):
+    while not (watch.flowing() and under_replicated(sb.settings.kafka()) == 0):
         if time.monotonic() > deadline:
             raise TimeoutError(f"the sandbox pipeline did not reach a steady flow in "
                                f"{SETTLE_S:.0f} s")

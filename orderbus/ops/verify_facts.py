@@ -18,7 +18,6 @@ from workers.runtime.db import TRANSIENT as DB_TRANSIENT
 from workers.runtime.signing import Verifier
 
 
-
 @dataclass
 class Facts:
     # orders.placed: order id -> [(partition, offset, content hash)]; undecodable ones apart

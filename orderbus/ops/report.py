@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 
 import psycopg2
 
-from workers.runtime.settings import Settings
 from topics.catalogue import ORDERS_DLQ
 from topics.read import IncompleteRead, read
+from workers.runtime.settings import Settings
 
 # a report must come back even when the DLQ is large or a transaction on it is still open
 DLQ_READ_SECONDS = 15.0

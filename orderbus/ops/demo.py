@@ -5,15 +5,16 @@ import json
 import time
 from collections import Counter
 
-from orderbus import local
-from orderbus.cli import UsageError
-from orderbus.cmd_orders import active_groups, reset_catalog
-from orderbus.generate import mixed_demo_orders
-from orderbus.report import build_report, render_report
-from workers.runtime.settings import Settings
-from orderbus.supervise import Supervisor
+from orderbus.ops import local
+from orderbus.ops.errors import UsageError
+from orderbus.ops.generate import mixed_demo_orders
+from orderbus.ops.groups import active_groups
+from orderbus.ops.report import build_report, render_report
+from orderbus.ops.seed import reset_catalog
+from orderbus.ops.supervise import Supervisor
 from topics.producer import OrderPublisher
 from workers.main import WORKERS
+from workers.runtime.settings import Settings
 
 EXPECTED = {"good": "SHIPPED", "out_of_stock": "REJECTED inventory:out_of_stock",
             "insufficient_funds": "REJECTED payment:insufficient_funds",
@@ -64,7 +65,7 @@ def demo(settings: Settings, log=print) -> int:
 
 
 def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dict[str, str]:
-    from orderbus.report import connect
+    from orderbus.ops.report import connect
     deadline = time.monotonic() + timeout_s
     while True:
         with connect(settings, "orders") as conn, conn.cursor() as cur:

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-from orderbus.cli import UsageError
+from orderbus.ops.errors import UsageError
 from workers.tracker import snapshot
 from workers.tracker.stages import GRACE_S
 

@@ -13,9 +13,9 @@ import time
 from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from orderbus.generate import order_body
-from orderbus.sandbox import ONE_EACH, Sandbox
-from orderbus.watch import TopicWatcher
+from orderbus.lab.sandbox import ONE_EACH, Sandbox
+from orderbus.lab.watch import TopicWatcher
+from orderbus.ops.generate import order_body
 from topics.catalogue import ORDERS_STATUS, PARTITIONS, TX_LOG
 
 # worker -> (topic whose records mark its progress, the header type, a test on the JSON body)
@@ -105,7 +105,7 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
             time.sleep(8)
         stop.set()
         publishing.join()
-        from orderbus.verify import verify
+        from orderbus.ops.verify import verify
         violations = verify(sb.settings, wait_s=90)["violations"]
         watch.running = False
     done = [r for r in results if r is not None]

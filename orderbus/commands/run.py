@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import signal
 
-from orderbus.supervise import Supervisor
+from orderbus.ops.supervise import Supervisor
 from workers.main import WORKERS
 
 
@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 def _run(args, settings):
     if args.instances < 1:
-        from orderbus.cli import UsageError
+        from orderbus.ops.errors import UsageError
         raise UsageError("--instances must be at least 1")
     names = WORKERS if args.name == "all" else (args.name,)
     sup = Supervisor(settings, {n: args.instances for n in names},

@@ -7,8 +7,6 @@ import os
 import statistics
 import threading
 import time
-
-
 from collections import Counter
 
 from confluent_kafka import Consumer, TopicPartition
@@ -16,10 +14,10 @@ from confluent_kafka.admin import AdminClient
 
 from infra.kafka.cluster import pidfile
 from infra.procs import read_pid
-from orderbus.generate import order_body
-from orderbus.sandbox import Sandbox
-from orderbus.supervise import Supervisor
-from orderbus.watch import TopicWatcher
+from orderbus.lab.sandbox import Sandbox
+from orderbus.lab.watch import TopicWatcher
+from orderbus.ops.generate import order_body
+from orderbus.ops.supervise import Supervisor
 from topics.catalogue import ALL, ORDERS_DLQ
 from topics.lag import LagError, LagReader
 from topics.read import read
@@ -301,7 +299,7 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
                 lag.stop()
         checked = None
         if verify:
-            from orderbus.verify import verify as run_verify
+            from orderbus.ops.verify import verify as run_verify
             t1 = time.monotonic()
             found = run_verify(sb.settings, wait_s=60)
             checked = {"seconds": round(time.monotonic() - t1, 2), "orders": found["orders"],

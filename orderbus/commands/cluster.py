@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from orderbus import local
+from orderbus.ops import local
 
 
 def register(sub) -> None:

@@ -9,10 +9,10 @@ from datetime import datetime
 
 from confluent_kafka import KafkaException
 
-from orderbus.cli import UsageError
+from orderbus.ops.errors import UsageError
 from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_STATUS
 from topics.group_reset import Groups, ResetError, ResetSpec
-from topics.redrive import DlqFilter, ReplayError, ReplayLog, plan_dlq, read_letters, redrive
+from topics.redrive import (DlqFilter, ReplayError, ReplayLog, plan_dlq, read_letters, redrive)
 
 SHOWN = 20      # lines of detail per list; the counts say how many there are
 

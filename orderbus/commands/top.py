@@ -1,4 +1,4 @@
-"""top: the pipeline in one refreshing pane for an incident (orderbus/top.py gathers and draws)."""
+"""top: the pipeline in one refreshing pane for an incident (orderbus/ops/top.py gathers and draws)."""
 from __future__ import annotations
 
 import logging
@@ -12,8 +12,8 @@ import tty
 from rich.console import Console
 from rich.live import Live
 
-from orderbus.cli import UsageError
-from orderbus.top import Gatherer, render
+from orderbus.ops.errors import UsageError
+from orderbus.ops.top import Gatherer, render
 
 INTERVAL_S = 2.0
 PIPE_WIDTH = 120        # a file or a pipe has no width; rich would take 80 and fold the tables
@@ -44,7 +44,7 @@ def _top(args, settings) -> int:
     console = Console(width=width)
     # librdkafka writes its errors (a broker down, in a chaos run) straight to stderr, which
     # would tear the live pane: route them to a logger that drops them; the frame says n/a
-    quiet = logging.getLogger("orderbus.top.kafka")
+    quiet = logging.getLogger("orderbus.ops.top.kafka")
     quiet.propagate = False
     quiet.addHandler(logging.NullHandler())
     config = settings.kafka() if args.once else settings.kafka(logger=quiet)
