@@ -18,6 +18,7 @@ from orderbus.lab.sandbox import Sandbox
 from orderbus.lab.watch import TopicWatcher
 from orderbus.ops.generate import order_body
 from orderbus.ops.supervise import Supervisor
+from orderbus.ops.wait import until
 from topics.catalogue import ALL, ORDERS_DLQ
 from topics.lag import LagError, LagReader
 from topics.read import read
@@ -360,14 +361,11 @@ def _tracker_cold(sb, orders: int, instances: int, timeout_s: float, log) -> dic
 
 
 def _wait(cond, timeout_s: float, what: str, raise_: bool = True) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            if raise_:
-                raise TimeoutError(f"{what}: not done after {timeout_s:.0f}s")
-            return False
-        time.sleep(0.1)
-    return True
+    if until(cond, timeout_s, poll_s=0.1):
+        return True
+    if raise_:
+        raise TimeoutError(f"{what}: not done after {timeout_s:.0f}s")
+    return False
 
 
 def render(r: dict) -> str:

@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 from orderbus.lab.sandbox import ONE_EACH, Sandbox
 from orderbus.lab.watch import TopicWatcher
 from orderbus.ops.generate import order_body
+from orderbus.ops.wait import until
 from topics.catalogue import ORDERS_STATUS, PARTITIONS, TX_LOG
 
 # worker -> (topic whose records mark its progress, the header type, a test on the JSON body)
@@ -60,12 +61,9 @@ class Progress(TopicWatcher):
         return worst
 
     def idle_once_resumed(self, t: float, timeout_s: float) -> float | None:
-        """`idle_after(t)` once every partition resumed (or timeout_s passed), and a few
-        seconds more so that each shows a record after t."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.idle_after(t) is None:
-            time.sleep(0.5)
-        time.sleep(3)
+        """`idle_after(t)` once every partition shows a record after t (or timeout_s passed):
+        from then on later records cannot change it."""
+        until(lambda: self.idle_after(t) is not None, timeout_s, poll_s=0.5)
         return self.idle_after(t)
 
 

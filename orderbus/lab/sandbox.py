@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient
 from psycopg2.extras import execute_values
 
 from infra.postgres import databases
+from orderbus.ops.report import PARTICIPANT_DATABASES
 from orderbus.ops.supervise import Supervisor
 from topics import acl
 from topics.admin import delete, ensure
@@ -126,7 +127,7 @@ class Sandbox:
         """Until no participant holds anything: every decision has reached both databases."""
         deadline = time.monotonic() + timeout_s
         while any(self.sql(s, "SELECT count(*) FROM holds WHERE state = 'held'")[0][0]
-                  for s in ("inventory", "payments")):
+                  for s in PARTICIPANT_DATABASES):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"holds still held after {timeout_s:.0f}s")
             time.sleep(0.2)

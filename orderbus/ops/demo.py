@@ -4,14 +4,17 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from contextlib import closing
 
 from orderbus.ops import local
 from orderbus.ops.errors import UsageError
 from orderbus.ops.generate import mixed_demo_orders
 from orderbus.ops.groups import active_groups
-from orderbus.ops.report import build_report, render_report
+from orderbus.ops.report import PARTICIPANT_DATABASES, build_report, connect, render_report
 from orderbus.ops.seed import reset_catalog
 from orderbus.ops.supervise import Supervisor
+from orderbus.ops.wait import until
+from topics.catalogue import ORDERS_PLACED
 from topics.producer import OrderPublisher
 from workers.main import WORKERS
 from workers.runtime.settings import Settings
@@ -38,7 +41,7 @@ def demo(settings: Settings, log=print) -> int:
         batch = mixed_demo_orders(int(time.time()), [s for s in skus if s != "scarce"],
                                   list(customers), 1_000, "scarce", 2, "poor", 500)
         publisher = OrderPublisher(settings.as_principal("producer").kafka(),
-                                   topic=settings.names.topic(_placed()))
+                                   topic=settings.names.topic(ORDERS_PLACED))
         expected: dict[str, str] = {}
         for value, valid, kind in batch:
             body = json.loads(value) if kind in EXPECTED else None
@@ -65,7 +68,6 @@ def demo(settings: Settings, log=print) -> int:
 
 
 def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dict[str, str]:
-    from orderbus.ops.report import connect
     deadline = time.monotonic() + timeout_s
     while True:
         with connect(settings, "orders") as conn, conn.cursor() as cur:
@@ -75,11 +77,18 @@ def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dic
         done = sum(1 for o in expected if seen.get(o, "").split(" ")[0] in ("SHIPPED", "REJECTED"))
         if done == len(expected) or time.monotonic() > deadline:
             log(f"{done}/{len(expected)} valid orders reached a final status")
-            time.sleep(1.0)   # let the last aborts release their holds before the report
+            # the report counts stock and money: the last aborts release their holds first
+            until(lambda: not _held(settings, list(expected)), 5.0)
             return seen
         time.sleep(0.5)
 
 
-def _placed():
-    from topics.catalogue import ORDERS_PLACED
-    return ORDERS_PLACED
+def _held(settings, order_ids: list[str]) -> bool:
+    """Some participant still holds stock or money for one of these orders."""
+    for service in PARTICIPANT_DATABASES:
+        with closing(connect(settings, service)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM holds WHERE state = 'held' AND order_id = ANY(%s) LIMIT 1",
+                        (order_ids,))
+            if cur.fetchone():
+                return True
+    return False

@@ -13,6 +13,8 @@ from workers.runtime.settings import Settings
 
 # a report must come back even when the DLQ is large or a transaction on it is still open
 DLQ_READ_SECONDS = 15.0
+# the databases that hold stock or money for an order (a `holds` table each)
+PARTICIPANT_DATABASES = ("inventory", "payments")
 
 
 def connect(settings: Settings, service: str):
@@ -34,7 +36,7 @@ def build_report(settings: Settings, detail: bool = False) -> dict:
                                     "SELECT coalesce(reason, 'unknown'), count(*) FROM order_status"
                                     " WHERE status = 'REJECTED' GROUP BY 1 ORDER BY 2 DESC, 1"))
     in_doubt: set[str] = set()
-    for service in ("inventory", "payments"):
+    for service in PARTICIPANT_DATABASES:
         in_doubt.update(r[0] for r in _rows(settings, service,
                                              "SELECT order_id FROM holds WHERE state = 'held'"))
     stock_rows = _rows(settings, "inventory",
@@ -106,7 +108,7 @@ def order_view(settings: Settings, order_id: str) -> dict | None:
         at = _iso(datetime.fromtimestamp(changed_ms / 1000, timezone.utc))
         timeline.append((at, f"status {status}" + (f" ({reason})" if reason else "")))
     view["participants"] = {}
-    for service in ("inventory", "payments"):
+    for service in PARTICIPANT_DATABASES:
         rows = _rows(settings, service, "SELECT state, vote, reason, amounts, changed_at FROM holds"
                      " WHERE order_id = %s", (order_id,))
         hold = None

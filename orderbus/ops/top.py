@@ -18,7 +18,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from orderbus.ops.report import connect
+from orderbus.ops.report import PARTICIPANT_DATABASES, connect
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
 from topics.lag import STATUSES, LagError, LagReader
 from topics.read import BEGINNING, IncompleteRead, read
@@ -350,7 +350,7 @@ class Gatherer:
 
     def _in_doubt(self) -> dict:
         held: set[str] = set()
-        for service in ("inventory", "payments"):
+        for service in PARTICIPANT_DATABASES:
             try:
                 with closing(connect(self.settings, service)) as conn, conn.cursor() as cur:
                     cur.execute("SELECT order_id FROM holds WHERE state = 'held'")

@@ -19,6 +19,7 @@ from orderbus.lab.chaos.plan import TAIL_S, plan
 from orderbus.lab.sandbox import Sandbox
 from orderbus.ops.generate import generate, order_body
 from orderbus.ops.verify import verify
+from orderbus.ops.wait import until
 from topics.producer import OrderPublisher
 from workers.main import PIPELINE
 
@@ -172,13 +173,10 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
 
 
 def _wait(cond, timeout_s: float, what: str, strict: bool = True) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            if strict:
-                raise TimeoutError(f"{what} not decided after {timeout_s:.0f}s")
-            return False   # verify will say which, and why
-        time.sleep(0.2)
-    return True
+    if until(cond, timeout_s):
+        return True
+    if strict:
+        raise TimeoutError(f"{what} not decided after {timeout_s:.0f}s")
+    return False   # verify will say which, and why
 
 
