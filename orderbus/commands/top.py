@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.live import Live
 
 from orderbus.ops.errors import UsageError
-from orderbus.ops.top import Gatherer, render
+from orderbus.ops.top_gather import Gatherer
+from orderbus.ops.top import render
 
 INTERVAL_S = 2.0
 PIPE_WIDTH = 120        # a file or a pipe has no width; rich would take 80 and fold the tables
