@@ -27,6 +27,7 @@ unit: install
 # Starts Kafka and PostgreSQL, runs every test, and stops them again whatever the tests did.
 # pytest's own exit code (5 when nothing was collected) decides the result.
 test: install
+	ruff check .
 	orderbus up
 	status=0; pytest -q $(PYTEST_ARGS) || status=$$?; orderbus down; exit $$status
 

@@ -153,3 +153,18 @@ def apt_install(package: str) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise InfraError(f"`{' '.join(cmd)}` failed:\n{proc.stderr[-2000:]}")
+
+
+def signal_if_alive(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def reap_child(pid: int) -> None:
+    """A broker we restarted earlier is our child: collect it, or it lingers as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

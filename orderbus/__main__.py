@@ -1,5 +1,5 @@
 import sys
 
-from orderbus.cli import main
+from orderbus.commands.cli import main
 
 sys.exit(main())

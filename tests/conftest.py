@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from orderbus.settings import Settings
+from workers.runtime.settings import Settings
 
 
 @pytest.fixture(scope="session")

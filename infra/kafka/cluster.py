@@ -18,7 +18,7 @@ from infra.layout import HOST, Layout
 from infra.procs import InfraError
 
 LOG4J = Path(__file__).with_name("log4j2.yaml")
-HEAP = os.environ.get("ORDERBUS_KAFKA_HEAP", "512m")
+DEFAULT_HEAP = "512m"    # a broker's -Xmx unless ORDERBUS_KAFKA_HEAP says otherwise
 
 
 def replication(layout: Layout) -> tuple[int, int]:
@@ -71,7 +71,9 @@ def properties(layout: Layout, node: int) -> str:
 def _java(layout: Layout, main: str, *args: str, node: int | None = None) -> list[str]:
     lib = ensure_jars(layout)
     logs = layout.node_dir(node) / "logs" if node else layout.kafka_dir / "tool-logs"
-    heap = [f"-Xmx{HEAP}", "-Xms256m"] if node else ["-Xmx256m"]
+    # read when a broker starts, not at import
+    broker_heap = os.environ.get("ORDERBUS_KAFKA_HEAP", DEFAULT_HEAP)
+    heap = [f"-Xmx{broker_heap}", "-Xms256m"] if node else ["-Xmx256m"]
     return ["java", *heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J}", f"-Dkafka.logs.dir={logs}",

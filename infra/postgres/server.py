@@ -175,3 +175,15 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return f"({path} does not exist)"
+
+
+def restart(layout, attempts: int = 5) -> None:
+    for attempt in range(attempts):
+        try:
+            start(layout)
+            wait_ready(layout, timeout_s=60)
+            return
+        except InfraError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)    # the old postmaster may still hold its port for a moment

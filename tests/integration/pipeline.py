@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from orderbus.sandbox import Sandbox
+from orderbus.lab.sandbox import Sandbox
 from schemas import codec
 from schemas.events import OrderPlaced
 

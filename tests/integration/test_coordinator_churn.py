@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from orderbus.verify import verify
+from orderbus.ops.verify import verify
 from pipeline import Pipeline, order
 from workers.coordinator.audit import rebuild_coordinator
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from orderbus.verify import verify
+from orderbus.ops.verify import verify
 from pipeline import Pipeline, order
 
 pytestmark = pytest.mark.integration

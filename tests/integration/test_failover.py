@@ -34,7 +34,6 @@ def test_a_killed_broker_loses_no_order_and_every_kill_is_measured(settings):
     for kill in r["kills"]:
         assert kill["publish_stall_s"] is not None and kill["publish_stall_s"] > 0
         assert kill["decisions_idle_s"] is not None, kill
-    assert r["publish_stall_max_s"] == max(k["publish_stall_s"] for k in r["kills"])
     assert r["undelivered"] == 0 and r["violations"] == 0
     layout = settings.layout()
     assert all(cluster.serves_metadata(layout, n, timeout=10) for n in layout.nodes)

@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from orderbus.verify import verify
+from orderbus.ops.verify import verify
 from pipeline import Pipeline, order
 from schemas import codec
 from topics.read import read
-from topics.replay import Groups, ResetSpec
+from topics.group_reset import Groups, ResetSpec
 
 pytestmark = pytest.mark.integration
 

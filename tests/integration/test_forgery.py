@@ -10,7 +10,7 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from orderbus.verify import verify
+from orderbus.ops.verify import verify
 from pipeline import Pipeline, order
 from schemas import codec
 from schemas.errors import DeadLetter

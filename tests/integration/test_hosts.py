@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orderbus.supervise import Supervisor
+from orderbus.ops.supervise import Supervisor
 from pipeline import Pipeline, order
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from orderbus.report import build_report
-from orderbus.verify import verify
+from orderbus.ops.report import build_report
+from orderbus.ops.verify import verify
 from pipeline import Pipeline, order
 
 pytestmark = pytest.mark.integration

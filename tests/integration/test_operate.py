@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.postgres import databases
-from orderbus.report import count_dead_letters
+from orderbus.ops.report import count_dead_letters
 from topics import acl
 from schemas.codec import decode
 from topics.partition import partition_for

@@ -8,7 +8,7 @@ import time
 import psycopg2
 import pytest
 
-from orderbus.sandbox import Sandbox
+from orderbus.lab.sandbox import Sandbox
 from pipeline import order, valid
 from schemas.events import Prepare
 from workers.participant.core import INVENTORY

@@ -9,11 +9,10 @@ import time
 import uuid
 
 import pytest
+from pipeline import Pipeline, order
 
 from infra.postgres import server
-from orderbus.chaos import restart_postgres
-from orderbus.verify import verify
-from pipeline import Pipeline, order
+from orderbus.ops.verify import verify
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +45,7 @@ def test_postgres_away_for_a_minute_under_load(settings, tmp_path):
         try:
             time.sleep(OUTAGE_S)
         finally:
-            restart_postgres(p.layout)
+            server.restart(p.layout)
         back = time.monotonic()
         time.sleep(5)
         stop_load.set()

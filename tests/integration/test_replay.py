@@ -16,14 +16,15 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import kafka_tool
-from orderbus import cli
-from orderbus.verify import verify
+from orderbus.commands import cli
+from orderbus.ops.verify import verify
 from pipeline import order
 from topics.catalogue import (DLQ_AT_MS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC,
                               DLQ_WORKER, ORDERS_DLQ)
 from topics.producer import OrderPublisher
 from topics.read import read
-from topics.replay import Groups, ResetSpec, read_letters
+from topics.group_reset import Groups, ResetSpec
+from topics.redrive import read_letters
 
 pytestmark = pytest.mark.integration
 

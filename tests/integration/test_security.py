@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from infra.kafka import security
 from infra.postgres import databases
-from orderbus.settings import SERVICES
+from workers.runtime.settings import SERVICES
 from topics import acl
 from topics.admin import delete, ensure
 from topics.catalogue import (ACCESS, ALL, ORDERS_PLACED, ORDERS_STATUS, PAYMENT_COMMANDS, TX_LOG,

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 RETAIN_S = 3        # finished orders leave the tracker's table this soon (default 120 s)
 
-RUN = ("import sys; from orderbus.settings import Settings; from workers.tracker.app import "
+RUN = ("import sys; from workers.runtime.settings import Settings; from workers.tracker.app import "
        "run_tracker; sys.exit(run_tracker(Settings.from_env().as_principal('tracker'), 0, "
        "int(sys.argv[1])))")   # as `orderbus run tracker` does: its ACLs make its changelogs
 

@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 
 from infra.postgres.server import admin_connect
 from infra.procs import InfraError
-from orderbus.verify import verify
+from orderbus.ops.verify import verify
 from pipeline import order
 from schemas import codec
 from schemas.events import Decided

@@ -1,5 +1,5 @@
 """bench's split of an order's latency into steps, from when each step's output was produced."""
-from orderbus.bench import hop_latencies
+from orderbus.lab.readings import hop_latencies
 
 
 def test_each_step_runs_from_one_output_to_the_next():

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from orderbus.chaos import (GRACE_S, Acks, HOLD_S, KINDS, MIN_GAP_S, SETTLE_S, TAIL_S, WARMUP_S,
-                            already_stalled, duration_for_all, fault_recovery, max_gap, partition_stall,
-                            per_second, percentile, plan, summary_by_kind)
-
+from orderbus.lab.chaos.measure import (GRACE_S, Acks, already_stalled, fault_recovery, max_gap,
+                                        partition_stall, per_second, percentile, summary_by_kind)
+from orderbus.lab.chaos.plan import (HOLD_S, KINDS, MIN_GAP_S, SETTLE_S, TAIL_S, WARMUP_S,
+                                     duration_for_all, plan)
 
 # -- the plan -------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from orderbus.generate import INVALID_KINDS, generate, mixed_demo_orders
+from orderbus.ops.generate import INVALID_KINDS, generate, mixed_demo_orders
 from schemas.codec import decode
 from schemas.errors import DeadLetter
 

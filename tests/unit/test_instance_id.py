@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from orderbus.settings import Settings, SettingsError
+from workers.runtime.settings import Settings, SettingsError
 from workers.main import loop_config
 from workers.runtime.loop import consumer_config, producer_config
 

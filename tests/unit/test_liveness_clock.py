@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orderbus.settings import Settings
+from workers.runtime.settings import Settings
 from workers.runtime.db import RETRY_S
 from workers.runtime.liveness import Liveness
 from workers.runtime.loop import WATCH_EVERY_S, LoopConfig, consumer_config

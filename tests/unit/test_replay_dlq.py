@@ -5,7 +5,7 @@ import pytest
 
 from topics.catalogue import (DLQ_HEADERS_DIGESTED_FROM, DLQ_KEY_DIGESTED_FROM, DLQ_OFFSET,
                               DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC, DLQ_TRUNCATED_FROM)
-from topics.replay import COUNT, DlqFilter, Letter, ReplayLog, plan_dlq
+from topics.redrive import COUNT, DlqFilter, Letter, ReplayLog, plan_dlq
 
 SRC = "orders.placed.v1"
 

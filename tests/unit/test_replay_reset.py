@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from topics.replay import ReplayError, ResetSpec, plan_reset
+from topics.group_reset import ResetError, ResetSpec, plan_reset
 
 
 @pytest.mark.parametrize("spec, current, by_time, target, note", [
@@ -28,5 +28,5 @@ def test_plan(spec, current, by_time, target, note):
 
 
 def test_shift_without_a_committed_offset_is_refused():
-    with pytest.raises(ReplayError, match="no committed offset"):
+    with pytest.raises(ResetError, match="no committed offset"):
         plan_reset(ResetSpec("shift-by", 1), "t", 3, None, 0, 10)

@@ -11,7 +11,7 @@ import traceback
 from infra.layout import Layout
 from infra.postgres.databases import scram_sha_256
 from infra.secret import secret
-from orderbus.settings import Settings
+from workers.runtime.settings import Settings
 
 LOCAL_PW = "local-pg-password-0123"
 URI_PW = "uri-pass:word"

@@ -6,7 +6,7 @@ import pytest
 
 from infra.kafka import security
 from infra.layout import Layout
-from orderbus.settings import Settings, SettingsError
+from workers.runtime.settings import Settings, SettingsError
 from topics import acl
 from topics.catalogue import ACCESS, ALL, GROUPS, ORDERS_DLQ, ORDERS_PLACED, Names
 

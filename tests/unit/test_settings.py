@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orderbus.settings import Settings, SettingsError
+from workers.runtime.settings import Settings, SettingsError
 from workers.tracker.stages import GRACE_S, RETAIN_S
 
 GRACE, RETAIN = "ORDERBUS_TRACKER_GRACE_S", "ORDERBUS_TRACKER_RETAIN_S"

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from orderbus.top import Frame, GroupRow, StageRow, StuckRow, p99, parse_stage_buckets, to_text
+from orderbus.ops.top_gather import p99, parse_stage_buckets
+from orderbus.ops.top import Frame, GroupRow, StageRow, StuckRow, to_text
 
 FULL = Frame(
     taken_at=1_700_000_000.0, pipeline="t1a2b3c", window_s=2.0,

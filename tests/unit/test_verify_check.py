@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from infra.procs import InfraError
-from orderbus import verify as verify_module, verify_facts
-from orderbus.verify import check, verify
-from orderbus.verify_facts import Facts
+from orderbus.ops import verify as verify_module, verify_facts
+from orderbus.ops.verify import check, verify
+from orderbus.ops.verify_facts import Facts
 from schemas.events import Acked, Line, OrderPlaced, TxBegun, Voted
 from topics.read import IncompleteRead, ReadError
 from workers.coordinator.fold import replay

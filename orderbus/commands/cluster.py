@@ -1,0 +1,42 @@
+"""up, down, status."""
+from __future__ import annotations
+
+import json
+import sys
+
+from orderbus.ops import local
+
+
+def register(sub) -> None:
+    s = sub.add_parser("up", help="start the local Kafka cluster and PostgreSQL (idempotent)")
+    s.add_argument("--brokers", type=int, choices=(1, 3), default=3)
+    s.add_argument("--insecure", action="store_true", help="Kafka without TLS, authentication or "
+                   "ACLs (quick experiments only; the data must be purged to switch modes)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_up)
+    s = sub.add_parser("down", help="stop what `up` started")
+    s.add_argument("--purge", action="store_true", help="also delete all data")
+    s.set_defaults(func=_down)
+    s = sub.add_parser("status", help="brokers, PostgreSQL and topics")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_status)
+
+
+def _up(args, settings):
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    out = local.up(settings, args.brokers, insecure=args.insecure, log=log)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+def _down(args, settings):
+    local.down(settings, purge=args.purge)
+    return 0
+
+
+def _status(args, settings):
+    st = local.status(settings)
+    print(json.dumps(st, indent=2) if args.json else local.render_status(st))
+    healthy = st["postgres"]["up"] and all(b["up"] for b in st["kafka"]["brokers"])
+    return 0 if healthy else 3

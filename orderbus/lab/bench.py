@@ -1,0 +1,201 @@
+"""`orderbus bench`: end-to-end throughput and latency, from publish to final status
+(SHIPPED or REJECTED) as a reader of orders.status sees it, in a sandbox on the local cluster."""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import Counter
+
+from orderbus.lab.readings import (RssSampler, StatusWatcher, TrackerLag, TxLogWatcher, broker_cpu_s,
+                                   end_offsets, groups_ready, hop_latencies, percentile,
+                                   records_by_type)
+from orderbus.lab.sandbox import Sandbox
+from orderbus.ops.generate import order_body
+from orderbus.ops.supervise import Supervisor
+from orderbus.ops.wait import until
+from topics.catalogue import ALL, ORDERS_DLQ
+from workers.main import PIPELINE
+
+
+def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = False,
+          instances: int = 1, timeout_s: float = 300, verify: bool = False, tracker: bool = False,
+          tracker_cold: bool = False, hops: bool = False, log=print) -> dict:
+    counts = {w: instances for w in PIPELINE + (("tracker",) if tracker else ())}
+    with Sandbox(settings, counts=counts) as sb:
+        customers = [f"c{i:04d}" for i in range(200)]
+        skus = ["hot"] if hot else [f"sku-{i:03d}" for i in range(100)]
+        stock = {"hot": orders // 2} if hot else {s: orders for s in skus}
+        sb.seed(stock=stock, accounts={c: 10**12 for c in customers})
+        watcher = StatusWatcher(sb.settings, sb.status_topic)
+        watcher.start()
+        tx = TxLogWatcher(sb.settings, sb.tx_log_topic) if hops else None
+        if tx:
+            tx.start()
+        started = time.monotonic()
+        sb.start()
+        rss = RssSampler(sb.sup)
+        rss.start()
+        log(f"sandbox {sb.tag}: {sum(counts.values())} worker processes; warming up")
+        _wait(lambda: groups_ready(sb.settings, PIPELINE), 120, "every group's assignment")
+        # enough to touch every partition of every topic, so the timed run meets no first-use
+        # costs (metadata, transaction partition registration, cold code paths)
+        warm = [f"warm-{i}" for i in range(300)]
+        for i, oid in enumerate(warm):
+            sb.publisher.publish(order_body(oid, customers[i % 200], [(skus[i % len(skus)], 1, 100)]))
+        sb.publisher.flush(30)
+        _wait(lambda: all(o in watcher.final for o in warm), 90, "warm-up orders")
+        _wait(lambda: groups_ready(sb.settings, PIPELINE), 120, "every group's assignment")
+        ready_s = time.monotonic() - started
+        topics = [sb.settings.names.topic(t) for t in ALL if t is not ORDERS_DLQ]
+        starts = end_offsets(sb.settings, topics)
+        cpu0 = broker_cpu_s(sb.settings)
+        lag = TrackerLag(sb.settings) if tracker else None
+        if lag:
+            lag.start()
+        # encoded (and validated) up front: the load generator should not eat the machine
+        batch = []
+        for i in range(orders):
+            line = (skus[0] if hot else skus[(i * 7) % len(skus)], 1, 100 + i % 50)
+            value, headers, event = sb.publisher.encode(order_body(f"b-{i}", customers[i % 200],
+                                                                   [line]))
+            batch.append((event.order_id, value, headers))
+        sent: dict[str, float] = {}
+        sent_wall: dict[str, float] = {}     # for the steps: see hop_latencies
+        log(f"timed run starts at {time.strftime('%H:%M:%S')}")
+        t0 = time.monotonic()
+        for i, (oid, value, headers) in enumerate(batch):
+            if rate:
+                ahead = t0 + i / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            sent[oid], sent_wall[oid] = time.monotonic(), time.time()
+            sb.publisher.publish_raw(oid.encode(), value, headers=headers)
+            if i % 1000 == 999:
+                log(f"  published {i + 1}/{orders}; final so far {len(watcher.final) - len(warm)}")
+        sb.publisher.flush(60)
+        publish_s = time.monotonic() - t0
+        # past the time limit, what was measured by then is the result: an overloaded pipeline
+        # is reported as such, with its backlog, not as an error
+        complete = _wait(lambda: all(o in watcher.final for o in sent), timeout_s,
+                         "benchmark orders", raise_=False)
+        ended = time.monotonic()
+        done = [o for o in sent if o in watcher.final]
+        broker_cpu = broker_cpu_s(sb.settings) - cpu0
+        watcher.running = rss.running = False
+        if tx:
+            # a REJECTED status and its Decided commit together, on two topics read apart
+            _wait(lambda: all("decided" in tx.seen_at.get(o, ()) for o in done), 30,
+                  "the benchmark orders' decisions on tx.log")
+            tx.running = False
+        last = max((watcher.final[o][0] for o in done), default=ended)
+        if lag:
+            try:
+                _wait(lambda: lag.caught_up_after(last) is not None, timeout_s,
+                      "the tracker (its oldest unconsumed event still over 1 s old)")
+            finally:
+                lag.stop()
+        checked = None
+        if verify:
+            from orderbus.ops.verify import verify as run_verify
+            t1 = time.monotonic()
+            found = run_verify(sb.settings, wait_s=60)
+            checked = {"seconds": round(time.monotonic() - t1, 2), "orders": found["orders"],
+                       "violations": len(found["violations"])}
+        cold = (_tracker_cold(sb, len(sent) + len(warm), instances, timeout_s, log)
+                if tracker_cold else None)
+        lat = [(watcher.final[o][0] - sent[o]) * 1000 for o in done] or [0.0]
+        tenth = max(1, len(lat) // 10)
+        by_tenth = [round(percentile(lat[i:i + tenth], 0.99)) for i in range(0, len(lat), tenth)]
+        dec = [(watcher.decided[o] - sent[o]) * 1000 for o in sent if o in watcher.decided]
+        outcome = [watcher.final[o][1] for o in done]
+        reasons = Counter(watcher.reasons.get(o) for o in done if watcher.final[o][1] == "REJECTED")
+        records = records_by_type(sb.settings, starts)
+        return {
+            "orders": orders, "hot": hot, "offered_rate": rate, "instances": instances,
+            "ready_s": round(ready_s, 1), "complete": complete, "completed": len(done),
+            "backlog": len(sent) - len(done),
+            "orders_per_s": round(len(done) / (last - t0), 1) if last > t0 else 0.0,
+            "publish_s": round(publish_s, 2), "total_s": round(last - t0, 2),
+            "p50_ms": round(percentile(lat, 0.50), 1), "p99_ms": round(percentile(lat, 0.99), 1),
+            "max_ms": round(max(lat), 1), "mean_ms": round(statistics.fmean(lat), 1),
+            "p99_ms_by_tenth": by_tenth,
+            "decided_p50_ms": round(percentile(dec, 0.50), 1),
+            "decided_p99_ms": round(percentile(dec, 0.99), 1),
+            "confirmed": outcome.count("SHIPPED"), "rejected": outcome.count("REJECTED"),
+            "rejected_by_reason": {str(k): v for k, v in sorted(reasons.items(), key=str)},
+            "records_per_order": round(sum(records.values()) / max(1, len(done)), 2),
+            "records_by_type": {k: round(v / max(1, len(done)), 3) for k, v in records.items()},
+            "records_per_s": round(sum(records.values()) / max(1e-9, last - t0), 1),
+            "broker_cpu_s_per_1000": round(broker_cpu * 1000 / max(1, len(done)), 2),
+            "rss_mb": {k: round(v, 1) for k, v in sorted(rss.peak.items())},
+            "cpu_s": {k: round(v, 1) for k, v in sorted(rss.cpu.items())},
+            "worker_restarts": sum(c.restarts for c in sb.sup.children),
+            "verify": checked,
+            "tracker": lag.summary(t0, last) if lag else None,
+            "tracker_cold": cold,
+            "hops": hop_latencies(sent_wall, tx.seen_at, watcher.final_made) if tx else None,
+        }
+
+
+def _tracker_cold(sb, orders: int, instances: int, timeout_s: float, log) -> dict:
+    """The tracker's speed alone: stop the pipeline, start trackers on everything the run wrote
+    and time them until nothing older than a second is left unconsumed (start-up included)."""
+    sb.sup.stop()
+    sup = Supervisor(sb.settings, {"tracker": instances}, env=sb.env, log_dir=sb.sup.log_dir,
+                     log=lambda *_: None)
+    lag = TrackerLag(sb.settings)
+    log(f"pipeline stopped; {instances} tracker instance(s) start on the run's events")
+    t0 = time.monotonic()
+    sup.start()
+    lag.start()
+    try:
+        _wait(lambda: lag.caught_up_after(t0) is not None, timeout_s, "the cold tracker")
+    finally:
+        lag.stop()
+        sup.stop()
+    return {"orders": orders, "instances": instances, "seconds": lag.caught_up_after(t0)}
+
+
+def _wait(cond, timeout_s: float, what: str, raise_: bool = True) -> bool:
+    if until(cond, timeout_s, poll_s=0.1):
+        return True
+    if raise_:
+        raise TimeoutError(f"{what}: not done after {timeout_s:.0f}s")
+    return False
+
+
+def render(r: dict) -> str:
+    rss = ", ".join(f"{k} {v:.0f}" for k, v in r["rss_mb"].items())
+    types = ", ".join(f"{k} {v}" for k, v in r["records_by_type"].items())
+    return (f"{r['orders']} orders{' (flash sale: one SKU)' if r['hot'] else ''}, offered "
+            f"{r['offered_rate'] or 'max'}/s, {r['instances']} instance(s) per worker; ready "
+            f"after {r['ready_s']} s\n"
+            + ("" if r["complete"] else
+               f"  INCOMPLETE  {r['completed']} of {r['orders']} final by the time limit; "
+               f"{r['backlog']} left\n")
+            + f"  throughput  {r['orders_per_s']} orders/s (publish to last final status "
+            f"{r['total_s']} s)\n"
+            f"  latency     p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
+            f"(to SHIPPED/REJECTED); decided p99 {r['decided_p99_ms']} ms\n"
+            f"  outcome     {r['confirmed']} confirmed+shipped, {r['rejected']} rejected "
+            f"{r['rejected_by_reason']}\n"
+            f"  records     {r['records_per_order']} per order, {r['records_per_s']}/s: {types}\n"
+            f"  brokers     {r['broker_cpu_s_per_1000']} CPU s per 1,000 orders\n"
+            f"  peak RSS MB {rss}\n"
+            f"  CPU seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items())
+            + (f"\n  verify      {r['verify']['orders']} orders in {r['verify']['seconds']} s, "
+               f"{r['verify']['violations']} violations" if r.get("verify") else "")
+            + (f"\n  tracker     lag max {r['tracker']['max_lag']} messages / "
+               f"{r['tracker']['max_lag_s']} s during the run; caught up "
+               f"{r['tracker']['caught_up_s']} s after the last order" if r.get("tracker") else "")
+            + (f"\n  tracker     alone, from a cold start: the events of "
+               f"{r['tracker_cold']['orders']} orders folded by {r['tracker_cold']['instances']} "
+               f"instance(s) in {r['tracker_cold']['seconds']} s"
+               if r.get("tracker_cold") else "")
+            + ("".join(f"\n  {name:<14}p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms"
+                       for name, h in r["hops"].items()) if r.get("hops") else ""))
+
+
+def to_json(r: dict) -> str:
+    return json.dumps(r, indent=2)

@@ -1,0 +1,172 @@
+"""The fault injector of `orderbus chaos`: kills, pauses and restarts workers, brokers and
+PostgreSQL as the plan says, one at a time, and always undoes each fault."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from infra import procs
+from infra.kafka import cluster
+from infra.kafka.probe import controller, leader, wait_broker
+from infra.postgres import server
+from infra.procs import InfraError, reap_child, signal_if_alive
+from orderbus.lab.chaos.plan import MIN_GAP_S, Planned
+from orderbus.lab.sandbox import Sandbox
+from topics.catalogue import TX_LOG
+from workers.main import PIPELINE
+
+
+@dataclass
+class Fault:
+    kind: str
+    target: str
+    at_s: float
+    hold_s: float
+    role: str = ""                   # broker-kill: controller / leader of tx.log[p] / any
+    lifted_s: float | None = None    # when it was undone (SIGCONT, restarted and caught up)
+    recovery_s: float | None = None
+    stalled_partitions: list = field(default_factory=list)
+    stalled_before: list = field(default_factory=list)   # already without decisions at at_s
+    # the longest an order published while the fault was on waited for its acknowledgement
+    publish_stall_s: float | None = None
+    note: str = ""
+
+
+class Injector(threading.Thread):
+    """Injects the planned faults in order, never two at once, and always undoes each one."""
+
+    def __init__(self, sb: Sandbox, planned: list[Planned], t0: float, log):
+        super().__init__(daemon=True)
+        self.sb, self.planned, self.t0, self.log = sb, planned, t0, log
+        self.layout = sb.layout
+        self.faults: list[Fault] = []
+        self.halt = threading.Event()
+        self.error: BaseException | None = None
+        self.lifted_at = 0.0    # seconds after t0 the last fault was undone
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    @property
+    def done(self) -> bool:
+        return not self.is_alive()
+
+    def run(self):
+        try:
+            for p in self.planned:
+                # the plan's own spacing, kept even when an earlier fault took longer to undo
+                start = max(p.at_s, self.lifted_at + MIN_GAP_S)
+                if self.halt.wait(max(0.0, start - self.now())):
+                    return
+                fault = getattr(self, "_" + p.kind.replace("-", "_"))(p)
+                fault.lifted_s = round(self.now(), 2)
+                self.lifted_at = fault.lifted_s
+                self.log(f"  {fault.at_s:6.1f}s  {fault.kind} {fault.target}: lifted at "
+                         f"{fault.lifted_s:.1f}s{'; ' + fault.note if fault.note else ''}")
+        except BaseException as e:   # reported by the caller; the thread must not die silently
+            self.error = e
+
+    def _fault(self, p: Planned, target: str, role: str = "") -> Fault:
+        f = Fault(p.kind, target, round(self.now(), 2), p.hold_s, role)
+        self.faults.append(f)
+        return f
+
+    # -- workers
+    def _live_child(self, pick: float):
+        live = sorted((c for c in self.sb.sup.children if c.proc and c.proc.poll() is None),
+                      key=lambda c: (PIPELINE.index(c.name), c.instance))
+        if not live:
+            raise InfraError("no live worker instance to inject a fault into")
+        return live[int(pick * len(live))]
+
+    def _worker_kill(self, p: Planned) -> Fault:
+        child = self._live_child(p.pick)
+        old = child.proc
+        os.kill(old.pid, signal.SIGKILL)
+        f = self._fault(p, child.label)
+        deadline = time.monotonic() + 30
+        while child.proc is old and time.monotonic() < deadline:   # the supervisor restarts it
+            time.sleep(0.1)
+        if child.proc is old:
+            f.note = "not restarted within 30 s"
+        return f
+
+    def _worker_pause(self, p: Planned) -> Fault:
+        child = self._live_child(p.pick)
+        pid = child.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            f = self._fault(p, child.label)
+            self.halt.wait(p.hold_s)
+        finally:
+            signal_if_alive(pid, signal.SIGCONT)
+        return f
+
+    def _worker_churn(self, p: Planned) -> Fault:
+        # one more instance joins a busy group, takes live partitions from the others, and leaves
+        # cleanly again: revocations of busy partitions, not only of dead members'
+        name = PIPELINE[int(p.pick * len(PIPELINE))]
+        child = self.sb.sup.add(name)
+        try:
+            f = self._fault(p, child.label)
+            self.halt.wait(p.hold_s)
+        finally:
+            self.sb.sup.remove(child)
+        return f
+
+    # -- brokers
+    def _broker_kill(self, p: Planned) -> Fault:
+        node, role = self._aim(p)
+        pid = procs.running(cluster.pidfile(self.layout, node))
+        if pid is None:
+            raise InfraError(f"Kafka node {node} is not running; refusing to inject more faults")
+        os.kill(pid, signal.SIGKILL)
+        try:
+            reap_child(pid)
+            f = self._fault(p, f"node{node}", role)
+            self.halt.wait(p.hold_s)
+        finally:
+            cluster.start_node(self.layout, node)
+        f.note = wait_broker(self.sb.settings.kafka(), self.layout, node)
+        return f
+
+    def _broker_pause(self, p: Planned) -> Fault:
+        node = list(self.layout.nodes)[int(p.pick * self.layout.brokers)]
+        pid = procs.running(cluster.pidfile(self.layout, node))
+        if pid is None:
+            raise InfraError(f"Kafka node {node} is not running; refusing to inject more faults")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            f = self._fault(p, f"node{node}", "controller" if node == controller(self.layout) else "")
+            self.halt.wait(p.hold_s)
+        finally:
+            signal_if_alive(pid, signal.SIGCONT)
+        f.note = wait_broker(self.sb.settings.kafka(), self.layout, node)
+        return f
+
+    def _aim(self, p: Planned) -> tuple[int, str]:
+        nodes = list(self.layout.nodes)
+        if p.aim == "controller":
+            node = controller(self.layout)
+            if node is not None:
+                return node, "controller"
+        if p.aim == "leader":
+            part = int(p.pick * TX_LOG.partitions)
+            node = leader(self.sb.settings.kafka(), self.sb.settings.names.topic(TX_LOG), part)
+            if node is not None:
+                return node, f"leader of tx.log[{part}]"
+        node = nodes[int(p.pick * len(nodes))]
+        return node, "controller" if node == controller(self.layout) else ""
+
+    # -- PostgreSQL
+    def _pg_restart(self, p: Planned) -> Fault:
+        f = self._fault(p, "postgresql")
+        try:
+            server.stop(self.layout)     # fast shutdown: every session is cut at once
+            self.halt.wait(p.hold_s)
+        finally:
+            server.restart(self.layout)
+        return f

@@ -1,0 +1,182 @@
+"""`orderbus chaos`: the pipeline in a sandbox under steady load while faults are injected at
+seeded random times, one at a time; then the load stops and `verify` checks every invariant.
+
+The plan is in plan.py, the measurements in measure.py (both pure, unit-tested on synthetic
+timelines), the injector in inject.py; this module seeds the sandbox, runs the load and puts the
+figures together.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+
+from orderbus.lab.chaos.inject import Injector
+from orderbus.lab.chaos.measure import (GRACE_S, Acks, DecisionWatcher, fault_recovery, max_gap,
+                                        per_second)
+from orderbus.lab.chaos.plan import TAIL_S, plan
+from orderbus.lab.sandbox import Sandbox
+from orderbus.ops.generate import generate, order_body
+from orderbus.ops.verify import verify
+from orderbus.ops.wait import until
+from topics.producer import OrderPublisher
+from workers.main import PIPELINE
+
+# -- the load ---------------------------------------------------------------------------------------
+
+SKUS = [f"sku-{i}" for i in range(8)]
+CUSTOMERS = [f"cust-{i:02d}" for i in range(20)]
+PRICE_CENTS = 250
+INVALID_SHARE = 0.01
+
+
+def seed_amounts(expected_orders: int) -> tuple[dict, dict]:
+    """Plenty of most things; one SKU and four customers run out part-way, so there are real
+    refusals (out of stock, insufficient funds) all through the faults. An order takes ~2 lines
+    of ~2 units, so a SKU sees ~N/2 units and a customer ~N/20 orders of ~1000 cents."""
+    stock = {s: expected_orders * 2 for s in SKUS}
+    stock[SKUS[-1]] = max(20, expected_orders // 6)
+    accounts = {c: 10**11 for c in CUSTOMERS}
+    for c in CUSTOMERS[-4:]:
+        accounts[c] = max(5_000, expected_orders * 25)
+    return stock, accounts
+
+
+def _key_of(value: bytes) -> bytes | None:
+    try:
+        return str(json.loads(value)["order_id"]).encode()
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
+        instances: int = 2, log=print, keep: bool = False) -> dict:
+    planned = plan(kinds, duration_s, seed)
+    counts = {w: instances for w in PIPELINE}
+    sb = Sandbox(settings, counts=counts)
+    log(f"chaos seed {seed}: sandbox {sb.tag}, {sum(counts.values())} worker processes, "
+        f"logs in {sb.sup.log_dir}")
+    injector, watcher, violations, failed = None, None, [], True
+    try:
+        sb.seed(*seed_amounts(int(rate * duration_s)))
+        # the sandbox's publisher, without the connection-refused lines of the brokers we kill
+        sb.publisher = OrderPublisher(sb.settings.as_principal("producer").kafka(log_level=2),
+                                      topic=sb.placed)
+        t_ready = time.monotonic()
+        watcher = DecisionWatcher(sb.settings, sb.status_topic, t_ready)
+        watcher.start()
+        sb.start()
+        # every partition decides once before the clock starts: the run measures faults, not
+        # group joins and first transactions
+        warm = [f"warm-{i}" for i in range(60)]
+        for i, oid in enumerate(warm):
+            sb.publisher.publish(order_body(oid, CUSTOMERS[i % 16], [(SKUS[i % 7], 1, PRICE_CENTS)]))
+        sb.publisher.flush(30)
+        _wait(lambda: all(o in watcher.decided for o in warm), 120, "warm-up orders")
+        log(f"pipeline warm after {time.monotonic() - t_ready:.1f}s; load at {rate:g} orders/s, "
+            f"{len(planned)} faults planned")
+        t0 = time.monotonic()
+        shift = t0 - t_ready
+        injector = Injector(sb, planned, t0, log)
+        injector.start()
+        valid_ids: set[str] = set()
+        acks = Acks(t0)
+        orders = generate(10**9, seed, SKUS, CUSTOMERS, PRICE_CENTS, invalid_share=INVALID_SHARE)
+        i, next_log = 0, 5.0
+        while True:
+            now = time.monotonic() - t0
+            if now >= duration_s and injector.done and now >= injector.lifted_at + TAIL_S:
+                break   # (the load runs on past --duration if faults took longer to undo)
+            value, ok, _ = next(orders)
+            key = _key_of(value)
+            if ok:
+                valid_ids.add(key.decode())
+            sb.publisher.publish_raw(key, value, on_delivery=acks.delivered)
+            i += 1
+            if now >= next_log:
+                next_log += 5.0
+                last = injector.faults[-1] if injector.faults else None
+                log(f"  {now:6.1f}s  published {sb.publisher.delivered}  decided "
+                    f"{len(watcher.decided) - len(warm)}  last fault "
+                    + (f"{last.kind} {last.target} at {last.at_s:.1f}s" if last else "none yet"))
+            ahead = t0 + i / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        load_end = time.monotonic() - t0
+        left = sb.publisher.flush(60)
+        log(f"load stopped at {load_end:.1f}s ({left} undelivered); waiting for quiet")
+        if injector.error:
+            raise injector.error
+        t_quiet = time.monotonic() + 180
+        progress = [len(watcher.decided), time.monotonic()]
+
+        def undecided() -> int:   # membership tests only: the watcher adds to `decided` meanwhile
+            return sum(1 for o in valid_ids if o not in watcher.decided)
+
+        def all_decided() -> bool:
+            # until every order is decided; or 180 s; or 60 s without a single new decision (a
+            # halted pipeline: waiting longer only delays the report of what verify will find)
+            nonlocal next_log
+            now = time.monotonic() - t0
+            if len(watcher.decided) > progress[0]:
+                progress[:] = [len(watcher.decided), time.monotonic()]
+            if now >= next_log:
+                next_log += 10.0
+                log(f"  {now:6.1f}s  undecided {undecided()} of {len(valid_ids)} published")
+            return (not undecided() or time.monotonic() > t_quiet
+                    or time.monotonic() - progress[1] > 60)
+        _wait(all_decided, 200, "published orders")
+        halted = undecided() > 0 and time.monotonic() - progress[1] > 60
+        if halted:
+            log(f"  no decision for 60 s with {undecided()} orders undecided: the pipeline has "
+                "halted")
+        verdict = verify(sb.settings, wait_s=10 if halted else 120, log=log)
+        violations = verdict["violations"]
+        observed = time.monotonic() - t0
+        watcher.running = False
+        timeline = {p: [t - shift for t in ts] for p, ts in watcher.times.items()}
+        for f in injector.faults:
+            until = (f.lifted_s if f.lifted_s is not None else f.at_s) + GRACE_S
+            f.recovery_s, f.stalled_partitions, f.stalled_before = fault_recovery(
+                timeline, f.at_s, until, observed)
+            f.publish_stall_s = acks.longest_wait(f.at_s, until)
+        merged = sorted(t for ts in timeline.values() for t in ts)
+        gap, gap_at = max_gap(merged, 0.0, load_end, observed)
+        failed = False
+        return {
+            "seed": seed, "duration_s": duration_s, "load_s": round(load_end, 1), "rate": rate,
+            "instances": instances, "kinds": sorted(set(kinds)), "sandbox": sb.tag,
+            "log_dir": str(sb.sup.log_dir),
+            "orders": {"published": sb.publisher.delivered, "confirmed": verdict["committed"],
+                       "rejected": verdict["aborted"], "dead_lettered": verdict["dead_letters"],
+                       "undelivered": sb.publisher.failed + left},
+            "faults": [asdict(f) for f in injector.faults],
+            "max_gap_s": gap, "max_gap_at_s": gap_at, "halted": halted,
+            "worker_restarts": sum(c.restarts for c in sb.sup.children),
+            "per_second": per_second(merged, 0.0, math.ceil(observed)),
+            "verify": {k: verdict[k] for k in ("orders", "committed", "aborted", "dead_letters",
+                                               "seconds")},
+            "violations": violations,
+        }
+    finally:
+        if injector is not None:
+            injector.halt.set()      # a fault in hand is undone before we go on
+            injector.join()
+        if watcher is not None:
+            watcher.running = False
+        if keep and (violations or failed):
+            sb.sup.stop()
+            log(f"kept sandbox {sb.tag} (topics {sb.tag}.*, databases {sb.tag}_*) for inspection")
+        else:
+            sb.close()
+
+
+def _wait(cond, timeout_s: float, what: str, strict: bool = True) -> bool:
+    if until(cond, timeout_s):
+        return True
+    if strict:
+        raise TimeoutError(f"{what} not decided after {timeout_s:.0f}s")
+    return False   # verify will say which, and why
+
+

@@ -1,0 +1,133 @@
+"""A private pipeline on the shared cluster: its own topics (by prefix), its own databases, its own
+worker processes. Benchmarks and tests run in one so they never touch the real order flow."""
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+from confluent_kafka.admin import AdminClient
+from psycopg2.extras import execute_values
+
+from infra.postgres import databases
+from orderbus.ops.report import PARTICIPANT_DATABASES
+from orderbus.ops.supervise import Supervisor
+from topics import acl
+from topics.admin import delete, ensure
+from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, TX_LOG
+from topics.producer import OrderPublisher
+
+ONE_EACH = {"intake": 1, "coordinator": 1, "inventory": 1, "payment": 1, "shipping": 1, "status": 1}
+
+
+class Sandbox:
+    def __init__(self, settings, tag: str | None = None, counts: dict | None = None,
+                 deadline_ms: int | None = None, log_dir: Path | None = None, env: dict | None = None,
+                 worker_args: tuple[str, ...] = ()):
+        self.tag = tag or "s" + uuid.uuid4().hex[:8]
+        self.layout = settings.layout()
+        self.dbs = {s: f"{self.tag}_{s}" for s in databases.SERVICES}
+        for service, name in self.dbs.items():
+            databases.ensure(self.layout, name, service)
+        dsns = {s: databases.dsn(self.layout, n) for s, n in self.dbs.items()}
+        deadline_ms = deadline_ms or settings.deadline_ms
+        self.settings = dataclasses.replace(settings, prefix=f"{self.tag}.", dsns=dsns,
+                                            deadline_ms=deadline_ms, metrics_port=0)
+        self.topic_names = [r.name for r in ensure(self.settings.kafka(), name_prefix=f"{self.tag}.")]
+        if self.settings.security != "plaintext":
+            acl.ensure(self.settings.kafka(), self.settings.names)
+        self.env = {"ORDERBUS_TOPIC_PREFIX": f"{self.tag}.", "ORDERBUS_DEADLINE_MS": str(deadline_ms),
+                    "ORDERBUS_METRICS_PORT": "0",
+                    **{f"ORDERBUS_DSN_{s.upper()}": d for s, d in dsns.items()}, **(env or {})}
+        self.sup = Supervisor(self.settings, counts or ONE_EACH, env=self.env,
+                              log_dir=log_dir or settings.home / "logs" / self.tag, log=lambda *_: None,
+                              worker_args=worker_args)
+        self.publisher = OrderPublisher(self.settings.as_principal("producer").kafka(),
+                                        topic=self.placed)
+
+    @property
+    def placed(self) -> str:
+        return self.settings.names.topic(ORDERS_PLACED)
+
+    @property
+    def tx_log_topic(self) -> str:
+        return self.settings.names.topic(TX_LOG)
+
+    @property
+    def status_topic(self) -> str:
+        return self.settings.names.topic(ORDERS_STATUS)
+
+    def start(self) -> "Sandbox":
+        self.sup.start()
+        self.sup.watch_in_background()
+        return self
+
+    def close(self) -> None:
+        self.sup.stop()
+        # its catalogue topics and any its tracker made (changelogs), all behind its prefix
+        made = AdminClient(self.settings.kafka()).list_topics(timeout=30).topics
+        delete(self.settings.kafka(), sorted(set(self.topic_names) | {
+            t for t in made if t.startswith(self.settings.prefix)}))
+        if self.settings.security != "plaintext":
+            acl.remove(self.settings.kafka(), self.settings.names)
+        for name in self.dbs.values():
+            databases.drop(self.layout, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- data
+    def sql(self, service: str, query: str, args=()):
+        conn = psycopg2.connect(self.settings.dsns[service])
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(query, args)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def seed(self, stock: dict[str, int] | None = None, accounts: dict[str, int] | None = None):
+        conn_rows = (("inventory", "INSERT INTO stock (sku, initial, available) VALUES %s", stock),
+                     ("payments", "INSERT INTO accounts (customer_id, initial_cents, balance_cents) "
+                                  "VALUES %s", accounts))
+        for service, query, data in conn_rows:
+            if not data:
+                continue
+            conn = psycopg2.connect(self.settings.dsns[service])
+            try:
+                with conn, conn.cursor() as cur:
+                    execute_values(cur, query, [(k, v, v) for k, v in data.items()])
+            finally:
+                conn.close()
+
+    def statuses(self, order_ids) -> dict[str, tuple]:
+        rows = self.sql("orders", "SELECT order_id, status, reason FROM order_status "
+                        "WHERE order_id = ANY(%s)", (list(order_ids),))
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def wait_final(self, order_ids, timeout_s: float = 60, final=("SHIPPED", "REJECTED")):
+        ids = list(order_ids)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            st = self.statuses(ids)
+            missing = [o for o in ids if st.get(o, ("",))[0] not in final]
+            if not missing:
+                return st
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(missing)} of {len(ids)} orders not final after "
+                                   f"{timeout_s:.0f}s, e.g. {missing[:3]}: {[st.get(o) for o in missing[:3]]}")
+            time.sleep(0.3)
+
+    def wait_settled(self, timeout_s: float = 60) -> None:
+        """Until no participant holds anything: every decision has reached both databases."""
+        deadline = time.monotonic() + timeout_s
+        while any(self.sql(s, "SELECT count(*) FROM holds WHERE state = 'held'")[0][0]
+                  for s in PARTICIPANT_DATABASES):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"holds still held after {timeout_s:.0f}s")
+            time.sleep(0.2)

@@ -1,0 +1,125 @@
+"""How long a new coordinator takes to own a tx.log partition, against the history behind it and
+what is open on it.
+
+Each case runs in a sandbox (own topics and databases, no workers). Its coordinator database holds
+`history` finished orders and `open` undecided ones (both voted yes, no decision) on partition 0,
+saved up to offset 0; tx.log's partition 0 then holds a second of traffic at 100 orders/s (TxBegun
+and both votes of 100 orders), and the group's committed offset, written as a coordinator writes
+it, is its end. Taking over loads the open rows and re-folds that second: what an instance does
+when a partition moves to it after a crash. Each case is timed `repeat` times (median reported).
+"""
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import time
+
+import psycopg2
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from orderbus.lab.sandbox import Sandbox
+from schemas import codec
+from schemas.events import TxBegun, Voted
+from workers.coordinator.fold import Tx, to_dict
+from workers.coordinator.worker import FOLDED, take_over
+from workers.runtime.db import Database
+from workers.runtime.signing import author, signed_as
+
+TAIL_ORDERS = 100
+PARTICIPANTS = ("inventory", "payment")
+
+
+def _tx(oid: str, outcome: str | None) -> Tx:
+    votes = tuple((p, "yes", None) for p in PARTICIPANTS)
+    acks = frozenset((p, outcome) for p in PARTICIPANTS) if outcome else frozenset()
+    return Tx(oid, True, PARTICIPANTS, 0, votes, outcome, None, acks,
+              ((outcome, None),) if outcome else ())
+
+
+def _fill_store(sb: Sandbox, history: int, open_: int, log) -> None:
+    conn = psycopg2.connect(sb.settings.dsns["coordinator"])
+    try:
+        with conn, conn.cursor() as cur:
+            done = 0
+            for outcome, n, finished in (("commit", history, True), (None, open_, False)):
+                for start in range(0, n, 100_000):
+                    buf = io.StringIO()
+                    for i in range(start, min(n, start + 100_000)):
+                        oid = f"{'h' if finished else 'o'}-{i}"
+                        row = json.dumps(to_dict(_tx(oid, outcome))).replace("\\", "\\\\")
+                        buf.write(f"{oid}\t0\t0\t{'t' if finished else 'f'}\t{row}\n")
+                    buf.seek(0)
+                    cur.copy_from(buf, "txs", columns=("order_id", "part", "at_offset",
+                                                       "finished", "tx"))
+                    done += min(n, start + 100_000) - start
+                    log(f"  store: {done:,} of {history + open_:,} rows")
+            cur.execute("INSERT INTO snapshots (part, next_offset) VALUES (0, 0)")
+            cur.execute("ANALYZE txs")
+    finally:
+        conn.close()
+
+
+def _write_tail(sb: Sandbox) -> int:
+    producer = Producer(sb.settings.kafka(**{"acks": "all", "linger.ms": 20}))
+    for i in range(TAIL_ORDERS):
+        oid = f"t-{i}"
+        for event in (TxBegun(oid, PARTICIPANTS, 0), *(Voted(oid, p, "yes", None)
+                                                      for p in PARTICIPANTS)):
+            value, headers = codec.encode(event)
+            headers = signed_as(sb.settings, author(event), sb.tx_log_topic, oid.encode(), value,
+                                headers)
+            producer.produce(sb.tx_log_topic, key=oid.encode(), value=value, headers=headers,
+                             partition=0)
+    if producer.flush(30):
+        raise TimeoutError("tx.log tail not acknowledged")
+    group = sb.settings.names.group("coordinator")
+    consumer = Consumer(sb.settings.kafka(**{"group.id": group, "enable.auto.commit": False}))
+    try:
+        end = consumer.get_watermark_offsets(TopicPartition(sb.tx_log_topic, 0), timeout=10)[1]
+        consumer.commit(offsets=[TopicPartition(sb.tx_log_topic, 0, end, metadata=FOLDED)],
+                        asynchronous=False)
+    finally:
+        consumer.close()
+    return end
+
+
+def case(settings, history: int, open_: int, repeat: int = 3, log=print) -> dict:
+    with Sandbox(settings) as sb:
+        t0 = time.monotonic()
+        _fill_store(sb, history, open_, log)
+        tail = _write_tail(sb)
+        setup_s = time.monotonic() - t0
+        group = sb.settings.names.group("coordinator")
+        times, held = [], 0
+        for _ in range(repeat):
+            db = Database(sb.settings.dsns["coordinator"])
+            try:
+                t1 = time.monotonic()
+                taken, _ = take_over(sb.settings, db, group, sb.tx_log_topic, [0])
+                times.append(time.monotonic() - t1)
+            finally:
+                db.close()
+            held = len(taken[0].open)
+        return {"history": history, "open": open_, "tail_records": tail,
+                "open_after": held, "takeover_s": round(statistics.median(times), 3),
+                "takeover_max_s": round(max(times), 3), "setup_s": round(setup_s, 1)}
+
+
+def run(settings, histories: list[int], opens: list[int], repeat: int = 3, log=print) -> list[dict]:
+    rows = []
+    for h in histories:
+        for o in opens:
+            log(f"history {h:,}, open {o:,}")
+            rows.append(case(settings, h, o, repeat, log))
+            log(f"  took over in {rows[-1]['takeover_s']} s (median of {repeat})")
+    return rows
+
+
+def render(rows: list[dict]) -> str:
+    lines = [f"{'history':>10} {'open':>6} {'tail':>6} {'open after':>10} {'takeover s':>10} "
+             f"{'max s':>7}"]
+    for r in rows:
+        lines.append(f"{r['history']:>10,} {r['open']:>6,} {r['tail_records']:>6} "
+                     f"{r['open_after']:>10,} {r['takeover_s']:>10} {r['takeover_max_s']:>7}")
+    return "\n".join(lines)

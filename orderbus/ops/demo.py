@@ -1,0 +1,94 @@
+"""`orderbus demo`: the whole pipeline on the local cluster, with a mixed batch of orders."""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from contextlib import closing
+
+from orderbus.ops import local
+from orderbus.ops.errors import UsageError
+from orderbus.ops.generate import mixed_demo_orders
+from orderbus.ops.groups import active_groups
+from orderbus.ops.report import PARTICIPANT_DATABASES, build_report, connect, render_report
+from orderbus.ops.seed import reset_catalog
+from orderbus.ops.supervise import Supervisor
+from orderbus.ops.wait import until
+from topics.catalogue import ORDERS_PLACED
+from topics.producer import OrderPublisher
+from workers.main import WORKERS
+from workers.runtime.settings import Settings
+
+EXPECTED = {"good": "SHIPPED", "out_of_stock": "REJECTED inventory:out_of_stock",
+            "insufficient_funds": "REJECTED payment:insufficient_funds",
+            "unknown_sku": "REJECTED inventory:unknown_sku"}
+
+
+def demo(settings: Settings, log=print) -> int:
+    local.up(settings, settings.brokers, log=log)
+    settings = Settings.from_env()    # `up` may have just made the passwords
+    busy = active_groups(settings)
+    if busy:
+        raise UsageError(f"workers are already running in {', '.join(busy)}; stop them first")
+    skus = {f"sku-{i:02d}": 50 for i in range(1, 6)} | {"scarce": 2}
+    customers = {f"cust-{i:02d}": 100_000 for i in range(1, 11)} | {"poor": 500}
+    reset_catalog(settings, skus, customers)
+    log(f"seeded {len(skus)} SKUs and {len(customers)} customers")
+    sup = Supervisor(settings, {w: 1 for w in WORKERS}, log=log)
+    sup.start()
+    sup.watch_in_background()
+    try:
+        batch = mixed_demo_orders(int(time.time()), [s for s in skus if s != "scarce"],
+                                  list(customers), 1_000, "scarce", 2, "poor", 500)
+        publisher = OrderPublisher(settings.as_principal("producer").kafka(),
+                                   topic=settings.names.topic(ORDERS_PLACED))
+        expected: dict[str, str] = {}
+        for value, valid, kind in batch:
+            body = json.loads(value) if kind in EXPECTED else None
+            if body is not None:
+                publisher.publish(body)
+                expected[body["order_id"]] = kind
+            else:
+                publisher.publish_raw(None, value)
+        publisher.flush(30)
+        log(f"published {len(batch)} orders: " + ", ".join(
+            f"{n} {k}" for k, n in Counter(k for _, _, k in batch).items()))
+        seen = _wait(settings, expected, log)
+    finally:
+        sup.stop()
+    mismatches = 0
+    log("\nORDER OUTCOMES (expected -> seen)")
+    for kind, want in EXPECTED.items():
+        got = Counter(seen.get(o, "missing") for o, k in expected.items() if k == kind)
+        ok = set(got) == {want}
+        mismatches += not ok
+        log(f"  {kind:<20} {sum(got.values()):>3} x {want:<38} {'ok' if ok else dict(got)}")
+    log("\n" + render_report(build_report(settings)))
+    return 1 if mismatches else 0
+
+
+def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with connect(settings, "orders") as conn, conn.cursor() as cur:
+            cur.execute("SELECT order_id, status, reason FROM order_status WHERE order_id = ANY(%s)",
+                        (list(expected),))
+            seen = {o: (s if s == "SHIPPED" else f"{s} {r}") for o, s, r in cur.fetchall()}
+        done = sum(1 for o in expected if seen.get(o, "").split(" ")[0] in ("SHIPPED", "REJECTED"))
+        if done == len(expected) or time.monotonic() > deadline:
+            log(f"{done}/{len(expected)} valid orders reached a final status")
+            # the report counts stock and money: the last aborts release their holds first
+            until(lambda: not _held(settings, list(expected)), 5.0)
+            return seen
+        time.sleep(0.5)
+
+
+def _held(settings, order_ids: list[str]) -> bool:
+    """Some participant still holds stock or money for one of these orders."""
+    for service in PARTICIPANT_DATABASES:
+        with closing(connect(settings, service)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM holds WHERE state = 'held' AND order_id = ANY(%s) LIMIT 1",
+                        (order_ids,))
+            if cur.fetchone():
+                return True
+    return False

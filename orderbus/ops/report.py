@@ -1,0 +1,159 @@
+"""Read-side views over the services' databases and the dead-letter topic: the whole pipeline in
+one dict (``build_report``), and one order across every service (``order_view``). Read only."""
+from __future__ import annotations
+
+from contextlib import closing
+from datetime import datetime, timezone
+
+import psycopg2
+
+from topics.catalogue import ORDERS_DLQ
+from topics.read import IncompleteRead, read
+from workers.runtime.settings import Settings
+
+# a report must come back even when the DLQ is large or a transaction on it is still open
+DLQ_READ_SECONDS = 15.0
+# the databases that hold stock or money for an order (a `holds` table each)
+PARTICIPANT_DATABASES = ("inventory", "payments")
+
+
+def connect(settings: Settings, service: str):
+    conn = psycopg2.connect(settings.dsns[service])
+    conn.set_session(readonly=True, autocommit=True)   # a report never writes or holds locks
+    return conn
+
+
+def _rows(settings: Settings, service: str, query: str, params: tuple = ()) -> list[tuple]:
+    with closing(connect(settings, service)) as conn, conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def build_report(settings: Settings, detail: bool = False) -> dict:
+    by_status = dict(_rows(settings, "orders",
+                           "SELECT status, count(*) FROM order_status GROUP BY status"))
+    rejected_by_reason = dict(_rows(settings, "orders",
+                                    "SELECT coalesce(reason, 'unknown'), count(*) FROM order_status"
+                                    " WHERE status = 'REJECTED' GROUP BY 1 ORDER BY 2 DESC, 1"))
+    in_doubt: set[str] = set()
+    for service in PARTICIPANT_DATABASES:
+        in_doubt.update(r[0] for r in _rows(settings, service,
+                                             "SELECT order_id FROM holds WHERE state = 'held'"))
+    stock_rows = _rows(settings, "inventory",
+                       "SELECT sku, initial, available, held, committed FROM stock ORDER BY sku")
+    money_rows = _rows(settings, "payments",
+                       "SELECT customer_id, initial_cents, balance_cents, held_cents, captured_cents"
+                       " FROM accounts ORDER BY customer_id")
+    dead_letters, exact = count_dead_letters(settings)
+    stock_fields = ("initial", "available", "held", "committed")
+    money_fields = ("initial_cents", "balance_cents", "held_cents", "captured_cents")
+    report = {
+        "orders": {
+            "placed": _rows(settings, "orders", "SELECT count(*) FROM orders")[0][0],
+            "pending": by_status.get("PENDING", 0),
+            # every committed order, whether shipping has booked it yet or not
+            "confirmed": by_status.get("CONFIRMED", 0) + by_status.get("SHIPPED", 0),
+            "rejected": by_status.get("REJECTED", 0),
+            "shipped": by_status.get("SHIPPED", 0),
+        },
+        "rejected_by_reason": rejected_by_reason,
+        "dead_letters": dead_letters,
+        "dead_letters_exact": exact,
+        "in_doubt": len(in_doubt),
+        "stock": _sums(stock_rows, stock_fields),
+        "money": _sums(money_rows, money_fields),
+    }
+    if detail:
+        report["stock_by_sku"] = {r[0]: dict(zip(stock_fields, r[1:])) for r in stock_rows}
+        report["money_by_customer"] = {r[0]: dict(zip(money_fields, r[1:])) for r in money_rows}
+    return report
+
+
+def _sums(rows: list[tuple], names: tuple[str, ...]) -> dict[str, int]:
+    return {name: sum(int(r[i + 1]) for r in rows) for i, name in enumerate(names)}
+
+
+def count_dead_letters(settings: Settings, timeout: float = DLQ_READ_SECONDS,
+                       topic: str = ORDERS_DLQ.name) -> tuple[int, bool]:
+    """(messages in the DLQ, whether the count is complete). Read, not computed from watermarks:
+    the offsets of a transactional topic also count commit markers and aborted writes."""
+    count = 0
+    try:
+        for _ in read(settings.kafka(), topic, timeout_s=timeout):
+            count += 1
+    except IncompleteRead:
+        return count, False
+    except KeyError:
+        return 0, True     # no dead-letter topic yet: none written
+    return count, True
+
+
+def order_view(settings: Settings, order_id: str) -> dict | None:
+    """Everything every service knows about one order, or None when none knows it."""
+    view: dict = {"order_id": order_id, "status": None, "reason": None}
+    timeline: list[tuple[str, str]] = []
+    known = False
+    for customer, total, currency, recorded in _rows(
+            settings, "orders", "SELECT customer_id, total_cents, currency, recorded_at FROM orders"
+            " WHERE order_id = %s", (order_id,)):
+        known = True
+        view.update(customer_id=customer, total_cents=total, currency=currency,
+                    recorded_at=_iso(recorded))
+        timeline.append((_iso(recorded), "recorded by intake"))
+    for status, reason, changed_ms in _rows(
+            settings, "orders", "SELECT status, reason, changed_ms FROM order_status"
+            " WHERE order_id = %s", (order_id,)):
+        known = True
+        view.update(status=status, reason=reason, changed_ms=changed_ms)
+        at = _iso(datetime.fromtimestamp(changed_ms / 1000, timezone.utc))
+        timeline.append((at, f"status {status}" + (f" ({reason})" if reason else "")))
+    view["participants"] = {}
+    for service in PARTICIPANT_DATABASES:
+        rows = _rows(settings, service, "SELECT state, vote, reason, amounts, changed_at FROM holds"
+                     " WHERE order_id = %s", (order_id,))
+        hold = None
+        for state, vote, reason, amounts, changed in rows:
+            known = True
+            hold = {"state": state, "vote": vote, "reason": reason, "amounts": amounts,
+                    "changed_at": _iso(changed)}
+            timeline.append((_iso(changed), f"{service}: voted {vote}, now {state}"
+                             + (f" ({reason})" if reason else "")))
+        view["participants"][service] = hold
+    view["shipment"] = None
+    for (booked,) in _rows(settings, "shipping",
+                           "SELECT booked_at FROM shipments WHERE order_id = %s", (order_id,)):
+        known = True
+        view["shipment"] = {"booked_at": _iso(booked)}
+        timeline.append((_iso(booked), "shipment booked"))
+    # a hold row keeps only its latest change, so the timeline is the latest step of each service
+    view["timeline"] = [{"at": at, "event": what} for at, what in sorted(timeline)]
+    return view if known else None
+
+
+def _iso(value: datetime) -> str:
+    # one zone for every service, so the timeline sorts as text whatever each session's TimeZone
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def render_report(report: dict) -> str:
+    """The report as an aligned text table."""
+    dl = f"{report['dead_letters']}" + ("" if report["dead_letters_exact"] else " (at least)")
+    rows = [*report["orders"].items(), ("dead letters", dl), ("in doubt", report["in_doubt"])]
+    lines = ["ORDERS"] + [f"  {k:<14}{v:>12}" for k, v in rows]
+    if report["rejected_by_reason"]:
+        lines.append("REJECTED BY REASON")
+        width = max(14, *(len(r) + 2 for r in report["rejected_by_reason"]))
+        lines += [f"  {r:<{width}}{n:>12}" for r, n in report["rejected_by_reason"].items()]
+    lines.append(_table("STOCK", "sku", report["stock"], report.get("stock_by_sku")))
+    lines.append(_table("MONEY (cents)", "customer", report["money"],
+                        report.get("money_by_customer")))
+    return "\n".join(lines)
+
+
+def _table(title: str, key_name: str, totals: dict, per_key: dict | None) -> str:
+    names = list(totals)
+    rows = [(k, v) for k, v in (per_key or {}).items()] + [("total", totals)]
+    width = max([len(key_name)] + [len(k) for k, _ in rows]) + 2
+    out = [title, "  " + f"{key_name:<{width}}" + "".join(f"{n:>16}" for n in names)]
+    out += ["  " + f"{k:<{width}}" + "".join(f"{v[n]:>16}" for n in names) for k, v in rows]
+    return "\n".join(out)

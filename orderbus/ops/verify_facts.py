@@ -1,0 +1,148 @@
+"""What `orderbus verify` checks against: everything read once, committed data only."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import psycopg2
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from schemas import codec
+from schemas.errors import DeadLetter
+from topics.catalogue import (ALL, DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, ORDERS_DLQ, ORDERS_PLACED,
+                              TX_LOG)
+from topics.read import IncompleteRead, ReadError, open_transactions, read
+from workers.coordinator.fold import fold
+from workers.main import PIPELINE
+from workers.runtime.db import TRANSIENT as DB_TRANSIENT
+from workers.runtime.signing import Verifier
+
+
+@dataclass
+class Facts:
+    # orders.placed: order id -> [(partition, offset, content hash)]; undecodable ones apart
+    placed: dict = field(default_factory=lambda: defaultdict(list))
+    orders: dict = field(default_factory=dict)          # order id -> first valid OrderPlaced
+    invalid_placed: list = field(default_factory=list)  # (partition, offset, reason)
+    dead: set = field(default_factory=set)              # (source topic, partition, offset)
+    # the same for every dead letter written, whether its transaction committed or not: tells a
+    # dead letter that was aborted (or is still open) from one never written
+    dead_written: set = field(default_factory=set)
+    txs: dict = field(default_factory=dict)             # order id -> Tx (the fold of tx.log)
+    status: dict = field(default_factory=dict)          # order id -> (status, reason)
+    holds: dict = field(default_factory=dict)           # participant -> order id -> (state, amounts)
+    ledgers: dict = field(default_factory=dict)         # participant -> key -> (initial, avail, held, final)
+    shipments: set = field(default_factory=set)
+    lag: dict = field(default_factory=dict)             # (group, topic, partition) -> records behind
+    lag_total: int = 0
+    # (topic, partition) -> (last stable offset, log end) of a transaction open once the facts
+    # were read (None: offsets unknown); `partial`: one was open before, so a committed-only
+    # read may have stopped short of records that were committed meanwhile
+    open_txns: dict = field(default_factory=dict)
+    partial: bool = False
+    quiet: bool = False      # no lag, nothing held, nothing undecided: the once-quiet checks apply
+
+
+# Kafka's answers that no second try changes
+REFUSALS = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
+            KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED,
+            KafkaError._AUTHENTICATION, KafkaError._INVALID_ARG}
+
+
+def transient(e: BaseException) -> bool:
+    """Whether `gather` failed the way a broker or the database down for a moment makes it fail,
+    so that reading again may succeed (PostgreSQL's refusals at connect time carry no code, so
+    a wrong password is read again too; the reason is shown when the reads give up)."""
+    if isinstance(e, (IncompleteRead, *DB_TRANSIENT)):
+        return True
+    if isinstance(e, ReadError):
+        err = e.error
+    elif isinstance(e, KafkaException):
+        err = e.args[0]
+    else:
+        return False
+    return isinstance(err, KafkaError) and not err.fatal() and err.code() not in REFUSALS
+
+
+def gather(settings) -> Facts:
+    names, kafka, f = settings.names, settings.kafka(), Facts()
+    pipeline_partitions = [(names.topic(t), p) for t in ALL for p in range(t.partitions)]
+    f.partial = bool(open_transactions(kafka, pipeline_partitions))
+    placed_topic = names.topic(ORDERS_PLACED)
+    for msg in read(kafka, placed_topic):
+        try:
+            order = codec.decode(msg.value(), msg.headers(), default_type="OrderPlaced")
+        except DeadLetter as e:
+            f.invalid_placed.append((msg.partition(), msg.offset(), e.reason))
+            continue
+        if order.TYPE != "OrderPlaced":
+            f.invalid_placed.append((msg.partition(), msg.offset(), "unknown_event"))
+            continue
+        f.placed[order.order_id].append((msg.partition(), msg.offset(), order.content_hash()))
+        f.orders.setdefault(order.order_id, order)
+    for committed, into in ((True, f.dead), (False, f.dead_written)):
+        for msg in read(kafka, names.topic(ORDERS_DLQ), committed=committed):
+            h = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
+            if DLQ_TOPIC in h:
+                into.add((h[DLQ_TOPIC], int(h[DLQ_PARTITION]), int(h[DLQ_OFFSET])))
+    verifier = Verifier.of(settings)
+    for msg in read(kafka, names.topic(TX_LOG)):
+        try:
+            event = verifier.decode(msg)
+        except DeadLetter:
+            continue        # the coordinator dead-lettered it: it never counted
+        f.txs[event.order_id] = fold(f.txs.get(event.order_id), event)
+    f.status = {r[0]: (r[1], r[2]) for r in _rows(settings, "orders",
+                                                    "SELECT order_id, status, reason FROM order_status")}
+    for participant, service, table, cols in (
+            ("inventory", "inventory", "stock", "sku, initial, available, held, committed"),
+            ("payment", "payments", "accounts",
+             "customer_id, initial_cents, balance_cents, held_cents, captured_cents")):
+        f.holds[participant] = {r[0]: (r[1], r[2]) for r in _rows(
+            settings, service, "SELECT order_id, state, amounts FROM holds")}
+        f.ledgers[participant] = {r[0]: tuple(r[1:]) for r in _rows(
+            settings, service, f"SELECT {cols} FROM {table}")}
+    f.shipments = {r[0] for r in _rows(settings, "shipping", "SELECT order_id FROM shipments")}
+    f.lag = lag(settings)
+    f.open_txns = open_transactions(kafka, pipeline_partitions)
+    return f
+
+
+def _rows(settings, service: str, query: str) -> list:
+    conn = psycopg2.connect(settings.dsns[service])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def lag(settings) -> dict:
+    """Records each pipeline group has not consumed yet. Counted by reading, not by subtracting
+    offsets: after a transaction the log end sits one past the commit marker, which no consumer
+    ever 'consumes', so offset arithmetic would report a lag of 1 on an idle partition."""
+    out = {}
+    for worker in PIPELINE:
+        group = settings.names.group(worker)
+        c = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False,
+                                       "log_level": 3}))
+        try:
+            for topic in _group_topics(settings, worker):
+                tps = [TopicPartition(topic, p) for p in range(ORDERS_PLACED.partitions)]
+                starts = {tp.partition: max(tp.offset, 0) for tp in c.committed(tps, timeout=30)}
+                behind = dict.fromkeys(starts, 0)
+                for msg in read(settings.kafka(), topic, starts):
+                    behind[msg.partition()] += 1
+                out.update({(group, topic, p): n for p, n in behind.items()})
+        finally:
+            c.close()
+    return out
+
+
+def _group_topics(settings, worker: str) -> tuple[str, ...]:
+    from topics.catalogue import ORDERS_STATUS
+    n = settings.names
+    return {"intake": (n.topic(ORDERS_PLACED),), "coordinator": (n.topic(TX_LOG),),
+            "inventory": (n.commands("inventory"),), "payment": (n.commands("payment"),),
+            "shipping": (n.topic(ORDERS_STATUS),), "status": (n.topic(ORDERS_STATUS),)}[worker]

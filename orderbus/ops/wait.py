@@ -1,0 +1,14 @@
+"""Waiting for a condition rather than for a guessed number of seconds."""
+from __future__ import annotations
+
+import time
+
+
+def until(cond, timeout_s: float, poll_s: float = 0.2) -> bool:
+    """Polls `cond` until it holds (True) or `timeout_s` has passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True
