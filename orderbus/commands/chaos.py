@@ -36,6 +36,12 @@ def _chaos(args, settings) -> int:
         raise UsageError("--duration and --rate must be positive, --instances at least 1")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot {args.plot}: the plot is a PNG file; name it FILE.png")
+    if args.plot:
+        try:        # before the run, not after it: its result would be lost
+            import matplotlib  # noqa: F401
+        except ModuleNotFoundError:
+            raise UsageError("--plot needs matplotlib: pip install 'orderbus[plot]' "
+                             "(or matplotlib)") from None
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     planned = plan.plan(kinds, args.duration, seed)
     missing = sorted(set(kinds) - {p.kind for p in planned})
@@ -97,11 +103,7 @@ COLOURS = {"worker-kill": "tab:red", "worker-pause": "tab:orange", "worker-churn
 
 
 def plot(r: dict, path: Path) -> None:
-    try:
-        import matplotlib
-    except ModuleNotFoundError:
-        from orderbus.ops.errors import UsageError
-        raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
+    import matplotlib       # there: _chaos checked before the run
     matplotlib.use("Agg")   # no display: write the file only
     import matplotlib.pyplot as plt
 

@@ -9,12 +9,8 @@ import termios
 import time
 import tty
 
-from rich.console import Console
-from rich.live import Live
-
 from orderbus.ops.errors import UsageError
 from orderbus.ops.top_gather import Gatherer
-from orderbus.ops.top import render
 
 INTERVAL_S = 2.0
 PIPE_WIDTH = 120        # a file or a pipe has no width; rich would take 80 and fold the tables
@@ -41,6 +37,13 @@ def register(sub) -> None:
 def _top(args, settings) -> int:
     if args.interval <= 0:
         raise UsageError(f"--interval {args.interval:g}: the interval must be positive")
+    try:
+        from rich.console import Console
+        from rich.live import Live
+
+        from orderbus.ops.top import render
+    except ImportError:
+        raise UsageError("top draws with rich: pip install 'orderbus[top]' (or rich)") from None
     width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
     console = Console(width=width)
     # librdkafka writes its errors (a broker down, in a chaos run) straight to stderr, which
