@@ -35,9 +35,10 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
         return CoordinatorHandler(settings, db, names, metrics)
     if name in ("inventory", "payment"):
         from workers.participant.core import INVENTORY, PAYMENT
-        from workers.participant.worker import ACCOUNTS, STOCK, ParticipantHandler
-        resource, ledger = (INVENTORY, STOCK) if name == "inventory" else (PAYMENT, ACCOUNTS)
-        return ParticipantHandler(resource, ledger, db, names, metrics)
+        from workers.participant.store import LEDGERS
+        from workers.participant.worker import ParticipantHandler
+        resource = INVENTORY if name == "inventory" else PAYMENT
+        return ParticipantHandler(resource, LEDGERS[resource.participant], db, names, metrics)
     if name == "shipping":
         from workers.shipping.worker import ShippingHandler
         return ShippingHandler(db, names, metrics)

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import psycopg2
 from confluent_kafka.admin import AdminClient
-from psycopg2.extras import execute_values
 
 from infra.postgres import databases
-from orderbus.ops.report import PARTICIPANT_DATABASES
 from orderbus.ops.supervise import Supervisor
 from topics import acl
 from topics.admin import delete, ensure
 from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, TX_LOG
 from topics.producer import OrderPublisher
+from workers.participant import store as participant_store
+from workers.participant.store import ACCOUNTS, STOCK
 
 ONE_EACH = {"intake": 1, "coordinator": 1, "inventory": 1, "payment": 1, "shipping": 1, "status": 1}
 
@@ -92,16 +92,13 @@ class Sandbox:
             conn.close()
 
     def seed(self, stock: dict[str, int] | None = None, accounts: dict[str, int] | None = None):
-        conn_rows = (("inventory", "INSERT INTO stock (sku, initial, available) VALUES %s", stock),
-                     ("payments", "INSERT INTO accounts (customer_id, initial_cents, balance_cents) "
-                                  "VALUES %s", accounts))
-        for service, query, data in conn_rows:
-            if not data:
+        for ledger, amounts in ((STOCK, stock), (ACCOUNTS, accounts)):
+            if not amounts:
                 continue
-            conn = psycopg2.connect(self.settings.dsns[service])
+            conn = psycopg2.connect(self.settings.dsns[ledger.database])
             try:
                 with conn, conn.cursor() as cur:
-                    execute_values(cur, query, [(k, v, v) for k, v in data.items()])
+                    participant_store.fill(cur, ledger, amounts)
             finally:
                 conn.close()
 
@@ -127,7 +124,7 @@ class Sandbox:
         """Until no participant holds anything: every decision has reached both databases."""
         deadline = time.monotonic() + timeout_s
         while any(self.sql(s, "SELECT count(*) FROM holds WHERE state = 'held'")[0][0]
-                  for s in PARTICIPANT_DATABASES):
+                  for s in participant_store.DATABASES):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"holds still held after {timeout_s:.0f}s")
             time.sleep(0.2)

@@ -10,7 +10,7 @@ from orderbus.ops import local
 from orderbus.ops.errors import UsageError
 from orderbus.ops.generate import mixed_demo_orders
 from orderbus.ops.groups import active_groups
-from orderbus.ops.report import PARTICIPANT_DATABASES, build_report, connect, render_report
+from orderbus.ops.report import build_report, connect, render_report
 from orderbus.ops.seed import reset_catalog
 from orderbus.ops.supervise import Supervisor
 from orderbus.ops.wait import until
@@ -18,6 +18,7 @@ from topics.catalogue import ORDERS_PLACED
 from topics.producer import OrderPublisher
 from workers.main import WORKERS
 from workers.runtime.settings import Settings
+from workers.participant import store as participant_store
 
 EXPECTED = {"good": "SHIPPED", "out_of_stock": "REJECTED inventory:out_of_stock",
             "insufficient_funds": "REJECTED payment:insufficient_funds",
@@ -85,10 +86,8 @@ def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dic
 
 def _held(settings, order_ids: list[str]) -> bool:
     """Some participant still holds stock or money for one of these orders."""
-    for service in PARTICIPANT_DATABASES:
+    for service in participant_store.DATABASES:
         with closing(connect(settings, service)) as conn, conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM holds WHERE state = 'held' AND order_id = ANY(%s) LIMIT 1",
-                        (order_ids,))
-            if cur.fetchone():
+            if participant_store.held_orders(cur, among=order_ids):
                 return True
     return False

@@ -9,14 +9,12 @@ import psycopg2
 
 from topics.catalogue import ORDERS_DLQ
 from topics.read import IncompleteRead, read
+from workers.participant import store as participant_store
+from workers.participant.store import ACCOUNTS, STOCK
 from workers.runtime.settings import Settings
 
 # a report must come back even when the DLQ is large or a transaction on it is still open
 DLQ_READ_SECONDS = 15.0
-# the databases that hold stock or money for an order (a `holds` table each)
-PARTICIPANT_DATABASES = ("inventory", "payments")
-
-
 def connect(settings: Settings, service: str):
     conn = psycopg2.connect(settings.dsns[service])
     conn.set_session(readonly=True, autocommit=True)   # a report never writes or holds locks
@@ -24,9 +22,12 @@ def connect(settings: Settings, service: str):
 
 
 def _rows(settings: Settings, service: str, query: str, params: tuple = ()) -> list[tuple]:
+    return _read(settings, service, lambda cur: (cur.execute(query, params), cur.fetchall())[1])
+
+
+def _read(settings: Settings, service: str, read):
     with closing(connect(settings, service)) as conn, conn.cursor() as cur:
-        cur.execute(query, params)
-        return cur.fetchall()
+        return read(cur)
 
 
 def build_report(settings: Settings, detail: bool = False) -> dict:
@@ -36,17 +37,13 @@ def build_report(settings: Settings, detail: bool = False) -> dict:
                                     "SELECT coalesce(reason, 'unknown'), count(*) FROM order_status"
                                     " WHERE status = 'REJECTED' GROUP BY 1 ORDER BY 2 DESC, 1"))
     in_doubt: set[str] = set()
-    for service in PARTICIPANT_DATABASES:
-        in_doubt.update(r[0] for r in _rows(settings, service,
-                                             "SELECT order_id FROM holds WHERE state = 'held'"))
-    stock_rows = _rows(settings, "inventory",
-                       "SELECT sku, initial, available, held, committed FROM stock ORDER BY sku")
-    money_rows = _rows(settings, "payments",
-                       "SELECT customer_id, initial_cents, balance_cents, held_cents, captured_cents"
-                       " FROM accounts ORDER BY customer_id")
+    for service in participant_store.DATABASES:
+        in_doubt.update(_read(settings, service, participant_store.held_orders))
+    stock_rows = _read(settings, STOCK.database, lambda cur: participant_store.balances(cur, STOCK))
+    money_rows = _read(settings, ACCOUNTS.database,
+                       lambda cur: participant_store.balances(cur, ACCOUNTS))
     dead_letters, exact = count_dead_letters(settings)
-    stock_fields = ("initial", "available", "held", "committed")
-    money_fields = ("initial_cents", "balance_cents", "held_cents", "captured_cents")
+    stock_fields, money_fields = STOCK.amounts, ACCOUNTS.amounts
     report = {
         "orders": {
             "placed": _rows(settings, "orders", "SELECT count(*) FROM orders")[0][0],
@@ -108,16 +105,13 @@ def order_view(settings: Settings, order_id: str) -> dict | None:
         at = _iso(datetime.fromtimestamp(changed_ms / 1000, timezone.utc))
         timeline.append((at, f"status {status}" + (f" ({reason})" if reason else "")))
     view["participants"] = {}
-    for service in PARTICIPANT_DATABASES:
-        rows = _rows(settings, service, "SELECT state, vote, reason, amounts, changed_at FROM holds"
-                     " WHERE order_id = %s", (order_id,))
-        hold = None
-        for state, vote, reason, amounts, changed in rows:
+    for service in participant_store.DATABASES:
+        hold = _read(settings, service, lambda cur: participant_store.hold_of(cur, order_id))
+        if hold is not None:
             known = True
-            hold = {"state": state, "vote": vote, "reason": reason, "amounts": amounts,
-                    "changed_at": _iso(changed)}
-            timeline.append((_iso(changed), f"{service}: voted {vote}, now {state}"
-                             + (f" ({reason})" if reason else "")))
+            hold["changed_at"] = _iso(hold["changed_at"])
+            timeline.append((hold["changed_at"], f"{service}: voted {hold['vote']}, now "
+                             f"{hold['state']}" + (f" ({hold['reason']})" if hold["reason"] else "")))
         view["participants"][service] = hold
     view["shipment"] = None
     for (booked,) in _rows(settings, "shipping",

@@ -8,10 +8,11 @@ from contextlib import closing
 from pathlib import Path
 
 import psycopg2
-from psycopg2.extras import execute_values
 
 from orderbus.ops import report
 from orderbus.ops.errors import UsageError
+from workers.participant import store as participant_store
+from workers.participant.store import ACCOUNTS, STOCK
 
 SEED_FILE = "seed.json"     # under ORDERBUS_HOME: the unit price `publish --generate` uses
 DEFAULT_PRICE_CENTS = 1000
@@ -22,24 +23,19 @@ ID_PATTERNS = {"skus": re.compile(r"[A-Za-z0-9_.-]{1,64}"),
 
 def reset_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> None:
     """Stock and balances as given; orders, holds and shipments cleared."""
-    _reset(settings, "orders", ["DELETE FROM order_status", "DELETE FROM orders"])
-    _reset(settings, "shipping", ["DELETE FROM shipments"])
-    _reset(settings, "inventory", ["DELETE FROM holds", "DELETE FROM stock"],
-           "INSERT INTO stock (sku, initial, available, held, committed) VALUES %s",
-           [(sku, n, n, 0, 0) for sku, n in skus.items()])
-    _reset(settings, "payments", ["DELETE FROM holds", "DELETE FROM accounts"],
-           "INSERT INTO accounts (customer_id, initial_cents, balance_cents, held_cents,"
-           " captured_cents) VALUES %s", [(c, b, b, 0, 0) for c, b in customers.items()])
+    _reset(settings, "orders", lambda cur: (cur.execute("DELETE FROM order_status"),
+                                            cur.execute("DELETE FROM orders")))
+    _reset(settings, "shipping", lambda cur: cur.execute("DELETE FROM shipments"))
+    for ledger, amounts in ((STOCK, skus), (ACCOUNTS, customers)):
+        _reset(settings, ledger.database,
+               lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(
+                   cur, ledger, amounts, replace=True))
 
 
-def _reset(settings, service: str, deletes: list[str], insert: str | None = None,
-           rows: list | None = None) -> None:
+def _reset(settings, service: str, work) -> None:
     # one transaction per database: each is either reset and refilled, or left as it was
     with closing(psycopg2.connect(settings.dsns[service])) as conn, conn, conn.cursor() as cur:
-        for statement in deletes:
-            cur.execute(statement)
-        if insert and rows:
-            execute_values(cur, insert, rows, page_size=1000)
+        work(cur)
 
 
 def load_catalog(path: Path) -> tuple[dict[str, int], dict[str, int]]:
@@ -71,12 +67,10 @@ def load_catalog(path: Path) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def seeded_ids(settings) -> tuple[list[str], list[str]]:
-    with closing(report.connect(settings, "inventory")) as conn, conn.cursor() as cur:
-        cur.execute("SELECT sku FROM stock ORDER BY sku")
-        skus = [r[0] for r in cur.fetchall()]
-    with closing(report.connect(settings, "payments")) as conn, conn.cursor() as cur:
-        cur.execute("SELECT customer_id FROM accounts ORDER BY customer_id")
-        customers = [r[0] for r in cur.fetchall()]
+    with closing(report.connect(settings, STOCK.database)) as conn, conn.cursor() as cur:
+        skus = participant_store.keys(cur, STOCK)
+    with closing(report.connect(settings, ACCOUNTS.database)) as conn, conn.cursor() as cur:
+        customers = participant_store.keys(cur, ACCOUNTS)
     if not skus or not customers:
         raise UsageError("no skus or no customers to order from; run `orderbus seed` first")
     return skus, customers

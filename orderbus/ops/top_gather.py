@@ -12,13 +12,14 @@ import psycopg2
 from confluent_kafka import KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
-from orderbus.ops.report import PARTICIPANT_DATABASES, connect
+from orderbus.ops.report import connect
 from orderbus.ops.top import OUTCOMES, Frame, GroupRow, StageRow, StuckRow
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
 from topics.lag import STATUSES, LagError, LagReader
 from topics.read import BEGINNING, IncompleteRead, read
 from workers.tracker import snapshot
 from workers.tracker.stages import END_TO_END, GRACE_S, STAGES
+from workers.participant import store as participant_store
 
 METRICS_PORTS = 21              # worker i serves on metrics_port + i (orderbus/ops/supervise.py)
 SCRAPE_TIMEOUT_S = 0.5          # per port: a refused port answers at once, a hung one must not
@@ -169,11 +170,10 @@ class Gatherer:
 
     def _in_doubt(self) -> dict:
         held: set[str] = set()
-        for service in PARTICIPANT_DATABASES:
+        for service in participant_store.DATABASES:
             try:
                 with closing(connect(self.settings, service)) as conn, conn.cursor() as cur:
-                    cur.execute("SELECT order_id FROM holds WHERE state = 'held'")
-                    held.update(r[0] for r in cur.fetchall())
+                    held.update(participant_store.held_orders(cur))
             except psycopg2.Error as e:
                 return {"in_doubt_why": f"{service} database: {_why(e)}"}
         return {"in_doubt": len(held)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import psycopg2
@@ -13,6 +14,8 @@ from topics.catalogue import (ALL, DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, ORDERS_
                               TX_LOG)
 from topics.read import IncompleteRead, ReadError, open_transactions, read
 from workers.coordinator.fold import fold
+from workers.participant import store as participant_store
+from workers.participant.store import LEDGERS
 from workers.main import PIPELINE
 from workers.runtime.db import TRANSIENT as DB_TRANSIENT
 from workers.runtime.signing import Verifier
@@ -94,14 +97,12 @@ def gather(settings) -> Facts:
         f.txs[event.order_id] = fold(f.txs.get(event.order_id), event)
     f.status = {r[0]: (r[1], r[2]) for r in _rows(settings, "orders",
                                                     "SELECT order_id, status, reason FROM order_status")}
-    for participant, service, table, cols in (
-            ("inventory", "inventory", "stock", "sku, initial, available, held, committed"),
-            ("payment", "payments", "accounts",
-             "customer_id, initial_cents, balance_cents, held_cents, captured_cents")):
-        f.holds[participant] = {r[0]: (r[1], r[2]) for r in _rows(
-            settings, service, "SELECT order_id, state, amounts FROM holds")}
-        f.ledgers[participant] = {r[0]: tuple(r[1:]) for r in _rows(
-            settings, service, f"SELECT {cols} FROM {table}")}
+    for participant, ledger in LEDGERS.items():
+        with closing(psycopg2.connect(settings.dsns[ledger.database])) as conn, \
+                conn.cursor() as cur:
+            f.holds[participant] = participant_store.holds(cur)
+            f.ledgers[participant] = {r[0]: tuple(r[1:]) for r in
+                                      participant_store.balances(cur, ledger)}
     f.shipments = {r[0] for r in _rows(settings, "shipping", "SELECT order_id FROM shipments")}
     f.lag = lag(settings)
     f.open_txns = open_transactions(kafka, pipeline_partitions)

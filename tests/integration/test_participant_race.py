@@ -12,7 +12,8 @@ from orderbus.lab.sandbox import Sandbox
 from pipeline import order, valid
 from schemas.events import Prepare
 from workers.participant.core import INVENTORY
-from workers.participant.worker import STOCK, ParticipantHandler
+from workers.participant.store import STOCK
+from workers.participant.worker import ParticipantHandler
 from workers.runtime.metrics import Metrics
 
 pytestmark = pytest.mark.integration

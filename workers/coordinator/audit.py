@@ -21,11 +21,12 @@ from topics.read import read
 from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
 from workers.coordinator.worker import take_over
 from workers.participant.core import INVENTORY, PAYMENT
+from workers.participant import store as participant_store
+from workers.participant.store import LEDGERS
 from workers.runtime.db import Database
 from workers.runtime.signing import Verifier
 
 RESOURCES = {"inventory": INVENTORY, "payment": PAYMENT}
-DATABASES = {"inventory": "inventory", "payment": "payments"}    # participant -> service DSN
 CONFIRMED = ("CONFIRMED", "SHIPPED")
 
 
@@ -115,12 +116,17 @@ def placed_orders(kafka_config: dict, topic: str) -> dict[str, OrderPlaced]:
     return orders
 
 
-def _query(dsn: str, sql: str) -> list:
+def _query(dsn: str, read):
     db = Database(dsn, give_up_s=10)
     try:
-        return db.run(lambda cur: (cur.execute(sql), cur.fetchall())[1])
+        return db.run(read)
     finally:
         db.close()
+
+
+def _statuses(cur) -> dict[str, tuple]:
+    cur.execute("SELECT order_id, status, reason FROM order_status")
+    return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
 
 
 def audit(settings) -> dict:
@@ -130,11 +136,9 @@ def audit(settings) -> dict:
     names, kafka = settings.names, settings.kafka()
     txs, _, _, events = fold_log(settings, names.topic(TX_LOG))
     orders = placed_orders(kafka, names.topic(ORDERS_PLACED))
-    holds = {p: {r[0]: (r[1], r[2]) for r in _query(settings.dsns[service],
-                                                     "SELECT order_id, state, amounts FROM holds")}
-             for p, service in DATABASES.items()}
-    status = {r[0]: (r[1], r[2]) for r in _query(settings.dsns["orders"],
-                                                 "SELECT order_id, status, reason FROM order_status")}
+    holds = {p: _query(settings.dsns[ledger.database], participant_store.holds)
+             for p, ledger in LEDGERS.items()}
+    status = _query(settings.dsns["orders"], _statuses)
     bad, pending, audited = compare(txs, orders, holds, status)
     return {"orders": audited, "events": events,
             "committed": sum(tx.outcome == "commit" for tx in txs.values()),

@@ -1,32 +1,20 @@
-"""The participant shell: a batch of commands in one PostgreSQL transaction, votes and acks out
-in the Kafka transaction that commits the batch's offsets."""
+"""The participant shell: a batch of commands in one PostgreSQL transaction (its SQL in
+store.py), then its votes and acks out; the loop commits the batch's offsets once they are
+acknowledged."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from topics.catalogue import TX_LOG, ORDERS_DLQ
-from workers.participant.core import Hold, Resource, apply
+from workers.participant import store
+from workers.participant.core import Resource, apply
+from workers.participant.store import Ledger
 from workers.runtime.crash import CrashPoints
 from workers.runtime.loop import Stateless
-from workers.runtime.db import Database, Json, execute_values
+from workers.runtime.db import Database
 from workers.runtime.messages import decode_batch, emit
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Ledger:
-    """Where a participant keeps its balances: table, key column, and the three amount columns."""
-    table: str
-    key: str
-    available: str
-    held: str
-    final: str
-
-
-STOCK = Ledger("stock", "sku", "available", "held", "committed")
-ACCOUNTS = Ledger("accounts", "customer_id", "balance_cents", "held_cents", "captured_cents")
 
 
 class ParticipantHandler(Stateless):
@@ -55,49 +43,23 @@ class ParticipantHandler(Stateless):
         return self.metrics.votes.labels(self.metrics.worker, event.vote, event.reason or "").inc
 
     def _apply(self, cur, commands):
-        L = self.ledger
         order_ids = sorted({c.order_id for c in commands})
-        # one order at a time across instances: a hold not yet written has no row to lock, so
-        # two instances given the same Prepare (a zombie's batch and its successor's, around a
-        # rebalance) would both find it new and hold its amounts twice. Taken in key order,
-        # before any row lock, so two batches never deadlock on a pair of orders.
-        cur.execute("SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
-                    "hashtextextended(id, 0) AS k FROM unnest(%s::text[]) AS id) AS ks ORDER BY k",
-                    (order_ids,))
-        cur.execute("SELECT order_id, vote, state, reason, amounts FROM holds "
-                    "WHERE order_id = ANY(%s) FOR UPDATE", (order_ids,))
-        known = {r[0]: Hold(r[0], r[1], r[2], r[3], r[4]) for r in cur.fetchall()}
+        store.lock_orders(cur, order_ids)
+        known = store.holds_for_update(cur, order_ids)
         keys = set()
         for c in commands:
             if c.TYPE == "Prepare" and c.order_id not in known:
                 keys.update(self.resource.demand(c.order))
             elif c.order_id in known:
                 keys.update(known[c.order_id].amounts)
-        available = {}
-        if keys:
-            # locked in key order, so two instances never deadlock on a pair of hot rows
-            cur.execute(f"SELECT {L.key}, {L.available} FROM {L.table} WHERE {L.key} = ANY(%s) "
-                        f"ORDER BY {L.key} FOR UPDATE", (sorted(keys),))
-            available = dict(cur.fetchall())
+        available = store.available_for_update(cur, self.ledger, keys) if keys else {}
         outcome = apply(self.resource, available, known, commands)
         if outcome.holds:
-            execute_values(cur, "INSERT INTO holds (order_id, vote, state, reason, amounts) VALUES %s "
-                           "ON CONFLICT (order_id) DO UPDATE SET vote = EXCLUDED.vote, "
-                           "state = EXCLUDED.state, reason = EXCLUDED.reason, "
-                           "amounts = EXCLUDED.amounts, changed_at = now()",
-                           [(h.order_id, h.vote, h.state, h.reason, Json(dict(h.amounts)))
-                            for h in outcome.holds.values()])
+            store.write_holds(cur, outcome.holds.values())
         if any(h.state == "held" for h in outcome.holds.values()):
             self.crash.reach("after_hold")
         changed = [(k, *d) for k, d in sorted(outcome.deltas.items()) if any(d)]
         if changed:
-            # one UPDATE per batch however many orders touched a row: a flash sale's hot SKU
-            # is written once per batch, not once per order
-            execute_values(cur, f"UPDATE {L.table} AS t SET {L.available} = t.{L.available} + d.a, "
-                           f"{L.held} = t.{L.held} + d.h, {L.final} = t.{L.final} + d.f "
-                           f"FROM (VALUES %s) AS d(k, a, h, f) WHERE t.{L.key} = d.k", changed,
-                           template="(%s, %s::bigint, %s::bigint, %s::bigint)")
-        # yes-votes waiting for a decision: the in-doubt transactions an operator watches
-        cur.execute("SELECT count(*) FROM holds WHERE state = 'held'")
-        self.metrics.in_doubt.labels(self.metrics.worker).set(cur.fetchone()[0])
+            store.add(cur, self.ledger, changed)
+        self.metrics.in_doubt.labels(self.metrics.worker).set(store.count_held(cur))
         return outcome
