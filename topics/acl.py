@@ -90,7 +90,10 @@ def _from_binding(b) -> Grant | None:
 
 def current(admin: AdminClient, timeout_s: float = 30.0) -> list[Grant]:
     """Every topic, group and transactional-id ACL on the cluster."""
-    every = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+    # None matches any name, principal and host, as AclBindingFilter documents; its stubs take
+    # the parameters typed str from AclBinding
+    every = AclBindingFilter(ResourceType.ANY,
+                             None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
                              AclOperation.ANY, AclPermissionType.ANY)
     found = admin.describe_acls(every, request_timeout=timeout_s).result()
     return [g for g in map(_from_binding, found) if g is not None]

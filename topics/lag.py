@@ -18,6 +18,7 @@ from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError,
 from confluent_kafka.admin import AdminClient
 
 from topics.catalogue import Names
+from topics.read import coordinates
 
 OK, WARN, STALL, STOP, ERR = "OK", "WARN", "STALL", "STOP", "ERR"
 STATUSES = (OK, WARN, STALL, STOP, ERR)     # rising severity: a group takes its worst partition's
@@ -35,19 +36,22 @@ class Sample(NamedTuple):
 def partition_status(samples: Sequence[Sample], members: int | None = 1) -> str:
     """Burrow's evaluation rules over one partition's window, oldest sample first. `members` is
     the group's member count now (None when it could not be read)."""
-    if not samples or any(s.committed is None or s.end is None for s in samples):
+    offsets = [(s.committed, s.end) for s in samples
+               if s.committed is not None and s.end is not None]
+    if not samples or len(offsets) < len(samples):
         return ERR                  # offsets that cannot be read are not "fine"
-    if any(s.committed > s.end for s in samples):
+    committed = [c for c, _ in offsets]
+    if any(c > e for c, e in offsets):
         return ERR                  # committed past the log end: topic truncated or recreated
-    if any(b.committed < a.committed for a, b in pairwise(samples)):
+    if any(b < a for a, b in pairwise(committed)):
         return ERR                  # committed went backwards: an offset reset under the group
     # (a falling log end alone is no error: a sample's end is lowered to its committed offset
     # once only transaction markers are left, see LagReader._settled; a recreated topic shows
     # up as committed > end)
-    lags = [s.end - s.committed for s in samples]
+    lags = [e - c for c, e in offsets]
     if 0 in lags:
         return OK                   # caught up at some point in the window (Burrow's first rule)
-    moved = samples[-1].committed != samples[0].committed
+    moved = committed[-1] != committed[0]
     if members == 0 and not moved:
         return STOP                 # nobody in the group and nobody committing, with work waiting
     if len(samples) < 2:
@@ -218,10 +222,14 @@ class LagReader:
         partitions = []
         for key, raw in sorted(self.latest.items()):
             g, t, p = key
-            lag = None if raw.committed is None or raw.end is None else raw.end - raw.committed
-            ts = found.get((t, p, raw.committed)) if lag else None
-            if ts == NOTHING:
-                self._settle(key, raw.committed, raw.end)
+            lag: int | None = None
+            ts: int | None = None
+            if raw.committed is not None and raw.end is not None:
+                lag = raw.end - raw.committed
+                ts = found.get((t, p, raw.committed)) if lag else None
+                if ts == NOTHING:
+                    self._settle(key, raw.committed, raw.end)
+            seconds: float | None
             if lag == 0 or ts == NOTHING:
                 seconds = 0.0
             else:
@@ -254,10 +262,12 @@ class LagReader:
         return {name: sum(len(p.isrs) < len(p.replicas) for p in meta.partitions.values())
                 for name, meta in sorted(topics.items())}
 
-    def _first_timestamps(self, wanted: list[tuple[str, int, int]]) -> dict:
+    def _first_timestamps(self, wanted: list[tuple[str, int, int]]
+                          ) -> dict[tuple[str, int, int], int | None]:
         """(topic, partition, offset) -> timestamp in ms of the first committed record at or after
         the offset, or NOTHING when the end comes first. What the time allows; the rest missing."""
-        out = {k: self._timestamps[k] for k in wanted if k in self._timestamps}
+        out: dict[tuple[str, int, int], int | None] = {k: self._timestamps[k] for k in wanted
+                                                      if k in self._timestamps}
         pending = sorted(set(wanted) - set(out))
         deadline = time.monotonic() + READ_BUDGET_S
         while pending and time.monotonic() < deadline:
@@ -274,8 +284,9 @@ class LagReader:
         self._timestamps = {k: v for k, v in out.items() if v is not None and v != NOTHING}
         return out
 
-    def _read_first(self, starts: dict[tuple[str, int], int], deadline: float) -> dict:
-        out = {}
+    def _read_first(self, starts: dict[tuple[str, int], int], deadline: float
+                    ) -> dict[tuple[str, int, int], int | None]:
+        out: dict[tuple[str, int, int], int | None] = {}
         self._reader.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
         todo = dict(starts)
         try:
@@ -287,7 +298,7 @@ class LagReader:
                     err = msg.error()
                     if err is not None and err.code() == KafkaError._PARTITION_EOF:
                         out[(*tp, todo.pop(tp))] = NOTHING
-                    elif err is None and msg.offset() >= todo[tp]:
+                    elif err is None and coordinates(msg)[2] >= todo[tp]:
                         _, ts = msg.timestamp()
                         out[(*tp, todo.pop(tp))] = ts if ts >= 0 else None   # no timestamp
         finally:

@@ -20,6 +20,7 @@ from schemas import codec
 from schemas.errors import UndecodableError
 from schemas.events import OrderPlaced, canonical_json
 from topics.catalogue import ORDERS_PLACED
+from topics.read import coordinates
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
@@ -79,7 +80,8 @@ class OrderPublisher:
         err, msg = result[0]
         if err is not None:
             raise KafkaException(err)
-        return msg.partition(), msg.offset()
+        _, partition, offset = coordinates(msg)
+        return partition, offset
 
     def flush(self, timeout: float = 30) -> int:
         """Wait for outstanding deliveries; returns how many are still undelivered."""

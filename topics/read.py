@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Iterator, cast
 
 from confluent_kafka import (Consumer, IsolationLevel, KafkaError, KafkaException, Message,
                              TopicPartition)
@@ -21,6 +21,21 @@ class ReadError(RuntimeError):
 
 class IncompleteRead(TimeoutError):
     pass
+
+
+def coordinates(msg: Message) -> tuple[str, int, int]:
+    """A record's topic, partition and offset. librdkafka sets all three on every record it
+    reads and every one it acknowledges; its stubs make them optional for the error events, which
+    may carry none."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None, "not a record"
+    return topic, partition, offset
+
+
+def headers_of(msg: Message) -> list[tuple[str, bytes | None]] | None:
+    """A consumed record's headers as librdkafka gives them: (name, value) pairs, or None. The
+    stubs type them as whatever a producer accepts (a dict too, str values too)."""
+    return cast("list[tuple[str, bytes | None]] | None", msg.headers())
 
 
 def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
@@ -48,7 +63,7 @@ def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
         if meta.error is not None:
             raise KeyError(f"topic {topic} does not exist ({meta.error.str()})")
         partitions = sorted(meta.partitions) if starts is None else sorted(starts)
-        todo = set()
+        todo: set[int] = set()
         for p in partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             start = (starts or {}).get(p, BEGINNING)
@@ -75,12 +90,13 @@ def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
                         todo.discard(p)
                         continue
                     raise ReadError(f"reading {topic}: {err}", err)
-                stop = (stops or {}).get(p)
-                if stop is not None and msg.offset() >= stop:
+                _, _, offset = coordinates(msg)
+                until = (stops or {}).get(p)
+                if until is not None and offset >= until:
                     todo.discard(p)
                     continue
                 yield msg
-                if stop is not None and msg.offset() + 1 >= stop:
+                if until is not None and offset + 1 >= until:
                     todo.discard(p)
     finally:
         consumer.close()
@@ -100,18 +116,19 @@ def open_transactions(client_config: dict, partitions: list[tuple[str, int]],
     # end was read is open still, never just a write or marker that landed between the two
     end = _offsets(admin, latest, IsolationLevel.READ_UNCOMMITTED, timeout_s)
     stable = _offsets(admin, latest, IsolationLevel.READ_COMMITTED, timeout_s)
-    out = {}
+    out: dict[tuple[str, int], tuple[int, int] | None] = {}
     for tp in partitions:
-        if end.get(tp) is None or stable.get(tp) is None:
+        tp_end, tp_stable = end.get(tp), stable.get(tp)
+        if tp_end is None or tp_stable is None:
             out[tp] = None
-        elif stable[tp] < end[tp]:
-            out[tp] = (stable[tp], end[tp])
+        elif tp_stable < tp_end:
+            out[tp] = (tp_stable, tp_end)
     return out
 
 
 def _offsets(admin, latest: dict, level, timeout_s: float) -> dict[tuple[str, int], int | None]:
     futures = admin.list_offsets(latest, isolation_level=level, request_timeout=timeout_s)
-    out = {}
+    out: dict[tuple[str, int], int | None] = {}
     for tp, future in futures.items():
         try:
             out[(tp.topic, tp.partition)] = future.result().offset

@@ -23,14 +23,15 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from topics.catalogue import (DLQ_HEADERS_DIGESTED_FROM, DLQ_KEY_DIGESTED_FROM, DLQ_PREFIX,
                               DLQ_REASON, DLQ_TOPIC, DLQ_TRUNCATED_FROM)
 from topics.producer import PRODUCER_DEFAULTS
-from topics.read import read
+from topics.read import coordinates, headers_of, read
 
 COUNT = "replay.count"
 
@@ -91,7 +92,7 @@ class Letter:
             counts.append(int(text))
         return max(counts, default=0)
 
-    def replay_headers(self, count: int) -> list[tuple[str, bytes]]:
+    def replay_headers(self, count: int) -> list[tuple[str, bytes | None]]:
         """The original headers minus ours (dlq.*, replay.count), plus the new count."""
         kept = [(k, v) for k, v in self.headers
                 if not k.startswith(DLQ_PREFIX) and k != COUNT]
@@ -158,10 +159,15 @@ def plan_dlq(letters: list[Letter], replayed: set[str], allowed_sources: set[str
 def read_letters(client_config: dict, dlq_topic: str) -> list[Letter]:
     """Every committed record of the dead-letter topic."""
     try:
-        return [Letter(m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value(),
-                       tuple(m.headers() or ())) for m in read(client_config, dlq_topic)]
+        return [_letter(m) for m in read(client_config, dlq_topic)]
     except KeyError as e:
         raise ReplayError(str(e.args[0])) from None
+
+
+def _letter(msg: Message) -> Letter:
+    _, partition, offset = coordinates(msg)
+    return Letter(partition, offset, msg.timestamp()[1], msg.key(), msg.value(),
+                  tuple(headers_of(msg) or ()))
 
 
 class ReplayLog:
@@ -193,7 +199,7 @@ def redrive(client_config: dict, letters: list[Letter], log: ReplayLog, rate: fl
     producer = Producer({**PRODUCER_DEFAULTS, **client_config})
     acked, errors = 0, []
     with log.open() as out:
-        def delivered(err, msg, letter):
+        def delivered(err: KafkaError | None, msg: Message, letter: Letter) -> None:
             nonlocal acked
             if err is not None:
                 errors.append(f"{letter.id}: {err.str()}")
@@ -212,11 +218,15 @@ def redrive(client_config: dict, letters: list[Letter], log: ReplayLog, rate: fl
             while rate and (wait := t0 + i / rate - time.monotonic()) > 0:
                 producer.poll(min(wait, 0.05))     # serves acks (and so the log) while pacing
             headers = letter.replay_headers((letter.count() or 0) + 1)
+            source = letter.source
+            assert source is not None, "plan_dlq parks a letter with no source topic"
             while True:
                 try:
-                    producer.produce(letter.source, key=letter.key, value=letter.value,
-                                     headers=headers,
-                                     on_delivery=lambda e, m, l=letter: delivered(e, m, l))
+                    # the stubs want a list of (str, str | bytes | None): a list of the narrower
+                    # (str, bytes | None) is as good, but list is invariant (Sequence would do)
+                    producer.produce(source, key=letter.key, value=letter.value,
+                                     headers=headers,  # type: ignore[arg-type]
+                                     on_delivery=partial(delivered, letter=letter))
                     break
                 except BufferError:
                     producer.poll(0.1)
