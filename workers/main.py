@@ -20,13 +20,15 @@ DATABASE = {"intake": "orders", "coordinator": "coordinator", "inventory": "inve
 
 
 def build(name: str, settings, metrics: Metrics, liveness: Liveness):
+    if name not in DATABASE:        # every handler has a database; the tracker is run apart
+        raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
     names = settings.names
 
     def db_retry():
         metrics.db_retries.labels(name).inc()
         liveness.waiting()
 
-    db = Database(settings.dsns[DATABASE[name]], on_retry=db_retry) if name in DATABASE else None
+    db = Database(settings.dsns[DATABASE[name]], on_retry=db_retry)
     if name == "intake":
         from workers.intake.worker import IntakeHandler
         return IntakeHandler(db, names, metrics, settings.deadline_ms)

@@ -17,7 +17,7 @@ from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import OrderPlaced
 from topics.catalogue import ORDERS_PLACED, TX_LOG
-from topics.read import read
+from topics.read import coordinates, headers_of, read
 from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
 from workers.coordinator.worker import take_over
 from workers.participant.core import INVENTORY, PAYMENT
@@ -42,7 +42,9 @@ def compare(txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str,
     """Every decided order of `txs` against the participants' `holds` (participant -> order id ->
     (state, amounts)) and the `status` read model (order id -> (status, reason)).
     Returns (mismatches, pending, audited)."""
-    bad, pending, audited = [], [], 0
+    bad: list[Mismatch] = []
+    pending: list[Mismatch] = []
+    audited = 0
     for oid in sorted(txs):
         tx = txs[oid]
         if tx.outcome is None:
@@ -88,7 +90,10 @@ def compare(txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str,
 def fold_log(settings, topic: str, stops: dict[int, int] | None = None):
     """The fold of every committed tx.log event: (order id -> Tx, order id -> partition,
     order id -> Tx as of `stops` (exclusive offsets), events read)."""
-    txs, where, at_stop, n = {}, {}, {}, 0
+    txs: dict[str, Tx] = {}
+    where: dict[str, int] = {}
+    at_stop: dict[str, Tx] = {}
+    n = 0
     verifier = Verifier.of(settings)
     for msg in read(settings.kafka(), topic, timeout_s=600):
         try:
@@ -98,20 +103,21 @@ def fold_log(settings, topic: str, stops: dict[int, int] | None = None):
         n += 1
         oid = event.order_id
         txs[oid] = fold(txs.get(oid), event)
-        where[oid] = msg.partition()
-        if stops is not None and msg.offset() < stops.get(msg.partition(), 0):
+        _, partition, offset = coordinates(msg)
+        where[oid] = partition
+        if stops is not None and offset < stops.get(partition, 0):
             at_stop[oid] = txs[oid]
     return txs, where, at_stop, n
 
 
 def placed_orders(kafka_config: dict, topic: str) -> dict[str, OrderPlaced]:
-    orders = {}
+    orders: dict[str, OrderPlaced] = {}
     for msg in read(kafka_config, topic, timeout_s=600):
         try:
-            order = codec.decode(msg.value(), msg.headers(), default_type="OrderPlaced")
+            order = codec.decode(msg.value(), headers_of(msg), default_type="OrderPlaced")
         except DeadLetter:
             continue
-        if order.TYPE == "OrderPlaced":
+        if isinstance(order, OrderPlaced):
             orders.setdefault(order.order_id, order)    # intake keeps the first
     return orders
 

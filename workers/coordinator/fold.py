@@ -158,7 +158,7 @@ def step(tx: Tx | None, event: TxLogEvent, now_ms: int) -> tuple[Tx, list[Output
     TxBegun that names participants after an orphan was aborted) is told at once: it may hold
     something, and nothing else would ever release it."""
     was_decided = tx is not None and tx.outcome is not None
-    told = tx.targets if was_decided else ()
+    told = tx.targets if tx is not None and was_decided else ()
     tx = fold(tx, event)
     if was_decided:
         return tx, commands(tx, [p for p in tx.targets if p not in told])

@@ -53,8 +53,8 @@ class Partition:
             return told
         if entry is None and event.TYPE not in OPENS:
             return []
-        tx, timers = entry or (None, Timers(first_seen_ms=now_ms))
-        tx, decided = step(tx, event, now_ms)
+        prior, timers = entry or (None, Timers(first_seen_ms=now_ms))
+        tx, decided = step(prior, event, now_ms)
         if event.TYPE == "TxBegun" and timers.begun_at is None:
             timers = replace(timers, begun_at=offset)
         if decided and decided[0][1].TYPE == "Decided":

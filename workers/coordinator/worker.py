@@ -17,9 +17,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
-from topics.read import read
+from topics.read import coordinates, read
 from workers.coordinator import store
-from workers.coordinator.fold import due, in_doubt
+from workers.coordinator.fold import TxLogEvent, due, in_doubt
 from workers.coordinator.partition import OPENS, Partition
 from workers.runtime.crash import CrashPoints
 from workers.runtime.messages import decode_batch, emit
@@ -180,7 +180,7 @@ def take_over(settings, db, group: str, topic: str, parts: list[int], beat=lambd
 
 def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: int = 2000):
     """Fold tx.log's [start, stop) of each partition into `partitions`, outputs discarded."""
-    items = []
+    items: list[tuple[int, int, TxLogEvent]] = []
 
     def flush():
         fold_into(partitions, db, items, now_ms)
@@ -192,11 +192,12 @@ def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: 
     verifier = Verifier.of(settings)
     for msg in read(settings.kafka(), topic, starts, stops, timeout_s=3600, group=group,
                     on_progress=beat):
+        _, partition, offset = coordinates(msg)
         try:
-            items.append((msg.partition(), msg.offset(), verifier.decode(msg)))
+            items.append((partition, offset, verifier.decode(msg)))
         except DeadLetter:
             pass   # dead-lettered when it was first read
-        partitions[msg.partition()].next_offset = msg.offset() + 1
+        partitions[partition].next_offset = offset + 1
         if len(items) >= chunk:
             flush()
     flush()

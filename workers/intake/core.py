@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.events import OrderPlaced, Prepare, StatusChanged, TxBegun
+from schemas.events import OrderPlaced, Participant, Prepare, StatusChanged, TxBegun
 
-PARTICIPANTS = ("inventory", "payment")
+PARTICIPANTS: tuple[Participant, ...] = ("inventory", "payment")
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
-from schemas.events import Abort, Acked, Commit, OrderPlaced, Prepare, Voted
+from schemas.events import Abort, Acked, Commit, OrderPlaced, Participant, Prepare, Vote, Voted
 
 
 @dataclass(frozen=True)
 class Resource:
-    participant: str                                  # "inventory" | "payment"
+    participant: Participant
     demand: Callable[[OrderPlaced], dict[str, int]]   # key -> amount the order needs
     unknown: str                                      # refusal when a key does not exist
     short: str                                        # refusal when a key has too little
@@ -37,7 +37,7 @@ def _lines(order: OrderPlaced):
 @dataclass(frozen=True)
 class Hold:
     order_id: str
-    vote: str                       # yes | no
+    vote: Vote
     state: str                      # held | committed | released | refused | aborted
     reason: str | None = None
     amounts: Mapping[str, int] = field(default_factory=dict)

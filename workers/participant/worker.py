@@ -46,7 +46,7 @@ class ParticipantHandler(Stateless):
         order_ids = sorted({c.order_id for c in commands})
         store.lock_orders(cur, order_ids)
         known = store.holds_for_update(cur, order_ids)
-        keys = set()
+        keys: set[str] = set()
         for c in commands:
             if c.TYPE == "Prepare" and c.order_id not in known:
                 keys.update(self.resource.demand(c.order))
@@ -58,7 +58,7 @@ class ParticipantHandler(Stateless):
             store.write_holds(cur, outcome.holds.values())
         if any(h.state == "held" for h in outcome.holds.values()):
             self.crash.reach("after_hold")
-        changed = [(k, *d) for k, d in sorted(outcome.deltas.items()) if any(d)]
+        changed = [(k, d[0], d[1], d[2]) for k, d in sorted(outcome.deltas.items()) if any(d)]
         if changed:
             store.add(cur, self.ledger, changed)
         self.metrics.in_doubt.labels(self.metrics.worker).set(store.count_held(cur))

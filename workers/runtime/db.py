@@ -28,9 +28,9 @@ class Database:
 
     def __init__(self, dsn: str, on_retry=lambda: None, give_up_s: float = RETRY_S):
         self.dsn, self.on_retry, self.give_up_s = dsn, on_retry, give_up_s
-        self.conn = None
+        self.conn: psycopg2.extensions.connection | None = None
 
-    def _connect(self):
+    def _connect(self) -> psycopg2.extensions.connection:
         conn = psycopg2.connect(self.dsn)
         conn.autocommit = False
         return conn

@@ -23,6 +23,7 @@ from typing import Callable, Protocol
 from confluent_kafka import (OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException,
                              Message, Producer, TopicPartition)
 
+from topics.read import coordinates
 from workers.runtime.crash import CrashPoints
 from workers.runtime.db import RETRY_S
 from workers.runtime.liveness import Liveness
@@ -64,6 +65,10 @@ class Handler(Protocol):
     # then calls committed(): the handler's state then matches the committed offsets (None: never)
     sync_every_s: float | None
     def committed(self, now_ms: int) -> None: ...
+    # set by the loop: its watchdog, told during a long re-fold, and whether this instance has
+    # read a partition to the end it last fetched
+    on_progress: Callable[[], None]
+    caught_up: Callable[[str, int], bool]
 
 
 class Stateless:
@@ -298,7 +303,8 @@ class Loop:
             self.crash.reach("after_db_commit")
             consumed: dict[str, int] = {}
             for msg in batch:
-                consumed[msg.topic()] = consumed.get(msg.topic(), 0) + 1
+                topic, _, _ = coordinates(msg)
+                consumed[topic] = consumed.get(topic, 0) + 1
             self._send(Pending(_next_offsets(batch, self.handler.offset_metadata), outs, consumed))
             self.crash.reach("after_produce")
             self.producer.poll(0)
@@ -344,7 +350,9 @@ class Loop:
         if due and (newly or not asynchronous or time.monotonic() - self.commit_tried_at >= 1.0):
             self.commit_tried_at = time.monotonic()
             try:
-                done = self.consumer.commit(offsets=due, asynchronous=asynchronous)
+                # the stubs overload commit() on a literal True or False only, not on a bool
+                done = self.consumer.commit(offsets=due,  # type: ignore[call-overload]
+                                            asynchronous=asynchronous)
             except KafkaException as e:
                 log.warning("offset commit failed, to be tried again: %s", e.args[0])
             else:
@@ -435,5 +443,6 @@ def _keys(partitions: list[TopicPartition]) -> list[tuple[str, int]]:
 def _next_offsets(batch: list[Message], metadata) -> list[TopicPartition]:
     last: dict[tuple[str, int], int] = {}
     for msg in batch:
-        last[(msg.topic(), msg.partition())] = msg.offset()
+        topic, partition, offset = coordinates(msg)
+        last[(topic, partition)] = offset
     return [TopicPartition(t, p, o + 1, metadata=metadata(t, p)) for (t, p), o in last.items()]

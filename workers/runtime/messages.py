@@ -13,6 +13,7 @@ from schemas.errors import DeadLetter, UnknownEventError
 from topics.catalogue import (DLQ_AT_MS, DLQ_DETAIL, DLQ_HEADERS_DIGESTED_FROM, DLQ_HEADERS_SHA256,
                               DLQ_KEY_DIGESTED_FROM, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
                               DLQ_TOPIC, DLQ_TRUNCATED_FROM, DLQ_WORKER)
+from topics.read import coordinates, headers_of
 from workers.runtime.loop import Out
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,13 @@ def emit(topic: str, event, count: Callable[[], None] | None = None) -> Out:
 def dead_letter(msg: Message, error: DeadLetter, metrics, now_ms: int, dlq_topic: str) -> Out:
     # one line per bad message (they are rare): with the transaction warnings beside it, the log
     # shows whether a dead letter was written in a transaction that then committed
-    log.info("dead letter %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), error.reason)
+    topic, partition, offset = coordinates(msg)
+    log.info("dead letter %s[%d]@%d: %s", topic, partition, offset, error.reason)
     key, headers, value = _fitted(msg.key(), list(msg.headers() or []), msg.value())
     headers += [(DLQ_REASON, error.reason.encode()),
                 (DLQ_DETAIL, str(error.detail).encode()[:1000]),
-                (DLQ_TOPIC, msg.topic().encode()), (DLQ_PARTITION, str(msg.partition()).encode()),
-                (DLQ_OFFSET, str(msg.offset()).encode()), (DLQ_WORKER, metrics.worker.encode()),
+                (DLQ_TOPIC, topic.encode()), (DLQ_PARTITION, str(partition).encode()),
+                (DLQ_OFFSET, str(offset).encode()), (DLQ_WORKER, metrics.worker.encode()),
                 (DLQ_AT_MS, str(now_ms).encode())]
     return Out(dlq_topic, key, value, headers,
                count=metrics.dead_letters.labels(metrics.worker, error.reason).inc)
@@ -84,7 +86,7 @@ def decode_batch(messages: list[Message], metrics, now_ms: int, accepts: tuple[s
     events, dead = [], []
     for msg in messages:
         try:
-            event = codec.decode(msg.value(), msg.headers(), default_type=default_type)
+            event = codec.decode(msg.value(), headers_of(msg), default_type=default_type)
             if event.TYPE not in accepts:
                 raise UnknownEventError(f"{event.TYPE} does not belong on {msg.topic()}")
             if check is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from schemas import codec
 from schemas.errors import DeadLetter
-from topics.read import read
+from topics.read import headers_of, read
 from workers.runtime.db import Database
 from workers.status.worker import write
 
@@ -45,7 +45,7 @@ def rebuild(kafka_config: dict, dsn: str, topic: str, table: str = REBUILD) -> d
     events, skipped = [], 0
     for msg in read(kafka_config, topic, timeout_s=600):
         try:
-            event = codec.decode(msg.value(), msg.headers())
+            event = codec.decode(msg.value(), headers_of(msg))
         except DeadLetter:
             skipped += 1       # dead-lettered by the status worker when it first read it
             continue

@@ -23,6 +23,7 @@ from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_PLACED, PARTITIONS
 from topics.partition import partition_for
 from workers.runtime.loop import HEARTBEAT_MS, SESSION_TIMEOUT_MS
+from workers.runtime.settings import Settings
 from workers.tracker import snapshot
 from workers.tracker.metrics import TrackerMetrics
 from workers.tracker.stages import (GRACE_S, RETAIN_S, SOURCES, UNFOLLOWED, OrderStages, advance,
@@ -88,7 +89,7 @@ def _partitions(admin, topic: str) -> int:
 @dataclass
 class Tracker:
     app: faust.App
-    settings: object
+    settings: Settings
     metrics: TrackerMetrics
     instance: int = 0
     grace_s: float = GRACE_S
@@ -213,11 +214,11 @@ class Tracker:
         found = []
         for order_id in list(self.open_orders):
             raw = table.get(order_id)
-            state = None if raw is None else OrderStages.from_dict(raw)
-            if state is None or state.terminal:     # finished, or no longer in the table
+            stages = None if raw is None else OrderStages.from_dict(raw)
+            if stages is None or stages.terminal:     # finished, or no longer in the table
                 self.open_orders.discard(order_id)
             else:
-                found.append(state)
+                found.append(stages)
         return found
 
     async def _publish(self) -> None:
@@ -253,7 +254,7 @@ class Tracker:
 
     def _last_minute_gauges(self, minutes: list[dict], now_ms: int) -> None:
         last = (now_ms // (WINDOW_S * 1000) - 1) * WINDOW_S * 1000
-        counts = next((m["counts"] for m in minutes if m["start_ms"] == last), {})
+        counts: dict[str, int] = next((m["counts"] for m in minutes if m["start_ms"] == last), {})
         self.metrics.last_minute_orders.set(counts.get("orders", 0))
         for name, n in counts.items():
             kind, _, label = name.partition(":")
