@@ -31,7 +31,7 @@ def test_the_same_prepare_in_two_instances_at_once_holds_once(settings):
         first, second = (psycopg2.connect(sb.settings.dsns["inventory"]) for _ in range(2))
         try:
             with first.cursor() as cur:     # the first instance holds, and has not committed yet
-                handler(sb)._apply(cur, [prepare], int(time.time() * 1000))
+                handler(sb)._apply(cur, [prepare])
             votes = []
             other = threading.Thread(target=lambda: votes.append(_apply_and_commit(
                 handler(sb), second, prepare)))
@@ -52,6 +52,6 @@ def test_the_same_prepare_in_two_instances_at_once_holds_once(settings):
 
 def _apply_and_commit(h, conn, prepare) -> list[str]:
     with conn.cursor() as cur:
-        outcome = h._apply(cur, [prepare], int(time.time() * 1000))
+        outcome = h._apply(cur, [prepare])
     conn.commit()
     return [v.vote for v in outcome.outputs]
