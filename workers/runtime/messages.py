@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import struct
 from typing import Callable
 
 from confluent_kafka import Message
@@ -15,6 +14,7 @@ from topics.catalogue import (DLQ_AT_MS, DLQ_DETAIL, DLQ_HEADERS_DIGESTED_FROM, 
                               DLQ_TOPIC, DLQ_TRUNCATED_FROM, DLQ_WORKER)
 from topics.read import coordinates, headers_of
 from workers.runtime.loop import Out
+from workers.runtime.signing import encoded_headers
 
 log = logging.getLogger(__name__)
 # A worker's producer refuses a record whose key, value and headers (plus ~40 bytes of framing)
@@ -54,7 +54,7 @@ def _fitted(key: bytes | None, headers: list, value: bytes | None):
     if key is not None and len(key) > MAX_DEAD_KEY:
         notes.append((DLQ_KEY_DIGESTED_FROM, str(len(key)).encode()))
         key = hashlib.sha256(key).hexdigest().encode()
-    encoded = _encoded(headers)
+    encoded = encoded_headers(headers)
     if len(encoded) > MAX_DEAD_HEADERS:
         notes += [(DLQ_HEADERS_DIGESTED_FROM, str(len(encoded)).encode()),
                   (DLQ_HEADERS_SHA256, hashlib.sha256(encoded).hexdigest().encode())]
@@ -63,18 +63,6 @@ def _fitted(key: bytes | None, headers: list, value: bytes | None):
         notes.append((DLQ_TRUNCATED_FROM, str(len(value)).encode()))
         value = value[:MAX_DEAD_VALUE]
     return key, headers + notes, value
-
-
-def _encoded(headers: list) -> bytes:
-    """Headers as one string, each name and value after its length (4 bytes big-endian, -1 for
-    no value): what the sha256 of dropped headers is taken over, and, for headers within the
-    bound, no shorter than a Kafka record encodes them (its lengths are varints)."""
-    parts = []
-    for name, value in headers:
-        name = name.encode("utf-8", "surrogatepass")
-        parts += [struct.pack(">i", len(name)), name,
-                  struct.pack(">i", -1 if value is None else len(value)), value or b""]
-    return b"".join(parts)
 
 
 def decode_batch(messages: list[Message], metrics, now_ms: int, accepts: tuple[str, ...],

@@ -40,16 +40,27 @@ def author(event) -> str:
     return "coordinator"
 
 
+def encoded_headers(headers) -> bytes:
+    """Headers as one string, each name and value after its length (4 bytes big-endian, -1 for
+    no value), so no two different header lists encode alike: what a signature covers, and what
+    the sha256 of a dead letter's dropped headers is taken over (for headers within its bound,
+    no shorter than a Kafka record encodes them, whose lengths are varints)."""
+    parts = []
+    for name, value in headers or ():
+        name = name.encode("utf-8", "surrogatepass")
+        value = _bytes(value) if value is not None else None
+        parts += [struct.pack(">i", len(name)), name,
+                  struct.pack(">i", -1 if value is None else len(value)), value or b""]
+    return b"".join(parts)
+
+
 def signature(key: bytes, topic: str, msg_key: bytes | None, value: bytes | None,
               headers) -> bytes:
     """Over the topic (so an event signed for one pipeline's tx.log is no event of another's),
     the key, the value and every header in order (an added or changed one breaks it)."""
-    parts = [topic.encode(), msg_key or b"", value or b""]
-    for name, v in headers or ():
-        parts += [name.encode(), _bytes(v)]
-    # each part after its length: no two different records sign the same bytes
-    return hmac.new(key, b"".join(struct.pack(">I", len(p)) + p for p in parts),
-                    hashlib.sha256).hexdigest().encode()
+    # the topic, key and value framed as two-item headers are: no two records sign alike
+    framed = encoded_headers([(topic, msg_key), ("", value)] + list(headers or ()))
+    return hmac.new(key, framed, hashlib.sha256).hexdigest().encode()
 
 
 def _bytes(value) -> bytes:
