@@ -32,6 +32,10 @@ from workers.runtime.signing import Signer
 
 log = logging.getLogger(__name__)
 WATCH_EVERY_S = 5.0      # how often the watchdog looks
+# how often acknowledged offsets are committed: each commit is a replicated write to
+# __consumer_offsets, and committing after every batch made those the brokers' busiest work;
+# a crash reads again at most this much more
+COMMIT_EVERY_S = 0.5
 
 # a dead member's partitions wait out its session: 3 s makes failover ~3.5 s (6 s made it ~9 s);
 # the brokers' group.min.session.timeout.ms allows it (infra/kafka/cluster.py)
@@ -149,7 +153,9 @@ def consumer_config(settings, cfg: LoopConfig) -> dict:
         # partitions to another mid-batch (its offset commit would then be refused and the batch
         # read again by the new owner: harmless, but wasted)
         "max.poll.interval.ms": int((RETRY_S + 2 * (cfg.stall_s + WATCH_EVERY_S)) * 1000),
-        "fetch.wait.max.ms": 50,
+        # a fetch returns as soon as a record is there (fetch.min.bytes=1): the wait only bounds
+        # an idle partition's round trips, each a TLS request the broker pays for
+        "fetch.wait.max.ms": 500,
     })
     if cfg.protocol == "consumer":
         conf["group.protocol"] = "consumer"   # timeouts and assignment are the broker's (KIP-848)
@@ -326,9 +332,9 @@ class Loop:
                 raise Fatal(f"an output to {out.topic} could not be produced: {e.args[0]}") from e
 
     def _commit_ready(self, asynchronous: bool = True) -> list[TopicPartition]:
-        """Commit the offsets of the batches, oldest first, whose outputs are all acknowledged;
-        returns those newly acknowledged. A commit that fails (a rebalance under way, the group
-        coordinator moving) is tried again, at least once a second, until the group confirms it,
+        """Commit the offsets of the batches, oldest first, whose outputs are all acknowledged,
+        every COMMIT_EVERY_S; returns those newly acknowledged. A commit that fails (a rebalance
+        under way, the group coordinator moving) is tried again until the group confirms it,
         so a worker that goes idle still ends with nothing left to read. An output that could
         not be delivered (its retries and delivery timeout spent) ends the process, which then
         reads again from the last committed offsets."""
@@ -347,7 +353,7 @@ class Loop:
                 if out.count is not None:
                     out.count()
         due = [tp for key, tp in self.acked.items() if self.confirmed.get(key, -1) < tp.offset]
-        if due and (newly or not asynchronous or time.monotonic() - self.commit_tried_at >= 1.0):
+        if due and (not asynchronous or time.monotonic() - self.commit_tried_at >= COMMIT_EVERY_S):
             self.commit_tried_at = time.monotonic()
             try:
                 # the stubs overload commit() on a literal True or False only, not on a bool
