@@ -42,6 +42,9 @@ class Metrics:
                                  ["outcome", "reason"], registry=r)
         self.votes = Counter("orderbus_votes_total", "Participant votes", ["worker", "vote", "reason"],
                              registry=r)
+        self.held = Gauge("orderbus_input_held", "1 while the worker reads nothing new because a "
+                          "worker downstream of it is far behind (back-pressure)", ["worker"],
+                          registry=r)
         self.in_doubt = Gauge("orderbus_in_doubt_transactions", "Transactions with a yes vote and "
                               "no decision yet", ["worker"], registry=r)
 
