@@ -173,11 +173,15 @@ def test_the_coordinator_takes_over_tx_log_as_itself(settings, names):
     c.commit(offsets=[TopicPartition(topic, 0, 1, metadata=FOLDED)], asynchronous=False)
     c.close()
     coordinator = replace(settings.as_principal("coordinator"), prefix=names.prefix)
-    db = Database(settings.dsns["coordinator"])
+    # a coordinator database of its own: the cluster's may hold saved positions of its tx.log
+    name = names.prefix.replace(".", "_") + "coordinator"
+    databases.ensure(settings.layout(), name, "coordinator")
+    db = Database(databases.dsn(settings.layout(), name))
     try:
         taken, starts = take_over(coordinator, db, group, topic, [0])
     finally:
         db.close()
+        databases.drop(settings.layout(), name)
     assert set(taken) == {0} and starts == {}
 
 
