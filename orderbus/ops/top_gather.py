@@ -6,13 +6,13 @@ import math
 import time
 import urllib.error
 import urllib.request
-from contextlib import closing
 
 import psycopg2
 from confluent_kafka import KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
-from orderbus.ops.report import connect
+from orderbus.ops import orders_table
+from orderbus.ops.report import read_from
 from orderbus.ops.top import OUTCOMES, Frame, GroupRow, StageRow, StuckRow
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
 from topics.lag import STATUSES, LagError, LagReader
@@ -20,6 +20,8 @@ from topics.read import BEGINNING, IncompleteRead, read
 from workers.tracker import snapshot
 from workers.tracker.stages import END_TO_END, GRACE_S, STAGES
 from workers.participant import store as participant_store
+from workers.participant.store import LEDGERS
+from workers.status import store as status_store
 
 METRICS_PORTS = 21              # worker i serves on metrics_port + i (orderbus/ops/supervise.py)
 SCRAPE_TIMEOUT_S = 0.5          # per port: a refused port answers at once, a hung one must not
@@ -144,13 +146,11 @@ class Gatherer:
 
     def _counts(self) -> dict:
         try:
-            with closing(connect(self.settings, "orders")) as conn, conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM orders")
-                placed = cur.fetchone()[0]
-                cur.execute("SELECT status, count(*) FROM order_status GROUP BY status")
-                by_status = dict(cur.fetchall())
+            placed = read_from(self.settings, orders_table.DATABASE, orders_table.count_placed)
+            by_status = read_from(self.settings, status_store.DATABASE,
+                                  status_store.count_by_status)
         except psycopg2.Error as e:
-            why = f"orders database: {_why(e)}"
+            why = f"{orders_table.DATABASE} database: {_why(e)}"
             return {"counts_why": why, "rates_why": why}
         counts = {"placed": placed, "pending": by_status.get("PENDING", 0),
                   # every committed order, shipped yet or not, as `orderbus report` counts it
@@ -170,10 +170,9 @@ class Gatherer:
 
     def _in_doubt(self) -> dict:
         held: set[str] = set()
-        for service in participant_store.DATABASES:
+        for service in (ledger.database for ledger in LEDGERS.values()):
             try:
-                with closing(connect(self.settings, service)) as conn, conn.cursor() as cur:
-                    held.update(participant_store.held_orders(cur))
+                held.update(read_from(self.settings, service, participant_store.held_orders))
             except psycopg2.Error as e:
                 return {"in_doubt_why": f"{service} database: {_why(e)}"}
         return {"in_doubt": len(held)}

@@ -18,6 +18,7 @@ from schemas.errors import DeadLetter
 from schemas.events import OrderPlaced
 from topics.catalogue import ORDERS_PLACED, TX_LOG
 from topics.read import coordinates, headers_of, read
+from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
 from workers.coordinator.worker import take_over
 from workers.participant.core import INVENTORY, PAYMENT
@@ -25,6 +26,7 @@ from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
 from workers.runtime.db import Database
 from workers.runtime.signing import Verifier
+from workers.status import store as status_store
 
 RESOURCES = {"inventory": INVENTORY, "payment": PAYMENT}
 CONFIRMED = ("CONFIRMED", "SHIPPED")
@@ -130,11 +132,6 @@ def _query(dsn: str, read):
         db.close()
 
 
-def _statuses(cur) -> dict[str, tuple]:
-    cur.execute("SELECT order_id, status, reason FROM order_status")
-    return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
-
-
 def audit(settings) -> dict:
     """Re-fold all of tx.log and check every decision against the participants and the status
     read model. `settings` gives kafka(), names and dsns."""
@@ -144,7 +141,7 @@ def audit(settings) -> dict:
     orders = placed_orders(kafka, names.topic(ORDERS_PLACED))
     holds = {p: _query(settings.dsns[ledger.database], participant_store.holds)
              for p, ledger in LEDGERS.items()}
-    status = _query(settings.dsns["orders"], _statuses)
+    status = _query(settings.dsns[status_store.DATABASE], status_store.statuses)
     bad, pending, audited = compare(txs, orders, holds, status)
     return {"orders": audited, "events": events,
             "committed": sum(tx.outcome == "commit" for tx in txs.values()),
@@ -170,7 +167,7 @@ def rebuild_coordinator(settings) -> dict:
         committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
     finally:
         consumer.close()
-    db = Database(settings.dsns["coordinator"], give_up_s=10)
+    db = Database(settings.dsns[coordinator_store.DATABASE], give_up_s=10)
     try:
         resumed, _ = take_over(settings, db, group, topic, parts)
     finally:
