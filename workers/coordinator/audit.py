@@ -18,7 +18,7 @@ from schemas.errors import DeadLetter
 from schemas.events import OrderPlaced
 from topics.catalogue import ORDERS_PLACED, TX_LOG
 from topics.read import coordinates, headers_of, read
-from workers.coordinator import store as coordinator_store
+from workers.coordinator import invariants, store as coordinator_store
 from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
 from workers.coordinator.worker import take_over
 from workers.participant.core import INVENTORY, PAYMENT
@@ -29,7 +29,6 @@ from workers.runtime.signing import Verifier
 from workers.status import store as status_store
 
 RESOURCES = {"inventory": INVENTORY, "payment": PAYMENT}
-CONFIRMED = ("CONFIRMED", "SHIPPED")
 
 
 @dataclass(frozen=True)
@@ -57,33 +56,24 @@ def compare(txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str,
                                 "published as a valid order"))
             continue
         audited += 1
-        for outcome, reason in tx.recorded:
-            if outcome != tx.outcome:
-                bad.append(Mismatch(oid, "recorded_differs", f"tx.log records {outcome} "
-                                    f"({reason}); the fold decides {tx.outcome}"))
-        for p in sorted(tx.conflicts):
-            bad.append(Mismatch(oid, f"{p}_acked_other", f"{p} acknowledged the opposite of "
-                                f"{tx.outcome}"))
+        bad += [Mismatch(oid, "recorded_differs", what) for what in invariants.recorded_differs(tx)]
+        bad += [Mismatch(oid, f"{p}_acked_other", f"{p} acknowledged the opposite of {tx.outcome}")
+                for p in invariants.acked_other(tx)]
         for p in tx.targets:
             if p not in RESOURCES:
                 continue
-            state, amounts = holds.get(p, {}).get(oid, (None, {}))
-            want = RESOURCES[p].demand(order)
-            if tx.outcome == "commit":
-                ok = state == "committed" and dict(amounts or {}) == want
-                what = f"commit: expected committed {want}, found {state} {dict(amounts or {})}"
-            else:
-                ok = state not in ("held", "committed")
-                what = f"abort: expected nothing held or taken, found {state}"
-            if not ok:
+            what = invariants.effect_wrong(tx.outcome, RESOURCES[p].demand(order),
+                                           *holds.get(p, {}).get(oid, (None, {})))
+            if what:
+                # not acknowledged yet: the decision is still on its way to the participant
                 (pending if p not in tx.acked else bad).append(
                     Mismatch(oid, f"{p}_{'not_applied' if tx.outcome == 'commit' else 'held'}",
                              what))
         shown = status.get(oid, (None, None))[0]
-        ok = shown in CONFIRMED if tx.outcome == "commit" else shown == "REJECTED"
-        if not ok:
-            (pending if shown in (None, "PENDING") and not is_finished(tx) else bad).append(
-                Mismatch(oid, "status", f"{tx.outcome}, but the read model shows {shown}"))
+        what = invariants.status_wrong(tx.outcome, shown)
+        if what:
+            travelling = shown in invariants.NOT_YET_SHOWN and not is_finished(tx)
+            (pending if travelling else bad).append(Mismatch(oid, "status", what))
     return bad, pending, audited
 
 
