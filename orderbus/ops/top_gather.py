@@ -18,6 +18,7 @@ from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
 from topics.lag import STATUSES, LagError, LagReader
 from topics.read import BEGINNING, IncompleteRead, read
 from workers.tracker import snapshot
+from workers.tracker.metrics import STAGE_LATENCY
 from workers.tracker.stages import END_TO_END, GRACE_S, STAGES
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
@@ -26,7 +27,6 @@ from workers.status import store as status_store
 METRICS_PORTS = 21              # worker i serves on metrics_port + i (orderbus/ops/supervise.py)
 SCRAPE_TIMEOUT_S = 0.5          # per port: a refused port answers at once, a hung one must not
 DLQ_READ_S = 5.0                # per frame; the count carries on from where the last read stopped
-STAGE_HISTOGRAM = "orderbus_tracker_stage_latency_ms"        # workers/tracker/metrics.py
 STUCK_SHOWN = 8
 
 
@@ -60,7 +60,7 @@ def parse_stage_buckets(text: str) -> dict[str, dict[float, float]] | None:
     histogram (a pipeline worker's port, or something else)."""
     found = None
     for family in text_string_to_metric_families(text):
-        if family.name != STAGE_HISTOGRAM:
+        if family.name != STAGE_LATENCY:
             continue
         found = {}
         for s in family.samples:
