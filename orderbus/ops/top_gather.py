@@ -19,7 +19,8 @@ from topics.lag import STATUSES, LagError, LagReader
 from topics.read import BEGINNING, IncompleteRead, read
 from workers.tracker import snapshot
 from workers.tracker.metrics import STAGE_LATENCY
-from workers.tracker.stages import END_TO_END, GRACE_S, STAGES
+from workers.runtime.settings import TRACKER_GRACE_S
+from workers.tracker.stages import END_TO_END, STAGES
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
 from workers.status import store as status_store
@@ -238,7 +239,7 @@ class Gatherer:
         except snapshot.SnapshotError as e:
             return {"stuck_why": str(e)}
         # the same cut as `orderbus stuck` by default
-        stuck = [s for s in snap["stuck"] if s["seconds_past_deadline"] > GRACE_S]
+        stuck = [s for s in snap["stuck"] if s["seconds_past_deadline"] > TRACKER_GRACE_S]
         rows = tuple(StuckRow(s["order_id"], s["stage"], s["waiting_for"],
                               s["seconds_past_deadline"]) for s in stuck[:STUCK_SHOWN])
         return {"stuck": rows, "stuck_total": len(stuck),
