@@ -70,18 +70,24 @@ def demo(settings: Settings, log=print) -> int:
 
 
 def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dict[str, str]:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    """order id -> what the status read model shows, once every order is final or `timeout_s`
+    has passed."""
+    seen: dict[str, str] = {}
+
+    def final(order_id: str) -> bool:
+        return seen.get(order_id, "").split(" ")[0] in ("SHIPPED", "REJECTED")
+
+    def all_final() -> bool:
         shown = read_from(settings, status_store.DATABASE,
                           lambda cur: status_store.statuses(cur, among=list(expected)))
-        seen = {o: (s if s == "SHIPPED" else f"{s} {r}") for o, (s, r) in shown.items()}
-        done = sum(1 for o in expected if seen.get(o, "").split(" ")[0] in ("SHIPPED", "REJECTED"))
-        if done == len(expected) or time.monotonic() > deadline:
-            log(f"{done}/{len(expected)} valid orders reached a final status")
-            # the report counts stock and money: the last aborts release their holds first
-            until(lambda: not _held(settings, list(expected)), 5.0)
-            return seen
-        time.sleep(0.5)
+        seen.update({o: (s if s == "SHIPPED" else f"{s} {r}") for o, (s, r) in shown.items()})
+        return all(final(o) for o in expected)
+
+    until(all_final, timeout_s, poll_s=0.5)
+    log(f"{sum(map(final, expected))}/{len(expected)} valid orders reached a final status")
+    # the report counts stock and money: the last aborts release their holds first
+    until(lambda: not _held(settings, list(expected)), 5.0)
+    return seen
 
 
 def _held(settings, order_ids: list[str]) -> bool:
