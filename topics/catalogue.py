@@ -106,13 +106,16 @@ class Access:
     group: str | None = None          # the GROUPS entry it consumes in (read, commit offsets)
     own_topics: bool = False          # creates and uses topics named after its group (faust's)
     monitors: bool = False            # describes the pipeline's groups, reads its topics (lag)
+    watches: tuple[str, ...] = ()     # GROUPS entries whose committed offsets it reads
 
 
 WORKER_OUTPUTS = (TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATUS, ORDERS_DLQ)
 # one principal per service; `admin` (operators' tools, `up`) is a super user and not listed
 ACCESS = {
     "producer": Access(writes=(ORDERS_PLACED,)),
-    "intake": Access(reads=(ORDERS_PLACED,), writes=WORKER_OUTPUTS, group="intake"),
+    # intake holds new orders while those downstream of it are far behind (back-pressure)
+    "intake": Access(reads=(ORDERS_PLACED,), writes=WORKER_OUTPUTS, group="intake",
+                     watches=("inventory", "payment", "coordinator")),
     "coordinator": Access(reads=(TX_LOG,), writes=WORKER_OUTPUTS, group="coordinator"),
     "inventory": Access(reads=(INVENTORY_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ),
                         group="inventory"),

@@ -15,7 +15,7 @@ from typing import NamedTuple, Sequence
 
 from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException,
                              TopicPartition)
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from topics.catalogue import Names
 from topics.read import coordinates
@@ -304,3 +304,24 @@ class LagReader:
         finally:
             self._reader.unassign()
         return out
+
+
+def backlog(admin: AdminClient, group: str, topic: str, partitions: int,
+            timeout_s: float = 5.0) -> int:
+    """Records of `topic` that `group` has not committed past, over every partition: its lag as
+    `kafka-consumer-groups` counts it, from the log start where the group has committed nothing.
+    Raises KafkaException when the cluster cannot say."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    request = [ConsumerGroupTopicPartitions(group, tps)]
+    committed = {tp.partition: tp.offset for tp in admin.list_consumer_group_offsets(
+        request, request_timeout=timeout_s)[group].result().topic_partitions}
+    ends = _list(admin, tps, OffsetSpec.latest(), timeout_s)
+    fresh = [tp for tp in tps if committed.get(tp.partition, -1) < 0]
+    starts = _list(admin, fresh, OffsetSpec.earliest(), timeout_s) if fresh else {}
+    return sum(max(0, ends[p] - (committed[p] if committed.get(p, -1) >= 0 else starts[p]))
+               for p in ends)
+
+
+def _list(admin: AdminClient, tps: list[TopicPartition], spec, timeout_s: float) -> dict[int, int]:
+    futures = admin.list_offsets({tp: spec for tp in tps}, request_timeout=timeout_s)
+    return {tp.partition: f.result().offset for tp, f in futures.items()}

@@ -7,7 +7,7 @@ import signal
 import sys
 
 from infra.postgres.databases import DATABASE
-from topics.catalogue import TX_LOG
+from topics.catalogue import ACCESS, TX_LOG
 from workers.runtime.db import Database
 from workers.runtime.liveness import Liveness
 from workers.runtime.loop import Fatal, Loop, LoopConfig
@@ -29,8 +29,13 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
 
     db = Database(settings.dsns[DATABASE[name]], on_retry=db_retry)
     if name == "intake":
+        from workers.intake.hold import Downstream
         from workers.intake.worker import IntakeHandler
-        return IntakeHandler(db, names, metrics, settings.deadline_ms)
+        downstream = None
+        if settings.intake_max_backlog:
+            downstream = Downstream(settings.kafka(), watched(names), settings.intake_max_backlog,
+                                    lambda held: metrics.held.labels(name).set(int(held)))
+        return IntakeHandler(db, names, metrics, settings.deadline_ms, downstream)
     if name == "coordinator":
         from workers.coordinator.worker import CoordinatorHandler
         return CoordinatorHandler(settings, db, names, metrics)
@@ -47,6 +52,13 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
         from workers.status.worker import StatusHandler
         return StatusHandler(db, names, metrics)
     raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
+
+
+def watched(names) -> list[tuple[str, str]]:
+    """(group, topic) of every worker intake holds back for: the groups it may watch, each on
+    the topic it reads."""
+    return [(names.group(g), names.topic(t)) for g in ACCESS["intake"].watches
+            for t in ACCESS[g].reads]
 
 
 def loop_config(name: str, slot: int, settings, protocol: str = "classic",

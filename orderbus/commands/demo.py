@@ -18,6 +18,11 @@ def register(sub) -> None:
                    "tracker on the run's events and time how long it takes to fold them")
     s.add_argument("--hops", action="store_true", help="also read tx.log and split each order's "
                    "latency into its steps (intake, participants, coordinator, final status)")
+    s.add_argument("--open", action="store_true", help="keep payment stopped until every order "
+                   "has begun, report each worker's RSS with them all open, then let it go "
+                   "(back-pressure off, deadline 10 minutes; latency figures then mean little)")
+    s.add_argument("--ceiling", action="store_true", help="then run Kafka's ProducerPerformance "
+                   "on the cluster and report the pipeline's records/s as a share of it")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_bench)
     s = sub.add_parser("bench-takeover", help="how long a new coordinator takes to own a tx.log "
@@ -74,6 +79,6 @@ def _bench(args, settings):
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     result = bench(settings, args.orders, args.rate, args.hot, args.instances,
                    verify=args.verify, tracker=args.tracker, tracker_cold=args.tracker_cold,
-                   hops=args.hops, log=log)
+                   hops=args.hops, open_=args.open, ceiling=args.ceiling, log=log)
     print(to_json(result) if args.json else render(result))
     return 0

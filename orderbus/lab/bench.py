@@ -7,6 +7,9 @@ import statistics
 import time
 from collections import Counter
 
+from confluent_kafka.admin import AdminClient
+
+from orderbus.lab.ceiling import producer_ceiling
 from orderbus.lab.readings import (RssSampler, StatusWatcher, TrackerLag, TxLogWatcher, broker_cpu_s,
                                    end_offsets, groups_ready, hop_latencies, percentile,
                                    records_by_type)
@@ -14,15 +17,22 @@ from orderbus.lab.sandbox import Sandbox
 from orderbus.ops.generate import order_body
 from orderbus.ops.supervise import Supervisor
 from orderbus.ops.wait import until
-from topics.catalogue import ALL, ORDERS_DLQ
+from topics.catalogue import ALL, ORDERS_DLQ, PARTITIONS
+from topics.lag import backlog
 from workers.main import PIPELINE
+
+OPEN_DEADLINE_MS = 600_000
 
 
 def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = False,
           instances: int = 1, timeout_s: float = 300, verify: bool = False, tracker: bool = False,
-          tracker_cold: bool = False, hops: bool = False, log=print) -> dict:
+          tracker_cold: bool = False, hops: bool = False, open_: bool = False,
+          ceiling: bool = False, log=print) -> dict:
     counts = {w: instances for w in PIPELINE + (("tracker",) if tracker else ())}
-    with Sandbox(settings, counts=counts) as sb:
+    # --open: nothing may hold the orders back before the coordinator, nor abort them meanwhile
+    held = ({"deadline_ms": OPEN_DEADLINE_MS, "env": {"ORDERBUS_INTAKE_MAX_BACKLOG": "0"}}
+            if open_ else {})
+    with Sandbox(settings, counts=counts, **held) as sb:
         customers = [f"c{i:04d}" for i in range(200)]
         skus = ["hot"] if hot else [f"sku-{i:03d}" for i in range(100)]
         stock = {"hot": orders // 2} if hot else {s: orders for s in skus}
@@ -62,6 +72,9 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             batch.append((event.order_id, value, headers))
         sent: dict[str, float] = {}
         sent_wall: dict[str, float] = {}     # for the steps: see hop_latencies
+        payment = [c for c in sb.sup.children if c.name == "payment"] if open_ else []
+        for child in payment:
+            sb.sup.hold(child)
         log(f"timed run starts at {time.strftime('%H:%M:%S')}")
         t0 = time.monotonic()
         for i, (oid, value, headers) in enumerate(batch):
@@ -75,6 +88,11 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
                 log(f"  published {i + 1}/{orders}; final so far {len(watcher.final) - len(warm)}")
         sb.publisher.flush(60)
         publish_s = time.monotonic() - t0
+        opened = _open(sb, rss, timeout_s, log) if open_ else None
+        if opened:
+            opened["orders"] = sum(1 for o in sent if o not in watcher.decided)
+        for child in payment:
+            sb.sup.release(child)
         # past the time limit, what was measured by then is the result: an overloaded pipeline
         # is reported as such, with its backlog, not as an error
         complete = _wait(lambda: all(o in watcher.final for o in sent), timeout_s,
@@ -111,6 +129,11 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
         outcome = [watcher.final[o][1] for o in done]
         reasons = Counter(watcher.reasons.get(o) for o in done if watcher.final[o][1] == "REJECTED")
         records = records_by_type(sb.settings, starts)
+        records_per_s = sum(records.values()) / max(1e-9, last - t0)
+        top = None
+        if ceiling:
+            log("ProducerPerformance on the same cluster, for the ceiling")
+            top = producer_ceiling(sb.settings, sb.settings.prefix + "ceiling")
         return {
             "orders": orders, "hot": hot, "offered_rate": rate, "instances": instances,
             "ready_s": round(ready_s, 1), "complete": complete, "completed": len(done),
@@ -126,7 +149,10 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             "rejected_by_reason": {str(k): v for k, v in sorted(reasons.items(), key=str)},
             "records_per_order": round(sum(records.values()) / max(1, len(done)), 2),
             "records_by_type": {k: round(v / max(1, len(done)), 3) for k, v in records.items()},
-            "records_per_s": round(sum(records.values()) / max(1e-9, last - t0), 1),
+            "records_per_s": round(records_per_s, 1),
+            "ceiling_records_per_s": top,
+            "share_of_ceiling": round(records_per_s / top, 3) if top else None,
+            "open": opened,
             "broker_cpu_s_per_1000": round(broker_cpu * 1000 / max(1, len(done)), 2),
             "rss_mb": {k: round(v, 1) for k, v in sorted(rss.peak.items())},
             "cpu_s": {k: round(v, 1) for k, v in sorted(rss.cpu.items())},
@@ -136,6 +162,19 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             "tracker_cold": cold,
             "hops": hop_latencies(sent_wall, tx.seen_at, watcher.final_made) if tx else None,
         }
+
+
+def _open(sb, rss: RssSampler, timeout_s: float, log) -> dict:
+    """Once intake and the coordinator have read every order (payment held, so none can be
+    decided), each worker's RSS with them all open."""
+    admin = AdminClient({"log_level": 3, **sb.settings.kafka()})
+    names = sb.settings.names
+    caught_up = [(names.group("intake"), sb.placed), (names.group("coordinator"), sb.tx_log_topic)]
+    _wait(lambda: all(backlog(admin, g, t, PARTITIONS) == 0 for g, t in caught_up), timeout_s,
+          "intake and the coordinator reading every order")
+    time.sleep(2 * RssSampler.EVERY_S)      # a sample taken after the last order was folded
+    log(f"every order open; RSS MB {rss.now}")
+    return {"rss_mb": {k: round(v, 1) for k, v in sorted(rss.now.items())}}
 
 
 def _tracker_cold(sb, orders: int, instances: int, timeout_s: float, log) -> dict:
@@ -193,6 +232,12 @@ def render(r: dict) -> str:
                f"{r['tracker_cold']['orders']} orders folded by {r['tracker_cold']['instances']} "
                f"instance(s) in {r['tracker_cold']['seconds']} s"
                if r.get("tracker_cold") else "")
+            + (f"\n  ceiling     ProducerPerformance {r['ceiling_records_per_s']:.0f} records/s on "
+               f"this cluster; the pipeline wrote {r['share_of_ceiling']:.1%} of that"
+               if r.get("ceiling_records_per_s") else "")
+            + (f"\n  open        RSS MB with {r['open']['orders']} orders open: "
+               + ", ".join(f"{k} {v:.0f}" for k, v in r["open"]["rss_mb"].items())
+               if r.get("open") else "")
             + ("".join(f"\n  {name:<14}p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms"
                        for name, h in r["hops"].items()) if r.get("hops") else ""))
 

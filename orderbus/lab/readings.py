@@ -97,10 +97,14 @@ class RssSampler(threading.Thread):
     """Peak RSS and CPU seconds of every worker process, sampled from /proc."""
 
     TICK = os.sysconf("SC_CLK_TCK")
+    EVERY_S = 0.5
 
     def __init__(self, sup):
         super().__init__(daemon=True)
-        self.sup, self.peak, self.cpu, self.running = sup, {}, {}, True
+        self.sup, self.running = sup, True
+        self.peak: dict[str, float] = {}
+        self.now: dict[str, float] = {}      # the latest sample
+        self.cpu: dict[str, float] = {}
 
     def run(self):
         while self.running:
@@ -113,9 +117,10 @@ class RssSampler(threading.Thread):
                             fields = f.read().rsplit(")", 1)[1].split()
                     except (OSError, StopIteration):
                         continue
+                    self.now[c.label] = kb / 1024
                     self.peak[c.label] = max(self.peak.get(c.label, 0), kb / 1024)
                     self.cpu[c.label] = (int(fields[11]) + int(fields[12])) / self.TICK
-            time.sleep(0.5)
+            time.sleep(self.EVERY_S)
 
 
 class TrackerLag(threading.Thread):

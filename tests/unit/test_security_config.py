@@ -31,8 +31,16 @@ def test_every_catalogue_topic_has_a_writer_and_a_reader():
 def test_no_transactional_ids_and_groups_are_each_workers_own():
     assert not [g for g in acl.grants(Names("p.")) if g.resource == "transactional_id"]
     for g in acl.grants(Names("p.")):
-        if g.resource == "group" and not ACCESS[g.principal].monitors:
+        if g.resource == "group" and not ACCESS[g.principal].monitors and g.operation == "read":
             assert (g.pattern, g.name) == ("literal", f"p.{GROUPS[g.principal]}")
+
+
+def test_intake_may_only_describe_the_groups_it_holds_back_for():
+    described = {(g.principal, g.pattern, g.name) for g in acl.grants(Names("p."))
+                 if g.resource == "group" and g.operation == "describe"
+                 and not ACCESS[g.principal].monitors}
+    assert described == {("intake", "literal", f"p.{GROUPS[w]}")
+                         for w in ("inventory", "payment", "coordinator")}
 
 
 def test_prefixed_pipeline_grants_name_only_its_own_resources():

@@ -111,6 +111,9 @@ class CoordinatorHandler:
         for part in self.partitions.values():
             part.saved()
 
+    def holding(self) -> bool:
+        return False
+
     def tick(self, now_ms):
         if now_ms - self.last_tick < TICK_MS:
             return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 from schemas.errors import RuleViolationError
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
 from workers.intake.core import Seen, begin, classify
+from workers.intake.hold import Downstream
 from workers.runtime.loop import Stateless
 from workers.runtime.db import Database, Json, execute_values
 from workers.runtime.messages import dead_letter, decode_batch, emit
@@ -12,13 +13,18 @@ from workers.runtime.messages import dead_letter, decode_batch, emit
 class IntakeHandler(Stateless):
     accepts = ("OrderPlaced",)
 
-    def __init__(self, db: Database, names, metrics, deadline_ms: int):
+    def __init__(self, db: Database, names, metrics, deadline_ms: int,
+                 downstream: Downstream | None = None):
         from topics.catalogue import ORDERS_PLACED
         self.db, self.metrics, self.deadline_ms = db, metrics, deadline_ms
+        self.downstream = downstream
         self.topics = (names.topic(ORDERS_PLACED),)
         self.dest = {"tx.log": names.topic(TX_LOG), "status": names.topic(ORDERS_STATUS),
                      "inventory": names.commands("inventory"), "payment": names.commands("payment")}
         self.dlq = names.topic(ORDERS_DLQ)
+
+    def holding(self) -> bool:
+        return self.downstream is not None and self.downstream.holding()
 
     def process(self, messages, now_ms):
         events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq,
@@ -42,8 +48,9 @@ class IntakeHandler(Stateless):
                 continue
             if kind == "duplicate":
                 continue
-            # a redelivery begins again: after a failed Kafka transaction that is needed, and after
-            # an offset reset it is harmless, since the coordinator keeps every decision final
+            # a redelivery begins again: its outputs may not have been delivered before a crash,
+            # and after an offset reset it is harmless, since the coordinator keeps every
+            # decision final
             if kind == "new":
                 seen[order.order_id] = Seen(digest, msg.partition(), msg.offset())
                 rows.append((order.order_id, order.customer_id, order.currency, order.total_cents,

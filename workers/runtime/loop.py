@@ -60,6 +60,8 @@ class Handler(Protocol):
 
     def process(self, messages: list[Message], now_ms: int) -> list[Out]: ...
     def tick(self, now_ms: int) -> list[Out]: ...
+    # whether to read nothing now, because a worker downstream is far behind (back-pressure)
+    def holding(self) -> bool: ...
     # returns (topic, partition) -> offset to read from, where it is not the committed offset
     def assigned(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]: ...
     def revoked(self, partitions: list[TopicPartition]) -> None: ...
@@ -90,6 +92,9 @@ class Stateless:
 
     def tick(self, now_ms: int) -> list[Out]:
         return []
+
+    def holding(self) -> bool:
+        return False
 
     def offset_metadata(self, topic: str, partition: int) -> str:
         return ""
@@ -202,6 +207,7 @@ class Loop:
         self.acked: dict[tuple[str, int], TopicPartition] = {}
         self.confirmed: dict[tuple[str, int], int] = {}
         self.commit_tried_at = 0.0
+        self.held = False
         self.synced_at = time.monotonic()
         metrics.assigned.labels(metrics.worker).set_function(lambda: len(self.liveness.owned()))
         metrics.stalled.labels(metrics.worker).set_function(self.liveness.stalled_s)
@@ -280,6 +286,7 @@ class Loop:
         # timeout would wait the whole timeout for a full batch, on every hop of an order.)
         self.producer.poll(0)           # delivery reports of earlier batches
         committed = self._commit_ready()
+        self._hold(self.handler.holding())
         first = self.consumer.poll(self.cfg.poll_timeout_s)
         messages = [first] if first is not None else []
         if first is not None and self.cfg.batch_max > 1:
@@ -321,6 +328,19 @@ class Loop:
         if batch:
             self.metrics.batch_size.labels(self.metrics.worker).observe(len(batch))
             self.metrics.batch_ms.labels(self.metrics.worker).observe((time.monotonic() - t0) * 1000)
+
+    def _hold(self, held: bool) -> None:
+        """Pause every owned partition while the handler holds its input, resume them after. The
+        rounds go on meanwhile, so deliveries, commits and rebalances do; the partitions stay
+        owned, and their wait is on purpose, no stall for the watchdog."""
+        if held:
+            owned = self.consumer.assignment()     # again each round: a partition given meanwhile
+            if owned:
+                self.consumer.pause(owned)
+            self.liveness.waiting()
+        elif self.held:
+            self.consumer.resume(self.consumer.assignment())
+        self.held = held
 
     def _send(self, pending: Pending) -> None:
         pending.waiting = len(pending.outs)

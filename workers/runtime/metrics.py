@@ -21,6 +21,7 @@ DB_RETRIES = "orderbus_db_retries_total"
 DECISIONS = "orderbus_decisions_total"
 VOTES = "orderbus_votes_total"
 IN_DOUBT = "orderbus_in_doubt_transactions"
+INPUT_HELD = "orderbus_input_held"
 
 
 class Metrics:
@@ -55,6 +56,8 @@ class Metrics:
                                  ["outcome", "reason"], registry=r)
         self.votes = Counter(VOTES, "Participant votes", ["worker", "vote", "reason"],
                              registry=r)
+        self.held = Gauge(INPUT_HELD, "1 while the worker reads nothing new because a worker "
+                          "downstream of it is far behind (back-pressure)", ["worker"], registry=r)
         self.in_doubt = Gauge(IN_DOUBT, "Transactions with a yes vote and "
                               "no decision yet", ["worker"], registry=r)
 

@@ -13,6 +13,11 @@ from infra.layout import Layout
 from infra.postgres.databases import SERVICES
 from topics.catalogue import Names
 
+# records a worker downstream of intake may be behind before intake holds new orders
+# (workers/intake/hold.py): about 2 s of the coordinator's work at 400 orders/s, 6 s of a
+# participant's
+INTAKE_MAX_BACKLOG = 5_000
+
 SECURITY = ("sasl_ssl", "plaintext")
 # what Kafka accepts in topic, group and group.instance.id names
 NAME_CHARS = "A-Za-z0-9._-"
@@ -72,6 +77,7 @@ class Settings:
     kafka_base_port: int = 10092
     brokers: int = 3                              # of the local cluster (as `up` left it)
     deadline_ms: int = 10_000
+    intake_max_backlog: int = INTAKE_MAX_BACKLOG         # records behind downstream; 0: never hold
     prefix: str = ""                              # of every topic and group name (tests)
     metrics_port: int = 9400                      # first worker's; 0 turns metrics off
     security: str = "sasl_ssl"                    # of the Kafka clients; or "plaintext"
@@ -110,13 +116,16 @@ class Settings:
         deadline_ms = _int(env, "ORDERBUS_DEADLINE_MS", 10_000)
         if deadline_ms <= 0:
             raise SettingsError(f"ORDERBUS_DEADLINE_MS={deadline_ms} must be positive")
+        max_backlog = _int(env, "ORDERBUS_INTAKE_MAX_BACKLOG", INTAKE_MAX_BACKLOG)
+        if max_backlog < 0:
+            raise SettingsError(f"ORDERBUS_INTAKE_MAX_BACKLOG={max_backlog} must be 0 or more")
         prefix = env.get("ORDERBUS_TOPIC_PREFIX", "")
         if prefix and not NAME.fullmatch(prefix):
             raise SettingsError(f"ORDERBUS_TOPIC_PREFIX={prefix!r} may hold only letters, digits, "
                                 "'.', '_' and '-'")
         return cls(home=home, bootstrap=env.get("ORDERBUS_KAFKA_BOOTSTRAP") or layout.bootstrap,
                    dsns=dsns, pg_port=pg_port, kafka_base_port=base, brokers=brokers,
-                   deadline_ms=deadline_ms, prefix=prefix,
+                   deadline_ms=deadline_ms, intake_max_backlog=max_backlog, prefix=prefix,
                    metrics_port=_int(env, "ORDERBUS_METRICS_PORT", 9400), security=security,
                    ca_file=env.get("ORDERBUS_KAFKA_CA") or str(layout.ca_file),
                    tracker_grace_s=_seconds(env, "ORDERBUS_TRACKER_GRACE_S", TRACKER_GRACE_S,
