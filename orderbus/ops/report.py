@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import psycopg2
 
-from orderbus.ops import orders_table
+from workers.intake import store as intake_store
 from topics.catalogue import ORDERS_DLQ
 from topics.read import IncompleteRead, read
 from workers.participant import store as participant_store
@@ -45,7 +45,7 @@ def build_report(settings: Settings, detail: bool = False) -> dict:
     stock_fields, money_fields = STOCK.amounts, ACCOUNTS.amounts
     report = {
         "orders": {
-            "placed": read_from(settings, orders_table.DATABASE, orders_table.count_placed),
+            "placed": read_from(settings, intake_store.DATABASE, intake_store.count_placed),
             "pending": by_status.get("PENDING", 0),
             # every committed order, whether shipping has booked it yet or not
             "confirmed": by_status.get("CONFIRMED", 0) + by_status.get("SHIPPED", 0),
@@ -89,8 +89,8 @@ def order_view(settings: Settings, order_id: str) -> dict | None:
     view: dict = {"order_id": order_id, "status": None, "reason": None}
     timeline: list[tuple[str, str]] = []
     known = False
-    order = read_from(settings, orders_table.DATABASE,
-                      lambda cur: orders_table.order_of(cur, order_id))
+    order = read_from(settings, intake_store.DATABASE,
+                      lambda cur: intake_store.order_of(cur, order_id))
     if order is not None:
         known = True
         customer, total, currency, recorded = order

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import psycopg2
 
-from orderbus.ops import orders_table, report
+from orderbus.ops import report
+from workers.intake import store as intake_store
 from orderbus.ops.errors import UsageError
 from workers.participant import store as participant_store
 from workers.participant.store import ACCOUNTS, STOCK
@@ -26,7 +27,7 @@ ID_PATTERNS = {"skus": re.compile(r"[A-Za-z0-9_.-]{1,64}"),
 def reset_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> None:
     """Stock and balances as given; orders, holds and shipments cleared."""
     _reset(settings, status_store.DATABASE, status_store.clear)
-    _reset(settings, orders_table.DATABASE, orders_table.clear)
+    _reset(settings, intake_store.DATABASE, intake_store.clear)
     _reset(settings, shipping_store.DATABASE, shipping_store.clear)
     for ledger, amounts in ((STOCK, skus), (ACCOUNTS, customers)):
         _reset(settings, ledger.database,

@@ -11,7 +11,7 @@ import psycopg2
 from confluent_kafka import KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
-from orderbus.ops import orders_table
+from workers.intake import store as intake_store
 from orderbus.ops.report import read_from
 from orderbus.ops.top import OUTCOMES, Frame, GroupRow, StageRow, StuckRow
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
@@ -147,11 +147,11 @@ class Gatherer:
 
     def _counts(self) -> dict:
         try:
-            placed = read_from(self.settings, orders_table.DATABASE, orders_table.count_placed)
+            placed = read_from(self.settings, intake_store.DATABASE, intake_store.count_placed)
             by_status = read_from(self.settings, status_store.DATABASE,
                                   status_store.count_by_status)
         except psycopg2.Error as e:
-            why = f"{orders_table.DATABASE} database: {_why(e)}"
+            why = f"{intake_store.DATABASE} database: {_why(e)}"
             return {"counts_why": why, "rates_why": why}
         counts = {"placed": placed, "pending": by_status.get("PENDING", 0),
                   # every committed order, shipped yet or not, as `orderbus report` counts it
