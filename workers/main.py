@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 
+from infra.postgres.databases import DATABASE
 from topics.catalogue import ACCESS, TX_LOG
 from workers.runtime.db import Database
 from workers.runtime.liveness import Liveness
@@ -15,8 +16,6 @@ from workers.runtime.signing import AUTHORS, Signer
 
 PIPELINE = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
 WORKERS = PIPELINE + ("tracker",)      # the tracker watches; it decides nothing
-DATABASE = {"intake": "orders", "coordinator": "coordinator", "inventory": "inventory",
-            "payment": "payments", "shipping": "shipping", "status": "orders"}
 
 
 def build(name: str, settings, metrics: Metrics, liveness: Liveness):

@@ -15,7 +15,11 @@ from infra.secret import secret
 from infra.postgres.server import admin_connect
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-SERVICES = ("orders", "coordinator", "inventory", "payments", "shipping")   # one database each
+# worker -> the database it owns and is the only one to write; status keeps its read model in
+# intake's `orders` database. Each database's migrations are under migrations/<database>/.
+DATABASE = {"intake": "orders", "coordinator": "coordinator", "inventory": "inventory",
+            "payment": "payments", "shipping": "shipping", "status": "orders"}
+SERVICES = tuple(dict.fromkeys(DATABASE.values()))     # every database, once
 SCRAM_ITERATIONS = 4096     # PostgreSQL's default scram_iterations
 SCRAM_SALT_BYTES = 16       # as libpq's
 

@@ -199,10 +199,11 @@ def _refuse_if_active(groups: Groups, group: str, what: str) -> None:
 # -- rebuild ---------------------------------------------------------------------------------
 
 def _rebuild_status(args, settings) -> int:
-    from workers.status.rebuild import LIVE, REBUILD, compare, rebuild, swap
+    from workers.status.rebuild import compare, rebuild, swap
+    from workers.status.store import DATABASE, LIVE, REBUILD
     group, topic = settings.names.group("status"), settings.names.topic(ORDERS_STATUS)
     groups = Groups(settings.kafka())
-    dsn = settings.dsns["orders"]
+    dsn = settings.dsns[DATABASE]
     if args.execute:
         _refuse_if_active(groups, group, "swap the status table")
     elif groups.exists(group) and groups.members(group):

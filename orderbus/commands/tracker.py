@@ -8,7 +8,7 @@ import time
 
 from orderbus.ops.errors import UsageError
 from workers.tracker import snapshot
-from workers.tracker.stages import GRACE_S
+from workers.runtime.settings import TRACKER_GRACE_S
 
 LISTED = 50
 
@@ -17,8 +17,9 @@ def register(sub) -> None:
     s = sub.add_parser("stuck", help="orders neither shipped nor rejected by their deadline plus a "
                        "grace period (exit 1 when there are some)")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--grace", type=float, default=GRACE_S, metavar="SECONDS",
-                   help=f"how far past its deadline an order counts as stuck (default {GRACE_S:g})")
+    s.add_argument("--grace", type=float, default=TRACKER_GRACE_S, metavar="SECONDS",
+                   help="how far past its deadline an order counts as stuck "
+                        f"(default {TRACKER_GRACE_S:g})")
     s.set_defaults(func=_stuck)
 
 

@@ -83,13 +83,11 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
         publishing.start()
         results = []
         for k in range(kills):
-            deadline = time.monotonic() + 90
-            # every partition busy and both instances owning some: a kill interrupts real work
+            # every partition busy and both instances owning some (after a kill: the victim
+            # back and the group settled again): a kill interrupts real work
             ids = {f"{group}-{sb.settings.instance_id(slot)}" for slot in (0, 1)}
-            while not (watch.flowing() and _settled(admin, group, ids)):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the sandbox pipeline did not reach a steady flow in 90 s")
-                time.sleep(0.5)
+            if not until(lambda: watch.flowing() and _settled(admin, group, ids), 90, poll_s=0.5):
+                raise TimeoutError("the sandbox pipeline did not reach a steady flow in 90 s")
             victim = sb.sup.find(worker, k % 2)
             victim.held = not restart
             t = time.monotonic()
@@ -100,7 +98,6 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
                 f"{'> 60' if idle is None else f'{idle:.1f}'} s")
             if not restart:
                 sb.sup.release(victim)
-            time.sleep(8)
         stop.set()
         publishing.join()
         from orderbus.ops.verify import verify
@@ -138,7 +135,7 @@ def load(sb, rate: float, stop: threading.Event, on_delivery=None) -> None:
     while not stop.is_set():
         ahead = t0 + i / rate - time.monotonic()
         if ahead > 0:
-            time.sleep(ahead)
+            time.sleep(ahead)       # the load's pace itself: there is no condition to wait for
         sb.publisher.publish(order_body(f"f-{i}", f"fc{i % 50}", [(f"f-{i % 20}", 1, 100)]),
                              on_delivery=on_delivery)
         sb.publisher.poll(0)

@@ -17,7 +17,8 @@ from topics.admin import delete, ensure
 from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, TX_LOG
 from topics.producer import OrderPublisher
 from workers.participant import store as participant_store
-from workers.participant.store import ACCOUNTS, STOCK
+from workers.participant.store import ACCOUNTS, LEDGERS, STOCK
+from workers.status import store as status_store
 
 ONE_EACH = {"intake": 1, "coordinator": 1, "inventory": 1, "payment": 1, "shipping": 1, "status": 1}
 
@@ -82,30 +83,33 @@ class Sandbox:
         self.close()
 
     # -- data
-    def sql(self, service: str, query: str, args=()):
-        conn = psycopg2.connect(self.settings.dsns[service])
+    def sql(self, database: str, query: str, args=()):
+        """Any statement, for the integration tests that corrupt or inspect a database's rows
+        directly; the pipeline's own reads and writes go through the stores."""
+        def work(cur):
+            cur.execute(query, args)
+            return cur.fetchall() if cur.description else None
+        return self._run(database, work)
+
+    def _run(self, database: str, work):
+        """What `work(cursor)` returns, run in one transaction on `database`."""
+        conn = psycopg2.connect(self.settings.dsns[database])
         try:
             with conn, conn.cursor() as cur:
-                cur.execute(query, args)
-                return cur.fetchall() if cur.description else None
+                return work(cur)
         finally:
             conn.close()
 
     def seed(self, stock: dict[str, int] | None = None, accounts: dict[str, int] | None = None):
         for ledger, amounts in ((STOCK, stock), (ACCOUNTS, accounts)):
-            if not amounts:
-                continue
-            conn = psycopg2.connect(self.settings.dsns[ledger.database])
-            try:
-                with conn, conn.cursor() as cur:
-                    participant_store.fill(cur, ledger, amounts)
-            finally:
-                conn.close()
+            if amounts:
+                self._run(ledger.database,
+                          lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(
+                              cur, ledger, amounts))
 
     def statuses(self, order_ids) -> dict[str, tuple]:
-        rows = self.sql("orders", "SELECT order_id, status, reason FROM order_status "
-                        "WHERE order_id = ANY(%s)", (list(order_ids),))
-        return {r[0]: (r[1], r[2]) for r in rows}
+        return self._run(status_store.DATABASE,
+                         lambda cur: status_store.statuses(cur, among=list(order_ids)))
 
     def wait_final(self, order_ids, timeout_s: float = 60, final=("SHIPPED", "REJECTED")):
         ids = list(order_ids)
@@ -123,8 +127,8 @@ class Sandbox:
     def wait_settled(self, timeout_s: float = 60) -> None:
         """Until no participant holds anything: every decision has reached both databases."""
         deadline = time.monotonic() + timeout_s
-        while any(self.sql(s, "SELECT count(*) FROM holds WHERE state = 'held'")[0][0]
-                  for s in participant_store.DATABASES):
+        while any(self._run(ledger.database, participant_store.count_held)
+                  for ledger in LEDGERS.values()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"holds still held after {timeout_s:.0f}s")
             time.sleep(0.2)

@@ -10,8 +10,6 @@ when a partition moves to it after a crash. Each case is timed `repeat` times (m
 """
 from __future__ import annotations
 
-import io
-import json
 import statistics
 import time
 
@@ -21,7 +19,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from orderbus.lab.sandbox import Sandbox
 from schemas import codec
 from schemas.events import TxBegun, Voted
-from workers.coordinator.fold import Tx, to_dict
+from workers.coordinator import store as coordinator_store
+from workers.coordinator.fold import Tx
 from workers.coordinator.worker import FOLDED, take_over
 from workers.runtime.db import Database
 from workers.runtime.signing import author, signed_as
@@ -38,24 +37,20 @@ def _tx(oid: str, outcome: str | None) -> Tx:
 
 
 def _fill_store(sb: Sandbox, history: int, open_: int, log) -> None:
-    conn = psycopg2.connect(sb.settings.dsns["coordinator"])
+    conn = psycopg2.connect(sb.settings.dsns[coordinator_store.DATABASE])
     try:
         with conn, conn.cursor() as cur:
             done = 0
             for outcome, n, finished in (("commit", history, True), (None, open_, False)):
                 for start in range(0, n, 100_000):
-                    buf = io.StringIO()
-                    for i in range(start, min(n, start + 100_000)):
-                        oid = f"{'h' if finished else 'o'}-{i}"
-                        row = json.dumps(to_dict(_tx(oid, outcome))).replace("\\", "\\\\")
-                        buf.write(f"{oid}\t0\t0\t{'t' if finished else 'f'}\t{row}\n")
-                    buf.seek(0)
-                    cur.copy_from(buf, "txs", columns=("order_id", "part", "at_offset",
-                                                       "finished", "tx"))
-                    done += min(n, start + 100_000) - start
+                    end = min(n, start + 100_000)
+                    ids = (f"{'h' if finished else 'o'}-{i}" for i in range(start, end))
+                    coordinator_store.bulk_load(cur, ((oid, 0, 0, finished, _tx(oid, outcome))
+                                                      for oid in ids))
+                    done += end - start
                     log(f"  store: {done:,} of {history + open_:,} rows")
-            cur.execute("INSERT INTO snapshots (part, next_offset) VALUES (0, 0)")
-            cur.execute("ANALYZE txs")
+            coordinator_store.save(cur, [], {0: 0})     # the rows are folded up to offset 0
+            coordinator_store.analyze(cur)
     finally:
         conn.close()
 
@@ -93,7 +88,7 @@ def case(settings, history: int, open_: int, repeat: int = 3, log=print) -> dict
         group = sb.settings.names.group("coordinator")
         times, held = [], 0
         for _ in range(repeat):
-            db = Database(sb.settings.dsns["coordinator"])
+            db = Database(sb.settings.dsns[coordinator_store.DATABASE])
             try:
                 t1 = time.monotonic()
                 taken, _ = take_over(sb.settings, db, group, sb.tx_log_topic, [0])

@@ -4,13 +4,12 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from contextlib import closing
 
 from orderbus.ops import local
 from orderbus.ops.errors import UsageError
 from orderbus.ops.generate import mixed_demo_orders
 from orderbus.ops.groups import active_groups
-from orderbus.ops.report import build_report, connect, render_report
+from orderbus.ops.report import build_report, read_from, render_report
 from orderbus.ops.seed import reset_catalog
 from orderbus.ops.supervise import Supervisor
 from orderbus.ops.wait import until
@@ -19,6 +18,8 @@ from topics.producer import OrderPublisher
 from workers.main import WORKERS
 from workers.runtime.settings import Settings
 from workers.participant import store as participant_store
+from workers.participant.store import LEDGERS
+from workers.status import store as status_store
 
 EXPECTED = {"good": "SHIPPED", "out_of_stock": "REJECTED inventory:out_of_stock",
             "insufficient_funds": "REJECTED payment:insufficient_funds",
@@ -69,25 +70,28 @@ def demo(settings: Settings, log=print) -> int:
 
 
 def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dict[str, str]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with connect(settings, "orders") as conn, conn.cursor() as cur:
-            cur.execute("SELECT order_id, status, reason FROM order_status WHERE order_id = ANY(%s)",
-                        (list(expected),))
-            seen = {o: (s if s == "SHIPPED" else f"{s} {r}") for o, s, r in cur.fetchall()}
-        done = sum(1 for o in expected if seen.get(o, "").split(" ")[0] in ("SHIPPED", "REJECTED"))
-        if done == len(expected) or time.monotonic() > deadline:
-            log(f"{done}/{len(expected)} valid orders reached a final status")
-            # the report counts stock and money: the last aborts release their holds first
-            until(lambda: not _held(settings, list(expected)), 5.0)
-            return seen
-        time.sleep(0.5)
+    """order id -> what the status read model shows, once every order is final or `timeout_s`
+    has passed."""
+    seen: dict[str, str] = {}
+
+    def final(order_id: str) -> bool:
+        return seen.get(order_id, "").split(" ")[0] in ("SHIPPED", "REJECTED")
+
+    def all_final() -> bool:
+        shown = read_from(settings, status_store.DATABASE,
+                          lambda cur: status_store.statuses(cur, among=list(expected)))
+        seen.update({o: (s if s == "SHIPPED" else f"{s} {r}") for o, (s, r) in shown.items()})
+        return all(final(o) for o in expected)
+
+    until(all_final, timeout_s, poll_s=0.5)
+    log(f"{sum(map(final, expected))}/{len(expected)} valid orders reached a final status")
+    # the report counts stock and money: the last aborts release their holds first
+    until(lambda: not _held(settings, list(expected)), 5.0)
+    return seen
 
 
 def _held(settings, order_ids: list[str]) -> bool:
     """Some participant still holds stock or money for one of these orders."""
-    for service in participant_store.DATABASES:
-        with closing(connect(settings, service)) as conn, conn.cursor() as cur:
-            if participant_store.held_orders(cur, among=order_ids):
-                return True
-    return False
+    return any(read_from(settings, ledger.database,
+                         lambda cur: participant_store.held_orders(cur, among=order_ids))
+               for ledger in LEDGERS.values())

@@ -7,11 +7,14 @@ from datetime import datetime, timezone
 
 import psycopg2
 
+from workers.intake import store as intake_store
 from topics.catalogue import ORDERS_DLQ
 from topics.read import IncompleteRead, read
 from workers.participant import store as participant_store
-from workers.participant.store import ACCOUNTS, STOCK
+from workers.participant.store import ACCOUNTS, LEDGERS, STOCK
 from workers.runtime.settings import Settings
+from workers.shipping import store as shipping_store
+from workers.status import store as status_store
 
 # a report must come back even when the DLQ is large or a transaction on it is still open
 DLQ_READ_SECONDS = 15.0
@@ -21,32 +24,28 @@ def connect(settings: Settings, service: str):
     return conn
 
 
-def _rows(settings: Settings, service: str, query: str, params: tuple = ()) -> list[tuple]:
-    return _read(settings, service, lambda cur: (cur.execute(query, params), cur.fetchall())[1])
-
-
-def _read(settings: Settings, service: str, read):
-    with closing(connect(settings, service)) as conn, conn.cursor() as cur:
-        return read(cur)
+def read_from(settings: Settings, database: str, work):
+    """What `work(cursor)` returns, run on its own read-only connection to `database`."""
+    with closing(connect(settings, database)) as conn, conn.cursor() as cur:
+        return work(cur)
 
 
 def build_report(settings: Settings, detail: bool = False) -> dict:
-    by_status = dict(_rows(settings, "orders",
-                           "SELECT status, count(*) FROM order_status GROUP BY status"))
-    rejected_by_reason = dict(_rows(settings, "orders",
-                                    "SELECT coalesce(reason, 'unknown'), count(*) FROM order_status"
-                                    " WHERE status = 'REJECTED' GROUP BY 1 ORDER BY 2 DESC, 1"))
+    by_status = read_from(settings, status_store.DATABASE, status_store.count_by_status)
+    rejected_by_reason = read_from(settings, status_store.DATABASE,
+                                   status_store.rejected_by_reason)
     in_doubt: set[str] = set()
-    for service in participant_store.DATABASES:
-        in_doubt.update(_read(settings, service, participant_store.held_orders))
-    stock_rows = _read(settings, STOCK.database, lambda cur: participant_store.balances(cur, STOCK))
-    money_rows = _read(settings, ACCOUNTS.database,
-                       lambda cur: participant_store.balances(cur, ACCOUNTS))
+    for ledger in LEDGERS.values():
+        in_doubt.update(read_from(settings, ledger.database, participant_store.held_orders))
+    stock_rows = read_from(settings, STOCK.database,
+                           lambda cur: participant_store.balances(cur, STOCK))
+    money_rows = read_from(settings, ACCOUNTS.database,
+                           lambda cur: participant_store.balances(cur, ACCOUNTS))
     dead_letters, exact = count_dead_letters(settings)
     stock_fields, money_fields = STOCK.amounts, ACCOUNTS.amounts
     report = {
         "orders": {
-            "placed": _rows(settings, "orders", "SELECT count(*) FROM orders")[0][0],
+            "placed": read_from(settings, intake_store.DATABASE, intake_store.count_placed),
             "pending": by_status.get("PENDING", 0),
             # every committed order, whether shipping has booked it yet or not
             "confirmed": by_status.get("CONFIRMED", 0) + by_status.get("SHIPPED", 0),
@@ -90,32 +89,36 @@ def order_view(settings: Settings, order_id: str) -> dict | None:
     view: dict = {"order_id": order_id, "status": None, "reason": None}
     timeline: list[tuple[str, str]] = []
     known = False
-    for customer, total, currency, recorded in _rows(
-            settings, "orders", "SELECT customer_id, total_cents, currency, recorded_at FROM orders"
-            " WHERE order_id = %s", (order_id,)):
+    order = read_from(settings, intake_store.DATABASE,
+                      lambda cur: intake_store.order_of(cur, order_id))
+    if order is not None:
         known = True
+        customer, total, currency, recorded = order
         view.update(customer_id=customer, total_cents=total, currency=currency,
                     recorded_at=_iso(recorded))
         timeline.append((_iso(recorded), "recorded by intake"))
-    for status, reason, changed_ms in _rows(
-            settings, "orders", "SELECT status, reason, changed_ms FROM order_status"
-            " WHERE order_id = %s", (order_id,)):
+    shown = read_from(settings, status_store.DATABASE,
+                      lambda cur: status_store.status_of(cur, order_id))
+    if shown is not None:
         known = True
+        status, reason, changed_ms = shown
         view.update(status=status, reason=reason, changed_ms=changed_ms)
         at = _iso(datetime.fromtimestamp(changed_ms / 1000, timezone.utc))
         timeline.append((at, f"status {status}" + (f" ({reason})" if reason else "")))
     view["participants"] = {}
-    for service in participant_store.DATABASES:
-        hold = _read(settings, service, lambda cur: participant_store.hold_of(cur, order_id))
+    for ledger in LEDGERS.values():
+        service = ledger.database
+        hold = read_from(settings, service, lambda cur: participant_store.hold_of(cur, order_id))
         if hold is not None:
             known = True
             hold["changed_at"] = _iso(hold["changed_at"])
             timeline.append((hold["changed_at"], f"{service}: voted {hold['vote']}, now "
                              f"{hold['state']}" + (f" ({hold['reason']})" if hold["reason"] else "")))
         view["participants"][service] = hold
+    booked = read_from(settings, shipping_store.DATABASE,
+                       lambda cur: shipping_store.booked_at(cur, order_id))
     view["shipment"] = None
-    for (booked,) in _rows(settings, "shipping",
-                           "SELECT booked_at FROM shipments WHERE order_id = %s", (order_id,)):
+    if booked is not None:
         known = True
         view["shipment"] = {"booked_at": _iso(booked)}
         timeline.append((_iso(booked), "shipment booked"))

@@ -10,9 +10,12 @@ from pathlib import Path
 import psycopg2
 
 from orderbus.ops import report
+from workers.intake import store as intake_store
 from orderbus.ops.errors import UsageError
 from workers.participant import store as participant_store
 from workers.participant.store import ACCOUNTS, STOCK
+from workers.shipping import store as shipping_store
+from workers.status import store as status_store
 
 SEED_FILE = "seed.json"     # under ORDERBUS_HOME: the unit price `publish --generate` uses
 DEFAULT_PRICE_CENTS = 1000
@@ -23,18 +26,18 @@ ID_PATTERNS = {"skus": re.compile(r"[A-Za-z0-9_.-]{1,64}"),
 
 def reset_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> None:
     """Stock and balances as given; orders, holds and shipments cleared."""
-    _reset(settings, "orders", lambda cur: (cur.execute("DELETE FROM order_status"),
-                                            cur.execute("DELETE FROM orders")))
-    _reset(settings, "shipping", lambda cur: cur.execute("DELETE FROM shipments"))
+    _reset(settings, status_store.DATABASE, status_store.clear)
+    _reset(settings, intake_store.DATABASE, intake_store.clear)
+    _reset(settings, shipping_store.DATABASE, shipping_store.clear)
     for ledger, amounts in ((STOCK, skus), (ACCOUNTS, customers)):
         _reset(settings, ledger.database,
                lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(
                    cur, ledger, amounts, replace=True))
 
 
-def _reset(settings, service: str, work) -> None:
-    # one transaction per database: each is either reset and refilled, or left as it was
-    with closing(psycopg2.connect(settings.dsns[service])) as conn, conn, conn.cursor() as cur:
+def _reset(settings, database: str, work) -> None:
+    # one transaction per store: each is either reset and refilled, or left as it was
+    with closing(psycopg2.connect(settings.dsns[database])) as conn, conn, conn.cursor() as cur:
         work(cur)
 
 
@@ -67,10 +70,10 @@ def load_catalog(path: Path) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def seeded_ids(settings) -> tuple[list[str], list[str]]:
-    with closing(report.connect(settings, STOCK.database)) as conn, conn.cursor() as cur:
-        skus = participant_store.keys(cur, STOCK)
-    with closing(report.connect(settings, ACCOUNTS.database)) as conn, conn.cursor() as cur:
-        customers = participant_store.keys(cur, ACCOUNTS)
+    skus = report.read_from(settings, STOCK.database,
+                            lambda cur: participant_store.keys(cur, STOCK))
+    customers = report.read_from(settings, ACCOUNTS.database,
+                                 lambda cur: participant_store.keys(cur, ACCOUNTS))
     if not skus or not customers:
         raise UsageError("no skus or no customers to order from; run `orderbus seed` first")
     return skus, customers

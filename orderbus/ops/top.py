@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from workers.tracker.metrics import MS_BUCKETS
-from workers.tracker.stages import GRACE_S
+from workers.runtime.settings import TRACKER_GRACE_S
 
 OUTCOMES = ("placed", "confirmed", "rejected", "shipped")   # the rates shown, per second
 STATUS_STYLE = {"OK": "green", "WARN": "yellow", "STALL": "bold red", "STOP": "bold red",
@@ -176,7 +176,7 @@ def _stuck(frame: Frame):
         return Text.assemble(("STUCK ORDERS ", "italic"), _na(frame.stuck_why))
     age = ("" if frame.snapshot_age_s is None
            else f", tracker snapshot {frame.snapshot_age_s:.0f}s old")
-    title = _title(f"STUCK ORDERS ({frame.stuck_total} more than {GRACE_S:g}s past their "
+    title = _title(f"STUCK ORDERS ({frame.stuck_total} more than {TRACKER_GRACE_S:g}s past their "
                    f"deadline{age})")
     if not frame.stuck:
         return title

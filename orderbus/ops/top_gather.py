@@ -6,25 +6,28 @@ import math
 import time
 import urllib.error
 import urllib.request
-from contextlib import closing
 
 import psycopg2
 from confluent_kafka import KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
-from orderbus.ops.report import connect
+from workers.intake import store as intake_store
+from orderbus.ops.report import read_from
 from orderbus.ops.top import OUTCOMES, Frame, GroupRow, StageRow, StuckRow
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
 from topics.lag import STATUSES, LagError, LagReader
 from topics.read import BEGINNING, IncompleteRead, read
 from workers.tracker import snapshot
-from workers.tracker.stages import END_TO_END, GRACE_S, STAGES
+from workers.tracker.metrics import STAGE_LATENCY
+from workers.runtime.settings import TRACKER_GRACE_S
+from workers.tracker.stages import END_TO_END, STAGES
 from workers.participant import store as participant_store
+from workers.participant.store import LEDGERS
+from workers.status import store as status_store
 
 METRICS_PORTS = 21              # worker i serves on metrics_port + i (orderbus/ops/supervise.py)
 SCRAPE_TIMEOUT_S = 0.5          # per port: a refused port answers at once, a hung one must not
 DLQ_READ_S = 5.0                # per frame; the count carries on from where the last read stopped
-STAGE_HISTOGRAM = "orderbus_tracker_stage_latency_ms"        # workers/tracker/metrics.py
 STUCK_SHOWN = 8
 
 
@@ -58,7 +61,7 @@ def parse_stage_buckets(text: str) -> dict[str, dict[float, float]] | None:
     histogram (a pipeline worker's port, or something else)."""
     found = None
     for family in text_string_to_metric_families(text):
-        if family.name != STAGE_HISTOGRAM:
+        if family.name != STAGE_LATENCY:
             continue
         found = {}
         for s in family.samples:
@@ -144,13 +147,11 @@ class Gatherer:
 
     def _counts(self) -> dict:
         try:
-            with closing(connect(self.settings, "orders")) as conn, conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM orders")
-                placed = cur.fetchone()[0]
-                cur.execute("SELECT status, count(*) FROM order_status GROUP BY status")
-                by_status = dict(cur.fetchall())
+            placed = read_from(self.settings, intake_store.DATABASE, intake_store.count_placed)
+            by_status = read_from(self.settings, status_store.DATABASE,
+                                  status_store.count_by_status)
         except psycopg2.Error as e:
-            why = f"orders database: {_why(e)}"
+            why = f"{intake_store.DATABASE} database: {_why(e)}"
             return {"counts_why": why, "rates_why": why}
         counts = {"placed": placed, "pending": by_status.get("PENDING", 0),
                   # every committed order, shipped yet or not, as `orderbus report` counts it
@@ -170,10 +171,9 @@ class Gatherer:
 
     def _in_doubt(self) -> dict:
         held: set[str] = set()
-        for service in participant_store.DATABASES:
+        for service in (ledger.database for ledger in LEDGERS.values()):
             try:
-                with closing(connect(self.settings, service)) as conn, conn.cursor() as cur:
-                    held.update(participant_store.held_orders(cur))
+                held.update(read_from(self.settings, service, participant_store.held_orders))
             except psycopg2.Error as e:
                 return {"in_doubt_why": f"{service} database: {_why(e)}"}
         return {"in_doubt": len(held)}
@@ -239,7 +239,7 @@ class Gatherer:
         except snapshot.SnapshotError as e:
             return {"stuck_why": str(e)}
         # the same cut as `orderbus stuck` by default
-        stuck = [s for s in snap["stuck"] if s["seconds_past_deadline"] > GRACE_S]
+        stuck = [s for s in snap["stuck"] if s["seconds_past_deadline"] > TRACKER_GRACE_S]
         rows = tuple(StuckRow(s["order_id"], s["stage"], s["waiting_for"],
                               s["seconds_past_deadline"]) for s in stuck[:STUCK_SHOWN])
         return {"stuck": rows, "stuck_total": len(stuck),

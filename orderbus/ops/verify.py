@@ -5,11 +5,11 @@ deliberately corrupted facts as well as corrupted real state."""
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
 from infra.procs import InfraError
 from topics.catalogue import ORDERS_PLACED
+from workers.coordinator import invariants as inv
 from workers.participant.core import INVENTORY, PAYMENT
 
 MAX_IDS = 20    # order ids listed per violation; the count says how many there are
@@ -29,106 +29,101 @@ def _v(invariant, kind, detail, orders=()) -> Violation:
     return Violation(invariant, kind, detail, ids[:MAX_IDS], len(ids))
 
 
+def _each(invariant: int, found) -> list[Violation]:
+    """A violation per (kind, order ids, detail) that found any ids."""
+    return [_v(invariant, kind, text, ids) for kind, ids, text in found if ids]
+
+
 def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
-    out: list[Violation] = []
-    # 1. every order decided exactly once, or dead-lettered; never both outcomes
-    missing, undecided_dead, conflicts, recorded_wrong = [], [], [], []
-    for oid, msgs in f.placed.items():
-        first_hash = msgs[0][2]
-        for p, o, h in msgs:
-            if h != first_hash and (placed_topic, p, o) not in f.dead:
-                conflicts.append(oid)
-        tx = f.txs.get(oid)
-        if tx is None or tx.outcome is None:
-            if not all((placed_topic, p, o) in f.dead for p, o, _ in msgs):
-                missing.append(oid)
-        elif all((placed_topic, p, o) in f.dead for p, o, _ in msgs):
-            undecided_dead.append(oid)
-        if tx is not None and any(outcome != tx.outcome for outcome, _ in tx.recorded):
-            recorded_wrong.append(oid)
-    bad_msgs = [f"{p}:{o}" for p, o, _ in f.invalid_placed if (placed_topic, p, o) not in f.dead]
-    for kind, ids, text in (
-            ("missing", missing, "published, valid, but neither decided nor dead-lettered"),
-            ("decided_and_dead", undecided_dead, "decided although every copy was dead-lettered"),
-            ("conflict_not_dead", conflicts, "order id reused with other content, not dead-lettered"),
-            ("two_decisions", recorded_wrong, "a recorded decision differs from the fold of tx.log")):
-        if ids:
-            out.append(_v(1, kind, text, ids))
+    decided = {oid: tx for oid, tx in f.txs.items() if tx.outcome is not None and oid in f.orders}
+    return [*_decided_once(f, placed_topic), *_effects(f, decided), *_ledgers(f),
+            *_read_models(f, decided), *_quiet(f)]
+
+
+def _decided_once(f, topic: str) -> list[Violation]:
+    """1. every order decided exactly once, or dead-lettered; never both outcomes."""
+    out = _each(1, (
+        ("missing", inv.undecided(f.placed, f.txs, f.dead, topic),
+         "published, valid, but neither decided nor dead-lettered"),
+        ("decided_and_dead", inv.decided_and_dead(f.placed, f.txs, f.dead, topic),
+         "decided although every copy was dead-lettered"),
+        ("conflict_not_dead", inv.reused_not_dead(f.placed, f.dead, topic),
+         "order id reused with other content, not dead-lettered"),
+        ("two_decisions", [oid for oid in f.placed if oid in f.txs
+                           and inv.recorded_differs(f.txs[oid])],
+         "a recorded decision differs from the fold of tx.log")))
+    bad_msgs = inv.invalid_not_dead(f.invalid_placed, f.dead, topic)
     if bad_msgs:
-        uncommitted = [m for m in bad_msgs
-                       if (placed_topic, *map(int, m.split(":"))) in f.dead_written]
+        uncommitted = [m for m in bad_msgs if (topic, *map(int, m.split(":"))) in f.dead_written]
         out.append(_v(1, "invalid_not_dead", f"malformed messages at partition:offset {bad_msgs[:MAX_IDS]} "
                       "are not in the dead-letter topic"
                       + (" (found only reading uncommitted records too: aborted, still open, or "
                          f"behind another's open transaction: {uncommitted[:MAX_IDS]})"
                          if uncommitted else " (nor written uncommitted)")))
-    decided = {oid: tx for oid, tx in f.txs.items() if tx.outcome is not None and oid in f.orders}
-    # 2 and 3. effects of committed orders applied exactly once, of aborted ones not at all
+    return out
+
+
+def _effects(f, decided: dict) -> list[Violation]:
+    """2 and 3. effects of committed orders applied exactly once, of aborted ones not at all."""
+    out: list[Violation] = []
     for participant, resource in (("inventory", INVENTORY), ("payment", PAYMENT)):
         holds = f.holds.get(participant, {})
-        wrong_commit, wrong_abort, conflicting_acks = [], [], []
+        wrong: dict[str, list[str]] = {"commit": [], "abort": []}
         for oid, tx in decided.items():
-            state, amounts = holds.get(oid, (None, {}))
-            if tx.outcome == "commit":
-                if state != "committed" or dict(amounts) != resource.demand(f.orders[oid]):
-                    wrong_commit.append(oid)
-            elif state == "committed" or (state == "held" and f.quiet):
-                wrong_abort.append(oid)
-            if participant in tx.conflicts:
-                conflicting_acks.append(oid)
-        if wrong_commit:
-            out.append(_v(2, f"{participant}_not_applied", f"committed, but {participant} did not "
-                          "take exactly the order's amounts", wrong_commit))
-        if wrong_abort:
-            out.append(_v(3, f"{participant}_held_after_abort", f"aborted, but {participant} holds "
-                          "or took something", wrong_abort))
-        if conflicting_acks:
-            out.append(_v(1, f"{participant}_acked_other_outcome", f"{participant} acknowledged "
-                          "the opposite of the decision", conflicting_acks))
-    # 4 and 5. conservation per key; nothing below zero; nothing held once quiet; the ledger's
-    # committed amounts equal the sum of committed holds
-    for inv, (participant, what) in ((4, ("inventory", "sku")), (5, ("payment", "customer"))):
+            if inv.effect_wrong(tx.outcome, resource.demand(f.orders[oid]),
+                                *holds.get(oid, (None, {})), held_is_wrong=f.quiet):
+                wrong[tx.outcome].append(oid)
+        out += _each(2, [(f"{participant}_not_applied", wrong["commit"], f"committed, but "
+                          f"{participant} did not take exactly the order's amounts")])
+        out += _each(3, [(f"{participant}_held_after_abort", wrong["abort"], f"aborted, but "
+                          f"{participant} holds or took something")])
+        acked_other = [oid for oid, tx in decided.items() if participant in inv.acked_other(tx)]
+        out += _each(1, [(f"{participant}_acked_other_outcome", acked_other,
+                          f"{participant} acknowledged the opposite of the decision")])
+    return out
+
+
+def _ledgers(f) -> list[Violation]:
+    """4 and 5. conservation per key; nothing below zero; nothing held once quiet; the ledger's
+    taken and held amounts equal the sums of the committed and the open holds."""
+    out: list[Violation] = []
+    for invariant, participant, what in ((4, "inventory", "sku"), (5, "payment", "customer")):
         ledger, holds = f.ledgers.get(participant, {}), f.holds.get(participant, {})
-        by_state = defaultdict(Counter)
-        for state, amounts in holds.values():
-            by_state[state].update(dict(amounts))
-        broken, negative, held, final_off, held_off = [], [], [], [], []
-        for key, (initial, available, held_n, final) in ledger.items():
-            if initial != available + held_n + final:
-                broken.append(key)
-            if min(available, held_n, final) < 0:
-                negative.append(key)
-            if held_n and f.quiet:
-                held.append(key)
-            if final != by_state["committed"][key]:
-                final_off.append(key)
-            if held_n != by_state["held"][key]:
-                held_off.append(key)
         for kind, keys, text in (
-                ("not_conserved", broken, f"initial != available + held + final for these {what}s"),
-                ("negative", negative, f"an amount below zero for these {what}s"),
-                ("held_when_quiet", held, f"still held once quiet, {what}s"),
-                ("final_mismatch", final_off, f"ledger's taken amount != sum of committed holds, {what}s"),
-                ("held_mismatch", held_off, f"ledger's held amount != sum of open holds, {what}s")):
+                ("not_conserved", inv.not_conserved(ledger),
+                 f"initial != available + held + final for these {what}s"),
+                ("negative", inv.negative(ledger), f"an amount below zero for these {what}s"),
+                ("held_when_quiet", inv.still_held(ledger) if f.quiet else [],
+                 f"still held once quiet, {what}s"),
+                ("final_mismatch", inv.final_mismatch(ledger, holds),
+                 f"ledger's taken amount != sum of committed holds, {what}s"),
+                ("held_mismatch", inv.held_mismatch(ledger, holds),
+                 f"ledger's held amount != sum of open holds, {what}s")):
             if keys:
-                out.append(_v(inv, f"{participant}_{kind}", f"{text}: {sorted(keys)[:MAX_IDS]}"))
-    # 6. the status read model (and shipping) agree with the decisions
-    wrong_status, shipped_aborted, unshipped = [], [], []
+                out.append(_v(invariant, f"{participant}_{kind}",
+                              f"{text}: {sorted(keys)[:MAX_IDS]}"))
+    return out
+
+
+def _read_models(f, decided: dict) -> list[Violation]:
+    """6. the status read model (and shipping) agree with the decisions."""
+    wrong_status = []
     for oid, tx in decided.items():
-        status = f.status.get(oid, (None, None))[0]
-        ok = status in ("CONFIRMED", "SHIPPED") if tx.outcome == "commit" else status == "REJECTED"
-        if not ok and (f.quiet or status is not None and status != "PENDING"):
+        shown = f.status.get(oid, (None, None))[0]
+        # before quiet, a status not shown yet may be on its way
+        if inv.status_wrong(tx.outcome, shown) and (f.quiet or shown not in inv.NOT_YET_SHOWN):
             wrong_status.append(oid)
-        if tx.outcome == "abort" and oid in f.shipments:
-            shipped_aborted.append(oid)
-        if tx.outcome == "commit" and oid not in f.shipments and f.quiet:
-            unshipped.append(oid)
-    for kind, ids, text in (("status_mismatch", wrong_status, "status read model disagrees with the decision"),
-                            ("shipped_aborted", shipped_aborted, "a shipment for an aborted order"),
-                            ("not_shipped", unshipped, "committed but no shipment once quiet")):
-        if ids:
-            out.append(_v(6, kind, text, ids))
-    # 7. once quiet: no lag, nothing in doubt
+    return _each(6, (
+        ("status_mismatch", wrong_status, "status read model disagrees with the decision"),
+        ("shipped_aborted", inv.shipped_aborted(decided, f.shipments),
+         "a shipment for an aborted order"),
+        ("not_shipped", inv.not_shipped(decided, f.shipments) if f.quiet else [],
+         "committed but no shipment once quiet")))
+
+
+def _quiet(f) -> list[Violation]:
+    """7. once quiet: no lag, no open transaction, nothing in doubt."""
+    out: list[Violation] = []
     behind = {k: n for k, n in f.lag.items() if n}
     if behind:
         out.append(_v(7, "lag", "records not yet consumed: " + ", ".join(
@@ -138,10 +133,7 @@ def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
                       "offsets unknown), so what follows them is not visible to committed reads: "
                       + ", ".join(f"{t}[{p}] " + (f"offsets {o[0]}..{o[1]}" if o else "unknown")
                                   for (t, p), o in sorted(f.open_txns.items())[:MAX_IDS])))
-    doubtful = [oid for oid, tx in f.txs.items() if tx.outcome is None]
-    if doubtful:
-        out.append(_v(7, "in_doubt", "transactions begun but not decided", doubtful))
-    return out
+    return out + _each(7, [("in_doubt", inv.in_doubt(f.txs), "transactions begun but not decided")])
 
 
 def verify(settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: float = 30.0) -> dict:

@@ -5,9 +5,9 @@ from collections import defaultdict
 from contextlib import closing
 from dataclasses import dataclass, field
 
-import psycopg2
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from orderbus.ops.report import connect, read_from
 from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import (ALL, DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, ORDERS_DLQ, ORDERS_PLACED,
@@ -19,6 +19,8 @@ from workers.participant.store import LEDGERS
 from workers.main import PIPELINE
 from workers.runtime.db import TRANSIENT as DB_TRANSIENT
 from workers.runtime.signing import Verifier
+from workers.shipping import store as shipping_store
+from workers.status import store as status_store
 
 
 @dataclass
@@ -95,28 +97,16 @@ def gather(settings) -> Facts:
         except DeadLetter:
             continue        # the coordinator dead-lettered it: it never counted
         f.txs[event.order_id] = fold(f.txs.get(event.order_id), event)
-    f.status = {r[0]: (r[1], r[2]) for r in _rows(settings, "orders",
-                                                    "SELECT order_id, status, reason FROM order_status")}
+    f.status = read_from(settings, status_store.DATABASE, status_store.statuses)
     for participant, ledger in LEDGERS.items():
-        with closing(psycopg2.connect(settings.dsns[ledger.database])) as conn, \
-                conn.cursor() as cur:
+        with closing(connect(settings, ledger.database)) as conn, conn.cursor() as cur:
             f.holds[participant] = participant_store.holds(cur)
             f.ledgers[participant] = {r[0]: tuple(r[1:]) for r in
                                       participant_store.balances(cur, ledger)}
-    f.shipments = {r[0] for r in _rows(settings, "shipping", "SELECT order_id FROM shipments")}
+    f.shipments = read_from(settings, shipping_store.DATABASE, shipping_store.shipped)
     f.lag = lag(settings)
     f.open_txns = open_transactions(kafka, pipeline_partitions)
     return f
-
-
-def _rows(settings, service: str, query: str) -> list:
-    conn = psycopg2.connect(settings.dsns[service])
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def lag(settings) -> dict:

@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 from topics.catalogue import ORDERS_PLACED
 from workers.runtime.loop import Fatal, Loop, LoopConfig, Out, Stateless
 from workers.runtime.messages import decode_batch
-from workers.runtime.metrics import Metrics
+from workers.runtime.metrics import CONSUMED, DEAD_LETTERS, PRODUCED, Metrics
 
 pytestmark = pytest.mark.integration
 
@@ -53,18 +53,18 @@ def test_an_undelivered_batch_counts_nothing(settings, make_topic, unique):
     cfg = LoopConfig(group=f"{unique}.g", instance="0")
     with pytest.raises(Fatal, match="could not be produced"):
         Loop(settings, cfg, handler, metrics).run()
-    assert count(metrics, "orderbus_dead_letters_total", reason="undecodable") == 0
-    assert count(metrics, "orderbus_messages_consumed_total", topic=source) == 0
-    assert count(metrics, "orderbus_messages_produced_total", topic=dlq) == 0
+    assert count(metrics, DEAD_LETTERS, reason="undecodable") == 0
+    assert count(metrics, CONSUMED, topic=source) == 0
+    assert count(metrics, PRODUCED, topic=dlq) == 0
     handler.abort = False
     loop = Loop(settings, cfg, handler, metrics)      # as a restarted worker
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: count(metrics, "orderbus_messages_produced_total", topic=dlq) == 1)
+        wait_for(lambda: count(metrics, PRODUCED, topic=dlq) == 1)
         time.sleep(1)      # and nothing more is counted
-        assert count(metrics, "orderbus_dead_letters_total", reason="undecodable") == 1
-        assert count(metrics, "orderbus_messages_consumed_total", topic=source) == 1
+        assert count(metrics, DEAD_LETTERS, reason="undecodable") == 1
+        assert count(metrics, CONSUMED, topic=source) == 1
     finally:
         loop.stop()
         thread.join(30)

@@ -12,7 +12,7 @@ import pytest
 from pipeline import Pipeline, order
 from topics import acl
 from workers.runtime.loop import Loop, LoopConfig, Stateless
-from workers.runtime.metrics import Metrics
+from workers.runtime.metrics import ASSIGNED, Metrics
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ class Idle(Stateless):
 
 
 def owned(metrics: Metrics) -> float | None:
-    return metrics.registry.get_sample_value("orderbus_assigned_partitions",
+    return metrics.registry.get_sample_value(ASSIGNED,
                                              {"worker": metrics.worker})
 
 

@@ -21,6 +21,7 @@ from pipeline import Pipeline, order
 from topics.admin import delete
 from topics.catalogue import ALL
 from topics.partition import partition_for
+from workers.tracker.metrics import ORDERS, STAGE_LATENCY, STUCK, UNDECODABLE
 from workers.tracker.snapshot import tracker_dir
 
 pytestmark = pytest.mark.integration
@@ -111,12 +112,12 @@ def test_follows_orders_to_shipped_and_rejected_and_skips_what_does_not_decode(p
                  order(nosku, "t-cust", ("zz-sku", 1, 100)))
     assert pipe.wait_final([ok, nosku])[ok][0] == "SHIPPED"
     m = wait_for(lambda: (m := metrics(pipe))
-                 and m.get('orderbus_tracker_stage_latency_ms_count{stage="end_to_end"}', 0) >= 2 and m,
+                 and m.get(f'{STAGE_LATENCY}_count{{stage="end_to_end"}}', 0) >= 2 and m,
                  60, "the tracker did not see both orders finish")
-    assert m['orderbus_tracker_stage_latency_ms_count{stage="shipped"}'] == 1
-    assert m['orderbus_tracker_stage_latency_ms_count{stage="rejected"}'] == 1
-    assert m['orderbus_tracker_stage_latency_ms_count{stage="begun"}'] == 2
-    assert m['orderbus_tracker_undecodable_total{reason="undecodable",topic="orders.placed.v1"}'] == 1
+    assert m[f'{STAGE_LATENCY}_count{{stage="shipped"}}'] == 1
+    assert m[f'{STAGE_LATENCY}_count{{stage="rejected"}}'] == 1
+    assert m[f'{STAGE_LATENCY}_count{{stage="begun"}}'] == 2
+    assert m[f'{UNDECODABLE}{{reason="undecodable",topic="orders.placed.v1"}}'] == 1
     snap = wait_for(lambda: (s := json.loads(
         (tracker_dir(pipe.settings) / "stuck.json").read_text()))["done"] >= 2 and s,
         10, "no snapshot with both orders done")
@@ -130,9 +131,9 @@ def test_follows_orders_to_shipped_and_rejected_and_skips_what_does_not_decode(p
     time.sleep(RETAIN_S + 0.5)
     pipe.publish(order(later, "t-cust", ("t-sku", 1, 100)))
     assert pipe.wait_final([later])[later][0] == "SHIPPED"
-    m = wait_for(lambda: (m := metrics(pipe)) and m['orderbus_tracker_orders{state="done"}'] == 1
+    m = wait_for(lambda: (m := metrics(pipe)) and m[f'{ORDERS}{{state="done"}}'] == 1
                  and m, 30, "the finished orders were not dropped after their retention")
-    assert m['orderbus_tracker_orders{state="open"}'] == 0
+    assert m[f'{ORDERS}{{state="open"}}'] == 0
     assert not any("tracker_error" in k for k in m)     # faust took the deletions
 
 
@@ -155,7 +156,7 @@ def test_an_order_past_its_deadline_without_a_decision_is_stuck(pipe):
         assert [(s["order_id"], s["stage"], s["waiting_for"]) for s in stuck] == [
             ("s-late", "voted_inventory", "voted_payment")]
         assert stuck[0]["seconds_past_deadline"] > 5
-        assert metrics(pipe)["orderbus_orders_stuck"] == 1
+        assert metrics(pipe)[STUCK] == 1
         assert cli(pipe, "stuck", "--grace", "3600")[0] == 0     # not that late
         # a restarted tracker restores the order from its changelog (its events are not read
         # again: their offsets are committed) and still shows it stuck
@@ -175,7 +176,7 @@ def test_an_order_past_its_deadline_without_a_decision_is_stuck(pipe):
     # it silent for long, else aborted by the deadline; either way it is no longer stuck
     assert pipe.wait_final(["s-late"], timeout_s=60)["s-late"][0] in ("SHIPPED", "REJECTED")
     wait_for(lambda: cli(pipe, "stuck")[0] == 0, 30, "s-late still stuck after its rejection")
-    assert metrics(pipe)["orderbus_orders_stuck"] == 0
+    assert metrics(pipe)[STUCK] == 0
 
 
 def test_every_topic_faust_made_has_three_replicas(pipe, settings):

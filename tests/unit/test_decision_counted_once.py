@@ -11,7 +11,7 @@ from schemas.events import TxBegun, Voted
 from topics.catalogue import TX_LOG, Names
 from workers.coordinator.partition import Partition
 from workers.coordinator.worker import CoordinatorHandler
-from workers.runtime.metrics import Metrics
+from workers.runtime.metrics import DECISIONS, Metrics
 from workers.runtime.signing import AUTHORS, Signer, Verifier, author
 
 
@@ -34,8 +34,7 @@ def test_the_coordinator_counts_a_decision_only_once_it_commits():
     outs = handler.process(msgs, 1)
 
     def decisions() -> float:
-        return metrics.registry.get_sample_value("orderbus_decisions_total",
-                                                 {"outcome": "commit", "reason": ""}) or 0
+        return metrics.registry.get_sample_value(DECISIONS, {"outcome": "commit", "reason": ""}) or 0
     assert outs and decisions() == 0
     for out in outs:          # as the loop does once the transaction has committed
         if out.count is not None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.runtime.settings import Settings, SettingsError
-from workers.tracker.stages import GRACE_S, RETAIN_S
+from workers.runtime.settings import TRACKER_GRACE_S, TRACKER_RETAIN_S, Settings, SettingsError
 
 GRACE, RETAIN = "ORDERBUS_TRACKER_GRACE_S", "ORDERBUS_TRACKER_RETAIN_S"
 
@@ -16,9 +15,9 @@ def settings(tmp_path, **env) -> Settings:
 
 def test_defaults(tmp_path):
     s = settings(tmp_path)
-    assert (s.tracker_grace_s, s.tracker_retain_s) == (GRACE_S, RETAIN_S)
+    assert (s.tracker_grace_s, s.tracker_retain_s) == (TRACKER_GRACE_S, TRACKER_RETAIN_S)
     s = settings(tmp_path, **{GRACE: "", RETAIN: ""})
-    assert (s.tracker_grace_s, s.tracker_retain_s) == (GRACE_S, RETAIN_S)
+    assert (s.tracker_grace_s, s.tracker_retain_s) == (TRACKER_GRACE_S, TRACKER_RETAIN_S)
 
 
 @pytest.mark.parametrize("name, raw, expected", [

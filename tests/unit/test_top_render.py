@@ -7,6 +7,8 @@ import pytest
 
 from orderbus.ops.top_gather import p99, parse_stage_buckets
 from orderbus.ops.top import Frame, GroupRow, StageRow, StuckRow, to_text
+from workers.runtime.metrics import DECISIONS
+from workers.tracker.metrics import STAGE_LATENCY
 
 FULL = Frame(
     taken_at=1_700_000_000.0, pipeline="t1a2b3c", window_s=2.0,
@@ -79,14 +81,14 @@ def test_p99_interpolates_like_histogram_quantile(buckets, expected):
 
 
 def test_parse_stage_buckets_reads_the_tracker_histogram_only():
-    page = """# HELP orderbus_tracker_stage_latency_ms Time
-# TYPE orderbus_tracker_stage_latency_ms histogram
-orderbus_tracker_stage_latency_ms_bucket{le="10.0",stage="decided"} 3.0
-orderbus_tracker_stage_latency_ms_bucket{le="+Inf",stage="decided"} 4.0
-orderbus_tracker_stage_latency_ms_count{stage="decided"} 4.0
-orderbus_tracker_stage_latency_ms_sum{stage="decided"} 70.0
+    h = STAGE_LATENCY
+    page = f"""# HELP {h} Time
+# TYPE {h} histogram
+{h}_bucket{{le="10.0",stage="decided"}} 3.0
+{h}_bucket{{le="+Inf",stage="decided"}} 4.0
+{h}_count{{stage="decided"}} 4.0
+{h}_sum{{stage="decided"}} 70.0
 """
     assert parse_stage_buckets(page) == {"decided": {10.0: 3.0, math.inf: 4.0}}
-    worker = '# TYPE orderbus_decisions_total counter\norderbus_decisions_total{outcome="commit",' \
-             'reason=""} 5.0\n'
+    worker = f'# TYPE {DECISIONS} counter\n{DECISIONS}{{outcome="commit",reason=""}} 5.0\n'
     assert parse_stage_buckets(worker) is None

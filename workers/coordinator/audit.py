@@ -18,6 +18,7 @@ from schemas.errors import DeadLetter
 from schemas.events import OrderPlaced
 from topics.catalogue import ORDERS_PLACED, TX_LOG
 from topics.read import coordinates, headers_of, read
+from workers.coordinator import invariants, store as coordinator_store
 from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
 from workers.coordinator.worker import take_over
 from workers.participant.core import INVENTORY, PAYMENT
@@ -25,9 +26,9 @@ from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
 from workers.runtime.db import Database
 from workers.runtime.signing import Verifier
+from workers.status import store as status_store
 
 RESOURCES = {"inventory": INVENTORY, "payment": PAYMENT}
-CONFIRMED = ("CONFIRMED", "SHIPPED")
 
 
 @dataclass(frozen=True)
@@ -55,33 +56,24 @@ def compare(txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str,
                                 "published as a valid order"))
             continue
         audited += 1
-        for outcome, reason in tx.recorded:
-            if outcome != tx.outcome:
-                bad.append(Mismatch(oid, "recorded_differs", f"tx.log records {outcome} "
-                                    f"({reason}); the fold decides {tx.outcome}"))
-        for p in sorted(tx.conflicts):
-            bad.append(Mismatch(oid, f"{p}_acked_other", f"{p} acknowledged the opposite of "
-                                f"{tx.outcome}"))
+        bad += [Mismatch(oid, "recorded_differs", what) for what in invariants.recorded_differs(tx)]
+        bad += [Mismatch(oid, f"{p}_acked_other", f"{p} acknowledged the opposite of {tx.outcome}")
+                for p in invariants.acked_other(tx)]
         for p in tx.targets:
             if p not in RESOURCES:
                 continue
-            state, amounts = holds.get(p, {}).get(oid, (None, {}))
-            want = RESOURCES[p].demand(order)
-            if tx.outcome == "commit":
-                ok = state == "committed" and dict(amounts or {}) == want
-                what = f"commit: expected committed {want}, found {state} {dict(amounts or {})}"
-            else:
-                ok = state not in ("held", "committed")
-                what = f"abort: expected nothing held or taken, found {state}"
-            if not ok:
+            what = invariants.effect_wrong(tx.outcome, RESOURCES[p].demand(order),
+                                           *holds.get(p, {}).get(oid, (None, {})))
+            if what:
+                # not acknowledged yet: the decision is still on its way to the participant
                 (pending if p not in tx.acked else bad).append(
                     Mismatch(oid, f"{p}_{'not_applied' if tx.outcome == 'commit' else 'held'}",
                              what))
         shown = status.get(oid, (None, None))[0]
-        ok = shown in CONFIRMED if tx.outcome == "commit" else shown == "REJECTED"
-        if not ok:
-            (pending if shown in (None, "PENDING") and not is_finished(tx) else bad).append(
-                Mismatch(oid, "status", f"{tx.outcome}, but the read model shows {shown}"))
+        what = invariants.status_wrong(tx.outcome, shown)
+        if what:
+            travelling = shown in invariants.NOT_YET_SHOWN and not is_finished(tx)
+            (pending if travelling else bad).append(Mismatch(oid, "status", what))
     return bad, pending, audited
 
 
@@ -130,11 +122,6 @@ def _query(dsn: str, read):
         db.close()
 
 
-def _statuses(cur) -> dict[str, tuple]:
-    cur.execute("SELECT order_id, status, reason FROM order_status")
-    return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
-
-
 def audit(settings) -> dict:
     """Re-fold all of tx.log and check every decision against the participants and the status
     read model. `settings` gives kafka(), names and dsns."""
@@ -144,7 +131,7 @@ def audit(settings) -> dict:
     orders = placed_orders(kafka, names.topic(ORDERS_PLACED))
     holds = {p: _query(settings.dsns[ledger.database], participant_store.holds)
              for p, ledger in LEDGERS.items()}
-    status = _query(settings.dsns["orders"], _statuses)
+    status = _query(settings.dsns[status_store.DATABASE], status_store.statuses)
     bad, pending, audited = compare(txs, orders, holds, status)
     return {"orders": audited, "events": events,
             "committed": sum(tx.outcome == "commit" for tx in txs.values()),
@@ -170,7 +157,7 @@ def rebuild_coordinator(settings) -> dict:
         committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
     finally:
         consumer.close()
-    db = Database(settings.dsns["coordinator"], give_up_s=10)
+    db = Database(settings.dsns[coordinator_store.DATABASE], give_up_s=10)
     try:
         resumed, _ = take_over(settings, db, group, topic, parts)
     finally:

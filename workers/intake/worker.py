@@ -6,7 +6,8 @@ from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
 from workers.intake.core import Seen, begin, classify
 from workers.intake.hold import Downstream
 from workers.runtime.loop import Stateless
-from workers.runtime.db import Database, Json, execute_values
+from workers.intake import store
+from workers.runtime.db import Database
 from workers.runtime.messages import dead_letter, decode_batch, emit
 
 
@@ -34,9 +35,7 @@ class IntakeHandler(Stateless):
         return outs
 
     def _record(self, cur, events, now_ms):
-        cur.execute("SELECT order_id, content_hash, source_partition, source_offset FROM orders "
-                    "WHERE order_id = ANY(%s)", ([e.order_id for _, e in events],))
-        seen = {r[0]: Seen(r[1], r[2], r[3]) for r in cur.fetchall()}
+        seen = store.seen(cur, [e.order_id for _, e in events])
         rows, outs = [], []
         for msg, order in events:
             digest = order.content_hash()
@@ -54,10 +53,8 @@ class IntakeHandler(Stateless):
             if kind == "new":
                 seen[order.order_id] = Seen(digest, msg.partition(), msg.offset())
                 rows.append((order.order_id, order.customer_id, order.currency, order.total_cents,
-                             digest, Json(order.to_dict()), msg.partition(), msg.offset()))
+                             digest, order.to_dict(), msg.partition(), msg.offset()))
             outs += [emit(self.dest[d], e) for d, e in begin(order, now_ms, self.deadline_ms)]
         if rows:
-            execute_values(cur, "INSERT INTO orders (order_id, customer_id, currency, total_cents, "
-                           "content_hash, body, source_partition, source_offset) VALUES %s "
-                           "ON CONFLICT (order_id) DO NOTHING", rows)
+            store.record(cur, rows)
         return outs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.postgres.databases import DATABASE
 from workers.participant.core import Hold
 from workers.runtime.db import Json, execute_values
 
@@ -26,11 +27,10 @@ class Ledger:
         return (self.initial, self.available, self.held, self.final)
 
 
-STOCK = Ledger("inventory", "stock", "sku", "initial", "available", "held", "committed")
-ACCOUNTS = Ledger("payments", "accounts", "customer_id", "initial_cents", "balance_cents",
+STOCK = Ledger(DATABASE["inventory"], "stock", "sku", "initial", "available", "held", "committed")
+ACCOUNTS = Ledger(DATABASE["payment"], "accounts", "customer_id", "initial_cents", "balance_cents",
                   "held_cents", "captured_cents")
 LEDGERS = {"inventory": STOCK, "payment": ACCOUNTS}           # participant -> its ledger
-DATABASES = tuple(ledger.database for ledger in LEDGERS.values())
 
 
 # -- the worker's batch, in one transaction

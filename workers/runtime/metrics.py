@@ -8,6 +8,20 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Pro
                                start_http_server)
 
 MS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+# the names they are scraped under: tools and tests read them from here
+CONSUMED = "orderbus_messages_consumed_total"
+PRODUCED = "orderbus_messages_produced_total"
+BATCH_SIZE = "orderbus_batch_size"
+BATCH_MS = "orderbus_batch_duration_ms"
+DEAD_LETTERS = "orderbus_dead_letters_total"
+REBALANCES = "orderbus_rebalances_total"
+ASSIGNED = "orderbus_assigned_partitions"
+STALLED = "orderbus_stalled_seconds"
+DB_RETRIES = "orderbus_db_retries_total"
+DECISIONS = "orderbus_decisions_total"
+VOTES = "orderbus_votes_total"
+IN_DOUBT = "orderbus_in_doubt_transactions"
+INPUT_HELD = "orderbus_input_held"
 
 
 class Metrics:
@@ -18,34 +32,33 @@ class Metrics:
         # process_start_time_seconds: a worker that keeps being restarted (an output the brokers
         # refuse ends it, and restarting is always safe) shows as its changes
         ProcessCollector(registry=r)
-        self.consumed = Counter("orderbus_messages_consumed_total", "Messages consumed",
+        self.consumed = Counter(CONSUMED, "Messages consumed",
                                 ["worker", "topic"], registry=r)
-        self.produced = Counter("orderbus_messages_produced_total", "Messages produced",
+        self.produced = Counter(PRODUCED, "Messages produced",
                                 ["worker", "topic"], registry=r)
-        self.batch_size = Histogram("orderbus_batch_size", "Messages per batch", ["worker"],
+        self.batch_size = Histogram(BATCH_SIZE, "Messages per batch", ["worker"],
                                     buckets=(1, 5, 10, 50, 100, 200, 500, 1000), registry=r)
-        self.batch_ms = Histogram("orderbus_batch_duration_ms", "Batch processing time, consume "
+        self.batch_ms = Histogram(BATCH_MS, "Batch processing time, consume "
                                   "to outputs handed to the producer", ["worker"], buckets=MS_BUCKETS, registry=r)
-        self.dead_letters = Counter("orderbus_dead_letters_total", "Messages sent to the dead-letter "
+        self.dead_letters = Counter(DEAD_LETTERS, "Messages sent to the dead-letter "
                                     "topic", ["worker", "reason"], registry=r)
-        self.rebalances = Counter("orderbus_rebalances_total", "Partition assignment changes",
+        self.rebalances = Counter(REBALANCES, "Partition assignment changes",
                                   ["worker", "kind"], registry=r)
-        self.assigned = Gauge("orderbus_assigned_partitions", "Partitions this instance owns",
+        self.assigned = Gauge(ASSIGNED, "Partitions this instance owns",
                               ["worker"], registry=r)
-        self.stalled = Gauge("orderbus_stalled_seconds", "Seconds since the owned partition that "
+        self.stalled = Gauge(STALLED, "Seconds since the owned partition that "
                              "waited longest progressed (a batch of it committed, or nothing was "
                              "behind it), not counting waits on the database; the watchdog ends "
                              "the worker past its limit", ["worker"], registry=r)
-        self.db_retries = Counter("orderbus_db_retries_total", "Database operations retried after "
+        self.db_retries = Counter(DB_RETRIES, "Database operations retried after "
                                   "a transient error", ["worker"], registry=r)
-        self.decisions = Counter("orderbus_decisions_total", "Coordinator decisions",
+        self.decisions = Counter(DECISIONS, "Coordinator decisions",
                                  ["outcome", "reason"], registry=r)
-        self.votes = Counter("orderbus_votes_total", "Participant votes", ["worker", "vote", "reason"],
+        self.votes = Counter(VOTES, "Participant votes", ["worker", "vote", "reason"],
                              registry=r)
-        self.held = Gauge("orderbus_input_held", "1 while the worker reads nothing new because a "
-                          "worker downstream of it is far behind (back-pressure)", ["worker"],
-                          registry=r)
-        self.in_doubt = Gauge("orderbus_in_doubt_transactions", "Transactions with a yes vote and "
+        self.held = Gauge(INPUT_HELD, "1 while the worker reads nothing new because a worker "
+                          "downstream of it is far behind (back-pressure)", ["worker"], registry=r)
+        self.in_doubt = Gauge(IN_DOUBT, "Transactions with a yes vote and "
                               "no decision yet", ["worker"], registry=r)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:

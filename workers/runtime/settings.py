@@ -12,17 +12,22 @@ from infra.kafka import security as kafka_security
 from infra.layout import Layout
 from infra.postgres.databases import SERVICES
 from topics.catalogue import Names
-from workers.tracker.stages import GRACE_S, RETAIN_S
 
 # records a worker downstream of intake may be behind before intake holds new orders
 # (workers/intake/hold.py): about 2 s of the coordinator's work at 400 orders/s, 6 s of a
 # participant's
-MAX_BACKLOG = 5_000
+INTAKE_MAX_BACKLOG = 5_000
 
 SECURITY = ("sasl_ssl", "plaintext")
 # what Kafka accepts in topic, group and group.instance.id names
 NAME_CHARS = "A-Za-z0-9._-"
 NAME = re.compile(f"[{NAME_CHARS}]+")
+# the order tracker's defaults. Past its deadline, how long before an order counts as stuck:
+TRACKER_GRACE_S = 5.0
+# a finished order (or a fragment: seen without its placement or transaction start, so never
+# judged stuck) leaves the tracker's table once it has read this far past its last event on all
+# three topics, so the view's memory follows the rate, not the history; unfinished orders stay
+TRACKER_RETAIN_S = 120.0
 
 
 class SettingsError(ValueError):
@@ -72,14 +77,14 @@ class Settings:
     kafka_base_port: int = 10092
     brokers: int = 3                              # of the local cluster (as `up` left it)
     deadline_ms: int = 10_000
-    intake_max_backlog: int = MAX_BACKLOG         # records behind downstream; 0: never hold
+    intake_max_backlog: int = INTAKE_MAX_BACKLOG         # records behind downstream; 0: never hold
     prefix: str = ""                              # of every topic and group name (tests)
     metrics_port: int = 9400                      # first worker's; 0 turns metrics off
     security: str = "sasl_ssl"                    # of the Kafka clients; or "plaintext"
     ca_file: str = ""                             # PEM the brokers' certificates are checked against
     principal: str = "admin"                      # whom this process's Kafka clients speak as
-    tracker_grace_s: float = GRACE_S              # past its deadline, when an order is stuck
-    tracker_retain_s: float = RETAIN_S            # how far past a finished order it is dropped
+    tracker_grace_s: float = TRACKER_GRACE_S      # past its deadline, when an order is stuck
+    tracker_retain_s: float = TRACKER_RETAIN_S    # how far past a finished order it is dropped
     host_id: str = "localhost"                    # this host's part of its instances' ids
     env: dict = field(default_factory=dict, repr=False)   # credentials and key files
 
@@ -111,7 +116,7 @@ class Settings:
         deadline_ms = _int(env, "ORDERBUS_DEADLINE_MS", 10_000)
         if deadline_ms <= 0:
             raise SettingsError(f"ORDERBUS_DEADLINE_MS={deadline_ms} must be positive")
-        max_backlog = _int(env, "ORDERBUS_INTAKE_MAX_BACKLOG", MAX_BACKLOG)
+        max_backlog = _int(env, "ORDERBUS_INTAKE_MAX_BACKLOG", INTAKE_MAX_BACKLOG)
         if max_backlog < 0:
             raise SettingsError(f"ORDERBUS_INTAKE_MAX_BACKLOG={max_backlog} must be 0 or more")
         prefix = env.get("ORDERBUS_TOPIC_PREFIX", "")
@@ -123,8 +128,9 @@ class Settings:
                    deadline_ms=deadline_ms, intake_max_backlog=max_backlog, prefix=prefix,
                    metrics_port=_int(env, "ORDERBUS_METRICS_PORT", 9400), security=security,
                    ca_file=env.get("ORDERBUS_KAFKA_CA") or str(layout.ca_file),
-                   tracker_grace_s=_seconds(env, "ORDERBUS_TRACKER_GRACE_S", GRACE_S, zero_ok=True),
-                   tracker_retain_s=_seconds(env, "ORDERBUS_TRACKER_RETAIN_S", RETAIN_S),
+                   tracker_grace_s=_seconds(env, "ORDERBUS_TRACKER_GRACE_S", TRACKER_GRACE_S,
+                                                    zero_ok=True),
+                   tracker_retain_s=_seconds(env, "ORDERBUS_TRACKER_RETAIN_S", TRACKER_RETAIN_S),
                    host_id=_host_id(env),
                    env={k: v for k, v in env.items()
                         if k.startswith(("ORDERBUS_KAFKA_", "ORDERBUS_SIGNING_KEY_"))})

@@ -4,8 +4,9 @@ from __future__ import annotations
 from schemas.events import StatusChanged
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS
 from workers.runtime.loop import Stateless
-from workers.runtime.db import Database, execute_values
+from workers.runtime.db import Database
 from workers.runtime.messages import decode_batch, emit
+from workers.shipping import store
 
 
 class ShippingHandler(Stateless):
@@ -23,8 +24,6 @@ class ShippingHandler(Stateless):
         if confirmed:
             # a redelivered CONFIRMED finds the row and announces SHIPPED again: the status
             # model ignores the repeat, and there is still one shipment
-            self.db.run(lambda cur: execute_values(
-                cur, "INSERT INTO shipments (order_id) VALUES %s ON CONFLICT DO NOTHING",
-                [(o,) for o in confirmed]))
+            self.db.run(lambda cur: store.book(cur, confirmed))
             outs += [emit(self.status, StatusChanged(o, "SHIPPED", None, now_ms)) for o in confirmed]
         return outs

@@ -17,10 +17,10 @@ from schemas import codec
 from schemas.errors import DeadLetter
 from topics.read import headers_of, read
 from workers.runtime.db import Database
+from workers.status import store
+from workers.status.store import REBUILD
 from workers.status.worker import write
 
-LIVE = "order_status"
-REBUILD = "order_status_rebuild"
 EXAMPLES = 20
 
 
@@ -56,7 +56,7 @@ def rebuild(kafka_config: dict, dsn: str, topic: str, table: str = REBUILD) -> d
     read_s = time.monotonic() - t0
 
     def fresh(cur):
-        cur.execute(f"DELETE FROM {table}")
+        store.clear(cur, table)
         write(cur, events, table)
     db = Database(dsn)
     try:
@@ -70,16 +70,8 @@ def rebuild(kafka_config: dict, dsn: str, topic: str, table: str = REBUILD) -> d
 def compare(dsn: str, table: str = REBUILD) -> Comparison:
     def work(cur):
         c = Comparison()
-        cur.execute(f"SELECT (SELECT count(*) FROM {LIVE}), (SELECT count(*) FROM {table})")
-        c.live, c.rebuilt = cur.fetchone()
-        cur.execute(f"""
-            SELECT coalesce(l.order_id, r.order_id), l.order_id IS NULL, r.order_id IS NULL,
-                   l.status, l.reason, l.changed_ms, r.status, r.reason, r.changed_ms
-            FROM {LIVE} l FULL OUTER JOIN {table} r ON l.order_id = r.order_id
-            WHERE (l.status, l.reason, l.changed_ms) IS DISTINCT FROM
-                  (r.status, r.reason, r.changed_ms)
-            ORDER BY 1""")
-        for oid, no_live, no_rebuilt, *cols in cur.fetchall():
+        c.live, c.rebuilt = store.row_counts(cur, table)
+        for oid, no_live, no_rebuilt, *cols in store.differences(cur, table):
             if no_live:
                 c.only_rebuilt += 1
             elif no_rebuilt:
@@ -98,14 +90,9 @@ def compare(dsn: str, table: str = REBUILD) -> Comparison:
 
 
 def swap(dsn: str, table: str = REBUILD) -> None:
-    """Make the live table hold the rebuilt rows, in one transaction: a reader sees the old rows
-    or the new ones, and the table keeps its indexes and their names."""
-    def work(cur):
-        cur.execute(f"LOCK TABLE {LIVE} IN EXCLUSIVE MODE")    # writers wait; readers do not
-        cur.execute(f"DELETE FROM {LIVE}")
-        cur.execute(f"INSERT INTO {LIVE} SELECT * FROM {table}")
+    """Make the live table hold the rebuilt rows, in one transaction."""
     db = Database(dsn)
     try:
-        db.run(work)
+        db.run(lambda cur: store.replace_live(cur, table))
     finally:
         db.close()

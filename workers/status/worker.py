@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS
 from workers.runtime.loop import Stateless
-from workers.runtime.db import Database, execute_values
+from workers.runtime.db import Database
 from workers.runtime.messages import decode_batch
+from workers.status import store
 
 RANK = {"PENDING": 0, "CONFIRMED": 1, "REJECTED": 1, "SHIPPED": 2}
-
-UPSERT = """
-INSERT INTO {table} (order_id, status, reason, changed_ms) VALUES %s
-ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
-    changed_ms = EXCLUDED.changed_ms
-WHERE (CASE {table}.status WHEN 'PENDING' THEN 0 WHEN 'SHIPPED' THEN 2 ELSE 1 END)
-    < (CASE EXCLUDED.status WHEN 'PENDING' THEN 0 WHEN 'SHIPPED' THEN 2 ELSE 1 END)
-"""
 
 
 def latest(events) -> dict[str, tuple]:
@@ -28,10 +21,8 @@ def latest(events) -> dict[str, tuple]:
     return best
 
 
-def write(cur, events, table: str = "order_status") -> None:
-    rows = sorted(latest(events).values())
-    if rows:
-        execute_values(cur, UPSERT.format(table=table), rows)
+def write(cur, events, table: str = store.LIVE) -> None:
+    store.upsert(cur, sorted(latest(events).values()), table)
 
 
 class StatusHandler(Stateless):

@@ -23,11 +23,11 @@ from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_PLACED, PARTITIONS
 from topics.partition import partition_for
 from workers.runtime.loop import HEARTBEAT_MS, SESSION_TIMEOUT_MS
-from workers.runtime.settings import Settings
+from workers.runtime.settings import TRACKER_GRACE_S, TRACKER_RETAIN_S, Settings
 from workers.tracker import snapshot
 from workers.tracker.metrics import TrackerMetrics
-from workers.tracker.stages import (GRACE_S, RETAIN_S, SOURCES, UNFOLLOWED, OrderStages, advance,
-                                    observe, stuck, window_counts)
+from workers.tracker.stages import (SOURCES, UNFOLLOWED, OrderStages, advance, observe, stuck,
+                                    window_counts)
 from workers.tracker.transport import ReadCommittedApp
 
 log = logging.getLogger(__name__)
@@ -92,12 +92,12 @@ class Tracker:
     settings: Settings
     metrics: TrackerMetrics
     instance: int = 0
-    grace_s: float = GRACE_S
+    grace_s: float = TRACKER_GRACE_S
     # the orders not yet shipped or rejected, so the view need not scan every order it has seen;
     # rebuilt from the table after faust restores it (a restart, a rebalance)
     open_orders: set[str] = field(default_factory=set)
     rescan: bool = True
-    retain_s: float = RETAIN_S
+    retain_s: float = TRACKER_RETAIN_S
     # per partition, (time of an order's latest event, order id), oldest first, for the orders
     # that may expire
     recent: dict[int, deque] = field(default_factory=lambda: defaultdict(deque))
@@ -286,7 +286,7 @@ def credentials(settings):
 
 
 def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
-          grace_s: float = GRACE_S, retain_s: float = RETAIN_S) -> Tracker:
+          grace_s: float = TRACKER_GRACE_S, retain_s: float = TRACKER_RETAIN_S) -> Tracker:
     check_codecs()
     rf = ensure_changelogs(settings)
     snapshot.tracker_dir(settings).mkdir(parents=True, exist_ok=True)    # faust makes one level

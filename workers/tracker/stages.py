@@ -16,11 +16,6 @@ from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, TX_LOG
 STAGES = ("placed", "begun", "voted_inventory", "voted_payment", "decided", "shipped", "rejected")
 TERMINAL = ("shipped", "rejected")
 END_TO_END = "end_to_end"          # a histogram label too: placed -> shipped/rejected
-GRACE_S = 5.0                      # past its deadline, how long before an order counts as stuck
-# a finished order (or a fragment: seen without its placement or transaction start, so never
-# judged stuck) leaves the table once the tracker has read this far past its last event on all
-# three topics, so the view's memory follows the rate, not the history; unfinished orders stay
-RETAIN_S = 120.0
 # the topics whose events mark the stages
 SOURCES = (ORDERS_PLACED, TX_LOG, ORDERS_STATUS)
 # tx.log event types that mark no stage (observe returns None): the tracker skips them undecoded

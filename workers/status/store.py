@@ -1,0 +1,91 @@
+"""The order-status read model's SQL, in one module: the live table the status worker folds
+orders.status into, and the table a rebuild folds it into before the swap. The worker, the rebuild,
+verify, the audit, report, top, seeding, the sandbox and the demo all go through it. Every
+function takes an open cursor; the caller owns the transaction."""
+from __future__ import annotations
+
+from infra.postgres.databases import DATABASE as DATABASE_OF
+from workers.runtime.db import execute_values
+
+DATABASE = DATABASE_OF["status"]
+LIVE = "order_status"
+REBUILD = "order_status_rebuild"
+
+# a status only moves forward (PENDING < CONFIRMED | REJECTED < SHIPPED): a redelivered or late
+# event never regresses a row
+UPSERT = """
+INSERT INTO {table} (order_id, status, reason, changed_ms) VALUES %s
+ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
+    changed_ms = EXCLUDED.changed_ms
+WHERE (CASE {table}.status WHEN 'PENDING' THEN 0 WHEN 'SHIPPED' THEN 2 ELSE 1 END)
+    < (CASE EXCLUDED.status WHEN 'PENDING' THEN 0 WHEN 'SHIPPED' THEN 2 ELSE 1 END)
+"""
+
+
+def upsert(cur, rows: list[tuple], table: str = LIVE) -> None:
+    """rows: (order id, status, reason, changed ms)."""
+    if rows:
+        execute_values(cur, UPSERT.format(table=table), rows)
+
+
+# -- what the operators' tools read
+
+def statuses(cur, among: list[str] | None = None) -> dict[str, tuple]:
+    """order id -> (status, reason), of every order or of those `among`."""
+    if among is None:
+        cur.execute(f"SELECT order_id, status, reason FROM {LIVE}")
+    else:
+        cur.execute(f"SELECT order_id, status, reason FROM {LIVE} WHERE order_id = ANY(%s)",
+                    (among,))
+    return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+
+
+def count_by_status(cur) -> dict[str, int]:
+    cur.execute(f"SELECT status, count(*) FROM {LIVE} GROUP BY status")
+    return dict(cur.fetchall())
+
+
+def rejected_by_reason(cur) -> dict[str, int]:
+    """reason -> rejected orders, the most frequent first."""
+    cur.execute(f"SELECT coalesce(reason, 'unknown'), count(*) FROM {LIVE}"
+                " WHERE status = 'REJECTED' GROUP BY 1 ORDER BY 2 DESC, 1")
+    return dict(cur.fetchall())
+
+
+def status_of(cur, order_id: str) -> tuple | None:
+    """(status, reason, changed ms) of one order, or None."""
+    cur.execute(f"SELECT status, reason, changed_ms FROM {LIVE} WHERE order_id = %s", (order_id,))
+    return cur.fetchone()
+
+
+# -- seeding and the rebuild
+
+def clear(cur, table: str = LIVE) -> None:
+    cur.execute(f"DELETE FROM {table}")
+
+
+def row_counts(cur, table: str = REBUILD) -> tuple[int, int]:
+    """(rows in the live table, rows in `table`)."""
+    cur.execute(f"SELECT (SELECT count(*) FROM {LIVE}), (SELECT count(*) FROM {table})")
+    return cur.fetchone()
+
+
+def differences(cur, table: str = REBUILD) -> list[tuple]:
+    """The rows the live table and `table` disagree on, by order id: (order id, missing from
+    live, missing from `table`, live status, reason, changed ms, the same in `table`)."""
+    cur.execute(f"""
+        SELECT coalesce(l.order_id, r.order_id), l.order_id IS NULL, r.order_id IS NULL,
+               l.status, l.reason, l.changed_ms, r.status, r.reason, r.changed_ms
+        FROM {LIVE} l FULL OUTER JOIN {table} r ON l.order_id = r.order_id
+        WHERE (l.status, l.reason, l.changed_ms) IS DISTINCT FROM
+              (r.status, r.reason, r.changed_ms)
+        ORDER BY 1""")
+    return cur.fetchall()
+
+
+def replace_live(cur, table: str = REBUILD) -> None:
+    """The live table holds `table`'s rows: inside one transaction a reader sees the old rows or
+    the new ones, and the table keeps its indexes and their names."""
+    cur.execute(f"LOCK TABLE {LIVE} IN EXCLUSIVE MODE")    # writers wait; readers do not
+    cur.execute(f"DELETE FROM {LIVE}")
+    cur.execute(f"INSERT INTO {LIVE} SELECT * FROM {table}")
