@@ -28,6 +28,7 @@ unit: install
 # pytest's own exit code (5 when nothing was collected) decides the result.
 test: install
 	ruff check .
+	ruff format --check .
 	mypy
 	orderbus up
 	status=0; pytest -q $(PYTEST_ARGS) || status=$$?; orderbus down; exit $$status

@@ -1,4 +1,5 @@
 """Where the local cluster lives on disk and which loopback ports it takes."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,15 +13,15 @@ HOST = "127.0.0.1"
 
 @dataclass(frozen=True)
 class Layout:
-    home: Path                 # ORDERBUS_HOME: data, logs, pid files, secrets
-    brokers: int = 3           # combined broker+controller nodes
+    home: Path  # ORDERBUS_HOME: data, logs, pid files, secrets
+    brokers: int = 3  # combined broker+controller nodes
     # below Linux's ephemeral range (32768-60999): a client reconnecting in a loop to a stopped
     # node's port in that range can be handed that very port as its own source port (a TCP
     # self-connect) and keep the node from binding it again. Seen here when a chaos run
     # restarted a broker on 39092.
-    kafka_base_port: int = 10092   # node n listens on base + (n-1)*10000, its controller on +1
+    kafka_base_port: int = 10092  # node n listens on base + (n-1)*10000, its controller on +1
     pg_port: int = 15432
-    secure: bool = True        # SASL/SCRAM over TLS and ACLs; False only for `up --insecure`
+    secure: bool = True  # SASL/SCRAM over TLS and ACLs; False only for `up --insecure`
     jar_cache: Path = Path.home() / ".cache" / "orderbus"
 
     def broker_port(self, node: int) -> int:
@@ -31,8 +32,7 @@ class Layout:
 
     @property
     def ports(self) -> list[int]:
-        return [p for n in self.nodes for p in (self.broker_port(n), self.controller_port(n))] + [
-            self.pg_port]
+        return [p for n in self.nodes for p in (self.broker_port(n), self.controller_port(n))] + [self.pg_port]
 
     @property
     def nodes(self) -> range:

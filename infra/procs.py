@@ -1,4 +1,5 @@
 """Processes that `orderbus up` starts: detached, tracked by pid file, stopped by pid only."""
+
 from __future__ import annotations
 
 import errno
@@ -59,8 +60,14 @@ class _Server(subprocess.Popen):
 _children: list[_Server] = []
 
 
-def start(argv: list[str], pidfile: Path, logfile: Path, env: dict | None = None,
-          user: str | None = None, nice: int | None = None) -> int:
+def start(
+    argv: list[str],
+    pidfile: Path,
+    logfile: Path,
+    env: dict | None = None,
+    user: str | None = None,
+    nice: int | None = None,
+) -> int:
     """Start argv in its own session, detached from the caller, output to logfile; at niceness
     `nice` (absolute, -20..19; None: the caller's) through nice(1), so that every thread it
     starts has it. Raising priority needs CAP_SYS_NICE; without it the program runs at the
@@ -69,9 +76,17 @@ def start(argv: list[str], pidfile: Path, logfile: Path, env: dict | None = None
         argv = ["nice", "-n", str(nice - os.nice(0)), *argv]
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "ab") as out:
-        proc = _Server(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                       env=env, user=user, start_new_session=True, close_fds=True)
-    _children.append(proc)   # kept, so a server started from a long-lived process is reaped
+        proc = _Server(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            user=user,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _children.append(proc)  # kept, so a server started from a long-lived process is reaped
     pidfile.write_text(f"{proc.pid}\n")
     return proc.pid
 
@@ -131,8 +146,10 @@ def exclusive(lockfile: Path, what: str):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise InfraError(f"another `orderbus {what}` is running on {lockfile.parent} "
-                             "(it holds the lock); wait for it to finish and try again") from None
+            raise InfraError(
+                f"another `orderbus {what}` is running on {lockfile.parent} "
+                "(it holds the lock); wait for it to finish and try again"
+            ) from None
         try:
             yield
         finally:
@@ -142,8 +159,9 @@ def exclusive(lockfile: Path, what: str):
 def require_apt(what: str, package: str) -> None:
     """Refuse, with what to do, where `apt_install` cannot run."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise InfraError(f"{what} is not installed; install it (Debian: apt-get install {package}) "
-                         "and run the command again")
+        raise InfraError(
+            f"{what} is not installed; install it (Debian: apt-get install {package}) and run the command again"
+        )
 
 
 def apt_install(package: str) -> None:

@@ -1,6 +1,7 @@
 """Secrets `up` generates once and keeps with mode 0600 under the data directory, never in the
 repository: PostgreSQL role passwords, Kafka SCRAM passwords, the TLS keystore password, the
 keys the services sign their tx.log events with."""
+
 from __future__ import annotations
 
 import secrets

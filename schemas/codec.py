@@ -83,9 +83,7 @@ def encode(event: Event) -> tuple[bytes, list[tuple[str, bytes]]]:
     return canonical_json(event.to_dict()), headers
 
 
-def decode(
-    value: bytes | None, headers: Headers | None, default_type: str | None = None
-) -> Event:
+def decode(value: bytes | None, headers: Headers | None, default_type: str | None = None) -> Event:
     """Parse, validate, upgrade and check one message, or raise a ``DeadLetter`` subclass.
 
     The headers are read first: an unknown type or version is the more useful reason even when the
@@ -194,7 +192,7 @@ def _parse(value: bytes | None) -> dict[str, Any]:
         raise UndecodableError(f"nested deeper than {MAX_DEPTH}") from None
     except ValueError as exc:  # JSONDecodeError, NaN/Infinity, integers of over 4300 digits
         raise UndecodableError(f"not JSON: {str(exc)[:_MAX_DETAIL]}") from None
-    except ArithmeticError:    # decimal.InvalidOperation: an exponent beyond Decimal's range
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent beyond Decimal's range
         raise UndecodableError("a number beyond any representable range") from None
     if not isinstance(body, dict):
         raise UndecodableError(f"top level is a JSON {_json_kind(body)}, not an object")
@@ -203,9 +201,7 @@ def _parse(value: bytes | None) -> dict[str, Any]:
 
 
 def _json_kind(value: Any) -> str:
-    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number"
-    )
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 def _check_shape(body: dict[str, Any]) -> None:
@@ -246,9 +242,9 @@ def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
     """`data.items[0].quantity must be bigger than or equal to 1` -> `items[0].quantity must be >= 1`."""
     message = exc.message
     if message.startswith("data."):
-        message = message[len("data."):]
+        message = message[len("data.") :]
     elif message.startswith("data"):
-        message = "event" + message[len("data"):]
+        message = "event" + message[len("data") :]
     for long, short in _PHRASES:
         message = message.replace(long, short)
     return message[:_MAX_DETAIL]
@@ -269,9 +265,7 @@ def _upgrade(event_type: str, version: int, body: dict[str, Any]) -> dict[str, A
 def _check_order_total(order: dict[str, Any], where: str = "") -> None:
     total = sum(line["quantity"] * line["unit_price_cents"] for line in order["items"])
     if order["total_cents"] != total:
-        raise RuleViolationError(
-            f"{where}total_cents is {order['total_cents']} but the items sum to {total}"
-        )
+        raise RuleViolationError(f"{where}total_cents is {order['total_cents']} but the items sum to {total}")
 
 
 def _check_prepare(body: dict[str, Any]) -> None:

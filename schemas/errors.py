@@ -13,10 +13,10 @@ class DeadLetter(Exception):
 
     reason: str = "dead_letter"
 
-    MAX_DETAIL = 300   # it travels in a dead-letter header: a sentence, not the payload
+    MAX_DETAIL = 300  # it travels in a dead-letter header: a sentence, not the payload
 
     def __init__(self, detail: str) -> None:
-        detail = detail if len(detail) <= self.MAX_DETAIL else detail[:self.MAX_DETAIL - 1] + "…"
+        detail = detail if len(detail) <= self.MAX_DETAIL else detail[: self.MAX_DETAIL - 1] + "…"
         super().__init__(detail)
         self.detail = detail
 

@@ -19,9 +19,9 @@ Status: TypeAlias = Literal["PENDING", "CONFIRMED", "REJECTED", "SHIPPED"]
 
 def canonical_json(obj: Any) -> bytes:
     """The one byte form of a JSON value: the wire format and the input of content hashes."""
-    return json.dumps(
-        obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
 
 
 class _Flat:
@@ -181,14 +181,21 @@ class StatusChanged(_Flat):
 
 
 Event: TypeAlias = (
-    OrderPlaced | TxBegun | Prepare | Commit | Abort | Voted | DeadlinePassed | Decided | Acked
-    | StatusChanged
+    OrderPlaced | TxBegun | Prepare | Commit | Abort | Voted | DeadlinePassed | Decided | Acked | StatusChanged
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
-        OrderPlaced, TxBegun, Prepare, Commit, Abort, Voted, DeadlinePassed, Decided, Acked,
+        OrderPlaced,
+        TxBegun,
+        Prepare,
+        Commit,
+        Abort,
+        Voted,
+        DeadlinePassed,
+        Decided,
+        Acked,
         StatusChanged,
     )
 }

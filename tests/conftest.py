@@ -1,4 +1,5 @@
 """Shared fixtures. Integration tests run against the cluster `orderbus up` started (make test)."""
+
 from __future__ import annotations
 
 import uuid

@@ -9,53 +9,71 @@ touched. The lag monitor's grants cover the pipeline's namespace only: its catal
 the groups and topics named after its groups (prefixed), so it watches every group of the
 pipeline, including ones added later, and nothing else on the cluster.
 """
+
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
-                                   AdminClient, ResourcePatternType, ResourceType)
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from topics.catalogue import ACCESS, ALL, Names
 
 LITERAL, PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
-ANY = "*"      # a literal ACL on "*" covers every resource of its type
+ANY = "*"  # a literal ACL on "*" covers every resource of its type
 
 
 @dataclass(frozen=True, order=True)
 class Grant:
-    principal: str        # a service's name for User:<name>; other principals in full
-    resource: str         # topic | group | transactional_id
-    pattern: str          # literal | prefixed
+    principal: str  # a service's name for User:<name>; other principals in full
+    resource: str  # topic | group | transactional_id
+    pattern: str  # literal | prefixed
     name: str
-    operation: str        # read | write | create | describe | ...
+    operation: str  # read | write | create | describe | ...
     permission: str = "allow"
     host: str = "*"
 
     def binding(self) -> AclBinding:
         principal = self.principal if ":" in self.principal else f"User:{self.principal}"
-        return AclBinding(_RESOURCE[self.resource], self.name, _PATTERN[self.pattern], principal,
-                          self.host, AclOperation[self.operation.upper()],
-                          AclPermissionType[self.permission.upper()])
+        return AclBinding(
+            _RESOURCE[self.resource],
+            self.name,
+            _PATTERN[self.pattern],
+            principal,
+            self.host,
+            AclOperation[self.operation.upper()],
+            AclPermissionType[self.permission.upper()],
+        )
 
     def covers(self, resource: str, name: str) -> bool:
         """Whether this ACL applies to the resource `name` of kind `resource`."""
         return self.resource == resource and (
-            self.name in (name, ANY) if self.pattern == "literal" else name.startswith(self.name))
+            self.name in (name, ANY) if self.pattern == "literal" else name.startswith(self.name)
+        )
 
 
 @dataclass(frozen=True)
 class Drift:
-    missing: list[Grant]    # the catalogue wants them; the cluster lacks them
-    extra: list[Grant]      # grants to our services that reach our resources, not in the catalogue
-    foreign: list[Grant]    # anything else that applies to our resources: other principals'
-                            # grants, denials, host-bound entries; reported, never deleted
+    missing: list[Grant]  # the catalogue wants them; the cluster lacks them
+    extra: list[Grant]  # grants to our services that reach our resources, not in the catalogue
+    foreign: list[Grant]  # anything else that applies to our resources: other principals'
+    # grants, denials, host-bound entries; reported, never deleted
 
 
-_RESOURCE = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
-             "transactional_id": ResourceType.TRANSACTIONAL_ID}
+_RESOURCE = {
+    "topic": ResourceType.TOPIC,
+    "group": ResourceType.GROUP,
+    "transactional_id": ResourceType.TRANSACTIONAL_ID,
+}
 _PATTERN = {"literal": LITERAL, "prefixed": PREFIXED}
 
 
@@ -68,14 +86,15 @@ def grants(names: Names) -> list[Grant]:
         if a.group:
             group = names.group(a.group)
             out.append(Grant(who, "group", "literal", group, "read"))
-            if a.own_topics:      # faust names its changelogs "<app id>-<table>-changelog"
-                out += [Grant(who, "topic", "prefixed", f"{group}-", op)
-                        for op in ("create", "read", "write")]
+            if a.own_topics:  # faust names its changelogs "<app id>-<table>-changelog"
+                out += [Grant(who, "topic", "prefixed", f"{group}-", op) for op in ("create", "read", "write")]
         out += [Grant(who, "group", "literal", names.group(g), "describe") for g in a.watches]
-        if a.monitors:    # lag in seconds reads the oldest message a group has not consumed
+        if a.monitors:  # lag in seconds reads the oldest message a group has not consumed
             out += [Grant(who, "topic", "literal", names.topic(t), "read") for t in ALL]
-            out += [Grant(who, "topic", "prefixed", names.group_prefix, "read"),
-                    Grant(who, "group", "prefixed", names.group_prefix, "describe")]
+            out += [
+                Grant(who, "topic", "prefixed", names.group_prefix, "read"),
+                Grant(who, "group", "prefixed", names.group_prefix, "describe"),
+            ]
     return sorted(set(out))
 
 
@@ -83,19 +102,27 @@ def _from_binding(b) -> Grant | None:
     kind = {v: k for k, v in _RESOURCE.items()}.get(b.restype)
     pattern = {v: k for k, v in _PATTERN.items()}.get(b.resource_pattern_type)
     if kind is None or pattern is None:
-        return None       # cluster-level ACLs: none of ours
-    principal = b.principal[len("User:"):] if b.principal.startswith("User:") else b.principal
-    return Grant(principal, kind, pattern, b.name, b.operation.name.lower(),
-                 b.permission_type.name.lower(), b.host)
+        return None  # cluster-level ACLs: none of ours
+    principal = b.principal[len("User:") :] if b.principal.startswith("User:") else b.principal
+    return Grant(
+        principal, kind, pattern, b.name, b.operation.name.lower(), b.permission_type.name.lower(), b.host
+    )
 
 
 def current(admin: AdminClient, timeout_s: float = 30.0) -> list[Grant]:
     """Every topic, group and transactional-id ACL on the cluster."""
     # None matches any name, principal and host, as AclBindingFilter documents; its stubs take
     # the parameters typed str from AclBinding
-    every = AclBindingFilter(ResourceType.ANY,
-                             None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
-                             AclOperation.ANY, AclPermissionType.ANY)
+    anything: str = None  # type: ignore[assignment]
+    every = AclBindingFilter(
+        ResourceType.ANY,
+        anything,
+        ResourcePatternType.ANY,
+        anything,
+        anything,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
     found = admin.describe_acls(every, request_timeout=timeout_s).result()
     return [g for g in map(_from_binding, found) if g is not None]
 
@@ -103,12 +130,9 @@ def current(admin: AdminClient, timeout_s: float = 30.0) -> list[Grant]:
 def diff(names: Names, existing: list[Grant]) -> Drift:
     """How the cluster's ACLs on this pipeline's resources differ from the catalogue."""
     want = grants(names)
-    touching = [g for g in existing if g not in want
-                and any(g.covers(w.resource, w.name) for w in want)]
-    extra = [g for g in touching if g.principal in ACCESS and g.permission == "allow"
-             and g.host == "*"]
-    return Drift(sorted(set(want) - set(existing)), sorted(set(extra)),
-                 sorted(set(touching) - set(extra)))
+    touching = [g for g in existing if g not in want and any(g.covers(w.resource, w.name) for w in want)]
+    extra = [g for g in touching if g.principal in ACCESS and g.permission == "allow" and g.host == "*"]
+    return Drift(sorted(set(want) - set(existing)), sorted(set(extra)), sorted(set(touching) - set(extra)))
 
 
 def ensure(client: dict, names: Names, timeout_s: float = 30.0) -> Drift:
@@ -136,7 +160,7 @@ def grant(client: dict, new: list[Grant], timeout_s: float = 30.0) -> None:
 
 def revoke(client: dict, old: list[Grant], timeout_s: float = 30.0) -> None:
     if old:
-        admin = AdminClient(client)     # kept alive until the futures resolve
+        admin = AdminClient(client)  # kept alive until the futures resolve
         _wait(admin.delete_acls([_filter(g) for g in old], request_timeout=timeout_s))
 
 
@@ -156,8 +180,9 @@ def _settle(client: dict, admin: AdminClient, made: list[Grant], timeout_s: floa
 
 def _filter(g: Grant) -> AclBindingFilter:
     b = g.binding()
-    return AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
-                            b.operation, b.permission_type)
+    return AclBindingFilter(
+        b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type
+    )
 
 
 def _wait(futures: dict) -> None:

@@ -1,4 +1,5 @@
 """Ensure the catalogue on a cluster: create what is missing, report what differs."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from topics.catalogue import ALL, Topic
 @dataclass(frozen=True)
 class TopicReport:
     name: str
-    action: str                 # created | ok | mismatch | missing
+    action: str  # created | ok | mismatch | missing
     problems: tuple[str, ...] = ()
 
 
@@ -21,8 +22,13 @@ def replication_for(broker_count: int, topic: Topic) -> tuple[int, int]:
     return rf, (2 if rf >= 3 else 1)
 
 
-def ensure(client_config: dict, topics: tuple[Topic, ...] = ALL, timeout: float = 30.0,
-           name_prefix: str = "", create: bool = True) -> list[TopicReport]:
+def ensure(
+    client_config: dict,
+    topics: tuple[Topic, ...] = ALL,
+    timeout: float = 30.0,
+    name_prefix: str = "",
+    create: bool = True,
+) -> list[TopicReport]:
     """Create missing topics (or report them `missing` when not `create`); compare existing ones
     against the catalogue. Never alters a topic: a wrong partition count or policy is a decision
     for an operator, so it is reported."""
@@ -36,8 +42,11 @@ def ensure(client_config: dict, topics: tuple[Topic, ...] = ALL, timeout: float 
         if name not in md.topics and not create:
             reports.append(TopicReport(name, "missing"))
         elif name not in md.topics:
-            to_create.append(NewTopic(name, num_partitions=topic.partitions, replication_factor=rf,
-                                      config=topic.configs(min_isr)))
+            to_create.append(
+                NewTopic(
+                    name, num_partitions=topic.partitions, replication_factor=rf, config=topic.configs(min_isr)
+                )
+            )
             continue
         reports.append(TopicReport(name, *_compare(admin, md.topics[name], topic, rf, min_isr, name)))
     if to_create:

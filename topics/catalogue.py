@@ -1,39 +1,48 @@
 """Every topic orderbus uses, declared once. Nothing else spells a topic name."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PARTITIONS = 6    # every keyed topic has the same count, so one order lands on partition p everywhere;
-                  # 6 spreads work over 6 instances; each more costs every transaction a marker
+PARTITIONS = 6  # every keyed topic has the same count, so one order lands on partition p everywhere;
+# 6 spreads work over 6 instances; each more costs every transaction a marker
 DAY_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
 class Topic:
     name: str
-    key: str                       # what the message key is
-    events: tuple[str, ...]        # event types (schemas/) carried, by their `type` header
+    key: str  # what the message key is
+    events: tuple[str, ...]  # event types (schemas/) carried, by their `type` header
     partitions: int = PARTITIONS
-    replication: int = 3           # capped at the broker count on a single-node cluster
+    replication: int = 3  # capped at the broker count on a single-node cluster
     cleanup: str = "delete"
     retention_ms: int = 7 * DAY_MS
     extra: dict = field(default_factory=dict)
 
     def configs(self, min_isr: int) -> dict[str, str]:
-        return {"cleanup.policy": self.cleanup, "retention.ms": str(self.retention_ms),
-                "min.insync.replicas": str(min_isr), **self.extra}
+        return {
+            "cleanup.policy": self.cleanup,
+            "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(min_isr),
+            **self.extra,
+        }
 
 
 ORDERS_PLACED = Topic("orders.placed.v1", key="order_id", events=("OrderPlaced",))
 # the source of truth of every distributed transaction: kept for good, so an audit can re-fold it
-TX_LOG = Topic("tx.log.v1", key="order_id", retention_ms=-1,
-               events=("TxBegun", "Voted", "DeadlinePassed", "Decided", "Acked"))
-INVENTORY_COMMANDS = Topic("inventory.commands.v1", key="order_id",
-                           events=("Prepare", "Commit", "Abort"))
+TX_LOG = Topic(
+    "tx.log.v1",
+    key="order_id",
+    retention_ms=-1,
+    events=("TxBegun", "Voted", "DeadlinePassed", "Decided", "Acked"),
+)
+INVENTORY_COMMANDS = Topic("inventory.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"))
 PAYMENT_COMMANDS = Topic("payment.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"))
 ORDERS_STATUS = Topic("orders.status.v1", key="order_id", retention_ms=-1, events=("StatusChanged",))
-ORDERS_DLQ = Topic("orders.dlq.v1", key="original key (its sha256 if too long)",
-                   retention_ms=30 * DAY_MS, events=())
+ORDERS_DLQ = Topic(
+    "orders.dlq.v1", key="original key (its sha256 if too long)", retention_ms=30 * DAY_MS, events=()
+)
 ALL = (ORDERS_PLACED, TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATUS, ORDERS_DLQ)
 
 # The headers a worker appends to a dead letter, after any the original carried (so the last of a
@@ -41,7 +50,7 @@ ALL = (ORDERS_PLACED, TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATU
 DLQ_PREFIX = "dlq."
 DLQ_REASON = "dlq.reason"
 DLQ_DETAIL = "dlq.detail"
-DLQ_TOPIC = "dlq.topic"              # where the original was: topic, partition, offset
+DLQ_TOPIC = "dlq.topic"  # where the original was: topic, partition, offset
 DLQ_PARTITION = "dlq.partition"
 DLQ_OFFSET = "dlq.offset"
 DLQ_WORKER = "dlq.worker"
@@ -67,14 +76,17 @@ def by_name(name: str) -> Topic:
 
 # consumer groups, one per worker kind
 GROUP_PREFIX = "orderbus."
-GROUPS = {w: GROUP_PREFIX + w for w in
-          ("intake", "coordinator", "inventory", "payment", "shipping", "status", "tracker")}
+GROUPS = {
+    w: GROUP_PREFIX + w
+    for w in ("intake", "coordinator", "inventory", "payment", "shipping", "status", "tracker")
+}
 
 
 @dataclass(frozen=True)
 class Names:
     """Topic and group names as deployed: the catalogue's names behind an optional prefix, so
     several pipelines (a test's own, say) can share one cluster without seeing each other."""
+
     prefix: str = ""
 
     def topic(self, topic: Topic) -> str:
@@ -101,12 +113,13 @@ class Names:
 @dataclass(frozen=True)
 class Access:
     """What one Kafka principal may do; the ACLs `up` applies derive from this and nothing else."""
+
     reads: tuple[Topic, ...] = ()
     writes: tuple[Topic, ...] = ()
-    group: str | None = None          # the GROUPS entry it consumes in (read, commit offsets)
-    own_topics: bool = False          # creates and uses topics named after its group (faust's)
-    monitors: bool = False            # describes the pipeline's groups, reads its topics (lag)
-    watches: tuple[str, ...] = ()     # GROUPS entries whose committed offsets it reads
+    group: str | None = None  # the GROUPS entry it consumes in (read, commit offsets)
+    own_topics: bool = False  # creates and uses topics named after its group (faust's)
+    monitors: bool = False  # describes the pipeline's groups, reads its topics (lag)
+    watches: tuple[str, ...] = ()  # GROUPS entries whose committed offsets it reads
 
 
 WORKER_OUTPUTS = (TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATUS, ORDERS_DLQ)
@@ -114,16 +127,17 @@ WORKER_OUTPUTS = (TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATUS, O
 ACCESS = {
     "producer": Access(writes=(ORDERS_PLACED,)),
     # intake holds new orders while those downstream of it are far behind (back-pressure)
-    "intake": Access(reads=(ORDERS_PLACED,), writes=WORKER_OUTPUTS, group="intake",
-                     watches=("inventory", "payment", "coordinator")),
+    "intake": Access(
+        reads=(ORDERS_PLACED,),
+        writes=WORKER_OUTPUTS,
+        group="intake",
+        watches=("inventory", "payment", "coordinator"),
+    ),
     "coordinator": Access(reads=(TX_LOG,), writes=WORKER_OUTPUTS, group="coordinator"),
-    "inventory": Access(reads=(INVENTORY_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ),
-                        group="inventory"),
+    "inventory": Access(reads=(INVENTORY_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="inventory"),
     "payment": Access(reads=(PAYMENT_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="payment"),
-    "shipping": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_STATUS, ORDERS_DLQ),
-                       group="shipping"),
+    "shipping": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_STATUS, ORDERS_DLQ), group="shipping"),
     "status": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_DLQ,), group="status"),
-    "tracker": Access(reads=(ORDERS_PLACED, TX_LOG, ORDERS_STATUS), group="tracker",
-                      own_topics=True),
+    "tracker": Access(reads=(ORDERS_PLACED, TX_LOG, ORDERS_STATUS), group="tracker", own_topics=True),
     "lag": Access(monitors=True),
 }

@@ -3,6 +3,7 @@
 
 The decision (where to move an offset) is a pure function over plain values (`plan_reset`);
 `Groups` only reads and writes the cluster."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,18 +19,19 @@ class ResetError(RuntimeError):
 @dataclass(frozen=True)
 class ResetSpec:
     """One of Kafka's reset scenarios."""
-    kind: str                  # to-offset | shift-by | to-datetime | to-earliest | to-latest
-    value: int = 0             # the offset, the shift, or the time in ms
+
+    kind: str  # to-offset | shift-by | to-datetime | to-earliest | to-latest
+    value: int = 0  # the offset, the shift, or the time in ms
 
 
 @dataclass(frozen=True)
 class PartitionPlan:
     topic: str
     partition: int
-    current: int | None        # committed now (None: nothing committed)
+    current: int | None  # committed now (None: nothing committed)
     target: int
-    start: int                 # log start offset
-    end: int                   # log end offset (high watermark)
+    start: int  # log start offset
+    end: int  # log end offset (high watermark)
     note: str = ""
 
     @property
@@ -41,8 +43,15 @@ class PartitionPlan:
         return self.end - self.target
 
 
-def plan_reset(spec: ResetSpec, topic: str, partition: int, current: int | None, start: int,
-               end: int, by_time: int | None = None) -> PartitionPlan:
+def plan_reset(
+    spec: ResetSpec,
+    topic: str,
+    partition: int,
+    current: int | None,
+    start: int,
+    end: int,
+    by_time: int | None = None,
+) -> PartitionPlan:
     """Where Kafka's ConsumerGroupCommand would move one partition. `by_time` is the offset
     ListOffsets gave for the time (-1 or None: no record at or after it)."""
     note = ""
@@ -55,8 +64,10 @@ def plan_reset(spec: ResetSpec, topic: str, partition: int, current: int | None,
     elif spec.kind == "shift-by":
         if current is None:
             # Kafka's tool shifts from the reset policy's position; we do not guess
-            raise ResetError(f"{topic}:{partition} has no committed offset to shift from; use "
-                              "--to-offset, --to-datetime, --to-earliest or --to-latest")
+            raise ResetError(
+                f"{topic}:{partition} has no committed offset to shift from; use "
+                "--to-offset, --to-datetime, --to-earliest or --to-latest"
+            )
         target = current + spec.value
     elif spec.kind == "to-datetime":
         if by_time is None or by_time < 0:
@@ -87,17 +98,21 @@ class Groups:
 
     def members(self, group: str) -> list[str]:
         """Active members, each as `member-id (client-id@host)`."""
-        desc = self.admin.describe_consumer_groups([group],
-                                                   request_timeout=self.timeout_s)[group].result()
-        return [f"{m.group_instance_id or m.member_id} ({m.client_id}@{m.host.lstrip('/')})"
-                for m in desc.members]
+        desc = self.admin.describe_consumer_groups([group], request_timeout=self.timeout_s)[group].result()
+        return [
+            f"{m.group_instance_id or m.member_id} ({m.client_id}@{m.host.lstrip('/')})" for m in desc.members
+        ]
 
     def committed(self, group: str) -> dict[tuple[str, int], tuple[int, str]]:
         """(topic, partition) -> (offset, metadata) for everything the group committed."""
         res = self.admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout_s)[group].result()
-        return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "")
-                for tp in res.topic_partitions if tp.error is None and tp.offset >= 0}
+            [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout_s
+        )[group].result()
+        return {
+            (tp.topic, tp.partition): (tp.offset, tp.metadata or "")
+            for tp in res.topic_partitions
+            if tp.error is None and tp.offset >= 0
+        }
 
     def partitions(self, topic: str) -> list[int]:
         meta = self.admin.list_topics(topic, timeout=self.timeout_s).topics.get(topic)
@@ -112,8 +127,7 @@ class Groups:
         futures = self.admin.list_offsets(req, request_timeout=self.timeout_s)
         return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
-    def plan(self, group: str, spec: ResetSpec, wanted: dict[str, list[int] | None]
-             ) -> list[PartitionPlan]:
+    def plan(self, group: str, spec: ResetSpec, wanted: dict[str, list[int] | None]) -> list[PartitionPlan]:
         committed = self.committed(group)
         tps = []
         for topic, parts in wanted.items():
@@ -124,22 +138,25 @@ class Groups:
             tps += [(topic, p) for p in (parts or have)]
         starts = self.offsets(tps, OffsetSpec.earliest())
         ends = self.offsets(tps, OffsetSpec.latest())
-        times = (self.offsets(tps, OffsetSpec.for_timestamp(spec.value))
-                 if spec.kind == "to-datetime" else {})
-        return [plan_reset(spec, t, p, committed.get((t, p), (None, ""))[0], starts[(t, p)],
-                           ends[(t, p)], times.get((t, p))) for t, p in tps]
+        times = self.offsets(tps, OffsetSpec.for_timestamp(spec.value)) if spec.kind == "to-datetime" else {}
+        return [
+            plan_reset(
+                spec, t, p, committed.get((t, p), (None, ""))[0], starts[(t, p)], ends[(t, p)], times.get((t, p))
+            )
+            for t, p in tps
+        ]
 
     def commit(self, group: str, plans: list[PartitionPlan]) -> None:
         # metadata is left empty on purpose: a coordinator's refold point belongs to the old
         # position, and without one it re-folds its partition from the start (slower, correct)
         tps = [TopicPartition(p.topic, p.partition, p.target) for p in plans]
         fut = self.admin.alter_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, tps)], request_timeout=self.timeout_s)[group]
+            [ConsumerGroupTopicPartitions(group, tps)], request_timeout=self.timeout_s
+        )[group]
         try:
             res = fut.result()
         except KafkaException as e:
             raise ResetError(f"the cluster refused the new offsets: {e.args[0].str()}") from None
-        failed = [f"{tp.topic}:{tp.partition} {tp.error}" for tp in res.topic_partitions
-                  if tp.error is not None]
+        failed = [f"{tp.topic}:{tp.partition} {tp.error}" for tp in res.topic_partitions if tp.error is not None]
         if failed:
             raise ResetError("some offsets were not committed: " + "; ".join(failed))

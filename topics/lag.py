@@ -5,6 +5,7 @@ Lag is counted exactly as Kafka's `kafka-consumer-groups --describe` counts it: 
 message the group has not consumed, read at the committed offset. The rules are a pure function
 (`partition_status`) over a window of samples; `LagReader` takes the samples from the cluster.
 """
+
 from __future__ import annotations
 
 import time
@@ -13,51 +14,49 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import NamedTuple, Sequence
 
-from confluent_kafka import (Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException,
-                             TopicPartition)
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from topics.catalogue import Names
 from topics.read import coordinates
 
 OK, WARN, STALL, STOP, ERR = "OK", "WARN", "STALL", "STOP", "ERR"
-STATUSES = (OK, WARN, STALL, STOP, ERR)     # rising severity: a group takes its worst partition's
-WINDOW = 10                                 # samples per partition, as Burrow's default window
-READ_BUDGET_S = 3.0     # for reading the oldest unconsumed messages; what is not read by then
-                        # reports lag_seconds unknown rather than holding up the whole report
+STATUSES = (OK, WARN, STALL, STOP, ERR)  # rising severity: a group takes its worst partition's
+WINDOW = 10  # samples per partition, as Burrow's default window
+READ_BUDGET_S = 3.0  # for reading the oldest unconsumed messages; what is not read by then
+# reports lag_seconds unknown rather than holding up the whole report
 
 
 class Sample(NamedTuple):
-    ts: float                 # when it was taken, seconds
-    committed: int | None     # None: could not be read
-    end: int | None           # log-end offset (high watermark); None: could not be read
+    ts: float  # when it was taken, seconds
+    committed: int | None  # None: could not be read
+    end: int | None  # log-end offset (high watermark); None: could not be read
 
 
 def partition_status(samples: Sequence[Sample], members: int | None = 1) -> str:
     """Burrow's evaluation rules over one partition's window, oldest sample first. `members` is
     the group's member count now (None when it could not be read)."""
-    offsets = [(s.committed, s.end) for s in samples
-               if s.committed is not None and s.end is not None]
+    offsets = [(s.committed, s.end) for s in samples if s.committed is not None and s.end is not None]
     if not samples or len(offsets) < len(samples):
-        return ERR                  # offsets that cannot be read are not "fine"
+        return ERR  # offsets that cannot be read are not "fine"
     committed = [c for c, _ in offsets]
     if any(c > e for c, e in offsets):
-        return ERR                  # committed past the log end: topic truncated or recreated
+        return ERR  # committed past the log end: topic truncated or recreated
     if any(b < a for a, b in pairwise(committed)):
-        return ERR                  # committed went backwards: an offset reset under the group
+        return ERR  # committed went backwards: an offset reset under the group
     # (a falling log end alone is no error: a sample's end is lowered to its committed offset
     # once only transaction markers are left, see LagReader._settled; a recreated topic shows
     # up as committed > end)
     lags = [e - c for c, e in offsets]
     if 0 in lags:
-        return OK                   # caught up at some point in the window (Burrow's first rule)
+        return OK  # caught up at some point in the window (Burrow's first rule)
     moved = committed[-1] != committed[0]
     if members == 0 and not moved:
-        return STOP                 # nobody in the group and nobody committing, with work waiting
+        return STOP  # nobody in the group and nobody committing, with work waiting
     if len(samples) < 2:
-        return OK                   # one look shows no trend
+        return OK  # one look shows no trend
     if not moved:
-        return STALL                # members present, offsets not moving, work waiting
+        return STALL  # members present, offsets not moving, work waiting
     # Burrow also warns on a fixed lag; a consumer keeping pace at a constant lag is not
     # falling behind, and on a short window that would be a noisy warning, so: growing only
     if all(b >= a for a, b in pairwise(lags)) and lags[-1] > lags[0]:
@@ -77,7 +76,7 @@ class PartitionLag:
     committed: int | None
     end: int | None
     lag: int | None
-    lag_seconds: float | None     # None: the oldest unconsumed message could not be read in time
+    lag_seconds: float | None  # None: the oldest unconsumed message could not be read in time
     status: str
 
 
@@ -93,8 +92,8 @@ class GroupLag:
 class Report:
     partitions: list[PartitionLag]
     groups: list[GroupLag]
-    under_replicated: dict[str, int]     # topic -> partitions with fewer in-sync replicas
-    errors: dict[str, str]               # group -> why its offsets could not be read
+    under_replicated: dict[str, int]  # topic -> partitions with fewer in-sync replicas
+    errors: dict[str, str]  # group -> why its offsets could not be read
 
 
 class LagError(RuntimeError):
@@ -105,39 +104,45 @@ class NotFound(LagError, LookupError):
     """The group or topic asked about does not exist on the cluster."""
 
 
-NOTHING = -1     # no consumable message between the committed offset and the end
+NOTHING = -1  # no consumable message between the committed offset and the end
 
 
 class LagReader:
     """Samples committed and log-end offsets and keeps a window per partition in memory."""
 
-    def __init__(self, client_config: dict, names: Names = Names(), window: int = WINDOW,
-                 timeout_s: float = 10.0):
+    def __init__(
+        self, client_config: dict, names: Names = Names(), window: int = WINDOW, timeout_s: float = 10.0
+    ):
         self.window, self.timeout_s = window, timeout_s
         self.admin = AdminClient({"log_level": 3, **client_config})
-        base = {**client_config, "log_level": 3, "enable.auto.commit": False,
-                "group.id": names.monitor_group()}
+        base = {**client_config, "log_level": 3, "enable.auto.commit": False, "group.id": names.monitor_group()}
         # the high watermark, as Kafka's tool (read_committed would give the last stable offset)
         self._ends = Consumer({**base, "isolation.level": "read_uncommitted"})
         # what the group will actually consume next: its consumers read committed records only,
         # so aborted records and transaction markers are not "unconsumed messages"
-        self._reader = Consumer({**base, "isolation.level": "read_committed",
-                                 "enable.partition.eof": True,    # says "nothing more" at the end
-                                 "auto.offset.reset": "earliest",  # committed below the log start
-                                 "queued.min.messages": 1,        # one message is all we want
-                                 # answers "nothing more" at once instead of after 0.5 s of
-                                 # waiting per fetch: a single run reads ~50 partitions in 0.1 s
-                                 "fetch.wait.max.ms": 10, "fetch.error.backoff.ms": 10,
-                                 "fetch.queue.backoff.ms": 0})
-        self.windows: dict[tuple[str, str, int], deque[Sample]] = {}   # as the rules see them
-        self.latest: dict[tuple[str, str, int], Sample] = {}            # as read, for display
+        self._reader = Consumer(
+            {
+                **base,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,  # says "nothing more" at the end
+                "auto.offset.reset": "earliest",  # committed below the log start
+                "queued.min.messages": 1,  # one message is all we want
+                # answers "nothing more" at once instead of after 0.5 s of
+                # waiting per fetch: a single run reads ~50 partitions in 0.1 s
+                "fetch.wait.max.ms": 10,
+                "fetch.error.backoff.ms": 10,
+                "fetch.queue.backoff.ms": 0,
+            }
+        )
+        self.windows: dict[tuple[str, str, int], deque[Sample]] = {}  # as the rules see them
+        self.latest: dict[tuple[str, str, int], Sample] = {}  # as read, for display
         self.members: dict[str, int | None] = {}
         self.group_errors: dict[str, str] = {}
         # (group, topic, partition) -> (committed, end) at which nothing consumable was left:
         # only transaction markers or aborted records, which a read_committed group never
         # "consumes" as messages, so the lag of 1 they leave after every transaction is no stall
         self._settled: dict[tuple[str, str, int], tuple[int, int]] = {}
-        self._timestamps: dict[tuple[str, int, int], int] = {}   # (topic, partition, offset) -> ms
+        self._timestamps: dict[tuple[str, int, int], int] = {}  # (topic, partition, offset) -> ms
 
     def close(self) -> None:
         self._ends.close()
@@ -167,10 +172,13 @@ class LagReader:
         """One look at every group's committed offsets and the log ends; appends to the windows."""
         now = time.time()
         # (confluent-kafka refuses to describe an empty list: a pipeline no worker joined yet)
-        described = (self.admin.describe_consumer_groups(groups, request_timeout=self.timeout_s)
-                     if groups else {})
-        fetches = {g: self.admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(g)], request_timeout=self.timeout_s)[g] for g in groups}
+        described = self.admin.describe_consumer_groups(groups, request_timeout=self.timeout_s) if groups else {}
+        fetches = {
+            g: self.admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(g)], request_timeout=self.timeout_s
+            )[g]
+            for g in groups
+        }
         ends: dict[tuple[str, int], int | None] = {}
         seen = set()
         self.group_errors, self.members = {}, {}
@@ -202,22 +210,26 @@ class LagReader:
 
     def _end(self, topic: str, partition: int) -> int | None:
         try:
-            _, high = self._ends.get_watermark_offsets(TopicPartition(topic, partition),
-                                                       timeout=self.timeout_s, cached=False)
+            _, high = self._ends.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=self.timeout_s, cached=False
+            )
             return high
         except KafkaException:
-            return None      # topic deleted under the group's offsets, or a partition offline
+            return None  # topic deleted under the group's offsets, or a partition offline
 
     def _append(self, key, s: Sample) -> None:
         self.latest[key] = s
         if s.committed is not None and self._settled.get(key) == (s.committed, s.end):
-            s = s._replace(end=s.committed)     # nothing consumable left: caught up for the rules
+            s = s._replace(end=s.committed)  # nothing consumable left: caught up for the rules
         self.windows.setdefault(key, deque(maxlen=self.window)).append(s)
 
     def report(self) -> Report:
         now_ms = int(time.time() * 1000)
-        wanted = [(t, p, s.committed) for (g, t, p), s in self.latest.items()
-                  if s.committed is not None and s.end is not None and s.end > s.committed]
+        wanted = [
+            (t, p, s.committed)
+            for (g, t, p), s in self.latest.items()
+            if s.committed is not None and s.end is not None and s.end > s.committed
+        ]
         found = self._first_timestamps(wanted)
         partitions = []
         for key, raw in sorted(self.latest.items()):
@@ -236,8 +248,7 @@ class LagReader:
                 seconds = None if ts is None else round(max(0, now_ms - ts) / 1000, 3)
             status = partition_status(self.windows[key], self.members.get(g))
             partitions.append(PartitionLag(g, t, p, raw.committed, raw.end, lag, seconds, status))
-        return Report(partitions, self._groups_of(partitions), self._under_replicated(),
-                      dict(self.group_errors))
+        return Report(partitions, self._groups_of(partitions), self._under_replicated(), dict(self.group_errors))
 
     def _settle(self, key, committed: int, end: int) -> None:
         self._settled[key] = (committed, end)
@@ -259,15 +270,17 @@ class LagReader:
             topics = self.admin.list_topics(timeout=self.timeout_s).topics
         except KafkaException as e:
             raise LagError(f"cannot read topic metadata: {e.args[0].str()}") from None
-        return {name: sum(len(p.isrs) < len(p.replicas) for p in meta.partitions.values())
-                for name, meta in sorted(topics.items())}
+        return {
+            name: sum(len(p.isrs) < len(p.replicas) for p in meta.partitions.values())
+            for name, meta in sorted(topics.items())
+        }
 
-    def _first_timestamps(self, wanted: list[tuple[str, int, int]]
-                          ) -> dict[tuple[str, int, int], int | None]:
+    def _first_timestamps(self, wanted: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], int | None]:
         """(topic, partition, offset) -> timestamp in ms of the first committed record at or after
         the offset, or NOTHING when the end comes first. What the time allows; the rest missing."""
-        out: dict[tuple[str, int, int], int | None] = {k: self._timestamps[k] for k in wanted
-                                                      if k in self._timestamps}
+        out: dict[tuple[str, int, int], int | None] = {
+            k: self._timestamps[k] for k in wanted if k in self._timestamps
+        }
         pending = sorted(set(wanted) - set(out))
         deadline = time.monotonic() + READ_BUDGET_S
         while pending and time.monotonic() < deadline:
@@ -284,8 +297,9 @@ class LagReader:
         self._timestamps = {k: v for k, v in out.items() if v is not None and v != NOTHING}
         return out
 
-    def _read_first(self, starts: dict[tuple[str, int], int], deadline: float
-                    ) -> dict[tuple[str, int, int], int | None]:
+    def _read_first(
+        self, starts: dict[tuple[str, int], int], deadline: float
+    ) -> dict[tuple[str, int, int], int | None]:
         out: dict[tuple[str, int, int], int | None] = {}
         self._reader.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
         todo = dict(starts)
@@ -300,26 +314,28 @@ class LagReader:
                         out[(*tp, todo.pop(tp))] = NOTHING
                     elif err is None and coordinates(msg)[2] >= todo[tp]:
                         _, ts = msg.timestamp()
-                        out[(*tp, todo.pop(tp))] = ts if ts >= 0 else None   # no timestamp
+                        out[(*tp, todo.pop(tp))] = ts if ts >= 0 else None  # no timestamp
         finally:
             self._reader.unassign()
         return out
 
 
-def backlog(admin: AdminClient, group: str, topic: str, partitions: int,
-            timeout_s: float = 5.0) -> int:
+def backlog(admin: AdminClient, group: str, topic: str, partitions: int, timeout_s: float = 5.0) -> int:
     """Records of `topic` that `group` has not committed past, over every partition: its lag as
     `kafka-consumer-groups` counts it, from the log start where the group has committed nothing.
     Raises KafkaException when the cluster cannot say."""
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     request = [ConsumerGroupTopicPartitions(group, tps)]
-    committed = {tp.partition: tp.offset for tp in admin.list_consumer_group_offsets(
-        request, request_timeout=timeout_s)[group].result().topic_partitions}
+    committed = {
+        tp.partition: tp.offset
+        for tp in admin.list_consumer_group_offsets(request, request_timeout=timeout_s)[group]
+        .result()
+        .topic_partitions
+    }
     ends = _list(admin, tps, OffsetSpec.latest(), timeout_s)
     fresh = [tp for tp in tps if committed.get(tp.partition, -1) < 0]
     starts = _list(admin, fresh, OffsetSpec.earliest(), timeout_s) if fresh else {}
-    return sum(max(0, ends[p] - (committed[p] if committed.get(p, -1) >= 0 else starts[p]))
-               for p in ends)
+    return sum(max(0, ends[p] - (committed[p] if committed.get(p, -1) >= 0 else starts[p])) for p in ends)
 
 
 def _list(admin: AdminClient, tps: list[TopicPartition], spec, timeout_s: float) -> dict[int, int]:

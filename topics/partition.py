@@ -1,6 +1,7 @@
 """Which partition a keyed record goes to: Kafka's Java DefaultPartitioner, which every orderbus
 producer uses too (librdkafka's `murmur2_random`), so any process can tell where an order's
 events live."""
+
 from __future__ import annotations
 
 
@@ -14,12 +15,12 @@ def murmur2(key: bytes) -> int:
     m, r, length = 0x5BD1E995, 24, len(key)
     h = (0x9747B28C ^ length) & 0xFFFFFFFF
     for i in range(0, length - length % 4, 4):
-        k = int.from_bytes(key[i:i + 4], "little")
+        k = int.from_bytes(key[i : i + 4], "little")
         k = (k * m) & 0xFFFFFFFF
         k ^= k >> r
         k = (k * m) & 0xFFFFFFFF
         h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = key[length - length % 4:]
+    tail = key[length - length % 4 :]
     for i in reversed(range(len(tail))):
         h ^= tail[i] << (8 * i)
     if tail:

@@ -10,6 +10,7 @@ dead-letter topic::
                  "items": [{"sku": "sku-0001", "quantity": 2, "unit_price_cents": 150}]})
     assert pub.flush(30) == 0   # 0 undelivered: every order acknowledged by all in-sync replicas
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -48,9 +49,9 @@ class OrderPublisher:
     def __init__(self, client_config: dict, topic: str = ORDERS_PLACED.name) -> None:
         self.topic = topic
         self._producer = Producer({**PRODUCER_DEFAULTS, **client_config})
-        self.sent = 0          # handed to the producer
-        self.delivered = 0     # acknowledged by the cluster
-        self.failed = 0        # given up on by the producer (delivery.timeout.ms or fatal)
+        self.sent = 0  # handed to the producer
+        self.delivered = 0  # acknowledged by the cluster
+        self.failed = 0  # given up on by the producer (delivery.timeout.ms or fatal)
         self.last_error: KafkaError | None = None
 
     # -- sending ------------------------------------------------------------------------------
@@ -61,9 +62,13 @@ class OrderPublisher:
         value, headers, event = self.encode(order)
         self._produce(event.order_id.encode("utf-8"), value, headers, on_delivery)
 
-    def publish_raw(self, key: bytes | None, value: bytes,
-                    on_delivery: DeliveryCallback | None = None,
-                    headers: list[tuple[str, bytes]] | None = None) -> None:
+    def publish_raw(
+        self,
+        key: bytes | None,
+        value: bytes,
+        on_delivery: DeliveryCallback | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         """Queue bytes as they are, unvalidated (headers too, if given): the way to exercise the
         dead-letter path with malformed orders."""
         _check_size(value)
@@ -103,7 +108,7 @@ class OrderPublisher:
         worker runs, so whatever passes here passes intake's validation too."""
         try:
             raw = canonical_json(order)
-        except (TypeError, ValueError) as exc:   # a set, a datetime, NaN: not JSON at all
+        except (TypeError, ValueError) as exc:  # a set, a datetime, NaN: not JSON at all
             raise UndecodableError(f"order is not JSON-serialisable: {exc}") from None
         _check_size(raw)
         event = codec.decode(raw, None, default_type=ORDERS_PLACED.events[0])
@@ -123,17 +128,18 @@ class OrderPublisher:
 
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=headers,
-                                       on_delivery=delivered)
+                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=delivered)
                 break
             except BufferError:
                 # the local queue is full: let deliveries drain, then try again (back-pressure)
                 self._producer.poll(0.1)
         self.sent += 1
-        self._producer.poll(0)   # serve callbacks of earlier messages as we go
+        self._producer.poll(0)  # serve callbacks of earlier messages as we go
 
 
 def _check_size(value: bytes) -> None:
     if len(value) > codec.MAX_VALUE_BYTES:
-        raise ValueError(f"order is {len(value)} bytes, over the limit of {codec.MAX_VALUE_BYTES} "
-                         "bytes (schemas.codec.MAX_VALUE_BYTES)")
+        raise ValueError(
+            f"order is {len(value)} bytes, over the limit of {codec.MAX_VALUE_BYTES} "
+            "bytes (schemas.codec.MAX_VALUE_BYTES)"
+        )

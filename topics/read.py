@@ -1,11 +1,11 @@
 """Reading a topic from a start to its end, committed records only, without joining a group."""
+
 from __future__ import annotations
 
 import time
 from typing import Iterator, cast
 
-from confluent_kafka import (Consumer, IsolationLevel, KafkaError, KafkaException, Message,
-                             TopicPartition)
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 BEGINNING = -2
@@ -38,10 +38,16 @@ def headers_of(msg: Message) -> list[tuple[str, bytes | None]] | None:
     return cast("list[tuple[str, bytes | None]] | None", msg.headers())
 
 
-def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
-         stops: dict[int, int] | None = None, timeout_s: float = 120.0,
-         group: str = "orderbus.reader", committed: bool = True,
-         on_progress=lambda: None) -> Iterator[Message]:
+def read(
+    client_config: dict,
+    topic: str,
+    starts: dict[int, int] | None = None,
+    stops: dict[int, int] | None = None,
+    timeout_s: float = 120.0,
+    group: str = "orderbus.reader",
+    committed: bool = True,
+    on_progress=lambda: None,
+) -> Iterator[Message]:
     """Yield the committed records of `topic` from `starts` (default: the beginning of every
     partition) until each partition's end (or its offset in `stops`, exclusive). Raises
     IncompleteRead when the end is not reached in time, so a reader never mistakes a slow read
@@ -51,13 +57,19 @@ def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
     A start offset the log no longer holds raises ReadError: the caller asked for records that are
     gone, and silently reading from elsewhere would hide it. `on_progress` is called after each
     fetch that yielded records."""
-    consumer = Consumer({**client_config, "group.id": group, "log_level": 3,
-                         "enable.auto.commit": False,
-                         # aborted writes never happened
-                         "isolation.level": "read_committed" if committed else "read_uncommitted",
-                         "enable.partition.eof": True,          # says when a partition is done
-                         "auto.offset.reset": "error",          # a start that is gone is an error
-                         "fetch.wait.max.ms": 10})              # ...without a 500 ms wait for it
+    consumer = Consumer(
+        {
+            **client_config,
+            "group.id": group,
+            "log_level": 3,
+            "enable.auto.commit": False,
+            # aborted writes never happened
+            "isolation.level": "read_committed" if committed else "read_uncommitted",
+            "enable.partition.eof": True,  # says when a partition is done
+            "auto.offset.reset": "error",  # a start that is gone is an error
+            "fetch.wait.max.ms": 10,
+        }
+    )  # ...without a 500 ms wait for it
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         if meta.error is not None:
@@ -76,8 +88,9 @@ def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
         deadline = time.monotonic() + timeout_s
         while todo:
             if time.monotonic() > deadline:
-                raise IncompleteRead(f"{topic}: partitions {sorted(todo)} not read to their end "
-                                     f"in {timeout_s:.0f}s")
+                raise IncompleteRead(
+                    f"{topic}: partitions {sorted(todo)} not read to their end in {timeout_s:.0f}s"
+                )
             msgs = consumer.consume(1000, timeout=0.05)
             if msgs:
                 on_progress()
@@ -102,8 +115,9 @@ def read(client_config: dict, topic: str, starts: dict[int, int] | None = None,
         consumer.close()
 
 
-def open_transactions(client_config: dict, partitions: list[tuple[str, int]],
-                      timeout_s: float = 10.0) -> dict[tuple[str, int], tuple[int, int] | None]:
+def open_transactions(
+    client_config: dict, partitions: list[tuple[str, int]], timeout_s: float = 10.0
+) -> dict[tuple[str, int], tuple[int, int] | None]:
     """(topic, partition) -> (last stable offset, log end) where a transaction is still open: its
     records are neither committed nor aborted yet. A committed-only read stops at the last stable
     offset, so whatever follows it, committed or not, stays unseen until that transaction ends.

@@ -15,6 +15,7 @@ Dead-letter re-drive, and why it is safe to repeat or to kill half-way:
 - `replay.count` only limits how often one letter goes round; it is re-written by us (never
   copied), a letter whose count is unreadable is parked rather than trusted, and no worker reads it.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -28,8 +29,14 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from topics.catalogue import (DLQ_HEADERS_DIGESTED_FROM, DLQ_KEY_DIGESTED_FROM, DLQ_PREFIX,
-                              DLQ_REASON, DLQ_TOPIC, DLQ_TRUNCATED_FROM)
+from topics.catalogue import (
+    DLQ_HEADERS_DIGESTED_FROM,
+    DLQ_KEY_DIGESTED_FROM,
+    DLQ_PREFIX,
+    DLQ_REASON,
+    DLQ_TOPIC,
+    DLQ_TRUNCATED_FROM,
+)
 from topics.producer import PRODUCER_DEFAULTS
 from topics.read import coordinates, headers_of, read
 
@@ -42,9 +49,11 @@ class ReplayError(RuntimeError):
 
 # -- dead letters ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Letter:
     """One record of the dead-letter topic, as read."""
+
     partition: int
     offset: int
     timestamp_ms: int
@@ -77,8 +86,9 @@ class Letter:
     def whole(self) -> bool:
         """False when the original did not fit in a dead letter: its key or headers were
         replaced by a digest, or its value truncated."""
-        return not any(self.header(h) for h in (DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM,
-                                                DLQ_TRUNCATED_FROM))
+        return not any(
+            self.header(h) for h in (DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM, DLQ_TRUNCATED_FROM)
+        )
 
     def count(self) -> int | None:
         """Re-drives so far; None when a replay.count header is unreadable (not trusted)."""
@@ -94,8 +104,7 @@ class Letter:
 
     def replay_headers(self, count: int) -> list[tuple[str, bytes | None]]:
         """The original headers minus ours (dlq.*, replay.count), plus the new count."""
-        kept = [(k, v) for k, v in self.headers
-                if not k.startswith(DLQ_PREFIX) and k != COUNT]
+        kept = [(k, v) for k, v in self.headers if not k.startswith(DLQ_PREFIX) and k != COUNT]
         return kept + [(COUNT, str(count).encode())]
 
 
@@ -110,16 +119,15 @@ class DlqFilter:
 
 @dataclass
 class DlqPlan:
-    selected: list[Letter] = field(default_factory=list)          # to re-publish, in order
+    selected: list[Letter] = field(default_factory=list)  # to re-publish, in order
     parked: list[tuple[Letter, str]] = field(default_factory=list)  # (letter, why)
-    done: list[Letter] = field(default_factory=list)              # already in the replay log
-    by_reason: Counter = field(default_factory=Counter)           # every letter in the topic
+    done: list[Letter] = field(default_factory=list)  # already in the replay log
+    by_reason: Counter = field(default_factory=Counter)  # every letter in the topic
     skipped_by_filter: int = 0
     over_limit: int = 0
 
 
-def plan_dlq(letters: list[Letter], replayed: set[str], allowed_sources: set[str],
-             f: DlqFilter) -> DlqPlan:
+def plan_dlq(letters: list[Letter], replayed: set[str], allowed_sources: set[str], f: DlqFilter) -> DlqPlan:
     """Which dead letters to re-publish. `letters` in offset order per partition; the result
     keeps that order per partition (so per key), merged across partitions by timestamp."""
     plan = DlqPlan()
@@ -129,9 +137,11 @@ def plan_dlq(letters: list[Letter], replayed: set[str], allowed_sources: set[str
     merged = heapq.merge(*per_partition.values(), key=lambda l: l.timestamp_ms)
     for letter in merged:
         plan.by_reason[letter.reason] += 1
-        if ((f.reason is not None and letter.reason != f.reason)
-                or (f.since_ms is not None and letter.timestamp_ms < f.since_ms)
-                or (f.until_ms is not None and letter.timestamp_ms >= f.until_ms)):
+        if (
+            (f.reason is not None and letter.reason != f.reason)
+            or (f.since_ms is not None and letter.timestamp_ms < f.since_ms)
+            or (f.until_ms is not None and letter.timestamp_ms >= f.until_ms)
+        ):
             plan.skipped_by_filter += 1
             continue
         if letter.id in replayed:
@@ -144,11 +154,9 @@ def plan_dlq(letters: list[Letter], replayed: set[str], allowed_sources: set[str
             plan.parked.append((letter, f"replayed {count} times already (max {f.max_replays})"))
         elif not letter.whole:
             # re-publishing a digest or a prefix would be another record than the one refused
-            plan.parked.append((letter, "not the original record: it did not fit in a dead "
-                                        "letter whole"))
+            plan.parked.append((letter, "not the original record: it did not fit in a dead letter whole"))
         elif letter.source not in allowed_sources:
-            plan.parked.append((letter, f"source topic {letter.source!r} is not one of this "
-                                        "pipeline's topics"))
+            plan.parked.append((letter, f"source topic {letter.source!r} is not one of this pipeline's topics"))
         elif f.limit is not None and len(plan.selected) >= f.limit:
             plan.over_limit += 1
         else:
@@ -166,8 +174,7 @@ def read_letters(client_config: dict, dlq_topic: str) -> list[Letter]:
 
 def _letter(msg: Message) -> Letter:
     _, partition, offset = coordinates(msg)
-    return Letter(partition, offset, msg.timestamp()[1], msg.key(), msg.value(),
-                  tuple(headers_of(msg) or ()))
+    return Letter(partition, offset, msg.timestamp()[1], msg.key(), msg.value(), tuple(headers_of(msg) or ()))
 
 
 class ReplayLog:
@@ -184,7 +191,7 @@ class ReplayLog:
             try:
                 done.add(json.loads(line)["dlq"])
             except (ValueError, KeyError, TypeError):
-                continue     # a line torn by a kill mid-write: its letter may go once more
+                continue  # a line torn by a kill mid-write: its letter may go once more
         return done
 
     def open(self):
@@ -192,22 +199,33 @@ class ReplayLog:
         return open(self.path, "a", encoding="utf-8")
 
 
-def redrive(client_config: dict, letters: list[Letter], log: ReplayLog, rate: float | None = None,
-            progress=lambda n: None) -> tuple[int, list[str]]:
+def redrive(
+    client_config: dict, letters: list[Letter], log: ReplayLog, rate: float | None = None, progress=lambda n: None
+) -> tuple[int, list[str]]:
     """Re-publish `letters` in order; returns (acknowledged, errors). Each ack is logged (and
     flushed to disk) before the next poll returns."""
     producer = Producer({**PRODUCER_DEFAULTS, **client_config})
     acked, errors = 0, []
     with log.open() as out:
+
         def delivered(err: KafkaError | None, msg: Message, letter: Letter) -> None:
             nonlocal acked
             if err is not None:
                 errors.append(f"{letter.id}: {err.str()}")
                 return
-            out.write(json.dumps({"dlq": letter.id, "topic": msg.topic(),
-                                  "partition": msg.partition(), "offset": msg.offset(),
-                                  "count": (letter.count() or 0) + 1,
-                                  "at_ms": int(time.time() * 1000)}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "dlq": letter.id,
+                        "topic": msg.topic(),
+                        "partition": msg.partition(),
+                        "offset": msg.offset(),
+                        "count": (letter.count() or 0) + 1,
+                        "at_ms": int(time.time() * 1000),
+                    }
+                )
+                + "\n"
+            )
             out.flush()
             os.fsync(out.fileno())
             acked += 1
@@ -216,7 +234,7 @@ def redrive(client_config: dict, letters: list[Letter], log: ReplayLog, rate: fl
         t0 = time.monotonic()
         for i, letter in enumerate(letters):
             while rate and (wait := t0 + i / rate - time.monotonic()) > 0:
-                producer.poll(min(wait, 0.05))     # serves acks (and so the log) while pacing
+                producer.poll(min(wait, 0.05))  # serves acks (and so the log) while pacing
             headers = letter.replay_headers((letter.count() or 0) + 1)
             source = letter.source
             assert source is not None, "plan_dlq parks a letter with no source topic"
@@ -224,9 +242,13 @@ def redrive(client_config: dict, letters: list[Letter], log: ReplayLog, rate: fl
                 try:
                     # the stubs want a list of (str, str | bytes | None): a list of the narrower
                     # (str, bytes | None) is as good, but list is invariant (Sequence would do)
-                    producer.produce(source, key=letter.key, value=letter.value,
-                                     headers=headers,  # type: ignore[arg-type]
-                                     on_delivery=partial(delivered, letter=letter))
+                    producer.produce(
+                        source,
+                        key=letter.key,
+                        value=letter.value,
+                        headers=headers,  # type: ignore[arg-type]
+                        on_delivery=partial(delivered, letter=letter),
+                    )
                     break
                 except BufferError:
                     producer.poll(0.1)

@@ -1,4 +1,5 @@
 """One worker instance: build its handler, serve its metrics, run the loop until SIGTERM."""
+
 from __future__ import annotations
 
 import logging
@@ -15,11 +16,11 @@ from workers.runtime.metrics import Metrics
 from workers.runtime.signing import AUTHORS, Signer
 
 PIPELINE = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
-WORKERS = PIPELINE + ("tracker",)      # the tracker watches; it decides nothing
+WORKERS = PIPELINE + ("tracker",)  # the tracker watches; it decides nothing
 
 
 def build(name: str, settings, metrics: Metrics, liveness: Liveness):
-    if name not in DATABASE:        # every handler has a database; the tracker is run apart
+    if name not in DATABASE:  # every handler has a database; the tracker is run apart
         raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
     names = settings.names
 
@@ -31,25 +32,34 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
     if name == "intake":
         from workers.intake.hold import Downstream
         from workers.intake.worker import IntakeHandler
+
         downstream = None
         if settings.intake_max_backlog:
-            downstream = Downstream(settings.kafka(), watched(names), settings.intake_max_backlog,
-                                    lambda held: metrics.held.labels(name).set(int(held)))
+            downstream = Downstream(
+                settings.kafka(),
+                watched(names),
+                settings.intake_max_backlog,
+                lambda held: metrics.held.labels(name).set(int(held)),
+            )
         return IntakeHandler(db, names, metrics, settings.deadline_ms, downstream)
     if name == "coordinator":
         from workers.coordinator.worker import CoordinatorHandler
+
         return CoordinatorHandler(settings, db, names, metrics)
     if name in ("inventory", "payment"):
         from workers.participant.core import INVENTORY, PAYMENT
         from workers.participant.store import LEDGERS
         from workers.participant.worker import ParticipantHandler
+
         resource = INVENTORY if name == "inventory" else PAYMENT
         return ParticipantHandler(resource, LEDGERS[resource.participant], db, names, metrics)
     if name == "shipping":
         from workers.shipping.worker import ShippingHandler
+
         return ShippingHandler(db, names, metrics)
     if name == "status":
         from workers.status.worker import StatusHandler
+
         return StatusHandler(db, names, metrics)
     raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
 
@@ -57,31 +67,36 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
 def watched(names) -> list[tuple[str, str]]:
     """(group, topic) of every worker intake holds back for: the groups it may watch, each on
     the topic it reads."""
-    return [(names.group(g), names.topic(t)) for g in ACCESS["intake"].watches
-            for t in ACCESS[g].reads]
+    return [(names.group(g), names.topic(t)) for g in ACCESS["intake"].watches for t in ACCESS[g].reads]
 
 
-def loop_config(name: str, slot: int, settings, protocol: str = "classic",
-                static: bool = False) -> LoopConfig:
-    return LoopConfig(group=settings.names.group(name), instance=settings.instance_id(slot),
-                      protocol=protocol, static=static)
+def loop_config(name: str, slot: int, settings, protocol: str = "classic", static: bool = False) -> LoopConfig:
+    return LoopConfig(
+        group=settings.names.group(name), instance=settings.instance_id(slot), protocol=protocol, static=static
+    )
 
 
-def run(name: str, instance: int, settings, metrics_port: int = 0, protocol: str = "classic",
-        static: bool = False) -> int:
-    settings = settings.as_principal(name)    # each service speaks to Kafka as itself
-    if name == "tracker":          # a faust app with its own event loop and logging
+def run(
+    name: str, instance: int, settings, metrics_port: int = 0, protocol: str = "classic", static: bool = False
+) -> int:
+    settings = settings.as_principal(name)  # each service speaks to Kafka as itself
+    if name == "tracker":  # a faust app with its own event loop and logging
         from workers.tracker.app import run_tracker
+
         return run_tracker(settings, instance, metrics_port)
-    logging.basicConfig(level=os.environ.get("ORDERBUS_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
-                        format=f"%(asctime)s {name}-{instance} %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("ORDERBUS_LOG_LEVEL", "INFO").upper(),
+        stream=sys.stderr,
+        format=f"%(asctime)s {name}-{instance} %(levelname)s %(message)s",
+    )
     metrics = Metrics(name)
     metrics.serve(metrics_port)
     liveness = Liveness()
     handler = build(name, settings, metrics, liveness)
     cfg = loop_config(name, instance, settings, protocol, static)
-    signer = (Signer(name, settings.signing_key(name), (settings.names.topic(TX_LOG),))
-              if name in AUTHORS else None)
+    signer = (
+        Signer(name, settings.signing_key(name), (settings.names.topic(TX_LOG),)) if name in AUTHORS else None
+    )
     loop = Loop(settings, cfg, handler, metrics, liveness, signer)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)

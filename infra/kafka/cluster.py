@@ -1,4 +1,5 @@
 """The local KRaft cluster: combined broker+controller nodes on loopback, one process each."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ from infra.layout import HOST, Layout
 from infra.procs import InfraError
 
 LOG4J = Path(__file__).with_name("log4j2.yaml")
-DEFAULT_HEAP = "512m"    # a broker's -Xmx unless ORDERBUS_KAFKA_HEAP says otherwise
+DEFAULT_HEAP = "512m"  # a broker's -Xmx unless ORDERBUS_KAFKA_HEAP says otherwise
 
 
 def replication(layout: Layout) -> tuple[int, int]:
@@ -30,42 +31,44 @@ def replication(layout: Layout) -> tuple[int, int]:
 def properties(layout: Layout, node: int) -> str:
     rf, min_isr = replication(layout)
     voters = ",".join(f"{n}@{HOST}:{layout.controller_port(n)}" for n in layout.nodes)
-    return "\n".join([
-        "process.roles=broker,controller",
-        f"node.id={node}",
-        f"controller.quorum.voters={voters}",
-        "controller.listener.names=CONTROLLER",
-        *security.node_properties(layout, node),
-        f"log.dirs={layout.node_dir(node) / 'data'}",
-        # every topic comes from the catalogue in topics/, so none is ever born with RF 1
-        "auto.create.topics.enable=false",
-        f"default.replication.factor={rf}",
-        f"min.insync.replicas={min_isr}",
-        f"offsets.topic.replication.factor={rf}",
-        f"transaction.state.log.replication.factor={rf}",
-        f"transaction.state.log.min.isr={min_isr}",
-        # 50 partitions each (the defaults) make the first group and first transaction slow to start
-        "offsets.topic.num.partitions=12",
-        "transaction.state.log.num.partitions=12",
-        "unclean.leader.election.enable=false",
-        "group.initial.rebalance.delay.ms=0",
-        # a SIGKILLed worker's partitions stay idle for its session timeout at least; the
-        # classic protocol's floor (6 s by default) would make that the failover time
-        "group.min.session.timeout.ms=3000",
-        # a killed broker is fenced (and its partitions led elsewhere) after 4 s, not the default
-        # 9: with 6 s a producer waited up to 12.7-16.1 s per kill, with 4 s 8.3-9.5 s (README)
-        "broker.heartbeat.interval.ms=500",
-        "broker.session.timeout.ms=4000",
-        # the consumer rebalance protocol (KIP-848) keeps member timeouts on the broker, with a
-        # 45 s default and floor; workers want a dead member's partitions back in seconds
-        "group.consumer.min.session.timeout.ms=3000",
-        "group.consumer.session.timeout.ms=3000",
-        "group.consumer.min.heartbeat.interval.ms=500",
-        "group.consumer.heartbeat.interval.ms=500",
-        # the cleaner takes a fixed 128 MiB of heap otherwise
-        "log.cleaner.dedupe.buffer.size=33554432",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            f"node.id={node}",
+            f"controller.quorum.voters={voters}",
+            "controller.listener.names=CONTROLLER",
+            *security.node_properties(layout, node),
+            f"log.dirs={layout.node_dir(node) / 'data'}",
+            # every topic comes from the catalogue in topics/, so none is ever born with RF 1
+            "auto.create.topics.enable=false",
+            f"default.replication.factor={rf}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={rf}",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={min_isr}",
+            # 50 partitions each (the defaults) make the first group and first transaction slow to start
+            "offsets.topic.num.partitions=12",
+            "transaction.state.log.num.partitions=12",
+            "unclean.leader.election.enable=false",
+            "group.initial.rebalance.delay.ms=0",
+            # a SIGKILLed worker's partitions stay idle for its session timeout at least; the
+            # classic protocol's floor (6 s by default) would make that the failover time
+            "group.min.session.timeout.ms=3000",
+            # a killed broker is fenced (and its partitions led elsewhere) after 4 s, not the default
+            # 9: with 6 s a producer waited up to 12.7-16.1 s per kill, with 4 s 8.3-9.5 s (README)
+            "broker.heartbeat.interval.ms=500",
+            "broker.session.timeout.ms=4000",
+            # the consumer rebalance protocol (KIP-848) keeps member timeouts on the broker, with a
+            # 45 s default and floor; workers want a dead member's partitions back in seconds
+            "group.consumer.min.session.timeout.ms=3000",
+            "group.consumer.session.timeout.ms=3000",
+            "group.consumer.min.heartbeat.interval.ms=500",
+            "group.consumer.heartbeat.interval.ms=500",
+            # the cleaner takes a fixed 128 MiB of heap otherwise
+            "log.cleaner.dedupe.buffer.size=33554432",
+            "",
+        ]
+    )
 
 
 def _java(layout: Layout, main: str, *args: str, node: int | None = None) -> list[str]:
@@ -74,10 +77,20 @@ def _java(layout: Layout, main: str, *args: str, node: int | None = None) -> lis
     # read when a broker starts, not at import
     broker_heap = os.environ.get("ORDERBUS_KAFKA_HEAP", DEFAULT_HEAP)
     heap = [f"-Xmx{broker_heap}", "-Xms256m"] if node else ["-Xmx256m"]
-    return ["java", *heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={LOG4J}", f"-Dkafka.logs.dir={logs}",
-            "-cp", f"{lib}/*", main, *args]
+    return [
+        "java",
+        *heap,
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:+ExplicitGCInvokesConcurrent",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J}",
+        f"-Dkafka.logs.dir={logs}",
+        "-cp",
+        f"{lib}/*",
+        main,
+        *args,
+    ]
 
 
 def cluster_id(layout: Layout) -> str:
@@ -85,8 +98,9 @@ def cluster_id(layout: Layout) -> str:
     path = layout.kafka_dir / "cluster.id"
     if path.exists():
         return path.read_text().strip()
-    out = subprocess.run(_java(layout, "kafka.tools.StorageTool", "random-uuid"),
-                         capture_output=True, text=True, check=True).stdout.split()[-1]
+    out = subprocess.run(
+        _java(layout, "kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
     layout.kafka_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(out + "\n")
     return out
@@ -99,8 +113,10 @@ def _meta_cluster_id(node_dir: Path) -> str | None:
     for line in meta.read_text().splitlines():
         if line.startswith("cluster.id="):
             return line.split("=", 1)[1].strip()
-    raise InfraError(f"{meta} has no cluster.id: the data directory is damaged. Move "
-                     f"{node_dir} aside (nothing was deleted) or run `orderbus down --purge`")
+    raise InfraError(
+        f"{meta} has no cluster.id: the data directory is damaged. Move "
+        f"{node_dir} aside (nothing was deleted) or run `orderbus down --purge`"
+    )
 
 
 def prepare(layout: Layout) -> None:
@@ -111,19 +127,34 @@ def prepare(layout: Layout) -> None:
         (nd / "logs").mkdir(parents=True, exist_ok=True)
         props = nd / "server.properties"
         props.touch()
-        props.chmod(0o600)             # it holds the node's passwords
+        props.chmod(0o600)  # it holds the node's passwords
         props.write_text(properties(layout, node))
         found = _meta_cluster_id(nd)
         if found == cid:
             continue
         if found is not None:
-            raise InfraError(f"{nd} belongs to Kafka cluster {found}, not {cid}: refusing to touch "
-                             "it. Move it aside or run `orderbus down --purge` to start clean")
+            raise InfraError(
+                f"{nd} belongs to Kafka cluster {found}, not {cid}: refusing to touch "
+                "it. Move it aside or run `orderbus down --purge` to start clean"
+            )
         # the arguments carry the first passwords: in a 0600 file, not on the command line
         with tempfile.NamedTemporaryFile("w", dir=nd, suffix=".args") as args:
-            args.write("\n".join(f'"{a}"' for a in (
-                "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(props), "-g",
-                *security.format_args(layout))) + "\n")
+            args.write(
+                "\n".join(
+                    f'"{a}"'
+                    for a in (
+                        "kafka.tools.StorageTool",
+                        "format",
+                        "-t",
+                        cid,
+                        "-c",
+                        str(props),
+                        "-g",
+                        *security.format_args(layout),
+                    )
+                )
+                + "\n"
+            )
             args.flush()
             proc = subprocess.run(_java(layout, f"@{args.name}"), capture_output=True, text=True)
         if proc.returncode != 0:
@@ -137,11 +168,13 @@ def pidfile(layout: Layout, node: int) -> Path:
 def start(layout: Layout) -> list[int]:
     """Start every node that is not running; all together, since a 3-voter quorum needs two."""
     todo = [n for n in layout.nodes if not procs.running(pidfile(layout, n))]
-    for node in todo:   # check every port before starting anything
+    for node in todo:  # check every port before starting anything
         for port in (layout.broker_port(node), layout.controller_port(node)):
             if not procs.port_free(port):
-                raise InfraError(f"port {port} on {HOST} is taken by another program: stop it, or "
-                                 "choose other ports with ORDERBUS_KAFKA_PORT")
+                raise InfraError(
+                    f"port {port} on {HOST} is taken by another program: stop it, or "
+                    "choose other ports with ORDERBUS_KAFKA_PORT"
+                )
     for node in todo:
         start_node(layout, node)
     return todo
@@ -149,8 +182,7 @@ def start(layout: Layout) -> list[int]:
 
 def start_node(layout: Layout, node: int) -> None:
     argv = _java(layout, "kafka.Kafka", str(layout.node_dir(node) / "server.properties"), node=node)
-    procs.start(argv, pidfile(layout, node), layout.node_dir(node) / "logs" / "stdout.log",
-                nice=nice())
+    procs.start(argv, pidfile(layout, node), layout.node_dir(node) / "logs" / "stdout.log", nice=nice())
 
 
 def nice(env: dict | None = None) -> int:
@@ -178,14 +210,15 @@ def may_raise_priority() -> bool:
 
 def admin(client: dict, **extra) -> AdminClient:
     """A quiet admin client with short timeouts, for probing a cluster that may be half up."""
-    return AdminClient({**client, "socket.timeout.ms": 3000, "log_level": 3, "logger": _quiet,
-                        **extra})
+    return AdminClient({**client, "socket.timeout.ms": 3000, "log_level": 3, "logger": _quiet, **extra})
 
 
 class _Quiet:
     """librdkafka logs every refused connection while brokers start; readiness reports instead."""
+
     def log(self, *args, **kwargs):
         pass
+
     def __getattr__(self, name):
         return self.log
 
@@ -209,13 +242,17 @@ def wait_ready(layout: Layout, timeout_s: float = 90.0) -> None:
     while pending:
         for node in sorted(pending):
             if not procs.running(pidfile(layout, node)):
-                raise InfraError(f"Kafka node {node} exited during start-up; its log says:\n"
-                                 + tail(layout.node_dir(node) / "logs" / "server.log"))
+                raise InfraError(
+                    f"Kafka node {node} exited during start-up; its log says:\n"
+                    + tail(layout.node_dir(node) / "logs" / "server.log")
+                )
             if serves_metadata(layout, node):
                 pending.discard(node)
         if pending and time.monotonic() > deadline:
-            raise InfraError(f"Kafka nodes {sorted(pending)} did not serve metadata within "
-                             f"{timeout_s:.0f}s; see {layout.kafka_dir}/node*/logs/server.log")
+            raise InfraError(
+                f"Kafka nodes {sorted(pending)} did not serve metadata within "
+                f"{timeout_s:.0f}s; see {layout.kafka_dir}/node*/logs/server.log"
+            )
         if pending:
             time.sleep(0.3)
 

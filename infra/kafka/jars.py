@@ -1,4 +1,5 @@
 """Kafka's jars, fetched from Maven Central by Maven once, then used offline from a cache."""
+
 from __future__ import annotations
 
 import shutil
@@ -16,8 +17,9 @@ COMPLETE = ".complete"
 def require_tool(name: str, package: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise InfraError(f"`{name}` is not on PATH; install it (Debian: apt-get install {package}) "
-                         "and run the command again")
+        raise InfraError(
+            f"`{name}` is not on PATH; install it (Debian: apt-get install {package}) and run the command again"
+        )
     return path
 
 
@@ -33,13 +35,25 @@ def ensure_jars(layout: Layout, log=print) -> Path:
     with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
         out = Path(tmp) / "lib"
         proc = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={out}"],
-            capture_output=True, text=True)
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={out}",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0 or not any(out.glob("kafka_2.13-*.jar")):
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise InfraError("Maven could not fetch the Kafka jars (is Maven Central reachable? "
-                             f"is ~/.m2/settings.xml right?). Maven said:\n{tail}")
+            raise InfraError(
+                "Maven could not fetch the Kafka jars (is Maven Central reachable? "
+                f"is ~/.m2/settings.xml right?). Maven said:\n{tail}"
+            )
         (out / COMPLETE).write_text("")
         if lib.exists():
             shutil.rmtree(lib)

@@ -1,6 +1,7 @@
 """What the cluster looks like from outside: the active controller, a partition's leader, the
 under-replicated partitions, a broker back after a fault. `client_config` is a librdkafka client
 configuration (Settings.kafka())."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ def wait_broker(client_config: dict, layout, node: int) -> str:
     deadline = time.monotonic() + 120
     while not cluster.serves_metadata(layout, node):
         if time.monotonic() > deadline:
-            raise InfraError(f"Kafka node {node} did not serve metadata within 120 s after "
-                             "the fault; see its server.log")
+            raise InfraError(
+                f"Kafka node {node} did not serve metadata within 120 s after the fault; see its server.log"
+            )
         time.sleep(0.3)
     deadline = time.monotonic() + 60
     while (urp := under_replicated(client_config)) != 0:
@@ -47,7 +49,7 @@ def leader(client_config: dict, topic: str, partition: int) -> int | None:
     try:
         md = cluster.admin(client_config).list_topics(topic, timeout=5)
         return md.topics[topic].partitions[partition].leader
-    except Exception:   # a metadata hiccup only means we aim at a random broker instead
+    except Exception:  # a metadata hiccup only means we aim at a random broker instead
         return None
 
 
@@ -56,5 +58,4 @@ def under_replicated(client_config) -> int | None:
         md = cluster.admin(client_config).list_topics(timeout=5)
     except Exception:
         return None
-    return sum(1 for t in md.topics.values() for p in t.partitions.values()
-               if len(p.isrs) < len(p.replicas))
+    return sum(1 for t in md.topics.values() for p in t.partitions.values() if len(p.isrs) < len(p.replicas))

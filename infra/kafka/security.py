@@ -12,6 +12,7 @@ certificates for any name. The `broker` and `admin` credentials are
 written into the metadata log when a node is formatted (`--add-scram`), so the cluster has an
 administrator before anyone can connect; `up` creates the others through it.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,16 +22,15 @@ import tempfile
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
-                                   UserScramCredentialUpsertion)
+from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
 from infra import procs
 from infra.layout import HOST, Layout
 from infra.procs import InfraError
 from infra.secret import secret
 
-BROKER = "broker"      # the nodes' own principal
-ADMIN = "admin"        # super user: `up`, operators' tools
+BROKER = "broker"  # the nodes' own principal
+ADMIN = "admin"  # super user: `up`, operators' tools
 MECHANISM = "SCRAM-SHA-512"
 ITERATIONS = 8192
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -51,20 +51,29 @@ def client(layout: Layout, principal: str = ADMIN) -> dict:
 
 def sasl_ssl(user: str, password_: str, ca_file: str) -> dict:
     """librdkafka settings of an authenticated client of any cluster secured as ours is."""
-    return {"security.protocol": "SASL_SSL", "sasl.mechanism": MECHANISM,
-            "sasl.username": user, "sasl.password": password_, "ssl.ca.location": ca_file}
+    return {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": MECHANISM,
+        "sasl.username": user,
+        "sasl.password": password_,
+        "ssl.ca.location": ca_file,
+    }
 
 
 def node_properties(layout: Layout, node: int) -> list[str]:
     broker, controller = f"{HOST}:{layout.broker_port(node)}", f"{HOST}:{layout.controller_port(node)}"
     if not layout.secure:
-        return [f"listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
-                f"advertised.listeners=PLAINTEXT://{broker}",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]
+        return [
+            f"listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
+            f"advertised.listeners=PLAINTEXT://{broker}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ]
     store = secret(layout, "kafka-keystore")
-    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required '
-            f'username="{BROKER}" password="{password(layout, BROKER)}";')
+    jaas = (
+        f"org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{BROKER}" password="{password(layout, BROKER)}";'
+    )
     return [
         f"listeners=BROKER://{broker},CONTROLLER://{controller}",
         f"advertised.listeners=BROKER://{broker}",
@@ -93,9 +102,11 @@ def format_args(layout: Layout) -> list[str]:
     """Extra `kafka-storage format` arguments: the credentials the cluster needs at birth."""
     if not layout.secure:
         return []
-    return [a for p in (BROKER, ADMIN) for a in (
-        "--add-scram",
-        f"{MECHANISM}=[name={p},password={password(layout, p)},iterations={ITERATIONS}]")]
+    return [
+        a
+        for p in (BROKER, ADMIN)
+        for a in ("--add-scram", f"{MECHANISM}=[name={p},password={password(layout, p)},iterations={ITERATIONS}]")
+    ]
 
 
 def ensure_tls(layout: Layout) -> bool:
@@ -104,29 +115,83 @@ def ensure_tls(layout: Layout) -> bool:
     (A new certificate, at its expiry say: delete the folder while the cluster is down, `up`.)"""
     d = layout.tls_dir
     if (d / "node.p12").exists() and layout.ca_file.exists():
-        _drop_issuing_files(d)       # a cluster made before the CA key was dropped
+        _drop_issuing_files(d)  # a cluster made before the CA key was dropped
         return False
-    d.mkdir(parents=True, exist_ok=True)     # keys are made 0600 (umask); the CA stays readable
+    d.mkdir(parents=True, exist_ok=True)  # keys are made 0600 (umask); the CA stays readable
     store = secret(layout, "kafka-keystore")
     with tempfile.NamedTemporaryFile("w", suffix=".ext") as ext:
-        ext.write(f"subjectAltName=IP:{HOST},DNS:localhost\n"
-                  "extendedKeyUsage=serverAuth,clientAuth\n")
+        ext.write(f"subjectAltName=IP:{HOST},DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
         ext.flush()
         for argv in (
-                ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-                 "ca.pem", "-days", str(CERT_DAYS * 2), "-subj", "/CN=orderbus local CA",
-                 "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-                ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr",
-                 "-subj", f"/CN={BROKER}"],
-                ["x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", "node.pem", "-days", str(CERT_DAYS), "-extfile", ext.name],
-                ["pkcs12", "-export", "-in", "node.pem", "-inkey", "node.key", "-certfile", "ca.pem",
-                 "-name", BROKER, "-out", "node.p12.tmp", "-passout", "env:ORDERBUS_KEYSTORE"]):
+            [
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                str(CERT_DAYS * 2),
+                "-subj",
+                "/CN=orderbus local CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "node.key",
+                "-out",
+                "node.csr",
+                "-subj",
+                f"/CN={BROKER}",
+            ],
+            [
+                "x509",
+                "-req",
+                "-in",
+                "node.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "node.pem",
+                "-days",
+                str(CERT_DAYS),
+                "-extfile",
+                ext.name,
+            ],
+            [
+                "pkcs12",
+                "-export",
+                "-in",
+                "node.pem",
+                "-inkey",
+                "node.key",
+                "-certfile",
+                "ca.pem",
+                "-name",
+                BROKER,
+                "-out",
+                "node.p12.tmp",
+                "-passout",
+                "env:ORDERBUS_KEYSTORE",
+            ],
+        ):
             _openssl(argv, d, {"ORDERBUS_KEYSTORE": store})
-    (d / "ca.pem").chmod(0o644)        # public: what every client checks the nodes against
+    (d / "ca.pem").chmod(0o644)  # public: what every client checks the nodes against
     _drop_issuing_files(d)
-    (d / "node.p12.tmp").rename(d / "node.p12")     # last: its presence means all is made
+    (d / "node.p12.tmp").rename(d / "node.p12")  # last: its presence means all is made
     return True
 
 
@@ -140,8 +205,14 @@ def _openssl(argv: list[str], cwd: Path, env: dict | None = None) -> None:
     if shutil.which("openssl") is None:
         procs.require_apt("openssl", "openssl")
         procs.apt_install("openssl")
-    proc = subprocess.run(["openssl", *argv], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, umask=0o077)
+    proc = subprocess.run(
+        ["openssl", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        umask=0o077,
+    )
     if proc.returncode != 0:
         raise InfraError(f"openssl {argv[0]} failed:\n{proc.stderr.strip()}")
 
@@ -151,12 +222,13 @@ def check_secrets(layout: Layout) -> None:
     would lock everyone out. Refuse rather than generate them again."""
     metas = [layout.node_dir(n) / "data" / "meta.properties" for n in layout.nodes]
     formatted = any(m.exists() and "cluster.id=" in m.read_text() for m in metas)
-    lost = [p for p in (BROKER, ADMIN)
-            if not (layout.secrets_dir / f"kafka-{p}.password").exists()]
+    lost = [p for p in (BROKER, ADMIN) if not (layout.secrets_dir / f"kafka-{p}.password").exists()]
     if layout.secure and formatted and lost:
-        raise InfraError(f"the Kafka password of {' and '.join(lost)} is missing from "
-                         f"{layout.secrets_dir}, but the cluster was made with it: restore the "
-                         "file, or `orderbus down --purge` to start over")
+        raise InfraError(
+            f"the Kafka password of {' and '.join(lost)} is missing from "
+            f"{layout.secrets_dir}, but the cluster was made with it: restore the "
+            "file, or `orderbus down --purge` to start over"
+        )
 
 
 def ensure_users(layout: Layout, principals: list[str], timeout_s: float = 30.0) -> list[str]:
@@ -171,10 +243,8 @@ def ensure_users(layout: Layout, principals: list[str], timeout_s: float = 30.0)
     except KafkaException as e:
         raise InfraError(f"cannot list SCRAM users as {ADMIN}: {e}") from None
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, ITERATIONS)
-    alterations = [UserScramCredentialUpsertion(p, info, password(layout, p).encode())
-                   for p in principals]
-    for user, fut in admin.alter_user_scram_credentials(alterations,
-                                                        request_timeout=timeout_s).items():
+    alterations = [UserScramCredentialUpsertion(p, info, password(layout, p).encode()) for p in principals]
+    for user, fut in admin.alter_user_scram_credentials(alterations, request_timeout=timeout_s).items():
         try:
             fut.result()
         except KafkaException as e:

@@ -1,5 +1,6 @@
 """One database per service, owned by a role that applies its versioned SQL migrations in order;
 the service logs in as another role that may change rows only (no DDL at run time)."""
+
 from __future__ import annotations
 
 import base64
@@ -11,17 +12,23 @@ from pathlib import Path
 from psycopg2 import sql
 
 from infra.layout import Layout
-from infra.secret import secret
 from infra.postgres.server import admin_connect
+from infra.secret import secret
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # worker -> the database it owns and is the only one to write; status keeps its read model in
 # intake's `orders` database. Each database's migrations are under migrations/<database>/.
-DATABASE = {"intake": "orders", "coordinator": "coordinator", "inventory": "inventory",
-            "payment": "payments", "shipping": "shipping", "status": "orders"}
-SERVICES = tuple(dict.fromkeys(DATABASE.values()))     # every database, once
-SCRAM_ITERATIONS = 4096     # PostgreSQL's default scram_iterations
-SCRAM_SALT_BYTES = 16       # as libpq's
+DATABASE = {
+    "intake": "orders",
+    "coordinator": "coordinator",
+    "inventory": "inventory",
+    "payment": "payments",
+    "shipping": "shipping",
+    "status": "orders",
+}
+SERVICES = tuple(dict.fromkeys(DATABASE.values()))  # every database, once
+SCRAM_ITERATIONS = 4096  # PostgreSQL's default scram_iterations
+SCRAM_SALT_BYTES = 16  # as libpq's
 
 
 def password(layout: Layout, role: str) -> str:
@@ -33,7 +40,7 @@ def scram_sha_256(password: str) -> str:
     """The SCRAM-SHA-256 verifier PostgreSQL keeps for `password` (RFC 5802, 7677), made here as
     libpq's PQencryptPasswordConn makes it: PostgreSQL stores a verifier it is given as it is, so
     the password never reaches the server, nor its log when a statement fails."""
-    if not password.isascii():      # PostgreSQL would SASLprep-normalise it first; we do not
+    if not password.isascii():  # PostgreSQL would SASLprep-normalise it first; we do not
         raise ValueError("a PostgreSQL password made here must be ASCII")
     salt = os.urandom(SCRAM_SALT_BYTES)
     salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
@@ -80,8 +87,10 @@ def _role(cur, name: str, verifier: str | None = None) -> None:
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
     verb = "ALTER" if cur.fetchone() else "CREATE"
     login = "LOGIN PASSWORD %s" if verifier else "NOLOGIN"
-    cur.execute(sql.SQL(f"{verb} ROLE {{}} {login} NOSUPERUSER NOCREATEDB NOCREATEROLE")
-                .format(sql.Identifier(name)), (verifier,) if verifier else ())
+    cur.execute(
+        sql.SQL(f"{verb} ROLE {{}} {login} NOSUPERUSER NOCREATEDB NOCREATEROLE").format(sql.Identifier(name)),
+        (verifier,) if verifier else (),
+    )
 
 
 def _migrate(layout: Layout, name: str, service: str) -> list[str]:
@@ -93,12 +102,18 @@ def _migrate(layout: Layout, name: str, service: str) -> list[str]:
         with conn.cursor() as cur:
             # the tables of a database made before the owner role existed
             cur.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, own))
-            cur.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}; "
-                                "REVOKE ALL ON SCHEMA public FROM PUBLIC, {}; "
-                                "GRANT USAGE ON SCHEMA public TO {}").format(own, role, role))
+            cur.execute(
+                sql.SQL(
+                    "ALTER SCHEMA public OWNER TO {}; "
+                    "REVOKE ALL ON SCHEMA public FROM PUBLIC, {}; "
+                    "GRANT USAGE ON SCHEMA public TO {}"
+                ).format(own, role, role)
+            )
             cur.execute(sql.SQL("SET ROLE {}").format(own))
-            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
-                        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
             cur.execute("SELECT version FROM schema_migrations")
             done = {r[0] for r in cur.fetchall()}
             for path in migrations(service):
@@ -109,12 +124,15 @@ def _migrate(layout: Layout, name: str, service: str) -> list[str]:
                 applied.append(path.stem)
             # the service's rows, never its tables' shape; granted afresh after every migration
             # run, so a table a migration adds is covered
-            cur.execute(sql.SQL(
-                "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; "
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; "
-                "REVOKE ALL ON schema_migrations FROM {role}; "
-                "REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}; "
-                "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}").format(role=role))
+            cur.execute(
+                sql.SQL(
+                    "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; "
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; "
+                    "REVOKE ALL ON schema_migrations FROM {role}; "
+                    "REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}; "
+                    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"
+                ).format(role=role)
+            )
         conn.commit()
     finally:
         conn.close()
@@ -131,5 +149,7 @@ def drop(layout: Layout, name: str) -> None:
 
 
 def dsn(layout: Layout, name: str) -> str:
-    return (f"host=127.0.0.1 port={layout.pg_port} dbname={name} user={name} "
-            f"password={password(layout, name)} connect_timeout=5")
+    return (
+        f"host=127.0.0.1 port={layout.pg_port} dbname={name} user={name} "
+        f"password={password(layout, name)} connect_timeout=5"
+    )

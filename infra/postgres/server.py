@@ -1,4 +1,5 @@
 """A private PostgreSQL instance of the machine's own PostgreSQL: own data directory, own port."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ from infra import procs
 from infra.layout import HOST, Layout
 from infra.procs import InfraError
 
-ADMIN = "postgres"   # the superuser inside our instance; reachable only over its 0700 socket dir
+ADMIN = "postgres"  # the superuser inside our instance; reachable only over its 0700 socket dir
 
 HBA = """\
 # written by orderbus up: the admin over the private socket, each service role into the
@@ -25,8 +26,10 @@ host    sameuser  all       127.0.0.1/32   scram-sha-256
 
 
 def binaries() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     return found[-1].parent if found else None
 
 
@@ -44,8 +47,7 @@ def install(log=print) -> Path:
     procs.apt_install("postgresql")
     found = binaries()
     if not found:
-        raise InfraError("apt-get installed postgresql but no server binary was found under "
-                         "/usr/lib/postgresql")
+        raise InfraError("apt-get installed postgresql but no server binary was found under /usr/lib/postgresql")
     return found
 
 
@@ -56,8 +58,9 @@ def _run_as() -> str | None:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise InfraError("running as root needs the `postgres` system user (Debian's postgresql "
-                         "package creates it)") from None
+        raise InfraError(
+            "running as root needs the `postgres` system user (Debian's postgresql package creates it)"
+        ) from None
     return "postgres"
 
 
@@ -84,29 +87,47 @@ def prepare(layout: Layout, log=print) -> None:
     _own(layout.pg_socket_dir, user)
     data = data_dir(layout)
     if data.exists() and any(data.iterdir()) and not (data / "PG_VERSION").exists():
-        raise InfraError(f"{data} is not empty but holds no PostgreSQL cluster: refusing to touch it. "
-                         "Move it aside or run `orderbus down --purge`")
+        raise InfraError(
+            f"{data} is not empty but holds no PostgreSQL cluster: refusing to touch it. "
+            "Move it aside or run `orderbus down --purge`"
+        )
     if not (data / "PG_VERSION").exists():
         _own(data, user)
-        proc = subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", ADMIN, "-E", "UTF8",
-                               "--no-locale", "--auth-local=trust", "--auth-host=scram-sha-256"],
-                              capture_output=True, text=True, user=user)
+        proc = subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                ADMIN,
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ],
+            capture_output=True,
+            text=True,
+            user=user,
+        )
         if proc.returncode != 0:
             raise InfraError(f"initdb failed:\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
-    conf = "\n".join([
-        f"port = {layout.pg_port}",
-        f"listen_addresses = '{HOST}'",
-        f"unix_socket_directories = '{layout.pg_socket_dir}'",
-        "max_connections = 300",
-        "shared_buffers = 256MB",
-        "password_encryption = 'scram-sha-256'",
-        # durability is never traded for speed: fsync and synchronous_commit stay on
-        "fsync = on",
-        "synchronous_commit = on",
-        "max_prepared_transactions = 0",
-        "log_min_messages = warning",
-        "",
-    ])
+    conf = "\n".join(
+        [
+            f"port = {layout.pg_port}",
+            f"listen_addresses = '{HOST}'",
+            f"unix_socket_directories = '{layout.pg_socket_dir}'",
+            "max_connections = 300",
+            "shared_buffers = 256MB",
+            "password_encryption = 'scram-sha-256'",
+            # durability is never traded for speed: fsync and synchronous_commit stay on
+            "fsync = on",
+            "synchronous_commit = on",
+            "max_prepared_transactions = 0",
+            "log_min_messages = warning",
+            "",
+        ]
+    )
     for name, text in (("orderbus.conf", conf), ("pg_hba.conf", HBA)):
         path = data / name
         path.write_text(text)
@@ -127,18 +148,26 @@ def start(layout: Layout) -> bool:
     if running(layout):
         return False
     if not procs.port_free(layout.pg_port):
-        raise InfraError(f"port {layout.pg_port} on {HOST} is taken by another program: stop it, or "
-                         "choose another port with ORDERBUS_PG_PORT")
+        raise InfraError(
+            f"port {layout.pg_port} on {HOST} is taken by another program: stop it, or "
+            "choose another port with ORDERBUS_PG_PORT"
+        )
     stale = data_dir(layout) / "postmaster.pid"
     if stale.exists():
         # left by a crash (SIGKILL); the pid in it is not ours any more, so postgres would refuse
         pid = procs.read_pid(stale) if stale.read_text().split("\n", 1)[0].isdigit() else None
         if pid and procs.alive(pid):
-            raise InfraError(f"a PostgreSQL (pid {pid}) is already running on {data_dir(layout)} "
-                             "but was not started by orderbus; stop it first")
+            raise InfraError(
+                f"a PostgreSQL (pid {pid}) is already running on {data_dir(layout)} "
+                "but was not started by orderbus; stop it first"
+            )
     bindir = install()
-    procs.start([str(bindir / "postgres"), "-D", str(data_dir(layout))], pidfile(layout),
-                layout.pg_dir / "postgres.log", user=_run_as())
+    procs.start(
+        [str(bindir / "postgres"), "-D", str(data_dir(layout))],
+        pidfile(layout),
+        layout.pg_dir / "postgres.log",
+        user=_run_as(),
+    )
     return True
 
 
@@ -146,15 +175,18 @@ def wait_ready(layout: Layout, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         if not running(layout):
-            raise InfraError("PostgreSQL exited during start-up; its log says:\n"
-                             + _tail(layout.pg_dir / "postgres.log"))
+            raise InfraError(
+                "PostgreSQL exited during start-up; its log says:\n" + _tail(layout.pg_dir / "postgres.log")
+            )
         try:
             admin_connect(layout, "postgres").close()
             return
         except psycopg2.OperationalError:
             if time.monotonic() > deadline:
-                raise InfraError(f"PostgreSQL did not accept connections within {timeout_s:.0f}s; "
-                                 f"see {layout.pg_dir / 'postgres.log'}") from None
+                raise InfraError(
+                    f"PostgreSQL did not accept connections within {timeout_s:.0f}s; "
+                    f"see {layout.pg_dir / 'postgres.log'}"
+                ) from None
             time.sleep(0.2)
 
 
@@ -164,8 +196,9 @@ def stop(layout: Layout, grace_s: float = 30.0) -> bool:
 
 
 def admin_connect(layout: Layout, dbname: str):
-    conn = psycopg2.connect(host=str(layout.pg_socket_dir), port=layout.pg_port, user=ADMIN,
-                            dbname=dbname, connect_timeout=3)
+    conn = psycopg2.connect(
+        host=str(layout.pg_socket_dir), port=layout.pg_port, user=ADMIN, dbname=dbname, connect_timeout=3
+    )
     conn.autocommit = True
     return conn
 
@@ -186,4 +219,4 @@ def restart(layout, attempts: int = 5) -> None:
         except InfraError:
             if attempt == attempts - 1:
                 raise
-            time.sleep(1.0)    # the old postmaster may still hold its port for a moment
+            time.sleep(1.0)  # the old postmaster may still hold its port for a moment

@@ -1,5 +1,6 @@
 """acl: the Kafka ACLs the topic catalogue declares, whether the cluster holds them, and what else
 applies to the pipeline's resources."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,12 @@ from confluent_kafka.admin import AdminClient
 
 
 def register(sub) -> None:
-    s = sub.add_parser("acl", help="Kafka ACLs per service principal, as declared and as applied, "
-                       "and any other ACL on the pipeline's resources (exit 1 when the cluster "
-                       "differs; `orderbus up` applies the catalogue's)")
+    s = sub.add_parser(
+        "acl",
+        help="Kafka ACLs per service principal, as declared and as applied, "
+        "and any other ACL on the pipeline's resources (exit 1 when the cluster "
+        "differs; `orderbus up` applies the catalogue's)",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_acl)
 
@@ -19,6 +23,7 @@ def register(sub) -> None:
 def _acl(args, settings) -> int:
     from infra.procs import InfraError
     from topics import acl
+
     if settings.security == "plaintext":
         raise InfraError("the cluster runs without authentication (`up --insecure`): it has no ACLs")
     try:
@@ -26,10 +31,11 @@ def _acl(args, settings) -> int:
     except KafkaException as e:
         raise InfraError(f"cannot read the ACLs at {settings.bootstrap}: {e}") from None
     drift = acl.diff(settings.names, have)
-    rows = ([{**_row(g), "state": "missing" if g in drift.missing else "applied"}
-             for g in acl.grants(settings.names)]
-            + [{**_row(g), "state": "extra"} for g in drift.extra]
-            + [{**_row(g), "state": "foreign"} for g in drift.foreign])
+    rows = (
+        [{**_row(g), "state": "missing" if g in drift.missing else "applied"} for g in acl.grants(settings.names)]
+        + [{**_row(g), "state": "extra"} for g in drift.extra]
+        + [{**_row(g), "state": "foreign"} for g in drift.foreign]
+    )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -38,8 +44,15 @@ def _acl(args, settings) -> int:
 
 
 def _row(g) -> dict:
-    return {"principal": g.principal, "permission": g.permission, "operation": g.operation,
-            "resource": g.resource, "pattern": g.pattern, "name": g.name, "host": g.host}
+    return {
+        "principal": g.principal,
+        "permission": g.permission,
+        "operation": g.operation,
+        "resource": g.resource,
+        "pattern": g.pattern,
+        "name": g.name,
+        "host": g.host,
+    }
 
 
 def render(rows: list[dict]) -> str:

@@ -1,4 +1,5 @@
 """up, down, status."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,12 @@ from orderbus.ops import local
 def register(sub) -> None:
     s = sub.add_parser("up", help="start the local Kafka cluster and PostgreSQL (idempotent)")
     s.add_argument("--brokers", type=int, choices=(1, 3), default=3)
-    s.add_argument("--insecure", action="store_true", help="Kafka without TLS, authentication or "
-                   "ACLs (quick experiments only; the data must be purged to switch modes)")
+    s.add_argument(
+        "--insecure",
+        action="store_true",
+        help="Kafka without TLS, authentication or "
+        "ACLs (quick experiments only; the data must be purged to switch modes)",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_up)
     s = sub.add_parser("down", help="stop what `up` started")

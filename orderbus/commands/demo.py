@@ -1,4 +1,5 @@
 """demo, bench."""
+
 from __future__ import annotations
 
 
@@ -7,28 +8,47 @@ def register(sub) -> None:
     s.set_defaults(func=_demo)
     s = sub.add_parser("bench", help="end-to-end throughput and latency in a sandbox pipeline")
     s.add_argument("--orders", type=int, default=5000)
-    s.add_argument("--rate", type=float, default=None, help="offered orders/s (default: as fast "
-                   "as the producer can)")
+    s.add_argument(
+        "--rate", type=float, default=None, help="offered orders/s (default: as fast as the producer can)"
+    )
     s.add_argument("--hot", action="store_true", help="flash sale: every order for one SKU")
     s.add_argument("--instances", type=int, default=1, help="instances of each worker")
     s.add_argument("--verify", action="store_true", help="then time `verify` over the run's orders")
-    s.add_argument("--tracker", action="store_true", help="run the order tracker too and report "
-                   "its consumer lag")
-    s.add_argument("--tracker-cold", action="store_true", help="then stop the pipeline, start a "
-                   "tracker on the run's events and time how long it takes to fold them")
-    s.add_argument("--hops", action="store_true", help="also read tx.log and split each order's "
-                   "latency into its steps (intake, participants, coordinator, final status)")
-    s.add_argument("--open", action="store_true", help="keep payment stopped until every order "
-                   "has begun, report each worker's RSS with them all open, then let it go "
-                   "(back-pressure off, deadline 10 minutes; latency figures then mean little)")
-    s.add_argument("--ceiling", action="store_true", help="then run Kafka's ProducerPerformance "
-                   "on the cluster and report the pipeline's records/s as a share of it")
+    s.add_argument("--tracker", action="store_true", help="run the order tracker too and report its consumer lag")
+    s.add_argument(
+        "--tracker-cold",
+        action="store_true",
+        help="then stop the pipeline, start a "
+        "tracker on the run's events and time how long it takes to fold them",
+    )
+    s.add_argument(
+        "--hops",
+        action="store_true",
+        help="also read tx.log and split each order's "
+        "latency into its steps (intake, participants, coordinator, final status)",
+    )
+    s.add_argument(
+        "--open",
+        action="store_true",
+        help="keep payment stopped until every order "
+        "has begun, report each worker's RSS with them all open, then let it go "
+        "(back-pressure off, deadline 10 minutes; latency figures then mean little)",
+    )
+    s.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="then run Kafka's ProducerPerformance "
+        "on the cluster and report the pipeline's records/s as a share of it",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_bench)
-    s = sub.add_parser("bench-takeover", help="how long a new coordinator takes to own a tx.log "
-                       "partition, by history and open orders")
-    s.add_argument("--history", default="10000,100000,1000000", help="finished orders behind "
-                   "the partition, comma-separated")
+    s = sub.add_parser(
+        "bench-takeover",
+        help="how long a new coordinator takes to own a tx.log partition, by history and open orders",
+    )
+    s.add_argument(
+        "--history", default="10000,100000,1000000", help="finished orders behind the partition, comma-separated"
+    )
     s.add_argument("--open", default="0,1000", help="open orders on it, comma-separated")
     s.add_argument("--repeat", type=int, default=3)
     s.add_argument("--json", action="store_true")
@@ -37,11 +57,13 @@ def register(sub) -> None:
 
 def _demo(args, settings):
     from orderbus.ops.demo import demo
+
     return demo(settings)
 
 
 def _counts(text: str, flag: str) -> list[int]:
     from orderbus.ops.errors import UsageError
+
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
@@ -57,6 +79,7 @@ def _bench_takeover(args, settings):
 
     from orderbus.lab.takeover_bench import render, run
     from orderbus.ops.errors import UsageError
+
     histories, opens = _counts(args.history, "--history"), _counts(args.open, "--open")
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
@@ -71,14 +94,25 @@ def _bench(args, settings):
 
     from orderbus.lab.bench import bench, render, to_json
     from orderbus.ops.errors import UsageError
+
     if args.orders < 1 or args.instances < 1 or (args.rate is not None and args.rate <= 0):
         raise UsageError("--orders and --instances must be at least 1, --rate positive")
     if args.tracker and args.tracker_cold:
-        raise UsageError("--tracker and --tracker-cold both use the sandbox's tracker group: "
-                         "choose one")
+        raise UsageError("--tracker and --tracker-cold both use the sandbox's tracker group: choose one")
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-    result = bench(settings, args.orders, args.rate, args.hot, args.instances,
-                   verify=args.verify, tracker=args.tracker, tracker_cold=args.tracker_cold,
-                   hops=args.hops, open_=args.open, ceiling=args.ceiling, log=log)
+    result = bench(
+        settings,
+        args.orders,
+        args.rate,
+        args.hot,
+        args.instances,
+        verify=args.verify,
+        tracker=args.tracker,
+        tracker_cold=args.tracker_cold,
+        hops=args.hops,
+        open_=args.open,
+        ceiling=args.ceiling,
+        log=log,
+    )
     print(to_json(result) if args.json else render(result))
     return 0

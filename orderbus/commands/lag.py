@@ -1,4 +1,5 @@
 """lag: consumer lag per group and partition: a table, JSON, a watch or a Prometheus exporter."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,9 @@ from prometheus_client.registry import Collector
 from orderbus.ops.errors import UsageError
 from topics.lag import STATUSES, WINDOW, LagError, LagReader, Report
 
-SINGLE_SAMPLES, SINGLE_SPACING_S = 3, 1.0   # a single run looks 3 times over ~2 s, for a trend
+SINGLE_SAMPLES, SINGLE_SPACING_S = 3, 1.0  # a single run looks 3 times over ~2 s, for a trend
 WATCH_DEFAULT_S = 5.0
-DEFAULT_HOST = "127.0.0.1"                  # an exporter is reachable from this machine only
+DEFAULT_HOST = "127.0.0.1"  # an exporter is reachable from this machine only
 
 # the exporter's metrics, declared once; the alert rules and the dashboard use these names
 LAG_MESSAGES = "orderbus_consumer_lag_messages"
@@ -36,16 +37,25 @@ transaction's commit marker has lag 0 s and counts as caught up."""
 
 
 def register(sub) -> None:
-    s = sub.add_parser("lag", help="consumer lag per group and partition (Burrow's status rules)",
-                       description=HELP)
+    s = sub.add_parser(
+        "lag", help="consumer lag per group and partition (Burrow's status rules)", description=HELP
+    )
     s.add_argument("--group", help="only this consumer group (default: every group of the pipeline)")
     s.add_argument("--topic", help="only this topic")
     s.add_argument("--json", action="store_true", help="JSON; with --watch one object per line")
-    s.add_argument("--watch", nargs="?", type=float, const=WATCH_DEFAULT_S, metavar="SECONDS",
-                   help=f"sample every SECONDS (default {WATCH_DEFAULT_S:.0f}) until Ctrl-C")
-    s.add_argument("--serve", metavar="[HOST:]PORT",
-                   help=f"serve Prometheus metrics (HOST defaults to {DEFAULT_HOST}), sampling "
-                        "every --watch seconds")
+    s.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=WATCH_DEFAULT_S,
+        metavar="SECONDS",
+        help=f"sample every SECONDS (default {WATCH_DEFAULT_S:.0f}) until Ctrl-C",
+    )
+    s.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        help=f"serve Prometheus metrics (HOST defaults to {DEFAULT_HOST}), sampling every --watch seconds",
+    )
     s.set_defaults(func=_lag)
 
 
@@ -115,13 +125,13 @@ def _serve(reader: LagReader, args, prefix: str, address: tuple[str, int]) -> in
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from None
     print(f"serving lag metrics on http://{host}:{port}/metrics", file=sys.stderr)
     stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))   # finish the round, close
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))  # finish the round, close
     interval = args.watch or WATCH_DEFAULT_S
     try:
         while not stopping:
             try:
                 collector.report = _refresh(reader, args, prefix)
-            except LagError as e:      # the group went away, a broker hiccup: say so, go on
+            except LagError as e:  # the group went away, a broker hiccup: say so, go on
                 print(f"orderbus lag: {e}", file=sys.stderr)
             deadline = time.monotonic() + interval
             while not stopping and time.monotonic() < deadline:
@@ -147,14 +157,16 @@ class LagCollector(Collector):
     @staticmethod
     def _families(report: Report | None):
         labels = ["group", "topic", "partition"]
-        messages = GaugeMetricFamily(LAG_MESSAGES, "Log-end offset minus committed offset",
-                                     labels=labels)
-        seconds = GaugeMetricFamily(LAG_SECONDS, "Age of the oldest unconsumed message, seconds",
-                                    labels=labels)
-        status = GaugeMetricFamily(GROUP_STATUS, "1 for the group's current status (Burrow's "
-                                   "rules), 0 for the others", labels=["group", "status"])
-        under = GaugeMetricFamily(UNDER_REPLICATED, "Partitions with fewer in-sync replicas "
-                                  "than replicas", labels=["topic"])
+        messages = GaugeMetricFamily(LAG_MESSAGES, "Log-end offset minus committed offset", labels=labels)
+        seconds = GaugeMetricFamily(LAG_SECONDS, "Age of the oldest unconsumed message, seconds", labels=labels)
+        status = GaugeMetricFamily(
+            GROUP_STATUS,
+            "1 for the group's current status (Burrow's rules), 0 for the others",
+            labels=["group", "status"],
+        )
+        under = GaugeMetricFamily(
+            UNDER_REPLICATED, "Partitions with fewer in-sync replicas than replicas", labels=["topic"]
+        )
         if report is not None:
             for p in report.partitions:
                 key = [p.group, p.topic, str(p.partition)]
@@ -174,17 +186,36 @@ def _print(report: Report, as_json: bool) -> None:
     for group, error in report.errors.items():
         print(f"orderbus lag: {group}: {error}", file=sys.stderr)
     if as_json:
-        print(json.dumps({"partitions": [asdict(p) for p in report.partitions],
-                          "groups": [asdict(g) for g in report.groups]}))
+        print(
+            json.dumps(
+                {
+                    "partitions": [asdict(p) for p in report.partitions],
+                    "groups": [asdict(g) for g in report.groups],
+                }
+            )
+        )
         return
     rows = [("GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG-S", "STATUS")]
     for p in report.partitions:
-        rows.append((p.group, p.topic, str(p.partition), _n(p.committed), _n(p.end), _n(p.lag),
-                     "-" if p.lag_seconds is None else f"{p.lag_seconds:.1f}", p.status))
+        rows.append(
+            (
+                p.group,
+                p.topic,
+                str(p.partition),
+                _n(p.committed),
+                _n(p.end),
+                _n(p.lag),
+                "-" if p.lag_seconds is None else f"{p.lag_seconds:.1f}",
+                p.status,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(c.ljust(w) if i < 2 or i == 7 else c.rjust(w)
-                        for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        print(
+            "  ".join(
+                c.ljust(w) if i < 2 or i == 7 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+            ).rstrip()
+        )
     print()
     for g in report.groups:
         members = "?" if g.members is None else g.members

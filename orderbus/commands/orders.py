@@ -1,4 +1,5 @@
 """seed, publish, order, report: put orders in, and see what became of them."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,7 @@ from orderbus.ops import report as reports
 from orderbus.ops.errors import UsageError
 from orderbus.ops.generate import generate
 from orderbus.ops.groups import active_groups
-from orderbus.ops.seed import (DEFAULT_PRICE_CENTS, SEED_FILE, load_catalog, reset_catalog,
-                               seed_price, seeded_ids)
+from orderbus.ops.seed import DEFAULT_PRICE_CENTS, SEED_FILE, load_catalog, reset_catalog, seed_price, seeded_ids
 from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_PLACED
@@ -29,10 +29,14 @@ def register(sub) -> None:
     s.add_argument("--stock", type=int, help="initial stock of each sku")
     s.add_argument("--customers", type=int, help="number of customers (cust-0001...)")
     s.add_argument("--balance-cents", type=int, help="initial balance of each customer")
-    s.add_argument("--price-cents", type=int, default=DEFAULT_PRICE_CENTS,
-                   help="unit price `publish --generate` will use")
-    s.add_argument("--catalog", type=Path, help='JSON {"skus": {sku: stock}, "customers": '
-                   '{customer_id: balance_cents}} instead of the sizes')
+    s.add_argument(
+        "--price-cents", type=int, default=DEFAULT_PRICE_CENTS, help="unit price `publish --generate` will use"
+    )
+    s.add_argument(
+        "--catalog",
+        type=Path,
+        help='JSON {"skus": {sku: stock}, "customers": {customer_id: balance_cents}} instead of the sizes',
+    )
     s.add_argument("--force", action="store_true", help="even while workers are running")
     s.set_defaults(func=_seed)
     s = sub.add_parser("publish", help="publish orders onto " + ORDERS_PLACED.name)
@@ -43,8 +47,11 @@ def register(sub) -> None:
     s.add_argument("--seed", type=int, help="generator seed (default: the time; printed)")
     s.add_argument("--invalid-share", type=float, default=0.0, help="share of malformed orders")
     s.add_argument("--hot", action="store_true", help="every order buys one of the first sku")
-    s.add_argument("--send-invalid", action="store_true",
-                   help="publish invalid file lines raw too (generated ones always are)")
+    s.add_argument(
+        "--send-invalid",
+        action="store_true",
+        help="publish invalid file lines raw too (generated ones always are)",
+    )
     s.add_argument("--json", action="store_true", help="summary as JSON")
     s.add_argument("--topic", default=ORDERS_PLACED.name, help=argparse.SUPPRESS)  # for tests
     s.set_defaults(func=_publish)
@@ -60,6 +67,7 @@ def register(sub) -> None:
 
 def _db_errors(func):
     """An unreachable database or cluster is the operator's to fix: a message, not a traceback."""
+
     def wrapped(args, settings):
         try:
             return func(args, settings)
@@ -67,10 +75,12 @@ def _db_errors(func):
             raise InfraError(f"database: {str(e).strip()} (is PostgreSQL up? `orderbus status`)")
         except KafkaException as e:
             raise InfraError(f"kafka: {e.args[0]} (is the cluster up? `orderbus status`)")
+
     return wrapped
 
 
 # -- seed -----------------------------------------------------------------------------------------
+
 
 @_db_errors
 def _seed(args, settings) -> int:
@@ -78,19 +88,26 @@ def _seed(args, settings) -> int:
     if not args.force:
         busy = active_groups(settings)
         if busy:
-            raise UsageError(f"workers are running in {', '.join(busy)}; stop them first "
-                             "(or --force to reset under them)")
+            raise UsageError(
+                f"workers are running in {', '.join(busy)}; stop them first (or --force to reset under them)"
+            )
     reset_catalog(settings, skus, customers)
     settings.home.mkdir(parents=True, exist_ok=True)
     (settings.home / SEED_FILE).write_text(json.dumps({"price_cents": args.price_cents}) + "\n")
-    print(f"seeded {len(skus)} skus ({sum(skus.values())} units), {len(customers)} customers "
-          f"({sum(customers.values())} cents); orders cleared")
+    print(
+        f"seeded {len(skus)} skus ({sum(skus.values())} units), {len(customers)} customers "
+        f"({sum(customers.values())} cents); orders cleared"
+    )
     return 0
 
 
 def _catalog(args) -> tuple[dict[str, int], dict[str, int]]:
-    sizes = {"--skus": args.skus, "--stock": args.stock, "--customers": args.customers,
-             "--balance-cents": args.balance_cents}
+    sizes = {
+        "--skus": args.skus,
+        "--stock": args.stock,
+        "--customers": args.customers,
+        "--balance-cents": args.balance_cents,
+    }
     if args.price_cents < 0:
         raise UsageError(f"--price-cents {args.price_cents} is negative")
     if args.catalog is not None:
@@ -103,11 +120,14 @@ def _catalog(args) -> tuple[dict[str, int], dict[str, int]]:
     negative = [f"{k} {v}" for k, v in sizes.items() if v < 0]
     if negative:
         raise UsageError(f"negative: {', '.join(negative)}")
-    return ({f"sku-{i:04d}": args.stock for i in range(1, args.skus + 1)},
-            {f"cust-{i:04d}": args.balance_cents for i in range(1, args.customers + 1)})
+    return (
+        {f"sku-{i:04d}": args.stock for i in range(1, args.skus + 1)},
+        {f"cust-{i:04d}": args.balance_cents for i in range(1, args.customers + 1)},
+    )
 
 
 # -- publish --------------------------------------------------------------------------------------
+
 
 @_db_errors
 def _publish(args, settings) -> int:
@@ -121,11 +141,18 @@ def _publish(args, settings) -> int:
             raise UsageError(f"--invalid-share {args.invalid_share} is not between 0 and 1")
         skus, customers = seeded_ids(settings)
         seed = int(time.time()) if args.seed is None else args.seed
-        summary["seed"] = seed    # ids are o{seed}-{i}: the seed makes a run repeatable
-        items = generate(args.generate, seed, skus, customers, seed_price(settings),
-                         args.invalid_share, skus[0] if args.hot else None)
+        summary["seed"] = seed  # ids are o{seed}-{i}: the seed makes a run repeatable
+        items = generate(
+            args.generate,
+            seed,
+            skus,
+            customers,
+            seed_price(settings),
+            args.invalid_share,
+            skus[0] if args.hot else None,
+        )
         source = ((f"order {i}", value) for i, (value, _, _) in enumerate(items))
-        send_invalid, quiet = True, True    # asked for malformed orders: they are the point
+        send_invalid, quiet = True, True  # asked for malformed orders: they are the point
     else:
         if args.seed is not None or args.invalid_share or args.hot:
             raise UsageError("--seed, --invalid-share and --hot go with --generate")
@@ -152,20 +179,26 @@ def _publish(args, settings) -> int:
     progress.show(force=True)
     progress.close()
     seconds = time.monotonic() - progress.start
-    summary.update(published=publisher.sent, delivered=publisher.delivered, invalid=invalid,
-                   invalid_sent=invalid_sent, failed=publisher.failed + undelivered,
-                   seconds=round(seconds, 3),
-                   orders_per_s=round(publisher.delivered / seconds, 1) if seconds else 0.0)
+    summary.update(
+        published=publisher.sent,
+        delivered=publisher.delivered,
+        invalid=invalid,
+        invalid_sent=invalid_sent,
+        failed=publisher.failed + undelivered,
+        seconds=round(seconds, 3),
+        orders_per_s=round(publisher.delivered / seconds, 1) if seconds else 0.0,
+    )
     if summary["failed"]:
-        print(f"{summary['failed']} deliveries failed; last error: {publisher.last_error}",
-              file=sys.stderr)
+        print(f"{summary['failed']} deliveries failed; last error: {publisher.last_error}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"published {summary['published']}, delivered {summary['delivered']}, invalid "
-              f"{invalid} ({invalid_sent} sent), failed {summary['failed']} in {seconds:.2f} s "
-              f"({summary['orders_per_s']:.0f} orders/s)"
-              + (f", seed {summary['seed']}" if "seed" in summary else ""))
+        print(
+            f"published {summary['published']}, delivered {summary['delivered']}, invalid "
+            f"{invalid} ({invalid_sent} sent), failed {summary['failed']} in {seconds:.2f} s "
+            f"({summary['orders_per_s']:.0f} orders/s)"
+            + (f", seed {summary['seed']}" if "seed" in summary else "")
+        )
     return 1 if summary["failed"] else 0
 
 
@@ -192,7 +225,7 @@ def _key_of(value: bytes) -> bytes | None:
 
 def _wait_until(publisher, progress, when: float) -> None:
     while (left := when - time.monotonic()) > 0:
-        publisher.poll(min(left, 0.05))    # serve deliveries while pacing
+        publisher.poll(min(left, 0.05))  # serve deliveries while pacing
         progress.show()
 
 
@@ -234,24 +267,35 @@ class _Progress:
 
 # -- order, report --------------------------------------------------------------------------------
 
+
 @_db_errors
 def _order(args, settings) -> int:
     view = reports.order_view(settings, args.order_id)
     if view is None:
-        print(f"orderbus order: no service knows order {args.order_id!r} (never published, not "
-              "read by intake yet, or dead-lettered: see `orderbus report`)", file=sys.stderr)
+        print(
+            f"orderbus order: no service knows order {args.order_id!r} (never published, not "
+            "read by intake yet, or dead-lettered: see `orderbus report`)",
+            file=sys.stderr,
+        )
         return 1
     if args.json:
         print(json.dumps(view, indent=2, default=str))
         return 0
-    print(f"order {view['order_id']}  {view['status'] or 'UNKNOWN'}"
-          + (f"  ({view['reason']})" if view["reason"] else ""))
+    print(
+        f"order {view['order_id']}  {view['status'] or 'UNKNOWN'}"
+        + (f"  ({view['reason']})" if view["reason"] else "")
+    )
     if "customer_id" in view:
         print(f"  customer {view['customer_id']}  total {view['total_cents']} {view['currency']}")
     for service, hold in view["participants"].items():
-        print(f"  {service + ':':<11}" + (f"{hold['state']} (voted {hold['vote']})"
-                                           + (f" {hold['reason']}" if hold["reason"] else "")
-                                           if hold else "-"))
+        print(
+            f"  {service + ':':<11}"
+            + (
+                f"{hold['state']} (voted {hold['vote']})" + (f" {hold['reason']}" if hold["reason"] else "")
+                if hold
+                else "-"
+            )
+        )
     print(f"  {'shipment:':<11}" + (view["shipment"]["booked_at"] if view["shipment"] else "-"))
     print("TIMELINE")
     for step in view["timeline"]:

@@ -1,6 +1,7 @@
 """replay: re-drive dead letters, reset a stopped group's offsets, rebuild a read model or the
 coordinator's state, audit every decision. Each prints what it will do; the destructive ones act
 only with --execute."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,9 @@ from confluent_kafka import KafkaException
 from orderbus.ops.errors import UsageError
 from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_STATUS
 from topics.group_reset import Groups, ResetError, ResetSpec
-from topics.redrive import (DlqFilter, ReplayError, ReplayLog, plan_dlq, read_letters, redrive)
+from topics.redrive import DlqFilter, ReplayError, ReplayLog, plan_dlq, read_letters, redrive
 
-SHOWN = 20      # lines of detail per list; the counts say how many there are
+SHOWN = 20  # lines of detail per list; the counts say how many there are
 
 
 def register(sub) -> None:
@@ -23,19 +24,33 @@ def register(sub) -> None:
 
     d = rs.add_parser("dlq", help="re-publish dead letters to their source topic")
     d.add_argument("--reason", help="only dead letters with this dlq.reason")
-    d.add_argument("--since", type=_time, metavar="T", help="dead-lettered at or after T "
-                   "(ISO 8601, naive = local time; or epoch ms)")
+    d.add_argument(
+        "--since",
+        type=_time,
+        metavar="T",
+        help="dead-lettered at or after T (ISO 8601, naive = local time; or epoch ms)",
+    )
     d.add_argument("--until", type=_time, metavar="T", help="dead-lettered before T")
     d.add_argument("--limit", type=_positive, metavar="N", help="at most N re-published")
-    d.add_argument("--max-replays", type=_positive, default=3, metavar="N",
-                   help="a letter re-driven N times already is parked (default 3)")
-    d.add_argument("--rate", type=float, metavar="PER_S", help="re-publish at most this many a "
-                   "second (spare a running pipeline)")
+    d.add_argument(
+        "--max-replays",
+        type=_positive,
+        default=3,
+        metavar="N",
+        help="a letter re-driven N times already is parked (default 3)",
+    )
+    d.add_argument(
+        "--rate",
+        type=float,
+        metavar="PER_S",
+        help="re-publish at most this many a second (spare a running pipeline)",
+    )
     d.add_argument("--execute", action="store_true", help="re-publish (default: dry run)")
     d.set_defaults(func=_dlq)
 
-    r = rs.add_parser("reset", help="move a stopped group's committed offsets (as "
-                      "kafka-consumer-groups --reset-offsets)")
+    r = rs.add_parser(
+        "reset", help="move a stopped group's committed offsets (as kafka-consumer-groups --reset-offsets)"
+    )
     r.add_argument("--group", required=True)
     how = r.add_mutually_exclusive_group(required=True)
     how.add_argument("--to-datetime", type=_time, metavar="T")
@@ -43,24 +58,29 @@ def register(sub) -> None:
     how.add_argument("--shift-by", type=int, metavar="N")
     how.add_argument("--to-earliest", action="store_true")
     how.add_argument("--to-latest", action="store_true")
-    r.add_argument("--topic", action="append", metavar="T[:P,P]",
-                   help="topic (and partitions); repeatable; default every topic the group "
-                        "has committed offsets for")
+    r.add_argument(
+        "--topic",
+        action="append",
+        metavar="T[:P,P]",
+        help="topic (and partitions); repeatable; default every topic the group has committed offsets for",
+    )
     r.add_argument("--execute", action="store_true", help="commit the new offsets (default: dry run)")
     r.set_defaults(func=_reset)
 
     b = rs.add_parser("rebuild", help="rebuild a read model or the coordinator's state")
     bs = b.add_subparsers(dest="what", required=True)
     st = bs.add_parser("status", help="the order-status table, from orders.status")
-    st.add_argument("--execute", action="store_true",
-                    help="swap the rebuilt table in (default: build and compare only)")
+    st.add_argument(
+        "--execute", action="store_true", help="swap the rebuilt table in (default: build and compare only)"
+    )
     st.set_defaults(func=_rebuild_status)
     co = bs.add_parser("coordinator", help="open transactions from tx.log vs the coordinator's refold")
     co.add_argument("--json", action="store_true")
     co.set_defaults(func=_rebuild_coordinator)
 
-    a = rs.add_parser("audit", help="re-fold tx.log; check every decision against the "
-                      "participants and the status read model")
+    a = rs.add_parser(
+        "audit", help="re-fold tx.log; check every decision against the participants and the status read model"
+    )
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_audit)
 
@@ -72,8 +92,9 @@ def _time(text: str) -> int:
     try:
         return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
     except ValueError:
-        raise UsageError(f"{text!r} is not a time (ISO 8601, e.g. 2025-01-31T12:00:00, or "
-                         "epoch milliseconds)") from None
+        raise UsageError(
+            f"{text!r} is not a time (ISO 8601, e.g. 2025-01-31T12:00:00, or epoch milliseconds)"
+        ) from None
 
 
 def _positive(text: str) -> int:
@@ -88,6 +109,7 @@ def _ms(ms: int | None) -> str:
 
 
 # -- dlq -------------------------------------------------------------------------------------
+
 
 def _dlq(args, settings) -> int:
     names = settings.names
@@ -104,14 +126,18 @@ def _dlq(args, settings) -> int:
     for reason, n in plan.by_reason.most_common():
         chosen = sum(l.reason == reason for l in plan.selected)
         print(f"  {reason:<20} {n:>7}   to re-publish {chosen}")
-    print(f"  to re-publish {len(plan.selected)}, parked {len(plan.parked)}, already replayed "
-          f"{len(plan.done)}, left out by the filters {plan.skipped_by_filter}"
-          + (f", over --limit {plan.over_limit}" if plan.over_limit else ""))
+    print(
+        f"  to re-publish {len(plan.selected)}, parked {len(plan.parked)}, already replayed "
+        f"{len(plan.done)}, left out by the filters {plan.skipped_by_filter}"
+        + (f", over --limit {plan.over_limit}" if plan.over_limit else "")
+    )
     for letter, why in plan.parked[:SHOWN]:
         print(f"  parked {letter.id} ({letter.reason}): {why}")
     for letter in plan.selected[:SHOWN]:
-        print(f"  {letter.id} {_ms(letter.timestamp_ms)} {letter.reason:<16} -> {letter.source} "
-              f"key={letter.key!r} replay.count={(letter.count() or 0) + 1}")
+        print(
+            f"  {letter.id} {_ms(letter.timestamp_ms)} {letter.reason:<16} -> {letter.source} "
+            f"key={letter.key!r} replay.count={(letter.count() or 0) + 1}"
+        )
     if len(plan.selected) > SHOWN:
         print(f"  ... and {len(plan.selected) - SHOWN} more")
     if not args.execute:
@@ -128,6 +154,7 @@ def _dlq(args, settings) -> int:
 
 
 # -- reset -----------------------------------------------------------------------------------
+
 
 def _spec(args) -> ResetSpec:
     if args.to_datetime is not None:
@@ -167,20 +194,26 @@ def _reset(args, settings) -> int:
         raise UsageError(str(e)) from None
     except KafkaException as e:
         raise UsageError(f"the cluster could not be asked: {e.args[0].str()}") from None
-    print(f"group {args.group}: {_spec(args).kind}"
-          + (f" {args.to_datetime} ({_ms(args.to_datetime)})" if args.to_datetime else ""))
-    print(f"  {'topic':<34} {'part':>4} {'current':>9} {'new':>9} {'start':>9} {'end':>9} "
-          f"{'lag now':>8} {'lag new':>8}")
+    print(
+        f"group {args.group}: {_spec(args).kind}"
+        + (f" {args.to_datetime} ({_ms(args.to_datetime)})" if args.to_datetime else "")
+    )
+    print(
+        f"  {'topic':<34} {'part':>4} {'current':>9} {'new':>9} {'start':>9} {'end':>9} "
+        f"{'lag now':>8} {'lag new':>8}"
+    )
     for p in plans:
         cur = "-" if p.current is None else p.current
         lag = "-" if p.lag_before is None else p.lag_before
-        print(f"  {p.topic:<34} {p.partition:>4} {cur:>9} {p.target:>9} {p.start:>9} {p.end:>9} "
-              f"{lag:>8} {p.lag_after:>8}" + (f"  note: {p.note}" if p.note else ""))
+        print(
+            f"  {p.topic:<34} {p.partition:>4} {cur:>9} {p.target:>9} {p.start:>9} {p.end:>9} "
+            f"{lag:>8} {p.lag_after:>8}" + (f"  note: {p.note}" if p.note else "")
+        )
     if not args.execute:
         print("dry run: no offsets changed (add --execute)")
         return 0
     try:
-        _refuse_if_active(groups, args.group, "reset its offsets")   # it may have started since
+        _refuse_if_active(groups, args.group, "reset its offsets")  # it may have started since
         groups.commit(args.group, plans)
     except ResetError as e:
         raise UsageError(str(e)) from None
@@ -191,16 +224,20 @@ def _reset(args, settings) -> int:
 def _refuse_if_active(groups: Groups, group: str, what: str) -> None:
     members = groups.members(group)
     if members:
-        raise UsageError(f"group {group!r} has {len(members)} active member(s): "
-                         f"{', '.join(members)}; stop them before you {what} (a stopped static "
-                         "member stays listed until its session times out, ~3 s)")
+        raise UsageError(
+            f"group {group!r} has {len(members)} active member(s): "
+            f"{', '.join(members)}; stop them before you {what} (a stopped static "
+            "member stays listed until its session times out, ~3 s)"
+        )
 
 
 # -- rebuild ---------------------------------------------------------------------------------
 
+
 def _rebuild_status(args, settings) -> int:
     from workers.status.rebuild import compare, rebuild, swap
     from workers.status.store import DATABASE, LIVE, REBUILD
+
     group, topic = settings.names.group("status"), settings.names.topic(ORDERS_STATUS)
     groups = Groups(settings.kafka())
     dsn = settings.dsns[DATABASE]
@@ -211,10 +248,14 @@ def _rebuild_status(args, settings) -> int:
     print(f"rebuilding {REBUILD} from {topic} ...")
     r = rebuild(settings.kafka(), dsn, topic)
     c = compare(dsn)
-    print(f"  {r['events']} status events folded ({r['skipped']} skipped as dead letters) in "
-          f"{r['seconds']} s (read {r['read_s']} s)")
-    print(f"  {LIVE}: {c.live} rows; {REBUILD}: {c.rebuilt} rows; only live {c.only_live}, only "
-          f"rebuilt {c.only_rebuilt}, different {c.different}")
+    print(
+        f"  {r['events']} status events folded ({r['skipped']} skipped as dead letters) in "
+        f"{r['seconds']} s (read {r['read_s']} s)"
+    )
+    print(
+        f"  {LIVE}: {c.live} rows; {REBUILD}: {c.rebuilt} rows; only live {c.only_live}, only "
+        f"rebuilt {c.only_rebuilt}, different {c.different}"
+    )
     for oid, live, new in c.examples:
         print(f"    {oid}: live {live} rebuilt {new}")
     print("  the rebuilt table equals the live one" if c.equal else "  the tables differ")
@@ -229,6 +270,7 @@ def _rebuild_status(args, settings) -> int:
 
 def _rebuild_coordinator(args, settings) -> int:
     from workers.coordinator.audit import rebuild_coordinator
+
     try:
         r = rebuild_coordinator(settings)
     except KeyError as e:
@@ -237,28 +279,37 @@ def _rebuild_coordinator(args, settings) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
         return 1 if bad else 0
-    print(f"{r['topic']}: {r['events']} events, {r['orders']} orders, {r['decided']} decided; "
-          f"full fold {r['fold_s']} s, refold {r['refold_s']} s")
-    print(f"  {'part':>4} {'committed':>9} {'position':>9} {'open(log)':>9} "
-          f"{'open(refold)':>12} {'open now':>8}")
+    print(
+        f"{r['topic']}: {r['events']} events, {r['orders']} orders, {r['decided']} decided; "
+        f"full fold {r['fold_s']} s, refold {r['refold_s']} s"
+    )
+    print(f"  {'part':>4} {'committed':>9} {'position':>9} {'open(log)':>9} {'open(refold)':>12} {'open now':>8}")
     for p in r["partitions"]:
-        print(f"  {p['partition']:>4} {p['committed']:>9} {p['position']:>9} {p['open_by_log']:>9} "
-              f"{p['open_by_refold']:>12} {p['open_now']:>8}")
+        print(
+            f"  {p['partition']:>4} {p['committed']:>9} {p['position']:>9} {p['open_by_log']:>9} "
+            f"{p['open_by_refold']:>12} {p['open_now']:>8}"
+        )
     for o in r["open"][:SHOWN]:
         state = o["outcome"] or ("in doubt" if o["in_doubt"] else "undecided")
-        print(f"  open {o['order_id']} [p{o['partition']}] {state}, waiting for "
-              f"{', '.join(o['waiting_for']) or '-'}")
+        print(
+            f"  open {o['order_id']} [p{o['partition']}] {state}, waiting for "
+            f"{', '.join(o['waiting_for']) or '-'}"
+        )
     for d in r["differences"][:SHOWN]:
         print(f"  DIFFERENCE {d['kind']} {d['order_id']} [p{d['partition']}]: {d['detail']}")
     for d in r["recorded_differs"][:SHOWN]:
         print(f"  DECISION {d['order_id']}: fold {d['fold']}, recorded {d['recorded']}")
-    print("  refold agrees with the full fold; decisions re-derived equal those recorded"
-          if not bad else "  the coordinator's state or its decisions disagree with tx.log")
+    print(
+        "  refold agrees with the full fold; decisions re-derived equal those recorded"
+        if not bad
+        else "  the coordinator's state or its decisions disagree with tx.log"
+    )
     return 1 if bad else 0
 
 
 def _audit(args, settings) -> int:
     from workers.coordinator.audit import audit
+
     try:
         r = audit(settings)
     except KeyError as e:
@@ -266,15 +317,22 @@ def _audit(args, settings) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
     else:
-        print(f"audited {r['orders']} decided orders ({r['committed']} committed, {r['aborted']} "
-              f"aborted; {r['open']} open) from {r['events']} tx.log events in {r['seconds']} s")
+        print(
+            f"audited {r['orders']} decided orders ({r['committed']} committed, {r['aborted']} "
+            f"aborted; {r['open']} open) from {r['events']} tx.log events in {r['seconds']} s"
+        )
         for m in r["mismatches"][:SHOWN]:
             print(f"  MISMATCH {m['kind']} {m['order_id']}: {m['detail']}")
         if len(r["mismatches"]) > SHOWN:
             print(f"  ... and {len(r['mismatches']) - SHOWN} more")
         if r["pending"]:
-            print(f"  {len(r['pending'])} not yet applied where the participant has not "
-                  "acknowledged (in flight, not counted as mismatches)")
-        print("  every decision matches the participants and the status read model"
-              if not r["mismatches"] else f"  {len(r['mismatches'])} mismatches")
+            print(
+                f"  {len(r['pending'])} not yet applied where the participant has not "
+                "acknowledged (in flight, not counted as mismatches)"
+            )
+        print(
+            "  every decision matches the participants and the status read model"
+            if not r["mismatches"]
+            else f"  {len(r['mismatches'])} mismatches"
+        )
     return 1 if r["mismatches"] else 0

@@ -1,4 +1,5 @@
 """run (supervise worker instances), worker (one instance, as run starts it)."""
+
 from __future__ import annotations
 
 import signal
@@ -11,32 +12,41 @@ def register(sub) -> None:
     s = sub.add_parser("run", help="run workers as supervised child processes")
     s.add_argument("name", choices=(*WORKERS, "all"))
     s.add_argument("--instances", type=int, default=1, help="instances of each worker (default 1)")
-    s.add_argument("--membership", choices=("static", "dynamic"), default="dynamic",
-                   help="classic-protocol group membership of every worker (see README)")
+    s.add_argument(
+        "--membership",
+        choices=("static", "dynamic"),
+        default="dynamic",
+        help="classic-protocol group membership of every worker (see README)",
+    )
     s.set_defaults(func=_run)
     s = sub.add_parser("worker", help="one worker instance in the foreground (what `run` starts)")
     s.add_argument("name", choices=WORKERS)
     s.add_argument("--instance", type=int, default=0)
     s.add_argument("--metrics-port", type=int, default=0)
     s.add_argument("--protocol", choices=("classic", "consumer"), default="classic")
-    s.add_argument("--membership", choices=("static", "dynamic"), default="dynamic",
-                   help="classic protocol: dynamic membership (default) or static (a restarted "
-                        "instance gets its partitions back without a rebalance; see README)")
+    s.add_argument(
+        "--membership",
+        choices=("static", "dynamic"),
+        default="dynamic",
+        help="classic protocol: dynamic membership (default) or static (a restarted "
+        "instance gets its partitions back without a rebalance; see README)",
+    )
     s.set_defaults(func=_worker)
 
 
 def _run(args, settings):
     if args.instances < 1:
         from orderbus.ops.errors import UsageError
+
         raise UsageError("--instances must be at least 1")
     names = WORKERS if args.name == "all" else (args.name,)
-    sup = Supervisor(settings, {n: args.instances for n in names},
-                     worker_args=("--membership", args.membership))
+    sup = Supervisor(settings, {n: args.instances for n in names}, worker_args=("--membership", args.membership))
     sup.start()
     print(f"logs in {sup.log_dir}; Ctrl-C stops every worker cleanly")
 
     def stop(*_):
         sup.stopping = True
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     sup.watch()
@@ -47,5 +57,6 @@ def _run(args, settings):
 
 def _worker(args, settings):
     from workers.main import run
+
     static = args.membership == "static" and args.protocol == "classic"
     return run(args.name, args.instance, settings, args.metrics_port, args.protocol, static)

@@ -1,4 +1,5 @@
 """top: the pipeline in one refreshing pane for an incident (orderbus/ops/top.py gathers and draws)."""
+
 from __future__ import annotations
 
 import logging
@@ -13,7 +14,7 @@ from orderbus.ops.errors import UsageError
 from orderbus.ops.top_gather import Gatherer
 
 INTERVAL_S = 2.0
-PIPE_WIDTH = 120        # a file or a pipe has no width; rich would take 80 and fold the tables
+PIPE_WIDTH = 120  # a file or a pipe has no width; rich would take 80 and fold the tables
 
 HELP = """Per consumer group: lag and status (Burrow's rules, worst first); orders per second by
 outcome (from two successive counts of the orders database); in-doubt transactions; dead-letter
@@ -25,12 +26,21 @@ the second."""
 
 
 def register(sub) -> None:
-    s = sub.add_parser("top", help="live view of lag, order rates, in-doubt, dead letters, stage "
-                       "latency and stuck orders", description=HELP)
-    s.add_argument("--interval", type=float, default=INTERVAL_S, metavar="SECONDS",
-                   help=f"between refreshes (default {INTERVAL_S:g})")
-    s.add_argument("--once", action="store_true",
-                   help="print one frame to stdout and exit (plain text when not a terminal)")
+    s = sub.add_parser(
+        "top",
+        help="live view of lag, order rates, in-doubt, dead letters, stage latency and stuck orders",
+        description=HELP,
+    )
+    s.add_argument(
+        "--interval",
+        type=float,
+        default=INTERVAL_S,
+        metavar="SECONDS",
+        help=f"between refreshes (default {INTERVAL_S:g})",
+    )
+    s.add_argument(
+        "--once", action="store_true", help="print one frame to stdout and exit (plain text when not a terminal)"
+    )
     s.set_defaults(func=_top)
 
 
@@ -59,7 +69,7 @@ def _top(args, settings) -> int:
             time.sleep(args.interval)
             console.print(render(gatherer.gather()))
             return 0
-        if not console.is_terminal:        # piped: one frame after another, no cursor tricks
+        if not console.is_terminal:  # piped: one frame after another, no cursor tricks
             while True:
                 console.print(render(gatherer.gather()))
                 time.sleep(args.interval)
@@ -103,7 +113,7 @@ class Keys:
             ready, _, _ = select.select([self.fd], [], [], left)
             if ready:
                 data = os.read(self.fd, 64)
-                if not data:                # stdin closed: nothing more to read, just wait
+                if not data:  # stdin closed: nothing more to read, just wait
                     self.fd = None
                 elif b"q" in data.lower():
                     return True

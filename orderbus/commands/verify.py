@@ -1,4 +1,5 @@
 """verify."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,19 @@ import sys
 def register(sub) -> None:
     s = sub.add_parser("verify", help="check every invariant against the topics and databases")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
-                   help="wait up to this long for the pipeline to go quiet first (default 60)")
+    s.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait up to this long for the pipeline to go quiet first (default 60)",
+    )
     s.set_defaults(func=_verify)
 
 
 def _verify(args, settings):
     from orderbus.ops.verify import render, verify
+
     result = verify(settings, args.wait, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 1 if result["violations"] else 0

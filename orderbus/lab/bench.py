@@ -1,5 +1,6 @@
 """`orderbus bench`: end-to-end throughput and latency, from publish to final status
 (SHIPPED or REJECTED) as a reader of orders.status sees it, in a sandbox on the local cluster."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,18 @@ from collections import Counter
 from confluent_kafka.admin import AdminClient
 
 from orderbus.lab.ceiling import producer_ceiling
-from orderbus.lab.readings import (RssSampler, StatusWatcher, TrackerLag, TxLogWatcher, broker_cpu_s,
-                                   end_offsets, groups_ready, hop_latencies, percentile,
-                                   records_by_type)
+from orderbus.lab.readings import (
+    RssSampler,
+    StatusWatcher,
+    TrackerLag,
+    TxLogWatcher,
+    broker_cpu_s,
+    end_offsets,
+    groups_ready,
+    hop_latencies,
+    percentile,
+    records_by_type,
+)
 from orderbus.lab.sandbox import Sandbox
 from orderbus.ops.generate import order_body
 from orderbus.ops.supervise import Supervisor
@@ -24,14 +34,24 @@ from workers.main import PIPELINE
 OPEN_DEADLINE_MS = 600_000
 
 
-def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = False,
-          instances: int = 1, timeout_s: float = 300, verify: bool = False, tracker: bool = False,
-          tracker_cold: bool = False, hops: bool = False, open_: bool = False,
-          ceiling: bool = False, log=print) -> dict:
+def bench(
+    settings,
+    orders: int = 5000,
+    rate: float | None = None,
+    hot: bool = False,
+    instances: int = 1,
+    timeout_s: float = 300,
+    verify: bool = False,
+    tracker: bool = False,
+    tracker_cold: bool = False,
+    hops: bool = False,
+    open_: bool = False,
+    ceiling: bool = False,
+    log=print,
+) -> dict:
     counts = {w: instances for w in PIPELINE + (("tracker",) if tracker else ())}
     # --open: nothing may hold the orders back before the coordinator, nor abort them meanwhile
-    held = ({"deadline_ms": OPEN_DEADLINE_MS, "env": {"ORDERBUS_INTAKE_MAX_BACKLOG": "0"}}
-            if open_ else {})
+    held = {"deadline_ms": OPEN_DEADLINE_MS, "env": {"ORDERBUS_INTAKE_MAX_BACKLOG": "0"}} if open_ else {}
     with Sandbox(settings, counts=counts, **held) as sb:
         customers = [f"c{i:04d}" for i in range(200)]
         skus = ["hot"] if hot else [f"sku-{i:03d}" for i in range(100)]
@@ -67,11 +87,10 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
         batch = []
         for i in range(orders):
             line = (skus[0] if hot else skus[(i * 7) % len(skus)], 1, 100 + i % 50)
-            value, headers, event = sb.publisher.encode(order_body(f"b-{i}", customers[i % 200],
-                                                                   [line]))
+            value, headers, event = sb.publisher.encode(order_body(f"b-{i}", customers[i % 200], [line]))
             batch.append((event.order_id, value, headers))
         sent: dict[str, float] = {}
-        sent_wall: dict[str, float] = {}     # for the steps: see hop_latencies
+        sent_wall: dict[str, float] = {}  # for the steps: see hop_latencies
         payment = [c for c in sb.sup.children if c.name == "payment"] if open_ else []
         for child in payment:
             sb.sup.hold(child)
@@ -95,36 +114,46 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             sb.sup.release(child)
         # past the time limit, what was measured by then is the result: an overloaded pipeline
         # is reported as such, with its backlog, not as an error
-        complete = _wait(lambda: all(o in watcher.final for o in sent), timeout_s,
-                         "benchmark orders", raise_=False)
+        complete = _wait(
+            lambda: all(o in watcher.final for o in sent), timeout_s, "benchmark orders", raise_=False
+        )
         ended = time.monotonic()
         done = [o for o in sent if o in watcher.final]
         broker_cpu = broker_cpu_s(sb.settings) - cpu0
         watcher.running = rss.running = False
         if tx:
             # a REJECTED status and its Decided commit together, on two topics read apart
-            _wait(lambda: all("decided" in tx.seen_at.get(o, ()) for o in done), 30,
-                  "the benchmark orders' decisions on tx.log")
+            _wait(
+                lambda: all("decided" in tx.seen_at.get(o, ()) for o in done),
+                30,
+                "the benchmark orders' decisions on tx.log",
+            )
             tx.running = False
         last = max((watcher.final[o][0] for o in done), default=ended)
         if lag:
             try:
-                _wait(lambda: lag.caught_up_after(last) is not None, timeout_s,
-                      "the tracker (its oldest unconsumed event still over 1 s old)")
+                _wait(
+                    lambda: lag.caught_up_after(last) is not None,
+                    timeout_s,
+                    "the tracker (its oldest unconsumed event still over 1 s old)",
+                )
             finally:
                 lag.stop()
         checked = None
         if verify:
             from orderbus.ops.verify import verify as run_verify
+
             t1 = time.monotonic()
             found = run_verify(sb.settings, wait_s=60)
-            checked = {"seconds": round(time.monotonic() - t1, 2), "orders": found["orders"],
-                       "violations": len(found["violations"])}
-        cold = (_tracker_cold(sb, len(sent) + len(warm), instances, timeout_s, log)
-                if tracker_cold else None)
+            checked = {
+                "seconds": round(time.monotonic() - t1, 2),
+                "orders": found["orders"],
+                "violations": len(found["violations"]),
+            }
+        cold = _tracker_cold(sb, len(sent) + len(warm), instances, timeout_s, log) if tracker_cold else None
         lat = [(watcher.final[o][0] - sent[o]) * 1000 for o in done] or [0.0]
         tenth = max(1, len(lat) // 10)
-        by_tenth = [round(percentile(lat[i:i + tenth], 0.99)) for i in range(0, len(lat), tenth)]
+        by_tenth = [round(percentile(lat[i : i + tenth], 0.99)) for i in range(0, len(lat), tenth)]
         dec = [(watcher.decided[o] - sent[o]) * 1000 for o in sent if o in watcher.decided]
         outcome = [watcher.final[o][1] for o in done]
         reasons = Counter(watcher.reasons.get(o) for o in done if watcher.final[o][1] == "REJECTED")
@@ -135,17 +164,26 @@ def bench(settings, orders: int = 5000, rate: float | None = None, hot: bool = F
             log("ProducerPerformance on the same cluster, for the ceiling")
             top = producer_ceiling(sb.settings, sb.settings.prefix + "ceiling")
         return {
-            "orders": orders, "hot": hot, "offered_rate": rate, "instances": instances,
-            "ready_s": round(ready_s, 1), "complete": complete, "completed": len(done),
+            "orders": orders,
+            "hot": hot,
+            "offered_rate": rate,
+            "instances": instances,
+            "ready_s": round(ready_s, 1),
+            "complete": complete,
+            "completed": len(done),
             "backlog": len(sent) - len(done),
             "orders_per_s": round(len(done) / (last - t0), 1) if last > t0 else 0.0,
-            "publish_s": round(publish_s, 2), "total_s": round(last - t0, 2),
-            "p50_ms": round(percentile(lat, 0.50), 1), "p99_ms": round(percentile(lat, 0.99), 1),
-            "max_ms": round(max(lat), 1), "mean_ms": round(statistics.fmean(lat), 1),
+            "publish_s": round(publish_s, 2),
+            "total_s": round(last - t0, 2),
+            "p50_ms": round(percentile(lat, 0.50), 1),
+            "p99_ms": round(percentile(lat, 0.99), 1),
+            "max_ms": round(max(lat), 1),
+            "mean_ms": round(statistics.fmean(lat), 1),
             "p99_ms_by_tenth": by_tenth,
             "decided_p50_ms": round(percentile(dec, 0.50), 1),
             "decided_p99_ms": round(percentile(dec, 0.99), 1),
-            "confirmed": outcome.count("SHIPPED"), "rejected": outcome.count("REJECTED"),
+            "confirmed": outcome.count("SHIPPED"),
+            "rejected": outcome.count("REJECTED"),
             "rejected_by_reason": {str(k): v for k, v in sorted(reasons.items(), key=str)},
             "records_per_order": round(sum(records.values()) / max(1, len(done)), 2),
             "records_by_type": {k: round(v / max(1, len(done)), 3) for k, v in records.items()},
@@ -170,9 +208,12 @@ def _open(sb, rss: RssSampler, timeout_s: float, log) -> dict:
     admin = AdminClient({"log_level": 3, **sb.settings.kafka()})
     names = sb.settings.names
     caught_up = [(names.group("intake"), sb.placed), (names.group("coordinator"), sb.tx_log_topic)]
-    _wait(lambda: all(backlog(admin, g, t, PARTITIONS) == 0 for g, t in caught_up), timeout_s,
-          "intake and the coordinator reading every order")
-    time.sleep(2 * RssSampler.EVERY_S)      # a sample taken after the last order was folded
+    _wait(
+        lambda: all(backlog(admin, g, t, PARTITIONS) == 0 for g, t in caught_up),
+        timeout_s,
+        "intake and the coordinator reading every order",
+    )
+    time.sleep(2 * RssSampler.EVERY_S)  # a sample taken after the last order was folded
     log(f"every order open; RSS MB {rss.now}")
     return {"rss_mb": {k: round(v, 1) for k, v in sorted(rss.now.items())}}
 
@@ -181,8 +222,7 @@ def _tracker_cold(sb, orders: int, instances: int, timeout_s: float, log) -> dic
     """The tracker's speed alone: stop the pipeline, start trackers on everything the run wrote
     and time them until nothing older than a second is left unconsumed (start-up included)."""
     sb.sup.stop()
-    sup = Supervisor(sb.settings, {"tracker": instances}, env=sb.env, log_dir=sb.sup.log_dir,
-                     log=lambda *_: None)
+    sup = Supervisor(sb.settings, {"tracker": instances}, env=sb.env, log_dir=sb.sup.log_dir, log=lambda *_: None)
     lag = TrackerLag(sb.settings)
     log(f"pipeline stopped; {instances} tracker instance(s) start on the run's events")
     t0 = time.monotonic()
@@ -207,39 +247,64 @@ def _wait(cond, timeout_s: float, what: str, raise_: bool = True) -> bool:
 def render(r: dict) -> str:
     rss = ", ".join(f"{k} {v:.0f}" for k, v in r["rss_mb"].items())
     types = ", ".join(f"{k} {v}" for k, v in r["records_by_type"].items())
-    return (f"{r['orders']} orders{' (flash sale: one SKU)' if r['hot'] else ''}, offered "
-            f"{r['offered_rate'] or 'max'}/s, {r['instances']} instance(s) per worker; ready "
-            f"after {r['ready_s']} s\n"
-            + ("" if r["complete"] else
-               f"  INCOMPLETE  {r['completed']} of {r['orders']} final by the time limit; "
-               f"{r['backlog']} left\n")
-            + f"  throughput  {r['orders_per_s']} orders/s (publish to last final status "
-            f"{r['total_s']} s)\n"
-            f"  latency     p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
-            f"(to SHIPPED/REJECTED); decided p99 {r['decided_p99_ms']} ms\n"
-            f"  outcome     {r['confirmed']} confirmed+shipped, {r['rejected']} rejected "
-            f"{r['rejected_by_reason']}\n"
-            f"  records     {r['records_per_order']} per order, {r['records_per_s']}/s: {types}\n"
-            f"  brokers     {r['broker_cpu_s_per_1000']} CPU s per 1,000 orders\n"
-            f"  peak RSS MB {rss}\n"
-            f"  CPU seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items())
-            + (f"\n  verify      {r['verify']['orders']} orders in {r['verify']['seconds']} s, "
-               f"{r['verify']['violations']} violations" if r.get("verify") else "")
-            + (f"\n  tracker     lag max {r['tracker']['max_lag']} messages / "
-               f"{r['tracker']['max_lag_s']} s during the run; caught up "
-               f"{r['tracker']['caught_up_s']} s after the last order" if r.get("tracker") else "")
-            + (f"\n  tracker     alone, from a cold start: the events of "
-               f"{r['tracker_cold']['orders']} orders folded by {r['tracker_cold']['instances']} "
-               f"instance(s) in {r['tracker_cold']['seconds']} s"
-               if r.get("tracker_cold") else "")
-            + (f"\n  ceiling     ProducerPerformance {r['ceiling_records_per_s']:.0f} records/s on "
-               f"this cluster; the pipeline wrote {r['share_of_ceiling']:.1%} of that"
-               if r.get("ceiling_records_per_s") else "")
-            + (f"\n  open        RSS MB with {r['open']['orders']} orders open: "
-               + ", ".join(f"{k} {v:.0f}" for k, v in r["open"]["rss_mb"].items())
-               if r.get("open") else "")
-            + ("".join(f"\n  {name:<14}p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms"
-                       for name, h in r["hops"].items()) if r.get("hops") else ""))
+    return (
+        f"{r['orders']} orders{' (flash sale: one SKU)' if r['hot'] else ''}, offered "
+        f"{r['offered_rate'] or 'max'}/s, {r['instances']} instance(s) per worker; ready "
+        f"after {r['ready_s']} s\n"
+        + (
+            ""
+            if r["complete"]
+            else f"  INCOMPLETE  {r['completed']} of {r['orders']} final by the time limit; {r['backlog']} left\n"
+        )
+        + f"  throughput  {r['orders_per_s']} orders/s (publish to last final status "
+        f"{r['total_s']} s)\n"
+        f"  latency     p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms "
+        f"(to SHIPPED/REJECTED); decided p99 {r['decided_p99_ms']} ms\n"
+        f"  outcome     {r['confirmed']} confirmed+shipped, {r['rejected']} rejected "
+        f"{r['rejected_by_reason']}\n"
+        f"  records     {r['records_per_order']} per order, {r['records_per_s']}/s: {types}\n"
+        f"  brokers     {r['broker_cpu_s_per_1000']} CPU s per 1,000 orders\n"
+        f"  peak RSS MB {rss}\n"
+        f"  CPU seconds "
+        + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items())
+        + (
+            f"\n  verify      {r['verify']['orders']} orders in {r['verify']['seconds']} s, "
+            f"{r['verify']['violations']} violations"
+            if r.get("verify")
+            else ""
+        )
+        + (
+            f"\n  tracker     lag max {r['tracker']['max_lag']} messages / "
+            f"{r['tracker']['max_lag_s']} s during the run; caught up "
+            f"{r['tracker']['caught_up_s']} s after the last order"
+            if r.get("tracker")
+            else ""
+        )
+        + (
+            f"\n  tracker     alone, from a cold start: the events of "
+            f"{r['tracker_cold']['orders']} orders folded by {r['tracker_cold']['instances']} "
+            f"instance(s) in {r['tracker_cold']['seconds']} s"
+            if r.get("tracker_cold")
+            else ""
+        )
+        + (
+            f"\n  ceiling     ProducerPerformance {r['ceiling_records_per_s']:.0f} records/s on "
+            f"this cluster; the pipeline wrote {r['share_of_ceiling']:.1%} of that"
+            if r.get("ceiling_records_per_s")
+            else ""
+        )
+        + (
+            f"\n  open        RSS MB with {r['open']['orders']} orders open: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in r["open"]["rss_mb"].items())
+            if r.get("open")
+            else ""
+        )
+        + (
+            "".join(f"\n  {name:<14}p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms" for name, h in r["hops"].items())
+            if r.get("hops")
+            else ""
+        )
+    )
 
 
 def to_json(r: dict) -> str:

@@ -8,6 +8,7 @@ partition went without a decision. Each kill meets a quiet, caught-up pipeline, 
 backlog never inflates the next one's figures (unlike `orderbus chaos`, which measures faults as
 they come). The default `down_s` keeps the broker down until the failover is over, so that its
 restart (a JVM starting on the survivors' cores, here) is not part of the figure."""
+
 from __future__ import annotations
 
 import os
@@ -24,11 +25,10 @@ from orderbus.lab.chaos.measure import Acks
 from orderbus.lab.failover import PROGRESS, Progress, load, seed
 from orderbus.lab.sandbox import ONE_EACH, Sandbox
 
-SETTLE_S = 90.0       # the longest wait for a steady flow before a kill
+SETTLE_S = 90.0  # the longest wait for a steady flow before a kill
 
 
-def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
-            log=print) -> dict:
+def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0, log=print) -> dict:
     with Sandbox(settings, counts=ONE_EACH) as sb:
         seed(sb)
         topic, kind, test = PROGRESS["coordinator"]
@@ -38,8 +38,7 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
         t0 = time.monotonic()
         acks = Acks(t0)
         stop = threading.Event()
-        publishing = threading.Thread(target=load, args=(sb, rate, stop, acks.delivered),
-                                      daemon=True)
+        publishing = threading.Thread(target=load, args=(sb, rate, stop, acks.delivered), daemon=True)
         publishing.start()
         rows = []
         for k in range(kills):
@@ -51,31 +50,44 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
             try:
                 reap_child(pid)
                 time.sleep(down_s)
-            finally:                        # even when interrupted: never leave a broker down
+            finally:  # even when interrupted: never leave a broker down
                 cluster.start_node(sb.layout, node)
             note = wait_broker(sb.settings.kafka(), sb.layout, node)
             idle = watch.idle_once_resumed(t, 120)
             stall = acks.longest_wait(t - t0, time.monotonic() - t0)
-            rows.append({"node": node, "role": role, "publish_stall_s": stall,
-                         "decisions_idle_s": None if idle is None else round(idle, 2),
-                         "note": note})
-            log(f"  kill {k + 1}: node{node} ({role}) -> publish waited {stall} s, decisions "
-                f"idle {'> 120' if idle is None else f'{idle:.1f}'} s")
+            rows.append(
+                {
+                    "node": node,
+                    "role": role,
+                    "publish_stall_s": stall,
+                    "decisions_idle_s": None if idle is None else round(idle, 2),
+                    "note": note,
+                }
+            )
+            log(
+                f"  kill {k + 1}: node{node} ({role}) -> publish waited {stall} s, decisions "
+                f"idle {'> 120' if idle is None else f'{idle:.1f}'} s"
+            )
         stop.set()
         publishing.join()
         from orderbus.ops.verify import verify
+
         violations = verify(sb.settings, wait_s=90)["violations"]
         watch.running = False
         undelivered = sb.publisher.failed
     stalls = [r["publish_stall_s"] for r in rows if r["publish_stall_s"] is not None]
     idles = [r["decisions_idle_s"] for r in rows]
-    return {"kills": rows, "rate": rate, "down_s": down_s,
-            "publish_stall_p50_s": round(statistics.median(stalls), 2) if stalls else None,
-            "publish_stall_max_s": max(stalls) if stalls else None,
-            "decisions_idle_p50_s": (round(statistics.median(idles), 2)
-                                     if None not in idles else None),
-            "decisions_idle_max_s": max(idles) if None not in idles else None,
-            "undelivered": undelivered, "violations": len(violations)}
+    return {
+        "kills": rows,
+        "rate": rate,
+        "down_s": down_s,
+        "publish_stall_p50_s": round(statistics.median(stalls), 2) if stalls else None,
+        "publish_stall_max_s": max(stalls) if stalls else None,
+        "decisions_idle_p50_s": (round(statistics.median(idles), 2) if None not in idles else None),
+        "decisions_idle_max_s": max(idles) if None not in idles else None,
+        "undelivered": undelivered,
+        "violations": len(violations),
+    }
 
 
 def _settle(sb, watch) -> None:
@@ -83,8 +95,7 @@ def _settle(sb, watch) -> None:
     deadline = time.monotonic() + SETTLE_S
     while not (watch.flowing() and under_replicated(sb.settings.kafka()) == 0):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the sandbox pipeline did not reach a steady flow in "
-                               f"{SETTLE_S:.0f} s")
+            raise TimeoutError(f"the sandbox pipeline did not reach a steady flow in {SETTLE_S:.0f} s")
         time.sleep(0.5)
 
 
@@ -97,15 +108,18 @@ def _victim(layout, want_controller: bool) -> tuple[int, str]:
 
 
 def render(r: dict) -> str:
-    lines = [f"{'kill':<5} {'node':<7} {'role':<11} {'publish wait s':>15} {'decisions idle s':>17}",
-             "-" * 58]
+    lines = [f"{'kill':<5} {'node':<7} {'role':<11} {'publish wait s':>15} {'decisions idle s':>17}", "-" * 58]
     for k, row in enumerate(r["kills"], 1):
         idle = row["decisions_idle_s"]
-        lines.append(f"{k:<5} {'node' + str(row['node']):<7} {row['role']:<11} "
-                     f"{row['publish_stall_s'] if row['publish_stall_s'] is not None else '-':>15} "
-                     f"{idle if idle is not None else '> 120':>17}")
-    lines.append(f"publish wait p50 {r['publish_stall_p50_s']} s, max {r['publish_stall_max_s']} s; "
-                 f"decisions idle p50 {r['decisions_idle_p50_s']} s, max "
-                 f"{r['decisions_idle_max_s']} s; {r['undelivered']} undelivered; verify "
-                 + ("clean" if not r["violations"] else f"{r['violations']} violations"))
+        lines.append(
+            f"{k:<5} {'node' + str(row['node']):<7} {row['role']:<11} "
+            f"{row['publish_stall_s'] if row['publish_stall_s'] is not None else '-':>15} "
+            f"{idle if idle is not None else '> 120':>17}"
+        )
+    lines.append(
+        f"publish wait p50 {r['publish_stall_p50_s']} s, max {r['publish_stall_max_s']} s; "
+        f"decisions idle p50 {r['decisions_idle_p50_s']} s, max "
+        f"{r['decisions_idle_max_s']} s; {r['undelivered']} undelivered; verify "
+        + ("clean" if not r["violations"] else f"{r['violations']} violations")
+    )
     return "\n".join(lines)

@@ -4,6 +4,7 @@ Under a steady load, one instance of a two-instance worker is SIGKILLed. For eve
 idle time is from its last output before the kill to its first output after it; the failover time
 of a kill is the longest of those (the partitions the victim owned). Outputs are read from the
 topic the worker writes, whose partition p carries the orders of input partition p."""
+
 from __future__ import annotations
 
 import statistics
@@ -24,8 +25,11 @@ PROGRESS = {
     "intake": (TX_LOG, b"TxBegun", lambda body: True),
     "inventory": (TX_LOG, b"Voted", lambda body: b'"participant":"inventory"' in body),
     "payment": (TX_LOG, b"Voted", lambda body: b'"participant":"payment"' in body),
-    "coordinator": (ORDERS_STATUS, b"StatusChanged",
-                    lambda body: b'"CONFIRMED"' in body or b'"REJECTED"' in body),
+    "coordinator": (
+        ORDERS_STATUS,
+        b"StatusChanged",
+        lambda body: b'"CONFIRMED"' in body or b'"REJECTED"' in body,
+    ),
 }
 
 
@@ -67,8 +71,16 @@ class Progress(TopicWatcher):
         return self.idle_after(t)
 
 
-def measure(settings, worker: str = "coordinator", protocol: str = "classic", static: bool = False,
-            restart: bool = True, kills: int = 3, rate: float = 100.0, log=print) -> dict:
+def measure(
+    settings,
+    worker: str = "coordinator",
+    protocol: str = "classic",
+    static: bool = False,
+    restart: bool = True,
+    kills: int = 3,
+    rate: float = 100.0,
+    log=print,
+) -> dict:
     args = ("--protocol", protocol, "--membership", "static" if static else "dynamic")
     counts = {**ONE_EACH, worker: 2}
     with Sandbox(settings, counts=counts, worker_args=args) as sb:
@@ -94,21 +106,29 @@ def measure(settings, worker: str = "coordinator", protocol: str = "classic", st
             victim.proc.kill()
             idle = watch.idle_once_resumed(t, 60)
             results.append(idle)
-            log(f"  kill {k + 1}: {worker}-{victim.instance} -> partitions idle "
-                f"{'> 60' if idle is None else f'{idle:.1f}'} s")
+            log(
+                f"  kill {k + 1}: {worker}-{victim.instance} -> partitions idle "
+                f"{'> 60' if idle is None else f'{idle:.1f}'} s"
+            )
             if not restart:
                 sb.sup.release(victim)
         stop.set()
         publishing.join()
         from orderbus.ops.verify import verify
+
         violations = verify(sb.settings, wait_s=90)["violations"]
         watch.running = False
     done = [r for r in results if r is not None]
-    return {"worker": worker, "protocol": protocol, "static": static, "restart": restart,
-            "idle_s": [None if r is None else round(r, 2) for r in results],
-            "p50_s": round(statistics.median(done), 2) if done else None,
-            "max_s": round(max(done), 2) if len(done) == len(results) else None,
-            "violations": len(violations)}
+    return {
+        "worker": worker,
+        "protocol": protocol,
+        "static": static,
+        "restart": restart,
+        "idle_s": [None if r is None else round(r, 2) for r in results],
+        "p50_s": round(statistics.median(done), 2) if done else None,
+        "max_s": round(max(done), 2) if len(done) == len(results) else None,
+        "violations": len(violations),
+    }
 
 
 def _settled(admin: AdminClient, group: str, client_ids: set[str]) -> bool:
@@ -118,15 +138,13 @@ def _settled(admin: AdminClient, group: str, client_ids: set[str]) -> bool:
         desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
     except KafkaException:
         return False
-    owners = {m.client_id for m in desc.members
-              if m.assignment and m.assignment.topic_partitions}
+    owners = {m.client_id for m in desc.members if m.assignment and m.assignment.topic_partitions}
     return desc.state == ConsumerGroupState.STABLE and client_ids <= owners
 
 
 def seed(sb) -> None:
     """Stock and balances that never run out, for the orders `load` publishes."""
-    sb.seed(stock={f"f-{i}": 10**9 for i in range(20)},
-            accounts={f"fc{i}": 10**12 for i in range(50)})
+    sb.seed(stock={f"f-{i}": 10**9 for i in range(20)}, accounts={f"fc{i}": 10**12 for i in range(50)})
 
 
 def load(sb, rate: float, stop: threading.Event, on_delivery=None) -> None:
@@ -135,9 +153,10 @@ def load(sb, rate: float, stop: threading.Event, on_delivery=None) -> None:
     while not stop.is_set():
         ahead = t0 + i / rate - time.monotonic()
         if ahead > 0:
-            time.sleep(ahead)       # the load's pace itself: there is no condition to wait for
-        sb.publisher.publish(order_body(f"f-{i}", f"fc{i % 50}", [(f"f-{i % 20}", 1, 100)]),
-                             on_delivery=on_delivery)
+            time.sleep(ahead)  # the load's pace itself: there is no condition to wait for
+        sb.publisher.publish(
+            order_body(f"f-{i}", f"fc{i % 50}", [(f"f-{i % 20}", 1, 100)]), on_delivery=on_delivery
+        )
         sb.publisher.poll(0)
         i += 1
     sb.publisher.flush(30)
@@ -147,14 +166,18 @@ CONFIGS = [("classic", False), ("classic", True), ("consumer", False)]
 
 
 def render(rows: list[dict]) -> str:
-    lines = [f"{'protocol':<30} {'restart':<8} {'idle s per kill':<20} {'p50':>6} {'max':>6}  verify",
-             "-" * 82]
+    lines = [f"{'protocol':<30} {'restart':<8} {'idle s per kill':<20} {'p50':>6} {'max':>6}  verify", "-" * 82]
     for r in rows:
-        name = r["protocol"] + (" + static membership" if r["static"] else
-                                (" (dynamic membership)" if r["protocol"] == "classic" else ""))
+        name = r["protocol"] + (
+            " + static membership"
+            if r["static"]
+            else (" (dynamic membership)" if r["protocol"] == "classic" else "")
+        )
         kills = ", ".join("-" if x is None else f"{x:.1f}" for x in r["idle_s"])
-        lines.append(f"{name:<30} {'yes' if r['restart'] else 'no':<8} {kills:<20} "
-                     f"{r['p50_s'] if r['p50_s'] is not None else '-':>6} "
-                     f"{r['max_s'] if r['max_s'] is not None else '-':>6}  "
-                     f"{'clean' if not r['violations'] else str(r['violations']) + ' violations'}")
+        lines.append(
+            f"{name:<30} {'yes' if r['restart'] else 'no':<8} {kills:<20} "
+            f"{r['p50_s'] if r['p50_s'] is not None else '-':>6} "
+            f"{r['max_s'] if r['max_s'] is not None else '-':>6}  "
+            f"{'clean' if not r['violations'] else str(r['violations']) + ' violations'}"
+        )
     return "\n".join(lines)

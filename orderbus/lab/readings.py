@@ -1,5 +1,6 @@
 """What `orderbus bench` reads from the running pipeline: final statuses and tx.log steps as
 readers see them, memory, broker CPU, the tracker's lag, group assignments."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ class StatusWatcher(TopicWatcher):
     def __init__(self, settings, topic: str):
         super().__init__(settings, topic)
         self.final: dict[str, tuple[float, str]] = {}
-        self.final_made: dict[str, float] = {}   # the final status record's produce time
+        self.final_made: dict[str, float] = {}  # the final status record's produce time
         self.decided: dict[str, float] = {}
         self.reasons: dict[str, str | None] = {}
 
@@ -62,35 +63,37 @@ class TxLogWatcher(TopicWatcher):
 
     def seen(self, msg, now: float) -> None:
         mark = self.MARKS.get(dict(msg.headers() or ()).get("type", b"").decode())
-        if mark == "votes":       # every vote, a redelivered one too: see hop_latencies
-            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault(
-                "votes", []).append(made_at(msg))
+        if mark == "votes":  # every vote, a redelivered one too: see hop_latencies
+            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault("votes", []).append(
+                made_at(msg)
+            )
         elif mark:
-            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault(
-                mark, made_at(msg))
+            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault(mark, made_at(msg))
 
 
-def hop_latencies(sent: dict[str, float], tx: dict[str, dict],
-                  final: dict[str, float]) -> dict[str, dict[str, float]]:
+def hop_latencies(
+    sent: dict[str, float], tx: dict[str, dict], final: dict[str, float]
+) -> dict[str, dict[str, float]]:
     """p50/p99 ms of each step an order takes, from when one step's output was produced to when
     the next one's was, all on the wall clock: intake (publish -> TxBegun), participants (-> the
     last vote before the decision: the one it awaited), coordinator (-> Decided), final status
     (-> SHIPPED or REJECTED). Each step produced its output after reading the step before's, so
     no step is negative; times of reading would be, two watchers reading apart."""
-    steps: dict[str, list[float]] = {"intake": [], "participants": [], "coordinator": [],
-                                     "final_status": []}
+    steps: dict[str, list[float]] = {"intake": [], "participants": [], "coordinator": [], "final_status": []}
     for oid, t_sent in sent.items():
         at = tx.get(oid, {})
         if "begun" not in at or "decided" not in at or oid not in final:
-            continue        # not seen whole
+            continue  # not seen whole
         awaited = [t for t in at.get("votes", ()) if t <= at["decided"]]
         if not awaited:
-            continue        # decided by its deadline: no vote to split at
+            continue  # decided by its deadline: no vote to split at
         chain = (t_sent, at["begun"], max(awaited), at["decided"], final[oid])
         for name, a, b in zip(steps, chain, chain[1:]):
             steps[name].append((b - a) * 1000)
-    return {name: {"p50_ms": round(percentile(v, 0.50), 1), "p99_ms": round(percentile(v, 0.99), 1),
-                   "orders": len(v)} for name, v in steps.items()}
+    return {
+        name: {"p50_ms": round(percentile(v, 0.50), 1), "p99_ms": round(percentile(v, 0.99), 1), "orders": len(v)}
+        for name, v in steps.items()
+    }
 
 
 class RssSampler(threading.Thread):
@@ -103,7 +106,7 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.sup, self.running = sup, True
         self.peak: dict[str, float] = {}
-        self.now: dict[str, float] = {}      # the latest sample
+        self.now: dict[str, float] = {}  # the latest sample
         self.cpu: dict[str, float] = {}
 
     def run(self):
@@ -131,7 +134,7 @@ class TrackerLag(threading.Thread):
         super().__init__(daemon=True)
         self.reader = LagReader(settings.kafka(), settings.names)
         self.group = settings.names.group("tracker")
-        self.samples: list[tuple[float, int, float]] = []    # (monotonic, messages, seconds)
+        self.samples: list[tuple[float, int, float]] = []  # (monotonic, messages, seconds)
         self.running = True
 
     def run(self):
@@ -143,9 +146,11 @@ class TrackerLag(threading.Thread):
                 parts = []
             # every source partition, once the group has committed for each of them
             if len(parts) == SOURCE_PARTITIONS and all(
-                    p.lag is not None and p.lag_seconds is not None for p in parts):
-                self.samples.append((time.monotonic(), sum(p.lag for p in parts),
-                                     max(p.lag_seconds for p in parts)))
+                p.lag is not None and p.lag_seconds is not None for p in parts
+            ):
+                self.samples.append(
+                    (time.monotonic(), sum(p.lag for p in parts), max(p.lag_seconds for p in parts))
+                )
             time.sleep(1.0)
 
     def stop(self) -> None:
@@ -159,9 +164,11 @@ class TrackerLag(threading.Thread):
 
     def summary(self, t0: float, last: float) -> dict:
         during = [(m, s) for ts, m, s in self.samples if t0 <= ts <= last]
-        return {"max_lag": max((m for m, _ in during), default=None),
-                "max_lag_s": max((s for _, s in during), default=None),
-                "caught_up_s": self.caught_up_after(last)}
+        return {
+            "max_lag": max((m for m, _ in during), default=None),
+            "max_lag_s": max((s for _, s in during), default=None),
+            "caught_up_s": self.caught_up_after(last),
+        }
 
 
 def end_offsets(settings, topics: list[str]) -> dict[str, dict[int, int]]:
@@ -169,8 +176,12 @@ def end_offsets(settings, topics: list[str]) -> dict[str, dict[int, int]]:
     meta = admin.list_topics(timeout=30).topics
     consumer = Consumer(settings.kafka(**{"group.id": f"{settings.prefix}bench", "log_level": 3}))
     try:
-        return {t: {p: consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
-                    for p in meta[t].partitions} for t in topics}
+        return {
+            t: {
+                p: consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for p in meta[t].partitions
+            }
+            for t in topics
+        }
     finally:
         consumer.close()
 
@@ -179,7 +190,7 @@ def records_by_type(settings, starts: dict[str, dict[int, int]]) -> dict[str, in
     """Records written to each pipeline topic since `starts`, by topic and event type."""
     counts: Counter = Counter()
     for topic, offsets in starts.items():
-        short = topic[len(settings.prefix):].rsplit(".v", 1)[0]
+        short = topic[len(settings.prefix) :].rsplit(".v", 1)[0]
         for msg in read(settings.kafka(), topic, offsets, timeout_s=120, committed=False):
             kind = dict(msg.headers() or ()).get("type", b"").decode() or "other"
             counts[f"{short}:{kind}"] += 1

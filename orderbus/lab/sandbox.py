@@ -1,5 +1,6 @@
 """A private pipeline on the shared cluster: its own topics (by prefix), its own databases, its own
 worker processes. Benchmarks and tests run in one so they never touch the real order flow."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,9 +25,16 @@ ONE_EACH = {"intake": 1, "coordinator": 1, "inventory": 1, "payment": 1, "shippi
 
 
 class Sandbox:
-    def __init__(self, settings, tag: str | None = None, counts: dict | None = None,
-                 deadline_ms: int | None = None, log_dir: Path | None = None, env: dict | None = None,
-                 worker_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        settings,
+        tag: str | None = None,
+        counts: dict | None = None,
+        deadline_ms: int | None = None,
+        log_dir: Path | None = None,
+        env: dict | None = None,
+        worker_args: tuple[str, ...] = (),
+    ):
         self.tag = tag or "s" + uuid.uuid4().hex[:8]
         self.layout = settings.layout()
         self.dbs = {s: f"{self.tag}_{s}" for s in databases.SERVICES}
@@ -34,19 +42,28 @@ class Sandbox:
             databases.ensure(self.layout, name, service)
         dsns = {s: databases.dsn(self.layout, n) for s, n in self.dbs.items()}
         deadline_ms = deadline_ms or settings.deadline_ms
-        self.settings = dataclasses.replace(settings, prefix=f"{self.tag}.", dsns=dsns,
-                                            deadline_ms=deadline_ms, metrics_port=0)
+        self.settings = dataclasses.replace(
+            settings, prefix=f"{self.tag}.", dsns=dsns, deadline_ms=deadline_ms, metrics_port=0
+        )
         self.topic_names = [r.name for r in ensure(self.settings.kafka(), name_prefix=f"{self.tag}.")]
         if self.settings.security != "plaintext":
             acl.ensure(self.settings.kafka(), self.settings.names)
-        self.env = {"ORDERBUS_TOPIC_PREFIX": f"{self.tag}.", "ORDERBUS_DEADLINE_MS": str(deadline_ms),
-                    "ORDERBUS_METRICS_PORT": "0",
-                    **{f"ORDERBUS_DSN_{s.upper()}": d for s, d in dsns.items()}, **(env or {})}
-        self.sup = Supervisor(self.settings, counts or ONE_EACH, env=self.env,
-                              log_dir=log_dir or settings.home / "logs" / self.tag, log=lambda *_: None,
-                              worker_args=worker_args)
-        self.publisher = OrderPublisher(self.settings.as_principal("producer").kafka(),
-                                        topic=self.placed)
+        self.env = {
+            "ORDERBUS_TOPIC_PREFIX": f"{self.tag}.",
+            "ORDERBUS_DEADLINE_MS": str(deadline_ms),
+            "ORDERBUS_METRICS_PORT": "0",
+            **{f"ORDERBUS_DSN_{s.upper()}": d for s, d in dsns.items()},
+            **(env or {}),
+        }
+        self.sup = Supervisor(
+            self.settings,
+            counts or ONE_EACH,
+            env=self.env,
+            log_dir=log_dir or settings.home / "logs" / self.tag,
+            log=lambda *_: None,
+            worker_args=worker_args,
+        )
+        self.publisher = OrderPublisher(self.settings.as_principal("producer").kafka(), topic=self.placed)
 
     @property
     def placed(self) -> str:
@@ -69,8 +86,10 @@ class Sandbox:
         self.sup.stop()
         # its catalogue topics and any its tracker made (changelogs), all behind its prefix
         made = AdminClient(self.settings.kafka()).list_topics(timeout=30).topics
-        delete(self.settings.kafka(), sorted(set(self.topic_names) | {
-            t for t in made if t.startswith(self.settings.prefix)}))
+        delete(
+            self.settings.kafka(),
+            sorted(set(self.topic_names) | {t for t in made if t.startswith(self.settings.prefix)}),
+        )
         if self.settings.security != "plaintext":
             acl.remove(self.settings.kafka(), self.settings.names)
         for name in self.dbs.values():
@@ -86,9 +105,11 @@ class Sandbox:
     def sql(self, database: str, query: str, args=()):
         """Any statement, for the integration tests that corrupt or inspect a database's rows
         directly; the pipeline's own reads and writes go through the stores."""
+
         def work(cur):
             cur.execute(query, args)
             return cur.fetchall() if cur.description else None
+
         return self._run(database, work)
 
     def _run(self, database: str, work):
@@ -103,13 +124,13 @@ class Sandbox:
     def seed(self, stock: dict[str, int] | None = None, accounts: dict[str, int] | None = None):
         for ledger, amounts in ((STOCK, stock), (ACCOUNTS, accounts)):
             if amounts:
-                self._run(ledger.database,
-                          lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(
-                              cur, ledger, amounts))
+                self._run(
+                    ledger.database,
+                    lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(cur, ledger, amounts),
+                )
 
     def statuses(self, order_ids) -> dict[str, tuple]:
-        return self._run(status_store.DATABASE,
-                         lambda cur: status_store.statuses(cur, among=list(order_ids)))
+        return self._run(status_store.DATABASE, lambda cur: status_store.statuses(cur, among=list(order_ids)))
 
     def wait_final(self, order_ids, timeout_s: float = 60, final=("SHIPPED", "REJECTED")):
         ids = list(order_ids)
@@ -120,15 +141,16 @@ class Sandbox:
             if not missing:
                 return st
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(missing)} of {len(ids)} orders not final after "
-                                   f"{timeout_s:.0f}s, e.g. {missing[:3]}: {[st.get(o) for o in missing[:3]]}")
+                raise TimeoutError(
+                    f"{len(missing)} of {len(ids)} orders not final after "
+                    f"{timeout_s:.0f}s, e.g. {missing[:3]}: {[st.get(o) for o in missing[:3]]}"
+                )
             time.sleep(0.3)
 
     def wait_settled(self, timeout_s: float = 60) -> None:
         """Until no participant holds anything: every decision has reached both databases."""
         deadline = time.monotonic() + timeout_s
-        while any(self._run(ledger.database, participant_store.count_held)
-                  for ledger in LEDGERS.values()):
+        while any(self._run(ledger.database, participant_store.count_held) for ledger in LEDGERS.values()):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"holds still held after {timeout_s:.0f}s")
             time.sleep(0.2)

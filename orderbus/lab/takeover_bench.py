@@ -8,6 +8,7 @@ and both votes of 100 orders), and the group's committed offset, written as a co
 it, is its end. Taking over loads the open rows and re-folds that second: what an instance does
 when a partition moves to it after a crash. Each case is timed `repeat` times (median reported).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -32,8 +33,7 @@ PARTICIPANTS = ("inventory", "payment")
 def _tx(oid: str, outcome: str | None) -> Tx:
     votes = tuple((p, "yes", None) for p in PARTICIPANTS)
     acks = frozenset((p, outcome) for p in PARTICIPANTS) if outcome else frozenset()
-    return Tx(oid, True, PARTICIPANTS, 0, votes, outcome, None, acks,
-              ((outcome, None),) if outcome else ())
+    return Tx(oid, True, PARTICIPANTS, 0, votes, outcome, None, acks, ((outcome, None),) if outcome else ())
 
 
 def _fill_store(sb: Sandbox, history: int, open_: int, log) -> None:
@@ -45,11 +45,10 @@ def _fill_store(sb: Sandbox, history: int, open_: int, log) -> None:
                 for start in range(0, n, 100_000):
                     end = min(n, start + 100_000)
                     ids = (f"{'h' if finished else 'o'}-{i}" for i in range(start, end))
-                    coordinator_store.bulk_load(cur, ((oid, 0, 0, finished, _tx(oid, outcome))
-                                                      for oid in ids))
+                    coordinator_store.bulk_load(cur, ((oid, 0, 0, finished, _tx(oid, outcome)) for oid in ids))
                     done += end - start
                     log(f"  store: {done:,} of {history + open_:,} rows")
-            coordinator_store.save(cur, [], {0: 0})     # the rows are folded up to offset 0
+            coordinator_store.save(cur, [], {0: 0})  # the rows are folded up to offset 0
             coordinator_store.analyze(cur)
     finally:
         conn.close()
@@ -59,21 +58,17 @@ def _write_tail(sb: Sandbox) -> int:
     producer = Producer(sb.settings.kafka(**{"acks": "all", "linger.ms": 20}))
     for i in range(TAIL_ORDERS):
         oid = f"t-{i}"
-        for event in (TxBegun(oid, PARTICIPANTS, 0), *(Voted(oid, p, "yes", None)
-                                                      for p in PARTICIPANTS)):
+        for event in (TxBegun(oid, PARTICIPANTS, 0), *(Voted(oid, p, "yes", None) for p in PARTICIPANTS)):
             value, headers = codec.encode(event)
-            headers = signed_as(sb.settings, author(event), sb.tx_log_topic, oid.encode(), value,
-                                headers)
-            producer.produce(sb.tx_log_topic, key=oid.encode(), value=value, headers=headers,
-                             partition=0)
+            headers = signed_as(sb.settings, author(event), sb.tx_log_topic, oid.encode(), value, headers)
+            producer.produce(sb.tx_log_topic, key=oid.encode(), value=value, headers=headers, partition=0)
     if producer.flush(30):
         raise TimeoutError("tx.log tail not acknowledged")
     group = sb.settings.names.group("coordinator")
     consumer = Consumer(sb.settings.kafka(**{"group.id": group, "enable.auto.commit": False}))
     try:
         end = consumer.get_watermark_offsets(TopicPartition(sb.tx_log_topic, 0), timeout=10)[1]
-        consumer.commit(offsets=[TopicPartition(sb.tx_log_topic, 0, end, metadata=FOLDED)],
-                        asynchronous=False)
+        consumer.commit(offsets=[TopicPartition(sb.tx_log_topic, 0, end, metadata=FOLDED)], asynchronous=False)
     finally:
         consumer.close()
     return end
@@ -96,9 +91,15 @@ def case(settings, history: int, open_: int, repeat: int = 3, log=print) -> dict
             finally:
                 db.close()
             held = len(taken[0].open)
-        return {"history": history, "open": open_, "tail_records": tail,
-                "open_after": held, "takeover_s": round(statistics.median(times), 3),
-                "takeover_max_s": round(max(times), 3), "setup_s": round(setup_s, 1)}
+        return {
+            "history": history,
+            "open": open_,
+            "tail_records": tail,
+            "open_after": held,
+            "takeover_s": round(statistics.median(times), 3),
+            "takeover_max_s": round(max(times), 3),
+            "setup_s": round(setup_s, 1),
+        }
 
 
 def run(settings, histories: list[int], opens: list[int], repeat: int = 3, log=print) -> list[dict]:
@@ -112,9 +113,10 @@ def run(settings, histories: list[int], opens: list[int], repeat: int = 3, log=p
 
 
 def render(rows: list[dict]) -> str:
-    lines = [f"{'history':>10} {'open':>6} {'tail':>6} {'open after':>10} {'takeover s':>10} "
-             f"{'max s':>7}"]
+    lines = [f"{'history':>10} {'open':>6} {'tail':>6} {'open after':>10} {'takeover s':>10} {'max s':>7}"]
     for r in rows:
-        lines.append(f"{r['history']:>10,} {r['open']:>6,} {r['tail_records']:>6} "
-                     f"{r['open_after']:>10,} {r['takeover_s']:>10} {r['takeover_max_s']:>7}")
+        lines.append(
+            f"{r['history']:>10,} {r['open']:>6,} {r['tail_records']:>6} "
+            f"{r['open_after']:>10,} {r['takeover_s']:>10} {r['takeover_max_s']:>7}"
+        )
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """A thread that reads a topic's committed records as they become visible, for the tools that
 time the pipeline from outside (bench, chaos, failover)."""
+
 from __future__ import annotations
 
 import threading
@@ -19,9 +20,16 @@ class TopicWatcher(threading.Thread):
         # log_level 2 hides a broker killed on purpose. A fetch returns as soon as a record is
         # there, so the default 500 ms wait costs no timing accuracy; a short one only made the
         # brokers answer empty fetches by the hundred a second while they were being measured
-        self.consumer = Consumer(settings.kafka(**{
-            "group.id": "orderbus.watcher", "log_level": log_level, "enable.auto.commit": False,
-            "isolation.level": "read_committed"}))
+        self.consumer = Consumer(
+            settings.kafka(
+                **{
+                    "group.id": "orderbus.watcher",
+                    "log_level": log_level,
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_committed",
+                }
+            )
+        )
         self.consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
         self.running = True
 

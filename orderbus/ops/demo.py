@@ -1,4 +1,5 @@
 """`orderbus demo`: the whole pipeline on the local cluster, with a mixed batch of orders."""
+
 from __future__ import annotations
 
 import json
@@ -16,19 +17,22 @@ from orderbus.ops.wait import until
 from topics.catalogue import ORDERS_PLACED
 from topics.producer import OrderPublisher
 from workers.main import WORKERS
-from workers.runtime.settings import Settings
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
+from workers.runtime.settings import Settings
 from workers.status import store as status_store
 
-EXPECTED = {"good": "SHIPPED", "out_of_stock": "REJECTED inventory:out_of_stock",
-            "insufficient_funds": "REJECTED payment:insufficient_funds",
-            "unknown_sku": "REJECTED inventory:unknown_sku"}
+EXPECTED = {
+    "good": "SHIPPED",
+    "out_of_stock": "REJECTED inventory:out_of_stock",
+    "insufficient_funds": "REJECTED payment:insufficient_funds",
+    "unknown_sku": "REJECTED inventory:unknown_sku",
+}
 
 
 def demo(settings: Settings, log=print) -> int:
     local.up(settings, settings.brokers, log=log)
-    settings = Settings.from_env()    # `up` may have just made the passwords
+    settings = Settings.from_env()  # `up` may have just made the passwords
     busy = active_groups(settings)
     if busy:
         raise UsageError(f"workers are already running in {', '.join(busy)}; stop them first")
@@ -40,10 +44,12 @@ def demo(settings: Settings, log=print) -> int:
     sup.start()
     sup.watch_in_background()
     try:
-        batch = mixed_demo_orders(int(time.time()), [s for s in skus if s != "scarce"],
-                                  list(customers), 1_000, "scarce", 2, "poor", 500)
-        publisher = OrderPublisher(settings.as_principal("producer").kafka(),
-                                   topic=settings.names.topic(ORDERS_PLACED))
+        batch = mixed_demo_orders(
+            int(time.time()), [s for s in skus if s != "scarce"], list(customers), 1_000, "scarce", 2, "poor", 500
+        )
+        publisher = OrderPublisher(
+            settings.as_principal("producer").kafka(), topic=settings.names.topic(ORDERS_PLACED)
+        )
         expected: dict[str, str] = {}
         for value, valid, kind in batch:
             body = json.loads(value) if kind in EXPECTED else None
@@ -53,8 +59,10 @@ def demo(settings: Settings, log=print) -> int:
             else:
                 publisher.publish_raw(None, value)
         publisher.flush(30)
-        log(f"published {len(batch)} orders: " + ", ".join(
-            f"{n} {k}" for k, n in Counter(k for _, _, k in batch).items()))
+        log(
+            f"published {len(batch)} orders: "
+            + ", ".join(f"{n} {k}" for k, n in Counter(k for _, _, k in batch).items())
+        )
         seen = _wait(settings, expected, log)
     finally:
         sup.stop()
@@ -78,8 +86,9 @@ def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dic
         return seen.get(order_id, "").split(" ")[0] in ("SHIPPED", "REJECTED")
 
     def all_final() -> bool:
-        shown = read_from(settings, status_store.DATABASE,
-                          lambda cur: status_store.statuses(cur, among=list(expected)))
+        shown = read_from(
+            settings, status_store.DATABASE, lambda cur: status_store.statuses(cur, among=list(expected))
+        )
         seen.update({o: (s if s == "SHIPPED" else f"{s} {r}") for o, (s, r) in shown.items()})
         return all(final(o) for o in expected)
 
@@ -92,6 +101,7 @@ def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dic
 
 def _held(settings, order_ids: list[str]) -> bool:
     """Some participant still holds stock or money for one of these orders."""
-    return any(read_from(settings, ledger.database,
-                         lambda cur: participant_store.held_orders(cur, among=order_ids))
-               for ledger in LEDGERS.values())
+    return any(
+        read_from(settings, ledger.database, lambda cur: participant_store.held_orders(cur, among=order_ids))
+        for ledger in LEDGERS.values()
+    )

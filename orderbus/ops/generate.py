@@ -3,6 +3,7 @@
 Each item is ``(value, is_valid, kind)``: the message value as a producer would send it, whether the
 codec accepts it, and what it is (``valid``, or the dead-letter reason it should earn).
 """
+
 from __future__ import annotations
 
 import random
@@ -19,12 +20,24 @@ Generated = tuple[bytes, bool, str]
 def order_body(order_id: str, customer_id: str, lines: list[tuple[str, int, int]]) -> dict:
     """An OrderPlaced body with a correct total; ``lines`` are (sku, quantity, unit_price_cents)."""
     items = [{"sku": s, "quantity": q, "unit_price_cents": p} for s, q, p in lines]
-    return {"order_id": order_id, "customer_id": customer_id, "items": items,
-            "currency": CURRENCY, "total_cents": sum(q * p for _, q, p in lines)}
+    return {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "items": items,
+        "currency": CURRENCY,
+        "total_cents": sum(q * p for _, q, p in lines),
+    }
 
 
-def generate(n: int, seed: int, skus: list[str], customers: list[str], price_cents: int,
-             invalid_share: float = 0.0, hot_sku: str | None = None) -> Iterator[Generated]:
+def generate(
+    n: int,
+    seed: int,
+    skus: list[str],
+    customers: list[str],
+    price_cents: int,
+    invalid_share: float = 0.0,
+    hot_sku: str | None = None,
+) -> Iterator[Generated]:
     """``n`` orders with ids ``o{seed}-{i}``. Valid ones have 1-3 lines of quantity 1-3 (with
     ``hot_sku``: one line of it, quantity 1, a flash sale). Exactly ``floor(n * invalid_share)``
     are invalid, spread evenly, their kinds rotating through INVALID_KINDS."""
@@ -72,11 +85,21 @@ def _spoil(body: dict, kind: str, nth: int) -> bytes:
     raise ValueError(f"unknown invalid kind {kind!r}")
 
 
-def mixed_demo_orders(seed: int, skus: list[str], customers: list[str], price_cents: int,
-                      scarce_sku: str, scarce_stock: int, poor_customer: str,
-                      poor_balance_cents: int, good: int = 20, out_of_stock: int = 3,
-                      insufficient_funds: int = 3, unknown_sku: int = 2,
-                      malformed: int = 3) -> list[Generated]:
+def mixed_demo_orders(
+    seed: int,
+    skus: list[str],
+    customers: list[str],
+    price_cents: int,
+    scarce_sku: str,
+    scarce_stock: int,
+    poor_customer: str,
+    poor_balance_cents: int,
+    good: int = 20,
+    out_of_stock: int = 3,
+    insufficient_funds: int = 3,
+    unknown_sku: int = 2,
+    malformed: int = 3,
+) -> list[Generated]:
     """A shuffled demo batch whose expected outcome is in ``kind``: ``good`` (CONFIRMED),
     ``out_of_stock``, ``insufficient_funds``, ``unknown_sku`` (REJECTED with that reason), and
     malformed ones (dead letters, kind = the codec's reason). Good orders avoid the scarce sku and

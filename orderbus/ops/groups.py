@@ -1,4 +1,5 @@
 """Is the pipeline running? The worker groups that have members."""
+
 from __future__ import annotations
 
 import time
@@ -9,8 +10,11 @@ from confluent_kafka.admin import AdminClient
 from infra.procs import InfraError
 from topics.catalogue import GROUPS
 
-COORDINATOR_MOVING = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
-                      KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
+COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
 
 
 def active_groups(settings, attempts: int = 8) -> list[str]:
@@ -29,10 +33,10 @@ def active_groups(settings, attempts: int = 8) -> list[str]:
                     continue
                 # NOT_COORDINATOR and the like while __consumer_offsets is (re)loading, as
                 # right after `up`; librdkafka does not flag these retriable for this request
-                if not (err.retriable() or err.code() in COORDINATOR_MOVING) \
-                        or attempt == attempts - 1:
-                    raise InfraError(f"cannot tell whether {group} is running: {err.str()} "
-                                     "(or --force)") from None
+                if not (err.retriable() or err.code() in COORDINATOR_MOVING) or attempt == attempts - 1:
+                    raise InfraError(
+                        f"cannot tell whether {group} is running: {err.str()} (or --force)"
+                    ) from None
                 retry.append(group)
         if not retry:
             break

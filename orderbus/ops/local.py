@@ -1,4 +1,5 @@
 """`orderbus up | down | status`: the local Kafka cluster and PostgreSQL instance."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> d
         _refuse_other_shape(layout)
         _warn_ephemeral(layout, log)
         if insecure:
-            log("WARNING --insecure: Kafka without TLS, authentication or ACLs; any local process "
-                "can read every topic and write tx.log. For experiments only")
+            log(
+                "WARNING --insecure: Kafka without TLS, authentication or ACLs; any local process "
+                "can read every topic and write tx.log. For experiments only"
+            )
         layout.home.mkdir(parents=True, exist_ok=True)
         for author in AUTHORS:
             secret(layout, f"signing-{author}", suffix=".key")
@@ -52,26 +55,45 @@ def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> d
         client = security.client(layout)
         reports = topic_admin.ensure(client)
         acls = acl.ensure(client, Names()) if layout.secure else acl.Drift([], [], [])
-    changed = bool(started or pg_started or any(migrated.values()) or users or acls.missing
-                   or acls.extra or any(r.action == "created" for r in reports))
+    changed = bool(
+        started
+        or pg_started
+        or any(migrated.values())
+        or users
+        or acls.missing
+        or acls.extra
+        or any(r.action == "created" for r in reports)
+    )
     for g in acls.foreign:
-        log(f"WARNING ACL not from the catalogue applies to {g.name}: {g.permission} "
-            f"{g.operation} for {g.principal} from {g.host} (see `orderbus acl`)")
+        log(
+            f"WARNING ACL not from the catalogue applies to {g.name}: {g.permission} "
+            f"{g.operation} for {g.principal} from {g.host} (see `orderbus acl`)"
+        )
     for r in reports:
         if r.action == "mismatch":
             log(f"WARNING topic {r.name} differs from the catalogue: {'; '.join(r.problems)}")
-    summary = {"changed": changed, "seconds": round(time.monotonic() - t0, 1),
-               "brokers_started": started, "postgres_started": pg_started,
-               "migrations": {k: v for k, v in migrated.items() if v},
-               "topics": {r.name: r.action for r in reports}, "bootstrap": layout.bootstrap,
-               "security": "sasl_ssl" if layout.secure else "plaintext", "users_created": users,
-               "acls_created": len(acls.missing), "acls_deleted": len(acls.extra),
-               "acls_foreign": len(acls.foreign),
-               "postgres_port": layout.pg_port, "home": str(layout.home)}
+    summary = {
+        "changed": changed,
+        "seconds": round(time.monotonic() - t0, 1),
+        "brokers_started": started,
+        "postgres_started": pg_started,
+        "migrations": {k: v for k, v in migrated.items() if v},
+        "topics": {r.name: r.action for r in reports},
+        "bootstrap": layout.bootstrap,
+        "security": "sasl_ssl" if layout.secure else "plaintext",
+        "users_created": users,
+        "acls_created": len(acls.missing),
+        "acls_deleted": len(acls.extra),
+        "acls_foreign": len(acls.foreign),
+        "postgres_port": layout.pg_port,
+        "home": str(layout.home),
+    }
     if changed:
-        log(f"up in {summary['seconds']}s: Kafka {KAFKA_VERSION} x{layout.brokers} at "
+        log(
+            f"up in {summary['seconds']}s: Kafka {KAFKA_VERSION} x{layout.brokers} at "
             f"{layout.bootstrap} ({'SASL/SCRAM over TLS, ACLs' if layout.secure else 'PLAINTEXT'}); "
-            f"PostgreSQL on 127.0.0.1:{layout.pg_port}; data in {layout.home}")
+            f"PostgreSQL on 127.0.0.1:{layout.pg_port}; data in {layout.home}"
+        )
     else:
         log("already up: nothing changed")
     return summary
@@ -81,30 +103,43 @@ def _warn_ephemeral(layout: Layout, log) -> None:
     span = ephemeral_range()
     inside = [p for p in layout.ports if span and span[0] <= p <= span[1]]
     if inside:
-        log(f"WARNING ports {inside} lie in this machine's ephemeral port range {span[0]}-{span[1]}: "
+        log(
+            f"WARNING ports {inside} lie in this machine's ephemeral port range {span[0]}-{span[1]}: "
             "a client reconnecting to a stopped node can take its port and keep it from "
-            "restarting; prefer ports below it (ORDERBUS_KAFKA_PORT, ORDERBUS_PG_PORT)")
+            "restarting; prefer ports below it (ORDERBUS_KAFKA_PORT, ORDERBUS_PG_PORT)"
+        )
 
 
 def _refuse_other_shape(layout: Layout) -> None:
     state = _state(layout)
     made_secure = state.get("security", "plaintext") == "sasl_ssl"
-    if state and made_secure != layout.secure and any(
-            (layout.node_dir(n) / "data" / "meta.properties").exists() for n in layout.nodes):
+    if (
+        state
+        and made_secure != layout.secure
+        and any((layout.node_dir(n) / "data" / "meta.properties").exists() for n in layout.nodes)
+    ):
         made = "with security on" if made_secure else "--insecure"
-        raise InfraError(f"{layout.home} holds a cluster made {made}; `up"
-                         f"{'' if layout.secure else ' --insecure'}` would not match it. Run it "
-                         f"{'without' if made_secure else 'with'} --insecure, or `orderbus down "
-                         "--purge` first to start over in the other mode")
+        raise InfraError(
+            f"{layout.home} holds a cluster made {made}; `up"
+            f"{'' if layout.secure else ' --insecure'}` would not match it. Run it "
+            f"{'without' if made_secure else 'with'} --insecure, or `orderbus down "
+            "--purge` first to start over in the other mode"
+        )
     if not state or state.get("brokers") == layout.brokers:
         return
-    old = Layout(home=layout.home, brokers=state["brokers"],
-                 kafka_base_port=state.get("kafka_base_port", layout.kafka_base_port))
+    old = Layout(
+        home=layout.home,
+        brokers=state["brokers"],
+        kafka_base_port=state.get("kafka_base_port", layout.kafka_base_port),
+    )
     if any(procs.running(kafka.pidfile(old, n)) for n in old.nodes) or any(
-            (old.node_dir(n) / "data" / "meta.properties").exists() for n in old.nodes):
-        raise InfraError(f"{layout.home} holds a {state['brokers']}-broker cluster; `up --brokers "
-                         f"{layout.brokers}` would not match it. Use `--brokers {state['brokers']}`, "
-                         "or `orderbus down --purge` first to start over")
+        (old.node_dir(n) / "data" / "meta.properties").exists() for n in old.nodes
+    ):
+        raise InfraError(
+            f"{layout.home} holds a {state['brokers']}-broker cluster; `up --brokers "
+            f"{layout.brokers}` would not match it. Use `--brokers {state['brokers']}`, "
+            "or `orderbus down --purge` first to start over"
+        )
 
 
 def _state(layout: Layout) -> dict:
@@ -115,10 +150,19 @@ def _state(layout: Layout) -> dict:
 
 
 def _write_state(layout: Layout) -> None:
-    layout.state_file.write_text(json.dumps({
-        "brokers": layout.brokers, "kafka_base_port": layout.kafka_base_port,
-        "pg_port": layout.pg_port, "kafka_version": KAFKA_VERSION,
-        "security": "sasl_ssl" if layout.secure else "plaintext"}, indent=2) + "\n")
+    layout.state_file.write_text(
+        json.dumps(
+            {
+                "brokers": layout.brokers,
+                "kafka_base_port": layout.kafka_base_port,
+                "pg_port": layout.pg_port,
+                "kafka_version": KAFKA_VERSION,
+                "security": "sasl_ssl" if layout.secure else "plaintext",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def down(settings: Settings, purge: bool = False, log=print) -> dict:
@@ -129,8 +173,10 @@ def down(settings: Settings, purge: bool = False, log=print) -> dict:
         if purge:
             for path in (layout.home, layout.pg_dir):
                 shutil.rmtree(path, ignore_errors=True)
-    log(f"stopped brokers {stopped or 'none'}; PostgreSQL {'stopped' if pg else 'was not running'}"
-        + ("; data deleted" if purge else ""))
+    log(
+        f"stopped brokers {stopped or 'none'}; PostgreSQL {'stopped' if pg else 'was not running'}"
+        + ("; data deleted" if purge else "")
+    )
     return {"brokers_stopped": stopped, "postgres_stopped": pg, "purged": purge}
 
 
@@ -142,14 +188,20 @@ def status(settings: Settings) -> dict:
         client = kafka.admin(settings.kafka())
         md = client.list_topics(timeout=5)
         controller = client.describe_cluster(request_timeout=5).result().controller.id
-        urp = sum(1 for t in md.topics.values() for p in t.partitions.values()
-                  if len(p.isrs) < len(p.replicas))
+        urp = sum(1 for t in md.topics.values() for p in t.partitions.values() if len(p.isrs) < len(p.replicas))
     except (KafkaException, SettingsError):
         pass
     for n in layout.nodes:
         pid = procs.running(kafka.pidfile(layout, n))
-        brokers.append({"node": n, "port": layout.broker_port(n), "pid": pid,
-                        "up": bool(md and n in md.brokers), "controller": controller == n})
+        brokers.append(
+            {
+                "node": n,
+                "port": layout.broker_port(n),
+                "pid": pid,
+                "up": bool(md and n in md.brokers),
+                "controller": controller == n,
+            }
+        )
     pg_pid = postgres.running(layout)
     try:
         postgres.admin_connect(layout, "postgres").close()
@@ -159,25 +211,37 @@ def status(settings: Settings) -> dict:
     topics = []
     if md is not None:
         for r in topic_admin.ensure(settings.kafka(), create=False, timeout=5):
-            topics.append({"name": r.name, "state": r.action, "problems": list(r.problems),
-                           "partitions": len(md.topics[r.name].partitions) if r.name in md.topics else 0})
-    return {"kafka": {"bootstrap": settings.bootstrap, "brokers": brokers, "controller": controller,
-                      "under_replicated_partitions": urp},
-            "postgres": {"port": layout.pg_port, "pid": pg_pid, "up": pg_ok},
-            "topics": topics}
+            topics.append(
+                {
+                    "name": r.name,
+                    "state": r.action,
+                    "problems": list(r.problems),
+                    "partitions": len(md.topics[r.name].partitions) if r.name in md.topics else 0,
+                }
+            )
+    return {
+        "kafka": {
+            "bootstrap": settings.bootstrap,
+            "brokers": brokers,
+            "controller": controller,
+            "under_replicated_partitions": urp,
+        },
+        "postgres": {"port": layout.pg_port, "pid": pg_pid, "up": pg_ok},
+        "topics": topics,
+    }
 
 
 def render_status(st: dict) -> str:
-    lines = ["KAFKA  " + st["kafka"]["bootstrap"],
-             f"  {'node':>4}  {'port':>5}  {'pid':>7}  state  role"]
+    lines = ["KAFKA  " + st["kafka"]["bootstrap"], f"  {'node':>4}  {'port':>5}  {'pid':>7}  state  role"]
     for b in st["kafka"]["brokers"]:
-        lines.append(f"  {b['node']:>4}  {b['port']:>5}  {b['pid'] or '-':>7}  "
-                     f"{'up' if b['up'] else 'DOWN':<5}  {'controller' if b['controller'] else ''}")
+        lines.append(
+            f"  {b['node']:>4}  {b['port']:>5}  {b['pid'] or '-':>7}  "
+            f"{'up' if b['up'] else 'DOWN':<5}  {'controller' if b['controller'] else ''}"
+        )
     urp = st["kafka"]["under_replicated_partitions"]
     lines.append(f"  under-replicated partitions: {'unknown' if urp is None else urp}")
     pg = st["postgres"]
-    lines.append(f"POSTGRESQL  127.0.0.1:{pg['port']}  pid {pg['pid'] or '-'}  "
-                 f"{'up' if pg['up'] else 'DOWN'}")
+    lines.append(f"POSTGRESQL  127.0.0.1:{pg['port']}  pid {pg['pid'] or '-'}  {'up' if pg['up'] else 'DOWN'}")
     lines.append("TOPICS")
     for t in st["topics"]:
         extra = ("  " + "; ".join(t["problems"])) if t["problems"] else ""

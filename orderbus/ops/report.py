@@ -1,5 +1,6 @@
 """Read-side views over the services' databases and the dead-letter topic: the whole pipeline in
 one dict (``build_report``), and one order across every service (``order_view``). Read only."""
+
 from __future__ import annotations
 
 from contextlib import closing
@@ -7,9 +8,9 @@ from datetime import datetime, timezone
 
 import psycopg2
 
-from workers.intake import store as intake_store
 from topics.catalogue import ORDERS_DLQ
 from topics.read import IncompleteRead, read
+from workers.intake import store as intake_store
 from workers.participant import store as participant_store
 from workers.participant.store import ACCOUNTS, LEDGERS, STOCK
 from workers.runtime.settings import Settings
@@ -18,9 +19,11 @@ from workers.status import store as status_store
 
 # a report must come back even when the DLQ is large or a transaction on it is still open
 DLQ_READ_SECONDS = 15.0
+
+
 def connect(settings: Settings, service: str):
     conn = psycopg2.connect(settings.dsns[service])
-    conn.set_session(readonly=True, autocommit=True)   # a report never writes or holds locks
+    conn.set_session(readonly=True, autocommit=True)  # a report never writes or holds locks
     return conn
 
 
@@ -32,15 +35,12 @@ def read_from(settings: Settings, database: str, work):
 
 def build_report(settings: Settings, detail: bool = False) -> dict:
     by_status = read_from(settings, status_store.DATABASE, status_store.count_by_status)
-    rejected_by_reason = read_from(settings, status_store.DATABASE,
-                                   status_store.rejected_by_reason)
+    rejected_by_reason = read_from(settings, status_store.DATABASE, status_store.rejected_by_reason)
     in_doubt: set[str] = set()
     for ledger in LEDGERS.values():
         in_doubt.update(read_from(settings, ledger.database, participant_store.held_orders))
-    stock_rows = read_from(settings, STOCK.database,
-                           lambda cur: participant_store.balances(cur, STOCK))
-    money_rows = read_from(settings, ACCOUNTS.database,
-                           lambda cur: participant_store.balances(cur, ACCOUNTS))
+    stock_rows = read_from(settings, STOCK.database, lambda cur: participant_store.balances(cur, STOCK))
+    money_rows = read_from(settings, ACCOUNTS.database, lambda cur: participant_store.balances(cur, ACCOUNTS))
     dead_letters, exact = count_dead_letters(settings)
     stock_fields, money_fields = STOCK.amounts, ACCOUNTS.amounts
     report = {
@@ -69,8 +69,9 @@ def _sums(rows: list[tuple], names: tuple[str, ...]) -> dict[str, int]:
     return {name: sum(int(r[i + 1]) for r in rows) for i, name in enumerate(names)}
 
 
-def count_dead_letters(settings: Settings, timeout: float = DLQ_READ_SECONDS,
-                       topic: str = ORDERS_DLQ.name) -> tuple[int, bool]:
+def count_dead_letters(
+    settings: Settings, timeout: float = DLQ_READ_SECONDS, topic: str = ORDERS_DLQ.name
+) -> tuple[int, bool]:
     """(messages in the DLQ, whether the count is complete). Read, not computed from watermarks:
     the offsets of a transactional topic also count commit markers and aborted writes."""
     count = 0
@@ -80,7 +81,7 @@ def count_dead_letters(settings: Settings, timeout: float = DLQ_READ_SECONDS,
     except IncompleteRead:
         return count, False
     except KeyError:
-        return 0, True     # no dead-letter topic yet: none written
+        return 0, True  # no dead-letter topic yet: none written
     return count, True
 
 
@@ -89,16 +90,13 @@ def order_view(settings: Settings, order_id: str) -> dict | None:
     view: dict = {"order_id": order_id, "status": None, "reason": None}
     timeline: list[tuple[str, str]] = []
     known = False
-    order = read_from(settings, intake_store.DATABASE,
-                      lambda cur: intake_store.order_of(cur, order_id))
+    order = read_from(settings, intake_store.DATABASE, lambda cur: intake_store.order_of(cur, order_id))
     if order is not None:
         known = True
         customer, total, currency, recorded = order
-        view.update(customer_id=customer, total_cents=total, currency=currency,
-                    recorded_at=_iso(recorded))
+        view.update(customer_id=customer, total_cents=total, currency=currency, recorded_at=_iso(recorded))
         timeline.append((_iso(recorded), "recorded by intake"))
-    shown = read_from(settings, status_store.DATABASE,
-                      lambda cur: status_store.status_of(cur, order_id))
+    shown = read_from(settings, status_store.DATABASE, lambda cur: status_store.status_of(cur, order_id))
     if shown is not None:
         known = True
         status, reason, changed_ms = shown
@@ -112,11 +110,15 @@ def order_view(settings: Settings, order_id: str) -> dict | None:
         if hold is not None:
             known = True
             hold["changed_at"] = _iso(hold["changed_at"])
-            timeline.append((hold["changed_at"], f"{service}: voted {hold['vote']}, now "
-                             f"{hold['state']}" + (f" ({hold['reason']})" if hold["reason"] else "")))
+            timeline.append(
+                (
+                    hold["changed_at"],
+                    f"{service}: voted {hold['vote']}, now "
+                    f"{hold['state']}" + (f" ({hold['reason']})" if hold["reason"] else ""),
+                )
+            )
         view["participants"][service] = hold
-    booked = read_from(settings, shipping_store.DATABASE,
-                       lambda cur: shipping_store.booked_at(cur, order_id))
+    booked = read_from(settings, shipping_store.DATABASE, lambda cur: shipping_store.booked_at(cur, order_id))
     view["shipment"] = None
     if booked is not None:
         known = True
@@ -142,8 +144,7 @@ def render_report(report: dict) -> str:
         width = max(14, *(len(r) + 2 for r in report["rejected_by_reason"]))
         lines += [f"  {r:<{width}}{n:>12}" for r, n in report["rejected_by_reason"].items()]
     lines.append(_table("STOCK", "sku", report["stock"], report.get("stock_by_sku")))
-    lines.append(_table("MONEY (cents)", "customer", report["money"],
-                        report.get("money_by_customer")))
+    lines.append(_table("MONEY (cents)", "customer", report["money"], report.get("money_by_customer")))
     return "\n".join(lines)
 
 

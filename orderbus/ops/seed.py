@@ -1,5 +1,6 @@
 """The catalogue a run starts from: stock and balances reset in each service's database, and the
 unit price `publish --generate` uses."""
+
 from __future__ import annotations
 
 import json
@@ -10,18 +11,17 @@ from pathlib import Path
 import psycopg2
 
 from orderbus.ops import report
-from workers.intake import store as intake_store
 from orderbus.ops.errors import UsageError
+from workers.intake import store as intake_store
 from workers.participant import store as participant_store
 from workers.participant.store import ACCOUNTS, STOCK
 from workers.shipping import store as shipping_store
 from workers.status import store as status_store
 
-SEED_FILE = "seed.json"     # under ORDERBUS_HOME: the unit price `publish --generate` uses
+SEED_FILE = "seed.json"  # under ORDERBUS_HOME: the unit price `publish --generate` uses
 DEFAULT_PRICE_CENTS = 1000
 # the OrderPlaced v1 schema's patterns: an id no valid order can name would be dead stock
-ID_PATTERNS = {"skus": re.compile(r"[A-Za-z0-9_.-]{1,64}"),
-               "customers": re.compile(r"[A-Za-z0-9_-]{1,64}")}
+ID_PATTERNS = {"skus": re.compile(r"[A-Za-z0-9_.-]{1,64}"), "customers": re.compile(r"[A-Za-z0-9_-]{1,64}")}
 
 
 def reset_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> None:
@@ -30,9 +30,13 @@ def reset_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> 
     _reset(settings, intake_store.DATABASE, intake_store.clear)
     _reset(settings, shipping_store.DATABASE, shipping_store.clear)
     for ledger, amounts in ((STOCK, skus), (ACCOUNTS, customers)):
-        _reset(settings, ledger.database,
-               lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(
-                   cur, ledger, amounts, replace=True))
+        _reset(
+            settings,
+            ledger.database,
+            lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(
+                cur, ledger, amounts, replace=True
+            ),
+        )
 
 
 def _reset(settings, database: str, work) -> None:
@@ -60,20 +64,18 @@ def load_catalog(path: Path) -> tuple[dict[str, int], dict[str, int]]:
             raise UsageError(f'{path}: "{section}" must be an object of id -> {what}')
         for key, n in table.items():
             if not ID_PATTERNS[section].fullmatch(key):
-                raise UsageError(f"{path}: {section} id {key!r} is not one an order can name "
-                                 f"({ID_PATTERNS[section].pattern})")
+                raise UsageError(
+                    f"{path}: {section} id {key!r} is not one an order can name ({ID_PATTERNS[section].pattern})"
+                )
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise UsageError(f"{path}: {section}[{key!r}] = {n!r}; {what} must be an "
-                                 "integer >= 0")
+                raise UsageError(f"{path}: {section}[{key!r}] = {n!r}; {what} must be an integer >= 0")
         out.append(table)
     return out[0], out[1]
 
 
 def seeded_ids(settings) -> tuple[list[str], list[str]]:
-    skus = report.read_from(settings, STOCK.database,
-                            lambda cur: participant_store.keys(cur, STOCK))
-    customers = report.read_from(settings, ACCOUNTS.database,
-                                 lambda cur: participant_store.keys(cur, ACCOUNTS))
+    skus = report.read_from(settings, STOCK.database, lambda cur: participant_store.keys(cur, STOCK))
+    customers = report.read_from(settings, ACCOUNTS.database, lambda cur: participant_store.keys(cur, ACCOUNTS))
     if not skus or not customers:
         raise UsageError("no skus or no customers to order from; run `orderbus seed` first")
     return skus, customers

@@ -1,4 +1,5 @@
 """Run worker instances as child processes; restart one that crashes; stop them cleanly."""
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ class Child:
     restarts: int = 0
     backoff_s: float = 0.5
     started_at: float = 0.0
-    held: bool = False       # stopped on purpose: not restarted until released
+    held: bool = False  # stopped on purpose: not restarted until released
 
     @property
     def label(self) -> str:
@@ -36,7 +37,7 @@ class Supervisor:
     env: dict = field(default_factory=dict)
     log_dir: Path | None = None
     log: object = print
-    worker_args: tuple[str, ...] = ()     # e.g. ("--protocol", "consumer"), for every instance
+    worker_args: tuple[str, ...] = ()  # e.g. ("--protocol", "consumer"), for every instance
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
     # a restart and `stop` never interleave: no instance may be born after stop took its roll
@@ -54,11 +55,26 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "orderbus", "worker", child.name, "--instance",
-                str(child.instance), "--metrics-port", str(child.port), *self.worker_args]
+        argv = [
+            sys.executable,
+            "-m",
+            "orderbus",
+            "worker",
+            child.name,
+            "--instance",
+            str(child.instance),
+            "--metrics-port",
+            str(child.port),
+            *self.worker_args,
+        ]
         with open(self.log_dir / f"{child.label}.log", "ab") as out:
-            child.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
+            child.proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+            )
         child.started_at = time.monotonic()
 
     def start(self) -> None:
@@ -69,14 +85,16 @@ class Supervisor:
 
     def check(self) -> None:
         """Restart any child that exited while we were not stopping, with backoff."""
-        for child in list(self.children):     # `add` and `remove` may change it meanwhile
+        for child in list(self.children):  # `add` and `remove` may change it meanwhile
             code = child.proc.poll() if child.proc else None
             if code is None or self.stopping or child.held:
                 continue
             if time.monotonic() - child.started_at > 30:
-                child.backoff_s = 0.5   # it ran a while: a fresh crash, not a crash loop
-            self.log(f"{child.label} exited with {code}; restarting in {child.backoff_s:.1f}s "
-                     f"(see {self.log_dir / (child.label + '.log')})")
+                child.backoff_s = 0.5  # it ran a while: a fresh crash, not a crash loop
+            self.log(
+                f"{child.label} exited with {code}; restarting in {child.backoff_s:.1f}s "
+                f"(see {self.log_dir / (child.label + '.log')})"
+            )
             time.sleep(child.backoff_s)
             child.backoff_s = min(child.backoff_s * 2, 10.0)
             with self._lock:

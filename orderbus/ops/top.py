@@ -2,6 +2,7 @@
 takes a `Frame` (pure data: every figure, or None with the reason it is missing); `render(frame)`
 draws it and is a pure function of the frame, so what an operator sees is unit-tested without a
 cluster."""
+
 from __future__ import annotations
 
 import io
@@ -13,12 +14,11 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from workers.tracker.metrics import MS_BUCKETS
 from workers.runtime.settings import TRACKER_GRACE_S
+from workers.tracker.metrics import MS_BUCKETS
 
-OUTCOMES = ("placed", "confirmed", "rejected", "shipped")   # the rates shown, per second
-STATUS_STYLE = {"OK": "green", "WARN": "yellow", "STALL": "bold red", "STOP": "bold red",
-                "ERR": "bold red"}
+OUTCOMES = ("placed", "confirmed", "rejected", "shipped")  # the rates shown, per second
+STATUS_STYLE = {"OK": "green", "WARN": "yellow", "STALL": "bold red", "STOP": "bold red", "ERR": "bold red"}
 
 
 @dataclass(frozen=True)
@@ -27,15 +27,15 @@ class GroupRow:
     status: str
     lag: int
     members: int | None
-    oldest_s: float | None          # age of the oldest unconsumed message; None: not read in time
+    oldest_s: float | None  # age of the oldest unconsumed message; None: not read in time
 
 
 @dataclass(frozen=True)
 class StageRow:
     stage: str
-    window_count: int               # observations since the previous frame
-    window_p99_ms: float | None     # None: no observation in the window; inf: above every bucket
-    total_p99_ms: float | None      # since the tracker started
+    window_count: int  # observations since the previous frame
+    window_p99_ms: float | None  # None: no observation in the window; inf: above every bucket
+    total_p99_ms: float | None  # since the tracker started
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,16 @@ class StuckRow:
 @dataclass(frozen=True)
 class Frame:
     """One refresh. A figure that could not be had is None and its `*_why` says why."""
-    taken_at: float                                 # epoch seconds
-    pipeline: str                                   # the topic prefix, or "main"
-    window_s: float | None = None                   # since the previous frame: rates, stage window
+
+    taken_at: float  # epoch seconds
+    pipeline: str  # the topic prefix, or "main"
+    window_s: float | None = None  # since the previous frame: rates, stage window
     groups: tuple[GroupRow, ...] | None = None
     groups_why: str | None = None
     under_replicated: int | None = None
-    counts: dict[str, int] | None = None            # placed, pending, confirmed, rejected, shipped
+    counts: dict[str, int] | None = None  # placed, pending, confirmed, rejected, shipped
     counts_why: str | None = None
-    rates: dict[str, float] | None = None           # per second, over window_s
+    rates: dict[str, float] | None = None  # per second, over window_s
     rates_why: str | None = None
     in_doubt: int | None = None
     in_doubt_why: str | None = None
@@ -66,9 +67,9 @@ class Frame:
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     dead_letters_why: str | None = None
     stages: tuple[StageRow, ...] | None = None
-    stages_source: str | None = None                # where the histogram was scraped
+    stages_source: str | None = None  # where the histogram was scraped
     stages_why: str | None = None
-    stuck: tuple[StuckRow, ...] | None = None       # the most overdue first
+    stuck: tuple[StuckRow, ...] | None = None  # the most overdue first
     stuck_total: int = 0
     snapshot_age_s: float | None = None
     stuck_why: str | None = None
@@ -76,10 +77,12 @@ class Frame:
 
 # -- rendering: a pure function of the frame
 
+
 def render(frame: Frame) -> Group:
     when = time.strftime("%H:%M:%S", time.localtime(frame.taken_at))
-    title = Text.assemble(("orderbus top", "bold"), f"  pipeline {frame.pipeline}  {when}  ",
-                          ("q or Ctrl-C quits", "dim"))
+    title = Text.assemble(
+        ("orderbus top", "bold"), f"  pipeline {frame.pipeline}  {when}  ", ("q or Ctrl-C quits", "dim")
+    )
     return Group(title, _orders(frame), _groups(frame), _stages(frame), _stuck(frame))
 
 
@@ -99,10 +102,12 @@ def _na(why: str | None) -> Text:
 
 
 def _orders(frame: Frame):
-    in_doubt = (_na(frame.in_doubt_why) if frame.in_doubt is None
-                else Text(str(frame.in_doubt), style="bold red" if frame.in_doubt else ""))
-    tail = [Text.assemble("in doubt ", in_doubt),
-            Text.assemble("dead letters ", _dead_letters(frame))]
+    in_doubt = (
+        _na(frame.in_doubt_why)
+        if frame.in_doubt is None
+        else Text(str(frame.in_doubt), style="bold red" if frame.in_doubt else "")
+    )
+    tail = [Text.assemble("in doubt ", in_doubt), Text.assemble("dead letters ", _dead_letters(frame))]
     if frame.counts is None:
         return Group(Text.assemble(("ORDERS ", "italic"), _na(frame.counts_why)), *tail)
     window = f"/s (last {frame.window_s:.1f}s)" if frame.window_s else "/s"
@@ -134,16 +139,24 @@ def _dead_letters(frame: Frame) -> Text:
 def _groups(frame: Frame):
     if frame.groups is None:
         return Text.assemble(("CONSUMER GROUPS ", "italic"), _na(frame.groups_why))
-    under = ("" if frame.under_replicated is None
-             else f", under-replicated partitions {frame.under_replicated}")
+    under = "" if frame.under_replicated is None else f", under-replicated partitions {frame.under_replicated}"
     t = Table()
-    for name, justify in (("group", "left"), ("status", "left"), ("lag", "right"),
-                          ("oldest unconsumed", "right"), ("members", "right")):
+    for name, justify in (
+        ("group", "left"),
+        ("status", "left"),
+        ("lag", "right"),
+        ("oldest unconsumed", "right"),
+        ("members", "right"),
+    ):
         t.add_column(name, justify=justify)
     for g in frame.groups:
-        t.add_row(g.group, Text(g.status, style=STATUS_STYLE.get(g.status, "")), str(g.lag),
-                  "-" if g.oldest_s is None else f"{g.oldest_s:.1f}s",
-                  "?" if g.members is None else str(g.members))
+        t.add_row(
+            g.group,
+            Text(g.status, style=STATUS_STYLE.get(g.status, "")),
+            str(g.lag),
+            "-" if g.oldest_s is None else f"{g.oldest_s:.1f}s",
+            "?" if g.members is None else str(g.members),
+        )
     if not frame.groups:
         t.add_row("(no consumer group of this pipeline)", "", "", "", "")
     return Group(_title(f"CONSUMER GROUPS ({len(frame.groups)}{under})"), t)
@@ -174,10 +187,8 @@ def _stages(frame: Frame):
 def _stuck(frame: Frame):
     if frame.stuck is None:
         return Text.assemble(("STUCK ORDERS ", "italic"), _na(frame.stuck_why))
-    age = ("" if frame.snapshot_age_s is None
-           else f", tracker snapshot {frame.snapshot_age_s:.0f}s old")
-    title = _title(f"STUCK ORDERS ({frame.stuck_total} more than {TRACKER_GRACE_S:g}s past their "
-                   f"deadline{age})")
+    age = "" if frame.snapshot_age_s is None else f", tracker snapshot {frame.snapshot_age_s:.0f}s old"
+    title = _title(f"STUCK ORDERS ({frame.stuck_total} more than {TRACKER_GRACE_S:g}s past their deadline{age})")
     if not frame.stuck:
         return title
     t = Table()
@@ -192,5 +203,3 @@ def _stuck(frame: Frame):
 
 
 # -- gathering
-
-

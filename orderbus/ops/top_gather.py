@@ -1,5 +1,6 @@
 """What `orderbus top` shows, gathered: lag and status per group, orders by outcome, in-doubt,
 dead letters, stage latencies from the tracker's metrics, stuck orders."""
+
 from __future__ import annotations
 
 import math
@@ -11,23 +12,23 @@ import psycopg2
 from confluent_kafka import KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
-from workers.intake import store as intake_store
 from orderbus.ops.report import read_from
 from orderbus.ops.top import OUTCOMES, Frame, GroupRow, StageRow, StuckRow
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
 from topics.lag import STATUSES, LagError, LagReader
 from topics.read import BEGINNING, IncompleteRead, read
-from workers.tracker import snapshot
-from workers.tracker.metrics import STAGE_LATENCY
-from workers.runtime.settings import TRACKER_GRACE_S
-from workers.tracker.stages import END_TO_END, STAGES
+from workers.intake import store as intake_store
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
+from workers.runtime.settings import TRACKER_GRACE_S
 from workers.status import store as status_store
+from workers.tracker import snapshot
+from workers.tracker.metrics import STAGE_LATENCY
+from workers.tracker.stages import END_TO_END, STAGES
 
-METRICS_PORTS = 21              # worker i serves on metrics_port + i (orderbus/ops/supervise.py)
-SCRAPE_TIMEOUT_S = 0.5          # per port: a refused port answers at once, a hung one must not
-DLQ_READ_S = 5.0                # per frame; the count carries on from where the last read stopped
+METRICS_PORTS = 21  # worker i serves on metrics_port + i (orderbus/ops/supervise.py)
+SCRAPE_TIMEOUT_S = 0.5  # per port: a refused port answers at once, a hung one must not
+DLQ_READ_S = 5.0  # per frame; the count carries on from where the last read stopped
 STUCK_SHOWN = 8
 
 
@@ -86,8 +87,14 @@ class DeadLetterCounter:
             for msg in read(self.config, self.topic, starts=dict(self.starts), timeout_s=timeout_s):
                 self.starts[msg.partition()] = msg.offset() + 1
                 self.count += 1
-                reason = next((v.decode(errors="replace") for k, v in msg.headers() or ()
-                               if k == DLQ_REASON and v is not None), "unknown")
+                reason = next(
+                    (
+                        v.decode(errors="replace")
+                        for k, v in msg.headers() or ()
+                        if k == DLQ_REASON and v is not None
+                    ),
+                    "unknown",
+                )
                 self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
         except IncompleteRead:
             return False
@@ -120,8 +127,7 @@ class Gatherer:
         parts.update(self._dead_letters())
         parts.update(self._stages())
         parts.update(self._stuck())
-        return Frame(taken_at=time.time(), pipeline=self.settings.prefix.rstrip(".") or "main",
-                     **parts)
+        return Frame(taken_at=time.time(), pipeline=self.settings.prefix.rstrip(".") or "main", **parts)
 
     def _lag(self) -> dict:
         try:
@@ -135,29 +141,28 @@ class Gatherer:
         for p in report.partitions:
             if p.lag:
                 seen = oldest.get(p.group, 0.0)
-                oldest[p.group] = None if seen is None or p.lag_seconds is None \
-                    else max(seen, p.lag_seconds)
-        rows = [GroupRow(g.group, g.status, g.lag, g.members, oldest.get(g.group, 0.0))
-                for g in report.groups]
+                oldest[p.group] = None if seen is None or p.lag_seconds is None else max(seen, p.lag_seconds)
+        rows = [GroupRow(g.group, g.status, g.lag, g.members, oldest.get(g.group, 0.0)) for g in report.groups]
         # the worst first: that is where an incident is
         rows.sort(key=lambda r: (-STATUSES.index(r.status) if r.status in STATUSES else 0, r.group))
-        under = sum(n for t, n in report.under_replicated.items()
-                    if t.startswith(self.settings.prefix))
+        under = sum(n for t, n in report.under_replicated.items() if t.startswith(self.settings.prefix))
         return {"groups": tuple(rows), "under_replicated": under}
 
     def _counts(self) -> dict:
         try:
             placed = read_from(self.settings, intake_store.DATABASE, intake_store.count_placed)
-            by_status = read_from(self.settings, status_store.DATABASE,
-                                  status_store.count_by_status)
+            by_status = read_from(self.settings, status_store.DATABASE, status_store.count_by_status)
         except psycopg2.Error as e:
             why = f"{intake_store.DATABASE} database: {_why(e)}"
             return {"counts_why": why, "rates_why": why}
-        counts = {"placed": placed, "pending": by_status.get("PENDING", 0),
-                  # every committed order, shipped yet or not, as `orderbus report` counts it
-                  "confirmed": by_status.get("CONFIRMED", 0) + by_status.get("SHIPPED", 0),
-                  "rejected": by_status.get("REJECTED", 0),
-                  "shipped": by_status.get("SHIPPED", 0)}
+        counts = {
+            "placed": placed,
+            "pending": by_status.get("PENDING", 0),
+            # every committed order, shipped yet or not, as `orderbus report` counts it
+            "confirmed": by_status.get("CONFIRMED", 0) + by_status.get("SHIPPED", 0),
+            "rejected": by_status.get("REJECTED", 0),
+            "shipped": by_status.get("SHIPPED", 0),
+        }
         out: dict = {"counts": counts}
         now, prev = time.monotonic(), self.prev_counts
         self.prev_counts = (now, counts)
@@ -182,11 +187,14 @@ class Gatherer:
         try:
             exact = self.dlq.refresh()
         except KeyError:
-            return {"dead_letters": 0}       # no dead-letter topic yet: none written
+            return {"dead_letters": 0}  # no dead-letter topic yet: none written
         except (KafkaException, RuntimeError) as e:
             return {"dead_letters_why": f"{self.dlq.topic}: {_why(e)}"}
-        return {"dead_letters": self.dlq.count, "dead_letters_exact": exact,
-                "dead_letters_by_reason": dict(self.dlq.by_reason)}
+        return {
+            "dead_letters": self.dlq.count,
+            "dead_letters_exact": exact,
+            "dead_letters_by_reason": dict(self.dlq.by_reason),
+        }
 
     def _scrape_trackers(self) -> tuple[dict[str, dict[float, float]], list[int]]:
         """Every tracker histogram on the metrics ports, summed over instances."""
@@ -195,11 +203,10 @@ class Gatherer:
         first = self.settings.metrics_port
         for port in range(first, first + METRICS_PORTS):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
-                                            timeout=SCRAPE_TIMEOUT_S) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=SCRAPE_TIMEOUT_S) as r:
                     text = r.read().decode()
                 stages = parse_stage_buckets(text)
-            except (OSError, ValueError):    # nothing there, not HTTP, not Prometheus text
+            except (OSError, ValueError):  # nothing there, not HTTP, not Prometheus text
                 continue
             if stages is None:
                 continue
@@ -213,13 +220,14 @@ class Gatherer:
     def _stages(self) -> dict:
         first = self.settings.metrics_port
         if not first:
-            return {"stages_why": "tracker not reachable: metrics are off "
-                                  "(ORDERBUS_METRICS_PORT=0)"}
+            return {"stages_why": "tracker not reachable: metrics are off (ORDERBUS_METRICS_PORT=0)"}
         buckets, ports = self._scrape_trackers()
         prev, self.prev_buckets = self.prev_buckets, buckets
         if not ports:
-            return {"stages_why": f"tracker not running (no tracker metrics on 127.0.0.1:"
-                                  f"{first}-{first + METRICS_PORTS - 1})"}
+            return {
+                "stages_why": f"tracker not running (no tracker metrics on 127.0.0.1:"
+                f"{first}-{first + METRICS_PORTS - 1})"
+            }
         order = {s: i for i, s in enumerate((*STAGES, END_TO_END))}
         rows = []
         for stage in sorted(buckets, key=lambda s: (order.get(s, len(order)), s)):
@@ -227,9 +235,8 @@ class Gatherer:
             before = (prev or {}).get(stage, {})
             delta = {le: n - before.get(le, 0.0) for le, n in now.items()}
             if prev is None or any(v < 0 for v in delta.values()):
-                delta = {} if prev is None else now     # first look, or the tracker restarted
-            rows.append(StageRow(stage, int(delta.get(math.inf, 0)), p99(delta) if delta else None,
-                                 p99(now)))
+                delta = {} if prev is None else now  # first look, or the tracker restarted
+            rows.append(StageRow(stage, int(delta.get(math.inf, 0)), p99(delta) if delta else None, p99(now)))
         source = ", ".join(f"127.0.0.1:{p}" for p in ports)
         return {"stages": tuple(rows), "stages_source": source}
 
@@ -240,7 +247,12 @@ class Gatherer:
             return {"stuck_why": str(e)}
         # the same cut as `orderbus stuck` by default
         stuck = [s for s in snap["stuck"] if s["seconds_past_deadline"] > TRACKER_GRACE_S]
-        rows = tuple(StuckRow(s["order_id"], s["stage"], s["waiting_for"],
-                              s["seconds_past_deadline"]) for s in stuck[:STUCK_SHOWN])
-        return {"stuck": rows, "stuck_total": len(stuck),
-                "snapshot_age_s": max(0.0, time.time() - snap["written_at_ms"] / 1000)}
+        rows = tuple(
+            StuckRow(s["order_id"], s["stage"], s["waiting_for"], s["seconds_past_deadline"])
+            for s in stuck[:STUCK_SHOWN]
+        )
+        return {
+            "stuck": rows,
+            "stuck_total": len(stuck),
+            "snapshot_age_s": max(0.0, time.time() - snap["written_at_ms"] / 1000),
+        }

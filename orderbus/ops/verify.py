@@ -2,6 +2,7 @@
 
 `check` is pure over the gathered facts, so each kind of violation is tested by feeding it
 deliberately corrupted facts as well as corrupted real state."""
+
 from __future__ import annotations
 
 import time
@@ -12,7 +13,7 @@ from topics.catalogue import ORDERS_PLACED
 from workers.coordinator import invariants as inv
 from workers.participant.core import INVENTORY, PAYMENT
 
-MAX_IDS = 20    # order ids listed per violation; the count says how many there are
+MAX_IDS = 20  # order ids listed per violation; the count says how many there are
 
 
 @dataclass(frozen=True)
@@ -36,30 +37,59 @@ def _each(invariant: int, found) -> list[Violation]:
 
 def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
     decided = {oid: tx for oid, tx in f.txs.items() if tx.outcome is not None and oid in f.orders}
-    return [*_decided_once(f, placed_topic), *_effects(f, decided), *_ledgers(f),
-            *_read_models(f, decided), *_quiet(f)]
+    return [
+        *_decided_once(f, placed_topic),
+        *_effects(f, decided),
+        *_ledgers(f),
+        *_read_models(f, decided),
+        *_quiet(f),
+    ]
 
 
 def _decided_once(f, topic: str) -> list[Violation]:
     """1. every order decided exactly once, or dead-lettered; never both outcomes."""
-    out = _each(1, (
-        ("missing", inv.undecided(f.placed, f.txs, f.dead, topic),
-         "published, valid, but neither decided nor dead-lettered"),
-        ("decided_and_dead", inv.decided_and_dead(f.placed, f.txs, f.dead, topic),
-         "decided although every copy was dead-lettered"),
-        ("conflict_not_dead", inv.reused_not_dead(f.placed, f.dead, topic),
-         "order id reused with other content, not dead-lettered"),
-        ("two_decisions", [oid for oid in f.placed if oid in f.txs
-                           and inv.recorded_differs(f.txs[oid])],
-         "a recorded decision differs from the fold of tx.log")))
+    out = _each(
+        1,
+        (
+            (
+                "missing",
+                inv.undecided(f.placed, f.txs, f.dead, topic),
+                "published, valid, but neither decided nor dead-lettered",
+            ),
+            (
+                "decided_and_dead",
+                inv.decided_and_dead(f.placed, f.txs, f.dead, topic),
+                "decided although every copy was dead-lettered",
+            ),
+            (
+                "conflict_not_dead",
+                inv.reused_not_dead(f.placed, f.dead, topic),
+                "order id reused with other content, not dead-lettered",
+            ),
+            (
+                "two_decisions",
+                [oid for oid in f.placed if oid in f.txs and inv.recorded_differs(f.txs[oid])],
+                "a recorded decision differs from the fold of tx.log",
+            ),
+        ),
+    )
     bad_msgs = inv.invalid_not_dead(f.invalid_placed, f.dead, topic)
     if bad_msgs:
         uncommitted = [m for m in bad_msgs if (topic, *map(int, m.split(":"))) in f.dead_written]
-        out.append(_v(1, "invalid_not_dead", f"malformed messages at partition:offset {bad_msgs[:MAX_IDS]} "
-                      "are not in the dead-letter topic"
-                      + (" (found only reading uncommitted records too: aborted, still open, or "
-                         f"behind another's open transaction: {uncommitted[:MAX_IDS]})"
-                         if uncommitted else " (nor written uncommitted)")))
+        out.append(
+            _v(
+                1,
+                "invalid_not_dead",
+                f"malformed messages at partition:offset {bad_msgs[:MAX_IDS]} "
+                "are not in the dead-letter topic"
+                + (
+                    " (found only reading uncommitted records too: aborted, still open, or "
+                    f"behind another's open transaction: {uncommitted[:MAX_IDS]})"
+                    if uncommitted
+                    else " (nor written uncommitted)"
+                ),
+            )
+        )
     return out
 
 
@@ -70,16 +100,41 @@ def _effects(f, decided: dict) -> list[Violation]:
         holds = f.holds.get(participant, {})
         wrong: dict[str, list[str]] = {"commit": [], "abort": []}
         for oid, tx in decided.items():
-            if inv.effect_wrong(tx.outcome, resource.demand(f.orders[oid]),
-                                *holds.get(oid, (None, {})), held_is_wrong=f.quiet):
+            if inv.effect_wrong(
+                tx.outcome, resource.demand(f.orders[oid]), *holds.get(oid, (None, {})), held_is_wrong=f.quiet
+            ):
                 wrong[tx.outcome].append(oid)
-        out += _each(2, [(f"{participant}_not_applied", wrong["commit"], f"committed, but "
-                          f"{participant} did not take exactly the order's amounts")])
-        out += _each(3, [(f"{participant}_held_after_abort", wrong["abort"], f"aborted, but "
-                          f"{participant} holds or took something")])
+        out += _each(
+            2,
+            [
+                (
+                    f"{participant}_not_applied",
+                    wrong["commit"],
+                    f"committed, but {participant} did not take exactly the order's amounts",
+                )
+            ],
+        )
+        out += _each(
+            3,
+            [
+                (
+                    f"{participant}_held_after_abort",
+                    wrong["abort"],
+                    f"aborted, but {participant} holds or took something",
+                )
+            ],
+        )
         acked_other = [oid for oid, tx in decided.items() if participant in inv.acked_other(tx)]
-        out += _each(1, [(f"{participant}_acked_other_outcome", acked_other,
-                          f"{participant} acknowledged the opposite of the decision")])
+        out += _each(
+            1,
+            [
+                (
+                    f"{participant}_acked_other_outcome",
+                    acked_other,
+                    f"{participant} acknowledged the opposite of the decision",
+                )
+            ],
+        )
     return out
 
 
@@ -90,18 +145,26 @@ def _ledgers(f) -> list[Violation]:
     for invariant, participant, what in ((4, "inventory", "sku"), (5, "payment", "customer")):
         ledger, holds = f.ledgers.get(participant, {}), f.holds.get(participant, {})
         for kind, keys, text in (
-                ("not_conserved", inv.not_conserved(ledger),
-                 f"initial != available + held + final for these {what}s"),
-                ("negative", inv.negative(ledger), f"an amount below zero for these {what}s"),
-                ("held_when_quiet", inv.still_held(ledger) if f.quiet else [],
-                 f"still held once quiet, {what}s"),
-                ("final_mismatch", inv.final_mismatch(ledger, holds),
-                 f"ledger's taken amount != sum of committed holds, {what}s"),
-                ("held_mismatch", inv.held_mismatch(ledger, holds),
-                 f"ledger's held amount != sum of open holds, {what}s")):
+            (
+                "not_conserved",
+                inv.not_conserved(ledger),
+                f"initial != available + held + final for these {what}s",
+            ),
+            ("negative", inv.negative(ledger), f"an amount below zero for these {what}s"),
+            ("held_when_quiet", inv.still_held(ledger) if f.quiet else [], f"still held once quiet, {what}s"),
+            (
+                "final_mismatch",
+                inv.final_mismatch(ledger, holds),
+                f"ledger's taken amount != sum of committed holds, {what}s",
+            ),
+            (
+                "held_mismatch",
+                inv.held_mismatch(ledger, holds),
+                f"ledger's held amount != sum of open holds, {what}s",
+            ),
+        ):
             if keys:
-                out.append(_v(invariant, f"{participant}_{kind}",
-                              f"{text}: {sorted(keys)[:MAX_IDS]}"))
+                out.append(_v(invariant, f"{participant}_{kind}", f"{text}: {sorted(keys)[:MAX_IDS]}"))
     return out
 
 
@@ -113,12 +176,18 @@ def _read_models(f, decided: dict) -> list[Violation]:
         # before quiet, a status not shown yet may be on its way
         if inv.status_wrong(tx.outcome, shown) and (f.quiet or shown not in inv.NOT_YET_SHOWN):
             wrong_status.append(oid)
-    return _each(6, (
-        ("status_mismatch", wrong_status, "status read model disagrees with the decision"),
-        ("shipped_aborted", inv.shipped_aborted(decided, f.shipments),
-         "a shipment for an aborted order"),
-        ("not_shipped", inv.not_shipped(decided, f.shipments) if f.quiet else [],
-         "committed but no shipment once quiet")))
+    return _each(
+        6,
+        (
+            ("status_mismatch", wrong_status, "status read model disagrees with the decision"),
+            ("shipped_aborted", inv.shipped_aborted(decided, f.shipments), "a shipment for an aborted order"),
+            (
+                "not_shipped",
+                inv.not_shipped(decided, f.shipments) if f.quiet else [],
+                "committed but no shipment once quiet",
+            ),
+        ),
+    )
 
 
 def _quiet(f) -> list[Violation]:
@@ -126,13 +195,27 @@ def _quiet(f) -> list[Violation]:
     out: list[Violation] = []
     behind = {k: n for k, n in f.lag.items() if n}
     if behind:
-        out.append(_v(7, "lag", "records not yet consumed: " + ", ".join(
-            f"{g} {t}[{p}]={n}" for (g, t, p), n in sorted(behind.items())[:MAX_IDS])))
+        out.append(
+            _v(
+                7,
+                "lag",
+                "records not yet consumed: "
+                + ", ".join(f"{g} {t}[{p}]={n}" for (g, t, p), n in sorted(behind.items())[:MAX_IDS]),
+            )
+        )
     if f.open_txns:
-        out.append(_v(7, "open_transaction", "transactions neither committed nor aborted (or "
-                      "offsets unknown), so what follows them is not visible to committed reads: "
-                      + ", ".join(f"{t}[{p}] " + (f"offsets {o[0]}..{o[1]}" if o else "unknown")
-                                  for (t, p), o in sorted(f.open_txns.items())[:MAX_IDS])))
+        out.append(
+            _v(
+                7,
+                "open_transaction",
+                "transactions neither committed nor aborted (or "
+                "offsets unknown), so what follows them is not visible to committed reads: "
+                + ", ".join(
+                    f"{t}[{p}] " + (f"offsets {o[0]}..{o[1]}" if o else "unknown")
+                    for (t, p), o in sorted(f.open_txns.items())[:MAX_IDS]
+                ),
+            )
+        )
     return out + _each(7, [("in_doubt", inv.in_doubt(f.txs), "transactions begun but not decided")])
 
 
@@ -142,6 +225,7 @@ def verify(settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: fl
     `read_grace_s` (or to the end of the wait, if later), then refused with the reason: no
     verdict is given on facts not read."""
     from orderbus.ops.verify_facts import gather, transient
+
     t0 = time.monotonic()
     deadline = t0 + wait_s
     unreadable_since, tries = None, 0
@@ -151,12 +235,14 @@ def verify(settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: fl
         except Exception as e:
             if not transient(e):
                 raise
-            why = " ".join(str(e).split())     # psycopg2's messages span lines
+            why = " ".join(str(e).split())  # psycopg2's messages span lines
             now, tries = time.monotonic(), tries + 1
             unreadable_since = unreadable_since or now
             if now >= max(deadline, unreadable_since + read_grace_s):
-                raise InfraError(f"could not read the pipeline's state (reads failed: {tries}, "
-                                 f"over {now - unreadable_since:.0f} s): {why}") from e
+                raise InfraError(
+                    f"could not read the pipeline's state (reads failed: {tries}, "
+                    f"over {now - unreadable_since:.0f} s): {why}"
+                ) from e
             log(f"waiting for the state to be readable: {why}")
             time.sleep(1.0)
             continue
@@ -164,25 +250,38 @@ def verify(settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: fl
         facts.lag_total = sum(facts.lag.values())
         open_holds = sum(1 for h in facts.holds.values() for state, _ in h.values() if state == "held")
         undecided = sum(1 for tx in facts.txs.values() if tx.outcome is None)
-        facts.quiet = (facts.lag_total == 0 and open_holds == 0 and undecided == 0
-                       and not facts.open_txns and not facts.partial)
+        facts.quiet = (
+            facts.lag_total == 0
+            and open_holds == 0
+            and undecided == 0
+            and not facts.open_txns
+            and not facts.partial
+        )
         if facts.quiet or time.monotonic() > deadline:
             break
-        log(f"waiting for quiet: lag {facts.lag_total}, held {open_holds}, undecided {undecided}, "
-            f"open transactions {len(facts.open_txns)}")
+        log(
+            f"waiting for quiet: lag {facts.lag_total}, held {open_holds}, undecided {undecided}, "
+            f"open transactions {len(facts.open_txns)}"
+        )
         time.sleep(1.0)
-    facts.quiet = True     # whatever was reached, the once-quiet invariants are now due
+    facts.quiet = True  # whatever was reached, the once-quiet invariants are now due
     violations = check(facts, settings.names.topic(ORDERS_PLACED))
     decided = [tx for tx in facts.txs.values() if tx.outcome]
-    return {"orders": len(facts.placed), "committed": sum(tx.outcome == "commit" for tx in decided),
-            "aborted": sum(tx.outcome == "abort" for tx in decided),
-            "dead_letters": len(facts.dead), "seconds": round(time.monotonic() - t0, 2),
-            "violations": [asdict(v) for v in violations]}
+    return {
+        "orders": len(facts.placed),
+        "committed": sum(tx.outcome == "commit" for tx in decided),
+        "aborted": sum(tx.outcome == "abort" for tx in decided),
+        "dead_letters": len(facts.dead),
+        "seconds": round(time.monotonic() - t0, 2),
+        "violations": [asdict(v) for v in violations],
+    }
 
 
 def render(r: dict) -> str:
-    lines = [f"verified {r['orders']} orders ({r['committed']} committed, {r['aborted']} aborted, "
-             f"{r['dead_letters']} dead letters) in {r['seconds']} s"]
+    lines = [
+        f"verified {r['orders']} orders ({r['committed']} committed, {r['aborted']} aborted, "
+        f"{r['dead_letters']} dead letters) in {r['seconds']} s"
+    ]
     if not r["violations"]:
         lines.append("all invariants hold")
     for v in r["violations"]:

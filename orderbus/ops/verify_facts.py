@@ -1,4 +1,5 @@
 """What `orderbus verify` checks against: everything read once, committed data only."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -10,13 +11,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from orderbus.ops.report import connect, read_from
 from schemas import codec
 from schemas.errors import DeadLetter
-from topics.catalogue import (ALL, DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, ORDERS_DLQ, ORDERS_PLACED,
-                              TX_LOG)
+from topics.catalogue import ALL, DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, ORDERS_DLQ, ORDERS_PLACED, TX_LOG
 from topics.read import IncompleteRead, ReadError, open_transactions, read
 from workers.coordinator.fold import fold
+from workers.main import PIPELINE
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
-from workers.main import PIPELINE
 from workers.runtime.db import TRANSIENT as DB_TRANSIENT
 from workers.runtime.signing import Verifier
 from workers.shipping import store as shipping_store
@@ -27,31 +27,36 @@ from workers.status import store as status_store
 class Facts:
     # orders.placed: order id -> [(partition, offset, content hash)]; undecodable ones apart
     placed: dict = field(default_factory=lambda: defaultdict(list))
-    orders: dict = field(default_factory=dict)          # order id -> first valid OrderPlaced
+    orders: dict = field(default_factory=dict)  # order id -> first valid OrderPlaced
     invalid_placed: list = field(default_factory=list)  # (partition, offset, reason)
-    dead: set = field(default_factory=set)              # (source topic, partition, offset)
+    dead: set = field(default_factory=set)  # (source topic, partition, offset)
     # the same for every dead letter written, whether its transaction committed or not: tells a
     # dead letter that was aborted (or is still open) from one never written
     dead_written: set = field(default_factory=set)
-    txs: dict = field(default_factory=dict)             # order id -> Tx (the fold of tx.log)
-    status: dict = field(default_factory=dict)          # order id -> (status, reason)
-    holds: dict = field(default_factory=dict)           # participant -> order id -> (state, amounts)
-    ledgers: dict = field(default_factory=dict)         # participant -> key -> (initial, avail, held, final)
+    txs: dict = field(default_factory=dict)  # order id -> Tx (the fold of tx.log)
+    status: dict = field(default_factory=dict)  # order id -> (status, reason)
+    holds: dict = field(default_factory=dict)  # participant -> order id -> (state, amounts)
+    ledgers: dict = field(default_factory=dict)  # participant -> key -> (initial, avail, held, final)
     shipments: set = field(default_factory=set)
-    lag: dict = field(default_factory=dict)             # (group, topic, partition) -> records behind
+    lag: dict = field(default_factory=dict)  # (group, topic, partition) -> records behind
     lag_total: int = 0
     # (topic, partition) -> (last stable offset, log end) of a transaction open once the facts
     # were read (None: offsets unknown); `partial`: one was open before, so a committed-only
     # read may have stopped short of records that were committed meanwhile
     open_txns: dict = field(default_factory=dict)
     partial: bool = False
-    quiet: bool = False      # no lag, nothing held, nothing undecided: the once-quiet checks apply
+    quiet: bool = False  # no lag, nothing held, nothing undecided: the once-quiet checks apply
 
 
 # Kafka's answers that no second try changes
-REFUSALS = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
-            KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED,
-            KafkaError._AUTHENTICATION, KafkaError._INVALID_ARG}
+REFUSALS = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._AUTHENTICATION,
+    KafkaError._INVALID_ARG,
+}
 
 
 def transient(e: BaseException) -> bool:
@@ -95,14 +100,13 @@ def gather(settings) -> Facts:
         try:
             event = verifier.decode(msg)
         except DeadLetter:
-            continue        # the coordinator dead-lettered it: it never counted
+            continue  # the coordinator dead-lettered it: it never counted
         f.txs[event.order_id] = fold(f.txs.get(event.order_id), event)
     f.status = read_from(settings, status_store.DATABASE, status_store.statuses)
     for participant, ledger in LEDGERS.items():
         with closing(connect(settings, ledger.database)) as conn, conn.cursor() as cur:
             f.holds[participant] = participant_store.holds(cur)
-            f.ledgers[participant] = {r[0]: tuple(r[1:]) for r in
-                                      participant_store.balances(cur, ledger)}
+            f.ledgers[participant] = {r[0]: tuple(r[1:]) for r in participant_store.balances(cur, ledger)}
     f.shipments = read_from(settings, shipping_store.DATABASE, shipping_store.shipped)
     f.lag = lag(settings)
     f.open_txns = open_transactions(kafka, pipeline_partitions)
@@ -116,8 +120,7 @@ def lag(settings) -> dict:
     out = {}
     for worker in PIPELINE:
         group = settings.names.group(worker)
-        c = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False,
-                                       "log_level": 3}))
+        c = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3}))
         try:
             for topic in _group_topics(settings, worker):
                 tps = [TopicPartition(topic, p) for p in range(ORDERS_PLACED.partitions)]
@@ -133,7 +136,13 @@ def lag(settings) -> dict:
 
 def _group_topics(settings, worker: str) -> tuple[str, ...]:
     from topics.catalogue import ORDERS_STATUS
+
     n = settings.names
-    return {"intake": (n.topic(ORDERS_PLACED),), "coordinator": (n.topic(TX_LOG),),
-            "inventory": (n.commands("inventory"),), "payment": (n.commands("payment"),),
-            "shipping": (n.topic(ORDERS_STATUS),), "status": (n.topic(ORDERS_STATUS),)}[worker]
+    return {
+        "intake": (n.topic(ORDERS_PLACED),),
+        "coordinator": (n.topic(TX_LOG),),
+        "inventory": (n.commands("inventory"),),
+        "payment": (n.commands("payment"),),
+        "shipping": (n.topic(ORDERS_STATUS),),
+        "status": (n.topic(ORDERS_STATUS),),
+    }[worker]

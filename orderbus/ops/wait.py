@@ -1,4 +1,5 @@
 """Waiting for a condition rather than for a guessed number of seconds."""
+
 from __future__ import annotations
 
 import time

@@ -15,8 +15,9 @@ def make_topic(settings, unique):
         name = f"{unique}.{suffix}"
         admin = AdminClient(settings.kafka())
         rf = min(3, len(admin.list_topics(timeout=10).brokers))
-        fut = admin.create_topics([NewTopic(name, partitions, rf, config={
-            "min.insync.replicas": str(2 if rf == 3 else 1)})])[name]
+        fut = admin.create_topics(
+            [NewTopic(name, partitions, rf, config={"min.insync.replicas": str(2 if rf == 3 else 1)})]
+        )[name]
         fut.result(timeout=30)
         made.append(name)
         return name
@@ -33,8 +34,8 @@ def pipe(settings, tmp_path_factory):
     import uuid
 
     from pipeline import Pipeline
-    p = Pipeline(settings, "m" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("pipe"),
-                 deadline_ms=4000)
+
+    p = Pipeline(settings, "m" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("pipe"), deadline_ms=4000)
     p.start()
     yield p
     p.close()

@@ -1,5 +1,6 @@
 """A private pipeline for a test module: its own topics (by prefix), its own databases, its own
 worker processes, on the shared cluster."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,10 @@ from schemas.events import OrderPlaced
 class Pipeline(Sandbox):
     """The sandbox with the conveniences the tests want."""
 
-    def __init__(self, settings, tag: str, tmp_path, deadline_ms: int = 4000, counts=None,
-                 env=None):
-        super().__init__(settings, tag, counts=counts, deadline_ms=deadline_ms,
-                         log_dir=tmp_path / "logs", env=env)
+    def __init__(self, settings, tag: str, tmp_path, deadline_ms: int = 4000, counts=None, env=None):
+        super().__init__(
+            settings, tag, counts=counts, deadline_ms=deadline_ms, log_dir=tmp_path / "logs", env=env
+        )
 
     def stock(self, **skus: int):
         self.seed(stock=skus)
@@ -32,16 +33,26 @@ class Pipeline(Sandbox):
         """Every committed dead letter of this pipeline, read to the end of the topic."""
         from topics.catalogue import ORDERS_DLQ
         from topics.read import read
-        return [{"key": m.key(), "value": m.value(),
-                 "headers": {k: (v or b"").decode() for k, v in (m.headers() or [])}}
-                for m in read(self.settings.kafka(), self.settings.names.topic(ORDERS_DLQ),
-                              timeout_s=timeout_s)]
+
+        return [
+            {
+                "key": m.key(),
+                "value": m.value(),
+                "headers": {k: (v or b"").decode() for k, v in (m.headers() or [])},
+            }
+            for m in read(self.settings.kafka(), self.settings.names.topic(ORDERS_DLQ), timeout_s=timeout_s)
+        ]
 
 
 def order(oid: str, customer: str, *lines: tuple[str, int, int], currency: str = "EUR") -> dict:
     items = [{"sku": s, "quantity": q, "unit_price_cents": p} for s, q, p in lines]
-    return {"order_id": oid, "customer_id": customer, "items": items, "currency": currency,
-            "total_cents": sum(q * p for _, q, p in lines)}
+    return {
+        "order_id": oid,
+        "customer_id": customer,
+        "items": items,
+        "currency": currency,
+        "total_cents": sum(q * p for _, q, p in lines),
+    }
 
 
 def raw(order_dict: dict) -> bytes:

@@ -1,6 +1,7 @@
 """Back-pressure: while a participant is down, intake begins no more transactions than the
 limit allows; the rest wait in orders.placed (no deadline runs there), intake is not taken for
 stalled, and every order goes through once the participant is back."""
+
 from __future__ import annotations
 
 import time
@@ -15,14 +16,19 @@ from topics.lag import backlog
 
 pytestmark = pytest.mark.integration
 
-LIMIT = 20           # records behind in a downstream group before intake holds
+LIMIT = 20  # records behind in a downstream group before intake holds
 ORDERS, RATE = 100, 20.0
-HELD_S = 40          # longer than the loop's stall limit (30 s): holding is no stall
+HELD_S = 40  # longer than the loop's stall limit (30 s): holding is no stall
 
 
 def test_intake_holds_new_orders_while_a_participant_is_away(settings, tmp_path):
-    p = Pipeline(settings, "b" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=120_000,
-                 env={"ORDERBUS_INTAKE_MAX_BACKLOG": str(LIMIT)})
+    p = Pipeline(
+        settings,
+        "b" + uuid.uuid4().hex[:8],
+        tmp_path,
+        deadline_ms=120_000,
+        env={"ORDERBUS_INTAKE_MAX_BACKLOG": str(LIMIT)},
+    )
     try:
         p.stock(**{"b-sku": 10_000})
         p.account(bc=10_000_000)
@@ -32,17 +38,18 @@ def test_intake_holds_new_orders_while_a_participant_is_away(settings, tmp_path)
         inventory = p.sup.find("inventory")
         p.sup.hold(inventory)
         ids = [f"b-{i}" for i in range(ORDERS)]
-        for oid in ids:                  # paced, so the hold has time to take effect
+        for oid in ids:  # paced, so the hold has time to take effect
             p.publisher.publish(order(oid, "bc", ("b-sku", 1, 100)))
             time.sleep(1 / RATE)
         assert p.publisher.flush(30) == 0
         time.sleep(HELD_S - ORDERS / RATE)
         begun = p.sql("orders", "SELECT count(*) FROM orders WHERE order_id = ANY(%s)", (ids,))
-        waiting = backlog(AdminClient(p.settings.kafka()), p.settings.names.group("intake"),
-                          p.placed, PARTITIONS)
+        waiting = backlog(AdminClient(p.settings.kafka()), p.settings.names.group("intake"), p.placed, PARTITIONS)
         intake = p.sup.find("intake")
-        print(f"\nlimit {LIMIT}: {begun[0][0]} of {ORDERS} orders begun while inventory was away, "
-              f"{waiting} waiting at intake, intake restarts {intake.restarts}")
+        print(
+            f"\nlimit {LIMIT}: {begun[0][0]} of {ORDERS} orders begun while inventory was away, "
+            f"{waiting} waiting at intake, intake restarts {intake.restarts}"
+        )
         # the hold is looked at 4 times a second: a few more than the limit may slip through
         assert begun[0][0] <= 2 * LIMIT, "intake kept beginning orders with inventory away"
         assert waiting >= ORDERS - 2 * LIMIT

@@ -2,6 +2,7 @@
 latency into its steps, `--tracker-cold` times a tracker folding the run's events after the
 pipeline stopped, `--open` holds every order open before it lets them go, and `--ceiling` reads
 the pipeline's records/s against Kafka's own ProducerPerformance."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ pytestmark = pytest.mark.integration
 
 
 def bench(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orderbus", "bench", *args],
-                          capture_output=True, text=True, timeout=400)
+    return subprocess.run(
+        [sys.executable, "-m", "orderbus", "bench", *args], capture_output=True, text=True, timeout=400
+    )
 
 
 def test_a_small_bench_reports_every_order_its_steps_and_the_cold_tracker():
@@ -25,15 +27,16 @@ def test_a_small_bench_reports_every_order_its_steps_and_the_cold_tracker():
     assert r["orders"] == 200 and r["confirmed"] + r["rejected"] == 200
     assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
     assert 0 < r["orders_per_s"] <= 200
-    assert set(r["rss_mb"]) == {f"{w}-0" for w in ("intake", "coordinator", "inventory",
-                                                   "payment", "shipping", "status")}
+    assert set(r["rss_mb"]) == {
+        f"{w}-0" for w in ("intake", "coordinator", "inventory", "payment", "shipping", "status")
+    }
     # every order was confirmed after both votes: each has the whole chain of steps
     assert list(r["hops"]) == ["intake", "participants", "coordinator", "final_status"]
     for step in r["hops"].values():
         assert step["orders"] == 200 and 0 < step["p50_ms"] <= step["p99_ms"]
     assert sum(s["p50_ms"] for s in r["hops"].values()) <= r["max_ms"]
     cold = r["tracker_cold"]
-    assert cold["orders"] == 500 and cold["instances"] == 1 and cold["seconds"] > 0   # + warm-up
+    assert cold["orders"] == 500 and cold["instances"] == 1 and cold["seconds"] > 0  # + warm-up
 
 
 def test_open_orders_are_all_held_before_they_go_through_and_the_ceiling_is_measured():
@@ -46,8 +49,7 @@ def test_open_orders_are_all_held_before_they_go_through_and_the_ceiling_is_meas
     assert set(r["open"]["rss_mb"]) == set(r["rss_mb"])
     assert all(v > 0 for v in r["open"]["rss_mb"].values())
     assert r["ceiling_records_per_s"] > r["records_per_s"] > 0
-    assert r["share_of_ceiling"] == pytest.approx(r["records_per_s"] / r["ceiling_records_per_s"],
-                                                  abs=0.001)
+    assert r["share_of_ceiling"] == pytest.approx(r["records_per_s"] / r["ceiling_records_per_s"], abs=0.001)
 
 
 def test_tracker_and_tracker_cold_together_are_refused():

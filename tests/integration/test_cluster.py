@@ -1,4 +1,5 @@
 """The real cluster: durability with acks=all and idempotence, a broker killed under load."""
+
 from __future__ import annotations
 
 import os
@@ -19,13 +20,24 @@ pytestmark = pytest.mark.integration
 
 
 def durable_producer(settings) -> Producer:
-    return Producer(settings.kafka(**{"acks": "all", "enable.idempotence": True,
-                                      "linger.ms": 5, "delivery.timeout.ms": 120000}))
+    return Producer(
+        settings.kafka(
+            **{"acks": "all", "enable.idempotence": True, "linger.ms": 5, "delivery.timeout.ms": 120000}
+        )
+    )
 
 
 def read_all(settings, topic: str, partitions: int, expected: int, timeout_s: float = 60) -> list[bytes]:
-    consumer = Consumer(settings.kafka(**{"group.id": f"{topic}.reader", "isolation.level": "read_committed",
-                                          "enable.auto.commit": False, "auto.offset.reset": "earliest"}))
+    consumer = Consumer(
+        settings.kafka(
+            **{
+                "group.id": f"{topic}.reader",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     values, deadline = [], time.monotonic() + timeout_s
     try:
@@ -91,7 +103,7 @@ def test_broker_sigkill_while_producing_loses_nothing(settings, make_topic):
 
     start = time.monotonic()
     killed_at, i = None, 0
-    while time.monotonic() - start < 20:          # bounded: 20 s of load at ~1,000 msg/s
+    while time.monotonic() - start < 20:  # bounded: 20 s of load at ~1,000 msg/s
         producer.produce(topic, key=str(i % 101), value=f"m{i}".encode(), on_delivery=on_delivery)
         producer.poll(0)
         i += 1
@@ -104,8 +116,10 @@ def test_broker_sigkill_while_producing_loses_nothing(settings, make_topic):
     assert after, "production did not continue after the broker was killed"
     gaps = [b - a for a, b in zip([killed_at] + after, after)]
     stall = max(gaps)
-    print(f"\nproduce stall after SIGKILL of broker {victim}: {stall:.2f}s "
-          f"({len(acked)} messages acknowledged of {i})")
+    print(
+        f"\nproduce stall after SIGKILL of broker {victim}: {stall:.2f}s "
+        f"({len(acked)} messages acknowledged of {i})"
+    )
     assert stall < 15
 
     kafka.start_node(layout, victim)
@@ -118,7 +132,7 @@ def test_broker_sigkill_while_producing_loses_nothing(settings, make_topic):
         assert time.monotonic() < deadline, "the restarted broker did not rejoin the ISR in 90 s"
         time.sleep(1)
     values = read_all(settings, topic, 6, len(acked))
-    assert sorted(values) == sorted(acked)   # nothing acknowledged lost, nothing doubled
+    assert sorted(values) == sorted(acked)  # nothing acknowledged lost, nothing doubled
 
 
 def test_a_role_cannot_connect_to_another_service_database(settings):

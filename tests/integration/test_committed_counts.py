@@ -3,6 +3,7 @@ delivered ends the loop with nothing counted, and the batch, read again by the n
 counted once. The loop runs in this process against the real cluster; the handler dead-letters
 what it reads and, while told to, adds an output no producer accepts (over librdkafka's
 message.max.bytes)."""
+
 from __future__ import annotations
 
 import threading
@@ -25,8 +26,9 @@ class DeadLettering(Stateless):
         self.abort = True
 
     def process(self, messages, now_ms):
-        _, outs = decode_batch(messages, self.metrics, now_ms, ORDERS_PLACED.events, self.dlq,
-                               default_type="OrderPlaced")
+        _, outs = decode_batch(
+            messages, self.metrics, now_ms, ORDERS_PLACED.events, self.dlq, default_type="OrderPlaced"
+        )
         if self.abort:
             outs.append(Out(self.dlq, b"too-big", b"x" * 1_000_001))
         return outs
@@ -57,12 +59,12 @@ def test_an_undelivered_batch_counts_nothing(settings, make_topic, unique):
     assert count(metrics, CONSUMED, topic=source) == 0
     assert count(metrics, PRODUCED, topic=dlq) == 0
     handler.abort = False
-    loop = Loop(settings, cfg, handler, metrics)      # as a restarted worker
+    loop = Loop(settings, cfg, handler, metrics)  # as a restarted worker
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     try:
         wait_for(lambda: count(metrics, PRODUCED, topic=dlq) == 1)
-        time.sleep(1)      # and nothing more is counted
+        time.sleep(1)  # and nothing more is counted
         assert count(metrics, DEAD_LETTERS, reason="undecodable") == 1
         assert count(metrics, CONSUMED, topic=source) == 1
     finally:

@@ -2,6 +2,7 @@
 joins and leaves again and again (each join and each clean leave moves live partitions between
 the instances). Every order is decided, nothing stays held, and a new owner's view of each
 partition agrees with a fold of the whole log."""
+
 from __future__ import annotations
 
 import threading
@@ -9,9 +10,9 @@ import time
 import uuid
 
 import pytest
+from pipeline import Pipeline, order
 
 from orderbus.ops.verify import verify
-from pipeline import Pipeline, order
 from workers.coordinator.audit import rebuild_coordinator
 
 pytestmark = pytest.mark.integration
@@ -20,8 +21,7 @@ ORDERS, RATE, CHURNS = 3000, 100, 8
 
 
 def test_revoking_busy_coordinator_partitions_loses_nothing(settings, tmp_path):
-    counts = {"intake": 1, "coordinator": 3, "inventory": 1, "payment": 1, "shipping": 1,
-              "status": 1}
+    counts = {"intake": 1, "coordinator": 3, "inventory": 1, "payment": 1, "shipping": 1, "status": 1}
     p = Pipeline(settings, "r" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=8000, counts=counts)
     try:
         p.stock(**{f"r-sku{i}": 100_000 for i in range(20)})
@@ -40,7 +40,7 @@ def test_revoking_busy_coordinator_partitions_loses_nothing(settings, tmp_path):
         publisher = threading.Thread(target=load)
         publisher.start()
         time.sleep(3)
-        for _ in range(CHURNS):           # leave cleanly, then join again, while orders flow
+        for _ in range(CHURNS):  # leave cleanly, then join again, while orders flow
             p.sup.hold(third)
             time.sleep(1.5)
             p.sup.release(third)

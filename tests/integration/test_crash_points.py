@@ -1,35 +1,41 @@
 """Crash at each named point of the protocol, many times, under a few hundred orders: the
 supervisor restarts the worker, and verify finds nothing lost, doubled or oversold."""
+
 from __future__ import annotations
 
 import time
 import uuid
 
 import pytest
+from pipeline import Pipeline, order
 
 from orderbus.ops.verify import verify
-from pipeline import Pipeline, order
 
 pytestmark = pytest.mark.integration
 
 CASES = [
-    ("inventory", "after_db_commit"),   # database committed, Kafka transaction not
-    ("intake", "after_produce"),        # outputs produced, transaction not committed
+    ("inventory", "after_db_commit"),  # database committed, Kafka transaction not
+    ("intake", "after_produce"),  # outputs produced, transaction not committed
     ("coordinator", "after_decision"),  # decision made, commands not yet sent
-    ("payment", "after_hold"),          # hold placed, vote not emitted
+    ("payment", "after_hold"),  # hold placed, vote not emitted
 ]
 
 
 @pytest.mark.parametrize("worker, point", CASES, ids=[f"{w}-{p}" for w, p in CASES])
 def test_crash_point_leaves_verify_clean(settings, tmp_path, worker, point):
-    p = Pipeline(settings, "c" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=8000,
-                 env={"ORDERBUS_CRASH": f"{worker}:{point}:0.5"})
+    p = Pipeline(
+        settings,
+        "c" + uuid.uuid4().hex[:8],
+        tmp_path,
+        deadline_ms=8000,
+        env={"ORDERBUS_CRASH": f"{worker}:{point}:0.5"},
+    )
     try:
         p.stock(**{"c-hot": 150, "c-cold": 10_000})
         p.account(**{f"cc{i}": 5_000 for i in range(40)})
         p.start()
         ids = []
-        for i in range(300):        # in waves, so the worker commits many small batches
+        for i in range(300):  # in waves, so the worker commits many small batches
             sku = "c-hot" if i % 2 else "c-cold"
             ids.append(f"c-{i}")
             p.publisher.publish(order(ids[-1], f"cc{i % 40}", (sku, 1, 100)))

@@ -1,6 +1,7 @@
 """`orderbus failover` through the real command: a killed coordinator instance's partitions
 resume, and `--broker` kills the active controller and another broker under load, losing no
 acknowledged order, with every kill measured and the cluster whole again afterwards."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,12 @@ pytestmark = pytest.mark.integration
 
 
 def failover(*args) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "orderbus", "failover", *args, "--json"],
-                          capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orderbus", "failover", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 

@@ -1,18 +1,19 @@
 """A decision is final for ever: an order aborted by its deadline while its votes were late, then
 replayed by an operator's offset reset of intake (while the status read model lags), is not
 decided again. Nothing is shipped that was not paid."""
+
 from __future__ import annotations
 
 import time
 import uuid
 
 import pytest
+from pipeline import Pipeline, order
 
 from orderbus.ops.verify import verify
-from pipeline import Pipeline, order
 from schemas import codec
-from topics.read import read
 from topics.group_reset import Groups, ResetSpec
+from topics.read import read
 
 pytestmark = pytest.mark.integration
 
@@ -42,26 +43,34 @@ def wait_inactive(p: Pipeline, group: str) -> None:
 def test_an_aborted_order_replayed_by_an_offset_reset_stays_aborted(settings, tmp_path):
     # payment dies after each database commit, before its vote is out: it holds in time, but
     # its yes vote reaches tx.log only after the deadline has aborted the order
-    p = Pipeline(settings, "f" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=3000,
-                 env={"ORDERBUS_CRASH": "payment:after_db_commit:1"})
+    p = Pipeline(
+        settings,
+        "f" + uuid.uuid4().hex[:8],
+        tmp_path,
+        deadline_ms=3000,
+        env={"ORDERBUS_CRASH": "payment:after_db_commit:1"},
+    )
     try:
         p.stock(**{"f-sku": 10})
         p.account(**{"f-cust": 10_000})
         p.start()
         status, payment, intake = (p.sup.find(n) for n in ("status", "payment", "intake"))
-        p.sup.hold(status)                    # the read model lags behind everything below
+        p.sup.hold(status)  # the read model lags behind everything below
         p.publish(order("f-late", "f-cust", ("f-sku", 1, 100)))
         held = lambda s: p.sql(s, "SELECT vote, state FROM holds WHERE order_id = 'f-late'")
-        wait_for("both holds released after a yes vote",
-                 lambda: held("inventory") == held("payments") == [("yes", "released")], 90)
+        wait_for(
+            "both holds released after a yes vote",
+            lambda: held("inventory") == held("payments") == [("yes", "released")],
+            90,
+        )
         assert decisions(p, "f-late") == [("abort", "deadline")]
 
-        p.sup.hold(payment)                   # back to health: the late yes vote goes out
+        p.sup.hold(payment)  # back to health: the late yes vote goes out
         del p.sup.env["ORDERBUS_CRASH"]
         p.sup.release(payment)
-        p.publish(order("f-ok", "f-cust", ("f-sku", 1, 100)))   # an ordinary committed order
+        p.publish(order("f-ok", "f-cust", ("f-sku", 1, 100)))  # an ordinary committed order
         wait_for("f-ok decided", lambda: decisions(p, "f-ok") == [("commit", None)], 60)
-        time.sleep(3)                         # the late vote and the acks reach the coordinator
+        time.sleep(3)  # the late vote and the acks reach the coordinator
 
         # the operator's documented replay: stop intake, reset it to the earliest offset
         p.sup.hold(intake)
@@ -70,13 +79,12 @@ def test_an_aborted_order_replayed_by_an_offset_reset_stays_aborted(settings, tm
         groups = Groups(p.settings.kafka())
         groups.commit(group, groups.plan(group, ResetSpec("to-earliest"), {p.placed: None}))
         p.sup.release(intake)
-        time.sleep(10)                        # time enough for a second decision to be made
+        time.sleep(10)  # time enough for a second decision to be made
 
         assert decisions(p, "f-late") == [("abort", "deadline")]
         assert decisions(p, "f-ok") == [("commit", None)]
         p.sup.release(status)
-        assert p.wait_final(["f-late", "f-ok"]) == {"f-late": ("REJECTED", "deadline"),
-                                                    "f-ok": ("SHIPPED", None)}
+        assert p.wait_final(["f-late", "f-ok"]) == {"f-late": ("REJECTED", "deadline"), "f-ok": ("SHIPPED", None)}
         result = verify(p.settings, wait_s=90)
         assert result["violations"] == [], result["violations"]
         assert p.sql("shipping", "SELECT order_id FROM shipments ORDER BY order_id") == [("f-ok",)]
@@ -90,6 +98,7 @@ def test_a_vote_whose_begin_never_comes_is_presumed_aborted(settings, tmp_path):
 
     from schemas.events import Voted
     from workers.runtime.signing import signed_as
+
     p = Pipeline(settings, "f" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=3000)
     try:
         p.start()

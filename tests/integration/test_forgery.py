@@ -2,6 +2,7 @@
 the inventory principal (allowed to write tx.log, holding inventory's signing key) writes
 payment's yes vote and a commit decision for an order: the order is still aborted by its
 deadline, nothing is shipped or charged, and each forgery is dead-lettered as `forged`."""
+
 from __future__ import annotations
 
 import time
@@ -9,9 +10,9 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
+from pipeline import Pipeline, order
 
 from orderbus.ops.verify import verify
-from pipeline import Pipeline, order
 from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import Decided, Voted
@@ -55,34 +56,43 @@ def test_inventory_cannot_vote_for_payment_nor_decide(settings, tmp_path):
         # it holds its own signing key, not payment's nor the coordinator's
         as_inventory = p.settings.as_principal("inventory")
         key = as_inventory.signing_key("inventory")
-        forgeries = [(Voted(oid, "payment", "yes", None), "payment"),       # claims payment
-                     (Voted(oid, "payment", "yes", None), "inventory"),     # honest signer
-                     (Decided(oid, "commit", None), "coordinator")]         # claims coordinator
+        forgeries = [
+            (Voted(oid, "payment", "yes", None), "payment"),  # claims payment
+            (Voted(oid, "payment", "yes", None), "inventory"),  # honest signer
+            (Decided(oid, "commit", None), "coordinator"),
+        ]  # claims coordinator
         producer = Producer(as_inventory.kafka(partitioner="murmur2_random"))
         delivered = []
         for event, claimed in forgeries:
             value, headers = codec.encode(event)
             headers = Signer(claimed, key, (p.tx_log_topic,)).headers(
-                p.tx_log_topic, oid.encode(), value, headers)
-            producer.produce(p.tx_log_topic, key=oid.encode(), value=value, headers=headers,
-                             on_delivery=lambda err, _: delivered.append(err))
-        assert producer.flush(30) == 0 and delivered == [None] * 3, delivered   # the ACL let it
+                p.tx_log_topic, oid.encode(), value, headers
+            )
+            producer.produce(
+                p.tx_log_topic,
+                key=oid.encode(),
+                value=value,
+                headers=headers,
+                on_delivery=lambda err, _: delivered.append(err),
+            )
+        assert producer.flush(30) == 0 and delivered == [None] * 3, delivered  # the ACL let it
 
         status = p.wait_final([oid], timeout_s=90)[oid]
         assert status == ("REJECTED", "deadline")
-        genuine = [e for e in tx_log_events(p, oid, Verifier.of(p.settings))
-                   if e.TYPE == "Decided"]
+        genuine = [e for e in tx_log_events(p, oid, Verifier.of(p.settings)) if e.TYPE == "Decided"]
         assert [(d.outcome, d.reason) for d in genuine] == [("abort", "deadline")]
-        assert p.sql("shipping", "SELECT count(*) FROM shipments WHERE order_id = %s",
-                     (oid,))[0][0] == 0
+        assert p.sql("shipping", "SELECT count(*) FROM shipments WHERE order_id = %s", (oid,))[0][0] == 0
         dead = [d for d in p.dead_letters() if d["key"] == oid.encode()]
-        assert [(d["headers"][DLQ_REASON], d["headers"][DLQ_TOPIC]) for d in dead] == \
-            [("forged", p.tx_log_topic)] * 3
+        assert [(d["headers"][DLQ_REASON], d["headers"][DLQ_TOPIC]) for d in dead] == [
+            ("forged", p.tx_log_topic)
+        ] * 3
 
         p.sup.release(p.sup.find("payment"))
         result = verify(p.settings, wait_s=90)
         assert result["violations"] == [], result["violations"]
-        assert p.sql("payments", "SELECT captured_cents FROM accounts WHERE customer_id = %s",
-                     ("g-cust",))[0][0] == 0
+        assert (
+            p.sql("payments", "SELECT captured_cents FROM accounts WHERE customer_id = %s", ("g-cust",))[0][0]
+            == 0
+        )
     finally:
         p.close()

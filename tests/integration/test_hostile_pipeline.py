@@ -6,6 +6,7 @@ worker restarts, and SQL metacharacters that are accepted are stored verbatim.
 The payloads come from ``random.Random(SEED)`` over a list of mutators, so a failure replays
 exactly; the property-based search over the same space is tests/unit/test_hostile_input.py.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,21 +17,31 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-
 from pipeline import Pipeline, order
+
 from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import Abort, Commit
-from topics.catalogue import (DLQ_DETAIL, DLQ_HEADERS_DIGESTED_FROM, DLQ_HEADERS_SHA256,
-                              DLQ_KEY_DIGESTED_FROM, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
-                              DLQ_TOPIC, DLQ_TRUNCATED_FROM, DLQ_WORKER, ORDERS_DLQ)
+from topics.catalogue import (
+    DLQ_DETAIL,
+    DLQ_HEADERS_DIGESTED_FROM,
+    DLQ_HEADERS_SHA256,
+    DLQ_KEY_DIGESTED_FROM,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_REASON,
+    DLQ_TOPIC,
+    DLQ_TRUNCATED_FROM,
+    DLQ_WORKER,
+    ORDERS_DLQ,
+)
 
 pytestmark = pytest.mark.integration
 
 SEED = 20_240_501
 N_HOSTILE = 300
 N_VALID = 60
-KEYS = [f"hk-{i}".encode() for i in range(8)]   # few keys: hostile and valid share partitions
+KEYS = [f"hk-{i}".encode() for i in range(8)]  # few keys: hostile and valid share partitions
 SKUS = {"hx-a": 1_000, "hx-b": 1_000}
 CUSTOMERS = {f"hx-c{i}": 1_000_000 for i in range(5)}
 ACCEPTED = "accepted"
@@ -65,7 +76,7 @@ def huge_number(rng, i):
     value = rng.choice([2**63, 2**64, 10**30, -(2**63) - 1, 10**4000, 10_000_000_001, 1_000_001])
     if field == "total_cents":
         body["total_cents"] = value
-        return dumps(body), None, {"rule_violation", "schema_violation"}   # < 0: schema
+        return dumps(body), None, {"rule_violation", "schema_violation"}  # < 0: schema
     body["items"][0][field] = value
     return dumps(body), None, {"schema_violation"}
 
@@ -73,8 +84,9 @@ def huge_number(rng, i):
 def nonpositive(rng, i):
     body = base(i)
     line = body["items"][0]
-    field, value = rng.choice([("quantity", 0), ("quantity", -1), ("unit_price_cents", -1),
-                               ("total_cents", -1), ("quantity", -(2**63))])
+    field, value = rng.choice(
+        [("quantity", 0), ("quantity", -1), ("unit_price_cents", -1), ("total_cents", -1), ("quantity", -(2**63))]
+    )
     (body if field == "total_cents" else line)[field] = value
     return dumps(body), None, {"schema_violation"}
 
@@ -90,12 +102,11 @@ def float_money(rng, i):
 def nan_infinity(rng, i):
     text = dumps(base(i)).decode()
     literal = rng.choice(["NaN", "Infinity", "-Infinity"])
-    return text.replace('"total_cents": ', f'"total_cents": {literal}, "x": ', 1).encode(), None, \
-        {"undecodable"}
+    return text.replace('"total_cents": ', f'"total_cents": {literal}, "x": ', 1).encode(), None, {"undecodable"}
 
 
 def deep_nesting(rng, i):
-    n = rng.randint(33, 5000)   # written by hand: json.dumps itself would hit the recursion limit
+    n = rng.randint(33, 5000)  # written by hand: json.dumps itself would hit the recursion limit
     text = dumps(_set_field(rng, base(i), "__DEEP__")).decode()
     return text.replace('"__DEEP__"', "[" * n + "1" + "]" * n).encode(), None, {"undecodable"}
 
@@ -107,9 +118,29 @@ def shallow_nesting(rng, i):
     return dumps(_set_field(rng, base(i), value)), None, {"schema_violation"}
 
 
-HOSTILE_TEXT = ["x'); DROP TABLE orders;--", "' OR '1'='1", "1; SELECT pg_sleep(30)", "$(reboot)",
-                "`id`", "a|b&c", "%s%s%s", "%(x)s", "\x00", "a\x00b", "\r\n", "\u202e", "\ufeff",
-                "\U0001f4a9", "ｏ－１", "EUR\n", "é" * 80, "a" * 65, "", " ", "\x1b[2J"]
+HOSTILE_TEXT = [
+    "x'); DROP TABLE orders;--",
+    "' OR '1'='1",
+    "1; SELECT pg_sleep(30)",
+    "$(reboot)",
+    "`id`",
+    "a|b&c",
+    "%s%s%s",
+    "%(x)s",
+    "\x00",
+    "a\x00b",
+    "\r\n",
+    "\u202e",
+    "\ufeff",
+    "\U0001f4a9",
+    "ｏ－１",
+    "EUR\n",
+    "é" * 80,
+    "a" * 65,
+    "",
+    " ",
+    "\x1b[2J",
+]
 
 
 def text_in_field(rng, i):
@@ -126,7 +157,7 @@ def sql_comment_accepted(rng, i):
 
 
 def very_long_string(rng, i):
-    n = rng.choice([1_000, 50_000, 150_000])   # 'é' is 6 bytes escaped: stays under 1 MB
+    n = rng.choice([1_000, 50_000, 150_000])  # 'é' is 6 bytes escaped: stays under 1 MB
     return dumps(_set_field(rng, base(i), rng.choice("aé-") * n)), None, {"schema_violation"}
 
 
@@ -156,7 +187,7 @@ def not_utf8(rng, i):
 def lone_surrogate(rng, i):
     body = base(i)
     body[rng.choice(["customer_id", "currency"])] = rng.choice(["\ud800", "a\udfff"])
-    return dumps(body), None, {"undecodable"}   # json.dumps escapes it: \ud800
+    return dumps(body), None, {"undecodable"}  # json.dumps escapes it: \ud800
 
 
 def extra_field(rng, i):
@@ -180,17 +211,23 @@ def wrong_total(rng, i):
 
 
 def odd_literal(rng, i):
-    literal, reasons = rng.choice([("3e2", {"schema_violation"}), ("1E+2", {"schema_violation"}),
-                                   ("01", {"undecodable"}), ("+1", {"undecodable"}),
-                                   ("0x10", {"undecodable"}), ("1e400", {"schema_violation"}),
-                                   ("9" * 4301, {"undecodable"})])
+    literal, reasons = rng.choice(
+        [
+            ("3e2", {"schema_violation"}),
+            ("1E+2", {"schema_violation"}),
+            ("01", {"undecodable"}),
+            ("+1", {"undecodable"}),
+            ("0x10", {"undecodable"}),
+            ("1e400", {"schema_violation"}),
+            ("9" * 4301, {"undecodable"}),
+        ]
+    )
     text = dumps(base(i)).decode().replace('"quantity": ', f'"quantity": {literal}, "q": ', 1)
     return text.encode(), None, reasons
 
 
 def raw_bytes(rng, i):
-    return rng.choice([b"", b"null", b"[]", b'"x"', b"{", b"\x00" * 10, rng.randbytes(40)]), None, \
-        {"undecodable"}
+    return rng.choice([b"", b"null", b"[]", b'"x"', b"{", b"\x00" * 10, rng.randbytes(40)]), None, {"undecodable"}
 
 
 def forged_type(rng, i):
@@ -200,24 +237,56 @@ def forged_type(rng, i):
 
 
 def forged_headers_valid(rng, i):
-    headers = [(DLQ_REASON, b"rule_violation"), (DLQ_OFFSET, b"x"), ("replay.count", b"99"),
-               ("type", b"Commit"), ("type", b"OrderPlaced"), ("version", b"1")]
-    return dumps(base(i)), headers, {ACCEPTED}      # the last type header wins
+    headers = [
+        (DLQ_REASON, b"rule_violation"),
+        (DLQ_OFFSET, b"x"),
+        ("replay.count", b"99"),
+        ("type", b"Commit"),
+        ("type", b"OrderPlaced"),
+        ("version", b"1"),
+    ]
+    return dumps(base(i)), headers, {ACCEPTED}  # the last type header wins
 
 
 def forged_headers_invalid(rng, i):
-    headers = rng.choice([[("type", b"OrderPlaced"), (DLQ_REASON, b"none")],
-                          [("version", b"2")], [("type", b"Nope")], [("type", b"\xff")],
-                          [("replay.count", b"1"), ("type", b"Commit")]])
+    headers = rng.choice(
+        [
+            [("type", b"OrderPlaced"), (DLQ_REASON, b"none")],
+            [("version", b"2")],
+            [("type", b"Nope")],
+            [("type", b"\xff")],
+            [("replay.count", b"1"), ("type", b"Commit")],
+        ]
+    )
     reasons = {"schema_violation", "rule_violation", "unknown_version", "unknown_event"}
     return dumps({**base(i), "total_cents": 1}), headers, reasons
 
 
-MUTATORS = [wrong_type, huge_number, nonpositive, float_money, nan_infinity, deep_nesting,
-            shallow_nesting, text_in_field, sql_comment_accepted, very_long_string,
-            whitespace_padding, duplicate_key, truncated, not_utf8, lone_surrogate, extra_field,
-            empty_or_101_items, wrong_total, odd_literal, raw_bytes, forged_type,
-            forged_headers_valid, forged_headers_invalid]
+MUTATORS = [
+    wrong_type,
+    huge_number,
+    nonpositive,
+    float_money,
+    nan_infinity,
+    deep_nesting,
+    shallow_nesting,
+    text_in_field,
+    sql_comment_accepted,
+    very_long_string,
+    whitespace_padding,
+    duplicate_key,
+    truncated,
+    not_utf8,
+    lone_surrogate,
+    extra_field,
+    empty_or_101_items,
+    wrong_total,
+    odd_literal,
+    raw_bytes,
+    forged_type,
+    forged_headers_valid,
+    forged_headers_invalid,
+]
 
 
 def intake_verdict(value, headers) -> str:
@@ -229,16 +298,23 @@ def intake_verdict(value, headers) -> str:
     return ACCEPTED if event.TYPE == "OrderPlaced" else "unknown_event"
 
 
-def read_dead_letters(pipe, expect: int, timeout_s: float = 90, key: bytes | None = None,
-                      at: tuple[int, int] | None = None) -> list:
+def read_dead_letters(
+    pipe, expect: int, timeout_s: float = 90, key: bytes | None = None, at: tuple[int, int] | None = None
+) -> list:
     """Every dead letter (read_committed), or those with `key` only, or of the record at `at`
     (partition, offset) of the source topic only, tolerating header values that are None or not
     UTF-8."""
     topic = pipe.settings.names.topic(ORDERS_DLQ)
-    c = Consumer(pipe.settings.kafka(**{"group.id": f"hostile-{uuid.uuid4().hex[:6]}",
-                                        "enable.auto.commit": False,
-                                        "isolation.level": "read_committed",
-                                        "fetch.message.max.bytes": 4 << 20}))
+    c = Consumer(
+        pipe.settings.kafka(
+            **{
+                "group.id": f"hostile-{uuid.uuid4().hex[:6]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.message.max.bytes": 4 << 20,
+            }
+        )
+    )
     c.assign([TopicPartition(topic, p, 0) for p in range(ORDERS_DLQ.partitions)])
     out, deadline = [], time.monotonic() + timeout_s
 
@@ -247,12 +323,15 @@ def read_dead_letters(pipe, expect: int, timeout_s: float = 90, key: bytes | Non
             return False
         h = last_headers(m)
         return at is None or (h.get(DLQ_PARTITION), h.get(DLQ_OFFSET)) == (
-            str(at[0]).encode(), str(at[1]).encode())
+            str(at[0]).encode(),
+            str(at[1]).encode(),
+        )
+
     try:
         while len(out) < expect and time.monotonic() < deadline:
             out += [m for m in c.consume(500, timeout=0.5) if wanted(m)]
         idle = time.monotonic()
-        while time.monotonic() - idle < 2:     # and nothing more than expected
+        while time.monotonic() - idle < 2:  # and nothing more than expected
             more = [m for m in c.consume(500, timeout=0.2) if wanted(m)]
             if more:
                 out += more
@@ -272,7 +351,7 @@ def run(pipe):
     pipe.stock(**SKUS)
     pipe.account(**CUSTOMERS)
     rng = random.Random(SEED)
-    sent = []    # (kind, order_id or None, value, headers, verdict)
+    sent = []  # (kind, order_id or None, value, headers, verdict)
     for i in range(N_HOSTILE):
         mutator = rng.choice(MUTATORS)
         value, headers, allowed = mutator(rng, i)
@@ -286,9 +365,11 @@ def run(pipe):
     rng.shuffle(sent)
     where: dict[int, tuple[int, int]] = {}
     for n, (_, _, value, headers, _) in enumerate(sent):
+
         def delivered(err, msg, n=n):
             assert err is None, err
             where[n] = (msg.partition(), msg.offset())
+
         pipe.publisher.publish_raw(rng.choice(KEYS), value, on_delivery=delivered, headers=headers)
     assert pipe.publisher.flush(60) == 0 and len(where) == len(sent)
     accepted = [s[1] for s in sent if s[4] == ACCEPTED]
@@ -300,8 +381,10 @@ def run(pipe):
 def test_every_message_is_an_order_or_a_dead_letter_and_nothing_is_lost(pipe, run):
     sent, where = run["sent"], run["where"]
     expected = {where[n]: s for n, s in enumerate(sent)}
-    recorded = {(p, o): oid for oid, p, o in pipe.sql(
-        "orders", "SELECT order_id, source_partition, source_offset FROM orders")}
+    recorded = {
+        (p, o): oid
+        for oid, p, o in pipe.sql("orders", "SELECT order_id, source_partition, source_offset FROM orders")
+    }
     dead = {}
     for m in run["dead"]:
         h = last_headers(m)
@@ -327,8 +410,7 @@ def test_every_accepted_order_reaches_a_final_status(run):
 
 
 def test_no_worker_restarted(pipe, run):
-    assert {c.label: c.restarts for c in pipe.sup.children} == {
-        c.label: 0 for c in pipe.sup.children}
+    assert {c.label: c.restarts for c in pipe.sup.children} == {c.label: 0 for c in pipe.sup.children}
     assert all(c.proc.poll() is None for c in pipe.sup.children)
 
 
@@ -337,17 +419,23 @@ def test_sql_metacharacters_are_stored_verbatim_and_the_tables_survive(pipe, run
     assert tricky, "the seed drew no accepted SQL-metacharacter order"
     for _, oid, value, _, _ in tricky:
         body = json.loads(value)
-        assert pipe.sql("orders", "SELECT order_id, customer_id, body FROM orders "
-                        "WHERE order_id = %s", (oid,)) == [(oid, body["customer_id"], body)]
+        assert pipe.sql(
+            "orders", "SELECT order_id, customer_id, body FROM orders WHERE order_id = %s", (oid,)
+        ) == [(oid, body["customer_id"], body)]
     rejected = [s for s in run["sent"] if s[0] == "text_in_field"]
     assert all(s[4] == "schema_violation" for s in rejected)
-    for service, tables in {"orders": ["orders", "order_status"], "inventory": ["stock", "holds"],
-                            "payments": ["accounts", "holds"]}.items():
-        found = pipe.sql(service, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
-                         "AND tablename = ANY(%s)", (tables,))
+    for service, tables in {
+        "orders": ["orders", "order_status"],
+        "inventory": ["stock", "holds"],
+        "payments": ["accounts", "holds"],
+    }.items():
+        found = pipe.sql(
+            service,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = ANY(%s)",
+            (tables,),
+        )
         assert found == [(len(tables),)], service
-    assert pipe.sql("inventory", "SELECT sum(available + held + committed) FROM stock") == [
-        (sum(SKUS.values()),)]
+    assert pipe.sql("inventory", "SELECT sum(available + held + committed) FROM stock") == [(sum(SKUS.values()),)]
 
 
 # -- messages that once crash-looped intake ---------------------------------------------------
@@ -383,8 +471,10 @@ def test_float_literal_beyond_decimal_range_is_dead_lettered_not_a_crash(intake_
     # json.loads(parse_float=Decimal) raises decimal.InvalidOperation for this value; the codec
     # must turn it into a dead letter, or intake would exit and meet it again on restart
     key = b"poison-exponent"
-    intake_only.publisher.publish_raw(key, b'{"order_id":"p-1","customer_id":"c","currency":"EUR",'
-                                           b'"total_cents":1e999999999999999999999,"items":[]}')
+    intake_only.publisher.publish_raw(
+        key,
+        b'{"order_id":"p-1","customer_id":"c","currency":"EUR","total_cents":1e999999999999999999999,"items":[]}',
+    )
     assert_dead_lettered_then_flowing(intake_only, key, "undecodable")
 
 
@@ -395,15 +485,16 @@ def test_oversized_value_from_another_client_is_dead_lettered(intake_only):
     # 1,000,000-byte limit): it is kept truncated, with its full size in a header.
     key = b"poison-size"
     value = b'{"order_id":"' + b"x" * (codec.MAX_VALUE_BYTES + 100) + b'"}'
-    raw = Producer(intake_only.settings.kafka(**{
-        "message.max.bytes": 4 << 20, "compression.type": "lz4", "acks": "all"}))
+    raw = Producer(
+        intake_only.settings.kafka(**{"message.max.bytes": 4 << 20, "compression.type": "lz4", "acks": "all"})
+    )
     errors = []
     raw.produce(intake_only.placed, key=key, value=value, on_delivery=lambda e, m: errors.append(e))
     assert raw.flush(30) == 0 and errors == [None], errors
     assert_dead_lettered_then_flowing(intake_only, key, "undecodable")
     dead = read_dead_letters(intake_only, expect=1, key=key)
     assert last_headers(dead[0])[DLQ_TRUNCATED_FROM] == str(len(value)).encode()
-    assert dead[0].value() == value[:len(dead[0].value())]      # a true prefix of the original
+    assert dead[0].value() == value[: len(dead[0].value())]  # a true prefix of the original
 
 
 # -- a record as big as the broker takes ------------------------------------------------------
@@ -428,11 +519,20 @@ def publish_as_producer(pipe, key: bytes, value: bytes, headers=None, partition:
     """One lz4-compressed record on `partition` of orders.placed as the `producer` principal,
     whose client limit is raised so that only the broker's (on the compressed batch) applies.
     Returns its offset."""
-    raw = Producer(pipe.settings.as_principal("producer").kafka(**{
-        "compression.type": "lz4", "acks": "all", "message.max.bytes": 128 << 20}))
+    raw = Producer(
+        pipe.settings.as_principal("producer").kafka(
+            **{"compression.type": "lz4", "acks": "all", "message.max.bytes": 128 << 20}
+        )
+    )
     acks = []
-    raw.produce(pipe.placed, key=key, value=value, headers=headers, partition=partition,
-                on_delivery=lambda err, msg: acks.append((err, msg.offset())))
+    raw.produce(
+        pipe.placed,
+        key=key,
+        value=value,
+        headers=headers,
+        partition=partition,
+        on_delivery=lambda err, msg: acks.append((err, msg.offset())),
+    )
     assert raw.flush(60) == 0 and acks[0][0] is None, acks
     return acks[0][1]
 
@@ -459,7 +559,7 @@ def test_a_huge_key_is_digested_and_the_partition_flows(whole):
 
 
 def test_huge_compressible_headers_are_digested_and_the_partition_flows(whole):
-    headers = [(f"x-pad-{i}", b"p" * 20_000) for i in range(100)]     # 2 MB, lz4 takes it to ~10 kB
+    headers = [(f"x-pad-{i}", b"p" * 20_000) for i in range(100)]  # 2 MB, lz4 takes it to ~10 kB
     letter = assert_hostile_dead_lettered_and_valid_decided(whole, b"pad", b"not json", headers)
     assert not any(k.startswith("x-pad-") for k, _ in letter.headers())
     assert int(last_headers(letter)[DLQ_HEADERS_DIGESTED_FROM]) >= 2_000_000
@@ -467,7 +567,7 @@ def test_huge_compressible_headers_are_digested_and_the_partition_flows(whole):
 
 
 def test_a_decompression_bomb_is_a_bounded_dead_letter(whole):
-    value = b"{" * (48 << 20)     # 48 MiB that lz4 sends as ~200 kB
+    value = b"{" * (48 << 20)  # 48 MiB that lz4 sends as ~200 kB
     letter = assert_hostile_dead_lettered_and_valid_decided(whole, b"bomb", value)
     assert last_headers(letter)[DLQ_TRUNCATED_FROM] == str(len(value)).encode()
     assert value.startswith(letter.value()) and len(letter.value()) < 1_000_000

@@ -1,11 +1,12 @@
 """Workers of one pipeline on several hosts: each `orderbus run` numbers its instances from 0, and
 the host's part of the instance id keeps two hosts' instances from fencing each other."""
+
 from __future__ import annotations
 
 import pytest
+from pipeline import Pipeline, order
 
 from orderbus.ops.supervise import Supervisor
-from pipeline import Pipeline, order
 
 pytestmark = pytest.mark.integration
 
@@ -13,8 +14,13 @@ pytestmark = pytest.mark.integration
 def test_two_hosts_run_the_same_worker_without_fencing_each_other(settings, unique, tmp_path):
     pipe = Pipeline(settings, unique, tmp_path, env={"ORDERBUS_HOST_ID": "host-a"})
     # the second host's supervisor: its own slot 0 of intake, in the same group as host-a's
-    other = Supervisor(pipe.settings, {"intake": 1}, env={**pipe.env, "ORDERBUS_HOST_ID": "host-b"},
-                       log_dir=tmp_path / "host-b", log=lambda *_: None)
+    other = Supervisor(
+        pipe.settings,
+        {"intake": 1},
+        env={**pipe.env, "ORDERBUS_HOST_ID": "host-b"},
+        log_dir=tmp_path / "host-b",
+        log=lambda *_: None,
+    )
     try:
         pipe.start()
         other.start()
@@ -27,8 +33,9 @@ def test_two_hosts_run_the_same_worker_without_fencing_each_other(settings, uniq
             pipe.publish(*(order(o, "h-cust", ("h-sku", 1, 10)) for o in ids))
             pipe.wait_final(ids, timeout_s=60)
         intakes = [pipe.sup.find("intake"), other.find("intake")]
-        assert [c.restarts for c in intakes] == [0, 0], \
+        assert [c.restarts for c in intakes] == [0, 0], (
             "an intake instance was fenced by the other host's and restarted"
+        )
         assert all(c.proc.poll() is None for c in intakes)
     finally:
         other.stop()

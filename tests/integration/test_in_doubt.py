@@ -1,15 +1,16 @@
 """The coordinator stopped for 30 s under load: yes-votes wait with their holds intact, the
 in-doubt count rises, and returns to zero when the coordinator comes back; verify stays clean."""
+
 from __future__ import annotations
 
 import time
 import uuid
 
 import pytest
+from pipeline import Pipeline, order
 
 from orderbus.ops.report import build_report
 from orderbus.ops.verify import verify
-from pipeline import Pipeline, order
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ def test_coordinator_away_for_30s(settings, tmp_path):
         p.sup.hold(coordinator)
         stopped_at = time.monotonic()
         ids = [f"d-{i}" for i in range(200)]
-        for i, oid in enumerate(ids):                 # load while it is away: 20 orders/s
+        for i, oid in enumerate(ids):  # load while it is away: 20 orders/s
             p.publisher.publish(order(oid, f"dc{i % 10}", ("d-sku", 1, 100)))
             time.sleep(0.05)
         assert p.publisher.flush(30) == 0
@@ -40,14 +41,16 @@ def test_coordinator_away_for_30s(settings, tmp_path):
         assert report["in_doubt"] == 200
         assert report["orders"]["pending"] == 200
         time.sleep(max(0.0, 30 - (time.monotonic() - stopped_at)))
-        assert p.sql("payments", "SELECT count(*) FROM holds WHERE state = 'held'") == [(200,)], \
+        assert p.sql("payments", "SELECT count(*) FROM holds WHERE state = 'held'") == [(200,)], (
             "a hold was released without a decision"
+        )
         p.sup.release(coordinator)
         came_back = time.monotonic()
         p.wait_final(ids, timeout_s=90)
         p.wait_settled()
-        print(f"\n200 in-doubt orders decided {time.monotonic() - came_back:.1f}s after the "
-              "coordinator came back")
+        print(
+            f"\n200 in-doubt orders decided {time.monotonic() - came_back:.1f}s after the coordinator came back"
+        )
         assert build_report(p.settings)["in_doubt"] == 0
         result = verify(p.settings, wait_s=60)
         assert result["violations"] == [], result["violations"]

@@ -1,4 +1,5 @@
 """`orderbus lag` against the real cluster: its numbers equal those of Kafka's own tool."""
+
 from __future__ import annotations
 
 import json
@@ -7,25 +8,30 @@ import subprocess
 import sys
 import time
 
+import kafka_tool
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-import kafka_tool
 from topics import acl
 from topics.catalogue import ORDERS_PLACED, Names
 
 pytestmark = pytest.mark.integration
 
 PER_PARTITION = 30
-AGE_S = 120      # the first message of every partition is stamped this long ago, one second apart
+AGE_S = 120  # the first message of every partition is stamped this long ago, one second apart
 # partition -> offset the test group commits: halfway, caught up, nothing consumed
 COMMITS = {0: 10, 1: PER_PARTITION, 2: 0}
-TXN_PARTITION, TXN_MESSAGES = 3, 5   # written in one Kafka transaction; committed up to its marker
+TXN_PARTITION, TXN_MESSAGES = 3, 5  # written in one Kafka transaction; committed up to its marker
 
 
 def orderbus(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orderbus", *args], capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "orderbus", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def kafka_describe(settings, group: str) -> dict[tuple[str, int], tuple[int, int, int]]:
@@ -35,12 +41,16 @@ def kafka_describe(settings, group: str) -> dict[tuple[str, int], tuple[int, int
     out = done.stdout
     lines = [line.split() for line in out.splitlines() if line.strip()]
     header = next(cols for cols in lines if cols[:1] == ["GROUP"])
-    col = {name: header.index(name) for name in
-           ("TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG")}
+    col = {name: header.index(name) for name in ("TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG")}
     rows = [cols for cols in lines if cols[:1] == [group] and len(cols) == len(header)]
-    return {(r[col["TOPIC"]], int(r[col["PARTITION"]])):
-            (int(r[col["CURRENT-OFFSET"]]), int(r[col["LOG-END-OFFSET"]]), int(r[col["LAG"]]))
-            for r in rows}
+    return {
+        (r[col["TOPIC"]], int(r[col["PARTITION"]])): (
+            int(r[col["CURRENT-OFFSET"]]),
+            int(r[col["LOG-END-OFFSET"]]),
+            int(r[col["LAG"]]),
+        )
+        for r in rows
+    }
 
 
 @pytest.fixture
@@ -57,7 +67,7 @@ def pipeline(settings, unique):
 
 @pytest.fixture
 def lagging_group(settings, pipeline, make_topic):
-    topic = make_topic(ORDERS_PLACED.name, partitions=4)      # the pipeline's, by its prefix
+    topic = make_topic(ORDERS_PLACED.name, partitions=4)  # the pipeline's, by its prefix
     assert topic == pipeline.topic(ORDERS_PLACED)
     born_ms = int(time.time() * 1000) - AGE_S * 1000
     producer = Producer(settings.kafka(**{"acks": "all"}))
@@ -72,8 +82,7 @@ def lagging_group(settings, pipeline, make_topic):
         txn.produce(topic, value=b"t", partition=TXN_PARTITION)
     txn.commit_transaction(30)
     group = pipeline.group("intake")
-    consumer = Consumer(settings.kafka(**{"group.id": group,
-                                          "enable.auto.commit": False}))   # commits below only
+    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False}))  # commits below only
     offsets = [TopicPartition(topic, p, o) for p, o in COMMITS.items()]
     # the next offset after the last data record is the transaction's commit marker
     offsets.append(TopicPartition(topic, TXN_PARTITION, TXN_MESSAGES))
@@ -86,8 +95,7 @@ def test_lag_agrees_with_kafka_tool(settings, pipeline, lagging_group):
     topic, group = lagging_group
     started = time.monotonic()
     # as the lag principal, which reads this pipeline's topics and groups only
-    run = orderbus("lag", "--group", group, "--json",
-                   env={"ORDERBUS_TOPIC_PREFIX": pipeline.prefix})
+    run = orderbus("lag", "--group", group, "--json", env={"ORDERBUS_TOPIC_PREFIX": pipeline.prefix})
     took = time.monotonic() - started
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
@@ -100,7 +108,7 @@ def test_lag_agrees_with_kafka_tool(settings, pipeline, lagging_group):
 
     # the age of the oldest unconsumed message is its timestamp's
     half = ours[(topic, 0)]
-    expected = AGE_S - COMMITS[0]      # message 10 was stamped 10 s after the first
+    expected = AGE_S - COMMITS[0]  # message 10 was stamped 10 s after the first
     assert expected - 1 <= half["lag_seconds"] <= expected + took + 5, half
     assert ours[(topic, 2)]["lag_seconds"] >= AGE_S - 1
     assert ours[(topic, 1)] | {"lag_seconds": 0.0, "status": "OK"} == ours[(topic, 1)]
@@ -111,8 +119,9 @@ def test_lag_agrees_with_kafka_tool(settings, pipeline, lagging_group):
 
     # nobody in the group and the offsets frozen while work waits: stopped
     assert ours[(topic, 0)]["status"] == ours[(topic, 2)]["status"] == "STOP"
-    assert report["groups"] == [{"group": group, "status": "STOP", "members": 0,
-                                 "lag": sum(p["lag"] for p in ours.values())}]
+    assert report["groups"] == [
+        {"group": group, "status": "STOP", "members": 0, "lag": sum(p["lag"] for p in ours.values())}
+    ]
 
 
 def test_unknown_group_or_topic_is_a_clear_error(unique):
@@ -125,11 +134,10 @@ def test_unknown_group_or_topic_is_a_clear_error(unique):
 
 
 def test_no_group_yet_is_an_empty_report(unique):
-    prefix = {"ORDERBUS_TOPIC_PREFIX": f"{unique}."}     # a pipeline no worker has joined yet
+    prefix = {"ORDERBUS_TOPIC_PREFIX": f"{unique}."}  # a pipeline no worker has joined yet
     run = orderbus("lag", "--json", env=prefix)
     assert (run.returncode, run.stderr) == (0, "")
     assert json.loads(run.stdout) == {"partitions": [], "groups": []}
     run = orderbus("lag", env=prefix)
     assert (run.returncode, run.stderr) == (0, "")
-    assert run.stdout.split() == ["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG-S",
-                                  "STATUS"]
+    assert run.stdout.split() == ["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG-S", "STATUS"]

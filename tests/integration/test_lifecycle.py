@@ -1,5 +1,6 @@
 """`up`, `down`, `down --purge` and their error messages, on a private single-node cluster
 (own home and ports) so the shared cluster of the test run is never touched."""
+
 from __future__ import annotations
 
 import fcntl
@@ -20,15 +21,21 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def private(tmp_path):
-    env = {**os.environ, "ORDERBUS_HOME": str(tmp_path / "home"), "ORDERBUS_KAFKA_PORT": "19192",
-           "ORDERBUS_PG_PORT": "15532"}
+    env = {
+        **os.environ,
+        "ORDERBUS_HOME": str(tmp_path / "home"),
+        "ORDERBUS_KAFKA_PORT": "19192",
+        "ORDERBUS_PG_PORT": "15532",
+    }
 
     def run(*args, check=True):
-        proc = subprocess.run([sys.executable, "-m", "orderbus", *args], env=env,
-                              capture_output=True, text=True, timeout=240)
+        proc = subprocess.run(
+            [sys.executable, "-m", "orderbus", *args], env=env, capture_output=True, text=True, timeout=240
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"orderbus {' '.join(args)} exited {proc.returncode}:\n"
-                                 f"{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"orderbus {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     yield run, env
@@ -77,13 +84,13 @@ def test_insecure_mode_is_loud_and_switching_modes_needs_a_purge(private, tmp_pa
     assert "SASL/SCRAM over TLS" in secure.stdout
     secrets = tmp_path / "home" / "secrets"
     assert all(p.stat().st_mode & 0o077 == 0 for p in secrets.iterdir())
-    assert run("acl").returncode == 0       # the cluster holds exactly the catalogue's ACLs
+    assert run("acl").returncode == 0  # the cluster holds exactly the catalogue's ACLs
     admin = secrets / "kafka-admin.password"
     kept = admin.read_bytes()
     admin.unlink()
     refused = run("up", "--brokers", "1", check=False)
     assert refused.returncode == 2 and "password of admin is missing" in refused.stderr
-    assert not admin.exists()               # not quietly replaced by a new one
+    assert not admin.exists()  # not quietly replaced by a new one
     admin.write_bytes(kept)
     assert "nothing changed" in run("up", "--brokers", "1").stdout
 
@@ -123,7 +130,7 @@ def test_second_up_from_another_shell_is_told(private, tmp_path):
 
 
 def test_missing_maven_is_a_clear_message(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))       # neither java nor mvn on it
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither java nor mvn on it
     layout = Layout(home=tmp_path, jar_cache=tmp_path / "cache")
     with pytest.raises(InfraError, match="`java` is not on PATH"):
         jars.ensure_jars(layout)

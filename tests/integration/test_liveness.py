@@ -1,6 +1,7 @@
 """What counts as a live worker, on the real cluster: the assigned-partitions gauge follows
 assignments and revocations, and a worker whose partition cannot progress (every transaction
 aborted and the batch read again) is ended by its watchdog and restarted."""
+
 from __future__ import annotations
 
 import threading
@@ -8,8 +9,8 @@ import time
 import uuid
 
 import pytest
-
 from pipeline import Pipeline, order
+
 from topics import acl
 from workers.runtime.loop import Loop, LoopConfig, Stateless
 from workers.runtime.metrics import ASSIGNED, Metrics
@@ -26,8 +27,7 @@ class Idle(Stateless):
 
 
 def owned(metrics: Metrics) -> float | None:
-    return metrics.registry.get_sample_value(ASSIGNED,
-                                             {"worker": metrics.worker})
+    return metrics.registry.get_sample_value(ASSIGNED, {"worker": metrics.worker})
 
 
 def wait_for(what, timeout_s: float, describe) -> None:
@@ -43,8 +43,7 @@ def test_assigned_partitions_gauge_follows_assign_and_revoke(settings, make_topi
 
     def start(instance: int) -> Metrics:
         metrics = Metrics("idle")
-        loop = Loop(settings, LoopConfig(group=unique, instance=str(instance)), Idle(topic),
-                    metrics)
+        loop = Loop(settings, LoopConfig(group=unique, instance=str(instance)), Idle(topic), metrics)
         thread = threading.Thread(target=loop.run, daemon=True)
         thread.start()
         running.append((loop, thread))
@@ -54,14 +53,16 @@ def test_assigned_partitions_gauge_follows_assign_and_revoke(settings, make_topi
         first = start(0)
         wait_for(lambda: owned(first) == 6, 30, lambda: f"alone, it reports {owned(first)} of 6")
         second = start(1)
-        wait_for(lambda: owned(second) and owned(first) + owned(second) == 6, 30,
-                 lambda: f"two instances report {owned(first)} + {owned(second)} of 6")
+        wait_for(
+            lambda: owned(second) and owned(first) + owned(second) == 6,
+            30,
+            lambda: f"two instances report {owned(first)} + {owned(second)} of 6",
+        )
         loop, thread = running.pop()
         loop.stop()
         thread.join(30)
-        assert owned(second) == 0        # it gave its partitions back on leaving
-        wait_for(lambda: owned(first) == 6, 30,
-                 lambda: f"alone again, it reports {owned(first)} of 6")
+        assert owned(second) == 0  # it gave its partitions back on leaving
+        wait_for(lambda: owned(first) == 6, 30, lambda: f"alone again, it reports {owned(first)} of 6")
     finally:
         for loop, thread in running:
             loop.stop()
@@ -85,13 +86,14 @@ def test_a_worker_whose_outputs_are_refused_is_restarted(settings, tmp_path):
         p.publish(order("l-1", "l-cust", ("l-sku", 1, 100)))
         p.wait_final(["l-1"], final=("CONFIRMED",))
         refused_since = time.monotonic()
-        wait_for(lambda: shipping.restarts > 0, 60,
-                 lambda: f"shipping still runs {time.monotonic() - refused_since:.0f}s after its "
-                         "output was refused")
+        wait_for(
+            lambda: shipping.restarts > 0,
+            60,
+            lambda: f"shipping still runs {time.monotonic() - refused_since:.0f}s after its output was refused",
+        )
         log = (tmp_path / "logs" / "shipping-0.log").read_text()
         assert "not delivered" in log, log[-2000:]
-        print(f"\nshipping restarted {time.monotonic() - refused_since:.0f}s after its output was "
-              "refused")
+        print(f"\nshipping restarted {time.monotonic() - refused_since:.0f}s after its output was refused")
         acl.grant(p.settings.kafka(), [write])
         p.wait_final(["l-1"], timeout_s=90)
     finally:

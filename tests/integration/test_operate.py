@@ -1,6 +1,7 @@
 """Operating commands against the real cluster and the test's own databases: publish, seed, report,
 order. The shared service databases are never touched: the CLI runs in a subprocess whose DSNs
 point at databases made for the test."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.postgres import databases
 from orderbus.ops.report import count_dead_letters
-from topics import acl
 from schemas.codec import decode
+from topics import acl
 from topics.partition import partition_for
 from topics.producer import OrderPublisher
 
@@ -25,8 +26,11 @@ SERVICES = ("orders", "inventory", "payments", "shipping")
 
 
 def read(settings, topic: str, partitions: int, expected: int, timeout: float = 30) -> list:
-    consumer = Consumer(settings.kafka(**{"group.id": f"{topic}.reader", "enable.auto.commit": False,
-                                          "isolation.level": "read_committed"}))
+    consumer = Consumer(
+        settings.kafka(
+            **{"group.id": f"{topic}.reader", "enable.auto.commit": False, "isolation.level": "read_committed"}
+        )
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out: list = []
     try:
@@ -39,9 +43,16 @@ def read(settings, topic: str, partitions: int, expected: int, timeout: float = 
     return out
 
 
-ORDER = {"order_id": "op-42", "customer_id": "cust-0001", "currency": "EUR", "total_cents": 700,
-         "items": [{"sku": "sku-0001", "quantity": 2, "unit_price_cents": 200},
-                   {"sku": "sku-0002", "quantity": 1, "unit_price_cents": 300}]}
+ORDER = {
+    "order_id": "op-42",
+    "customer_id": "cust-0001",
+    "currency": "EUR",
+    "total_cents": 700,
+    "items": [
+        {"sku": "sku-0001", "quantity": 2, "unit_price_cents": 200},
+        {"sku": "sku-0002", "quantity": 1, "unit_price_cents": 300},
+    ],
+}
 
 
 def test_publish_sync_lands_keyed_on_the_java_partition_with_headers(settings, make_topic):
@@ -60,12 +71,17 @@ def private_env(settings, unique, tmp_path):
     """Env for a CLI subprocess whose four databases (and home) belong to this test alone; it
     reaches Kafka as an external deployment does, with every setting from the environment."""
     layout = settings.layout()
-    env = {**os.environ, "ORDERBUS_HOME": str(tmp_path),
-           "ORDERBUS_KAFKA_BOOTSTRAP": settings.bootstrap,
-           "ORDERBUS_KAFKA_SECURITY": settings.security, "ORDERBUS_KAFKA_CA": settings.ca_file}
+    env = {
+        **os.environ,
+        "ORDERBUS_HOME": str(tmp_path),
+        "ORDERBUS_KAFKA_BOOTSTRAP": settings.bootstrap,
+        "ORDERBUS_KAFKA_SECURITY": settings.security,
+        "ORDERBUS_KAFKA_CA": settings.ca_file,
+    }
     for principal in ("admin", "producer"):
         env[f"ORDERBUS_KAFKA_PASSWORD_{principal.upper()}_FILE"] = str(
-            layout.secrets_dir / f"kafka-{principal}.password")
+            layout.secrets_dir / f"kafka-{principal}.password"
+        )
     made = []
     try:
         for service in SERVICES:
@@ -94,14 +110,16 @@ def producer_may_write(settings, topic: str):
 
 
 def cli(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orderbus", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "orderbus", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_seed_catalog_then_report_and_publish(private_env, tmp_path, make_topic, settings):
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps({"skus": {"sku-a": 5, "sku-b": 0, "hot": 1000},
-                                   "customers": {"rich": 10**9, "poor": 1}}))
+    catalog.write_text(
+        json.dumps({"skus": {"sku-a": 5, "sku-b": 0, "hot": 1000}, "customers": {"rich": 10**9, "poor": 1}})
+    )
     # --force: the check looks at the shared cluster's worker groups, which say nothing about
     # this test's private databases and may be busy with the lead's workers at any time
     done = cli(private_env, "seed", "--catalog", str(catalog), "--price-cents", "250", "--force")
@@ -109,21 +127,34 @@ def test_seed_catalog_then_report_and_publish(private_env, tmp_path, make_topic,
     done = cli(private_env, "report", "--json", "--detail")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["orders"] == {"placed": 0, "pending": 0, "confirmed": 0, "rejected": 0,
-                                "shipped": 0}
+    assert report["orders"] == {"placed": 0, "pending": 0, "confirmed": 0, "rejected": 0, "shipped": 0}
     assert report["in_doubt"] == 0 and report["rejected_by_reason"] == {}
     assert report["stock"] == {"initial": 1005, "available": 1005, "held": 0, "committed": 0}
     assert report["money"]["balance_cents"] == 10**9 + 1
     assert report["stock_by_sku"]["sku-b"]["available"] == 0
-    assert report["money_by_customer"]["poor"] == {"initial_cents": 1, "balance_cents": 1,
-                                                   "held_cents": 0, "captured_cents": 0}
+    assert report["money_by_customer"]["poor"] == {
+        "initial_cents": 1,
+        "balance_cents": 1,
+        "held_cents": 0,
+        "captured_cents": 0,
+    }
     assert cli(private_env, "report").returncode == 0
 
     # generate against the seeded catalog, to the test's own topic: the producer principal may
     # write only orders.placed, so it is refused there until granted
     topic = make_topic(partitions=3)
-    publish = ("publish", "--generate", "40", "--seed", "9", "--invalid-share", "0.25",
-               "--topic", topic, "--json")
+    publish = (
+        "publish",
+        "--generate",
+        "40",
+        "--seed",
+        "9",
+        "--invalid-share",
+        "0.25",
+        "--topic",
+        topic,
+        "--json",
+    )
     if settings.security == "sasl_ssl":
         done = cli(private_env, *publish)
         assert done.returncode == 1 and "TOPIC_AUTHORIZATION_FAILED" in done.stderr
@@ -134,10 +165,10 @@ def test_seed_catalog_then_report_and_publish(private_env, tmp_path, make_topic,
     assert (summary["published"], summary["delivered"], summary["invalid"]) == (40, 40, 10)
     messages = read(settings, topic, 3, expected=40)
     assert len(messages) == 40
-    valid = [m for m in messages if m.headers()]    # invalid ones go raw, without the envelope
+    valid = [m for m in messages if m.headers()]  # invalid ones go raw, without the envelope
     assert len(valid) == 30
     prices = {line.unit_price_cents for m in valid for line in decode(m.value(), m.headers()).items}
-    assert prices == {250}      # the price `seed` recorded
+    assert prices == {250}  # the price `seed` recorded
 
 
 def test_seed_and_order_refuse_bad_input(private_env, tmp_path):

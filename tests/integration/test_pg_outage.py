@@ -2,6 +2,7 @@
 their own fault) instead of being ended and restarted, the backlog drains once it is back, and
 verify is clean. Like the chaos smoke's pg-restart, it stops the PostgreSQL of the cluster the
 suite runs against, so run it on a cluster of its own (`make test` starts one)."""
+
 from __future__ import annotations
 
 import threading
@@ -17,12 +18,12 @@ from orderbus.ops.verify import verify
 pytestmark = pytest.mark.integration
 
 OUTAGE_S = 60
-RATE = 20     # orders/s, before, during and after the outage
+RATE = 20  # orders/s, before, during and after the outage
 
 
 def test_postgres_away_for_a_minute_under_load(settings, tmp_path):
     p = Pipeline(settings, "o" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=10_000)
-    published: dict[str, int] = {}     # order id -> when it was published, ms
+    published: dict[str, int] = {}  # order id -> when it was published, ms
     stop_load = threading.Event()
 
     def load():
@@ -53,16 +54,23 @@ def test_postgres_away_for_a_minute_under_load(settings, tmp_path):
         assert p.publisher.flush(30) == 0
         p.wait_final(published, timeout_s=180)
         drained_s = time.monotonic() - back
-        final_ms = dict(p.sql("orders", "SELECT order_id, changed_ms FROM order_status "
-                                        "WHERE order_id = ANY(%s)", (list(published),)))
+        final_ms = dict(
+            p.sql(
+                "orders",
+                "SELECT order_id, changed_ms FROM order_status WHERE order_id = ANY(%s)",
+                (list(published),),
+            )
+        )
         longest_s = max(final_ms[o] - at for o, at in published.items()) / 1000
         restarted = {c.label: c.restarts for c in p.sup.children if c.restarts}
         result = verify(p.settings, wait_s=120)
-        print(f"\n{len(published)} orders; PostgreSQL away {OUTAGE_S}s; all final {drained_s:.1f}s "
-              f"after it came back, the slowest order took {longest_s:.1f}s; restarts "
-              f"{restarted or 'none'}; verify: "
-              f"{len(result['violations'])} violations, {result['committed']} committed, "
-              f"{result['aborted']} aborted")
+        print(
+            f"\n{len(published)} orders; PostgreSQL away {OUTAGE_S}s; all final {drained_s:.1f}s "
+            f"after it came back, the slowest order took {longest_s:.1f}s; restarts "
+            f"{restarted or 'none'}; verify: "
+            f"{len(result['violations'])} violations, {result['committed']} committed, "
+            f"{result['aborted']} aborted"
+        )
         assert restarted == {}, f"workers restarted during the outage: {restarted}"
         assert result["violations"] == [], result["violations"]
     finally:

@@ -1,13 +1,14 @@
 """The order pipeline end to end on the real cluster and databases: business outcomes, exactly
 one effect per order whatever is redelivered or republished, dead letters that stop nothing."""
+
 from __future__ import annotations
 
 import json
 import time
 
 import pytest
-
 from pipeline import order
+
 from topics.catalogue import DLQ_DETAIL, DLQ_OFFSET, DLQ_REASON, DLQ_TOPIC, DLQ_WORKER
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,7 @@ def test_outcomes_by_reason(pipe):
     pipe.publish(order("ok-1", "a-cust", ("a-sku", 2, 100), ("b-sku", 1, 300)))
     pipe.wait_final(["ok-1"])
     pipe.publish(
-        order("oos-1", "a-cust", ("a-sku", 1, 100), ("b-sku", 1, 300)),   # b-sku is gone now
+        order("oos-1", "a-cust", ("a-sku", 1, 100), ("b-sku", 1, 300)),  # b-sku is gone now
         order("poor-1", "b-cust", ("a-sku", 1, 100)),
         order("nosku-1", "a-cust", ("zz-sku", 1, 100)),
         order("nocust-1", "zz-cust", ("a-sku", 1, 100)),
@@ -33,9 +34,12 @@ def test_outcomes_by_reason(pipe):
     # all-or-nothing: the rejected orders hold and took nothing, in either database
     pipe.wait_settled()
     assert pipe.sql("inventory", "SELECT sku, available, held, committed FROM stock ORDER BY sku") == [
-        ("a-sku", 8, 0, 2), ("b-sku", 0, 0, 1)]
-    assert pipe.sql("payments", "SELECT customer_id, balance_cents, held_cents, captured_cents "
-                    "FROM accounts ORDER BY 1") == [("a-cust", 9_500, 0, 500), ("b-cust", 50, 0, 0)]
+        ("a-sku", 8, 0, 2),
+        ("b-sku", 0, 0, 1),
+    ]
+    assert pipe.sql(
+        "payments", "SELECT customer_id, balance_cents, held_cents, captured_cents FROM accounts ORDER BY 1"
+    ) == [("a-cust", 9_500, 0, 500), ("b-cust", 50, 0, 0)]
     assert pipe.sql("shipping", "SELECT order_id FROM shipments") == [("ok-1",)]
 
 
@@ -50,7 +54,8 @@ def test_hot_sku_sells_exactly_its_stock(pipe):
     assert len(confirmed) == 100
     assert {st[o] for o in ids if o not in confirmed} == {("REJECTED", "inventory:out_of_stock")}
     assert pipe.sql("inventory", "SELECT available, held, committed FROM stock WHERE sku = 'hot'") == [
-        (0, 0, 100)]
+        (0, 0, 100)
+    ]
     charged = pipe.sql("payments", "SELECT sum(captured_cents) FROM accounts WHERE customer_id LIKE 'hc%%'")
     assert charged == [(1000,)]
 
@@ -63,8 +68,9 @@ def test_balance_covers_exactly_three_of_five(pipe):
     st = pipe.wait_final(ids)
     assert sorted(s for s, _ in st.values()) == ["REJECTED", "REJECTED", "SHIPPED", "SHIPPED", "SHIPPED"]
     pipe.wait_settled()
-    assert pipe.sql("payments", "SELECT balance_cents, held_cents, captured_cents FROM accounts "
-                    "WHERE customer_id = 'b3-cust'") == [(0, 0, 300)]
+    assert pipe.sql(
+        "payments", "SELECT balance_cents, held_cents, captured_cents FROM accounts WHERE customer_id = 'b3-cust'"
+    ) == [(0, 0, 300)]
 
 
 def test_same_order_three_times_is_one_charge_and_a_conflict_is_a_dead_letter(pipe):
@@ -73,7 +79,7 @@ def test_same_order_three_times_is_one_charge_and_a_conflict_is_a_dead_letter(pi
     same = order("dup-1", "d-cust", ("d-sku", 1, 100))
     pipe.publish(same, same, same)
     pipe.wait_final(["dup-1"])
-    pipe.publish(order("dup-1", "d-cust", ("d-sku", 2, 100)))     # same id, other content
+    pipe.publish(order("dup-1", "d-cust", ("d-sku", 2, 100)))  # same id, other content
     pipe.publish(order("dup-after", "d-cust", ("d-sku", 1, 100)))
     pipe.wait_final(["dup-after"])
     pipe.wait_settled()
@@ -86,19 +92,31 @@ def test_same_order_three_times_is_one_charge_and_a_conflict_is_a_dead_letter(pi
 
 MALFORMED = {
     "undecodable": b"{not json",
-    "schema_violation": json.dumps({"order_id": "bad-schema", "customer_id": "m-cust",
-                                    "items": [{"sku": "m-sku", "quantity": 0, "unit_price_cents": 1}],
-                                    "currency": "EUR", "total_cents": 0}).encode(),
-    "rule_violation": json.dumps({"order_id": "bad-total", "customer_id": "m-cust",
-                                  "items": [{"sku": "m-sku", "quantity": 1, "unit_price_cents": 5}],
-                                  "currency": "EUR", "total_cents": 6}).encode(),
+    "schema_violation": json.dumps(
+        {
+            "order_id": "bad-schema",
+            "customer_id": "m-cust",
+            "items": [{"sku": "m-sku", "quantity": 0, "unit_price_cents": 1}],
+            "currency": "EUR",
+            "total_cents": 0,
+        }
+    ).encode(),
+    "rule_violation": json.dumps(
+        {
+            "order_id": "bad-total",
+            "customer_id": "m-cust",
+            "items": [{"sku": "m-sku", "quantity": 1, "unit_price_cents": 5}],
+            "currency": "EUR",
+            "total_cents": 6,
+        }
+    ).encode(),
 }
 
 
 def test_malformed_orders_are_dead_letters_and_the_partition_keeps_flowing(pipe):
     pipe.stock(**{"m-sku": 10})
     pipe.account(**{"m-cust": 1_000})
-    key = b"same-key"      # everything on one partition, bad messages before the good one
+    key = b"same-key"  # everything on one partition, bad messages before the good one
     for value in MALFORMED.values():
         pipe.publisher.publish_raw(key, value)
     pipe.publisher.publish_raw(key, b"{}", headers=[("type", b"OrderPlaced"), ("version", b"9")])
@@ -112,7 +130,7 @@ def test_malformed_orders_are_dead_letters_and_the_partition_keeps_flowing(pipe)
         h = d["headers"]
         assert h[DLQ_TOPIC].endswith("orders.placed.v1") and h[DLQ_WORKER] == "intake"
         assert int(h[DLQ_OFFSET]) >= 0 and h[DLQ_DETAIL]
-    assert {d["value"] for d in dead} >= set(MALFORMED.values())    # original bytes kept
+    assert {d["value"] for d in dead} >= set(MALFORMED.values())  # original bytes kept
 
 
 def test_participant_stopped_past_the_deadline_aborts_and_releases(pipe):
@@ -137,6 +155,7 @@ def test_participant_stopped_past_the_deadline_aborts_and_releases(pipe):
     while pipe.sql("payments", "SELECT state FROM holds WHERE order_id = 'late-1'") != [("released",)]:
         assert time.monotonic() < deadline, "payment did not process the late Prepare"
         time.sleep(0.3)
-    assert pipe.sql("payments", "SELECT balance_cents, held_cents FROM accounts "
-                    "WHERE customer_id = 'late-cust'") == [(1_000, 0)]
+    assert pipe.sql(
+        "payments", "SELECT balance_cents, held_cents FROM accounts WHERE customer_id = 'late-cust'"
+    ) == [(1_000, 0)]
     assert pipe.statuses(["late-1"])["late-1"] == ("REJECTED", "deadline")

@@ -1,4 +1,5 @@
 """Committed reads and the open transactions that hold them back, on the real cluster."""
+
 from __future__ import annotations
 
 import time
@@ -27,7 +28,7 @@ def test_an_open_transaction_hides_what_follows_until_it_ends(settings, make_top
     assert plain.flush(30) == 0
 
     assert open_transactions(settings.kafka(), [(topic, 0)]) == {(topic, 0): (0, 2)}
-    assert values(settings, topic) == []          # committed, yet behind the open transaction
+    assert values(settings, topic) == []  # committed, yet behind the open transaction
 
     tx.commit_transaction(30)
     # the commit returns once decided; the markers that end it on the partition follow
@@ -43,12 +44,13 @@ def test_a_start_the_log_no_longer_holds_is_an_error_not_a_jump_to_the_end(setti
     from confluent_kafka.admin import AdminClient
 
     from topics.read import ReadError
+
     topic = make_topic("gone", partitions=1)
     plain = Producer(settings.kafka())
     for i in range(5):
         plain.produce(topic, f"r{i}".encode(), partition=0)
     assert plain.flush(30) == 0
-    admin = AdminClient(settings.kafka())     # kept: its futures die with it
+    admin = AdminClient(settings.kafka())  # kept: its futures die with it
     deleted = admin.delete_records([TopicPartition(topic, 0, 3)])
     for future in deleted.values():
         future.result(timeout=30)

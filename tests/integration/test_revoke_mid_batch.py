@@ -4,6 +4,7 @@ neither processes that message nor commits its offset, since the partition's new
 librdkafka serves a rebalance inside whichever poll or consume call it is in; the test makes that
 happen at the worst moment by doing, inside the loop's consume(), what librdkafka does there: the
 revoke callback, then the unassignment."""
+
 from __future__ import annotations
 
 import time
@@ -50,14 +51,13 @@ class RevokingInConsume:
 
 
 def test_a_message_of_a_partition_revoked_mid_batch_is_neither_processed_nor_committed(
-        settings, make_topic, unique):
+    settings, make_topic, unique
+):
     topic = make_topic("rv", partitions=2)
     handler = Recorder(topic)
-    loop = Loop(settings, LoopConfig(group=f"{unique}.g", instance="0"), handler,
-                Metrics("revoke-test"))
+    loop = Loop(settings, LoopConfig(group=f"{unique}.g", instance="0"), handler, Metrics("revoke-test"))
     real = loop.consumer
-    real.subscribe([topic], on_assign=loop._on_assign, on_revoke=loop._on_revoke,
-                   on_lost=loop._on_revoke)
+    real.subscribe([topic], on_assign=loop._on_assign, on_revoke=loop._on_revoke, on_lost=loop._on_revoke)
     try:
         deadline = time.monotonic() + 60
         while len(loop.consumer.assignment()) < 2:
@@ -72,13 +72,14 @@ def test_a_message_of_a_partition_revoked_mid_batch_is_neither_processed_nor_com
         while spy.revoked is None:
             assert time.monotonic() < deadline, "nothing consumed"
             loop._once()
-        for _ in range(20):         # whatever else there is to read
+        for _ in range(20):  # whatever else there is to read
             loop._once()
         gone = spy.revoked.partition
         assert all(p != gone for p, _ in handler.seen), handler.seen
         committed = real.committed([TopicPartition(topic, gone)], timeout=30)[0]
-        assert committed.offset < 0, f"partition {gone} committed at {committed.offset} by a " \
-                                     "consumer that no longer owns it"
+        assert committed.offset < 0, (
+            f"partition {gone} committed at {committed.offset} by a consumer that no longer owns it"
+        )
     finally:
         real.close()
         loop.producer.flush(10)

@@ -2,30 +2,29 @@
 refused (with an authorisation error, not a timeout) one read and one write outside it; clients
 without the right password or CA are turned away. Runs on a private prefix whose ACLs come from
 the catalogue exactly as `up` applies them for the real pipeline."""
+
 from __future__ import annotations
 
 import subprocess
 import time
 import traceback
 import uuid
-
-import psycopg2
-import pytest
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg2
+import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from infra.kafka import security
 from infra.postgres import databases
-from workers.runtime.settings import SERVICES
 from topics import acl
 from topics.admin import delete, ensure
-from topics.catalogue import (ACCESS, ALL, ORDERS_PLACED, ORDERS_STATUS, PAYMENT_COMMANDS, TX_LOG,
-                               Names)
+from topics.catalogue import ACCESS, ALL, ORDERS_PLACED, ORDERS_STATUS, PAYMENT_COMMANDS, TX_LOG, Names
 from workers.coordinator.worker import FOLDED, take_over
 from workers.runtime.db import Database
+from workers.runtime.settings import SERVICES
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +39,7 @@ def names(settings):
     made = [r.name for r in ensure(settings.kafka(), name_prefix=names.prefix)]
     acl.ensure(settings.kafka(), names)
     seed = Producer(settings.kafka(**{"acks": "all"}))
-    for topic in ALL:       # one message on every topic, for the readers to find
+    for topic in ALL:  # one message on every topic, for the readers to find
         seed.produce(names.topic(topic), b"seed", key=b"k", partition=0)
     assert seed.flush(30) == 0
     yield names
@@ -50,15 +49,26 @@ def names(settings):
 
 def produce(conf: dict, topic: str, transactional_id: str | None = None) -> str:
     """'ok' or the error's name."""
-    p = Producer({**conf, "message.timeout.ms": int(TIMEOUT_S * 1000), "acks": "all",
-                  **({"transactional.id": transactional_id} if transactional_id else {})})
+    p = Producer(
+        {
+            **conf,
+            "message.timeout.ms": int(TIMEOUT_S * 1000),
+            "acks": "all",
+            **({"transactional.id": transactional_id} if transactional_id else {}),
+        }
+    )
     outcome = []
     try:
         if transactional_id:
             p.init_transactions(TIMEOUT_S)
             p.begin_transaction()
-        p.produce(topic, b"probe", key=b"k", partition=0,
-                  on_delivery=lambda err, _msg: outcome.append(err.name() if err else "ok"))
+        p.produce(
+            topic,
+            b"probe",
+            key=b"k",
+            partition=0,
+            on_delivery=lambda err, _msg: outcome.append(err.name() if err else "ok"),
+        )
         if transactional_id:
             p.commit_transaction(TIMEOUT_S)
         p.flush(TIMEOUT_S)
@@ -70,8 +80,15 @@ def produce(conf: dict, topic: str, transactional_id: str | None = None) -> str:
 def consume(conf: dict, topic: str, group: str, subscribe: bool = True) -> str:
     """'ok' when a message arrives, else the error's name. Subscribed in `group`, or reading
     partition 0 by assignment (librdkafka still wants a group.id, but never joins it)."""
-    c = Consumer({**conf, "group.id": group, "enable.auto.commit": False,
-                  "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    c = Consumer(
+        {
+            **conf,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
     try:
         if subscribe:
             c.subscribe([topic])
@@ -107,26 +124,24 @@ def test_each_principal_does_its_job_and_nothing_else(settings, names, who):
         assert produce(conf, names.topic(topic)) == "ok", f"{who} writes {topic.name}"
     for topic in access.reads:
         assert consume(conf, names.topic(topic), group) == "ok", f"{who} reads {topic.name}"
-    if access.monitors:     # reads the pipeline's topics by assignment, joining no group
-        assert all(consume(conf, names.topic(t), names.monitor_group(), subscribe=False) == "ok"
-                   for t in ALL)
+    if access.monitors:  # reads the pipeline's topics by assignment, joining no group
+        assert all(consume(conf, names.topic(t), names.monitor_group(), subscribe=False) == "ok" for t in ALL)
 
     refused = produce(conf, names.topic(_forbidden(access.writes)))
     assert refused == "TOPIC_AUTHORIZATION_FAILED", f"{who} wrote {_forbidden(access.writes).name}"
-    if access.group:        # in its own group, a topic it may not read
+    if access.group:  # in its own group, a topic it may not read
         refused = consume(conf, names.topic(_forbidden(access.reads)), group)
         assert refused == "TOPIC_AUTHORIZATION_FAILED", f"{who} read what it should not"
-    else:                   # no group to consume in at all
+    else:  # no group to consume in at all
         assert consume(conf, names.topic(ALL[0]), group) == "GROUP_AUTHORIZATION_FAILED"
     outside = [t for t in ALL if t not in access.reads + access.writes]
-    if outside and not access.monitors:     # nor may it so much as see a topic outside its job
+    if outside and not access.monitors:  # nor may it so much as see a topic outside its job
         hidden = names.topic(outside[0])
         meta = Producer(conf).list_topics(hidden, timeout=TIMEOUT_S).topics[hidden]
         assert meta.error is not None and meta.error.name() == "TOPIC_AUTHORIZATION_FAILED"
 
 
-def test_the_lag_monitor_sees_no_topic_or_group_outside_the_pipelines(settings, names,
-                                                                     make_topic, unique):
+def test_the_lag_monitor_sees_no_topic_or_group_outside_the_pipelines(settings, names, make_topic, unique):
     conf = settings.as_principal("lag").kafka()
     elsewhere, group = make_topic("elsewhere"), f"{unique}.elsewhere-group"
     seed = Producer(settings.kafka(**{"acks": "all"}))
@@ -149,10 +164,9 @@ def test_the_lag_monitor_sees_no_topic_or_group_outside_the_pipelines(settings, 
     with pytest.raises(KafkaException) as refused:
         admin.describe_consumer_groups([group], request_timeout=TIMEOUT_S)[group].result()
     assert refused.value.args[0].name() == "GROUP_AUTHORIZATION_FAILED"
-    listed = {g.group_id for g in
-              admin.list_consumer_groups(request_timeout=TIMEOUT_S).result().valid}
+    listed = {g.group_id for g in admin.list_consumer_groups(request_timeout=TIMEOUT_S).result().valid}
     assert group not in listed
-    owner = AdminClient(settings.kafka())        # kept alive until its future resolves
+    owner = AdminClient(settings.kafka())  # kept alive until its future resolves
     owner.delete_consumer_groups([group], request_timeout=TIMEOUT_S)[group].result()
 
 
@@ -193,7 +207,7 @@ def _refusal(conf: dict) -> list[str]:
         client.list_topics(timeout=8)
     deadline = time.monotonic() + 10
     while not errors and time.monotonic() < deadline:
-        client.poll(0.5)      # serves error_cb
+        client.poll(0.5)  # serves error_cb
     return errors
 
 
@@ -208,15 +222,31 @@ def test_unauthenticated_client_is_refused(settings):
 
 
 def test_client_that_does_not_trust_the_ca_is_refused(settings, tmp_path):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                    str(tmp_path / "other.key"), "-out", str(tmp_path / "other.pem"), "-days", "1",
-                    "-subj", "/CN=some other CA"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "other.key"),
+            "-out",
+            str(tmp_path / "other.pem"),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=some other CA",
+        ],
+        check=True,
+        capture_output=True,
+    )
     errors = _refusal({**settings.kafka(), "ssl.ca.location": str(tmp_path / "other.pem")})
     assert "_SSL" in errors
 
 
-def test_a_failed_role_statement_leaves_no_password_in_the_server_log_or_traceback(settings,
-                                                                                   unique):
+def test_a_failed_role_statement_leaves_no_password_in_the_server_log_or_traceback(settings, unique):
     layout = settings.layout()
     # PostgreSQL reserves role names starting pg_: CREATE ROLE fails with the password in it,
     # and the server logs a failed statement whole
@@ -227,8 +257,7 @@ def test_a_failed_role_statement_leaves_no_password_in_the_server_log_or_traceba
         with pytest.raises(psycopg2.Error) as failed:
             databases.ensure(layout, name, "orders")
         # (formatted before this frame holds the password among its own locals)
-        shown = "".join(traceback.TracebackException.from_exception(
-            failed.value, capture_locals=True).format())
+        shown = "".join(traceback.TracebackException.from_exception(failed.value, capture_locals=True).format())
         written = log.read_bytes()[before:].decode(errors="replace")
         assert f'role name "{name}" is reserved' in written and "STATEMENT:" in written
         pw = databases.password(layout, name)
@@ -256,17 +285,24 @@ def test_a_service_role_changes_rows_but_never_a_table(settings, service):
     conn = psycopg2.connect(settings.dsns[service])
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                        "AND tablename <> 'schema_migrations' ORDER BY 1")
+            cur.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'schema_migrations' ORDER BY 1"
+            )
             tables = [t for (t,) in cur.fetchall()]
             assert tables, f"the {service} role sees no table"
-            for table in tables:        # its rows: read, write, delete (rolled back)
+            for table in tables:  # its rows: read, write, delete (rolled back)
                 cur.execute(f"SELECT * FROM {table} LIMIT 1")
                 cur.execute(f"DELETE FROM {table}")
         conn.rollback()
-        for ddl in ("CREATE TABLE intruder (x int)", "CREATE TEMP TABLE intruder (x int)",
-                    f"DROP TABLE {tables[0]}", f"ALTER TABLE {tables[0]} ADD COLUMN intruder int",
-                    f"TRUNCATE {tables[0]}", "SELECT * FROM schema_migrations"):
+        for ddl in (
+            "CREATE TABLE intruder (x int)",
+            "CREATE TEMP TABLE intruder (x int)",
+            f"DROP TABLE {tables[0]}",
+            f"ALTER TABLE {tables[0]} ADD COLUMN intruder int",
+            f"TRUNCATE {tables[0]}",
+            "SELECT * FROM schema_migrations",
+        ):
             with pytest.raises(psycopg2.errors.InsufficientPrivilege), conn.cursor() as cur:
                 cur.execute(ddl)
             conn.rollback()
@@ -287,9 +323,23 @@ def test_the_controller_listener_accepts_only_the_controllers_certificate(settin
     rules = props["ssl.principal.mapping.rules"]
     names = ["CN=broker", "CN=admin", "CN=intake", "CN=broker,O=elsewhere", "CN=broker2"]
     mapped = subprocess.run(
-        ["java", "-cp", f"{settings.layout().kafka_lib}/*",
-         str(Path(__file__).with_name("java") / "MapPrincipal.java"), rules, *names],
-        capture_output=True, text=True, timeout=120, check=True).stdout.split()
-    assert dict(zip(names, mapped)) == {"CN=broker": "broker", "CN=admin": "refused",
-                                        "CN=intake": "refused", "CN=broker,O=elsewhere": "refused",
-                                        "CN=broker2": "refused"}
+        [
+            "java",
+            "-cp",
+            f"{settings.layout().kafka_lib}/*",
+            str(Path(__file__).with_name("java") / "MapPrincipal.java"),
+            rules,
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    assert dict(zip(names, mapped)) == {
+        "CN=broker": "broker",
+        "CN=admin": "refused",
+        "CN=intake": "refused",
+        "CN=broker,O=elsewhere": "refused",
+        "CN=broker2": "refused",
+    }

@@ -1,4 +1,5 @@
 """A consumed record as a value object: what the workers read of confluent_kafka.Message."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """The brokers' CPU priority: ORDERBUS_KAFKA_NICE, else raised where that is allowed."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,4 +24,3 @@ def test_an_explicit_niceness_is_taken(raw, expected):
 def test_a_bad_niceness_is_refused_by_name(raw):
     with pytest.raises(InfraError, match="ORDERBUS_KAFKA_NICE"):
         cluster.nice({"ORDERBUS_KAFKA_NICE": raw})
-

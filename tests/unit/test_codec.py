@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_schemas import ORDER, SAMPLES  # tests/unit is on sys.path (rootdir-less "prepend" import)
 
 from schemas import codec
 from schemas.codec import MAX_VALUE_BYTES, decode, encode
@@ -20,8 +21,6 @@ from schemas.errors import (
     UnknownVersionError,
 )
 from schemas.events import EVENT_TYPES, OrderPlaced, Voted
-
-from test_schemas import ORDER, SAMPLES  # tests/unit is on sys.path (rootdir-less "prepend" import)
 
 PLACED = "OrderPlaced"
 
@@ -84,96 +83,233 @@ DEAD_LETTERS = [
     ("empty", b"", None, PLACED, UndecodableError, "empty"),
     ("bad-utf8", b'{"order_id":"\xff"}', None, PLACED, UndecodableError, "not UTF-8"),
     ("bad-json", b'{"order_id":', None, PLACED, UndecodableError, "not JSON"),
-    ("duplicate-key", b'{"order_id":"a","order_id":"b"}', None, PLACED, UndecodableError,
-     "duplicate key 'order_id'"),
+    (
+        "duplicate-key",
+        b'{"order_id":"a","order_id":"b"}',
+        None,
+        PLACED,
+        UndecodableError,
+        "duplicate key 'order_id'",
+    ),
     ("nan", raw(order()).replace(b"300", b"NaN"), None, PLACED, UndecodableError, "NaN"),
-    ("infinity", raw(order()).replace(b"300", b"-Infinity"), None, PLACED, UndecodableError,
-     "Infinity"),
+    ("infinity", raw(order()).replace(b"300", b"-Infinity"), None, PLACED, UndecodableError, "Infinity"),
     ("top-level-array", b"[]", None, PLACED, UndecodableError, "array"),
     ("top-level-string", b'"x"', None, PLACED, UndecodableError, "string"),
     ("deep", DEEP, None, PLACED, UndecodableError, "deeper than 32"),
     ("deeper-than-parser", TOO_DEEP_FOR_PARSER, None, PLACED, UndecodableError, "deeper"),
-    ("too-big", b'{"a":"' + b"x" * MAX_VALUE_BYTES + b'"}', None, PLACED, UndecodableError,
-     "bytes, over"),
-    ("lone-surrogate", raw(order(currency="\ud800")), None, PLACED, UndecodableError,
-     "surrogate"),
+    ("too-big", b'{"a":"' + b"x" * MAX_VALUE_BYTES + b'"}', None, PLACED, UndecodableError, "bytes, over"),
+    ("lone-surrogate", raw(order(currency="\ud800")), None, PLACED, UndecodableError, "surrogate"),
     ("no-type", raw(order()), None, None, UnknownEventError, "no type header"),
-    ("unknown-type", raw(order()), [("type", b"OrderShipped")], None, UnknownEventError,
-     "'OrderShipped'"),
+    ("unknown-type", raw(order()), [("type", b"OrderShipped")], None, UnknownEventError, "'OrderShipped'"),
     ("type-not-utf8", raw(order()), [("type", b"\xff")], None, UnknownEventError, "UTF-8"),
-    ("version-2", raw(order()), [("version", b"2")], PLACED, UnknownVersionError,
-     "no schema version 2"),
-    ("version-x", raw(order()), [("version", b"x")], PLACED, UnknownVersionError,
-     "not a positive decimal"),
+    ("version-2", raw(order()), [("version", b"2")], PLACED, UnknownVersionError, "no schema version 2"),
+    ("version-x", raw(order()), [("version", b"x")], PLACED, UnknownVersionError, "not a positive decimal"),
     ("version-0", raw(order()), [("version", b"0")], PLACED, UnknownVersionError, "positive"),
     ("version-01", raw(order()), [("version", b"01")], PLACED, UnknownVersionError, "positive"),
-    ("float-money", raw(order(total_cents=300.0)), None, PLACED, SchemaViolationError,
-     "total_cents must be integer"),
-    ("float-price", raw(order(items=[{"sku": "A", "quantity": 2, "unit_price_cents": 1.5}])),
-     None, PLACED, SchemaViolationError, "items[0].unit_price_cents must be integer"),
-    ("exponent-int", raw(order()).replace(b"300", b"3e2"), None, PLACED, SchemaViolationError,
-     "total_cents must be integer"),
-    ("bool-quantity", raw(order(items=[{"sku": "A", "quantity": True, "unit_price_cents": 1}],
-                                total_cents=1)),
-     None, PLACED, SchemaViolationError, "items[0].quantity must be integer"),
-    ("missing-field", raw({k: v for k, v in order().items() if k != "currency"}), None, PLACED,
-     SchemaViolationError, "currency"),
+    (
+        "float-money",
+        raw(order(total_cents=300.0)),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "total_cents must be integer",
+    ),
+    (
+        "float-price",
+        raw(order(items=[{"sku": "A", "quantity": 2, "unit_price_cents": 1.5}])),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "items[0].unit_price_cents must be integer",
+    ),
+    (
+        "exponent-int",
+        raw(order()).replace(b"300", b"3e2"),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "total_cents must be integer",
+    ),
+    (
+        "bool-quantity",
+        raw(order(items=[{"sku": "A", "quantity": True, "unit_price_cents": 1}], total_cents=1)),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "items[0].quantity must be integer",
+    ),
+    (
+        "missing-field",
+        raw({k: v for k, v in order().items() if k != "currency"}),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "currency",
+    ),
     ("extra-field", raw(order(note="hi")), None, PLACED, SchemaViolationError, "note"),
-    ("extra-line-field", raw(order(items=[{"sku": "A", "quantity": 2, "unit_price_cents": 150,
-                                           "discount": 1}])),
-     None, PLACED, SchemaViolationError, "discount"),
-    ("order-id-too-long", raw(order(order_id="a" * 65)), None, PLACED, SchemaViolationError,
-     "order_id must match pattern"),
-    ("order-id-bad-chars", raw(order(order_id="a b")), None, PLACED, SchemaViolationError,
-     "order_id must match pattern"),
-    ("order-id-newline", raw(order(order_id="ab\n")), None, PLACED, SchemaViolationError,
-     "order_id must match pattern"),
+    (
+        "extra-line-field",
+        raw(order(items=[{"sku": "A", "quantity": 2, "unit_price_cents": 150, "discount": 1}])),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "discount",
+    ),
+    (
+        "order-id-too-long",
+        raw(order(order_id="a" * 65)),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "order_id must match pattern",
+    ),
+    (
+        "order-id-bad-chars",
+        raw(order(order_id="a b")),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "order_id must match pattern",
+    ),
+    (
+        "order-id-newline",
+        raw(order(order_id="ab\n")),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "order_id must match pattern",
+    ),
     ("order-id-empty", raw(order(order_id="")), None, PLACED, SchemaViolationError, "order_id"),
-    ("no-items", raw(order(items=[], total_cents=0)), None, PLACED, SchemaViolationError,
-     "items must contain at least 1"),
-    ("101-items", raw(order(items=[{"sku": "A", "quantity": 1, "unit_price_cents": 1}] * 101,
-                            total_cents=101)),
-     None, PLACED, SchemaViolationError, "items must contain less than or equal to 100"),
-    ("quantity-0", raw(order(items=[{"sku": "A", "quantity": 0, "unit_price_cents": 1}],
-                             total_cents=0)),
-     None, PLACED, SchemaViolationError, "items[0].quantity must be >= 1"),
-    ("quantity-huge", raw(order(items=[{"sku": "A", "quantity": 1_000_001, "unit_price_cents": 0}],
-                                total_cents=0)),
-     None, PLACED, SchemaViolationError, "items[0].quantity must be <= 1000000"),
-    ("negative-price", raw(order(items=[{"sku": "A", "quantity": 1, "unit_price_cents": -1}],
-                                 total_cents=0)),
-     None, PLACED, SchemaViolationError, "unit_price_cents must be >= 0"),
-    ("lower-currency", raw(order(currency="eur")), None, PLACED, SchemaViolationError,
-     "currency must match pattern"),
-    ("placed-at-garbage", raw(order(placed_at="yesterday")), None, PLACED, SchemaViolationError,
-     "placed_at must be date-time"),
-    ("placed-at-no-zone", raw(order(placed_at="2024-05-01T12:00:00")), None, PLACED,
-     SchemaViolationError, "placed_at"),
-    ("placed-at-feb-30", raw(order(placed_at="2024-02-30T12:00:00Z")), None, PLACED,
-     SchemaViolationError, "placed_at"),
-    ("placed-at-date-only", raw(order(placed_at="2024-05-01")), None, PLACED,
-     SchemaViolationError, "placed_at"),
-    ("placed-at-null", raw(order(placed_at=None)), None, PLACED, SchemaViolationError,
-     "placed_at"),
-    ("wrong-total", raw(order(total_cents=299)), None, PLACED, RuleViolationError,
-     "total_cents is 299 but the items sum to 300"),
-    ("no-vote-without-reason",
-     raw({"order_id": "o", "participant": "payment", "vote": "no", "reason": None}),
-     [("type", b"Voted")], None, SchemaViolationError, "reason must be string"),
-    ("commit-with-reason", raw({"order_id": "o", "outcome": "commit", "reason": "x"}),
-     [("type", b"Decided")], None, SchemaViolationError, "reason must be null"),
-    ("duplicate-participant",
-     raw({"order_id": "o", "participants": ["payment", "payment"], "deadline_ms": 1}),
-     [("type", b"TxBegun")], None, SchemaViolationError, "participants must contain unique"),
-    ("unknown-participant",
-     raw({"order_id": "o", "participants": ["shipping"], "deadline_ms": 1}),
-     [("type", b"TxBegun")], None, SchemaViolationError, "participants[0] must be one of"),
-    ("prepare-other-order",
-     raw({"order_id": "o-2", "order": order(), "deadline_ms": 1}),
-     [("type", b"Prepare")], None, RuleViolationError, "differs from order.order_id"),
-    ("prepare-wrong-total",
-     raw({"order_id": "o-1", "order": order(total_cents=1), "deadline_ms": 1}),
-     [("type", b"Prepare")], None, RuleViolationError, "order.total_cents is 1"),
+    (
+        "no-items",
+        raw(order(items=[], total_cents=0)),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "items must contain at least 1",
+    ),
+    (
+        "101-items",
+        raw(order(items=[{"sku": "A", "quantity": 1, "unit_price_cents": 1}] * 101, total_cents=101)),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "items must contain less than or equal to 100",
+    ),
+    (
+        "quantity-0",
+        raw(order(items=[{"sku": "A", "quantity": 0, "unit_price_cents": 1}], total_cents=0)),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "items[0].quantity must be >= 1",
+    ),
+    (
+        "quantity-huge",
+        raw(order(items=[{"sku": "A", "quantity": 1_000_001, "unit_price_cents": 0}], total_cents=0)),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "items[0].quantity must be <= 1000000",
+    ),
+    (
+        "negative-price",
+        raw(order(items=[{"sku": "A", "quantity": 1, "unit_price_cents": -1}], total_cents=0)),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "unit_price_cents must be >= 0",
+    ),
+    (
+        "lower-currency",
+        raw(order(currency="eur")),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "currency must match pattern",
+    ),
+    (
+        "placed-at-garbage",
+        raw(order(placed_at="yesterday")),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "placed_at must be date-time",
+    ),
+    (
+        "placed-at-no-zone",
+        raw(order(placed_at="2024-05-01T12:00:00")),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "placed_at",
+    ),
+    (
+        "placed-at-feb-30",
+        raw(order(placed_at="2024-02-30T12:00:00Z")),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "placed_at",
+    ),
+    ("placed-at-date-only", raw(order(placed_at="2024-05-01")), None, PLACED, SchemaViolationError, "placed_at"),
+    ("placed-at-null", raw(order(placed_at=None)), None, PLACED, SchemaViolationError, "placed_at"),
+    (
+        "wrong-total",
+        raw(order(total_cents=299)),
+        None,
+        PLACED,
+        RuleViolationError,
+        "total_cents is 299 but the items sum to 300",
+    ),
+    (
+        "no-vote-without-reason",
+        raw({"order_id": "o", "participant": "payment", "vote": "no", "reason": None}),
+        [("type", b"Voted")],
+        None,
+        SchemaViolationError,
+        "reason must be string",
+    ),
+    (
+        "commit-with-reason",
+        raw({"order_id": "o", "outcome": "commit", "reason": "x"}),
+        [("type", b"Decided")],
+        None,
+        SchemaViolationError,
+        "reason must be null",
+    ),
+    (
+        "duplicate-participant",
+        raw({"order_id": "o", "participants": ["payment", "payment"], "deadline_ms": 1}),
+        [("type", b"TxBegun")],
+        None,
+        SchemaViolationError,
+        "participants must contain unique",
+    ),
+    (
+        "unknown-participant",
+        raw({"order_id": "o", "participants": ["shipping"], "deadline_ms": 1}),
+        [("type", b"TxBegun")],
+        None,
+        SchemaViolationError,
+        "participants[0] must be one of",
+    ),
+    (
+        "prepare-other-order",
+        raw({"order_id": "o-2", "order": order(), "deadline_ms": 1}),
+        [("type", b"Prepare")],
+        None,
+        RuleViolationError,
+        "differs from order.order_id",
+    ),
+    (
+        "prepare-wrong-total",
+        raw({"order_id": "o-1", "order": order(total_cents=1), "deadline_ms": 1}),
+        [("type", b"Prepare")],
+        None,
+        RuleViolationError,
+        "order.total_cents is 1",
+    ),
 ]
 
 
@@ -192,9 +328,16 @@ def test_dead_letters(value, headers, default_type, error, fragment):
 
 
 def test_reason_codes():
-    assert [c.reason for c in (UndecodableError, UnknownEventError, UnknownVersionError,
-                               SchemaViolationError, RuleViolationError)] == [
-        "undecodable", "unknown_event", "unknown_version", "schema_violation", "rule_violation"]
+    assert [
+        c.reason
+        for c in (
+            UndecodableError,
+            UnknownEventError,
+            UnknownVersionError,
+            SchemaViolationError,
+            RuleViolationError,
+        )
+    ] == ["undecodable", "unknown_event", "unknown_version", "schema_violation", "rule_violation"]
 
 
 def test_duplicate_skus_are_allowed():
@@ -203,14 +346,14 @@ def test_duplicate_skus_are_allowed():
 
 
 def test_extreme_but_valid_order():
-    lines = [{"sku": f"S{i}", "quantity": 1_000_000, "unit_price_cents": 10_000_000_000}
-             for i in range(100)]
+    lines = [{"sku": f"S{i}", "quantity": 1_000_000, "unit_price_cents": 10_000_000_000} for i in range(100)]
     total = 100 * 1_000_000 * 10_000_000_000
     assert decode(raw(order(items=lines, total_cents=total)), None, PLACED).total_cents == total
 
 
-@pytest.mark.parametrize("stamp", ["2024-05-01T12:00:00Z", "2024-05-01t12:00:00.123456789+05:30",
-                                   "2024-12-31T23:59:59-00:00"])
+@pytest.mark.parametrize(
+    "stamp", ["2024-05-01T12:00:00Z", "2024-05-01t12:00:00.123456789+05:30", "2024-12-31T23:59:59-00:00"]
+)
 def test_valid_placed_at(stamp):
     assert decode(raw(order(placed_at=stamp)), None, PLACED).placed_at == stamp
 
@@ -233,17 +376,27 @@ def test_newer_version_than_code_is_unknown(monkeypatch):
 
 HEADERS = st.one_of(
     st.none(),
-    st.lists(st.tuples(st.sampled_from(["type", "version", "other"]),
-                       st.one_of(st.none(), st.binary(max_size=12),
-                                 st.sampled_from([t.encode() for t in EVENT_TYPES]),
-                                 st.sampled_from([b"1", b"2", b"01"]))),
-             max_size=3),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["type", "version", "other"]),
+            st.one_of(
+                st.none(),
+                st.binary(max_size=12),
+                st.sampled_from([t.encode() for t in EVENT_TYPES]),
+                st.sampled_from([b"1", b"2", b"01"]),
+            ),
+        ),
+        max_size=3,
+    ),
 )
 
 
 @settings(max_examples=500, deadline=None)
-@given(value=st.one_of(st.none(), st.binary(max_size=200)), headers=HEADERS,
-       default=st.one_of(st.none(), st.sampled_from(sorted(EVENT_TYPES))))
+@given(
+    value=st.one_of(st.none(), st.binary(max_size=200)),
+    headers=HEADERS,
+    default=st.one_of(st.none(), st.sampled_from(sorted(EVENT_TYPES))),
+)
 def test_arbitrary_bytes_decode_or_dead_letter(value, headers, default):
     try:
         assert type(decode(value, headers, default)).TYPE in EVENT_TYPES
@@ -252,15 +405,42 @@ def test_arbitrary_bytes_decode_or_dead_letter(value, headers, default):
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
     | st.sampled_from(["inventory", "payment", "yes", "no", "commit", "abort", "EUR", "o-1"]),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(
-        st.sampled_from(["order_id", "customer_id", "items", "sku", "quantity", "unit_price_cents",
-                         "currency", "total_cents", "placed_at", "participants", "deadline_ms",
-                         "order", "reason", "participant", "vote", "outcome", "at_ms", "status",
-                         "x"]),
-        inner, max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "order_id",
+                    "customer_id",
+                    "items",
+                    "sku",
+                    "quantity",
+                    "unit_price_cents",
+                    "currency",
+                    "total_cents",
+                    "placed_at",
+                    "participants",
+                    "deadline_ms",
+                    "order",
+                    "reason",
+                    "participant",
+                    "vote",
+                    "outcome",
+                    "at_ms",
+                    "status",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=8,
+        )
+    ),
     max_leaves=20,
 )
 

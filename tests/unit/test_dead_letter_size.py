@@ -1,16 +1,22 @@
 """A dead letter always fits: whatever a client managed to publish (the broker limits only the
 compressed batch), its dead-letter copy stays under the workers' producer limit, librdkafka's
 message.max.bytes of 1,000,000, checked on key + value + headers, with room to spare."""
+
 from __future__ import annotations
 
 import hashlib
 
 import pytest
 from confluent_kafka import Producer
-
 from records import Msg
-from topics.catalogue import (DLQ_HEADERS_DIGESTED_FROM, DLQ_HEADERS_SHA256,
-                              DLQ_KEY_DIGESTED_FROM, DLQ_REASON, DLQ_TRUNCATED_FROM)
+
+from topics.catalogue import (
+    DLQ_HEADERS_DIGESTED_FROM,
+    DLQ_HEADERS_SHA256,
+    DLQ_KEY_DIGESTED_FROM,
+    DLQ_REASON,
+    DLQ_TRUNCATED_FROM,
+)
 from workers.runtime.messages import decode_batch
 from workers.runtime.metrics import Metrics
 
@@ -27,8 +33,7 @@ SHAPES = {
 
 def produce(out, limit: int) -> None:
     """librdkafka's own size check, made when produce() is called: no broker is needed."""
-    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "message.max.bytes": limit,
-                         "log_level": 0})
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "message.max.bytes": limit, "log_level": 0})
     try:
         producer.produce(out.topic, key=out.key, value=out.value, headers=out.headers)
     finally:
@@ -36,8 +41,9 @@ def produce(out, limit: int) -> None:
 
 
 def dead_letter(msg: Msg):
-    events, (out,) = decode_batch([msg], Metrics("intake"), 0, ("OrderPlaced",), "t.dlq",
-                                  default_type="OrderPlaced")
+    events, (out,) = decode_batch(
+        [msg], Metrics("intake"), 0, ("OrderPlaced",), "t.dlq", default_type="OrderPlaced"
+    )
     assert not events
     return out
 
@@ -65,4 +71,5 @@ def test_what_fits_is_kept_whole():
     assert (out.key, out.value) == (msg.key(), msg.value())
     assert out.headers[:10] == msg.headers()
     assert not {DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM, DLQ_TRUNCATED_FROM} & {
-        name for name, _ in out.headers}
+        name for name, _ in out.headers
+    }

@@ -1,11 +1,13 @@
 """Counters count what committed: a handler's outputs carry what is to be counted, and the loop
 counts it once the batch's Kafka transaction has committed (tests/integration/
 test_committed_counts.py runs the loop itself)."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from records import Msg
+
 from schemas import codec
 from schemas.events import TxBegun, Voted
 from topics.catalogue import TX_LOG, Names
@@ -17,26 +19,30 @@ from workers.runtime.signing import AUTHORS, Signer, Verifier, author
 
 def test_the_coordinator_counts_a_decision_only_once_it_commits():
     metrics = Metrics("coordinator")
-    nothing_stored = SimpleNamespace(run=lambda work: {})     # the store knows no order yet
+    nothing_stored = SimpleNamespace(run=lambda work: {})  # the store knows no order yet
     keys = {a: a.encode() * 8 for a in AUTHORS}
-    handler = CoordinatorHandler(SimpleNamespace(deadline_ms=10_000), nothing_stored, Names(),
-                                 metrics, verifier=Verifier(keys))
-    handler.partitions[2] = Partition()                       # as assigned
-    events = [TxBegun("o-1", ("inventory", "payment"), 10_000),
-              Voted("o-1", "inventory", "yes", None), Voted("o-1", "payment", "yes", None)]
+    handler = CoordinatorHandler(
+        SimpleNamespace(deadline_ms=10_000), nothing_stored, Names(), metrics, verifier=Verifier(keys)
+    )
+    handler.partitions[2] = Partition()  # as assigned
+    events = [
+        TxBegun("o-1", ("inventory", "payment"), 10_000),
+        Voted("o-1", "inventory", "yes", None),
+        Voted("o-1", "payment", "yes", None),
+    ]
     tx_log = Names().topic(TX_LOG)
     msgs = []
     for n, e in enumerate(events):
         value, headers = codec.encode(e)
         signer = Signer(author(e), keys[author(e)], (tx_log,))
-        msgs.append(Msg(value, signer.headers(tx_log, b"k", value, headers), _topic=tx_log,
-                        _offset=n))
+        msgs.append(Msg(value, signer.headers(tx_log, b"k", value, headers), _topic=tx_log, _offset=n))
     outs = handler.process(msgs, 1)
 
     def decisions() -> float:
         return metrics.registry.get_sample_value(DECISIONS, {"outcome": "commit", "reason": ""}) or 0
+
     assert outs and decisions() == 0
-    for out in outs:          # as the loop does once the transaction has committed
+    for out in outs:  # as the loop does once the transaction has committed
         if out.count is not None:
             out.count()
     assert decisions() == 1

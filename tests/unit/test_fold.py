@@ -13,8 +13,8 @@ from schemas.events import (
     Abort,
     Acked,
     Commit,
-    Decided,
     DeadlinePassed,
+    Decided,
     StatusChanged,
     TxBegun,
     Voted,
@@ -85,8 +85,7 @@ def test_every_ordering(events):
         if first is not None:  # whichever TxBegun came first names the participants
             assert (tx.participants, tx.deadline_ms) == (first.participants, first.deadline_ms)
         if tx.outcome == "commit":  # only with a yes from every named one, and no named no
-            named_votes = [e for e in order if isinstance(e, Voted) and e.participant in
-                           first.participants]
+            named_votes = [e for e in order if isinstance(e, Voted) and e.participant in first.participants]
             assert {v.participant for v in named_votes if v.vote == "yes"} == set(first.participants)
             assert all(v.vote == "yes" for v in named_votes)
         _check_steps(order, tx)
@@ -102,10 +101,11 @@ def _check_steps(order, final: Tx) -> None:
         if outputs and decided_at is None:
             decided_at, decided_tx = i, tx
             emitted += outputs
-        elif outputs:                   # after the decision: only participants told late
+        elif outputs:  # after the decision: only participants told late
             told += outputs
-        assert in_doubt(tx) == (tx.outcome is None and any(
-            isinstance(e, Voted) and e.vote == "yes" for e in order[: i + 1]))
+        assert in_doubt(tx) == (
+            tx.outcome is None and any(isinstance(e, Voted) and e.vote == "yes" for e in order[: i + 1])
+        )
     assert tx == final
     if final.outcome is None:
         assert emitted == [] and not is_finished(final)
@@ -117,17 +117,16 @@ def _check_steps(order, final: Tx) -> None:
     command = Commit(O) if final.outcome == "commit" else Abort(O, final.reason)
     # Whom to tell is known at the decision; a later TxBegun adds names, told at once.
     assert emitted[1:-1] == [(p, command) for p in decided_tx.targets]
-    assert sorted(told) == sorted((p, command) for p in final.targets
-                                  if p not in decided_tx.targets)
+    assert sorted(told) == sorted((p, command) for p in final.targets if p not in decided_tx.targets)
     assert set(final.targets) >= set(final.participants)
     # The only ack in the scenarios is inventory's commit: it finishes an inventory-only commit.
     acked = any(isinstance(e, Acked) for e in order)
-    assert is_finished(final) == (acked and final.outcome == "commit"
-                                  and final.targets == ("inventory",))
+    assert is_finished(final) == (acked and final.outcome == "commit" and final.targets == ("inventory",))
 
 
-@pytest.mark.parametrize("outcome_votes, outcome", [((True, True), "commit"), ((False, True), "abort"),
-                                                    ((True, False), "abort")])
+@pytest.mark.parametrize(
+    "outcome_votes, outcome", [((True, True), "commit"), ((False, True), "abort"), ((True, False), "abort")]
+)
 def test_acks_finish_in_any_order(outcome_votes, outcome):
     base = [BEGIN, vote("inventory", outcome_votes[0]), vote("payment", outcome_votes[1])]
     acks = [Acked(O, p, outcome) for p in BOTH]
@@ -139,8 +138,15 @@ def test_acks_finish_in_any_order(outcome_votes, outcome):
 
 
 def test_ack_of_the_other_outcome_is_a_conflict_not_an_ack():
-    tx = replay([BEGIN, vote("inventory", True), vote("payment", True),
-                 Acked(O, "inventory", "abort"), Acked(O, "payment", "commit")])
+    tx = replay(
+        [
+            BEGIN,
+            vote("inventory", True),
+            vote("payment", True),
+            Acked(O, "inventory", "abort"),
+            Acked(O, "payment", "commit"),
+        ]
+    )
     assert tx.acked == {"payment"} and tx.conflicts == {"inventory"} and not is_finished(tx)
 
 
@@ -173,7 +179,8 @@ def test_deadline_before_begin_aborts_and_tells_every_voter():
 
 def test_redelivered_votes_are_recorded_once():
     assert replay([BEGIN, vote("inventory", True), vote("inventory", True)]).votes == (
-        ("inventory", "yes", None),)
+        ("inventory", "yes", None),
+    )
 
 
 def test_foreign_events_are_refused():
@@ -185,9 +192,11 @@ def test_foreign_events_are_refused():
         replay([])
 
 
-TX_LOG = st.sampled_from([BEGIN, BEGIN_AGAIN, DEADLINE, Decided(O, "abort", "x")]
-                         + [vote(p, y) for p in BOTH for y in (True, False)]
-                         + [Acked(O, p, o) for p in BOTH for o in ("commit", "abort")])
+TX_LOG = st.sampled_from(
+    [BEGIN, BEGIN_AGAIN, DEADLINE, Decided(O, "abort", "x")]
+    + [vote(p, y) for p in BOTH for y in (True, False)]
+    + [Acked(O, p, o) for p in BOTH for o in ("commit", "abort")]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -218,36 +227,98 @@ DUE = [
     # (id, tx, timers, now, orphan_after, expected timers, expected destinations)
     ("before-deadline", OPEN, Timers(), 999, None, Timers(), []),
     ("at-deadline", OPEN, Timers(), 1_000, None, Timers(deadline_appended_ms=1_000), ["tx.log"]),
-    ("appended-recently", OPEN, Timers(deadline_appended_ms=1_000), 1_499, None,
-     Timers(deadline_appended_ms=1_000), []),
-    ("appended-once", OPEN, Timers(deadline_appended_ms=1_000), 99_000, None,
-     Timers(deadline_appended_ms=1_000), []),
+    (
+        "appended-recently",
+        OPEN,
+        Timers(deadline_appended_ms=1_000),
+        1_499,
+        None,
+        Timers(deadline_appended_ms=1_000),
+        [],
+    ),
+    (
+        "appended-once",
+        OPEN,
+        Timers(deadline_appended_ms=1_000),
+        99_000,
+        None,
+        Timers(deadline_appended_ms=1_000),
+        [],
+    ),
     ("decided-starts-clock", COMMITTED, Timers(), 2_000, None, Timers(resent_ms=2_000), []),
-    ("decided-resend-not-yet", COMMITTED, Timers(resent_ms=2_000), 2_499, None,
-     Timers(resent_ms=2_000), []),
-    ("decided-resend", COMMITTED, Timers(resent_ms=2_000), 2_500, None,
-     Timers(resent_ms=2_500, resends=1), ["inventory", "payment"]),
-    ("second-resend-waits-twice", COMMITTED, Timers(resent_ms=2_500, resends=1), 3_499, None,
-     Timers(resent_ms=2_500, resends=1), []),
+    ("decided-resend-not-yet", COMMITTED, Timers(resent_ms=2_000), 2_499, None, Timers(resent_ms=2_000), []),
+    (
+        "decided-resend",
+        COMMITTED,
+        Timers(resent_ms=2_000),
+        2_500,
+        None,
+        Timers(resent_ms=2_500, resends=1),
+        ["inventory", "payment"],
+    ),
+    (
+        "second-resend-waits-twice",
+        COMMITTED,
+        Timers(resent_ms=2_500, resends=1),
+        3_499,
+        None,
+        Timers(resent_ms=2_500, resends=1),
+        [],
+    ),
     # never heard from since: down, and the command waits in its log (the backoff is below)
-    ("silent-gets-one-resend-only", COMMITTED, Timers(resent_ms=2_500, resends=1), 99_000, None,
-     Timers(resent_ms=2_500, resends=1), []),
-    ("resend-only-missing", HALF_ACKED, Timers(resent_ms=0), 2_500, None,
-     Timers(resent_ms=2_500, resends=1), ["payment"]),
-    ("abort-resend", ABORTED, Timers(resent_ms=0), 600, None, Timers(resent_ms=600, resends=1),
-     ["inventory", "payment"]),
-    ("all-acked", fold(HALF_ACKED, Acked(O, "payment", "commit")), Timers(resent_ms=0), 9_000,
-     None, Timers(resent_ms=0), []),
+    (
+        "silent-gets-one-resend-only",
+        COMMITTED,
+        Timers(resent_ms=2_500, resends=1),
+        99_000,
+        None,
+        Timers(resent_ms=2_500, resends=1),
+        [],
+    ),
+    (
+        "resend-only-missing",
+        HALF_ACKED,
+        Timers(resent_ms=0),
+        2_500,
+        None,
+        Timers(resent_ms=2_500, resends=1),
+        ["payment"],
+    ),
+    (
+        "abort-resend",
+        ABORTED,
+        Timers(resent_ms=0),
+        600,
+        None,
+        Timers(resent_ms=600, resends=1),
+        ["inventory", "payment"],
+    ),
+    (
+        "all-acked",
+        fold(HALF_ACKED, Acked(O, "payment", "commit")),
+        Timers(resent_ms=0),
+        9_000,
+        None,
+        Timers(resent_ms=0),
+        [],
+    ),
     ("orphan-no-window", ORPHAN, Timers(first_seen_ms=0), 10**9, None, Timers(first_seen_ms=0), []),
-    ("orphan-too-early", ORPHAN, Timers(first_seen_ms=0), 59_999, 60_000, Timers(first_seen_ms=0),
-     []),
-    ("orphan-due", ORPHAN, Timers(first_seen_ms=0), 60_000, 60_000,
-     Timers(first_seen_ms=0, deadline_appended_ms=60_000), ["tx.log"]),
+    ("orphan-too-early", ORPHAN, Timers(first_seen_ms=0), 59_999, 60_000, Timers(first_seen_ms=0), []),
+    (
+        "orphan-due",
+        ORPHAN,
+        Timers(first_seen_ms=0),
+        60_000,
+        60_000,
+        Timers(first_seen_ms=0, deadline_appended_ms=60_000),
+        ["tx.log"],
+    ),
 ]
 
 
-@pytest.mark.parametrize("tx, timers, now, orphan_after, want_timers, want_to",
-                         [c[1:] for c in DUE], ids=[c[0] for c in DUE])
+@pytest.mark.parametrize(
+    "tx, timers, now, orphan_after, want_timers, want_to", [c[1:] for c in DUE], ids=[c[0] for c in DUE]
+)
 def test_due(tx, timers, now, orphan_after, want_timers, want_to):
     got_timers, outputs = due(tx, timers, now, resend_after_ms=500, orphan_after_ms=orphan_after)
     assert got_timers == want_timers
@@ -265,7 +336,9 @@ def test_deadline_marker_from_due_decides_through_the_fold():
     assert (tx.outcome, tx.reason) == ("abort", "deadline")
     assert [to for to, _ in decided] == ["tx.log", "inventory", "payment", "status"]
     assert due(tx, timers, 1_001, resend_after_ms=500) == (
-        Timers(deadline_appended_ms=1_000, resent_ms=1_001), [])
+        Timers(deadline_appended_ms=1_000, resent_ms=1_001),
+        [],
+    )
 
 
 # A deadline is for a participant that is down or stuck; a re-send for one that lost the command
@@ -276,37 +349,90 @@ PROGRESS = [
     ("behind-waits", OPEN, BEGUN, 1_000, {"payment": Progress(900, voted_past=3)}, []),
     ("silent-aborts", OPEN, BEGUN, 1_000, {"payment": Progress(400, voted_past=3)}, ["tx.log"]),
     ("went-past-aborts", OPEN, BEGUN, 1_000, {"payment": Progress(900, voted_past=7)}, ["tx.log"]),
-    ("never-heard-counts-from-first-seen", OPEN, Timers(begun_at=5, first_seen_ms=800), 1_000, {},
-     []),
-    ("orphan-never-waits", ORPHAN, Timers(first_seen_ms=0), 60_000,
-     {"payment": Progress(59_900)}, ["tx.log"]),
-    ("behind-gets-no-resend", COMMITTED, DECIDED_AT, 2_500,
-     {"inventory": Progress(2_400, acked_past=8), "payment": Progress(2_300, acked_past=9)}, []),
-    ("silent-gets-resend", COMMITTED, DECIDED_AT, 2_500,
-     {"inventory": Progress(2_400, acked_past=8), "payment": Progress(1_500)}, ["payment"]),
-    ("went-past-gets-resend", COMMITTED, DECIDED_AT, 2_500,
-     {"inventory": Progress(2_400, acked_past=12), "payment": Progress(2_300, acked_past=9)},
-     ["inventory"]),
+    ("never-heard-counts-from-first-seen", OPEN, Timers(begun_at=5, first_seen_ms=800), 1_000, {}, []),
+    ("orphan-never-waits", ORPHAN, Timers(first_seen_ms=0), 60_000, {"payment": Progress(59_900)}, ["tx.log"]),
+    (
+        "behind-gets-no-resend",
+        COMMITTED,
+        DECIDED_AT,
+        2_500,
+        {"inventory": Progress(2_400, acked_past=8), "payment": Progress(2_300, acked_past=9)},
+        [],
+    ),
+    (
+        "silent-gets-resend",
+        COMMITTED,
+        DECIDED_AT,
+        2_500,
+        {"inventory": Progress(2_400, acked_past=8), "payment": Progress(1_500)},
+        ["payment"],
+    ),
+    (
+        "went-past-gets-resend",
+        COMMITTED,
+        DECIDED_AT,
+        2_500,
+        {"inventory": Progress(2_400, acked_past=12), "payment": Progress(2_300, acked_past=9)},
+        ["inventory"],
+    ),
     # after one re-send: a participant still silent is down (its log keeps the command), one back
     # and busy is behind; one back and quiet again lost it once more, after the backoff
-    ("down-gets-no-second-resend", COMMITTED, RESENT, 60_000,
-     {"inventory": Progress(2_400, acked_past=8), "payment": Progress(1_500)}, []),
-    ("back-and-busy-waits", COMMITTED, RESENT, 60_000,
-     {"inventory": Progress(59_900, acked_past=8), "payment": Progress(59_800)}, []),
-    ("back-and-quiet-waits-twice", COMMITTED, RESENT, 3_499,
-     {"inventory": Progress(2_400, acked_past=8), "payment": Progress(2_600)}, []),
-    ("back-and-quiet-gets-another", COMMITTED, RESENT, 3_500,
-     {"inventory": Progress(2_400, acked_past=8), "payment": Progress(2_600)}, ["payment"]),
-    ("resend-backoff-capped-not-yet", COMMITTED, Timers(decided_at=10, resent_ms=0, resends=20),
-     29_999, {"payment": Progress(1)}, []),
-    ("resend-backoff-capped", COMMITTED, Timers(decided_at=10, resent_ms=0, resends=20), 30_000,
-     {"inventory": Progress(1), "payment": Progress(1)}, ["inventory", "payment"]),
+    (
+        "down-gets-no-second-resend",
+        COMMITTED,
+        RESENT,
+        60_000,
+        {"inventory": Progress(2_400, acked_past=8), "payment": Progress(1_500)},
+        [],
+    ),
+    (
+        "back-and-busy-waits",
+        COMMITTED,
+        RESENT,
+        60_000,
+        {"inventory": Progress(59_900, acked_past=8), "payment": Progress(59_800)},
+        [],
+    ),
+    (
+        "back-and-quiet-waits-twice",
+        COMMITTED,
+        RESENT,
+        3_499,
+        {"inventory": Progress(2_400, acked_past=8), "payment": Progress(2_600)},
+        [],
+    ),
+    (
+        "back-and-quiet-gets-another",
+        COMMITTED,
+        RESENT,
+        3_500,
+        {"inventory": Progress(2_400, acked_past=8), "payment": Progress(2_600)},
+        ["payment"],
+    ),
+    (
+        "resend-backoff-capped-not-yet",
+        COMMITTED,
+        Timers(decided_at=10, resent_ms=0, resends=20),
+        29_999,
+        {"payment": Progress(1)},
+        [],
+    ),
+    (
+        "resend-backoff-capped",
+        COMMITTED,
+        Timers(decided_at=10, resent_ms=0, resends=20),
+        30_000,
+        {"inventory": Progress(1), "payment": Progress(1)},
+        ["inventory", "payment"],
+    ),
 ]
 
 
-@pytest.mark.parametrize("tx, timers, now, progress, want_to", [c[1:] for c in PROGRESS],
-                         ids=[c[0] for c in PROGRESS])
+@pytest.mark.parametrize(
+    "tx, timers, now, progress, want_to", [c[1:] for c in PROGRESS], ids=[c[0] for c in PROGRESS]
+)
 def test_due_by_progress(tx, timers, now, progress, want_to):
-    _, outputs = due(tx, timers, now, resend_after_ms=500, orphan_after_ms=60_000,
-                     progress=progress, stall_ms=500)
+    _, outputs = due(
+        tx, timers, now, resend_after_ms=500, orphan_after_ms=60_000, progress=progress, stall_ms=500
+    )
     assert [to for to, _ in outputs] == want_to

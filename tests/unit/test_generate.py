@@ -1,4 +1,5 @@
 """The order generator: deterministic, correct totals, exact invalid share, every kind as named."""
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,16 @@ def test_bad_arguments_are_refused():
 
 
 def test_mixed_demo_orders_are_what_their_kind_says():
-    orders = mixed_demo_orders(5, SKUS, CUSTOMERS, 250, scarce_sku="sku-0001", scarce_stock=2,
-                               poor_customer="cust-0001", poor_balance_cents=100)
+    orders = mixed_demo_orders(
+        5,
+        SKUS,
+        CUSTOMERS,
+        250,
+        scarce_sku="sku-0001",
+        scarce_stock=2,
+        poor_customer="cust-0001",
+        poor_balance_cents=100,
+    )
     assert orders == mixed_demo_orders(5, SKUS, CUSTOMERS, 250, "sku-0001", 2, "cust-0001", 100)
     kinds = Counter(kind for _, _, kind in orders)
     assert kinds["good"] == 20 and kinds["out_of_stock"] == 3 and kinds["insufficient_funds"] == 3

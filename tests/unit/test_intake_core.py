@@ -12,15 +12,18 @@ HASH = ORDER.content_hash()
 OTHER_HASH = OrderPlaced("o-1", "c-1", (Line("sku-1", 3, 250),), "EUR", 750).content_hash()
 
 
-@pytest.mark.parametrize("seen, content_hash, partition, offset, outcome", [
-    pytest.param(None, HASH, 0, 10, "new", id="new"),
-    pytest.param(Seen(HASH, 0, 10), HASH, 0, 10, "redelivery", id="redelivery"),
-    pytest.param(Seen(HASH, 0, 10), HASH, 0, 11, "duplicate", id="duplicate-later-offset"),
-    pytest.param(Seen(HASH, 0, 10), HASH, 1, 10, "duplicate", id="duplicate-other-partition"),
-    pytest.param(Seen(HASH, 0, 10), OTHER_HASH, 0, 11, "conflict", id="conflict"),
-    # the same position with other content cannot be the same message: still a conflict
-    pytest.param(Seen(HASH, 0, 10), OTHER_HASH, 0, 10, "conflict", id="conflict-same-position"),
-])
+@pytest.mark.parametrize(
+    "seen, content_hash, partition, offset, outcome",
+    [
+        pytest.param(None, HASH, 0, 10, "new", id="new"),
+        pytest.param(Seen(HASH, 0, 10), HASH, 0, 10, "redelivery", id="redelivery"),
+        pytest.param(Seen(HASH, 0, 10), HASH, 0, 11, "duplicate", id="duplicate-later-offset"),
+        pytest.param(Seen(HASH, 0, 10), HASH, 1, 10, "duplicate", id="duplicate-other-partition"),
+        pytest.param(Seen(HASH, 0, 10), OTHER_HASH, 0, 11, "conflict", id="conflict"),
+        # the same position with other content cannot be the same message: still a conflict
+        pytest.param(Seen(HASH, 0, 10), OTHER_HASH, 0, 10, "conflict", id="conflict-same-position"),
+    ],
+)
 def test_classify(seen, content_hash, partition, offset, outcome):
     assert classify(seen, content_hash, partition, offset) == outcome
 

@@ -1,4 +1,5 @@
 """Burrow's lag evaluation rules, one table row per case, over (seconds, committed, end) samples."""
+
 from __future__ import annotations
 
 import pytest
@@ -51,9 +52,16 @@ def test_a_falling_end_after_markers_is_not_an_error():
     assert partition_status(window((5, 10), (9, 9)), 1) == OK
 
 
-@pytest.mark.parametrize("statuses,expected", [
-    ([], OK), ([OK, OK], OK), ([OK, WARN], WARN), ([WARN, STALL, OK], STALL),
-    ([STALL, STOP], STOP), ([STOP, ERR, OK], ERR),
-])
+@pytest.mark.parametrize(
+    "statuses,expected",
+    [
+        ([], OK),
+        ([OK, OK], OK),
+        ([OK, WARN], WARN),
+        ([WARN, STALL, OK], STALL),
+        ([STALL, STOP], STOP),
+        ([STOP, ERR, OK], ERR),
+    ],
+)
 def test_a_group_takes_its_worst_partition(statuses, expected):
     assert worst(statuses) == expected

@@ -1,6 +1,7 @@
 """Imports run one way: schemas <- topics <- workers <- orderbus, and inside orderbus
 ops <- lab <- commands; infra stands apart and is used only from workers and orderbus. Nothing
 imports in a circle. Read from the source with `ast`: no module is run."""
+
 from __future__ import annotations
 
 import ast
@@ -20,7 +21,7 @@ FLOORS = {
     "orderbus.ops": 3,
     "orderbus.lab": 4,
     "orderbus.commands": 5,
-    "orderbus": 6,                  # its face and `python -m orderbus`
+    "orderbus": 6,  # its face and `python -m orderbus`
 }
 # infra imports none of the others (and schemas and topics none of it): it starts and probes
 # the local Kafka and PostgreSQL, and only the workers' settings and the command line call it
@@ -61,8 +62,9 @@ def imported(tree: ast.AST, modules: dict[str, Path]) -> set[str]:
 
 def graph() -> dict[str, set[str]]:
     modules = project_modules()
-    return {name: imported(ast.parse(path.read_text(), str(path)), modules) - {name}
-            for name, path in modules.items()}
+    return {
+        name: imported(ast.parse(path.read_text(), str(path)), modules) - {name} for name, path in modules.items()
+    }
 
 
 def floor(module: str) -> int | None:
@@ -138,13 +140,16 @@ def test_no_import_cycle(imports):
     assert cycles(imports) == []
 
 
-@pytest.mark.parametrize("module, target", [
-    ("topics.read", "workers.runtime.settings"),        # a floor up
-    ("orderbus.ops.demo", "orderbus.commands.orders"),  # a wing up
-    ("orderbus.lab.bench", "orderbus.commands.cli"),
-    ("infra.procs", "workers.runtime.settings"),        # out of infra
-    ("schemas.codec", "infra.procs"),                   # into infra from below workers
-])
+@pytest.mark.parametrize(
+    "module, target",
+    [
+        ("topics.read", "workers.runtime.settings"),  # a floor up
+        ("orderbus.ops.demo", "orderbus.commands.orders"),  # a wing up
+        ("orderbus.lab.bench", "orderbus.commands.cli"),
+        ("infra.procs", "workers.runtime.settings"),  # out of infra
+        ("schemas.codec", "infra.procs"),  # into infra from below workers
+    ],
+)
 def test_a_wrong_import_is_caught(imports, module, target):
     assert wrong_way({**imports, module: imports[module] | {target}}) != []
 

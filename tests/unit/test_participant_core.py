@@ -56,18 +56,14 @@ PREPARE_BOTH = [
 ]
 
 PREPARE_INVENTORY = [
-    pytest.param({"a": 5, "b": 5}, [("a", 2), ("b", 3)], "yes", None,
-                 {"a": [-2, 2, 0], "b": [-3, 3, 0]}, id="two-lines"),
-    pytest.param({"a": 5, "b": 2}, [("a", 2), ("b", 3)], "no", "short", {},
-                 id="one-line-short-holds-nothing"),
-    pytest.param({"a": 1, "b": 5}, [("a", 2), ("b", 3)], "no", "short", {},
-                 id="first-line-short-holds-nothing"),
-    pytest.param({"a": 5}, [("a", 2), ("b", 3)], "no", "unknown", {},
-                 id="one-line-unknown-holds-nothing"),
-    pytest.param({"a": 5}, [("a", 2), ("a", 3)], "yes", None, {"a": [-5, 5, 0]},
-                 id="duplicate-lines-add-up"),
-    pytest.param({"a": 4}, [("a", 2), ("a", 3)], "no", "short", {},
-                 id="duplicate-lines-short-together"),
+    pytest.param(
+        {"a": 5, "b": 5}, [("a", 2), ("b", 3)], "yes", None, {"a": [-2, 2, 0], "b": [-3, 3, 0]}, id="two-lines"
+    ),
+    pytest.param({"a": 5, "b": 2}, [("a", 2), ("b", 3)], "no", "short", {}, id="one-line-short-holds-nothing"),
+    pytest.param({"a": 1, "b": 5}, [("a", 2), ("b", 3)], "no", "short", {}, id="first-line-short-holds-nothing"),
+    pytest.param({"a": 5}, [("a", 2), ("b", 3)], "no", "unknown", {}, id="one-line-unknown-holds-nothing"),
+    pytest.param({"a": 5}, [("a", 2), ("a", 3)], "yes", None, {"a": [-5, 5, 0]}, id="duplicate-lines-add-up"),
+    pytest.param({"a": 4}, [("a", 2), ("a", 3)], "no", "short", {}, id="duplicate-lines-short-together"),
 ]
 
 
@@ -121,8 +117,9 @@ RECORDED = [
     pytest.param(Hold("o-1", "yes", "committed", None, {"k": 2}), "yes", None, id="committed"),
     pytest.param(Hold("o-1", "yes", "released", None, {"k": 2}), "no", "released", id="released"),
     pytest.param(Hold("o-1", "no", "refused", "R"), "no", "R", id="refused"),
-    pytest.param(Hold("o-1", "no", "aborted", "aborted_before_prepare"), "no",
-                 "aborted_before_prepare", id="aborted"),
+    pytest.param(
+        Hold("o-1", "no", "aborted", "aborted_before_prepare"), "no", "aborted_before_prepare", id="aborted"
+    ),
 ]
 
 
@@ -130,8 +127,7 @@ RECORDED = [
 @pytest.mark.parametrize("recorded, vote, reason", RECORDED)
 @pytest.mark.parametrize("stock", [0, 100])
 def test_prepare_redelivered_returns_recorded_vote(resource, recorded, vote, reason, stock):
-    out = apply(resource, {"k": stock}, {"o-1": recorded},
-                [prepare(resource, "o-1", [("k", 2)])])
+    out = apply(resource, {"k": stock}, {"o-1": recorded}, [prepare(resource, "o-1", [("k", 2)])])
     assert out.outputs == [voted(resource, "o-1", vote, reason)]
     assert out.deltas == {} and out.holds == {} and out.anomalies == []
 
@@ -151,28 +147,54 @@ def test_prepare_twice_in_one_batch_moves_once(resource, stock, vote):
 # (known hold or None, command, state after or None for unchanged, deltas, acked outcome or None
 # for an anomaly).
 DECISIONS = [
-    pytest.param(held("o-1", {"k": 3}), Commit("o-1"), "committed", {"k": [0, -3, 3]}, "commit",
-                 id="commit-held"),
-    pytest.param(Hold("o-1", "yes", "committed", None, {"k": 3}), Commit("o-1"), None, {},
-                 "commit", id="commit-again"),
-    pytest.param(held("o-1", {"k": 3}), Abort("o-1", "r"), "released", {"k": [3, -3, 0]},
-                 "abort", id="abort-held"),
-    pytest.param(Hold("o-1", "yes", "released", None, {"k": 3}), Abort("o-1", "r"), None, {},
-                 "abort", id="abort-again"),
-    pytest.param(Hold("o-1", "no", "refused", "R"), Abort("o-1", "r"), None, {}, "abort",
-                 id="abort-refused"),
-    pytest.param(Hold("o-1", "no", "aborted", "aborted_before_prepare"), Abort("o-1", "r"), None,
-                 {}, "abort", id="abort-aborted"),
+    pytest.param(
+        held("o-1", {"k": 3}), Commit("o-1"), "committed", {"k": [0, -3, 3]}, "commit", id="commit-held"
+    ),
+    pytest.param(
+        Hold("o-1", "yes", "committed", None, {"k": 3}), Commit("o-1"), None, {}, "commit", id="commit-again"
+    ),
+    pytest.param(
+        held("o-1", {"k": 3}), Abort("o-1", "r"), "released", {"k": [3, -3, 0]}, "abort", id="abort-held"
+    ),
+    pytest.param(
+        Hold("o-1", "yes", "released", None, {"k": 3}), Abort("o-1", "r"), None, {}, "abort", id="abort-again"
+    ),
+    pytest.param(Hold("o-1", "no", "refused", "R"), Abort("o-1", "r"), None, {}, "abort", id="abort-refused"),
+    pytest.param(
+        Hold("o-1", "no", "aborted", "aborted_before_prepare"),
+        Abort("o-1", "r"),
+        None,
+        {},
+        "abort",
+        id="abort-aborted",
+    ),
     pytest.param(None, Abort("o-1", "r"), "aborted", {}, "abort", id="abort-unknown"),
-    pytest.param(Hold("o-1", "yes", "committed", None, {"k": 3}), Abort("o-1", "r"), None, {},
-                 None, id="abort-committed-anomaly"),
-    pytest.param(Hold("o-1", "no", "refused", "R"), Commit("o-1"), None, {}, None,
-                 id="commit-refused-anomaly"),
+    pytest.param(
+        Hold("o-1", "yes", "committed", None, {"k": 3}),
+        Abort("o-1", "r"),
+        None,
+        {},
+        None,
+        id="abort-committed-anomaly",
+    ),
+    pytest.param(Hold("o-1", "no", "refused", "R"), Commit("o-1"), None, {}, None, id="commit-refused-anomaly"),
     pytest.param(None, Commit("o-1"), None, {}, None, id="commit-unknown-anomaly"),
-    pytest.param(Hold("o-1", "no", "aborted", "aborted_before_prepare"), Commit("o-1"), None,
-                 {}, None, id="commit-aborted-anomaly"),
-    pytest.param(Hold("o-1", "yes", "released", None, {"k": 3}), Commit("o-1"), None, {}, None,
-                 id="commit-released-anomaly"),
+    pytest.param(
+        Hold("o-1", "no", "aborted", "aborted_before_prepare"),
+        Commit("o-1"),
+        None,
+        {},
+        None,
+        id="commit-aborted-anomaly",
+    ),
+    pytest.param(
+        Hold("o-1", "yes", "released", None, {"k": 3}),
+        Commit("o-1"),
+        None,
+        {},
+        None,
+        id="commit-released-anomaly",
+    ),
 ]
 
 
@@ -200,19 +222,24 @@ def test_decision(resource, known, command, state, deltas, ack):
 def test_prepare_commit_commit_in_one_batch(resource):
     cmds = [prepare(resource, "o-1", [("k", 2)]), Commit("o-1"), Commit("o-1")]
     out = apply(resource, {"k": 5}, {}, cmds)
-    assert out.outputs == [voted(resource, "o-1", "yes"), acked(resource, "o-1", "commit"),
-                           acked(resource, "o-1", "commit")]
+    assert out.outputs == [
+        voted(resource, "o-1", "yes"),
+        acked(resource, "o-1", "commit"),
+        acked(resource, "o-1", "commit"),
+    ]
     assert out.deltas == {"k": [-2, 0, 2]}
     assert out.holds["o-1"].state == "committed"
 
 
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_prepare_abort_in_one_batch_frees_for_the_next(resource):
-    cmds = [prepare(resource, "o-1", [("k", 2)]), Abort("o-1", "r"),
-            prepare(resource, "o-2", [("k", 2)])]
+    cmds = [prepare(resource, "o-1", [("k", 2)]), Abort("o-1", "r"), prepare(resource, "o-2", [("k", 2)])]
     out = apply(resource, {"k": 2}, {}, cmds)
-    assert out.outputs == [voted(resource, "o-1", "yes"), acked(resource, "o-1", "abort"),
-                           voted(resource, "o-2", "yes")]
+    assert out.outputs == [
+        voted(resource, "o-1", "yes"),
+        acked(resource, "o-1", "abort"),
+        voted(resource, "o-2", "yes"),
+    ]
     assert out.deltas == {"k": [-2, 2, 0]}
     assert (out.holds["o-1"].state, out.holds["o-2"].state) == ("released", "held")
 
@@ -221,8 +248,10 @@ def test_prepare_abort_in_one_batch_frees_for_the_next(resource):
 def test_abort_before_prepare_same_batch(resource):
     cmds = [Abort("o-1", "deadline"), prepare(resource, "o-1", [("k", 1)])]
     out = apply(resource, {"k": 5}, {}, cmds)
-    assert out.outputs == [acked(resource, "o-1", "abort"),
-                           voted(resource, "o-1", "no", "aborted_before_prepare")]
+    assert out.outputs == [
+        acked(resource, "o-1", "abort"),
+        voted(resource, "o-1", "no", "aborted_before_prepare"),
+    ]
     assert out.deltas == {}
     assert out.holds["o-1"] == Hold("o-1", "no", "aborted", "aborted_before_prepare")
 
@@ -246,14 +275,18 @@ def test_abort_then_commit_in_one_batch_is_an_anomaly(resource):
 
 # --- A hot key within one batch -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("resource", RESOURCES)
-@pytest.mark.parametrize("stock, orders, amount, yes", [
-    (3, 5, 1, 3),
-    (0, 4, 1, 0),
-    (10, 4, 3, 3),
-    (12, 4, 3, 4),
-    (5, 1, 6, 0),
-])
+@pytest.mark.parametrize(
+    "stock, orders, amount, yes",
+    [
+        (3, 5, 1, 3),
+        (0, 4, 1, 0),
+        (10, 4, 3, 3),
+        (12, 4, 3, 4),
+        (5, 1, 6, 0),
+    ],
+)
 def test_hot_key_never_goes_below_zero(resource, stock, orders, amount, yes):
     available = {"k": stock}
     cmds = [prepare(resource, f"o-{i}", [("k", amount)]) for i in range(orders)]
@@ -270,9 +303,11 @@ def test_hot_key_never_goes_below_zero(resource, stock, orders, amount, yes):
 
 def test_inventory_all_or_none_across_orders_on_shared_keys():
     # o-1 takes the last "b", so o-2 (needing a and b) holds nothing and leaves "a" for o-3.
-    cmds = [prepare(INVENTORY, "o-1", [("b", 1)]),
-            prepare(INVENTORY, "o-2", [("a", 1), ("b", 1)]),
-            prepare(INVENTORY, "o-3", [("a", 1)])]
+    cmds = [
+        prepare(INVENTORY, "o-1", [("b", 1)]),
+        prepare(INVENTORY, "o-2", [("a", 1), ("b", 1)]),
+        prepare(INVENTORY, "o-3", [("a", 1)]),
+    ]
     out = apply(INVENTORY, {"a": 1, "b": 1}, {}, cmds)
     assert [v.vote for v in out.outputs] == ["yes", "no", "yes"]
     assert out.deltas == {"a": [-1, 1, 0], "b": [-1, 1, 0]}
@@ -280,14 +315,24 @@ def test_inventory_all_or_none_across_orders_on_shared_keys():
 
 # --- Inputs are not mutated -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_inputs_not_mutated(resource):
     available = {"k": 3, "j": 1}
-    known = {"o-1": held("o-1", {"k": 2}), "o-2": held("o-2", {"j": 1}),
-             "o-3": Hold("o-3", "yes", "committed", None, {"k": 1})}
+    known = {
+        "o-1": held("o-1", {"k": 2}),
+        "o-2": held("o-2", {"j": 1}),
+        "o-3": Hold("o-3", "yes", "committed", None, {"k": 1}),
+    }
     before = (copy.deepcopy(available), copy.deepcopy(known))
-    cmds = [Commit("o-1"), Abort("o-2", "r"), Abort("o-3", "r"), Abort("o-4", "r"),
-            prepare(resource, "o-5", [("k", 3)]), prepare(resource, "o-6", [("k", 1)])]
+    cmds = [
+        Commit("o-1"),
+        Abort("o-2", "r"),
+        Abort("o-3", "r"),
+        Abort("o-4", "r"),
+        prepare(resource, "o-5", [("k", 3)]),
+        prepare(resource, "o-6", [("k", 1)]),
+    ]
     out = apply(resource, available, known, cmds)
     assert (available, known) == before
     assert known["o-1"].state == "held" and out.holds["o-1"].state == "committed"
@@ -305,8 +350,7 @@ def histories(draw, resource: Resource):
     orders = {}
     for oid in ORDER_IDS:
         if resource is INVENTORY:
-            needs = draw(st.lists(st.tuples(st.sampled_from(KEYS), st.integers(1, 4)),
-                                  min_size=1, max_size=3))
+            needs = draw(st.lists(st.tuples(st.sampled_from(KEYS), st.integers(1, 4)), min_size=1, max_size=3))
         else:
             needs = [(draw(st.sampled_from(KEYS)), draw(st.integers(1, 4)))]
         orders[oid] = prepare(resource, oid, needs, deadline=draw(st.integers(0, 20)))
@@ -316,8 +360,7 @@ def histories(draw, resource: Resource):
         st.sampled_from(ORDER_IDS).map(lambda o: Abort(o, "r")),
     )
     batches = draw(st.lists(st.lists(command, min_size=1, max_size=6), min_size=1, max_size=5))
-    times = sorted(draw(st.lists(st.integers(0, 20), min_size=len(batches),
-                                 max_size=len(batches))))
+    times = sorted(draw(st.lists(st.integers(0, 20), min_size=len(batches), max_size=len(batches))))
     return stock, batches, times
 
 
@@ -326,7 +369,7 @@ def _check_conservation(resource: Resource, history) -> None:
     available = dict(start)
     known: dict[str, Hold] = {}
     moved = {k: [0, 0, 0] for k in start}
-    ends: dict[str, set[str]] = defaultdict(set)   # terminal states an order ever reached
+    ends: dict[str, set[str]] = defaultdict(set)  # terminal states an order ever reached
     acks: dict[str, set[str]] = defaultdict(set)
     for batch, now in zip(batches, times):
         # every step: each prefix of the batch, from the same state, keeps stock non-negative
@@ -356,8 +399,7 @@ def _check_conservation(resource: Resource, history) -> None:
         assert end_available == available[k] >= 0 and held_now >= 0 and final >= 0
         # the deltas agree with the recorded holds
         assert held_now == sum(h.amounts.get(k, 0) for h in known.values() if h.state == "held")
-        assert final == sum(h.amounts.get(k, 0) for h in known.values()
-                            if h.state == "committed")
+        assert final == sum(h.amounts.get(k, 0) for h in known.values() if h.state == "committed")
     for oid in ORDER_IDS:
         assert len(ends[oid]) <= 1, (oid, ends[oid])
         assert len(acks[oid]) <= 1, (oid, acks[oid])

@@ -1,5 +1,6 @@
 """The coordinator's transactions per partition: finished orders stay final once saved, and a new
 owner resumes from the saved state plus the log after it."""
+
 from __future__ import annotations
 
 import random
@@ -17,10 +18,14 @@ def life(oid: str, outcome: str = "commit"):
     """The tx.log events of one order, in the order the pipeline writes them."""
     yes = outcome == "commit"
     reason = None if yes else "out_of_stock"
-    return [TxBegun(oid, P, 10_000), Voted(oid, "inventory", "yes" if yes else "no", reason),
-            Voted(oid, "payment", "yes", None),
-            Decided(oid, outcome, None if yes else "inventory:out_of_stock"),
-            Acked(oid, "inventory", outcome), Acked(oid, "payment", outcome)]
+    return [
+        TxBegun(oid, P, 10_000),
+        Voted(oid, "inventory", "yes" if yes else "no", reason),
+        Voted(oid, "payment", "yes", None),
+        Decided(oid, outcome, None if yes else "inventory:out_of_stock"),
+        Acked(oid, "inventory", outcome),
+        Acked(oid, "payment", outcome),
+    ]
 
 
 def interleave(orders: dict[str, list], seed: int) -> list:
@@ -70,8 +75,7 @@ def test_a_finished_order_is_final_after_it_is_saved_and_forgotten():
     store.save(part)
     assert part.finished == {} and part.unknown(["a"]) == {"a"}
     # replayed: a second begin, and yes votes from both (as if the holds had been kept)
-    again = [TxBegun("a", P, 99_000), Voted("a", "inventory", "yes", None),
-             Voted("a", "payment", "yes", None)]
+    again = [TxBegun("a", P, 99_000), Voted("a", "inventory", "yes", None), Voted("a", "payment", "yes", None)]
     assert [store.fold(part, 10 + i, e) for i, e in enumerate(again)] == [[], [], []]
     assert part.open == {}
 
@@ -98,9 +102,9 @@ def test_taking_over_from_the_saved_state_rebuilds_the_same_transactions(seed, c
     orders = {}
     for i in range(12):
         events = life(f"o{i}", rng.choice(["commit", "abort"]))
-        orders[f"o{i}"] = events[:rng.randint(1, len(events))]    # some still open
+        orders[f"o{i}"] = events[: rng.randint(1, len(events))]  # some still open
     log = interleave(orders, seed)
-    log += [e for e in log if e.TYPE == "TxBegun"]                # an intake replay
+    log += [e for e in log if e.TYPE == "TxBegun"]  # an intake replay
     store, live = Store(), Partition()
     cut = int(len(log) * cut_at)
     for offset, e in enumerate(log[:cut]):

@@ -1,4 +1,5 @@
 """Servers started by infra.procs: detached, tracked by pid, and quiet when their handle goes."""
+
 from __future__ import annotations
 
 import gc

@@ -1,6 +1,7 @@
 """OrderPublisher refuses a bad order before producing anything. The producer points at a port
 nothing listens on and gives up on a message after 300 ms: a message that got past validation
 would come back as a failed delivery (the good-order test shows that it does)."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,13 @@ NOWHERE = {"bootstrap.servers": "127.0.0.1:1", "log_level": 0, "message.timeout.
 
 
 def order(**changes):
-    body = {"order_id": "o-1", "customer_id": "c-1", "currency": "EUR", "total_cents": 300,
-            "items": [{"sku": "A", "quantity": 2, "unit_price_cents": 150}]}
+    body = {
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "currency": "EUR",
+        "total_cents": 300,
+        "items": [{"sku": "A", "quantity": 2, "unit_price_cents": 150}],
+    }
     body.update(changes)
     return body
 
@@ -26,15 +32,20 @@ def publisher():
     pub.flush(0)
 
 
-@pytest.mark.parametrize("bad, error", [
-    (order(total_cents=301), RuleViolationError),
-    (order(items=[{"sku": "A", "quantity": 0, "unit_price_cents": 150}], total_cents=0),
-     SchemaViolationError),
-    ({k: v for k, v in order().items() if k != "currency"}, SchemaViolationError),
-    (order(total_cents=300.0), SchemaViolationError),      # money never as a float
-    (order(extra=1), SchemaViolationError),
-    (order(order_id={1, 2}), UndecodableError),            # not JSON at all
-])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (order(total_cents=301), RuleViolationError),
+        (
+            order(items=[{"sku": "A", "quantity": 0, "unit_price_cents": 150}], total_cents=0),
+            SchemaViolationError,
+        ),
+        ({k: v for k, v in order().items() if k != "currency"}, SchemaViolationError),
+        (order(total_cents=300.0), SchemaViolationError),  # money never as a float
+        (order(extra=1), SchemaViolationError),
+        (order(order_id={1, 2}), UndecodableError),  # not JSON at all
+    ],
+)
 def test_bad_order_raises_its_dead_letter_and_sends_nothing(publisher, bad, error):
     with pytest.raises(error) as caught:
         publisher.publish(bad)

@@ -1,5 +1,6 @@
 """The Prometheus config, alert rules and dashboard: promtool checks them, and every metric they
 name is one that something in orderbus exports."""
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,17 @@ DASHBOARD = ROOT / "infra" / "grafana" / "orderbus.json"
 
 # every orderbus metric is named orderbus_*; `up` is Prometheus's own, per scrape target
 METRIC = re.compile(r"\b(orderbus_[a-z0-9_]+|up)\b")
-SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",), "histogram": (
-    "_bucket", "_count", "_sum", "_created")}
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+}
 
 
 @pytest.fixture(scope="module")
 def check_sh() -> subprocess.CompletedProcess:
     """check.sh, run once; it installs promtool when it is missing (as root on Debian)."""
-    return subprocess.run(["bash", str(PROMETHEUS / "check.sh")], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(["bash", str(PROMETHEUS / "check.sh")], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +80,7 @@ def name_of(metric) -> str:
     return family.name + ("_total" if family.type == "counter" else "")
 
 
-@pytest.mark.parametrize("source,exprs", [("alerts.yml", alert_exprs()),
-                                          ("orderbus.json", dashboard_exprs())])
+@pytest.mark.parametrize("source,exprs", [("alerts.yml", alert_exprs()), ("orderbus.json", dashboard_exprs())])
 def test_every_metric_named_is_exported(source, exprs):
     assert len(exprs) >= 7
     named = {m for expr in exprs for m in METRIC.findall(expr)}
@@ -88,6 +90,13 @@ def test_every_metric_named_is_exported(source, exprs):
 def test_the_alerts_cover_what_operators_watch():
     named = {m for expr in alert_exprs() for m in METRIC.findall(expr)}
     worker, tracker = Metrics("test"), TrackerMetrics()
-    watched = {GROUP_STATUS, LAG_SECONDS, UNDER_REPLICATED, name_of(worker.in_doubt),
-               name_of(worker.dead_letters), name_of(tracker.stuck), "up"}
+    watched = {
+        GROUP_STATUS,
+        LAG_SECONDS,
+        UNDER_REPLICATED,
+        name_of(worker.in_doubt),
+        name_of(worker.dead_letters),
+        name_of(tracker.stuck),
+        "up",
+    }
     assert watched - named == set()

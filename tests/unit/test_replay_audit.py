@@ -1,4 +1,5 @@
 """The decision audit's comparison over hand-made facts: one case per kind of mismatch."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,12 +8,17 @@ from schemas.events import Acked, Decided, OrderPlaced, TxBegun, Voted
 from workers.coordinator.audit import compare
 from workers.coordinator.fold import replay
 
-ORDER = OrderPlaced.from_dict({"order_id": "o1", "customer_id": "c1", "currency": "EUR",
-                               "total_cents": 300,
-                               "items": [{"sku": "s1", "quantity": 3, "unit_price_cents": 100}]})
+ORDER = OrderPlaced.from_dict(
+    {
+        "order_id": "o1",
+        "customer_id": "c1",
+        "currency": "EUR",
+        "total_cents": 300,
+        "items": [{"sku": "s1", "quantity": 3, "unit_price_cents": 100}],
+    }
+)
 P = ("inventory", "payment")
-COMMITTED = {"inventory": {"o1": ("committed", {"s1": 3})},
-             "payment": {"o1": ("committed", {"c1": 300})}}
+COMMITTED = {"inventory": {"o1": ("committed", {"s1": 3})}, "payment": {"o1": ("committed", {"c1": 300})}}
 
 
 def tx(outcome, acked=True, recorded=None):
@@ -41,13 +47,22 @@ def test_an_aborted_order_holding_nothing_is_clean():
     assert compare(tx("abort"), {"o1": ORDER}, holds, {"o1": ("REJECTED", "x")})[0] == []
 
 
-@pytest.mark.parametrize("holds, status, expected", [
-    ({"inventory": {"o1": ("released", {"s1": 3})}, "payment": COMMITTED["payment"]},
-     ("CONFIRMED", None), ["inventory_not_applied"]),
-    ({"inventory": COMMITTED["inventory"], "payment": {"o1": ("committed", {"c1": 1})}},
-     ("CONFIRMED", None), ["payment_not_applied"]),
-    (COMMITTED, ("REJECTED", "x"), ["status"]),
-])
+@pytest.mark.parametrize(
+    "holds, status, expected",
+    [
+        (
+            {"inventory": {"o1": ("released", {"s1": 3})}, "payment": COMMITTED["payment"]},
+            ("CONFIRMED", None),
+            ["inventory_not_applied"],
+        ),
+        (
+            {"inventory": COMMITTED["inventory"], "payment": {"o1": ("committed", {"c1": 1})}},
+            ("CONFIRMED", None),
+            ["payment_not_applied"],
+        ),
+        (COMMITTED, ("REJECTED", "x"), ["status"]),
+    ],
+)
 def test_commit_mismatches(holds, status, expected):
     assert kinds(compare(tx("commit"), {"o1": ORDER}, holds, {"o1": status})[0]) == expected
 
@@ -63,8 +78,7 @@ def test_unacknowledged_decisions_are_pending_not_mismatches():
 
 
 def test_a_recorded_decision_differing_from_the_fold():
-    bad, _, _ = compare(tx("commit", recorded="abort"), {"o1": ORDER}, COMMITTED,
-                        {"o1": ("CONFIRMED", None)})
+    bad, _, _ = compare(tx("commit", recorded="abort"), {"o1": ORDER}, COMMITTED, {"o1": ("CONFIRMED", None)})
     assert kinds(bad) == ["recorded_differs"]
 
 

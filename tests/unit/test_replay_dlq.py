@@ -1,10 +1,18 @@
 """Which dead letters a replay re-publishes, and with which headers."""
+
 from __future__ import annotations
 
 import pytest
 
-from topics.catalogue import (DLQ_HEADERS_DIGESTED_FROM, DLQ_KEY_DIGESTED_FROM, DLQ_OFFSET,
-                              DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC, DLQ_TRUNCATED_FROM)
+from topics.catalogue import (
+    DLQ_HEADERS_DIGESTED_FROM,
+    DLQ_KEY_DIGESTED_FROM,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_REASON,
+    DLQ_TOPIC,
+    DLQ_TRUNCATED_FROM,
+)
 from topics.redrive import COUNT, DlqFilter, Letter, ReplayLog, plan_dlq
 
 SRC = "orders.placed.v1"
@@ -14,8 +22,12 @@ def letter(p, o, ts=0, reason="unknown_event", count=None, source=SRC, extra=())
     headers = [("type", b"Foo"), *extra]
     if count is not None:
         headers.append((COUNT, str(count).encode()))
-    headers += [(DLQ_REASON, reason.encode()), (DLQ_TOPIC, source.encode()),
-                (DLQ_PARTITION, b"0"), (DLQ_OFFSET, b"7")]
+    headers += [
+        (DLQ_REASON, reason.encode()),
+        (DLQ_TOPIC, source.encode()),
+        (DLQ_PARTITION, b"0"),
+        (DLQ_OFFSET, b"7"),
+    ]
     return Letter(p, o, ts, f"k{p}".encode(), b"{}", tuple(headers))
 
 
@@ -31,12 +43,15 @@ def test_selects_in_order_per_partition_merged_by_time():
     assert plan.by_reason == {"unknown_event": 3}
 
 
-@pytest.mark.parametrize("f, expected", [
-    (DlqFilter(reason="undecodable"), ["0:1"]),
-    (DlqFilter(since_ms=20), ["0:2"]),
-    (DlqFilter(until_ms=20), ["0:0", "0:1"]),
-    (DlqFilter(limit=2), ["0:0", "0:1"]),
-])
+@pytest.mark.parametrize(
+    "f, expected",
+    [
+        (DlqFilter(reason="undecodable"), ["0:1"]),
+        (DlqFilter(since_ms=20), ["0:2"]),
+        (DlqFilter(until_ms=20), ["0:0", "0:1"]),
+        (DlqFilter(limit=2), ["0:0", "0:1"]),
+    ],
+)
 def test_filters(f, expected):
     letters = [letter(0, 0, ts=10), letter(0, 1, ts=15, reason="undecodable"), letter(0, 2, ts=20)]
     assert ids(plan_dlq(letters, set(), {SRC}, f).selected) == expected
@@ -52,8 +67,7 @@ def test_parks_at_the_maximum_and_skips_what_was_replayed():
 
 @pytest.mark.parametrize("forged", [b"-1", b"x", b"99999999", b""])
 def test_an_unreadable_count_parks_rather_than_trusts(forged):
-    bad = Letter(0, 0, 0, b"k", b"{}", ((COUNT, forged), (DLQ_REASON, b"r"),
-                                         (DLQ_TOPIC, SRC.encode())))
+    bad = Letter(0, 0, 0, b"k", b"{}", ((COUNT, forged), (DLQ_REASON, b"r"), (DLQ_TOPIC, SRC.encode())))
     plan = plan_dlq([bad], set(), {SRC}, DlqFilter())
     assert plan.selected == [] and "unreadable" in plan.parked[0][1]
 
@@ -72,8 +86,7 @@ def test_a_source_outside_the_pipeline_is_parked():
     assert plan.selected == [] and "not one of" in plan.parked[0][1]
 
 
-@pytest.mark.parametrize("cut", [DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM,
-                                 DLQ_TRUNCATED_FROM])
+@pytest.mark.parametrize("cut", [DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM, DLQ_TRUNCATED_FROM])
 def test_a_letter_that_did_not_fit_whole_is_parked(cut):
     # its key would be a digest, its headers gone or its value a prefix: not the record refused
     plan = plan_dlq([letter(0, 0, extra=((cut, b"98000"),))], set(), {SRC}, DlqFilter())

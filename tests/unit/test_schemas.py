@@ -14,8 +14,8 @@ from schemas.events import (
     Abort,
     Acked,
     Commit,
-    Decided,
     DeadlinePassed,
+    Decided,
     Line,
     OrderPlaced,
     Prepare,
@@ -68,8 +68,18 @@ def _objects(node: Any):
 
 def test_every_type_is_listed_once_with_its_name():
     assert sorted(EVENT_TYPES) == sorted(
-        ["OrderPlaced", "TxBegun", "Prepare", "Commit", "Abort", "Voted", "DeadlinePassed",
-         "Decided", "Acked", "StatusChanged"]
+        [
+            "OrderPlaced",
+            "TxBegun",
+            "Prepare",
+            "Commit",
+            "Abort",
+            "Voted",
+            "DeadlinePassed",
+            "Decided",
+            "Acked",
+            "StatusChanged",
+        ]
     )
     for name, cls in EVENT_TYPES.items():
         assert cls.TYPE == name and cls.VERSION == 1
@@ -92,8 +102,13 @@ def test_no_stray_schema_folders():
 
 @pytest.mark.parametrize(
     "name, snake",
-    [("OrderPlaced", "order_placed"), ("TxBegun", "tx_begun"), ("Commit", "commit"),
-     ("DeadlinePassed", "deadline_passed"), ("StatusChanged", "status_changed")],
+    [
+        ("OrderPlaced", "order_placed"),
+        ("TxBegun", "tx_begun"),
+        ("Commit", "commit"),
+        ("DeadlinePassed", "deadline_passed"),
+        ("StatusChanged", "status_changed"),
+    ],
 )
 def test_snake_name(name, snake):
     assert snake_name(name) == snake
@@ -125,6 +140,5 @@ def test_content_hash_is_stable_and_sensitive():
     same = OrderPlaced.from_dict(json.loads(json.dumps(ORDER.to_dict())))
     assert same.content_hash() == ORDER.content_hash()
     assert len(ORDER.content_hash()) == 64
-    other = OrderPlaced(ORDER.order_id, ORDER.customer_id, ORDER.items, "USD", ORDER.total_cents,
-                        ORDER.placed_at)
+    other = OrderPlaced(ORDER.order_id, ORDER.customer_id, ORDER.items, "USD", ORDER.total_cents, ORDER.placed_at)
     assert other.content_hash() != ORDER.content_hash()

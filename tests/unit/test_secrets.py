@@ -1,5 +1,6 @@
 """Secrets stay out of strings that get printed (a repr, a traceback's locals) and out of loose
 files; PostgreSQL role passwords travel as SCRAM verifiers."""
+
 from __future__ import annotations
 
 import base64
@@ -21,17 +22,20 @@ KV_PW = "kv pass 'quoted'"
 def settings_with_passwords(tmp_path) -> Settings:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "pg-orders.password").write_text(LOCAL_PW + "\n")
-    return Settings.from_env({
-        "ORDERBUS_HOME": str(tmp_path),
-        "ORDERBUS_DSN_INVENTORY": f"postgresql://inventory:{URI_PW}@db.example:5432/inventory",
-        "ORDERBUS_DSN_PAYMENTS": r"host=db.example user=payments password='kv pass \'quoted\''",
-        "ORDERBUS_DSN_SHIPPING": "postgresql://shipping@db.example/shipping?password=qs-pw&x=1",
-        "ORDERBUS_KAFKA_PASSWORD_ADMIN": "kafka-admin-pw"})
+    return Settings.from_env(
+        {
+            "ORDERBUS_HOME": str(tmp_path),
+            "ORDERBUS_DSN_INVENTORY": f"postgresql://inventory:{URI_PW}@db.example:5432/inventory",
+            "ORDERBUS_DSN_PAYMENTS": r"host=db.example user=payments password='kv pass \'quoted\''",
+            "ORDERBUS_DSN_SHIPPING": "postgresql://shipping@db.example/shipping?password=qs-pw&x=1",
+            "ORDERBUS_KAFKA_PASSWORD_ADMIN": "kafka-admin-pw",
+        }
+    )
 
 
 def test_repr_shows_where_but_no_password(tmp_path):
     s = settings_with_passwords(tmp_path)
-    assert LOCAL_PW in s.dsns["orders"]                  # the DSN itself still carries it
+    assert LOCAL_PW in s.dsns["orders"]  # the DSN itself still carries it
     shown = repr(s)
     for pw in (LOCAL_PW, URI_PW, "kv pass", "quoted", "qs-pw", "kafka-admin-pw"):
         assert pw not in shown
@@ -41,6 +45,7 @@ def test_repr_shows_where_but_no_password(tmp_path):
 def test_a_traceback_with_its_locals_shows_no_password(tmp_path):
     def fails(settings):
         raise RuntimeError("cannot connect")
+
     try:
         fails(settings_with_passwords(tmp_path))
     except RuntimeError as e:
@@ -76,4 +81,4 @@ def test_scram_verifier_proves_the_password_and_hides_it():
     client_key = hmac.digest(salted, b"Client Key", "sha256")
     assert stored_key == hashlib.sha256(client_key).digest()
     assert server_key == hmac.digest(salted, b"Server Key", "sha256")
-    assert scram_sha_256("pencil") != verifier       # a fresh salt each time
+    assert scram_sha_256("pencil") != verifier  # a fresh salt each time

@@ -1,22 +1,27 @@
 """The security configuration as data: ACLs derived from the catalogue, node properties, client
 settings and where credentials come from."""
+
 from __future__ import annotations
 
 import pytest
 
 from infra.kafka import security
 from infra.layout import Layout
-from workers.runtime.settings import Settings, SettingsError
 from topics import acl
 from topics.catalogue import ACCESS, ALL, GROUPS, ORDERS_DLQ, ORDERS_PLACED, Names
+from workers.runtime.settings import Settings, SettingsError
 
 
 def test_only_the_producer_writes_orders_placed_and_it_writes_nothing_else():
-    writers = {g.principal for g in acl.grants(Names()) if g.operation == "write"
-               and g.resource == "topic" and g.name == ORDERS_PLACED.name}
+    writers = {
+        g.principal
+        for g in acl.grants(Names())
+        if g.operation == "write" and g.resource == "topic" and g.name == ORDERS_PLACED.name
+    }
     assert writers == {"producer"}
     assert [g for g in acl.grants(Names()) if g.principal == "producer"] == [
-        acl.Grant("producer", "topic", "literal", ORDERS_PLACED.name, "write")]
+        acl.Grant("producer", "topic", "literal", ORDERS_PLACED.name, "write")
+    ]
 
 
 def test_every_catalogue_topic_has_a_writer_and_a_reader():
@@ -24,7 +29,7 @@ def test_every_catalogue_topic_has_a_writer_and_a_reader():
     for topic in ALL:
         ops = {g.operation for g in grants if g.resource == "topic" and g.name == topic.name}
         assert "write" in ops, topic.name
-        if topic != ORDERS_DLQ:     # dead letters are read by operators (admin)
+        if topic != ORDERS_DLQ:  # dead letters are read by operators (admin)
             assert "read" in ops, topic.name
 
 
@@ -36,11 +41,12 @@ def test_no_transactional_ids_and_groups_are_each_workers_own():
 
 
 def test_intake_may_only_describe_the_groups_it_holds_back_for():
-    described = {(g.principal, g.pattern, g.name) for g in acl.grants(Names("p."))
-                 if g.resource == "group" and g.operation == "describe"
-                 and not ACCESS[g.principal].monitors}
-    assert described == {("intake", "literal", f"p.{GROUPS[w]}")
-                         for w in ("inventory", "payment", "coordinator")}
+    described = {
+        (g.principal, g.pattern, g.name)
+        for g in acl.grants(Names("p."))
+        if g.resource == "group" and g.operation == "describe" and not ACCESS[g.principal].monitors
+    }
+    assert described == {("intake", "literal", f"p.{GROUPS[w]}") for w in ("inventory", "payment", "coordinator")}
 
 
 def test_prefixed_pipeline_grants_name_only_its_own_resources():
@@ -53,8 +59,9 @@ def test_the_lag_monitor_reads_the_pipelines_topics_and_describes_its_groups_onl
     mine = [g for g in acl.grants(names) if ACCESS[g.principal].monitors]
     assert {(g.resource, g.pattern, g.name, g.operation) for g in mine} == {
         *(("topic", "literal", names.topic(t), "read") for t in ALL),
-        ("topic", "prefixed", "p.orderbus.", "read"),       # the tracker's changelogs
-        ("group", "prefixed", "p.orderbus.", "describe")}
+        ("topic", "prefixed", "p.orderbus.", "read"),  # the tracker's changelogs
+        ("group", "prefixed", "p.orderbus.", "describe"),
+    }
     assert all(names.group(w).startswith("p.orderbus.") for w in GROUPS)
     assert names.monitor_group().startswith("p.orderbus.")
 
@@ -66,7 +73,7 @@ def test_diff_finds_missing_extra_and_foreign_only_on_this_pipelines_resources()
     stranger = acl.Grant("someone", "topic", "literal", "tx.log.v1", "write")
     everyone = acl.Grant("User:*", "topic", "prefixed", "tx.", "read")
     denial = acl.Grant("intake", "group", "literal", "orderbus.intake", "read", "deny")
-    broad = acl.Grant("lag", "topic", "literal", acl.ANY, "read")     # what the monitor once had
+    broad = acl.Grant("lag", "topic", "literal", acl.ANY, "read")  # what the monitor once had
     drift = acl.diff(Names(), want[1:] + [stale, elsewhere, stranger, everyone, denial, broad])
     assert drift.missing == [want[0]]
     assert drift.extra == sorted([stale, broad])
@@ -116,8 +123,12 @@ def test_client_credentials_from_the_local_secrets(tmp_path):
 def test_client_credentials_from_the_environment_and_files(tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("from-file\n")
-    s = _settings(tmp_path, ORDERBUS_KAFKA_PASSWORD_INTAKE_FILE=str(pw),
-                  ORDERBUS_KAFKA_PASSWORD_PRODUCER="inline", ORDERBUS_KAFKA_CA="/etc/ca.pem")
+    s = _settings(
+        tmp_path,
+        ORDERBUS_KAFKA_PASSWORD_INTAKE_FILE=str(pw),
+        ORDERBUS_KAFKA_PASSWORD_PRODUCER="inline",
+        ORDERBUS_KAFKA_CA="/etc/ca.pem",
+    )
     assert s.credentials("intake") == ("intake", "from-file")
     assert s.credentials("producer") == ("producer", "inline")
     assert s.as_principal("producer").kafka()["ssl.ca.location"] == "/etc/ca.pem"

@@ -1,5 +1,6 @@
 """The tracker's durations from the environment: defaults, accepted values, and refusals that
 name the variable."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,15 +21,15 @@ def test_defaults(tmp_path):
     assert (s.tracker_grace_s, s.tracker_retain_s) == (TRACKER_GRACE_S, TRACKER_RETAIN_S)
 
 
-@pytest.mark.parametrize("name, raw, expected", [
-    (RETAIN, "30", 30.0), (RETAIN, "0.5", 0.5), (GRACE, "0", 0.0), (GRACE, "12.5", 12.5)])
+@pytest.mark.parametrize(
+    "name, raw, expected", [(RETAIN, "30", 30.0), (RETAIN, "0.5", 0.5), (GRACE, "0", 0.0), (GRACE, "12.5", 12.5)]
+)
 def test_accepted(tmp_path, name, raw, expected):
     s = settings(tmp_path, **{name: raw})
     assert (s.tracker_grace_s if name == GRACE else s.tracker_retain_s) == expected
 
 
-@pytest.mark.parametrize("name, raw", [(RETAIN, "0"), (GRACE, "-1"), (RETAIN, "soon"),
-                                       (GRACE, "nan")])
+@pytest.mark.parametrize("name, raw", [(RETAIN, "0"), (GRACE, "-1"), (RETAIN, "soon"), (GRACE, "nan")])
 def test_refused_with_the_variable_named(tmp_path, name, raw):
     with pytest.raises(SettingsError, match=f"{name}=.* must be"):
         settings(tmp_path, **{name: raw})

@@ -1,21 +1,20 @@
 """A tx.log event counts only when its author signed it: a participant holding its own key
 cannot pass its events off as another's, nor alter one, nor move one to another pipeline."""
+
 from __future__ import annotations
 
 import pytest
-
 from records import Msg
+
 from schemas import codec
-from schemas.events import Acked, Decided, DeadlinePassed, TxBegun, Voted
+from schemas.events import Acked, DeadlinePassed, Decided, TxBegun, Voted
 from workers.runtime.signing import SIGNER, ForgedEventError, Signer, Verifier
 
 TOPIC = "p.tx.log.v1"
-KEYS = {"intake": b"i" * 32, "coordinator": b"c" * 32, "inventory": b"v" * 32,
-        "payment": b"p" * 32}
+KEYS = {"intake": b"i" * 32, "coordinator": b"c" * 32, "inventory": b"v" * 32, "payment": b"p" * 32}
 
 
-def record(event, as_: str | None, key: bytes | None = None, topic: str = TOPIC,
-           signed_for: str = TOPIC) -> Msg:
+def record(event, as_: str | None, key: bytes | None = None, topic: str = TOPIC, signed_for: str = TOPIC) -> Msg:
     value, headers = codec.encode(event)
     if as_ is not None:
         signer = Signer(as_, key or KEYS[as_], (signed_for,))
@@ -23,11 +22,13 @@ def record(event, as_: str | None, key: bytes | None = None, topic: str = TOPIC,
     return Msg(value, headers, _key=b"o-1", _topic=topic)
 
 
-GENUINE = [(TxBegun("o-1", ("inventory", "payment"), 1_000), "intake"),
-           (Voted("o-1", "payment", "yes", None), "payment"),
-           (Acked("o-1", "inventory", "commit"), "inventory"),
-           (Decided("o-1", "commit", None), "coordinator"),
-           (DeadlinePassed("o-1", 5), "coordinator")]
+GENUINE = [
+    (TxBegun("o-1", ("inventory", "payment"), 1_000), "intake"),
+    (Voted("o-1", "payment", "yes", None), "payment"),
+    (Acked("o-1", "inventory", "commit"), "inventory"),
+    (Decided("o-1", "commit", None), "coordinator"),
+    (DeadlinePassed("o-1", 5), "coordinator"),
+]
 
 
 @pytest.mark.parametrize("event, writer", GENUINE, ids=[e.TYPE for e, _ in GENUINE])
@@ -37,14 +38,17 @@ def test_an_event_its_author_signed_is_taken(event, writer):
 
 FORGED = [
     ("unsigned", record(Voted("o-1", "payment", "yes", None), None)),
-    ("payment's vote signed by inventory", record(Voted("o-1", "payment", "yes", None),
-                                                  "inventory")),
+    ("payment's vote signed by inventory", record(Voted("o-1", "payment", "yes", None), "inventory")),
     ("a decision signed by a participant", record(Decided("o-1", "commit", None), "inventory")),
     ("a deadline signed by intake", record(DeadlinePassed("o-1", 5), "intake")),
-    ("claims payment, inventory's key", record(Voted("o-1", "payment", "yes", None), "payment",
-                                               key=KEYS["inventory"])),
-    ("signed for another pipeline", record(Voted("o-1", "payment", "yes", None), "payment",
-                                           signed_for="q.tx.log.v1")),
+    (
+        "claims payment, inventory's key",
+        record(Voted("o-1", "payment", "yes", None), "payment", key=KEYS["inventory"]),
+    ),
+    (
+        "signed for another pipeline",
+        record(Voted("o-1", "payment", "yes", None), "payment", signed_for="q.tx.log.v1"),
+    ),
 ]
 
 
@@ -58,10 +62,11 @@ def test_a_forged_event_is_refused_with_a_reason(msg):
 def test_an_altered_or_added_to_record_is_refused():
     genuine = record(Voted("o-1", "payment", "no", "insufficient_funds"), "payment")
     to_yes = codec.encode(Voted("o-1", "payment", "yes", None))[0]
-    for msg in (Msg(to_yes, genuine._headers, _key=b"o-1", _topic=TOPIC),
-                Msg(genuine._value, genuine._headers + [("type", b"Voted")], _key=b"o-1",
-                    _topic=TOPIC),
-                Msg(genuine._value, genuine._headers, _key=b"o-2", _topic=TOPIC)):
+    for msg in (
+        Msg(to_yes, genuine._headers, _key=b"o-1", _topic=TOPIC),
+        Msg(genuine._value, genuine._headers + [("type", b"Voted")], _key=b"o-1", _topic=TOPIC),
+        Msg(genuine._value, genuine._headers, _key=b"o-2", _topic=TOPIC),
+    ):
         with pytest.raises(ForgedEventError):
             Verifier(KEYS).decode(msg)
 

@@ -1,22 +1,24 @@
 """The tracker's fold over a stream of events, without faust: which orders it keeps open, and how
 finished orders (and fragments) leave the table once their retention has passed, while an order
 that never finished stays to be reported stuck."""
+
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
 
-
 from schemas.codec import encode
-from schemas.events import (Acked, DeadlinePassed, Line, OrderPlaced, StatusChanged, TxBegun,
-                            Voted)
+from schemas.events import Acked, DeadlinePassed, Line, OrderPlaced, StatusChanged, TxBegun, Voted
 from topics.partition import partition_for
 from workers.tracker.app import Tracker
 from workers.tracker.metrics import TrackerMetrics
 from workers.tracker.stages import OrderStages
 
-TOPICS = {"orders.placed.v1": "orders.placed.v1", "tx.log.v1": "tx.log.v1",
-          "orders.status.v1": "orders.status.v1"}
+TOPICS = {
+    "orders.placed.v1": "orders.placed.v1",
+    "tx.log.v1": "tx.log.v1",
+    "orders.status.v1": "orders.status.v1",
+}
 
 
 @dataclass
@@ -24,7 +26,7 @@ class Message:
     topic: str
     partition: int
     offset: int
-    timestamp: float        # seconds, as faust gives it
+    timestamp: float  # seconds, as faust gives it
     headers: list
 
 
@@ -37,15 +39,14 @@ class Event:
 def tracker(retain_s: float = 60) -> Tracker:
     t = Tracker(app=None, settings=None, metrics=TrackerMetrics(), retain_s=retain_s)
     t.kind = TOPICS
-    t.order_to_stages = {}                      # faust's table is a dict to the fold
+    t.order_to_stages = {}  # faust's table is a dict to the fold
     t.minute_to_counts = defaultdict(int)
     return t
 
 
 def feed(t: Tracker, topic: str, event, at_s: float) -> None:
     value, headers = encode(event)
-    t.handle(Event(Message(topic, partition_for(event.order_id.encode(), 6), 0, at_s, headers),
-                   value))
+    t.handle(Event(Message(topic, partition_for(event.order_id.encode(), 6), 0, at_s, headers), value))
 
 
 def placed(t, order_id, at_s):
@@ -82,11 +83,11 @@ def test_finished_orders_and_fragments_expire_after_retention_but_unfinished_one
     t = tracker(retain_s=60)
     placed(t, done, 0.0)
     shipped(t, done, 1.0)
-    feed(t, "tx.log.v1", Voted(fragment, "payment", "yes", None), 1.0)   # a re-read event only
+    feed(t, "tx.log.v1", Voted(fragment, "payment", "yes", None), 1.0)  # a re-read event only
     read_up_to(t, unfinished, 1.0)
-    read_up_to(t, later, 30.0)                 # not yet past the retention: all stay
+    read_up_to(t, later, 30.0)  # not yet past the retention: all stay
     assert set(t.order_to_stages) == {done, fragment, unfinished, later}
-    read_up_to(t, last, 62.0)                  # every topic read 61 s past them
+    read_up_to(t, last, 62.0)  # every topic read 61 s past them
     assert set(t.order_to_stages) == {unfinished, later, last}
     assert t.open_orders == {unfinished, later, last}
 
@@ -96,7 +97,7 @@ def test_an_order_touched_again_is_kept_until_its_latest_event_is_old():
     t = tracker(retain_s=60)
     placed(t, order, 0.0)
     shipped(t, order, 50.0)
-    read_up_to(t, other, 61.0)                 # its placement is old, its shipping is not
+    read_up_to(t, other, 61.0)  # its placement is old, its shipping is not
     assert order in t.order_to_stages
     read_up_to(t, last, 111.0)
     assert order not in t.order_to_stages
@@ -110,12 +111,12 @@ def test_topics_read_out_of_step_do_not_expire_an_order_a_late_event_would_reviv
     shipped(t, order, 3.0)
     placed(t, ahead, 200.0)
     feed(t, "orders.status.v1", StatusChanged(ahead, "PENDING", None, 0), 200.0)
-    assert order in t.order_to_stages          # tx.log has not been read past it yet
+    assert order in t.order_to_stages  # tx.log has not been read past it yet
     feed(t, "tx.log.v1", TxBegun(order, ("inventory", "payment"), 5_000), 1.0)
     assert OrderStages.from_dict(t.order_to_stages[order]).terminal
-    assert t.open_orders == {ahead}            # not revived as an unfinished order
+    assert t.open_orders == {ahead}  # not revived as an unfinished order
     feed(t, "tx.log.v1", TxBegun(ahead, ("inventory", "payment"), 5_000), 200.0)
-    assert order not in t.order_to_stages      # now every topic is past it
+    assert order not in t.order_to_stages  # now every topic is past it
 
 
 def test_a_rescan_rebuilds_what_may_expire_from_the_restored_table():
@@ -123,9 +124,9 @@ def test_a_rescan_rebuilds_what_may_expire_from_the_restored_table():
     t = tracker(retain_s=60)
     placed(t, done, 0.0)
     shipped(t, done, 1.0)
-    restored = tracker(retain_s=60)             # a restart: the table comes from the changelog
+    restored = tracker(retain_s=60)  # a restart: the table comes from the changelog
     restored.order_to_stages = dict(t.order_to_stages)
-    assert restored._open() == []               # the rescan runs with the first view
+    assert restored._open() == []  # the rescan runs with the first view
     read_up_to(restored, later, 62.0)
     assert done not in restored.order_to_stages
 
@@ -142,6 +143,6 @@ def test_unfollowed_types_are_skipped_by_their_header_without_decoding():
     t = tracker()
     for kind in ("Acked", "DeadlinePassed"):
         t.handle(Event(Message("tx.log.v1", 0, 0, 1.0, [("type", kind.encode())]), b"{not json"))
-    assert t.metrics.undecodable._metrics == {}          # nothing was decoded, so nothing failed
+    assert t.metrics.undecodable._metrics == {}  # nothing was decoded, so nothing failed
     t.handle(Event(Message("tx.log.v1", 0, 1, 1.0, [("type", b"Voted")]), b"{not json"))
-    assert len(t.metrics.undecodable._metrics) == 1      # a followed type is decoded (and fails)
+    assert len(t.metrics.undecodable._metrics) == 1  # a followed type is decoded (and fails)

@@ -1,5 +1,6 @@
 """`verify.check` over hand-made facts: each kind of violation, one at a time, and a clean set;
 and `verify` itself when the state cannot be read for a while."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +11,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from infra.procs import InfraError
-from orderbus.ops import verify as verify_module, verify_facts
+from orderbus.ops import verify as verify_module
+from orderbus.ops import verify_facts
 from orderbus.ops.verify import check, verify
 from orderbus.ops.verify_facts import Facts
 from schemas.events import Acked, Line, OrderPlaced, TxBegun, Voted
@@ -26,9 +28,15 @@ def order(oid, qty=1, price=100, cust="c1", sku="s1"):
 
 
 def committed_tx(oid):
-    return replay([TxBegun(oid, P, 1), Voted(oid, "inventory", "yes", None),
-                   Voted(oid, "payment", "yes", None), Acked(oid, "inventory", "commit"),
-                   Acked(oid, "payment", "commit")])
+    return replay(
+        [
+            TxBegun(oid, P, 1),
+            Voted(oid, "inventory", "yes", None),
+            Voted(oid, "payment", "yes", None),
+            Acked(oid, "inventory", "commit"),
+            Acked(oid, "payment", "commit"),
+        ]
+    )
 
 
 def aborted_tx(oid):
@@ -44,8 +52,10 @@ def clean_facts() -> Facts:
     f.orders = {"a": a, "b": b}
     f.txs = {"a": committed_tx("a"), "b": aborted_tx("b")}
     f.status = {"a": ("SHIPPED", None), "b": ("REJECTED", "inventory:out_of_stock")}
-    f.holds = {"inventory": {"a": ("committed", {"s1": 1}), "b": ("refused", {})},
-               "payment": {"a": ("committed", {"c1": 100})}}
+    f.holds = {
+        "inventory": {"a": ("committed", {"s1": 1}), "b": ("refused", {})},
+        "payment": {"a": ("committed", {"c1": 100})},
+    }
     f.ledgers = {"inventory": {"s1": (10, 9, 0, 1)}, "payment": {"c1": (1000, 900, 0, 100)}}
     f.shipments = {"a"}
     f.lag = {("g", "t", 0): 0}
@@ -106,19 +116,23 @@ def _offsets_unknown(f):
     f.open_txns[("orders.dlq.v1", 2)] = None
 
 
-@pytest.mark.parametrize("corrupt, kind", [
-    (_conflict, "conflict_not_dead"),
-    (_dead_but_decided, "decided_and_dead"),
-    (_acked_other, "payment_acked_other_outcome"),
-    (_negative, "inventory_negative"),
-    (_not_shipped, "not_shipped"),
-    (_held_when_quiet, "payment_held_when_quiet"),
-    (_in_doubt, "in_doubt"),
-    (_missing, "missing"),
-    (_invalid_not_dead, "invalid_not_dead"),
-    (_open_transaction, "open_transaction"),
-    (_offsets_unknown, "open_transaction"),
-], ids=lambda x: x if isinstance(x, str) else x.__name__)
+@pytest.mark.parametrize(
+    "corrupt, kind",
+    [
+        (_conflict, "conflict_not_dead"),
+        (_dead_but_decided, "decided_and_dead"),
+        (_acked_other, "payment_acked_other_outcome"),
+        (_negative, "inventory_negative"),
+        (_not_shipped, "not_shipped"),
+        (_held_when_quiet, "payment_held_when_quiet"),
+        (_in_doubt, "in_doubt"),
+        (_missing, "missing"),
+        (_invalid_not_dead, "invalid_not_dead"),
+        (_open_transaction, "open_transaction"),
+        (_offsets_unknown, "open_transaction"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else x.__name__,
+)
 def test_each_corruption_is_its_own_violation(corrupt, kind):
     f = clean_facts()
     corrupt(f)
@@ -157,6 +171,7 @@ def _gather_failing(times: int, error: Exception = BROKER_DOWN):
         if len(calls) <= times:
             raise error
         return clean_facts()
+
     return gather, calls
 
 
@@ -169,7 +184,7 @@ def test_verify_reads_again_while_the_state_is_unreadable(monkeypatch, no_sleep)
     gather, calls = _gather_failing(2)
     monkeypatch.setattr(verify_facts, "gather", gather)
     said = []
-    result = verify(SETTINGS, wait_s=0, log=said.append)    # past the wait: the grace still holds
+    result = verify(SETTINGS, wait_s=0, log=said.append)  # past the wait: the grace still holds
     assert result["violations"] == [] and result["orders"] == 2
     assert len(calls) == 3
     assert sum("broker down" in m for m in said) == 2
@@ -191,13 +206,19 @@ def test_verify_does_not_read_again_what_is_refused(monkeypatch, no_sleep):
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("error, again", [
-    (BROKER_DOWN, True), (REFUSED, False),
-    (KafkaException(KafkaError(KafkaError._FATAL, "fenced", fatal=True)), False),
-    (ReadError("reading t: down", KafkaError(KafkaError._TRANSPORT)), True),
-    (ReadError("reading t: no", KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED)), False),
-    (IncompleteRead("t: partitions [0] not read to their end in 120s"), True),
-    (psycopg2.OperationalError("connection refused"), True),
-    (KeyError("topic t does not exist"), False), (ValueError("bug"), False)])
+@pytest.mark.parametrize(
+    "error, again",
+    [
+        (BROKER_DOWN, True),
+        (REFUSED, False),
+        (KafkaException(KafkaError(KafkaError._FATAL, "fenced", fatal=True)), False),
+        (ReadError("reading t: down", KafkaError(KafkaError._TRANSPORT)), True),
+        (ReadError("reading t: no", KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED)), False),
+        (IncompleteRead("t: partitions [0] not read to their end in 120s"), True),
+        (psycopg2.OperationalError("connection refused"), True),
+        (KeyError("topic t does not exist"), False),
+        (ValueError("bug"), False),
+    ],
+)
 def test_which_failures_are_read_again(error, again):
     assert verify_facts.transient(error) is again

@@ -6,6 +6,7 @@ coordinator resumes a partition with (its saved state and the log after it).
 `rebuild_coordinator` only gather them. A decision whose participant has not acknowledged it yet is
 still travelling: a disagreement there is reported as pending, not as a mismatch.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,11 +19,12 @@ from schemas.errors import DeadLetter
 from schemas.events import OrderPlaced
 from topics.catalogue import ORDERS_PLACED, TX_LOG
 from topics.read import coordinates, headers_of, read
-from workers.coordinator import invariants, store as coordinator_store
+from workers.coordinator import invariants
+from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
 from workers.coordinator.worker import take_over
-from workers.participant.core import INVENTORY, PAYMENT
 from workers.participant import store as participant_store
+from workers.participant.core import INVENTORY, PAYMENT
 from workers.participant.store import LEDGERS
 from workers.runtime.db import Database
 from workers.runtime.signing import Verifier
@@ -38,8 +40,9 @@ class Mismatch:
     detail: str
 
 
-def compare(txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str, dict],
-            status: dict[str, tuple]) -> tuple[list[Mismatch], list[Mismatch], int]:
+def compare(
+    txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str, dict], status: dict[str, tuple]
+) -> tuple[list[Mismatch], list[Mismatch], int]:
     """Every decided order of `txs` against the participants' `holds` (participant -> order id ->
     (state, amounts)) and the `status` read model (order id -> (status, reason)).
     Returns (mismatches, pending, audited)."""
@@ -52,23 +55,27 @@ def compare(txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str,
             continue
         order = orders.get(oid)
         if order is None:
-            bad.append(Mismatch(oid, "unknown_order", f"decided {tx.outcome} but never "
-                                "published as a valid order"))
+            bad.append(
+                Mismatch(oid, "unknown_order", f"decided {tx.outcome} but never published as a valid order")
+            )
             continue
         audited += 1
         bad += [Mismatch(oid, "recorded_differs", what) for what in invariants.recorded_differs(tx)]
-        bad += [Mismatch(oid, f"{p}_acked_other", f"{p} acknowledged the opposite of {tx.outcome}")
-                for p in invariants.acked_other(tx)]
+        bad += [
+            Mismatch(oid, f"{p}_acked_other", f"{p} acknowledged the opposite of {tx.outcome}")
+            for p in invariants.acked_other(tx)
+        ]
         for p in tx.targets:
             if p not in RESOURCES:
                 continue
-            what = invariants.effect_wrong(tx.outcome, RESOURCES[p].demand(order),
-                                           *holds.get(p, {}).get(oid, (None, {})))
+            what = invariants.effect_wrong(
+                tx.outcome, RESOURCES[p].demand(order), *holds.get(p, {}).get(oid, (None, {}))
+            )
             if what:
                 # not acknowledged yet: the decision is still on its way to the participant
                 (pending if p not in tx.acked else bad).append(
-                    Mismatch(oid, f"{p}_{'not_applied' if tx.outcome == 'commit' else 'held'}",
-                             what))
+                    Mismatch(oid, f"{p}_{'not_applied' if tx.outcome == 'commit' else 'held'}", what)
+                )
         shown = status.get(oid, (None, None))[0]
         what = invariants.status_wrong(tx.outcome, shown)
         if what:
@@ -78,6 +85,7 @@ def compare(txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str,
 
 
 # -- gathering -------------------------------------------------------------------------------
+
 
 def fold_log(settings, topic: str, stops: dict[int, int] | None = None):
     """The fold of every committed tx.log event: (order id -> Tx, order id -> partition,
@@ -91,7 +99,7 @@ def fold_log(settings, topic: str, stops: dict[int, int] | None = None):
         try:
             event = verifier.decode(msg)
         except DeadLetter:
-            continue        # dead-lettered by the coordinator when it first read it
+            continue  # dead-lettered by the coordinator when it first read it
         n += 1
         oid = event.order_id
         txs[oid] = fold(txs.get(oid), event)
@@ -110,7 +118,7 @@ def placed_orders(kafka_config: dict, topic: str) -> dict[str, OrderPlaced]:
         except DeadLetter:
             continue
         if isinstance(order, OrderPlaced):
-            orders.setdefault(order.order_id, order)    # intake keeps the first
+            orders.setdefault(order.order_id, order)  # intake keeps the first
     return orders
 
 
@@ -129,16 +137,19 @@ def audit(settings) -> dict:
     names, kafka = settings.names, settings.kafka()
     txs, _, _, events = fold_log(settings, names.topic(TX_LOG))
     orders = placed_orders(kafka, names.topic(ORDERS_PLACED))
-    holds = {p: _query(settings.dsns[ledger.database], participant_store.holds)
-             for p, ledger in LEDGERS.items()}
+    holds = {p: _query(settings.dsns[ledger.database], participant_store.holds) for p, ledger in LEDGERS.items()}
     status = _query(settings.dsns[status_store.DATABASE], status_store.statuses)
     bad, pending, audited = compare(txs, orders, holds, status)
-    return {"orders": audited, "events": events,
-            "committed": sum(tx.outcome == "commit" for tx in txs.values()),
-            "aborted": sum(tx.outcome == "abort" for tx in txs.values()),
-            "open": sum(tx.outcome is None for tx in txs.values()),
-            "seconds": round(time.monotonic() - t0, 2),
-            "mismatches": [asdict(m) for m in bad], "pending": [asdict(m) for m in pending]}
+    return {
+        "orders": audited,
+        "events": events,
+        "committed": sum(tx.outcome == "commit" for tx in txs.values()),
+        "aborted": sum(tx.outcome == "abort" for tx in txs.values()),
+        "open": sum(tx.outcome is None for tx in txs.values()),
+        "seconds": round(time.monotonic() - t0, 2),
+        "mismatches": [asdict(m) for m in bad],
+        "pending": [asdict(m) for m in pending],
+    }
 
 
 def rebuild_coordinator(settings) -> dict:
@@ -149,8 +160,7 @@ def rebuild_coordinator(settings) -> dict:
     t0 = time.monotonic()
     names = settings.names
     topic, group = names.topic(TX_LOG), names.group("coordinator")
-    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False,
-                                          "log_level": 3}))
+    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3}))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = sorted(meta.partitions)
@@ -175,33 +185,75 @@ def rebuild_coordinator(settings) -> dict:
         for oid in sorted(by_log - by_refold):
             tx = at_stop[oid]
             why = "no TxBegun in the log (an orphan)" if not tx.begun else "open in the log"
-            differences.append({"order_id": oid, "partition": p, "kind": "missing_in_refold",
-                                "detail": f"{why}, but the coordinator's refold does not hold it"})
+            differences.append(
+                {
+                    "order_id": oid,
+                    "partition": p,
+                    "kind": "missing_in_refold",
+                    "detail": f"{why}, but the coordinator's refold does not hold it",
+                }
+            )
         for oid in sorted(by_refold - by_log):
-            differences.append({"order_id": oid, "partition": p, "kind": "extra_in_refold",
-                                "detail": "held open by the refold, finished by the full fold"})
+            differences.append(
+                {
+                    "order_id": oid,
+                    "partition": p,
+                    "kind": "extra_in_refold",
+                    "detail": "held open by the refold, finished by the full fold",
+                }
+            )
         for oid in sorted(by_log & by_refold):
             mine = resumed[p].open[oid][0]
             if mine.outcome != at_stop[oid].outcome:
-                differences.append({"order_id": oid, "partition": p, "kind": "outcome_differs",
-                                    "detail": f"refold {mine.outcome}, full fold "
-                                              f"{at_stop[oid].outcome}"})
+                differences.append(
+                    {
+                        "order_id": oid,
+                        "partition": p,
+                        "kind": "outcome_differs",
+                        "detail": f"refold {mine.outcome}, full fold {at_stop[oid].outcome}",
+                    }
+                )
         open_now = sorted(oid for oid, tx in txs.items() if where[oid] == p and not is_finished(tx))
         for oid in open_now:
             tx = txs[oid]
-            opens.append({"order_id": oid, "partition": p, "outcome": tx.outcome,
-                          "in_doubt": in_doubt(tx), "votes": [list(v) for v in tx.votes],
-                          "waiting_for": sorted(set(tx.targets) - tx.acked)
-                          if tx.outcome else sorted(set(tx.participants) -
-                                                   {v[0] for v in tx.votes})})
-        partitions.append({"partition": p, "committed": committed_at[p], "position": stops[p],
-                           "open_by_log": len(by_log), "open_by_refold": len(by_refold),
-                           "open_now": len(open_now)})
-    recorded_wrong = [{"order_id": oid, "fold": tx.outcome, "recorded": [list(r) for r in tx.recorded]}
-                      for oid, tx in sorted(txs.items())
-                      if any(outcome != tx.outcome for outcome, _ in tx.recorded)]
-    return {"topic": topic, "group": group, "events": events, "orders": len(txs),
-            "decided": sum(tx.outcome is not None for tx in txs.values()),
-            "partitions": partitions, "open": opens, "differences": differences,
-            "decisions_equal_recorded": not recorded_wrong, "recorded_differs": recorded_wrong,
-            "fold_s": round(t_fold, 2), "refold_s": round(t_resume, 2)}
+            opens.append(
+                {
+                    "order_id": oid,
+                    "partition": p,
+                    "outcome": tx.outcome,
+                    "in_doubt": in_doubt(tx),
+                    "votes": [list(v) for v in tx.votes],
+                    "waiting_for": sorted(set(tx.targets) - tx.acked)
+                    if tx.outcome
+                    else sorted(set(tx.participants) - {v[0] for v in tx.votes}),
+                }
+            )
+        partitions.append(
+            {
+                "partition": p,
+                "committed": committed_at[p],
+                "position": stops[p],
+                "open_by_log": len(by_log),
+                "open_by_refold": len(by_refold),
+                "open_now": len(open_now),
+            }
+        )
+    recorded_wrong = [
+        {"order_id": oid, "fold": tx.outcome, "recorded": [list(r) for r in tx.recorded]}
+        for oid, tx in sorted(txs.items())
+        if any(outcome != tx.outcome for outcome, _ in tx.recorded)
+    ]
+    return {
+        "topic": topic,
+        "group": group,
+        "events": events,
+        "orders": len(txs),
+        "decided": sum(tx.outcome is not None for tx in txs.values()),
+        "partitions": partitions,
+        "open": opens,
+        "differences": differences,
+        "decisions_equal_recorded": not recorded_wrong,
+        "recorded_differs": recorded_wrong,
+        "fold_s": round(t_fold, 2),
+        "refold_s": round(t_resume, 2),
+    }

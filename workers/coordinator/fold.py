@@ -22,8 +22,8 @@ from schemas.events import (
     Abort,
     Acked,
     Commit,
-    Decided,
     DeadlinePassed,
+    Decided,
     StatusChanged,
     TxBegun,
     Voted,
@@ -168,9 +168,7 @@ def step(tx: Tx | None, event: TxLogEvent, now_ms: int) -> tuple[Tx, list[Output
     outputs: list[Output] = [("tx.log", Decided(tx.order_id, tx.outcome, tx.reason))]  # type: ignore[arg-type]
     outputs += commands(tx, tx.targets)
     outputs.append(
-        ("status", StatusChanged(
-            tx.order_id, "CONFIRMED" if confirmed else "REJECTED", tx.reason, now_ms
-        ))
+        ("status", StatusChanged(tx.order_id, "CONFIRMED" if confirmed else "REJECTED", tx.reason, now_ms))
     )
     return tx, outputs
 
@@ -218,8 +216,7 @@ def due(
     if now_ms - timers.resent_ms < min(resend_after_ms << min(timers.resends, 16), max_resend_ms):
         return timers, []
     acked = tx.acked
-    to = [p for p in tx.targets
-          if p not in acked and _lost(p, timers, progress, now_ms, resend_after_ms)]
+    to = [p for p in tx.targets if p not in acked and _lost(p, timers, progress, now_ms, resend_after_ms)]
     if not to:
         return timers, []
     return replace(timers, resent_ms=now_ms, resends=timers.resends + 1), commands(tx, to)
@@ -231,8 +228,7 @@ def _seen_ms(participant: str, timers: Timers, progress: Mapping[str, Progress])
     return seen.seen_ms if seen is not None else (timers.first_seen_ms or 0)
 
 
-def _behind(tx: Tx, timers: Timers, now_ms: int, progress: Mapping[str, Progress],
-            stall_ms: int | None) -> bool:
+def _behind(tx: Tx, timers: Timers, now_ms: int, progress: Mapping[str, Progress], stall_ms: int | None) -> bool:
     """Every participant yet to vote is alive and has not reached this order yet."""
     if not tx.begun or stall_ms is None:
         return False
@@ -247,8 +243,7 @@ def _behind(tx: Tx, timers: Timers, now_ms: int, progress: Mapping[str, Progress
     return bool(missing)
 
 
-def _lost(p: str, timers: Timers, progress: Mapping[str, Progress], now_ms: int,
-          quiet_ms: int) -> bool:
+def _lost(p: str, timers: Timers, progress: Mapping[str, Progress], now_ms: int, quiet_ms: int) -> bool:
     """Whether the decision may never reach `p` unless sent again: it went past the decision
     without acknowledging it; or it was silent since the decision (down, or idle with the command
     lost: one re-send tells them apart); or it came back after the last re-send and went quiet
@@ -280,15 +275,28 @@ def in_doubt(tx: Tx) -> bool:
 
 def to_dict(tx: Tx) -> dict:
     """The fold's state as JSON values, for the coordinator's store."""
-    return {"order_id": tx.order_id, "begun": tx.begun, "participants": list(tx.participants),
-            "deadline_ms": tx.deadline_ms, "votes": [list(v) for v in tx.votes],
-            "outcome": tx.outcome, "reason": tx.reason, "acks": sorted(list(a) for a in tx.acks),
-            "recorded": [list(r) for r in tx.recorded]}
+    return {
+        "order_id": tx.order_id,
+        "begun": tx.begun,
+        "participants": list(tx.participants),
+        "deadline_ms": tx.deadline_ms,
+        "votes": [list(v) for v in tx.votes],
+        "outcome": tx.outcome,
+        "reason": tx.reason,
+        "acks": sorted(list(a) for a in tx.acks),
+        "recorded": [list(r) for r in tx.recorded],
+    }
 
 
 def from_dict(d: dict) -> Tx:
-    return Tx(order_id=d["order_id"], begun=d["begun"], participants=tuple(d["participants"]),
-              deadline_ms=d["deadline_ms"], votes=tuple(tuple(v) for v in d["votes"]),
-              outcome=d["outcome"], reason=d["reason"],
-              acks=frozenset(tuple(a) for a in d["acks"]),
-              recorded=tuple(tuple(r) for r in d["recorded"]))
+    return Tx(
+        order_id=d["order_id"],
+        begun=d["begun"],
+        participants=tuple(d["participants"]),
+        deadline_ms=d["deadline_ms"],
+        votes=tuple(tuple(v) for v in d["votes"]),
+        outcome=d["outcome"],
+        reason=d["reason"],
+        acks=frozenset(tuple(a) for a in d["acks"]),
+        recorded=tuple(tuple(r) for r in d["recorded"]),
+    )

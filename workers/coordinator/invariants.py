@@ -7,6 +7,7 @@ sentences), empty or None when it holds.
 `orderbus verify` checks them all over the whole pipeline; the decision audit checks those about
 one decided order as it re-folds the log. Which breach may still be a decision on its way is the
 caller's to judge: verify waits for quiet, the audit looks at the acknowledgements."""
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -15,10 +16,11 @@ from typing import Mapping
 from workers.coordinator.fold import Tx
 
 CONFIRMED = ("CONFIRMED", "SHIPPED")
-NOT_YET_SHOWN = (None, "PENDING")     # a status the decision may not have reached yet
+NOT_YET_SHOWN = (None, "PENDING")  # a status the decision may not have reached yet
 
 
 # -- 1. every valid order decided exactly once, or dead-lettered; never both
+
 
 def _all_dead(copies, dead, topic: str) -> bool:
     return all((topic, p, o) in dead for p, o, _ in copies)
@@ -27,20 +29,29 @@ def _all_dead(copies, dead, topic: str) -> bool:
 def undecided(placed: Mapping, txs: Mapping[str, Tx], dead, topic: str) -> list[str]:
     """Published and valid, but neither decided nor dead-lettered. `placed`: order id ->
     [(partition, offset, content hash)]; `dead`: the (topic, partition, offset) dead-lettered."""
-    return [oid for oid, copies in placed.items()
-            if (oid not in txs or txs[oid].outcome is None) and not _all_dead(copies, dead, topic)]
+    return [
+        oid
+        for oid, copies in placed.items()
+        if (oid not in txs or txs[oid].outcome is None) and not _all_dead(copies, dead, topic)
+    ]
 
 
 def decided_and_dead(placed: Mapping, txs: Mapping[str, Tx], dead, topic: str) -> list[str]:
     """Decided although every copy was dead-lettered."""
-    return [oid for oid, copies in placed.items()
-            if oid in txs and txs[oid].outcome is not None and _all_dead(copies, dead, topic)]
+    return [
+        oid
+        for oid, copies in placed.items()
+        if oid in txs and txs[oid].outcome is not None and _all_dead(copies, dead, topic)
+    ]
 
 
 def reused_not_dead(placed: Mapping, dead, topic: str) -> list[str]:
     """An order id published again with other content, and that copy not dead-lettered."""
-    return [oid for oid, copies in placed.items()
-            if any(h != copies[0][2] and (topic, p, o) not in dead for p, o, h in copies)]
+    return [
+        oid
+        for oid, copies in placed.items()
+        if any(h != copies[0][2] and (topic, p, o) not in dead for p, o, h in copies)
+    ]
 
 
 def invalid_not_dead(invalid: list, dead, topic: str) -> list[str]:
@@ -51,8 +62,11 @@ def invalid_not_dead(invalid: list, dead, topic: str) -> list[str]:
 
 def recorded_differs(tx: Tx) -> list[str]:
     """The decisions tx.log records that differ from the one its fold reaches."""
-    return [f"tx.log records {outcome} ({reason}); the fold decides {tx.outcome}"
-            for outcome, reason in tx.recorded if outcome != tx.outcome]
+    return [
+        f"tx.log records {outcome} ({reason}); the fold decides {tx.outcome}"
+        for outcome, reason in tx.recorded
+        if outcome != tx.outcome
+    ]
 
 
 def acked_other(tx: Tx) -> list[str]:
@@ -62,8 +76,10 @@ def acked_other(tx: Tx) -> list[str]:
 
 # -- 2 and 3. a commit's effects applied exactly once, an abort's not at all
 
-def effect_wrong(outcome: str, demand: dict, state: str | None, amounts,
-                 held_is_wrong: bool = True) -> str | None:
+
+def effect_wrong(
+    outcome: str, demand: dict, state: str | None, amounts, held_is_wrong: bool = True
+) -> str | None:
     """What a participant did about a decided order, if it is not what the decision asks: a
     commit takes exactly the order's `demand`; an abort takes nothing and (`held_is_wrong`,
     once it has arrived) holds nothing."""
@@ -79,14 +95,13 @@ def effect_wrong(outcome: str, demand: dict, state: str | None, amounts,
 
 # -- 4 and 5. per ledger key: conserved, never below zero, equal to the sum of its holds
 
+
 def not_conserved(ledger: Mapping[str, tuple]) -> list[str]:
-    return [k for k, (initial, available, held, final) in ledger.items()
-            if initial != available + held + final]
+    return [k for k, (initial, available, held, final) in ledger.items() if initial != available + held + final]
 
 
 def negative(ledger: Mapping[str, tuple]) -> list[str]:
-    return [k for k, (_, available, held, final) in ledger.items()
-            if min(available, held, final) < 0]
+    return [k for k, (_, available, held, final) in ledger.items() if min(available, held, final) < 0]
 
 
 def still_held(ledger: Mapping[str, tuple]) -> list[str]:
@@ -115,6 +130,7 @@ def held_mismatch(ledger: Mapping[str, tuple], holds: Mapping[str, tuple]) -> li
 
 # -- 6. the status read model and shipping agree with the decisions
 
+
 def status_wrong(outcome: str, shown: str | None) -> str | None:
     """The read model's status of a decided order, if it is not the decision's."""
     ok = shown in CONFIRMED if outcome == "commit" else shown == "REJECTED"
@@ -131,6 +147,7 @@ def not_shipped(decided: Mapping[str, Tx], shipments) -> list[str]:
 
 
 # -- 7. once quiet, nothing in doubt
+
 
 def in_doubt(txs: Mapping[str, Tx]) -> list[str]:
     """Transactions begun but not decided."""

@@ -5,6 +5,7 @@ order it is asked about must first be looked up in the store (`unknown`, then `l
 an order finished long ago is final for ever: a replayed TxBegun or a late vote must find its
 decision, not open the order again.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -20,10 +21,10 @@ OPENS = ("TxBegun", "Voted")
 class Partition:
     def __init__(self, next_offset: int = 0):
         self.open: dict[str, tuple[Tx, Timers]] = {}
-        self.finished: dict[str, Tx] = {}      # finished since the last save
-        self.changed: dict[str, int] = {}      # order id -> offset of its last event, unsaved
-        self.next_offset = next_offset         # of the next tx.log record to fold
-        self.progress: dict[str, Progress] = {}   # participant -> what was read of it here
+        self.finished: dict[str, Tx] = {}  # finished since the last save
+        self.changed: dict[str, int] = {}  # order id -> offset of its last event, unsaved
+        self.next_offset = next_offset  # of the next tx.log record to fold
+        self.progress: dict[str, Progress] = {}  # participant -> what was read of it here
 
     def unknown(self, order_ids) -> set[str]:
         """Those of `order_ids` this partition must look up in the store before folding."""

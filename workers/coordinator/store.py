@@ -1,5 +1,6 @@
 """The coordinator database's SQL: the transactions it has folded and how far each partition's
 rows go. Every function takes a cursor inside the caller's transaction."""
+
 from __future__ import annotations
 
 import io
@@ -34,17 +35,25 @@ def save(cur, rows: list[tuple[str, int, int, bool, Tx]], positions: dict[int, i
     position ever moves back: a write from an instance that has since lost the partition, or a
     slower one, cannot undo what a newer owner saved."""
     if rows:
-        execute_values(cur, "INSERT INTO txs (order_id, part, at_offset, finished, tx) VALUES %s "
-                       "ON CONFLICT (order_id) DO UPDATE SET at_offset = EXCLUDED.at_offset, "
-                       "finished = EXCLUDED.finished, tx = EXCLUDED.tx "
-                       "WHERE txs.at_offset < EXCLUDED.at_offset",
-                       [(oid, part, at, done, Json(to_dict(tx)))
-                        for oid, part, at, done, tx in sorted(rows, key=lambda r: r[0])])
+        execute_values(
+            cur,
+            "INSERT INTO txs (order_id, part, at_offset, finished, tx) VALUES %s "
+            "ON CONFLICT (order_id) DO UPDATE SET at_offset = EXCLUDED.at_offset, "
+            "finished = EXCLUDED.finished, tx = EXCLUDED.tx "
+            "WHERE txs.at_offset < EXCLUDED.at_offset",
+            [
+                (oid, part, at, done, Json(to_dict(tx)))
+                for oid, part, at, done, tx in sorted(rows, key=lambda r: r[0])
+            ],
+        )
     if positions:
-        execute_values(cur, "INSERT INTO snapshots (part, next_offset) VALUES %s "
-                       "ON CONFLICT (part) DO UPDATE SET next_offset = EXCLUDED.next_offset "
-                       "WHERE snapshots.next_offset < EXCLUDED.next_offset",
-                       sorted(positions.items()))
+        execute_values(
+            cur,
+            "INSERT INTO snapshots (part, next_offset) VALUES %s "
+            "ON CONFLICT (part) DO UPDATE SET next_offset = EXCLUDED.next_offset "
+            "WHERE snapshots.next_offset < EXCLUDED.next_offset",
+            sorted(positions.items()),
+        )
 
 
 def bulk_load(cur, rows: Iterable[tuple[str, int, int, bool, Tx]]) -> None:

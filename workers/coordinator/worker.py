@@ -8,6 +8,7 @@ offset the rows are folded up to. A new owner of a partition loads its open tran
 re-folds only the events between that saved offset and the committed one, so taking over costs
 what is open plus a second of the log, whatever the log's length.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,10 +36,11 @@ FOLDED = "folded"
 
 class CoordinatorHandler:
     accepts = TX_LOG.events
-    sync_every_s = 1.0       # how often it saves (workers/runtime/loop.py Handler.sync_every_s)
+    sync_every_s = 1.0  # how often it saves (workers/runtime/loop.py Handler.sync_every_s)
 
-    def __init__(self, settings, db, names, metrics, resend_after_ms: int = 3000,
-                 verifier: Verifier | None = None):
+    def __init__(
+        self, settings, db, names, metrics, resend_after_ms: int = 3000, verifier: Verifier | None = None
+    ):
         self.settings, self.db, self.metrics = settings, db, metrics
         self.resend_after_ms = resend_after_ms
         # a vote whose TxBegun never comes is presumed aborted after as long as a deadline
@@ -47,11 +49,15 @@ class CoordinatorHandler:
         # not aborted at its deadline unless it has gone past that order; at least a few seconds,
         # so one slow batch of a participant under load never reads as an outage
         self.stall_ms = max(settings.deadline_ms, STALL_MIN_MS)
-        self.caught_up = lambda topic, partition: True     # the loop's: read to the end?
+        self.caught_up = lambda topic, partition: True  # the loop's: read to the end?
         self.tx_log = names.topic(TX_LOG)
         self.topics = (self.tx_log,)
-        self.dest = {"tx.log": self.tx_log, "status": names.topic(ORDERS_STATUS),
-                     "inventory": names.commands("inventory"), "payment": names.commands("payment")}
+        self.dest = {
+            "tx.log": self.tx_log,
+            "status": names.topic(ORDERS_STATUS),
+            "inventory": names.commands("inventory"),
+            "payment": names.commands("payment"),
+        }
         self.dlq = names.topic(ORDERS_DLQ)
         # a vote counts only as its participant's own (workers/runtime/signing.py)
         self.verifier = verifier or Verifier.of(settings)
@@ -59,7 +65,7 @@ class CoordinatorHandler:
         self.partitions: dict[int, Partition] = {}
         self.crash = CrashPoints(metrics.worker)
         self.last_tick = 0
-        self.on_progress = lambda: None      # the loop's watchdog, told during a long re-fold
+        self.on_progress = lambda: None  # the loop's watchdog, told during a long re-fold
 
     # -- partitions come and go: load what is open, re-fold the rest from the log
     def assigned(self, partitions) -> dict[tuple[str, int], int]:
@@ -67,11 +73,14 @@ class CoordinatorHandler:
         if not wanted:
             return {}
         t0 = time.monotonic()
-        taken, starts = take_over(self.settings, self.db, self.group, self.tx_log, wanted,
-                                  self.on_progress)
+        taken, starts = take_over(self.settings, self.db, self.group, self.tx_log, wanted, self.on_progress)
         self.partitions.update(taken)
-        log.info("took over partitions %s with %d open transactions in %.2fs", wanted,
-                 sum(len(p.open) for p in taken.values()), time.monotonic() - t0)
+        log.info(
+            "took over partitions %s with %d open transactions in %.2fs",
+            wanted,
+            sum(len(p.open) for p in taken.values()),
+            time.monotonic() - t0,
+        )
         return {(self.tx_log, p): o for p, o in starts.items()}
 
     def revoked(self, partitions):
@@ -83,22 +92,21 @@ class CoordinatorHandler:
         return FOLDED
 
     def process(self, messages, now_ms):
-        events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq,
-                                    check=self.verifier.check)
-        decided = fold_into(self.partitions, self.db, [(m.partition(), m.offset(), e)
-                                                       for m, e in events], now_ms)
+        events, outs = decode_batch(
+            messages, self.metrics, now_ms, self.accepts, self.dlq, check=self.verifier.check
+        )
+        decided = fold_into(self.partitions, self.db, [(m.partition(), m.offset(), e) for m, e in events], now_ms)
         for msg in messages:
             self.partitions[msg.partition()].next_offset = msg.offset() + 1
         made = False
         for outputs in decided:
             first = outputs[0][1]
             count = None
-            if first.TYPE == "Decided":     # a decision (else a late participant told of one)
+            if first.TYPE == "Decided":  # a decision (else a late participant told of one)
                 made = True
                 count = self.metrics.decisions.labels(first.outcome, first.reason or "").inc
             # counted once, with the first of the decision's outputs
-            outs += [emit(self.dest[d], e, count if n == 0 else None)
-                     for n, (d, e) in enumerate(outputs)]
+            outs += [emit(self.dest[d], e, count if n == 0 else None) for n, (d, e) in enumerate(outputs)]
         if made:
             self.crash.reach("after_decision")
         return outs
@@ -122,11 +130,17 @@ class CoordinatorHandler:
         for p, part in self.partitions.items():
             doubtful += sum(in_doubt(tx) for tx, _ in part.open.values())
             if not self.caught_up(self.tx_log, p):
-                continue    # its silences are not known yet: the votes may be just unread
+                continue  # its silences are not known yet: the votes may be just unread
             for oid, (tx, timers) in part.open.items():
-                new_timers, sent = due(tx, timers, now_ms, self.resend_after_ms,
-                                       self.orphan_after_ms, progress=part.progress,
-                                       stall_ms=self.stall_ms)
+                new_timers, sent = due(
+                    tx,
+                    timers,
+                    now_ms,
+                    self.resend_after_ms,
+                    self.orphan_after_ms,
+                    progress=part.progress,
+                    stall_ms=self.stall_ms,
+                )
                 if new_timers is not timers:
                     part.open[oid] = (tx, new_timers)
                 outs += [emit(self.dest[d], e) for d, e in sent]
@@ -156,8 +170,9 @@ def fold_into(partitions: dict[int, Partition], db, items, now_ms: int) -> list[
     return decided
 
 
-def take_over(settings, db, group: str, topic: str, parts: list[int], beat=lambda: None
-              ) -> tuple[dict[int, Partition], dict[int, int]]:
+def take_over(
+    settings, db, group: str, topic: str, parts: list[int], beat=lambda: None
+) -> tuple[dict[int, Partition], dict[int, int]]:
     """The state of `parts` as a new owner resumes it, and the offset to read each one from when
     it is not the committed one. Loads the saved open transactions; between the saved offset and a
     committed offset the coordinator wrote itself, re-folds the log without emitting (those
@@ -193,13 +208,12 @@ def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: 
     starts = {p: a for p, (a, _) in ranges.items()}
     stops = {p: b for p, (_, b) in ranges.items()}
     verifier = Verifier.of(settings)
-    for msg in read(settings.kafka(), topic, starts, stops, timeout_s=3600, group=group,
-                    on_progress=beat):
+    for msg in read(settings.kafka(), topic, starts, stops, timeout_s=3600, group=group, on_progress=beat):
         _, partition, offset = coordinates(msg)
         try:
             items.append((partition, offset, verifier.decode(msg)))
         except DeadLetter:
-            pass   # dead-lettered when it was first read
+            pass  # dead-lettered when it was first read
         partitions[partition].next_offset = offset + 1
         if len(items) >= chunk:
             flush()
@@ -209,15 +223,14 @@ def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: 
 
 
 def _committed(settings, group: str, topic: str, parts: list[int]) -> dict[int, tuple[int, str]]:
-    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False,
-                                          "log_level": 3}))
+    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3}))
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
     finally:
         consumer.close()
     out = {}
     for tp in committed:
-        if tp.error is not None:      # never guess a position: the loop retries the assignment
+        if tp.error is not None:  # never guess a position: the loop retries the assignment
             raise RuntimeError(f"committed offset of {topic}[{tp.partition}]: {tp.error}")
         out[tp.partition] = (tp.offset, tp.metadata or "")
     return out

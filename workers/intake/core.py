@@ -1,4 +1,5 @@
 """Intake's pure core: is this order new, a redelivery, a republish, or a conflicting reuse?"""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ def classify(seen: Seen | None, content_hash: str, partition: int, offset: int) 
 def begin(order: OrderPlaced, now_ms: int, deadline_after_ms: int) -> list[tuple[str, object]]:
     """The outputs that start an order's distributed transaction, as (destination, event)."""
     deadline = now_ms + deadline_after_ms
-    return [("tx.log", TxBegun(order.order_id, PARTICIPANTS, deadline)),
-            *((p, Prepare(order.order_id, order, deadline)) for p in PARTICIPANTS),
-            ("status", StatusChanged(order.order_id, "PENDING", None, now_ms))]
+    return [
+        ("tx.log", TxBegun(order.order_id, PARTICIPANTS, deadline)),
+        *((p, Prepare(order.order_id, order, deadline)) for p in PARTICIPANTS),
+        ("status", StatusChanged(order.order_id, "PENDING", None, now_ms)),
+    ]

@@ -10,6 +10,7 @@ The backlog is a group's committed lag, which trails what it has processed by up
 commit interval (workers/runtime/loop.py): at 400 orders/s about 1,200 tx.log records for the
 coordinator, so the limit (Settings.intake_max_backlog) sits well above that.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,13 @@ class Downstream:
     the cluster for it; `holding()` is its latest answer. A look that fails holds nothing: the
     pipeline keeps going on what it knew, and the next look tries again."""
 
-    def __init__(self, client: dict, watched: list[tuple[str, str]], limit: int,
-                 on_change: Callable[[bool], None] = lambda held: None):
+    def __init__(
+        self,
+        client: dict,
+        watched: list[tuple[str, str]],
+        limit: int,
+        on_change: Callable[[bool], None] = lambda held: None,
+    ):
         self.admin = AdminClient({"log_level": 3, **client})
         self.watched, self.limit, self.on_change = watched, limit, on_change
         self.held = False
@@ -65,7 +71,11 @@ class Downstream:
             backlogs = []
         held = hold(backlogs, self.held, self.limit)
         if held != self.held:
-            log.info("%s new orders: downstream backlogs %s (limit %d)",
-                     "holding" if held else "resuming", backlogs, self.limit)
+            log.info(
+                "%s new orders: downstream backlogs %s (limit %d)",
+                "holding" if held else "resuming",
+                backlogs,
+                self.limit,
+            )
             self.held = held
             self.on_change(held)

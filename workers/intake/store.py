@@ -2,6 +2,7 @@
 hash and source coordinates that tell a redelivery from a republish or a reused id. The only
 module that spells the table; intake and the operator tools (report, top, seeding) call it.
 Every function takes an open cursor; the caller owns the transaction."""
+
 from __future__ import annotations
 
 from infra.postgres.databases import DATABASE as DATABASE_OF
@@ -13,18 +14,23 @@ DATABASE = DATABASE_OF["intake"]
 
 def seen(cur, order_ids: list[str]) -> dict[str, Seen]:
     """What is recorded of these orders, by id."""
-    cur.execute("SELECT order_id, content_hash, source_partition, source_offset FROM orders "
-                "WHERE order_id = ANY(%s)", (order_ids,))
+    cur.execute(
+        "SELECT order_id, content_hash, source_partition, source_offset FROM orders WHERE order_id = ANY(%s)",
+        (order_ids,),
+    )
     return {r[0]: Seen(r[1], r[2], r[3]) for r in cur.fetchall()}
 
 
 def record(cur, rows: list[tuple]) -> None:
     """Record new orders: (order id, customer id, currency, total cents, content hash, body
     dict, source partition, source offset) each; one already recorded is left as it was."""
-    execute_values(cur, "INSERT INTO orders (order_id, customer_id, currency, total_cents, "
-                   "content_hash, body, source_partition, source_offset) VALUES %s "
-                   "ON CONFLICT (order_id) DO NOTHING",
-                   [(*r[:5], Json(r[5]), *r[6:]) for r in rows])
+    execute_values(
+        cur,
+        "INSERT INTO orders (order_id, customer_id, currency, total_cents, "
+        "content_hash, body, source_partition, source_offset) VALUES %s "
+        "ON CONFLICT (order_id) DO NOTHING",
+        [(*r[:5], Json(r[5]), *r[6:]) for r in rows],
+    )
 
 
 def count_placed(cur) -> int:
@@ -34,8 +40,9 @@ def count_placed(cur) -> int:
 
 def order_of(cur, order_id: str) -> tuple | None:
     """(customer id, total cents, currency, recorded at) of one order, or None."""
-    cur.execute("SELECT customer_id, total_cents, currency, recorded_at FROM orders "
-                "WHERE order_id = %s", (order_id,))
+    cur.execute(
+        "SELECT customer_id, total_cents, currency, recorded_at FROM orders WHERE order_id = %s", (order_id,)
+    )
     return cur.fetchone()
 
 

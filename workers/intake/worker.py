@@ -1,35 +1,41 @@
 """Intake: validate each placed order, record it, start its transaction."""
+
 from __future__ import annotations
 
 from schemas.errors import RuleViolationError
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
+from workers.intake import store
 from workers.intake.core import Seen, begin, classify
 from workers.intake.hold import Downstream
-from workers.runtime.loop import Stateless
-from workers.intake import store
 from workers.runtime.db import Database
+from workers.runtime.loop import Stateless
 from workers.runtime.messages import dead_letter, decode_batch, emit
 
 
 class IntakeHandler(Stateless):
     accepts = ("OrderPlaced",)
 
-    def __init__(self, db: Database, names, metrics, deadline_ms: int,
-                 downstream: Downstream | None = None):
+    def __init__(self, db: Database, names, metrics, deadline_ms: int, downstream: Downstream | None = None):
         from topics.catalogue import ORDERS_PLACED
+
         self.db, self.metrics, self.deadline_ms = db, metrics, deadline_ms
         self.downstream = downstream
         self.topics = (names.topic(ORDERS_PLACED),)
-        self.dest = {"tx.log": names.topic(TX_LOG), "status": names.topic(ORDERS_STATUS),
-                     "inventory": names.commands("inventory"), "payment": names.commands("payment")}
+        self.dest = {
+            "tx.log": names.topic(TX_LOG),
+            "status": names.topic(ORDERS_STATUS),
+            "inventory": names.commands("inventory"),
+            "payment": names.commands("payment"),
+        }
         self.dlq = names.topic(ORDERS_DLQ)
 
     def holding(self) -> bool:
         return self.downstream is not None and self.downstream.holding()
 
     def process(self, messages, now_ms):
-        events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq,
-                                    default_type="OrderPlaced")
+        events, outs = decode_batch(
+            messages, self.metrics, now_ms, self.accepts, self.dlq, default_type="OrderPlaced"
+        )
         if events:
             outs += self.db.run(lambda cur: self._record(cur, events, now_ms))
         return outs
@@ -41,8 +47,9 @@ class IntakeHandler(Stateless):
             digest = order.content_hash()
             kind = classify(seen.get(order.order_id), digest, msg.partition(), msg.offset())
             if kind == "conflict":
-                err = RuleViolationError(f"order_id {order.order_id} was already used for an "
-                                         "order with other content")
+                err = RuleViolationError(
+                    f"order_id {order.order_id} was already used for an order with other content"
+                )
                 outs.append(dead_letter(msg, err, self.metrics, now_ms, self.dlq))
                 continue
             if kind == "duplicate":
@@ -52,8 +59,18 @@ class IntakeHandler(Stateless):
             # decision final
             if kind == "new":
                 seen[order.order_id] = Seen(digest, msg.partition(), msg.offset())
-                rows.append((order.order_id, order.customer_id, order.currency, order.total_cents,
-                             digest, order.to_dict(), msg.partition(), msg.offset()))
+                rows.append(
+                    (
+                        order.order_id,
+                        order.customer_id,
+                        order.currency,
+                        order.total_cents,
+                        digest,
+                        order.to_dict(),
+                        msg.partition(),
+                        msg.offset(),
+                    )
+                )
             outs += [emit(self.dest[d], e) for d, e in begin(order, now_ms, self.deadline_ms)]
         if rows:
             store.record(cur, rows)

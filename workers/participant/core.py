@@ -5,6 +5,7 @@ Every effect has a natural key, the order id: a redelivered Prepare returns the 
 no once the hold is released), a repeated Commit or Abort acknowledges again without a second
 effect.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -17,14 +18,13 @@ from schemas.events import Abort, Acked, Commit, OrderPlaced, Participant, Prepa
 @dataclass(frozen=True)
 class Resource:
     participant: Participant
-    demand: Callable[[OrderPlaced], dict[str, int]]   # key -> amount the order needs
-    unknown: str                                      # refusal when a key does not exist
-    short: str                                        # refusal when a key has too little
+    demand: Callable[[OrderPlaced], dict[str, int]]  # key -> amount the order needs
+    unknown: str  # refusal when a key does not exist
+    short: str  # refusal when a key has too little
 
 
 INVENTORY = Resource("inventory", lambda o: dict(_lines(o)), "unknown_sku", "out_of_stock")
-PAYMENT = Resource("payment", lambda o: {o.customer_id: o.total_cents}, "unknown_customer",
-                   "insufficient_funds")
+PAYMENT = Resource("payment", lambda o: {o.customer_id: o.total_cents}, "unknown_customer", "insufficient_funds")
 
 
 def _lines(order: OrderPlaced):
@@ -38,21 +38,20 @@ def _lines(order: OrderPlaced):
 class Hold:
     order_id: str
     vote: Vote
-    state: str                      # held | committed | released | refused | aborted
+    state: str  # held | committed | released | refused | aborted
     reason: str | None = None
     amounts: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class Outcome:
-    holds: dict[str, Hold]                       # new or changed, by order id
-    deltas: dict[str, list[int]]                 # key -> [available, held, final] changes
-    outputs: list                                # Voted / Acked events, in input order
-    anomalies: list[str]                         # protocol breaches, for the operator
+    holds: dict[str, Hold]  # new or changed, by order id
+    deltas: dict[str, list[int]]  # key -> [available, held, final] changes
+    outputs: list  # Voted / Acked events, in input order
+    anomalies: list[str]  # protocol breaches, for the operator
 
 
-def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, Hold],
-          commands: list) -> Outcome:
+def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, Hold], commands: list) -> Outcome:
     """Apply a batch of Prepare / Commit / Abort in order. `available` holds the current
     available amount of every key the batch may touch (a missing key does not exist); `known`
     the recorded hold of every order in the batch. Inputs are not mutated."""
@@ -80,8 +79,9 @@ def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, 
             out.outputs.append(_answer(resource, hold))
         elif isinstance(cmd, Commit):
             if hold is None or hold.state not in ("held", "committed"):
-                out.anomalies.append(f"{oid}: Commit for an order in state "
-                                     f"{hold.state if hold else 'unknown'}; not applied")
+                out.anomalies.append(
+                    f"{oid}: Commit for an order in state {hold.state if hold else 'unknown'}; not applied"
+                )
                 continue
             if hold.state == "held":
                 holds[oid] = replace(hold, state="committed")
@@ -91,7 +91,7 @@ def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, 
             if hold is not None and hold.state == "committed":
                 out.anomalies.append(f"{oid}: Abort for a committed order; not applied")
                 continue
-            if hold is None:   # never prepared: a late Prepare must vote no
+            if hold is None:  # never prepared: a late Prepare must vote no
                 holds[oid] = Hold(oid, "no", "aborted", "aborted_before_prepare")
             elif hold.state == "held":
                 holds[oid] = replace(hold, state="released")

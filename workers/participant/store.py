@@ -2,6 +2,7 @@
 payment's accounts) and the holds both keep. The worker, verify, the audit, report, top, seeding,
 the sandbox and the demo all go through it, so a column added to a ledger is a migration plus
 its `Ledger` here. Every function takes an open cursor; the caller owns the transaction."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from workers.runtime.db import Json, execute_values
 @dataclass(frozen=True)
 class Ledger:
     """Where a participant keeps its balances: database, table, key column, amount columns."""
+
     database: str
     table: str
     key: str
@@ -28,55 +30,78 @@ class Ledger:
 
 
 STOCK = Ledger(DATABASE["inventory"], "stock", "sku", "initial", "available", "held", "committed")
-ACCOUNTS = Ledger(DATABASE["payment"], "accounts", "customer_id", "initial_cents", "balance_cents",
-                  "held_cents", "captured_cents")
-LEDGERS = {"inventory": STOCK, "payment": ACCOUNTS}           # participant -> its ledger
+ACCOUNTS = Ledger(
+    DATABASE["payment"],
+    "accounts",
+    "customer_id",
+    "initial_cents",
+    "balance_cents",
+    "held_cents",
+    "captured_cents",
+)
+LEDGERS = {"inventory": STOCK, "payment": ACCOUNTS}  # participant -> its ledger
 
 
 # -- the worker's batch, in one transaction
+
 
 def lock_orders(cur, order_ids: list[str]) -> None:
     """One order at a time across instances: a hold not yet written has no row to lock, so two
     instances given the same Prepare (a zombie's batch and its successor's, around a rebalance)
     would both find it new and hold its amounts twice. Taken in key order, before any row lock,
     so two batches never deadlock on a pair of orders."""
-    cur.execute("SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
-                "hashtextextended(id, 0) AS k FROM unnest(%s::text[]) AS id) AS ks ORDER BY k",
-                (order_ids,))
+    cur.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
+        "hashtextextended(id, 0) AS k FROM unnest(%s::text[]) AS id) AS ks ORDER BY k",
+        (order_ids,),
+    )
 
 
 def holds_for_update(cur, order_ids: list[str]) -> dict[str, Hold]:
-    cur.execute("SELECT order_id, vote, state, reason, amounts FROM holds "
-                "WHERE order_id = ANY(%s) FOR UPDATE", (order_ids,))
+    cur.execute(
+        "SELECT order_id, vote, state, reason, amounts FROM holds WHERE order_id = ANY(%s) FOR UPDATE",
+        (order_ids,),
+    )
     return {r[0]: Hold(r[0], r[1], r[2], r[3], r[4]) for r in cur.fetchall()}
 
 
 def available_for_update(cur, ledger: Ledger, keys) -> dict[str, int]:
     """Locked in key order, so two instances never deadlock on a pair of hot rows."""
-    cur.execute(f"SELECT {ledger.key}, {ledger.available} FROM {ledger.table} "
-                f"WHERE {ledger.key} = ANY(%s) ORDER BY {ledger.key} FOR UPDATE", (sorted(keys),))
+    cur.execute(
+        f"SELECT {ledger.key}, {ledger.available} FROM {ledger.table} "
+        f"WHERE {ledger.key} = ANY(%s) ORDER BY {ledger.key} FOR UPDATE",
+        (sorted(keys),),
+    )
     return dict(cur.fetchall())
 
 
 def write_holds(cur, holds) -> None:
-    execute_values(cur, "INSERT INTO holds (order_id, vote, state, reason, amounts) VALUES %s "
-                   "ON CONFLICT (order_id) DO UPDATE SET vote = EXCLUDED.vote, "
-                   "state = EXCLUDED.state, reason = EXCLUDED.reason, "
-                   "amounts = EXCLUDED.amounts, changed_at = now()",
-                   [(h.order_id, h.vote, h.state, h.reason, Json(dict(h.amounts))) for h in holds])
+    execute_values(
+        cur,
+        "INSERT INTO holds (order_id, vote, state, reason, amounts) VALUES %s "
+        "ON CONFLICT (order_id) DO UPDATE SET vote = EXCLUDED.vote, "
+        "state = EXCLUDED.state, reason = EXCLUDED.reason, "
+        "amounts = EXCLUDED.amounts, changed_at = now()",
+        [(h.order_id, h.vote, h.state, h.reason, Json(dict(h.amounts))) for h in holds],
+    )
 
 
 def add(cur, ledger: Ledger, changed: list[tuple[str, int, int, int]]) -> None:
     """(key, +available, +held, +final) per row. One UPDATE per batch however many orders
     touched a row: a flash sale's hot SKU is written once per batch, not once per order."""
     L = ledger
-    execute_values(cur, f"UPDATE {L.table} AS t SET {L.available} = t.{L.available} + d.a, "
-                   f"{L.held} = t.{L.held} + d.h, {L.final} = t.{L.final} + d.f "
-                   f"FROM (VALUES %s) AS d(k, a, h, f) WHERE t.{L.key} = d.k", changed,
-                   template="(%s, %s::bigint, %s::bigint, %s::bigint)")
+    execute_values(
+        cur,
+        f"UPDATE {L.table} AS t SET {L.available} = t.{L.available} + d.a, "
+        f"{L.held} = t.{L.held} + d.h, {L.final} = t.{L.final} + d.f "
+        f"FROM (VALUES %s) AS d(k, a, h, f) WHERE t.{L.key} = d.k",
+        changed,
+        template="(%s, %s::bigint, %s::bigint, %s::bigint)",
+    )
 
 
 # -- what the operators' tools read
+
 
 def count_held(cur) -> int:
     """Yes votes waiting for a decision: the in-doubt transactions an operator watches."""
@@ -88,8 +113,7 @@ def held_orders(cur, among: list[str] | None = None) -> list[str]:
     if among is None:
         cur.execute("SELECT order_id FROM holds WHERE state = 'held'")
     else:
-        cur.execute("SELECT order_id FROM holds WHERE state = 'held' AND order_id = ANY(%s)",
-                    (among,))
+        cur.execute("SELECT order_id FROM holds WHERE state = 'held' AND order_id = ANY(%s)", (among,))
     return [r[0] for r in cur.fetchall()]
 
 
@@ -100,17 +124,14 @@ def holds(cur) -> dict[str, tuple]:
 
 
 def hold_of(cur, order_id: str) -> dict | None:
-    cur.execute("SELECT state, vote, reason, amounts, changed_at FROM holds WHERE order_id = %s",
-                (order_id,))
+    cur.execute("SELECT state, vote, reason, amounts, changed_at FROM holds WHERE order_id = %s", (order_id,))
     row = cur.fetchone()
-    return None if row is None else dict(zip(("state", "vote", "reason", "amounts", "changed_at"),
-                                              row))
+    return None if row is None else dict(zip(("state", "vote", "reason", "amounts", "changed_at"), row))
 
 
 def balances(cur, ledger: Ledger) -> list[tuple]:
     """(key, initial, available, held, final) of every row, by key."""
-    cur.execute(f"SELECT {ledger.key}, {', '.join(ledger.amounts)} FROM {ledger.table} "
-                f"ORDER BY {ledger.key}")
+    cur.execute(f"SELECT {ledger.key}, {', '.join(ledger.amounts)} FROM {ledger.table} ORDER BY {ledger.key}")
     return cur.fetchall()
 
 
@@ -121,6 +142,7 @@ def keys(cur, ledger: Ledger) -> list[str]:
 
 # -- seeding
 
+
 def fill(cur, ledger: Ledger, amounts: dict[str, int], replace: bool = False) -> None:
     """Rows holding `amounts` (initial = available, nothing held or taken); with `replace`,
     every hold and row there was goes first."""
@@ -128,5 +150,9 @@ def fill(cur, ledger: Ledger, amounts: dict[str, int], replace: bool = False) ->
         cur.execute("DELETE FROM holds")
         cur.execute(f"DELETE FROM {ledger.table}")
     if amounts:
-        execute_values(cur, f"INSERT INTO {ledger.table} ({ledger.key}, {', '.join(ledger.amounts)})"
-                       " VALUES %s", [(k, n, n, 0, 0) for k, n in amounts.items()], page_size=1000)
+        execute_values(
+            cur,
+            f"INSERT INTO {ledger.table} ({ledger.key}, {', '.join(ledger.amounts)}) VALUES %s",
+            [(k, n, n, 0, 0) for k, n in amounts.items()],
+            page_size=1000,
+        )

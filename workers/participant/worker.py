@@ -1,17 +1,18 @@
 """The participant shell: a batch of commands in one PostgreSQL transaction (its SQL in
 store.py), then its votes and acks out; the loop commits the batch's offsets once they are
 acknowledged."""
+
 from __future__ import annotations
 
 import logging
 
-from topics.catalogue import TX_LOG, ORDERS_DLQ
+from topics.catalogue import ORDERS_DLQ, TX_LOG
 from workers.participant import store
 from workers.participant.core import Resource, apply
 from workers.participant.store import Ledger
 from workers.runtime.crash import CrashPoints
-from workers.runtime.loop import Stateless
 from workers.runtime.db import Database
+from workers.runtime.loop import Stateless
 from workers.runtime.messages import decode_batch, emit
 
 log = logging.getLogger(__name__)

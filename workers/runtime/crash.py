@@ -5,6 +5,7 @@ Points: after_db_commit (database committed, Kafka transaction not), after_produ
 produced, transaction not committed), after_decision (coordinator: decision decided, commands not
 yet produced), after_hold (participant: hold placed in the open database transaction, vote not
 emitted). `*` as the worker matches every worker."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,9 @@ def parse(spec: str) -> dict[tuple[str, str], float]:
         except ValueError:
             raise ValueError(f"ORDERBUS_CRASH item {item!r} is not worker:point:probability") from None
         if point not in POINTS or not 0 <= p <= 1:
-            raise ValueError(f"ORDERBUS_CRASH item {item!r}: point must be one of {POINTS}, "
-                             "probability within 0..1")
+            raise ValueError(
+                f"ORDERBUS_CRASH item {item!r}: point must be one of {POINTS}, probability within 0..1"
+            )
         plan[(worker, point)] = p
     return plan
 

@@ -1,4 +1,5 @@
 """PostgreSQL access for workers: connect with backoff, one transaction per batch."""
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,7 @@ log = logging.getLogger(__name__)
 execute_values = psycopg2.extras.execute_values
 Json = psycopg2.extras.Json
 # connection lost, server restarting, or a deadlock/serialization failure: retry the whole batch
-TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError,
-             psycopg2.extensions.TransactionRollbackError)
+TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.extensions.TransactionRollbackError)
 
 
 # how long one batch retries its database (a restart, a failover) before the error ends the worker;

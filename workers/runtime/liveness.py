@@ -7,18 +7,19 @@ that is away polls empty, and an abort-rewind loop polls busily, without moving.
 spends retrying its database is not a stall either: the database's own retry budget bounds that
 wait (workers/runtime/db.py), and restarting the worker would not bring the database back.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 
-Key = tuple[str, int]       # (topic, partition)
+Key = tuple[str, int]  # (topic, partition)
 
 
 class Liveness:
     def __init__(self, clock=time.monotonic):
         self.clock = clock
-        self._lock = threading.Lock()        # the loop writes; the watchdog and metrics read
+        self._lock = threading.Lock()  # the loop writes; the watchdog and metrics read
         self._progress_at: dict[Key, float] = {}
         # with nothing owned, a finished loop round is all there is to show
         self._round_at = self._waited_at = clock()
@@ -42,7 +43,7 @@ class Liveness:
         with self._lock:
             now = self._round_at = self.clock()
             for key in keys:
-                if key in self._progress_at:     # a partition revoked mid-batch stays gone
+                if key in self._progress_at:  # a partition revoked mid-batch stays gone
                     self._progress_at[key] = now
 
     def waiting(self) -> None:

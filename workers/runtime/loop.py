@@ -10,6 +10,7 @@ the recorded outcomes and emit them again: a record may come out twice, an effec
 twice. There is no Kafka transaction: one cost 70–140 ms per batch on every hop and set the
 pipeline's latency.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from confluent_kafka import (OFFSET_BEGINNING, OFFSET_INVALID, Consumer, KafkaError, KafkaException,
-                             Message, Producer, TopicPartition)
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from topics.read import coordinates
 from workers.runtime.crash import CrashPoints
@@ -31,7 +40,7 @@ from workers.runtime.metrics import Metrics
 from workers.runtime.signing import Signer
 
 log = logging.getLogger(__name__)
-WATCH_EVERY_S = 5.0      # how often the watchdog looks
+WATCH_EVERY_S = 5.0  # how often the watchdog looks
 # how often acknowledged offsets are committed: each commit is a replicated write to
 # __consumer_offsets, and committing after every batch made those the brokers' busiest work;
 # a crash reads again at most this much more
@@ -49,7 +58,7 @@ class Out:
     key: bytes | None
     value: bytes | None
     headers: list | None = None
-    partition: int | None = None     # None: by key (murmur2, as every orderbus producer)
+    partition: int | None = None  # None: by key (murmur2, as every orderbus producer)
     # what this output adds to a counter (a dead letter, a vote, a decision), called once it is
     # acknowledged: a batch read again after a crash is counted then
     count: Callable[[], None] | None = field(default=None, compare=False, repr=False)
@@ -67,10 +76,13 @@ class Handler(Protocol):
     def revoked(self, partitions: list[TopicPartition]) -> None: ...
     # committed with the offset (the coordinator marks its own commits)
     def offset_metadata(self, topic: str, partition: int) -> str: ...
+
     # how often the loop lets every output so far be acknowledged and every offset committed,
     # then calls committed(): the handler's state then matches the committed offsets (None: never)
     sync_every_s: float | None
+
     def committed(self, now_ms: int) -> None: ...
+
     # set by the loop: its watchdog, told during a long re-fold, and whether this instance has
     # read a partition to the end it last fetched
     on_progress: Callable[[], None]
@@ -111,9 +123,10 @@ class Fatal(RuntimeError):
 @dataclass
 class Pending:
     """A batch whose outputs are in flight: its offsets are committed once all are acknowledged."""
+
     offsets: list[TopicPartition]
     outs: list
-    consumed: dict[str, int] = field(default_factory=dict)   # topic -> messages, counted then
+    consumed: dict[str, int] = field(default_factory=dict)  # topic -> messages, counted then
     waiting: int = 0
     error: KafkaError | None = None
 
@@ -137,7 +150,7 @@ class LoopConfig:
     stall_s: float = 30.0
     session_timeout_ms: int = SESSION_TIMEOUT_MS
     heartbeat_ms: int = HEARTBEAT_MS
-    protocol: str = "classic"              # or "consumer" (KIP-848)
+    protocol: str = "classic"  # or "consumer" (KIP-848)
     # classic protocol with group.instance.id: a restarted instance takes its partitions back
     # without a rebalance, but at a 3 s session that gains nothing measurable, and after a group
     # coordinator broker dies librdkafka fences static members again and again
@@ -146,51 +159,66 @@ class LoopConfig:
 
 
 def consumer_config(settings, cfg: LoopConfig) -> dict:
-    conf = settings.kafka(**{
-        "group.id": cfg.group,
-        "client.id": f"{cfg.group}-{cfg.instance}",
-        "isolation.level": "read_committed",   # never act on an aborted transaction's output
-        "enable.auto.commit": False,           # committed once the batch's outputs are acknowledged
-        "auto.offset.reset": "earliest",       # a new group starts from the beginning: nothing skipped
-        # between two polls a batch may wait out its database's retry budget, with a stall short
-        # of the watchdog's limit before and after it; any longer, the watchdog or the database
-        # error has ended the process. Past this interval the group would hand a live instance's
-        # partitions to another mid-batch (its offset commit would then be refused and the batch
-        # read again by the new owner: harmless, but wasted)
-        "max.poll.interval.ms": int((RETRY_S + 2 * (cfg.stall_s + WATCH_EVERY_S)) * 1000),
-        # a fetch returns as soon as a record is there (fetch.min.bytes=1): the wait only bounds
-        # an idle partition's round trips, each a TLS request the broker pays for
-        "fetch.wait.max.ms": 500,
-    })
+    conf = settings.kafka(
+        **{
+            "group.id": cfg.group,
+            "client.id": f"{cfg.group}-{cfg.instance}",
+            "isolation.level": "read_committed",  # never act on an aborted transaction's output
+            "enable.auto.commit": False,  # committed once the batch's outputs are acknowledged
+            "auto.offset.reset": "earliest",  # a new group starts from the beginning: nothing skipped
+            # between two polls a batch may wait out its database's retry budget, with a stall short
+            # of the watchdog's limit before and after it; any longer, the watchdog or the database
+            # error has ended the process. Past this interval the group would hand a live instance's
+            # partitions to another mid-batch (its offset commit would then be refused and the batch
+            # read again by the new owner: harmless, but wasted)
+            "max.poll.interval.ms": int((RETRY_S + 2 * (cfg.stall_s + WATCH_EVERY_S)) * 1000),
+            # a fetch returns as soon as a record is there (fetch.min.bytes=1): the wait only bounds
+            # an idle partition's round trips, each a TLS request the broker pays for
+            "fetch.wait.max.ms": 500,
+        }
+    )
     if cfg.protocol == "consumer":
-        conf["group.protocol"] = "consumer"   # timeouts and assignment are the broker's (KIP-848)
+        conf["group.protocol"] = "consumer"  # timeouts and assignment are the broker's (KIP-848)
     else:
-        conf.update({"partition.assignment.strategy": "cooperative-sticky",
-                     "session.timeout.ms": cfg.session_timeout_ms,
-                     "heartbeat.interval.ms": cfg.heartbeat_ms})
+        conf.update(
+            {
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": cfg.session_timeout_ms,
+                "heartbeat.interval.ms": cfg.heartbeat_ms,
+            }
+        )
         if cfg.static:
             conf["group.instance.id"] = f"{cfg.group}-{cfg.instance}"
     return conf
 
 
 def producer_config(settings, cfg: LoopConfig) -> dict:
-    return settings.kafka(**{
-        "client.id": f"{cfg.group}-{cfg.instance}",
-        # no duplicates from the producer's own retries, order kept per partition
-        "enable.idempotence": True,
-        "acks": "all",
-        # nothing waits for a transaction's commit to flush any more: a short linger still lets
-        # one request per partition carry a batch's outputs
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        # Java-compatible: one key lands on the same partition whichever client wrote it
-        "partitioner": "murmur2_random",
-    })
+    return settings.kafka(
+        **{
+            "client.id": f"{cfg.group}-{cfg.instance}",
+            # no duplicates from the producer's own retries, order kept per partition
+            "enable.idempotence": True,
+            "acks": "all",
+            # nothing waits for a transaction's commit to flush any more: a short linger still lets
+            # one request per partition carry a batch's outputs
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            # Java-compatible: one key lands on the same partition whichever client wrote it
+            "partitioner": "murmur2_random",
+        }
+    )
 
 
 class Loop:
-    def __init__(self, settings, cfg: LoopConfig, handler: Handler, metrics: Metrics,
-                 liveness: Liveness | None = None, signer: Signer | None = None):
+    def __init__(
+        self,
+        settings,
+        cfg: LoopConfig,
+        handler: Handler,
+        metrics: Metrics,
+        liveness: Liveness | None = None,
+        signer: Signer | None = None,
+    ):
         self.cfg, self.handler, self.metrics = cfg, handler, metrics
         self.signer = signer
         self.liveness = liveness or Liveness()
@@ -211,7 +239,7 @@ class Loop:
         self.synced_at = time.monotonic()
         metrics.assigned.labels(metrics.worker).set_function(lambda: len(self.liveness.owned()))
         metrics.stalled.labels(metrics.worker).set_function(self.liveness.stalled_s)
-        handler.on_progress = self.liveness.waiting   # a long re-fold on assignment is no stall
+        handler.on_progress = self.liveness.waiting  # a long re-fold on assignment is no stall
         handler.caught_up = self.caught_up
 
     def stop(self, *_):
@@ -224,13 +252,13 @@ class Loop:
         starts = self.handler.assigned(partitions)
         try:
             self.starts.update(self._committed(partitions, timeout_s=10))
-        except KafkaException as e:   # such a partition counts as behind until a record is read
+        except KafkaException as e:  # such a partition counts as behind until a record is read
             log.warning("committed offsets of the new partitions unknown: %s", e.args[0])
         if starts:
             for tp in partitions:
                 tp.offset = starts.get((tp.topic, tp.partition), tp.offset)
             self.starts.update(starts)
-            consumer.incremental_assign(partitions)   # instead of the committed offsets
+            consumer.incremental_assign(partitions)  # instead of the committed offsets
         self.liveness.assigned(_keys(partitions))
 
     def _on_revoke(self, consumer, partitions, kind: str = "revoke"):
@@ -241,7 +269,7 @@ class Loop:
             self.producer.flush(10)
             self._commit_ready(asynchronous=False)
         gone = set(_keys(partitions))
-        for p in self.pending:     # never committed by this instance now: the new owner reads it
+        for p in self.pending:  # never committed by this instance now: the new owner reads it
             p.offsets = [tp for tp in p.offsets if (tp.topic, tp.partition) not in gone]
         for key in gone:
             self.acked.pop(key, None)
@@ -259,32 +287,35 @@ class Loop:
             time.sleep(WATCH_EVERY_S)
             stalled = self.liveness.stalled_s()
             if stalled > self.cfg.stall_s and not self.stopping:
-                log.critical("no progress for %.0f s on a partition with records behind it; "
-                             "exiting to be restarted", stalled)
+                log.critical(
+                    "no progress for %.0f s on a partition with records behind it; exiting to be restarted",
+                    stalled,
+                )
                 logging.shutdown()
                 os._exit(75)
 
     def run(self) -> None:
         threading.Thread(target=self._watchdog, daemon=True).start()
-        self.consumer.subscribe(list(self.handler.topics), on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.consumer.subscribe(
+            list(self.handler.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
         try:
             while not self.stopping:
                 self._once()
         finally:
-            self.stopping = True        # the watchdog too
+            self.stopping = True  # the watchdog too
             try:
                 self.producer.flush(10)
                 self._commit_ready(asynchronous=False)
             except Fatal:
-                pass                    # already ending; what was not delivered is read again
+                pass  # already ending; what was not delivered is read again
             finally:
-                self.consumer.close()   # leaves the group now rather than after its session
+                self.consumer.close()  # leaves the group now rather than after its session
 
     def _once(self) -> None:
         # wait for the first message only; then take what is already there. (consume() with a
         # timeout would wait the whole timeout for a full batch, on every hop of an order.)
-        self.producer.poll(0)           # delivery reports of earlier batches
+        self.producer.poll(0)  # delivery reports of earlier batches
         committed = self._commit_ready()
         self._hold(self.handler.holding())
         first = self.consumer.poll(self.cfg.poll_timeout_s)
@@ -295,8 +326,7 @@ class Loop:
             # a partition revoked inside consume() (after poll() returned one of its messages)
             # belongs to its new owner now: nothing of it is processed or committed here
             owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-            messages = [m for m in messages if m.error() is not None
-                        or (m.topic(), m.partition()) in owned]
+            messages = [m for m in messages if m.error() is not None or (m.topic(), m.partition()) in owned]
         t0 = time.monotonic()
         batch = []
         for msg in messages:
@@ -334,7 +364,7 @@ class Loop:
         rounds go on meanwhile, so deliveries, commits and rebalances do; the partitions stay
         owned, and their wait is on purpose, no stall for the watchdog."""
         if held:
-            owned = self.consumer.assignment()     # again each round: a partition given meanwhile
+            owned = self.consumer.assignment()  # again each round: a partition given meanwhile
             if owned:
                 self.consumer.pause(owned)
             self.liveness.waiting()
@@ -348,7 +378,7 @@ class Loop:
         for out in pending.outs:
             try:
                 self._produce(out, pending.delivered)
-            except KafkaException as e:      # refused before it left: it never can be delivered
+            except KafkaException as e:  # refused before it left: it never can be delivered
                 raise Fatal(f"an output to {out.topic} could not be produced: {e.args[0]}") from e
 
     def _commit_ready(self, asynchronous: bool = True) -> list[TopicPartition]:
@@ -360,7 +390,7 @@ class Loop:
         reads again from the last committed offsets."""
         newly: list[TopicPartition] = []
         while self.pending and self.pending[0].waiting == 0:
-            if self.pending[0].error is not None:     # stays at the head: nothing after it commits
+            if self.pending[0].error is not None:  # stays at the head: nothing after it commits
                 raise Fatal(f"an output was not delivered: {self.pending[0].error}")
             batch = self.pending.popleft()
             newly += batch.offsets
@@ -377,8 +407,10 @@ class Loop:
             self.commit_tried_at = time.monotonic()
             try:
                 # the stubs overload commit() on a literal True or False only, not on a bool
-                done = self.consumer.commit(offsets=due,  # type: ignore[call-overload]
-                                            asynchronous=asynchronous)
+                done = self.consumer.commit(
+                    offsets=due,  # type: ignore[call-overload]
+                    asynchronous=asynchronous,
+                )
             except KafkaException as e:
                 log.warning("offset commit failed, to be tried again: %s", e.args[0])
             else:
@@ -419,8 +451,11 @@ class Loop:
         a record is read after an assignment or a seek: the consumer then starts where the group
         committed, or at the log start."""
         owned = [TopicPartition(t, p) for t, p in self.liveness.owned()]
-        return [(tp.topic, tp.partition) for tp in (self.consumer.position(owned) if owned else [])
-                if self._at_end(tp)]
+        return [
+            (tp.topic, tp.partition)
+            for tp in (self.consumer.position(owned) if owned else [])
+            if self._at_end(tp)
+        ]
 
     def caught_up(self, topic: str, partition: int) -> bool:
         """Whether this instance has read `partition` up to the end it last fetched: a timer
@@ -432,8 +467,7 @@ class Loop:
 
     def _at_end(self, tp: TopicPartition) -> bool:
         low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-        at = tp.offset if tp.offset >= 0 else self.starts.get((tp.topic, tp.partition),
-                                                               OFFSET_INVALID)
+        at = tp.offset if tp.offset >= 0 else self.starts.get((tp.topic, tp.partition), OFFSET_INVALID)
         if at == OFFSET_BEGINNING:
             at = low
         return 0 <= high <= at
@@ -445,21 +479,29 @@ class Loop:
         while True:
             try:
                 if out.partition is None:
-                    self.producer.produce(out.topic, key=out.key, value=out.value,
-                                          headers=headers, on_delivery=on_delivery)
+                    self.producer.produce(
+                        out.topic, key=out.key, value=out.value, headers=headers, on_delivery=on_delivery
+                    )
                 else:
-                    self.producer.produce(out.topic, key=out.key, value=out.value,
-                                          headers=headers, partition=out.partition,
-                                          on_delivery=on_delivery)
+                    self.producer.produce(
+                        out.topic,
+                        key=out.key,
+                        value=out.value,
+                        headers=headers,
+                        partition=out.partition,
+                        on_delivery=on_delivery,
+                    )
                 return
-            except BufferError:   # the local queue is full: let deliveries drain
+            except BufferError:  # the local queue is full: let deliveries drain
                 self.producer.poll(0.05)
 
     def _committed(self, partitions: list[TopicPartition], timeout_s: float) -> dict:
         """Where the consumer (re)starts each partition: the group's committed offset, or
         OFFSET_BEGINNING when there is none (auto.offset.reset=earliest)."""
-        return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-                for tp in self.consumer.committed(partitions, timeout=timeout_s)}
+        return {
+            (tp.topic, tp.partition): tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            for tp in self.consumer.committed(partitions, timeout=timeout_s)
+        }
 
 
 def _keys(partitions: list[TopicPartition]) -> list[tuple[str, int]]:

@@ -1,4 +1,5 @@
 """From Kafka messages to events and back: decode or dead-letter, encode keyed by order id."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,9 +10,19 @@ from confluent_kafka import Message
 
 from schemas import codec
 from schemas.errors import DeadLetter, UnknownEventError
-from topics.catalogue import (DLQ_AT_MS, DLQ_DETAIL, DLQ_HEADERS_DIGESTED_FROM, DLQ_HEADERS_SHA256,
-                              DLQ_KEY_DIGESTED_FROM, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON,
-                              DLQ_TOPIC, DLQ_TRUNCATED_FROM, DLQ_WORKER)
+from topics.catalogue import (
+    DLQ_AT_MS,
+    DLQ_DETAIL,
+    DLQ_HEADERS_DIGESTED_FROM,
+    DLQ_HEADERS_SHA256,
+    DLQ_KEY_DIGESTED_FROM,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_REASON,
+    DLQ_TOPIC,
+    DLQ_TRUNCATED_FROM,
+    DLQ_WORKER,
+)
 from topics.read import coordinates, headers_of
 from workers.runtime.loop import Out
 from workers.runtime.signing import encoded_headers
@@ -22,9 +33,9 @@ log = logging.getLogger(__name__)
 # so a client may publish far more. A dead letter must always fit, or writing it aborts the
 # transaction and the batch is read again for ever: each part of the original is bounded, and
 # with the worker's own headers (under 2 kB) the whole stays some 30 kB under the limit.
-MAX_DEAD_KEY = 1_024          # a longer key is replaced by its sha256
-MAX_DEAD_HEADERS = 16_384     # longer headers are dropped for their sha256
-MAX_DEAD_VALUE = 950_000      # a longer value is truncated
+MAX_DEAD_KEY = 1_024  # a longer key is replaced by its sha256
+MAX_DEAD_HEADERS = 16_384  # longer headers are dropped for their sha256
+MAX_DEAD_VALUE = 950_000  # a longer value is truncated
 
 
 def emit(topic: str, event, count: Callable[[], None] | None = None) -> Out:
@@ -38,13 +49,18 @@ def dead_letter(msg: Message, error: DeadLetter, metrics, now_ms: int, dlq_topic
     topic, partition, offset = coordinates(msg)
     log.info("dead letter %s[%d]@%d: %s", topic, partition, offset, error.reason)
     key, headers, value = _fitted(msg.key(), list(msg.headers() or []), msg.value())
-    headers += [(DLQ_REASON, error.reason.encode()),
-                (DLQ_DETAIL, str(error.detail).encode()[:1000]),
-                (DLQ_TOPIC, topic.encode()), (DLQ_PARTITION, str(partition).encode()),
-                (DLQ_OFFSET, str(offset).encode()), (DLQ_WORKER, metrics.worker.encode()),
-                (DLQ_AT_MS, str(now_ms).encode())]
-    return Out(dlq_topic, key, value, headers,
-               count=metrics.dead_letters.labels(metrics.worker, error.reason).inc)
+    headers += [
+        (DLQ_REASON, error.reason.encode()),
+        (DLQ_DETAIL, str(error.detail).encode()[:1000]),
+        (DLQ_TOPIC, topic.encode()),
+        (DLQ_PARTITION, str(partition).encode()),
+        (DLQ_OFFSET, str(offset).encode()),
+        (DLQ_WORKER, metrics.worker.encode()),
+        (DLQ_AT_MS, str(now_ms).encode()),
+    ]
+    return Out(
+        dlq_topic, key, value, headers, count=metrics.dead_letters.labels(metrics.worker, error.reason).inc
+    )
 
 
 def _fitted(key: bytes | None, headers: list, value: bytes | None):
@@ -56,8 +72,10 @@ def _fitted(key: bytes | None, headers: list, value: bytes | None):
         key = hashlib.sha256(key).hexdigest().encode()
     encoded = encoded_headers(headers)
     if len(encoded) > MAX_DEAD_HEADERS:
-        notes += [(DLQ_HEADERS_DIGESTED_FROM, str(len(encoded)).encode()),
-                  (DLQ_HEADERS_SHA256, hashlib.sha256(encoded).hexdigest().encode())]
+        notes += [
+            (DLQ_HEADERS_DIGESTED_FROM, str(len(encoded)).encode()),
+            (DLQ_HEADERS_SHA256, hashlib.sha256(encoded).hexdigest().encode()),
+        ]
         headers = []
     if value is not None and len(value) > MAX_DEAD_VALUE:
         notes.append((DLQ_TRUNCATED_FROM, str(len(value)).encode()))
@@ -65,9 +83,15 @@ def _fitted(key: bytes | None, headers: list, value: bytes | None):
     return key, headers + notes, value
 
 
-def decode_batch(messages: list[Message], metrics, now_ms: int, accepts: tuple[str, ...],
-                 dlq_topic: str, default_type: str | None = None,
-                 check: Callable[[Message, object], None] | None = None):
+def decode_batch(
+    messages: list[Message],
+    metrics,
+    now_ms: int,
+    accepts: tuple[str, ...],
+    dlq_topic: str,
+    default_type: str | None = None,
+    check: Callable[[Message, object], None] | None = None,
+):
     """Decode every message; one that can never succeed (or carries an event this worker does
     not take, or fails `check`) becomes a dead letter, and the rest of the partition keeps
     flowing."""

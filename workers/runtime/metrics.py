@@ -2,10 +2,10 @@
 partition, outcome, reason — never an order id. A counter of messages, dead letters, votes or
 decisions counts what was acknowledged, never an attempt that was not (Out.count
 in loop.py)."""
+
 from __future__ import annotations
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
-                               start_http_server)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
 MS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 # the names they are scraped under: tools and tests read them from here
@@ -32,34 +32,47 @@ class Metrics:
         # process_start_time_seconds: a worker that keeps being restarted (an output the brokers
         # refuse ends it, and restarting is always safe) shows as its changes
         ProcessCollector(registry=r)
-        self.consumed = Counter(CONSUMED, "Messages consumed",
-                                ["worker", "topic"], registry=r)
-        self.produced = Counter(PRODUCED, "Messages produced",
-                                ["worker", "topic"], registry=r)
-        self.batch_size = Histogram(BATCH_SIZE, "Messages per batch", ["worker"],
-                                    buckets=(1, 5, 10, 50, 100, 200, 500, 1000), registry=r)
-        self.batch_ms = Histogram(BATCH_MS, "Batch processing time, consume "
-                                  "to outputs handed to the producer", ["worker"], buckets=MS_BUCKETS, registry=r)
-        self.dead_letters = Counter(DEAD_LETTERS, "Messages sent to the dead-letter "
-                                    "topic", ["worker", "reason"], registry=r)
-        self.rebalances = Counter(REBALANCES, "Partition assignment changes",
-                                  ["worker", "kind"], registry=r)
-        self.assigned = Gauge(ASSIGNED, "Partitions this instance owns",
-                              ["worker"], registry=r)
-        self.stalled = Gauge(STALLED, "Seconds since the owned partition that "
-                             "waited longest progressed (a batch of it committed, or nothing was "
-                             "behind it), not counting waits on the database; the watchdog ends "
-                             "the worker past its limit", ["worker"], registry=r)
-        self.db_retries = Counter(DB_RETRIES, "Database operations retried after "
-                                  "a transient error", ["worker"], registry=r)
-        self.decisions = Counter(DECISIONS, "Coordinator decisions",
-                                 ["outcome", "reason"], registry=r)
-        self.votes = Counter(VOTES, "Participant votes", ["worker", "vote", "reason"],
-                             registry=r)
-        self.held = Gauge(INPUT_HELD, "1 while the worker reads nothing new because a worker "
-                          "downstream of it is far behind (back-pressure)", ["worker"], registry=r)
-        self.in_doubt = Gauge(IN_DOUBT, "Transactions with a yes vote and "
-                              "no decision yet", ["worker"], registry=r)
+        self.consumed = Counter(CONSUMED, "Messages consumed", ["worker", "topic"], registry=r)
+        self.produced = Counter(PRODUCED, "Messages produced", ["worker", "topic"], registry=r)
+        self.batch_size = Histogram(
+            BATCH_SIZE, "Messages per batch", ["worker"], buckets=(1, 5, 10, 50, 100, 200, 500, 1000), registry=r
+        )
+        self.batch_ms = Histogram(
+            BATCH_MS,
+            "Batch processing time, consume to outputs handed to the producer",
+            ["worker"],
+            buckets=MS_BUCKETS,
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            DEAD_LETTERS, "Messages sent to the dead-letter topic", ["worker", "reason"], registry=r
+        )
+        self.rebalances = Counter(REBALANCES, "Partition assignment changes", ["worker", "kind"], registry=r)
+        self.assigned = Gauge(ASSIGNED, "Partitions this instance owns", ["worker"], registry=r)
+        self.stalled = Gauge(
+            STALLED,
+            "Seconds since the owned partition that "
+            "waited longest progressed (a batch of it committed, or nothing was "
+            "behind it), not counting waits on the database; the watchdog ends "
+            "the worker past its limit",
+            ["worker"],
+            registry=r,
+        )
+        self.db_retries = Counter(
+            DB_RETRIES, "Database operations retried after a transient error", ["worker"], registry=r
+        )
+        self.decisions = Counter(DECISIONS, "Coordinator decisions", ["outcome", "reason"], registry=r)
+        self.votes = Counter(VOTES, "Participant votes", ["worker", "vote", "reason"], registry=r)
+        self.held = Gauge(
+            INPUT_HELD,
+            "1 while the worker reads nothing new because a worker "
+            "downstream of it is far behind (back-pressure)",
+            ["worker"],
+            registry=r,
+        )
+        self.in_doubt = Gauge(
+            IN_DOUBT, "Transactions with a yes vote and no decision yet", ["worker"], registry=r
+        )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         if port:

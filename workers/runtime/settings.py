@@ -1,4 +1,5 @@
 """Settings: one frozen dataclass, built once from the environment at the entry point."""
+
 from __future__ import annotations
 
 import json
@@ -62,9 +63,10 @@ def _seconds(env: dict, name: str, default: float, zero_ok: bool = False) -> flo
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not (value >= 0 if zero_ok else value > 0):      # NaN fails both
-        raise SettingsError(f"{name}={raw!r} must be a {'non-negative' if zero_ok else 'positive'} "
-                            "number of seconds")
+    if not (value >= 0 if zero_ok else value > 0):  # NaN fails both
+        raise SettingsError(
+            f"{name}={raw!r} must be a {'non-negative' if zero_ok else 'positive'} number of seconds"
+        )
     return value
 
 
@@ -72,27 +74,28 @@ def _seconds(env: dict, name: str, default: float, zero_ok: bool = False) -> flo
 class Settings:
     home: Path
     bootstrap: str
-    dsns: dict = field(default_factory=dict)     # service -> libpq DSN
+    dsns: dict = field(default_factory=dict)  # service -> libpq DSN
     pg_port: int = 15432
     kafka_base_port: int = 10092
-    brokers: int = 3                              # of the local cluster (as `up` left it)
+    brokers: int = 3  # of the local cluster (as `up` left it)
     deadline_ms: int = 10_000
-    intake_max_backlog: int = INTAKE_MAX_BACKLOG         # records behind downstream; 0: never hold
-    prefix: str = ""                              # of every topic and group name (tests)
-    metrics_port: int = 9400                      # first worker's; 0 turns metrics off
-    security: str = "sasl_ssl"                    # of the Kafka clients; or "plaintext"
-    ca_file: str = ""                             # PEM the brokers' certificates are checked against
-    principal: str = "admin"                      # whom this process's Kafka clients speak as
-    tracker_grace_s: float = TRACKER_GRACE_S      # past its deadline, when an order is stuck
-    tracker_retain_s: float = TRACKER_RETAIN_S    # how far past a finished order it is dropped
-    host_id: str = "localhost"                    # this host's part of its instances' ids
-    env: dict = field(default_factory=dict, repr=False)   # credentials and key files
+    intake_max_backlog: int = INTAKE_MAX_BACKLOG  # records behind downstream; 0: never hold
+    prefix: str = ""  # of every topic and group name (tests)
+    metrics_port: int = 9400  # first worker's; 0 turns metrics off
+    security: str = "sasl_ssl"  # of the Kafka clients; or "plaintext"
+    ca_file: str = ""  # PEM the brokers' certificates are checked against
+    principal: str = "admin"  # whom this process's Kafka clients speak as
+    tracker_grace_s: float = TRACKER_GRACE_S  # past its deadline, when an order is stuck
+    tracker_retain_s: float = TRACKER_RETAIN_S  # how far past a finished order it is dropped
+    host_id: str = "localhost"  # this host's part of its instances' ids
+    env: dict = field(default_factory=dict, repr=False)  # credentials and key files
 
     def __repr__(self) -> str:
         # a repr lands in tracebacks, logs and test reports: the DSNs' passwords stay out of it
         shown = replace(self, dsns={k: redact(v) for k, v in self.dsns.items()})
-        return "Settings(" + ", ".join(f"{f.name}={getattr(shown, f.name)!r}"
-                                       for f in fields(self) if f.repr) + ")"
+        return (
+            "Settings(" + ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in fields(self) if f.repr) + ")"
+        )
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -100,16 +103,17 @@ class Settings:
         home = Path(env.get("ORDERBUS_HOME") or ".orderbus").resolve()
         state = _read_state(home)
         pg_port = _int(env, "ORDERBUS_PG_PORT", state.get("pg_port", Layout.pg_port))
-        base = _int(env, "ORDERBUS_KAFKA_PORT",
-                    state.get("kafka_base_port", Layout.kafka_base_port))
+        base = _int(env, "ORDERBUS_KAFKA_PORT", state.get("kafka_base_port", Layout.kafka_base_port))
         brokers = state.get("brokers", 3)
         # a cluster `up` made before security existed is plaintext; a new one is secure
         security = env.get("ORDERBUS_KAFKA_SECURITY") or state.get(
-            "security", "plaintext" if state else "sasl_ssl")
+            "security", "plaintext" if state else "sasl_ssl"
+        )
         if security not in SECURITY:
             raise SettingsError(f"ORDERBUS_KAFKA_SECURITY={security!r}: one of {', '.join(SECURITY)}")
-        layout = Layout(home=home, brokers=brokers, kafka_base_port=base, pg_port=pg_port,
-                        secure=security == "sasl_ssl")
+        layout = Layout(
+            home=home, brokers=brokers, kafka_base_port=base, pg_port=pg_port, secure=security == "sasl_ssl"
+        )
         dsns = {}
         for service in SERVICES:
             dsns[service] = env.get(f"ORDERBUS_DSN_{service.upper()}") or _local_dsn(layout, service)
@@ -121,28 +125,40 @@ class Settings:
             raise SettingsError(f"ORDERBUS_INTAKE_MAX_BACKLOG={max_backlog} must be 0 or more")
         prefix = env.get("ORDERBUS_TOPIC_PREFIX", "")
         if prefix and not NAME.fullmatch(prefix):
-            raise SettingsError(f"ORDERBUS_TOPIC_PREFIX={prefix!r} may hold only letters, digits, "
-                                "'.', '_' and '-'")
-        return cls(home=home, bootstrap=env.get("ORDERBUS_KAFKA_BOOTSTRAP") or layout.bootstrap,
-                   dsns=dsns, pg_port=pg_port, kafka_base_port=base, brokers=brokers,
-                   deadline_ms=deadline_ms, intake_max_backlog=max_backlog, prefix=prefix,
-                   metrics_port=_int(env, "ORDERBUS_METRICS_PORT", 9400), security=security,
-                   ca_file=env.get("ORDERBUS_KAFKA_CA") or str(layout.ca_file),
-                   tracker_grace_s=_seconds(env, "ORDERBUS_TRACKER_GRACE_S", TRACKER_GRACE_S,
-                                                    zero_ok=True),
-                   tracker_retain_s=_seconds(env, "ORDERBUS_TRACKER_RETAIN_S", TRACKER_RETAIN_S),
-                   host_id=_host_id(env),
-                   env={k: v for k, v in env.items()
-                        if k.startswith(("ORDERBUS_KAFKA_", "ORDERBUS_SIGNING_KEY_"))})
+            raise SettingsError(
+                f"ORDERBUS_TOPIC_PREFIX={prefix!r} may hold only letters, digits, '.', '_' and '-'"
+            )
+        return cls(
+            home=home,
+            bootstrap=env.get("ORDERBUS_KAFKA_BOOTSTRAP") or layout.bootstrap,
+            dsns=dsns,
+            pg_port=pg_port,
+            kafka_base_port=base,
+            brokers=brokers,
+            deadline_ms=deadline_ms,
+            intake_max_backlog=max_backlog,
+            prefix=prefix,
+            metrics_port=_int(env, "ORDERBUS_METRICS_PORT", 9400),
+            security=security,
+            ca_file=env.get("ORDERBUS_KAFKA_CA") or str(layout.ca_file),
+            tracker_grace_s=_seconds(env, "ORDERBUS_TRACKER_GRACE_S", TRACKER_GRACE_S, zero_ok=True),
+            tracker_retain_s=_seconds(env, "ORDERBUS_TRACKER_RETAIN_S", TRACKER_RETAIN_S),
+            host_id=_host_id(env),
+            env={k: v for k, v in env.items() if k.startswith(("ORDERBUS_KAFKA_", "ORDERBUS_SIGNING_KEY_"))},
+        )
 
     @property
     def names(self) -> Names:
         return Names(self.prefix)
 
     def layout(self, brokers: int | None = None, secure: bool | None = None) -> Layout:
-        return Layout(home=self.home, brokers=brokers or self.brokers,
-                      kafka_base_port=self.kafka_base_port, pg_port=self.pg_port,
-                      secure=self.security == "sasl_ssl" if secure is None else secure)
+        return Layout(
+            home=self.home,
+            brokers=brokers or self.brokers,
+            kafka_base_port=self.kafka_base_port,
+            pg_port=self.pg_port,
+            secure=self.security == "sasl_ssl" if secure is None else secure,
+        )
 
     def instance_id(self, slot: int) -> str:
         """The id of worker instance `slot` on this host (its client.id and, with static
@@ -168,11 +184,17 @@ class Settings:
         if self.security == "plaintext":
             return "security.protocol=PLAINTEXT\n"
         user, password = self.credentials(self.principal)
-        return "\n".join([
-            "security.protocol=SASL_SSL", f"sasl.mechanism={kafka_security.MECHANISM}",
-            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{user}" password="{password}";',
-            "ssl.truststore.type=PEM", f"ssl.truststore.location={self.ca_file}", ""])
+        return "\n".join(
+            [
+                "security.protocol=SASL_SSL",
+                f"sasl.mechanism={kafka_security.MECHANISM}",
+                "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{user}" password="{password}";',
+                "ssl.truststore.type=PEM",
+                f"ssl.truststore.location={self.ca_file}",
+                "",
+            ]
+        )
 
     def credentials(self, principal: str) -> tuple[str, str]:
         """(user, password) of a Kafka principal. The user is the principal's name, which the
@@ -190,8 +212,8 @@ class Settings:
             raise SettingsError(
                 f"no Kafka password for principal {principal!r} ({path}: {e.strerror}); set "
                 f"ORDERBUS_KAFKA_PASSWORD_{key} or ORDERBUS_KAFKA_PASSWORD_{key}_FILE, or run "
-                "`orderbus up` for a local cluster") from None
-
+                "`orderbus up` for a local cluster"
+            ) from None
 
     def signing_key(self, service: str) -> bytes:
         """The key `service` signs its tx.log events with (workers/runtime/signing.py), from
@@ -206,7 +228,8 @@ class Settings:
             raise SettingsError(
                 f"no signing key for {service!r} ({path}: {e.strerror}); set "
                 f"ORDERBUS_SIGNING_KEY_{service.upper()}_FILE, or run `orderbus up` for a local "
-                "cluster") from None
+                "cluster"
+            ) from None
         if len(key) < 16:
             raise SettingsError(f"the signing key of {service!r} in {path} is too short to be one")
         return key
@@ -216,8 +239,7 @@ def _host_id(env: dict) -> str:
     raw = env.get("ORDERBUS_HOST_ID")
     if raw:
         if not NAME.fullmatch(raw):
-            raise SettingsError(f"ORDERBUS_HOST_ID={raw!r} may hold only letters, digits, '.', '_' "
-                                "and '-'")
+            raise SettingsError(f"ORDERBUS_HOST_ID={raw!r} may hold only letters, digits, '.', '_' and '-'")
         return raw
     return re.sub(f"[^{NAME_CHARS}]", "-", socket.gethostname()) or "localhost"
 
@@ -228,12 +250,15 @@ def _read_state(home: Path) -> dict:
     except FileNotFoundError:
         return {}
     except ValueError as e:
-        raise SettingsError(f"{home / 'cluster.json'} is damaged ({e}); run `orderbus up` "
-                            "to rewrite it") from None
+        raise SettingsError(
+            f"{home / 'cluster.json'} is damaged ({e}); run `orderbus up` to rewrite it"
+        ) from None
 
 
 def _local_dsn(layout: Layout, service: str) -> str:
     secret = layout.secrets_dir / f"pg-{service}.password"
     password = secret.read_text().strip() if secret.exists() else ""
-    return (f"host=127.0.0.1 port={layout.pg_port} dbname={service} user={service} "
-            f"password={password} connect_timeout=5")
+    return (
+        f"host=127.0.0.1 port={layout.pg_port} dbname={service} user={service} "
+        f"password={password} connect_timeout=5"
+    )

@@ -8,6 +8,7 @@ A forged event (unsigned, signed by another service, or altered) is dead-lettere
 coordinator and skipped by every other reader, so it never reaches the fold. The check is a pure
 function of the record and the keys: every coordinator that reads the partition, and every
 rebuild, folds the same events in the same order."""
+
 from __future__ import annotations
 
 import hashlib
@@ -49,13 +50,16 @@ def encoded_headers(headers) -> bytes:
     for name, value in headers or ():
         name = name.encode("utf-8", "surrogatepass")
         value = _bytes(value) if value is not None else None
-        parts += [struct.pack(">i", len(name)), name,
-                  struct.pack(">i", -1 if value is None else len(value)), value or b""]
+        parts += [
+            struct.pack(">i", len(name)),
+            name,
+            struct.pack(">i", -1 if value is None else len(value)),
+            value or b"",
+        ]
     return b"".join(parts)
 
 
-def signature(key: bytes, topic: str, msg_key: bytes | None, value: bytes | None,
-              headers) -> bytes:
+def signature(key: bytes, topic: str, msg_key: bytes | None, value: bytes | None, headers) -> bytes:
     """Over the topic (so an event signed for one pipeline's tx.log is no event of another's),
     the key, the value and every header in order (an added or changed one breaks it)."""
     # the topic, key and value framed as two-item headers are: no two records sign alike
@@ -76,9 +80,10 @@ class Signer:
     def headers(self, topic: str, msg_key: bytes | None, value: bytes | None, headers):
         if topic not in self.topics:
             return headers
-        return list(headers or ()) + [(SIGNER, self.name.encode()),
-                                      (SIGNATURE, signature(self.key, topic, msg_key, value,
-                                                            headers))]
+        return list(headers or ()) + [
+            (SIGNER, self.name.encode()),
+            (SIGNATURE, signature(self.key, topic, msg_key, value, headers)),
+        ]
 
 
 class Verifier:
@@ -105,17 +110,14 @@ class Verifier:
         claimed, given = _bytes(h.get(SIGNER)).decode(errors="replace"), _bytes(h.get(SIGNATURE))
         writer = author(event)
         if claimed != writer or writer not in self.keys:
-            raise ForgedEventError(f"{event.TYPE} is {writer}'s to write; signed by "
-                                   f"{claimed or 'nobody'}")
+            raise ForgedEventError(f"{event.TYPE} is {writer}'s to write; signed by {claimed or 'nobody'}")
         signed = [(k, v) for k, v in (msg.headers() or ()) if k not in (SIGNER, SIGNATURE)]
         want = signature(self.keys[writer], msg.topic(), msg.key(), msg.value(), signed)
         if not hmac.compare_digest(given, want):
             raise ForgedEventError(f"{event.TYPE} signed as {writer} with another key, or altered")
 
 
-def signed_as(settings, writer: str, topic: str, msg_key: bytes | None, value: bytes | None,
-              headers) -> list:
+def signed_as(settings, writer: str, topic: str, msg_key: bytes | None, value: bytes | None, headers) -> list:
     """`headers` with `writer`'s signature, for a record an operator's tool writes in a service's
     name (it holds every key, as the coordinator does)."""
-    return Signer(writer, settings.signing_key(writer), (topic,)).headers(topic, msg_key, value,
-                                                                         headers)
+    return Signer(writer, settings.signing_key(writer), (topic,)).headers(topic, msg_key, value, headers)

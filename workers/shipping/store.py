@@ -1,6 +1,7 @@
 """The shipping database's SQL, in one module: one shipment row per confirmed order. The worker,
 verify, report, seeding and the sandbox all go through it. Every function takes an open cursor;
 the caller owns the transaction."""
+
 from __future__ import annotations
 
 from infra.postgres.databases import DATABASE as DATABASE_OF
@@ -11,8 +12,9 @@ DATABASE = DATABASE_OF["shipping"]
 
 def book(cur, order_ids: list[str]) -> None:
     """One shipment per order, however often it is booked (the order id is the key)."""
-    execute_values(cur, "INSERT INTO shipments (order_id) VALUES %s ON CONFLICT DO NOTHING",
-                   [(o,) for o in order_ids])
+    execute_values(
+        cur, "INSERT INTO shipments (order_id) VALUES %s ON CONFLICT DO NOTHING", [(o,) for o in order_ids]
+    )
 
 
 def shipped(cur) -> set[str]:

@@ -1,10 +1,11 @@
 """Shipping: one shipment per confirmed order, exactly once (the order id is the key)."""
+
 from __future__ import annotations
 
 from schemas.events import StatusChanged
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS
-from workers.runtime.loop import Stateless
 from workers.runtime.db import Database
+from workers.runtime.loop import Stateless
 from workers.runtime.messages import decode_batch, emit
 from workers.shipping import store
 

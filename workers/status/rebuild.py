@@ -8,6 +8,7 @@ does not depend on how the events were batched. Swapping is safe while the statu
 stopped (the command refuses otherwise): on restart it resumes from its committed offset, and
 re-applying events the rebuilt table already holds changes nothing (the upsert is monotonic).
 """
+
 from __future__ import annotations
 
 import time
@@ -31,7 +32,7 @@ class Comparison:
     only_live: int = 0
     only_rebuilt: int = 0
     different: int = 0
-    examples: list = field(default_factory=list)   # (order id, live row, rebuilt row)
+    examples: list = field(default_factory=list)  # (order id, live row, rebuilt row)
 
     @property
     def equal(self) -> bool:
@@ -47,7 +48,7 @@ def rebuild(kafka_config: dict, dsn: str, topic: str, table: str = REBUILD) -> d
         try:
             event = codec.decode(msg.value(), headers_of(msg))
         except DeadLetter:
-            skipped += 1       # dead-lettered by the status worker when it first read it
+            skipped += 1  # dead-lettered by the status worker when it first read it
             continue
         if event.TYPE != "StatusChanged":
             skipped += 1
@@ -58,13 +59,18 @@ def rebuild(kafka_config: dict, dsn: str, topic: str, table: str = REBUILD) -> d
     def fresh(cur):
         store.clear(cur, table)
         write(cur, events, table)
+
     db = Database(dsn)
     try:
         db.run(fresh)
     finally:
         db.close()
-    return {"events": len(events), "skipped": skipped, "read_s": round(read_s, 2),
-            "seconds": round(time.monotonic() - t0, 2)}
+    return {
+        "events": len(events),
+        "skipped": skipped,
+        "read_s": round(read_s, 2),
+        "seconds": round(time.monotonic() - t0, 2),
+    }
 
 
 def compare(dsn: str, table: str = REBUILD) -> Comparison:
@@ -79,9 +85,11 @@ def compare(dsn: str, table: str = REBUILD) -> Comparison:
             else:
                 c.different += 1
             if len(c.examples) < EXAMPLES:
-                c.examples.append((oid, None if no_live else tuple(cols[:3]),
-                                   None if no_rebuilt else tuple(cols[3:])))
+                c.examples.append(
+                    (oid, None if no_live else tuple(cols[:3]), None if no_rebuilt else tuple(cols[3:]))
+                )
         return c
+
     db = Database(dsn)
     try:
         return db.run(work)

@@ -2,6 +2,7 @@
 orders.status into, and the table a rebuild folds it into before the swap. The worker, the rebuild,
 verify, the audit, report, top, seeding, the sandbox and the demo all go through it. Every
 function takes an open cursor; the caller owns the transaction."""
+
 from __future__ import annotations
 
 from infra.postgres.databases import DATABASE as DATABASE_OF
@@ -30,13 +31,13 @@ def upsert(cur, rows: list[tuple], table: str = LIVE) -> None:
 
 # -- what the operators' tools read
 
+
 def statuses(cur, among: list[str] | None = None) -> dict[str, tuple]:
     """order id -> (status, reason), of every order or of those `among`."""
     if among is None:
         cur.execute(f"SELECT order_id, status, reason FROM {LIVE}")
     else:
-        cur.execute(f"SELECT order_id, status, reason FROM {LIVE} WHERE order_id = ANY(%s)",
-                    (among,))
+        cur.execute(f"SELECT order_id, status, reason FROM {LIVE} WHERE order_id = ANY(%s)", (among,))
     return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
 
 
@@ -47,8 +48,10 @@ def count_by_status(cur) -> dict[str, int]:
 
 def rejected_by_reason(cur) -> dict[str, int]:
     """reason -> rejected orders, the most frequent first."""
-    cur.execute(f"SELECT coalesce(reason, 'unknown'), count(*) FROM {LIVE}"
-                " WHERE status = 'REJECTED' GROUP BY 1 ORDER BY 2 DESC, 1")
+    cur.execute(
+        f"SELECT coalesce(reason, 'unknown'), count(*) FROM {LIVE}"
+        " WHERE status = 'REJECTED' GROUP BY 1 ORDER BY 2 DESC, 1"
+    )
     return dict(cur.fetchall())
 
 
@@ -59,6 +62,7 @@ def status_of(cur, order_id: str) -> tuple | None:
 
 
 # -- seeding and the rebuild
+
 
 def clear(cur, table: str = LIVE) -> None:
     cur.execute(f"DELETE FROM {table}")
@@ -86,6 +90,6 @@ def differences(cur, table: str = REBUILD) -> list[tuple]:
 def replace_live(cur, table: str = REBUILD) -> None:
     """The live table holds `table`'s rows: inside one transaction a reader sees the old rows or
     the new ones, and the table keeps its indexes and their names."""
-    cur.execute(f"LOCK TABLE {LIVE} IN EXCLUSIVE MODE")    # writers wait; readers do not
+    cur.execute(f"LOCK TABLE {LIVE} IN EXCLUSIVE MODE")  # writers wait; readers do not
     cur.execute(f"DELETE FROM {LIVE}")
     cur.execute(f"INSERT INTO {LIVE} SELECT * FROM {table}")

@@ -1,10 +1,11 @@
 """The order-status read model: orders.status folded into a table. A status only moves forward
 (PENDING < CONFIRMED | REJECTED < SHIPPED), so a redelivered or late event never regresses it."""
+
 from __future__ import annotations
 
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS
-from workers.runtime.loop import Stateless
 from workers.runtime.db import Database
+from workers.runtime.loop import Stateless
 from workers.runtime.messages import decode_batch
 from workers.status import store
 

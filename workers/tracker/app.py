@@ -5,6 +5,7 @@ windows; a timer publishes stuck orders (gauge + snapshot file for `orderbus stu
 The app is built by a function, not at module level as faust's examples do: its topic and group
 names carry the prefix from the settings, which exist only once the entry point has read them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,7 @@ from workers.runtime.loop import HEARTBEAT_MS, SESSION_TIMEOUT_MS
 from workers.runtime.settings import TRACKER_GRACE_S, TRACKER_RETAIN_S, Settings
 from workers.tracker import snapshot
 from workers.tracker.metrics import TrackerMetrics
-from workers.tracker.stages import (SOURCES, UNFOLLOWED, OrderStages, advance, observe, stuck,
-                                    window_counts)
+from workers.tracker.stages import SOURCES, UNFOLLOWED, OrderStages, advance, observe, stuck, window_counts
 from workers.tracker.transport import ReadCommittedApp
 
 log = logging.getLogger(__name__)
@@ -36,19 +36,20 @@ log = logging.getLogger(__name__)
 DEFAULT_TYPE = {ORDERS_PLACED.name: "OrderPlaced"}
 UNFOLLOWED_HEADERS = {t.encode() for t in UNFOLLOWED}
 WINDOW_S = 60
-WINDOWS_KEPT = 15             # minutes of windows the table keeps (and the snapshot shows)
+WINDOWS_KEPT = 15  # minutes of windows the table keeps (and the snapshot shows)
 SNAPSHOT_EVERY_S = 2.0
-STUCK_LISTED = 1000           # the snapshot lists the most overdue; the gauge counts all
+STUCK_LISTED = 1000  # the snapshot lists the most overdue; the gauge counts all
 
 
-TABLES = {"order_to_stages": {"cleanup.policy": "compact"},
-          # faust's own choice for a windowed changelog: compacted, and old windows deleted
-          "minute_to_counts": {"cleanup.policy": "compact,delete",
-                               "retention.ms": str((WINDOWS_KEPT + 5) * 60_000)}}
+TABLES = {
+    "order_to_stages": {"cleanup.policy": "compact"},
+    # faust's own choice for a windowed changelog: compacted, and old windows deleted
+    "minute_to_counts": {"cleanup.policy": "compact,delete", "retention.ms": str((WINDOWS_KEPT + 5) * 60_000)},
+}
 
 
 def changelog(settings, table: str) -> str:
-    return f"{settings.names.group('tracker')}-{table}-changelog"     # faust's naming
+    return f"{settings.names.group('tracker')}-{table}-changelog"  # faust's naming
 
 
 def ensure_changelogs(settings, timeout_s: float = 30.0) -> int:
@@ -60,13 +61,21 @@ def ensure_changelogs(settings, timeout_s: float = 30.0) -> int:
     and min.insync.replicas 2 like every other orderbus topic."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
+
     admin = AdminClient(settings.kafka(log_level=3))
     md = admin.list_topics(timeout=timeout_s)
     # 3, or fewer on a smaller cluster; a broker that is down right now must not shrink it
     rf = min(3, max(len(md.brokers), settings.brokers))
-    new = [NewTopic(changelog(settings, t), PARTITIONS, rf,
-                    config={**cfg, "min.insync.replicas": str(2 if rf >= 3 else 1)})
-           for t, cfg in TABLES.items() if changelog(settings, t) not in md.topics]
+    new = [
+        NewTopic(
+            changelog(settings, t),
+            PARTITIONS,
+            rf,
+            config={**cfg, "min.insync.replicas": str(2 if rf >= 3 else 1)},
+        )
+        for t, cfg in TABLES.items()
+        if changelog(settings, t) not in md.topics
+    ]
     for fut in admin.create_topics(new, operation_timeout=timeout_s).values() if new else ():
         try:
             fut.result()
@@ -108,21 +117,33 @@ class Tracker:
 
     def declare(self) -> None:
         names = self.settings.names
-        self.kind = {names.topic(t): t.name for t in SOURCES}     # deployed name -> catalogue name
+        self.kind = {names.topic(t): t.name for t in SOURCES}  # deployed name -> catalogue name
         # internal=False: faust never creates or alters these (it declares internal topics only)
-        self.source = self.app.topic(*self.kind, partitions=PARTITIONS, internal=False,
-                                     key_type=bytes, value_type=bytes,
-                                     key_serializer="raw", value_serializer="raw")
+        self.source = self.app.topic(
+            *self.kind,
+            partitions=PARTITIONS,
+            internal=False,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
         # keyed by order id, like every source topic, so partition p's events update partition
         # p of the changelog and nothing needs repartitioning
         # (keys and values in JSON: faust's table default)
-        self.order_to_stages = self.app.Table("order_to_stages", partitions=PARTITIONS,
-                                              key_type=str)
+        self.order_to_stages = self.app.Table("order_to_stages", partitions=PARTITIONS, key_type=str)
         # keys "p<partition>|<counter>": a counter fed from one source partition only, so its
         # changelog partition holds the whole truth for it (faust restores per partition)
-        self.minute_to_counts = self.app.Table(
-            "minute_to_counts", default=int, partitions=PARTITIONS, key_type=str,
-        ).tumbling(WINDOW_S, expires=timedelta(minutes=WINDOWS_KEPT)).relative_to_stream()
+        self.minute_to_counts = (
+            self.app.Table(
+                "minute_to_counts",
+                default=int,
+                partitions=PARTITIONS,
+                key_type=str,
+            )
+            .tumbling(WINDOW_S, expires=timedelta(minutes=WINDOWS_KEPT))
+            .relative_to_stream()
+        )
         self.order_to_stages.on_recover(self._recovered)
         self.app.agent(self.source, name="track")(self._track)
         self.app.timer(SNAPSHOT_EVERY_S)(self._publish)
@@ -132,11 +153,11 @@ class Tracker:
         async for event in stream.events():
             try:
                 self.handle(event)
-            except Exception:       # a bug must not stop the view of every other order
-                log.exception("skipping %s[%s]@%s", event.message.topic, event.message.partition,
-                              event.message.offset)
-                self.metrics.undecodable.labels(self.kind.get(event.message.topic, "?"),
-                                                "tracker_error").inc()
+            except Exception:  # a bug must not stop the view of every other order
+                log.exception(
+                    "skipping %s[%s]@%s", event.message.topic, event.message.partition, event.message.offset
+                )
+                self.metrics.undecodable.labels(self.kind.get(event.message.topic, "?"), "tracker_error").inc()
 
     def handle(self, event) -> None:
         msg = event.message
@@ -161,7 +182,7 @@ class Tracker:
         old = None if raw is None else OrderStages.from_dict(raw)
         new, measured = advance(old, obs)
         if new is old:
-            return              # a stage seen before: no write, no changelog message
+            return  # a stage seen before: no write, no changelog message
         self.order_to_stages[obs.order_id] = new.to_dict()
         if new.terminal:
             self.open_orders.discard(obs.order_id)
@@ -189,7 +210,7 @@ class Tracker:
             if raw is None:
                 continue
             state = OrderStages.from_dict(raw)
-            if state.expirable and state.last_ms < cutoff:   # else touched since: queued again
+            if state.expirable and state.last_ms < cutoff:  # else touched since: queued again
                 del self.order_to_stages[order_id]
                 self.open_orders.discard(order_id)
 
@@ -207,15 +228,13 @@ class Tracker:
                 if not state.terminal:
                     self.open_orders.add(k)
                 if state.expirable:
-                    by_partition[partition_for(k.encode("utf-8"), PARTITIONS)].append(
-                        (state.last_ms, k))
-            self.recent = defaultdict(deque, {p: deque(sorted(entries))
-                                              for p, entries in by_partition.items()})
+                    by_partition[partition_for(k.encode("utf-8"), PARTITIONS)].append((state.last_ms, k))
+            self.recent = defaultdict(deque, {p: deque(sorted(entries)) for p, entries in by_partition.items()})
         found = []
         for order_id in list(self.open_orders):
             raw = table.get(order_id)
             stages = None if raw is None else OrderStages.from_dict(raw)
-            if stages is None or stages.terminal:     # finished, or no longer in the table
+            if stages is None or stages.terminal:  # finished, or no longer in the table
                 self.open_orders.discard(order_id)
             else:
                 found.append(stages)
@@ -225,8 +244,7 @@ class Tracker:
         now_ms = int(time.time() * 1000)
         orders = self._open()
         open_n, done_n = len(orders), len(self.order_to_stages) - len(orders)
-        overdue = [s for s in (stuck(o, now_ms, 0, self.settings.deadline_ms) for o in orders)
-                   if s is not None]
+        overdue = [s for s in (stuck(o, now_ms, 0, self.settings.deadline_ms) for o in orders) if s is not None]
         overdue.sort(key=lambda s: -s.seconds_past_deadline)
         self.metrics.stuck.set(sum(1 for s in overdue if s.seconds_past_deadline > self.grace_s))
         self.metrics.orders_tracked.labels("open").set(open_n)
@@ -234,14 +252,26 @@ class Tracker:
         minutes = self._minutes()
         self._last_minute_gauges(minutes, now_ms)
         # every order past its deadline (grace 0), so `orderbus stuck --grace` can choose
-        snapshot.write(snapshot.snapshot_path(self.settings, self.instance), {
-            "written_at_ms": now_ms, "grace_s": self.grace_s, "open": open_n, "done": done_n,
-            "past_deadline": len(overdue),
-            "stuck": [{"order_id": s.order_id, "stage": s.stage, "waiting_for": s.waiting_for,
-                       "seconds_past_deadline": s.seconds_past_deadline}
-                      for s in overdue[:STUCK_LISTED]],
-            "minutes": minutes,
-        })
+        snapshot.write(
+            snapshot.snapshot_path(self.settings, self.instance),
+            {
+                "written_at_ms": now_ms,
+                "grace_s": self.grace_s,
+                "open": open_n,
+                "done": done_n,
+                "past_deadline": len(overdue),
+                "stuck": [
+                    {
+                        "order_id": s.order_id,
+                        "stage": s.stage,
+                        "waiting_for": s.waiting_for,
+                        "seconds_past_deadline": s.seconds_past_deadline,
+                    }
+                    for s in overdue[:STUCK_LISTED]
+                ],
+                "minutes": minutes,
+            },
+        )
 
     def _minutes(self) -> list[dict]:
         """The windows summed over partitions: [{start_ms, counts: {counter: n}}], oldest first."""
@@ -272,6 +302,7 @@ def check_codecs() -> None:
     """Every pipeline producer compresses with lz4; aiokafka decompresses it only with cramjam
     installed, and without it faust's consumer thread dies on the first compressed batch."""
     from aiokafka.codec import has_lz4
+
     if not has_lz4():
         raise MissingCodec("aiokafka cannot read lz4 batches: install `aiokafka[lz4]` (cramjam)")
 
@@ -281,15 +312,24 @@ def credentials(settings):
     if settings.security == "plaintext":
         return None
     user, password = settings.credentials(settings.principal)
-    return faust.SASLCredentials(username=user, password=password, mechanism="SCRAM-SHA-512",
-                                 ssl_context=ssl.create_default_context(cafile=settings.ca_file))
+    return faust.SASLCredentials(
+        username=user,
+        password=password,
+        mechanism="SCRAM-SHA-512",
+        ssl_context=ssl.create_default_context(cafile=settings.ca_file),
+    )
 
 
-def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
-          grace_s: float = TRACKER_GRACE_S, retain_s: float = TRACKER_RETAIN_S) -> Tracker:
+def build(
+    settings,
+    instance: int = 0,
+    metrics: TrackerMetrics | None = None,
+    grace_s: float = TRACKER_GRACE_S,
+    retain_s: float = TRACKER_RETAIN_S,
+) -> Tracker:
     check_codecs()
     rf = ensure_changelogs(settings)
-    snapshot.tracker_dir(settings).mkdir(parents=True, exist_ok=True)    # faust makes one level
+    snapshot.tracker_dir(settings).mkdir(parents=True, exist_ok=True)  # faust makes one level
     app = ReadCommittedApp(
         settings.names.group("tracker"),
         broker="kafka://" + settings.bootstrap.replace(",", ";"),
@@ -301,11 +341,11 @@ def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
         # for any topic faust makes itself (the changelogs exist already); the pipeline's own
         # topics are never declared (internal=False)
         topic_replication_factor=rf,
-        topic_partitions=PARTITIONS,            # changelogs copartitioned with the sources
-        topic_disable_leader=True,              # no leader-election topic: no on_leader timers
-        store="memory://",                      # rebuilt from the changelog at start
+        topic_partitions=PARTITIONS,  # changelogs copartitioned with the sources
+        topic_disable_leader=True,  # no leader-election topic: no on_leader timers
+        store="memory://",  # rebuilt from the changelog at start
         datadir=str(snapshot.tracker_dir(settings) / f"data-{instance}"),
-        table_standby_replicas=0,               # a view: one copy, recovered from the changelog
+        table_standby_replicas=0,  # a view: one copy, recovered from the changelog
         consumer_auto_offset_reset="earliest",  # a new tracker folds history from the start
         # the workers' session, not faust's 60 s: a killed instance stays in the group for its
         # session, and its successor's join waits for it to go, shutdown included (aiokafka ends
@@ -316,8 +356,7 @@ def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
         # table writes go to the changelogs in batches, not one produce request each
         producer_linger=0.05,
     )
-    tracker = Tracker(app, settings, metrics or TrackerMetrics(), instance, grace_s,
-                      retain_s=retain_s)
+    tracker = Tracker(app, settings, metrics or TrackerMetrics(), instance, grace_s, retain_s=retain_s)
     tracker.declare()
     return tracker
 
@@ -325,18 +364,17 @@ def build(settings, instance: int = 0, metrics: TrackerMetrics | None = None,
 def run_tracker(settings, instance: int, metrics_port: int) -> int:
     """One tracker instance until SIGTERM (faust's worker stops cleanly on it)."""
     level = os.environ.get("ORDERBUS_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format=f"%(asctime)s tracker-{instance} %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format=f"%(asctime)s tracker-{instance} %(levelname)s %(message)s"
+    )
     metrics = TrackerMetrics()
     try:
-        tracker = build(settings, instance, metrics, settings.tracker_grace_s,
-                        settings.tracker_retain_s)
+        tracker = build(settings, instance, metrics, settings.tracker_grace_s, settings.tracker_retain_s)
     except MissingCodec as e:
         logging.getLogger(__name__).critical("cannot start: %s", e)
         return 3
     metrics.serve(metrics_port)
-    worker = faust.Worker(tracker.app, loglevel=level, override_logging=False,
-                          redirect_stdouts=False, quiet=True)
+    worker = faust.Worker(tracker.app, loglevel=level, override_logging=False, redirect_stdouts=False, quiet=True)
     try:
         worker.execute_from_commandline()
     except SystemExit as e:

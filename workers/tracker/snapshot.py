@@ -1,5 +1,6 @@
 """The tracker's snapshot file: what `orderbus stuck` reads. Written every few seconds with an
 atomic rename, so a reader never sees half a file. No faust here: the CLI imports this module."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def read(settings, now_s: float | None = None, max_age_s: float = MAX_AGE_S) -> 
     now_s = time.time() if now_s is None else now_s
     paths = sorted(tracker_dir(settings).glob("stuck*.json"))
     if not paths:
-        raise SnapshotError(f"no snapshot in {tracker_dir(settings)}: is the tracker running? "
-                            "(`orderbus run tracker`)")
+        raise SnapshotError(
+            f"no snapshot in {tracker_dir(settings)}: is the tracker running? (`orderbus run tracker`)"
+        )
     merged: dict = {"written_at_ms": 0, "stuck": [], "instances": 0}
     minutes: dict[int, dict[str, int]] = {}
     stale = []
@@ -46,7 +48,7 @@ def read(settings, now_s: float | None = None, max_age_s: float = MAX_AGE_S) -> 
         try:
             snap = json.loads(path.read_text())
         except (OSError, ValueError):
-            continue        # replaced or removed between glob and read
+            continue  # replaced or removed between glob and read
         age = now_s - snap.get("written_at_ms", 0) / 1000
         if age > max_age_s:
             stale.append(f"{path.name} is {age:.0f}s old")
@@ -54,13 +56,15 @@ def read(settings, now_s: float | None = None, max_age_s: float = MAX_AGE_S) -> 
         merged["instances"] += 1
         merged["written_at_ms"] = max(merged["written_at_ms"], snap["written_at_ms"])
         merged["stuck"] += snap.get("stuck", [])
-        for minute in snap.get("minutes", []):      # each instance counts its own partitions
+        for minute in snap.get("minutes", []):  # each instance counts its own partitions
             counts = minutes.setdefault(minute["start_ms"], {})
             for name, n in minute["counts"].items():
                 counts[name] = counts.get(name, 0) + n
     if not merged["instances"]:
-        raise SnapshotError(f"the tracker's snapshot is stale ({'; '.join(stale)}, limit "
-                            f"{max_age_s:.0f}s): is the tracker running?")
+        raise SnapshotError(
+            f"the tracker's snapshot is stale ({'; '.join(stale)}, limit "
+            f"{max_age_s:.0f}s): is the tracker running?"
+        )
     merged["stuck"].sort(key=lambda s: -s["seconds_past_deadline"])
     merged["minutes"] = [{"start_ms": k, "counts": minutes[k]} for k in sorted(minutes)]
     return merged

@@ -4,6 +4,7 @@ latencies that yields, and whether an order is stuck. No clock, no I/O: times co
 Times are the Kafka record timestamps (when the writer produced the event), so the latencies do
 not depend on how far behind the tracker reads.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,7 @@ from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, TX_LOG
 
 STAGES = ("placed", "begun", "voted_inventory", "voted_payment", "decided", "shipped", "rejected")
 TERMINAL = ("shipped", "rejected")
-END_TO_END = "end_to_end"          # a histogram label too: placed -> shipped/rejected
+END_TO_END = "end_to_end"  # a histogram label too: placed -> shipped/rejected
 # the topics whose events mark the stages
 SOURCES = (ORDERS_PLACED, TX_LOG, ORDERS_STATUS)
 # tx.log event types that mark no stage (observe returns None): the tracker skips them undecoded
@@ -25,21 +26,23 @@ UNFOLLOWED = ("Acked", "DeadlinePassed")
 @dataclass(frozen=True, slots=True)
 class Observation:
     """One event seen as "order X reached stage S at T", with what that stage carries."""
+
     order_id: str
     stage: str
     at_ms: int
-    deadline_ms: int | None = None      # begun
-    total_cents: int | None = None      # placed
-    currency: str | None = None         # placed
-    outcome: str | None = None          # decided: commit | abort
-    reason: str | None = None           # a no vote, an abort, a rejection
+    deadline_ms: int | None = None  # begun
+    total_cents: int | None = None  # placed
+    currency: str | None = None  # placed
+    outcome: str | None = None  # decided: commit | abort
+    reason: str | None = None  # a no vote, an abort, a rejection
 
 
 @dataclass(frozen=True, slots=True)
 class OrderStages:
     """The value of `order_to_stages`: when the order reached each stage (ms), and its deadline."""
+
     order_id: str
-    at: tuple[tuple[str, int], ...] = ()      # (stage, ms), in the order they were seen
+    at: tuple[tuple[str, int], ...] = ()  # (stage, ms), in the order they were seen
     deadline_ms: int | None = None
     total_cents: int | None = None
     currency: str | None = None
@@ -83,8 +86,8 @@ class OrderStages:
 @dataclass(frozen=True, slots=True)
 class Stuck:
     order_id: str
-    stage: str                  # the last stage reached
-    waiting_for: str            # the stage that has not come
+    stage: str  # the last stage reached
+    waiting_for: str  # the stage that has not come
     seconds_past_deadline: float
 
 
@@ -93,16 +96,20 @@ def observe(event: Event, at_ms: int) -> Observation | None:
     DeadlinePassed, PENDING...)."""
     match event:
         case OrderPlaced():
-            return Observation(event.order_id, "placed", at_ms, total_cents=event.total_cents,
-                               currency=event.currency)
+            return Observation(
+                event.order_id, "placed", at_ms, total_cents=event.total_cents, currency=event.currency
+            )
         case TxBegun():
             return Observation(event.order_id, "begun", at_ms, deadline_ms=event.deadline_ms)
         case Voted():
-            return Observation(event.order_id, f"voted_{event.participant}", at_ms,
-                               reason=event.reason if event.vote == "no" else None)
+            return Observation(
+                event.order_id,
+                f"voted_{event.participant}",
+                at_ms,
+                reason=event.reason if event.vote == "no" else None,
+            )
         case Decided():
-            return Observation(event.order_id, "decided", at_ms, outcome=event.outcome,
-                               reason=event.reason)
+            return Observation(event.order_id, "decided", at_ms, outcome=event.outcome, reason=event.reason)
         case StatusChanged(status="CONFIRMED"):
             # written with Decided in one transaction: a stand-in if the tx.log event is not seen
             return Observation(event.order_id, "decided", at_ms, outcome="commit")
@@ -184,7 +191,7 @@ def stuck(state: OrderStages, now_ms: int, grace_ms: int, default_deadline_ms: i
     if deadline is None:
         placed = state.time("placed")
         if placed is None:
-            return None         # seen only mid-flight (tracker started late): nothing to measure by
+            return None  # seen only mid-flight (tracker started late): nothing to measure by
         deadline = placed + default_deadline_ms
     past_ms = now_ms - deadline
     if past_ms <= grace_ms:

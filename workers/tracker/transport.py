@@ -13,6 +13,7 @@ acked already; the duplicate ends `consecutive_numbers`, so each commit (every 2
 past one hole only. Measured before this fix: tx.log committed offsets stuck at ~40 of ~650 after
 600 orders, so a restart would refold nearly everything and the group's lag never falls.
 """
+
 from __future__ import annotations
 
 import faust
@@ -37,8 +38,7 @@ class _Consumer(driver.Consumer):
         acked, holes = self._acked[tp], self._gap[tp]
         if acked and holes:
             top = max(acked)
-            filled = {o for iv in holes.overlap(0, top + 1) for o in range(iv.begin, iv.end)
-                      if o <= top}
+            filled = {o for iv in holes.overlap(0, top + 1) for o in range(iv.begin, iv.end) if o <= top}
             holes.chop(0, top + 1)
             acked[:] = sorted(set(acked) | filled)
         return super()._new_offset(tp)

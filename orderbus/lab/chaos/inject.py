@@ -1,5 +1,6 @@
 """The fault injector of `orderbus chaos`: kills, pauses and restarts workers, brokers and
 PostgreSQL as the plan says, one at a time, and always undoes each fault."""
+
 from __future__ import annotations
 
 import os
@@ -25,11 +26,11 @@ class Fault:
     target: str
     at_s: float
     hold_s: float
-    role: str = ""                   # broker-kill: controller / leader of tx.log[p] / any
-    lifted_s: float | None = None    # when it was undone (SIGCONT, restarted and caught up)
+    role: str = ""  # broker-kill: controller / leader of tx.log[p] / any
+    lifted_s: float | None = None  # when it was undone (SIGCONT, restarted and caught up)
     recovery_s: float | None = None
     stalled_partitions: list = field(default_factory=list)
-    stalled_before: list = field(default_factory=list)   # already without decisions at at_s
+    stalled_before: list = field(default_factory=list)  # already without decisions at at_s
     # the longest an order published while the fault was on waited for its acknowledgement
     publish_stall_s: float | None = None
     note: str = ""
@@ -45,7 +46,7 @@ class Injector(threading.Thread):
         self.faults: list[Fault] = []
         self.halt = threading.Event()
         self.error: BaseException | None = None
-        self.lifted_at = 0.0    # seconds after t0 the last fault was undone
+        self.lifted_at = 0.0  # seconds after t0 the last fault was undone
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -64,9 +65,11 @@ class Injector(threading.Thread):
                 fault = getattr(self, "_" + p.kind.replace("-", "_"))(p)
                 fault.lifted_s = round(self.now(), 2)
                 self.lifted_at = fault.lifted_s
-                self.log(f"  {fault.at_s:6.1f}s  {fault.kind} {fault.target}: lifted at "
-                         f"{fault.lifted_s:.1f}s{'; ' + fault.note if fault.note else ''}")
-        except BaseException as e:   # reported by the caller; the thread must not die silently
+                self.log(
+                    f"  {fault.at_s:6.1f}s  {fault.kind} {fault.target}: lifted at "
+                    f"{fault.lifted_s:.1f}s{'; ' + fault.note if fault.note else ''}"
+                )
+        except BaseException as e:  # reported by the caller; the thread must not die silently
             self.error = e
 
     def _fault(self, p: Planned, target: str, role: str = "") -> Fault:
@@ -76,8 +79,10 @@ class Injector(threading.Thread):
 
     # -- workers
     def _live_child(self, pick: float):
-        live = sorted((c for c in self.sb.sup.children if c.proc and c.proc.poll() is None),
-                      key=lambda c: (PIPELINE.index(c.name), c.instance))
+        live = sorted(
+            (c for c in self.sb.sup.children if c.proc and c.proc.poll() is None),
+            key=lambda c: (PIPELINE.index(c.name), c.instance),
+        )
         if not live:
             raise InfraError("no live worker instance to inject a fault into")
         return live[int(pick * len(live))]
@@ -88,7 +93,7 @@ class Injector(threading.Thread):
         os.kill(old.pid, signal.SIGKILL)
         f = self._fault(p, child.label)
         deadline = time.monotonic() + 30
-        while child.proc is old and time.monotonic() < deadline:   # the supervisor restarts it
+        while child.proc is old and time.monotonic() < deadline:  # the supervisor restarts it
             time.sleep(0.1)
         if child.proc is old:
             f.note = "not restarted within 30 s"
@@ -165,7 +170,7 @@ class Injector(threading.Thread):
     def _pg_restart(self, p: Planned) -> Fault:
         f = self._fault(p, "postgresql")
         try:
-            server.stop(self.layout)     # fast shutdown: every session is cut at once
+            server.stop(self.layout)  # fast shutdown: every session is cut at once
             self.halt.wait(p.hold_s)
         finally:
             server.restart(self.layout)

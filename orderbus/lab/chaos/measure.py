@@ -14,6 +14,7 @@ stalled before the fault (no decision in the `STALL_S` before it) is listed apar
 The functions are pure and unit-tested on synthetic timelines; `Acks` and `DecisionWatcher` only
 record what the shell sees.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -24,17 +25,18 @@ import time
 from orderbus.lab.watch import TopicWatcher
 from topics.catalogue import ORDERS_STATUS
 
-STALL_S = 1.0      # a partition with no decision for longer than this is stalled
-GRACE_S = 2.0      # a stall that begins this soon after the fault was lifted is still its doing
+STALL_S = 1.0  # a partition with no decision for longer than this is stalled
+GRACE_S = 2.0  # a stall that begins this soon after the fault was lifted is still its doing
 
 
-def partition_stall(times: list[float], at: float, until: float, end: float,
-                    stall_s: float = STALL_S) -> float | None:
+def partition_stall(
+    times: list[float], at: float, until: float, end: float, stall_s: float = STALL_S
+) -> float | None:
     """For one partition's sorted decision times: the seconds from `at` until it decided again
     after a stall that began in [at, until); None when it did not stall there; inf when it had
     not decided again by `end`, the last moment observed."""
     start = at
-    for t in times[bisect.bisect_right(times, at):]:
+    for t in times[bisect.bisect_right(times, at) :]:
         if start >= until:
             return None
         if t - start > stall_s:
@@ -51,16 +53,16 @@ def already_stalled(times: list[float], at: float, stall_s: float = STALL_S) -> 
     return i == 0 or times[i - 1] < at - stall_s
 
 
-def fault_recovery(decisions: dict[int, list[float]], at: float, until: float, end: float,
-                   stall_s: float = STALL_S) -> tuple[float | None, list[int], list[int]]:
+def fault_recovery(
+    decisions: dict[int, list[float]], at: float, until: float, end: float, stall_s: float = STALL_S
+) -> tuple[float | None, list[int], list[int]]:
     """(recovery seconds, the partitions that stalled, those already stalled before it) for a
     fault at `at`, lifted at `until - GRACE_S`; see the module docstring. `decisions` must hold
     every partition, even one without a decision. A partition already stalled when the fault
     came is left out of its recovery (an earlier fault or a halted worker holds it; the
     longest gap and verify report that)."""
     before = sorted(p for p, ts in decisions.items() if already_stalled(ts, at, stall_s))
-    stalls = {p: partition_stall(ts, at, until, end, stall_s) for p, ts in decisions.items()
-              if p not in before}
+    stalls = {p: partition_stall(ts, at, until, end, stall_s) for p, ts in decisions.items() if p not in before}
     hit = sorted(p for p, s in stalls.items() if s is not None)
     if not hit:
         return 0.0, [], before
@@ -73,7 +75,7 @@ def max_gap(times: list[float], start: float, end: float, observed: float) -> tu
     load ran, in [start, end); a span still open closes at `observed`."""
     times = sorted(times)
     prev, best = start, (0.0, start)
-    for t in times[bisect.bisect_right(times, start):]:
+    for t in times[bisect.bisect_right(times, start) :]:
         if prev >= end:
             break
         if t - prev > best[0]:
@@ -104,11 +106,11 @@ class Acks:
 
     def __init__(self, t0: float):
         self.t0 = t0
-        self.waits: list[tuple[float, float]] = []      # (sent, waited)
+        self.waits: list[tuple[float, float]] = []  # (sent, waited)
 
     def delivered(self, err, msg) -> None:
         if err is None:
-            latency = msg.latency() or 0.0       # librdkafka: produce() to acknowledgement
+            latency = msg.latency() or 0.0  # librdkafka: produce() to acknowledgement
             now = time.monotonic() - self.t0
             self.waits.append((now - latency, latency))
 
@@ -129,7 +131,7 @@ class DecisionWatcher(TopicWatcher):
         self.decided: dict[str, str] = {}
 
     def seen(self, msg, now: float) -> None:
-        event = json.loads(msg.value())   # the workers validated it already
+        event = json.loads(msg.value())  # the workers validated it already
         if event["status"] in ("CONFIRMED", "REJECTED"):
             self.times[msg.partition()].append(now - self.t0)
             self.decided.setdefault(event["order_id"], event["status"])
@@ -141,9 +143,14 @@ def summary_by_kind(faults: list[dict]) -> dict[str, dict]:
     for kind in sorted({f["kind"] for f in faults}):
         rs = [f["recovery_s"] for f in faults if f["kind"] == kind]
         known = [r for r in rs if r is not None]
-        stalls = [f["publish_stall_s"] for f in faults
-                  if f["kind"] == kind and f.get("publish_stall_s") is not None]
-        out[kind] = {"faults": len(rs), "p50_s": percentile(known, 0.5),
-                     "max_s": max(known) if known else None, "unrecovered": len(rs) - len(known),
-                     "publish_stall_max_s": max(stalls) if stalls else None}
+        stalls = [
+            f["publish_stall_s"] for f in faults if f["kind"] == kind and f.get("publish_stall_s") is not None
+        ]
+        out[kind] = {
+            "faults": len(rs),
+            "p50_s": percentile(known, 0.5),
+            "max_s": max(known) if known else None,
+            "unrecovered": len(rs) - len(known),
+            "publish_stall_max_s": max(stalls) if stalls else None,
+        }
     return out

@@ -1,38 +1,57 @@
 """The fault plan of `orderbus chaos`: which faults, when, held how long. A pure function of its
 arguments (and the seed), unit-tested on its own."""
+
 from __future__ import annotations
 
 import math
 import random
 from dataclasses import dataclass
 
-KINDS = ("worker-kill", "worker-pause", "worker-churn", "broker-kill", "broker-pause",
-         "pg-restart")
+KINDS = ("worker-kill", "worker-pause", "worker-churn", "broker-kill", "broker-pause", "pg-restart")
 # how long a fault is held (s): a pause well past the 3 s consumer session timeout, so the group
 # moves the partitions and the zombie's transaction must be fenced; a broker down a few seconds
-HOLD_S = {"worker-kill": (0.0, 0.0), "worker-pause": (9.0, 11.0), "worker-churn": (5.0, 10.0),
-          "broker-kill": (3.0, 6.0), "broker-pause": (3.0, 5.0), "pg-restart": (1.0, 3.0)}
+HOLD_S = {
+    "worker-kill": (0.0, 0.0),
+    "worker-pause": (9.0, 11.0),
+    "worker-churn": (5.0, 10.0),
+    "broker-kill": (3.0, 6.0),
+    "broker-pause": (3.0, 5.0),
+    "pg-restart": (1.0, 3.0),
+}
 # what the plan allows beyond the hold before the next fault: a restart, a JVM start and catch-up
-SETTLE_S = {"worker-kill": 1.0, "worker-pause": 1.0, "worker-churn": 1.0, "broker-kill": 10.0,
-            "broker-pause": 1.0, "pg-restart": 3.0}
-BROKER_AIMS = ("controller", "leader", "any")   # which broker a broker-kill goes for
-WARMUP_S = 8.0     # no fault before the load has run this long
-TAIL_S = 10.0      # nor in the last seconds: the load runs on so recovery can be seen
-MIN_GAP_S = 4.0    # between one fault being lifted and the next
+SETTLE_S = {
+    "worker-kill": 1.0,
+    "worker-pause": 1.0,
+    "worker-churn": 1.0,
+    "broker-kill": 10.0,
+    "broker-pause": 1.0,
+    "pg-restart": 3.0,
+}
+BROKER_AIMS = ("controller", "leader", "any")  # which broker a broker-kill goes for
+WARMUP_S = 8.0  # no fault before the load has run this long
+TAIL_S = 10.0  # nor in the last seconds: the load runs on so recovery can be seen
+MIN_GAP_S = 4.0  # between one fault being lifted and the next
 JITTER_S = 3.0
 
 
 @dataclass(frozen=True)
 class Planned:
     kind: str
-    at_s: float        # seconds after the load started
-    hold_s: float      # how long the fault lasts (pause length, time a broker or PostgreSQL is down)
-    pick: float        # in [0, 1): which of the candidates found at the time is the target
-    aim: str = ""      # broker-kill: one of BROKER_AIMS
+    at_s: float  # seconds after the load started
+    hold_s: float  # how long the fault lasts (pause length, time a broker or PostgreSQL is down)
+    pick: float  # in [0, 1): which of the candidates found at the time is the target
+    aim: str = ""  # broker-kill: one of BROKER_AIMS
 
 
-def plan(kinds, duration_s: float, seed: int, warmup_s: float = WARMUP_S, tail_s: float = TAIL_S,
-         min_gap_s: float = MIN_GAP_S, jitter_s: float = JITTER_S) -> list[Planned]:
+def plan(
+    kinds,
+    duration_s: float,
+    seed: int,
+    warmup_s: float = WARMUP_S,
+    tail_s: float = TAIL_S,
+    min_gap_s: float = MIN_GAP_S,
+    jitter_s: float = JITTER_S,
+) -> list[Planned]:
     """Faults at seeded random times, one at a time: each starts at least `min_gap_s` after the
     previous one is expected to be over. Every kind in `kinds` comes once (in a seeded order)
     before any repeats, so every kind appears whenever the duration allows."""
@@ -40,7 +59,7 @@ def plan(kinds, duration_s: float, seed: int, warmup_s: float = WARMUP_S, tail_s
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown fault kind(s) {', '.join(unknown)}; one of {', '.join(KINDS)}")
-    rng = random.Random(seed)   # private: the plan must not depend on who else draws
+    rng = random.Random(seed)  # private: the plan must not depend on who else draws
     first_round = list(kinds)
     rng.shuffle(first_round)
     out: list[Planned] = []
@@ -57,9 +76,15 @@ def plan(kinds, duration_s: float, seed: int, warmup_s: float = WARMUP_S, tail_s
     return out
 
 
-def duration_for_all(kinds, warmup_s: float = WARMUP_S, tail_s: float = TAIL_S,
-                     min_gap_s: float = MIN_GAP_S, jitter_s: float = JITTER_S) -> float:
+def duration_for_all(
+    kinds,
+    warmup_s: float = WARMUP_S,
+    tail_s: float = TAIL_S,
+    min_gap_s: float = MIN_GAP_S,
+    jitter_s: float = JITTER_S,
+) -> float:
     """A duration long enough for one of each kind whatever the seed."""
     kinds = set(kinds)
-    return math.ceil(warmup_s + tail_s + len(kinds) * (min_gap_s + jitter_s)
-                     + sum(HOLD_S[k][1] + SETTLE_S[k] for k in kinds))
+    return math.ceil(
+        warmup_s + tail_s + len(kinds) * (min_gap_s + jitter_s) + sum(HOLD_S[k][1] + SETTLE_S[k] for k in kinds)
+    )

@@ -5,6 +5,7 @@ The plan is in plan.py, the measurements in measure.py (both pure, unit-tested o
 timelines), the injector in inject.py; this module seeds the sandbox, runs the load and puts the
 figures together.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,7 @@ import time
 from dataclasses import asdict
 
 from orderbus.lab.chaos.inject import Injector
-from orderbus.lab.chaos.measure import (GRACE_S, Acks, DecisionWatcher, fault_recovery, max_gap,
-                                        per_second)
+from orderbus.lab.chaos.measure import GRACE_S, Acks, DecisionWatcher, fault_recovery, max_gap, per_second
 from orderbus.lab.chaos.plan import TAIL_S, plan
 from orderbus.lab.sandbox import Sandbox
 from orderbus.ops.generate import generate, order_body
@@ -50,19 +50,25 @@ def _key_of(value: bytes) -> bytes | None:
         return None
 
 
-def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
-        instances: int = 2, log=print, keep: bool = False) -> dict:
+def run(
+    settings,
+    duration_s: float,
+    kinds,
+    rate: float = 100.0,
+    seed: int = 1,
+    instances: int = 2,
+    log=print,
+    keep: bool = False,
+) -> dict:
     planned = plan(kinds, duration_s, seed)
     counts = {w: instances for w in PIPELINE}
     sb = Sandbox(settings, counts=counts)
-    log(f"chaos seed {seed}: sandbox {sb.tag}, {sum(counts.values())} worker processes, "
-        f"logs in {sb.sup.log_dir}")
+    log(f"chaos seed {seed}: sandbox {sb.tag}, {sum(counts.values())} worker processes, logs in {sb.sup.log_dir}")
     injector, watcher, violations, failed = None, None, [], True
     try:
         sb.seed(*seed_amounts(int(rate * duration_s)))
         # the sandbox's publisher, without the connection-refused lines of the brokers we kill
-        sb.publisher = OrderPublisher(sb.settings.as_principal("producer").kafka(log_level=2),
-                                      topic=sb.placed)
+        sb.publisher = OrderPublisher(sb.settings.as_principal("producer").kafka(log_level=2), topic=sb.placed)
         t_ready = time.monotonic()
         watcher = DecisionWatcher(sb.settings, sb.status_topic, t_ready)
         watcher.start()
@@ -74,8 +80,10 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
             sb.publisher.publish(order_body(oid, CUSTOMERS[i % 16], [(SKUS[i % 7], 1, PRICE_CENTS)]))
         sb.publisher.flush(30)
         _wait(lambda: all(o in watcher.decided for o in warm), 120, "warm-up orders")
-        log(f"pipeline warm after {time.monotonic() - t_ready:.1f}s; load at {rate:g} orders/s, "
-            f"{len(planned)} faults planned")
+        log(
+            f"pipeline warm after {time.monotonic() - t_ready:.1f}s; load at {rate:g} orders/s, "
+            f"{len(planned)} faults planned"
+        )
         t0 = time.monotonic()
         shift = t0 - t_ready
         injector = Injector(sb, planned, t0, log)
@@ -87,7 +95,7 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
         while True:
             now = time.monotonic() - t0
             if now >= duration_s and injector.done and now >= injector.lifted_at + TAIL_S:
-                break   # (the load runs on past --duration if faults took longer to undo)
+                break  # (the load runs on past --duration if faults took longer to undo)
             value, ok, _ = next(orders)
             key = _key_of(value)
             if ok:
@@ -97,9 +105,11 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
             if now >= next_log:
                 next_log += 5.0
                 last = injector.faults[-1] if injector.faults else None
-                log(f"  {now:6.1f}s  published {sb.publisher.delivered}  decided "
+                log(
+                    f"  {now:6.1f}s  published {sb.publisher.delivered}  decided "
                     f"{len(watcher.decided) - len(warm)}  last fault "
-                    + (f"{last.kind} {last.target} at {last.at_s:.1f}s" if last else "none yet"))
+                    + (f"{last.kind} {last.target} at {last.at_s:.1f}s" if last else "none yet")
+                )
             ahead = t0 + i / rate - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
@@ -111,7 +121,7 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
         t_quiet = time.monotonic() + 180
         progress = [len(watcher.decided), time.monotonic()]
 
-        def undecided() -> int:   # membership tests only: the watcher adds to `decided` meanwhile
+        def undecided() -> int:  # membership tests only: the watcher adds to `decided` meanwhile
             return sum(1 for o in valid_ids if o not in watcher.decided)
 
         def all_decided() -> bool:
@@ -124,13 +134,12 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
             if now >= next_log:
                 next_log += 10.0
                 log(f"  {now:6.1f}s  undecided {undecided()} of {len(valid_ids)} published")
-            return (not undecided() or time.monotonic() > t_quiet
-                    or time.monotonic() - progress[1] > 60)
+            return not undecided() or time.monotonic() > t_quiet or time.monotonic() - progress[1] > 60
+
         _wait(all_decided, 200, "published orders")
         halted = undecided() > 0 and time.monotonic() - progress[1] > 60
         if halted:
-            log(f"  no decision for 60 s with {undecided()} orders undecided: the pipeline has "
-                "halted")
+            log(f"  no decision for 60 s with {undecided()} orders undecided: the pipeline has halted")
         verdict = verify(sb.settings, wait_s=10 if halted else 120, log=log)
         violations = verdict["violations"]
         observed = time.monotonic() - t0
@@ -139,29 +148,40 @@ def run(settings, duration_s: float, kinds, rate: float = 100.0, seed: int = 1,
         for f in injector.faults:
             until = (f.lifted_s if f.lifted_s is not None else f.at_s) + GRACE_S
             f.recovery_s, f.stalled_partitions, f.stalled_before = fault_recovery(
-                timeline, f.at_s, until, observed)
+                timeline, f.at_s, until, observed
+            )
             f.publish_stall_s = acks.longest_wait(f.at_s, until)
         merged = sorted(t for ts in timeline.values() for t in ts)
         gap, gap_at = max_gap(merged, 0.0, load_end, observed)
         failed = False
         return {
-            "seed": seed, "duration_s": duration_s, "load_s": round(load_end, 1), "rate": rate,
-            "instances": instances, "kinds": sorted(set(kinds)), "sandbox": sb.tag,
+            "seed": seed,
+            "duration_s": duration_s,
+            "load_s": round(load_end, 1),
+            "rate": rate,
+            "instances": instances,
+            "kinds": sorted(set(kinds)),
+            "sandbox": sb.tag,
             "log_dir": str(sb.sup.log_dir),
-            "orders": {"published": sb.publisher.delivered, "confirmed": verdict["committed"],
-                       "rejected": verdict["aborted"], "dead_lettered": verdict["dead_letters"],
-                       "undelivered": sb.publisher.failed + left},
+            "orders": {
+                "published": sb.publisher.delivered,
+                "confirmed": verdict["committed"],
+                "rejected": verdict["aborted"],
+                "dead_lettered": verdict["dead_letters"],
+                "undelivered": sb.publisher.failed + left,
+            },
             "faults": [asdict(f) for f in injector.faults],
-            "max_gap_s": gap, "max_gap_at_s": gap_at, "halted": halted,
+            "max_gap_s": gap,
+            "max_gap_at_s": gap_at,
+            "halted": halted,
             "worker_restarts": sum(c.restarts for c in sb.sup.children),
             "per_second": per_second(merged, 0.0, math.ceil(observed)),
-            "verify": {k: verdict[k] for k in ("orders", "committed", "aborted", "dead_letters",
-                                               "seconds")},
+            "verify": {k: verdict[k] for k in ("orders", "committed", "aborted", "dead_letters", "seconds")},
             "violations": violations,
         }
     finally:
         if injector is not None:
-            injector.halt.set()      # a fault in hand is undone before we go on
+            injector.halt.set()  # a fault in hand is undone before we go on
             injector.join()
         if watcher is not None:
             watcher.running = False
@@ -177,6 +197,4 @@ def _wait(cond, timeout_s: float, what: str, strict: bool = True) -> bool:
         return True
     if strict:
         raise TimeoutError(f"{what} not decided after {timeout_s:.0f}s")
-    return False   # verify will say which, and why
-
-
+    return False  # verify will say which, and why
