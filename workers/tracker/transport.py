@@ -3,8 +3,9 @@
 faust sets the consumer's isolation level from its processing guarantee: read_committed only under
 exactly_once, which we cannot use (aiokafka #1004: its transactional offset commit fails on
 Kafka >= 3.7). Under at_least_once it reads read_uncommitted, and would then see the votes and
-decisions of the pipeline's *aborted* Kafka transactions. Every pipeline worker writes
-transactionally, so the tracker must read committed data.
+decisions of *aborted* Kafka transactions. The workers no longer write in transactions, but
+topics written before hold aborted records and commit markers, and another producer may still
+write transactionally: the tracker reads committed data only.
 
 Read committed, a partition's offsets have holes (each transaction's commit marker, aborted
 records), and faust 0.15.3's offset commit stalls on them: `Consumer._new_offset` merges the
