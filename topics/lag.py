@@ -3,7 +3,9 @@
 Lag is counted exactly as Kafka's `kafka-consumer-groups --describe` counts it: the log-end offset
 (high watermark) minus the committed offset. Its age (lag in seconds) is the age of the oldest
 message the group has not consumed, read at the committed offset. The rules are a pure function
-(`partition_status`) over a window of samples; `LagReader` takes the samples from the cluster.
+(`partition_status`) over a window of samples; `LagReader` takes the samples from the cluster;
+`backlog` is the one-look form intake's back-pressure uses. Some 340 lines: the rules, the reader
+and the report they make are one idea, and each part is small.
 """
 
 from __future__ import annotations

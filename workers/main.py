@@ -9,9 +9,10 @@ import sys
 
 from infra.postgres.databases import DATABASE
 from topics.catalogue import ACCESS, TX_LOG
+from workers.runtime.clients import LoopConfig
 from workers.runtime.db import Database
 from workers.runtime.liveness import Liveness
-from workers.runtime.loop import Fatal, Loop, LoopConfig
+from workers.runtime.loop import Fatal, Loop
 from workers.runtime.metrics import Metrics
 from workers.runtime.signing import AUTHORS, Signer
 

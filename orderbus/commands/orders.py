@@ -1,4 +1,6 @@
-"""seed, publish, order, report: put orders in, and see what became of them."""
+"""seed, publish, order, report: put orders in, and see what became of them. Four commands'
+argparse and printing, with publish's progress and pacing; the work is in orderbus/ops and
+topics/producer.py."""
 
 from __future__ import annotations
 

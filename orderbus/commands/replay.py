@@ -1,6 +1,7 @@
 """replay: re-drive dead letters, reset a stopped group's offsets, rebuild a read model or the
 coordinator's state, audit every decision. Each prints what it will do; the destructive ones act
-only with --execute."""
+only with --execute. Five tools' argparse and printing make its length; what they do lives in
+topics/ (redrive, group_reset) and workers/ (status rebuild, coordinator audit)."""
 
 from __future__ import annotations
 

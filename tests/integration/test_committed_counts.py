@@ -13,7 +13,9 @@ import pytest
 from confluent_kafka import Producer
 
 from topics.catalogue import ORDERS_PLACED
-from workers.runtime.loop import Fatal, Loop, LoopConfig, Out, Stateless
+from workers.runtime.clients import LoopConfig
+from workers.runtime.handler import Out, Stateless
+from workers.runtime.loop import Fatal, Loop
 from workers.runtime.messages import decode_batch
 from workers.runtime.metrics import CONSUMED, DEAD_LETTERS, PRODUCED, Metrics
 

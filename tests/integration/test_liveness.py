@@ -12,7 +12,9 @@ import pytest
 from pipeline import Pipeline, order
 
 from topics import acl
-from workers.runtime.loop import Loop, LoopConfig, Stateless
+from workers.runtime.clients import LoopConfig
+from workers.runtime.handler import Stateless
+from workers.runtime.loop import Loop
 from workers.runtime.metrics import ASSIGNED, Metrics
 
 pytestmark = pytest.mark.integration

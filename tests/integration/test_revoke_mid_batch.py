@@ -12,7 +12,9 @@ import time
 import pytest
 from confluent_kafka import Producer, TopicPartition
 
-from workers.runtime.loop import Loop, LoopConfig, Stateless
+from workers.runtime.clients import LoopConfig
+from workers.runtime.handler import Stateless
+from workers.runtime.loop import Loop
 from workers.runtime.metrics import Metrics
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from workers.main import loop_config
-from workers.runtime.loop import consumer_config, producer_config
+from workers.runtime.clients import consumer_config, producer_config
 from workers.runtime.settings import Settings, SettingsError
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from workers.runtime.clients import WATCH_EVERY_S, LoopConfig, consumer_config
 from workers.runtime.db import RETRY_S
 from workers.runtime.liveness import Liveness
-from workers.runtime.loop import WATCH_EVERY_S, LoopConfig, consumer_config
 from workers.runtime.settings import Settings
 
 A, B = ("t", 0), ("t", 1)

@@ -36,7 +36,7 @@ FOLDED = "folded"
 
 class CoordinatorHandler:
     accepts = TX_LOG.events
-    sync_every_s = 1.0  # how often it saves (workers/runtime/loop.py Handler.sync_every_s)
+    sync_every_s = 1.0  # how often it saves (workers/runtime/handler.py Handler.sync_every_s)
 
     def __init__(
         self, settings, db, names, metrics, resend_after_ms: int = 3000, verifier: Verifier | None = None

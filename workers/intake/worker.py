@@ -8,7 +8,7 @@ from workers.intake import store
 from workers.intake.core import Seen, begin, classify
 from workers.intake.hold import Downstream
 from workers.runtime.db import Database
-from workers.runtime.loop import Stateless
+from workers.runtime.handler import Stateless
 from workers.runtime.messages import dead_letter, decode_batch, emit
 
 

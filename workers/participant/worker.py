@@ -12,7 +12,7 @@ from workers.participant.core import Resource, apply
 from workers.participant.store import Ledger
 from workers.runtime.crash import CrashPoints
 from workers.runtime.db import Database
-from workers.runtime.loop import Stateless
+from workers.runtime.handler import Stateless
 from workers.runtime.messages import decode_batch, emit
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,10 @@ kept). A crash re-reads from the committed offset, and the handlers' idempotent 
 the recorded outcomes and emit them again: a record may come out twice, an effect never happens
 twice. There is no Kafka transaction: one cost 70–140 ms per batch on every hop and set the
 pipeline's latency.
+
+What a handler is lives in handler.py, the clients' settings in clients.py. What is left, some
+370 lines, is one loop whose acknowledgement, commit, rebalance, hold and liveness rules act on
+the same per-partition state.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -33,86 +36,18 @@ from confluent_kafka import (
 )
 
 from topics.read import coordinates
+from workers.runtime.clients import WATCH_EVERY_S, LoopConfig, consumer_config, producer_config
 from workers.runtime.crash import CrashPoints
-from workers.runtime.db import RETRY_S
+from workers.runtime.handler import Handler, Out
 from workers.runtime.liveness import Liveness
 from workers.runtime.metrics import Metrics
 from workers.runtime.signing import Signer
 
 log = logging.getLogger(__name__)
-WATCH_EVERY_S = 5.0  # how often the watchdog looks
 # how often acknowledged offsets are committed: each commit is a replicated write to
 # __consumer_offsets, and committing after every batch made those the brokers' busiest work;
 # a crash reads again at most this much more
 COMMIT_EVERY_S = 0.5
-
-# a dead member's partitions wait out its session: 3 s makes failover ~3.5 s (6 s made it ~9 s);
-# the brokers' group.min.session.timeout.ms allows it (infra/kafka/cluster.py)
-SESSION_TIMEOUT_MS = 3_000
-HEARTBEAT_MS = 500
-
-
-@dataclass(frozen=True)
-class Out:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list | None = None
-    partition: int | None = None  # None: by key (murmur2, as every orderbus producer)
-    # what this output adds to a counter (a dead letter, a vote, a decision), called once it is
-    # acknowledged: a batch read again after a crash is counted then
-    count: Callable[[], None] | None = field(default=None, compare=False, repr=False)
-
-
-class Handler(Protocol):
-    topics: tuple[str, ...]
-
-    def process(self, messages: list[Message], now_ms: int) -> list[Out]: ...
-    def tick(self, now_ms: int) -> list[Out]: ...
-    # whether to read nothing now, because a worker downstream is far behind (back-pressure)
-    def holding(self) -> bool: ...
-    # returns (topic, partition) -> offset to read from, where it is not the committed offset
-    def assigned(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]: ...
-    def revoked(self, partitions: list[TopicPartition]) -> None: ...
-    # committed with the offset (the coordinator marks its own commits)
-    def offset_metadata(self, topic: str, partition: int) -> str: ...
-
-    # how often the loop lets every output so far be acknowledged and every offset committed,
-    # then calls committed(): the handler's state then matches the committed offsets (None: never)
-    sync_every_s: float | None
-
-    def committed(self, now_ms: int) -> None: ...
-
-    # set by the loop: its watchdog, told during a long re-fold, and whether this instance has
-    # read a partition to the end it last fetched
-    on_progress: Callable[[], None]
-    caught_up: Callable[[str, int], bool]
-
-
-class Stateless:
-    """A handler that keeps nothing between batches and has no timers."""
-
-    on_progress = staticmethod(lambda: None)
-    caught_up = staticmethod(lambda topic, partition: True)
-    sync_every_s = None
-
-    def assigned(self, partitions) -> dict:
-        return {}
-
-    def revoked(self, partitions) -> None:
-        pass
-
-    def tick(self, now_ms: int) -> list[Out]:
-        return []
-
-    def holding(self) -> bool:
-        return False
-
-    def offset_metadata(self, topic: str, partition: int) -> str:
-        return ""
-
-    def committed(self, now_ms: int) -> None:
-        pass
 
 
 class Fatal(RuntimeError):
@@ -134,79 +69,6 @@ class Pending:
         self.waiting -= 1
         if err is not None and self.error is None:
             self.error = err
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    group: str
-    instance: str
-    batch_max: int = 1000
-    poll_timeout_s: float = 0.05
-    # an owned partition with records behind it that makes no progress for this long ends the
-    # process, to be restarted (workers/runtime/liveness.py says what progress is, and why
-    # waiting on the database is not a stall). A healthy batch takes ~0.1 s and one broker down
-    # holds deliveries for seconds; at 90 s a long chaos run stood still for 60 s with several
-    # workers hung after a broker kill
-    stall_s: float = 30.0
-    session_timeout_ms: int = SESSION_TIMEOUT_MS
-    heartbeat_ms: int = HEARTBEAT_MS
-    protocol: str = "classic"  # or "consumer" (KIP-848)
-    # classic protocol with group.instance.id: a restarted instance takes its partitions back
-    # without a rebalance, but at a 3 s session that gains nothing measurable, and after a group
-    # coordinator broker dies librdkafka fences static members again and again
-    # (confluentinc/librdkafka#3437; 15-minute chaos runs stalled on it), so it is opt-in
-    static: bool = False
-
-
-def consumer_config(settings, cfg: LoopConfig) -> dict:
-    conf = settings.kafka(
-        **{
-            "group.id": cfg.group,
-            "client.id": f"{cfg.group}-{cfg.instance}",
-            "isolation.level": "read_committed",  # never act on an aborted transaction's output
-            "enable.auto.commit": False,  # committed once the batch's outputs are acknowledged
-            "auto.offset.reset": "earliest",  # a new group starts from the beginning: nothing skipped
-            # between two polls a batch may wait out its database's retry budget, with a stall short
-            # of the watchdog's limit before and after it; any longer, the watchdog or the database
-            # error has ended the process. Past this interval the group would hand a live instance's
-            # partitions to another mid-batch (its offset commit would then be refused and the batch
-            # read again by the new owner: harmless, but wasted)
-            "max.poll.interval.ms": int((RETRY_S + 2 * (cfg.stall_s + WATCH_EVERY_S)) * 1000),
-            # a fetch returns as soon as a record is there (fetch.min.bytes=1): the wait only bounds
-            # an idle partition's round trips, each a TLS request the broker pays for
-            "fetch.wait.max.ms": 500,
-        }
-    )
-    if cfg.protocol == "consumer":
-        conf["group.protocol"] = "consumer"  # timeouts and assignment are the broker's (KIP-848)
-    else:
-        conf.update(
-            {
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": cfg.session_timeout_ms,
-                "heartbeat.interval.ms": cfg.heartbeat_ms,
-            }
-        )
-        if cfg.static:
-            conf["group.instance.id"] = f"{cfg.group}-{cfg.instance}"
-    return conf
-
-
-def producer_config(settings, cfg: LoopConfig) -> dict:
-    return settings.kafka(
-        **{
-            "client.id": f"{cfg.group}-{cfg.instance}",
-            # no duplicates from the producer's own retries, order kept per partition
-            "enable.idempotence": True,
-            "acks": "all",
-            # nothing waits for a transaction's commit to flush any more: a short linger still lets
-            # one request per partition carry a batch's outputs
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            # Java-compatible: one key lands on the same partition whichever client wrote it
-            "partitioner": "murmur2_random",
-        }
-    )
 
 
 class Loop:

@@ -24,7 +24,7 @@ from topics.catalogue import (
     DLQ_WORKER,
 )
 from topics.read import coordinates, headers_of
-from workers.runtime.loop import Out
+from workers.runtime.handler import Out
 from workers.runtime.signing import encoded_headers
 
 log = logging.getLogger(__name__)

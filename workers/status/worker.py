@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS
 from workers.runtime.db import Database
-from workers.runtime.loop import Stateless
+from workers.runtime.handler import Stateless
 from workers.runtime.messages import decode_batch
 from workers.status import store
 

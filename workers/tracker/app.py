@@ -4,6 +4,8 @@ windows; a timer publishes stuck orders (gauge + snapshot file for `orderbus stu
 
 The app is built by a function, not at module level as faust's examples do: its topic and group
 names carry the prefix from the settings, which exist only once the entry point has read them.
+It stays one module of some 380 lines because the agent, its timer, the tables and the changelog
+topics all hang off the one app object faust builds; the fold itself is stages.py.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_PLACED, PARTITIONS
 from topics.partition import partition_for
-from workers.runtime.loop import HEARTBEAT_MS, SESSION_TIMEOUT_MS
+from workers.runtime.clients import HEARTBEAT_MS, SESSION_TIMEOUT_MS
 from workers.runtime.settings import TRACKER_GRACE_S, TRACKER_RETAIN_S, Settings
 from workers.tracker import snapshot
 from workers.tracker.metrics import TrackerMetrics
