@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 
@@ -53,7 +52,7 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
         from workers.participant.worker import ParticipantHandler
 
         resource = INVENTORY if name == "inventory" else PAYMENT
-        return ParticipantHandler(resource, LEDGERS[resource.participant], db, names, metrics)
+        return ParticipantHandler(resource, LEDGERS[resource.participant], db, names, metrics, settings.crash)
     if name == "shipping":
         from workers.shipping.worker import ShippingHandler
 
@@ -86,7 +85,7 @@ def run(
 
         return run_tracker(settings, instance, metrics_port)
     logging.basicConfig(
-        level=os.environ.get("ORDERBUS_LOG_LEVEL", "INFO").upper(),
+        level=settings.log_level,
         stream=sys.stderr,
         format=f"%(asctime)s {name}-{instance} %(levelname)s %(message)s",
     )

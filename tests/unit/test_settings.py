@@ -1,4 +1,4 @@
-"""The tracker's durations from the environment: defaults, accepted values, and refusals that
+"""Settings from the environment: defaults, accepted values, and refusals that
 name the variable."""
 
 from __future__ import annotations
@@ -32,4 +32,31 @@ def test_accepted(tmp_path, name, raw, expected):
 @pytest.mark.parametrize("name, raw", [(RETAIN, "0"), (GRACE, "-1"), (RETAIN, "soon"), (GRACE, "nan")])
 def test_refused_with_the_variable_named(tmp_path, name, raw):
     with pytest.raises(SettingsError, match=f"{name}=.* must be"):
+        settings(tmp_path, **{name: raw})
+
+
+@pytest.mark.parametrize(
+    "name, raw, expected",
+    [
+        ("ORDERBUS_LOG_LEVEL", "debug", ("DEBUG", "", 5000)),
+        ("ORDERBUS_CRASH", "payment:after_db_commit:0.5", ("INFO", "payment:after_db_commit:0.5", 5000)),
+        ("ORDERBUS_INTAKE_MAX_BACKLOG", "0", ("INFO", "", 0)),
+    ],
+)
+def test_every_other_variable_read_once_at_start(tmp_path, name, raw, expected):
+    s = settings(tmp_path, **{name: raw})
+    assert (s.log_level, s.crash, s.intake_max_backlog) == expected
+
+
+@pytest.mark.parametrize(
+    "name, raw",
+    [
+        ("ORDERBUS_LOG_LEVEL", "loud"),
+        ("ORDERBUS_CRASH", "payment:nowhere:0.5"),
+        ("ORDERBUS_CRASH", "payment:after_db_commit:2"),
+        ("ORDERBUS_INTAKE_MAX_BACKLOG", "-1"),
+    ],
+)
+def test_a_bad_value_stops_the_start_with_the_variable_named(tmp_path, name, raw):
+    with pytest.raises(SettingsError, match=name):
         settings(tmp_path, **{name: raw})

@@ -63,7 +63,7 @@ class CoordinatorHandler:
         self.verifier = verifier or Verifier.of(settings)
         self.group = names.group("coordinator")
         self.partitions: dict[int, Partition] = {}
-        self.crash = CrashPoints(metrics.worker)
+        self.crash = CrashPoints(metrics.worker, settings.crash)
         self.last_tick = 0
         self.on_progress = lambda: None  # the loop's watchdog, told during a long re-fold
 

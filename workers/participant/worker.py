@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 class ParticipantHandler(Stateless):
     accepts = ("Prepare", "Commit", "Abort")
 
-    def __init__(self, resource: Resource, ledger: Ledger, db: Database, names, metrics):
+    def __init__(self, resource: Resource, ledger: Ledger, db: Database, names, metrics, crash: str = ""):
         self.resource, self.ledger, self.db, self.metrics = resource, ledger, db, metrics
         self.topics = (names.commands(resource.participant),)
         self.tx_log, self.dlq = names.topic(TX_LOG), names.topic(ORDERS_DLQ)
-        self.crash = CrashPoints(metrics.worker)
+        self.crash = CrashPoints(metrics.worker, crash)
 
     def process(self, messages, now_ms):
         events, dead = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq)

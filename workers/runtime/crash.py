@@ -32,9 +32,9 @@ def parse(spec: str) -> dict[tuple[str, str], float]:
 
 
 class CrashPoints:
-    def __init__(self, worker: str, spec: str | None = None, rng: random.Random | None = None):
+    def __init__(self, worker: str, spec: str = "", rng: random.Random | None = None):
         self.worker = worker
-        self.plan = parse(os.environ.get("ORDERBUS_CRASH", "") if spec is None else spec)
+        self.plan = parse(spec)
         self.rng = rng or random.Random()
 
     def reach(self, point: str) -> None:

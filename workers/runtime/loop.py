@@ -87,7 +87,7 @@ class Loop:
         # where the consumer starts each owned partition, while position() cannot say (nothing
         # read since the assignment or a rewind): its committed offset, or OFFSET_BEGINNING
         self.starts: dict[tuple[str, int], int] = {}
-        self.crash = CrashPoints(metrics.worker)
+        self.crash = CrashPoints(metrics.worker, settings.crash)
         self.stopping = False
         self.consumer = Consumer({**consumer_config(settings, cfg), "on_commit": self._on_commit})
         self.producer = Producer(producer_config(settings, cfg))

@@ -13,6 +13,7 @@ from infra.kafka import security as kafka_security
 from infra.layout import Layout
 from infra.postgres.databases import SERVICES
 from topics.catalogue import Names
+from workers.runtime import crash
 
 # records a worker downstream of intake may be behind before intake holds new orders
 # (workers/intake/hold.py): about 2 s of the coordinator's work at 400 orders/s, 6 s of a
@@ -88,6 +89,8 @@ class Settings:
     tracker_grace_s: float = TRACKER_GRACE_S  # past its deadline, when an order is stuck
     tracker_retain_s: float = TRACKER_RETAIN_S  # how far past a finished order it is dropped
     host_id: str = "localhost"  # this host's part of its instances' ids
+    log_level: str = "INFO"  # of the workers' and the tracker's logs
+    crash: str = ""  # fault injection, worker:point:probability[,...] (workers/runtime/crash.py)
     env: dict = field(default_factory=dict, repr=False)  # credentials and key files
 
     def __repr__(self) -> str:
@@ -144,6 +147,8 @@ class Settings:
             tracker_grace_s=_seconds(env, "ORDERBUS_TRACKER_GRACE_S", TRACKER_GRACE_S, zero_ok=True),
             tracker_retain_s=_seconds(env, "ORDERBUS_TRACKER_RETAIN_S", TRACKER_RETAIN_S),
             host_id=_host_id(env),
+            log_level=_log_level(env),
+            crash=_crash(env),
             env={k: v for k, v in env.items() if k.startswith(("ORDERBUS_KAFKA_", "ORDERBUS_SIGNING_KEY_"))},
         )
 
@@ -262,3 +267,19 @@ def _local_dsn(layout: Layout, service: str) -> str:
         f"host=127.0.0.1 port={layout.pg_port} dbname={service} user={service} "
         f"password={password} connect_timeout=5"
     )
+
+
+def _log_level(env: dict) -> str:
+    level = env.get("ORDERBUS_LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"ORDERBUS_LOG_LEVEL={level!r}: one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
+def _crash(env: dict) -> str:
+    spec = env.get("ORDERBUS_CRASH", "")
+    try:
+        crash.parse(spec)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+    return spec

@@ -11,7 +11,6 @@ topics all hang off the one app object faust builds; the fold itself is stages.p
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import sys
 import time
@@ -365,7 +364,7 @@ def build(
 
 def run_tracker(settings, instance: int, metrics_port: int) -> int:
     """One tracker instance until SIGTERM (faust's worker stops cleanly on it)."""
-    level = os.environ.get("ORDERBUS_LOG_LEVEL", "INFO").upper()
+    level = settings.log_level
     logging.basicConfig(
         level=level, stream=sys.stderr, format=f"%(asctime)s tracker-{instance} %(levelname)s %(message)s"
     )
