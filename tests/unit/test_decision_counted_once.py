@@ -22,7 +22,7 @@ def test_the_coordinator_counts_a_decision_only_once_it_commits():
     nothing_stored = SimpleNamespace(run=lambda work: {})  # the store knows no order yet
     keys = {a: a.encode() * 8 for a in AUTHORS}
     handler = CoordinatorHandler(
-        SimpleNamespace(deadline_ms=10_000), nothing_stored, Names(), metrics, verifier=Verifier(keys)
+        SimpleNamespace(deadline_ms=10_000, crash=""), nothing_stored, Names(), metrics, verifier=Verifier(keys)
     )
     handler.partitions[2] = Partition()  # as assigned
     events = [
