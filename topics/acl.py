@@ -87,7 +87,10 @@ def grants(names: Names) -> list[Grant]:
             group = names.group(a.group)
             out.append(Grant(who, "group", "literal", group, "read"))
             if a.own_topics:  # faust names its changelogs "<app id>-<table>-changelog"
-                out += [Grant(who, "topic", "prefixed", f"{group}-", op) for op in ("create", "read", "write")]
+                out += [
+                    Grant(who, "topic", "prefixed", f"{group}-", op)
+                    for op in ("create", "read", "write", "describe_configs")
+                ]
         out += [Grant(who, "group", "literal", names.group(g), "describe") for g in a.watches]
         if a.monitors:  # lag in seconds reads the oldest message a group has not consumed
             out += [Grant(who, "topic", "literal", names.topic(t), "read") for t in ALL]

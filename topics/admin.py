@@ -18,6 +18,7 @@ class TopicReport:
 
 
 def replication_for(broker_count: int, topic: Topic) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of a topic on a cluster of `broker_count`."""
     rf = min(topic.replication, broker_count)
     return rf, (2 if rf >= 3 else 1)
 
@@ -28,13 +29,16 @@ def ensure(
     timeout: float = 30.0,
     name_prefix: str = "",
     create: bool = True,
+    brokers: int = 0,
 ) -> list[TopicReport]:
     """Create missing topics (or report them `missing` when not `create`); compare existing ones
     against the catalogue. Never alters a topic: a wrong partition count or policy is a decision
     for an operator, so it is reported."""
     admin = AdminClient({"log_level": 3, **client_config})
     md = admin.list_topics(timeout=timeout)
-    brokers = len(md.brokers)
+    # `brokers`: the cluster's size as configured, where known: a broker down right now must not
+    # shrink a new topic's replication
+    brokers = max(len(md.brokers), brokers)
     reports, to_create = [], []
     for topic in topics:
         name = name_prefix + topic.name

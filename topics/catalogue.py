@@ -81,6 +81,20 @@ GROUPS = {
     for w in ("intake", "coordinator", "inventory", "payment", "shipping", "status", "tracker")
 }
 
+# The order tracker's tables' changelogs, named as faust names them (<app id>-<table>-changelog),
+# made by topics.admin.ensure before faust starts (workers/tracker/app.py says why)
+TRACKER_WINDOWS_KEPT = 15  # minutes of one-minute windows the tracker keeps (and shows)
+TRACKER_STAGES = Topic(f"{GROUPS['tracker']}-order_to_stages-changelog", "order_id", (), cleanup="compact")
+# faust's own choice for a windowed changelog: compacted, and old windows deleted
+TRACKER_COUNTS = Topic(
+    f"{GROUPS['tracker']}-minute_to_counts-changelog",
+    "window",
+    (),
+    cleanup="compact,delete",
+    retention_ms=(TRACKER_WINDOWS_KEPT + 5) * 60_000,
+)
+TRACKER_CHANGELOGS = {"order_to_stages": TRACKER_STAGES, "minute_to_counts": TRACKER_COUNTS}
+
 
 @dataclass(frozen=True)
 class Names:

@@ -22,7 +22,14 @@ import faust
 
 from schemas import codec
 from schemas.errors import DeadLetter
-from topics.catalogue import ORDERS_PLACED, PARTITIONS
+from topics.admin import ensure, replication_for
+from topics.catalogue import (
+    ORDERS_PLACED,
+    PARTITIONS,
+    TRACKER_CHANGELOGS,
+    TRACKER_STAGES,
+    TRACKER_WINDOWS_KEPT,
+)
 from topics.partition import partition_for
 from workers.runtime.clients import HEARTBEAT_MS, SESSION_TIMEOUT_MS
 from workers.runtime.settings import TRACKER_GRACE_S, TRACKER_RETAIN_S, Settings
@@ -37,58 +44,29 @@ log = logging.getLogger(__name__)
 DEFAULT_TYPE = {ORDERS_PLACED.name: "OrderPlaced"}
 UNFOLLOWED_HEADERS = {t.encode() for t in UNFOLLOWED}
 WINDOW_S = 60
-WINDOWS_KEPT = 15  # minutes of windows the table keeps (and the snapshot shows)
 SNAPSHOT_EVERY_S = 2.0
 STUCK_LISTED = 1000  # the snapshot lists the most overdue; the gauge counts all
 
 
-TABLES = {
-    "order_to_stages": {"cleanup.policy": "compact"},
-    # faust's own choice for a windowed changelog: compacted, and old windows deleted
-    "minute_to_counts": {"cleanup.policy": "compact,delete", "retention.ms": str((WINDOWS_KEPT + 5) * 60_000)},
-}
-
-
-def changelog(settings, table: str) -> str:
-    return f"{settings.names.group('tracker')}-{table}-changelog"  # faust's naming
-
-
 def ensure_changelogs(settings, timeout_s: float = 30.0) -> int:
-    """Create the tables' changelog topics before faust starts; return the replication factor.
+    """Create the tables' changelog topics before faust starts, as every orderbus topic is made
+    (topics/admin.py: RF 3, min.insync.replicas 2); return their replication factor.
 
     faust would create them itself, but its consumer joins the group with a metadata snapshot
     taken before a new topic is visible and keeps "0 partitions" for it until the next rebalance:
-    every write to a table then fails with PartitionsMismatch. Creating them here also pins RF 3
-    and min.insync.replicas 2 like every other orderbus topic."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    every write to a table then fails with PartitionsMismatch."""
+    from confluent_kafka.admin import AdminClient
 
+    topics = tuple(TRACKER_CHANGELOGS.values())
+    ensure(settings.kafka(), topics, timeout_s, name_prefix=settings.prefix, brokers=settings.brokers)
     admin = AdminClient(settings.kafka(log_level=3))
-    md = admin.list_topics(timeout=timeout_s)
-    # 3, or fewer on a smaller cluster; a broker that is down right now must not shrink it
-    rf = min(3, max(len(md.brokers), settings.brokers))
-    new = [
-        NewTopic(
-            changelog(settings, t),
-            PARTITIONS,
-            rf,
-            config={**cfg, "min.insync.replicas": str(2 if rf >= 3 else 1)},
-        )
-        for t, cfg in TABLES.items()
-        if changelog(settings, t) not in md.topics
-    ]
-    for fut in admin.create_topics(new, operation_timeout=timeout_s).values() if new else ():
-        try:
-            fut.result()
-        except KafkaException as e:
-            if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise
     deadline = time.monotonic() + timeout_s
-    while not all(_partitions(admin, changelog(settings, t)) == PARTITIONS for t in TABLES):
+    while not all(_partitions(admin, settings.names.topic(t)) == PARTITIONS for t in topics):
         if time.monotonic() > deadline:
             raise RuntimeError(f"changelog topics not visible after {timeout_s:.0f}s")
         time.sleep(0.2)
-    return rf
+    up = len(admin.list_topics(timeout=timeout_s).brokers)
+    return replication_for(max(up, settings.brokers), TRACKER_STAGES)[0]
 
 
 def _partitions(admin, topic: str) -> int:
@@ -142,7 +120,7 @@ class Tracker:
                 partitions=PARTITIONS,
                 key_type=str,
             )
-            .tumbling(WINDOW_S, expires=timedelta(minutes=WINDOWS_KEPT))
+            .tumbling(WINDOW_S, expires=timedelta(minutes=TRACKER_WINDOWS_KEPT))
             .relative_to_stream()
         )
         self.order_to_stages.on_recover(self._recovered)
