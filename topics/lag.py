@@ -322,18 +322,20 @@ class LagReader:
         return out
 
 
-def backlog(admin: AdminClient, group: str, topic: str, partitions: int, timeout_s: float = 5.0) -> int:
-    """Records of `topic` that `group` has not committed past, over every partition: its lag as
-    `kafka-consumer-groups` counts it, from the log start where the group has committed nothing.
-    Raises KafkaException when the cluster cannot say."""
+def group_reader(client_config: dict, group: str) -> Consumer:
+    """A consumer that asks `group`'s committed offsets and never joins the group nor commits.
+    AdminClient.list_consumer_group_offsets would do, but librdkafka crashes the whole process
+    (SIGSEGV, NULL group handle) when the group's coordinator moves during the request
+    (confluentinc/librdkafka#5040): it did, repeatedly, under broker kills."""
+    return Consumer({**client_config, "group.id": group, "log_level": 3, "enable.auto.commit": False})
+
+
+def backlog(admin: AdminClient, reader: Consumer, topic: str, partitions: int, timeout_s: float = 5.0) -> int:
+    """Records of `topic` that the group of `reader` (group_reader) has not committed past, over
+    every partition: its lag as `kafka-consumer-groups` counts it, from the log start where the
+    group has committed nothing. Raises KafkaException when the cluster cannot say."""
     tps = [TopicPartition(topic, p) for p in range(partitions)]
-    request = [ConsumerGroupTopicPartitions(group, tps)]
-    committed = {
-        tp.partition: tp.offset
-        for tp in admin.list_consumer_group_offsets(request, request_timeout=timeout_s)[group]
-        .result()
-        .topic_partitions
-    }
+    committed = {tp.partition: tp.offset for tp in reader.committed(tps, timeout=timeout_s)}
     ends = _list(admin, tps, OffsetSpec.latest(), timeout_s)
     fresh = [tp for tp in tps if committed.get(tp.partition, -1) < 0]
     starts = _list(admin, fresh, OffsetSpec.earliest(), timeout_s) if fresh else {}

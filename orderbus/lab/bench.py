@@ -30,7 +30,7 @@ from orderbus.ops.generate import order_body
 from orderbus.ops.supervise import Supervisor
 from orderbus.ops.wait import until
 from topics.catalogue import ALL, ORDERS_DLQ, PARTITIONS
-from topics.lag import backlog
+from topics.lag import backlog, group_reader
 from workers.main import PIPELINE
 
 OPEN_DEADLINE_MS = 600_000
@@ -209,9 +209,13 @@ def _open(sb, rss: RssSampler, timeout_s: float, log) -> dict:
     decided), each worker's RSS with them all open."""
     admin = AdminClient({"log_level": 3, **sb.settings.kafka()})
     names = sb.settings.names
-    caught_up = [(names.group("intake"), sb.placed), (names.group("coordinator"), sb.tx_log_topic)]
+    client = sb.settings.kafka()
+    caught_up = [
+        (group_reader(client, names.group("intake")), sb.placed),
+        (group_reader(client, names.group("coordinator")), sb.tx_log_topic),
+    ]
     _wait(
-        lambda: all(backlog(admin, g, t, PARTITIONS) == 0 for g, t in caught_up),
+        lambda: all(backlog(admin, r, t, PARTITIONS) == 0 for r, t in caught_up),
         timeout_s,
         "intake and the coordinator reading every order",
     )

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 from pipeline import Pipeline, order
 
 from topics.catalogue import PARTITIONS
-from topics.lag import backlog
+from topics.lag import backlog, group_reader
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,8 @@ def test_intake_holds_new_orders_while_a_participant_is_away(settings, tmp_path)
         assert p.publisher.flush(30) == 0
         time.sleep(HELD_S - ORDERS / RATE)
         begun = p.sql("orders", "SELECT count(*) FROM orders WHERE order_id = ANY(%s)", (ids,))
-        waiting = backlog(AdminClient(p.settings.kafka()), p.settings.names.group("intake"), p.placed, PARTITIONS)
+        reader = group_reader(p.settings.kafka(), p.settings.names.group("intake"))
+        waiting = backlog(AdminClient(p.settings.kafka()), reader, p.placed, PARTITIONS)
         intake = p.sup.find("intake")
         print(
             f"\nlimit {LIMIT}: {begun[0][0]} of {ORDERS} orders begun while inventory was away, "

@@ -22,10 +22,11 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from topics.catalogue import PARTITIONS
-from topics.lag import backlog
+from topics.lag import backlog, group_reader
 
 log = logging.getLogger(__name__)
 CHECK_EVERY_S = 0.25
+KEEP_UNKNOWN_S = 10.0
 
 
 def hold(backlogs: list[int], held: bool, limit: int) -> bool:
@@ -37,8 +38,9 @@ def hold(backlogs: list[int], held: bool, limit: int) -> bool:
 
 class Downstream:
     """Looks at the watched groups' backlogs from a thread of its own, so the loop never waits on
-    the cluster for it; `holding()` is its latest answer. A look that fails holds nothing: the
-    pipeline keeps going on what it knew, and the next look tries again."""
+    the cluster for it; `holding()` is its latest answer. A look that fails (a group coordinator
+    moving, a broker down) keeps the last answer for KEEP_UNKNOWN_S; past that it holds nothing,
+    so the pipeline never stops on a monitoring fault alone."""
 
     def __init__(
         self,
@@ -47,28 +49,35 @@ class Downstream:
         limit: int,
         on_change: Callable[[bool], None] = lambda held: None,
     ):
-        self.admin = AdminClient({"log_level": 3, **client})
+        self.client = client
         self.watched, self.limit, self.on_change = watched, limit, on_change
         self.held = False
-        self.failed_at = 0.0
+        self.known_at = self.warned_at = 0.0
         threading.Thread(target=self._run, daemon=True).start()
 
     def holding(self) -> bool:
         return self.held
 
     def _run(self) -> None:
+        # made and used in this thread only
+        admin = AdminClient({"log_level": 3, **self.client})
+        readers = {g: group_reader(self.client, g) for g, _ in self.watched}
         while True:
-            self._look()
+            self._look(admin, readers)
             time.sleep(CHECK_EVERY_S)
 
-    def _look(self) -> None:
+    def _look(self, admin: AdminClient, readers: dict) -> None:
         try:
-            backlogs = [backlog(self.admin, g, t, PARTITIONS) for g, t in self.watched]
+            backlogs = [backlog(admin, readers[g], t, PARTITIONS) for g, t in self.watched]
         except KafkaException as e:
-            if time.monotonic() - self.failed_at > 60:
+            if time.monotonic() - self.known_at < KEEP_UNKNOWN_S:
+                return
+            if time.monotonic() - self.warned_at > 60:
                 log.warning("downstream backlog unknown, not holding: %s", e.args[0])
-                self.failed_at = time.monotonic()
+                self.warned_at = time.monotonic()
             backlogs = []
+        else:
+            self.known_at = time.monotonic()
         held = hold(backlogs, self.held, self.limit)
         if held != self.held:
             log.info(
