@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from orderbus.lab.sandbox import Sandbox
+from orderbus.ops.generate import CURRENCY, order_body
 from schemas import codec
 from schemas.events import OrderPlaced
 
@@ -44,15 +45,8 @@ class Pipeline(Sandbox):
         ]
 
 
-def order(oid: str, customer: str, *lines: tuple[str, int, int], currency: str = "EUR") -> dict:
-    items = [{"sku": s, "quantity": q, "unit_price_cents": p} for s, q, p in lines]
-    return {
-        "order_id": oid,
-        "customer_id": customer,
-        "items": items,
-        "currency": currency,
-        "total_cents": sum(q * p for _, q, p in lines),
-    }
+def order(oid: str, customer: str, *lines: tuple[str, int, int], currency: str = CURRENCY) -> dict:
+    return {**order_body(oid, customer, list(lines)), "currency": currency}
 
 
 def raw(order_dict: dict) -> bytes:
