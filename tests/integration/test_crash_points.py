@@ -43,9 +43,14 @@ def test_crash_point_leaves_verify_clean(settings, tmp_path, worker, point):
                 assert p.publisher.flush(30) == 0
                 time.sleep(0.2)
         p.wait_final(ids, timeout_s=240)
-        result = verify(p.settings, wait_s=120)
         crashes = p.sup.find(worker).restarts
         assert crashes >= 1, f"the crash point {worker}:{point} never fired"
+        # the faults end here. While a crash point fires on half the batches, reading to the end
+        # is luck: a batch's offsets commit only after its outputs are acknowledged, and each
+        # restart backs off up to 10 s (on a busy CI machine, 138 records of a partition were
+        # still unread 120 s after the last order was final). What follows must settle.
+        p.restart(worker, env_without="ORDERBUS_CRASH")
+        result = verify(p.settings, wait_s=120)
         assert result["violations"] == [], result["violations"]
         assert result["committed"] + result["aborted"] == 300
         # the hot SKU never oversold: at most its stock was confirmed
