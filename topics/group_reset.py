@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from topics.lag import committed, group_reader, partitions_of
+
 
 class ResetError(RuntimeError):
     """A reset that cannot be planned or was refused: a message for the operator."""
@@ -90,6 +92,7 @@ class Groups:
 
     def __init__(self, client_config: dict, timeout_s: float = 15.0):
         self.admin = AdminClient({"log_level": 3, **client_config})
+        self.client_config = client_config
         self.timeout_s = timeout_s
 
     def exists(self, group: str) -> bool:
@@ -105,14 +108,12 @@ class Groups:
 
     def committed(self, group: str) -> dict[tuple[str, int], tuple[int, str]]:
         """(topic, partition) -> (offset, metadata) for everything the group committed."""
-        res = self.admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout_s
-        )[group].result()
-        return {
-            (tp.topic, tp.partition): (tp.offset, tp.metadata or "")
-            for tp in res.topic_partitions
-            if tp.error is None and tp.offset >= 0
-        }
+        reader = group_reader(self.client_config, group)
+        try:
+            found = committed(reader, partitions_of(self.admin, self.timeout_s), self.timeout_s)
+        finally:
+            reader.close()
+        return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in found}
 
     def partitions(self, topic: str) -> list[int]:
         meta = self.admin.list_topics(topic, timeout=self.timeout_s).topics.get(topic)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import NamedTuple, Sequence
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from topics.catalogue import Names
@@ -116,6 +116,9 @@ class LagReader:
         self, client_config: dict, names: Names = Names(), window: int = WINDOW, timeout_s: float = 10.0
     ):
         self.window, self.timeout_s = window, timeout_s
+        self.client_config = client_config
+        self._readers: dict[str, Consumer] = {}  # group -> its group_reader
+        self._group_topics: dict[str, set[str]] = {}  # group -> the topics it was seen reading
         self.admin = AdminClient({"log_level": 3, **client_config})
         base = {**client_config, "log_level": 3, "enable.auto.commit": False, "group.id": names.monitor_group()}
         # the high watermark, as Kafka's tool (read_committed would give the last stable offset)
@@ -149,6 +152,8 @@ class LagReader:
     def close(self) -> None:
         self._ends.close()
         self._reader.close()
+        for reader in self._readers.values():
+            reader.close()
 
     def groups(self, group: str | None = None, prefix: str = "") -> list[str]:
         try:
@@ -175,40 +180,49 @@ class LagReader:
         now = time.time()
         # (confluent-kafka refuses to describe an empty list: a pipeline no worker joined yet)
         described = self.admin.describe_consumer_groups(groups, request_timeout=self.timeout_s) if groups else {}
-        fetches = {
-            g: self.admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(g)], request_timeout=self.timeout_s
-            )[g]
-            for g in groups
-        }
+        cluster = self._cluster()
         ends: dict[tuple[str, int], int | None] = {}
         seen = set()
         self.group_errors, self.members = {}, {}
         for g in groups:
+            assigned: set[str] = set()
             try:
-                self.members[g] = len(described[g].result().members)
+                desc = described[g].result()
+                self.members[g] = len(desc.members)
+                assigned = {tp.topic for m in desc.members for tp in m.assignment.topic_partitions}
             except KafkaException as e:
                 self.members[g] = None
                 self.group_errors[g] = f"cannot describe the group: {e.args[0].str()}"
+            # the topics its members read now or did at an earlier look; every topic for a
+            # group never seen with members (its consumers stopped, say)
+            known = self._group_topics.setdefault(g, set())
+            known |= assigned
+            topics = {t: n for t, n in cluster.items() if (t in known or not known) and topic in (None, t)}
+            if g not in self._readers:
+                self._readers[g] = group_reader(self.client_config, g)
             try:
-                committed = fetches[g].result().topic_partitions
+                found = committed(self._readers[g], topics, self.timeout_s)
             except KafkaException as e:
                 self.group_errors[g] = f"cannot read committed offsets: {e.args[0].str()}"
                 continue
-            for tp in committed:
-                if topic is not None and tp.topic != topic:
-                    continue
+            known |= {tp.topic for tp in found}
+            for tp in found:
                 tpk = (tp.topic, tp.partition)
                 if tpk not in ends:
                     ends[tpk] = self._end(*tpk)
                 key = (g, tp.topic, tp.partition)
                 seen.add(key)
-                off = tp.offset if tp.error is None and tp.offset >= 0 else None
-                self._append(key, Sample(now, off, ends[tpk]))
+                self._append(key, Sample(now, tp.offset, ends[tpk]))
         # forget what is gone (a group deleted, its offsets expired) so windows never grow stale
         for key in set(self.windows) - seen:
             del self.windows[key], self.latest[key]
             self._settled.pop(key, None)
+
+    def _cluster(self) -> dict[str, int]:
+        try:
+            return partitions_of(self.admin, self.timeout_s)
+        except KafkaException as e:
+            raise LagError(f"cannot read topic metadata: {e.args[0].str()}") from None
 
     def _end(self, topic: str, partition: int) -> int | None:
         try:
@@ -328,6 +342,23 @@ def group_reader(client_config: dict, group: str) -> Consumer:
     (SIGSEGV, NULL group handle) when the group's coordinator moves during the request
     (confluentinc/librdkafka#5040): it did, repeatedly, under broker kills."""
     return Consumer({**client_config, "group.id": group, "log_level": 3, "enable.auto.commit": False})
+
+
+def committed(reader: Consumer, partitions: dict[str, int], timeout_s: float) -> list[TopicPartition]:
+    """What the group of `reader` (group_reader) committed on `partitions` (topic -> partition
+    count): offset and metadata of each partition it committed. Raises KafkaException when the
+    cluster cannot say."""
+    tps = [TopicPartition(t, p) for t, n in sorted(partitions.items()) for p in range(n)]
+    if not tps:
+        return []
+    return [tp for tp in reader.committed(tps, timeout=timeout_s) if tp.error is None and tp.offset >= 0]
+
+
+def partitions_of(admin: AdminClient, timeout_s: float) -> dict[str, int]:
+    """Every topic of the cluster but Kafka's own (`__consumer_offsets`, ...), with its partition
+    count."""
+    topics = admin.list_topics(timeout=timeout_s).topics
+    return {name: len(meta.partitions) for name, meta in topics.items() if not name.startswith("__")}
 
 
 def backlog(admin: AdminClient, reader: Consumer, topic: str, partitions: int, timeout_s: float = 5.0) -> int:
