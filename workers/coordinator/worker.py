@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
-from topics.read import coordinates, read
+from topics.read import ReadError, coordinates, read
 from workers.coordinator import store
 from workers.coordinator.fold import TxLogEvent, due, in_doubt
 from workers.coordinator.partition import OPENS, Partition
@@ -32,6 +32,11 @@ STALL_MIN_MS = 5000
 # committed as the offset's metadata: every event before the offset is folded and its outputs
 # are committed with it. An offset without it (moved by an operator's reset) is not trusted so.
 FOLDED = "folded"
+# a take-over the cluster cannot answer (a broker down, its partitions' leaders moving) is tried
+# again every TAKE_OVER_PAUSE_S for this long before the error ends the process (then the
+# supervisor's restart tries again): a broker's failover takes 4-15 s here
+TAKE_OVER_RETRY_S = 30.0
+TAKE_OVER_PAUSE_S = 1.0
 
 
 class CoordinatorHandler:
@@ -73,7 +78,7 @@ class CoordinatorHandler:
         if not wanted:
             return {}
         t0 = time.monotonic()
-        taken, starts = take_over(self.settings, self.db, self.group, self.tx_log, wanted, self.on_progress)
+        taken, starts = self._take_over(wanted)
         self.partitions.update(taken)
         log.info(
             "took over partitions %s with %d open transactions in %.2fs",
@@ -82,6 +87,20 @@ class CoordinatorHandler:
             time.monotonic() - t0,
         )
         return {(self.tx_log, p): o for p, o in starts.items()}
+
+    def _take_over(self, wanted: list[int]) -> tuple[dict[int, Partition], dict[int, int]]:
+        """take_over, tried again while the cluster cannot answer, for up to TAKE_OVER_RETRY_S.
+        Each try starts afresh from the store and the log, so a failed one leaves nothing."""
+        deadline = time.monotonic() + TAKE_OVER_RETRY_S
+        while True:
+            try:
+                return take_over(self.settings, self.db, self.group, self.tx_log, wanted, self.on_progress)
+            except (KafkaException, ReadError) as e:
+                if time.monotonic() + TAKE_OVER_PAUSE_S > deadline:
+                    raise
+                log.warning("taking over partitions %s failed, trying again: %s", wanted, e)
+            self.on_progress()  # a wait on the cluster, not a stall
+            time.sleep(TAKE_OVER_PAUSE_S)
 
     def revoked(self, partitions):
         for tp in partitions:
@@ -230,7 +249,7 @@ def _committed(settings, group: str, topic: str, parts: list[int]) -> dict[int, 
         consumer.close()
     out = {}
     for tp in committed:
-        if tp.error is not None:  # never guess a position: the loop retries the assignment
-            raise RuntimeError(f"committed offset of {topic}[{tp.partition}]: {tp.error}")
+        if tp.error is not None:  # never guess a position: the take-over is tried again
+            raise KafkaException(tp.error)
         out[tp.partition] = (tp.offset, tp.metadata or "")
     return out
