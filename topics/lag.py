@@ -184,6 +184,9 @@ class LagReader:
         ends: dict[tuple[str, int], int | None] = {}
         seen = set()
         self.group_errors, self.members = {}, {}
+        for g in set(self._readers) - set(groups):  # a group gone, or no longer asked for
+            self._readers.pop(g).close()
+            self._group_topics.pop(g, None)
         for g in groups:
             assigned: set[str] = set()
             try:
@@ -365,12 +368,12 @@ def backlog(admin: AdminClient, reader: Consumer, topic: str, partitions: int, t
     """Records of `topic` that the group of `reader` (group_reader) has not committed past, over
     every partition: its lag as `kafka-consumer-groups` counts it, from the log start where the
     group has committed nothing. Raises KafkaException when the cluster cannot say."""
+    done = {tp.partition: tp.offset for tp in committed(reader, {topic: partitions}, timeout_s)}
     tps = [TopicPartition(topic, p) for p in range(partitions)]
-    committed = {tp.partition: tp.offset for tp in reader.committed(tps, timeout=timeout_s)}
     ends = _list(admin, tps, OffsetSpec.latest(), timeout_s)
-    fresh = [tp for tp in tps if committed.get(tp.partition, -1) < 0]
+    fresh = [tp for tp in tps if tp.partition not in done]
     starts = _list(admin, fresh, OffsetSpec.earliest(), timeout_s) if fresh else {}
-    return sum(max(0, ends[p] - (committed[p] if committed.get(p, -1) >= 0 else starts[p])) for p in ends)
+    return sum(max(0, ends[p] - (done[p] if p in done else starts[p])) for p in ends)
 
 
 def _list(admin: AdminClient, tps: list[TopicPartition], spec, timeout_s: float) -> dict[int, int]:
