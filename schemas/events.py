@@ -15,6 +15,8 @@ Participant: TypeAlias = Literal["inventory", "payment"]
 Outcome: TypeAlias = Literal["commit", "abort"]
 Vote: TypeAlias = Literal["yes", "no"]
 Status: TypeAlias = Literal["PENDING", "CONFIRMED", "REJECTED", "SHIPPED"]
+# every order's transaction spans exactly these: a TxBegun naming others is refused
+PARTICIPANTS: tuple[Participant, ...] = ("inventory", "payment")
 
 
 def canonical_json(obj: Any) -> bytes:

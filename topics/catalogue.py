@@ -19,6 +19,9 @@ class Topic:
     cleanup: str = "delete"
     retention_ms: int = 7 * DAY_MS
     extra: dict = field(default_factory=dict)
+    # every record is signed by the one service entitled to write its event, and counts only on
+    # its key's partition (workers/runtime/signing.py): several principals may write the topic
+    signed: bool = False
 
     def configs(self, min_isr: int) -> dict[str, str]:
         return {
@@ -36,10 +39,15 @@ TX_LOG = Topic(
     key="order_id",
     retention_ms=-1,
     events=("TxBegun", "Voted", "DeadlinePassed", "Decided", "Acked"),
+    signed=True,
 )
-INVENTORY_COMMANDS = Topic("inventory.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"))
-PAYMENT_COMMANDS = Topic("payment.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"))
-ORDERS_STATUS = Topic("orders.status.v1", key="order_id", retention_ms=-1, events=("StatusChanged",))
+INVENTORY_COMMANDS = Topic(
+    "inventory.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"), signed=True
+)
+PAYMENT_COMMANDS = Topic(
+    "payment.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"), signed=True
+)
+ORDERS_STATUS = Topic("orders.status.v1", key="order_id", retention_ms=-1, events=("StatusChanged",), signed=True)
 ORDERS_DLQ = Topic(
     "orders.dlq.v1", key="original key (its sha256 if too long)", retention_ms=30 * DAY_MS, events=()
 )
@@ -62,6 +70,10 @@ DLQ_TRUNCATED_FROM = "dlq.truncated_from"
 DLQ_KEY_DIGESTED_FROM = "dlq.key_digested_from"
 DLQ_HEADERS_DIGESTED_FROM = "dlq.headers_digested_from"
 DLQ_HEADERS_SHA256 = "dlq.headers_sha256"
+
+# what a re-driven record carries besides the original: how often it went round (topics/redrive.py);
+# outside what a signature covers, so a signed record re-driven stays its author's
+REPLAY_COUNT = "replay.count"
 
 # participant name -> the topic of its commands
 COMMANDS = {"inventory": INVENTORY_COMMANDS, "payment": PAYMENT_COMMANDS}
@@ -111,6 +123,10 @@ class Names:
 
     def commands(self, participant: str) -> str:
         return self.topic(COMMANDS[participant])
+
+    def signed(self) -> tuple[str, ...]:
+        """The deployed names of the signed topics."""
+        return tuple(self.topic(t) for t in ALL if t.signed)
 
     @property
     def group_prefix(self) -> str:

@@ -36,11 +36,12 @@ from topics.catalogue import (
     DLQ_REASON,
     DLQ_TOPIC,
     DLQ_TRUNCATED_FROM,
+    REPLAY_COUNT,
 )
 from topics.producer import PRODUCER_DEFAULTS
 from topics.read import coordinates, headers_of, read
 
-COUNT = "replay.count"
+COUNT = REPLAY_COUNT
 
 
 class ReplayError(RuntimeError):

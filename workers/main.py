@@ -7,13 +7,13 @@ import signal
 import sys
 
 from infra.postgres.databases import DATABASE
-from topics.catalogue import ACCESS, TX_LOG
+from topics.catalogue import ACCESS
 from workers.runtime.clients import LoopConfig
 from workers.runtime.db import Database
 from workers.runtime.liveness import Liveness
 from workers.runtime.loop import Fatal, Loop
 from workers.runtime.metrics import Metrics
-from workers.runtime.signing import AUTHORS, Signer
+from workers.runtime.signing import AUTHORS, Signer, Verifier
 
 PIPELINE = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
 WORKERS = PIPELINE + ("tracker",)  # the tracker watches; it decides nothing
@@ -46,21 +46,25 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
         from workers.coordinator.worker import CoordinatorHandler
 
         return CoordinatorHandler(settings, db, names, metrics)
+    # every worker below acts only on events their authors signed (workers/runtime/signing.py)
+    verifier = Verifier.of(settings)
     if name in ("inventory", "payment"):
         from workers.participant.core import INVENTORY, PAYMENT
         from workers.participant.store import LEDGERS
         from workers.participant.worker import ParticipantHandler
 
         resource = INVENTORY if name == "inventory" else PAYMENT
-        return ParticipantHandler(resource, LEDGERS[resource.participant], db, names, metrics, settings.crash)
+        return ParticipantHandler(
+            resource, LEDGERS[resource.participant], db, names, metrics, verifier, settings.crash
+        )
     if name == "shipping":
         from workers.shipping.worker import ShippingHandler
 
-        return ShippingHandler(db, names, metrics)
+        return ShippingHandler(db, names, metrics, verifier)
     if name == "status":
         from workers.status.worker import StatusHandler
 
-        return StatusHandler(db, names, metrics)
+        return StatusHandler(db, names, metrics, verifier)
     raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
 
 
@@ -94,9 +98,7 @@ def run(
     liveness = Liveness()
     handler = build(name, settings, metrics, liveness)
     cfg = loop_config(name, instance, settings, protocol, static)
-    signer = (
-        Signer(name, settings.signing_key(name), (settings.names.topic(TX_LOG),)) if name in AUTHORS else None
-    )
+    signer = Signer(name, settings.signing_key(name), settings.names.signed()) if name in AUTHORS else None
     loop = Loop(settings, cfg, handler, metrics, liveness, signer)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)

@@ -236,6 +236,7 @@ def _refuse_if_active(groups: Groups, group: str, what: str) -> None:
 
 
 def _rebuild_status(args, settings) -> int:
+    from workers.runtime.signing import Verifier
     from workers.status.rebuild import compare, rebuild, swap
     from workers.status.store import DATABASE, LIVE, REBUILD
 
@@ -247,7 +248,7 @@ def _rebuild_status(args, settings) -> int:
     elif groups.exists(group) and groups.members(group):
         print(f"note: {group} is running; rows it changes meanwhile show as differences")
     print(f"rebuilding {REBUILD} from {topic} ...")
-    r = rebuild(settings.kafka(), dsn, topic)
+    r = rebuild(settings.kafka(), dsn, topic, Verifier.of(settings))
     c = compare(dsn)
     print(
         f"  {r['events']} status events folded ({r['skipped']} skipped as dead letters) in "

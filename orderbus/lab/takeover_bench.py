@@ -11,6 +11,7 @@ when a partition moves to it after a crash. Each case is timed `repeat` times (m
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 
@@ -19,7 +20,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from orderbus.lab.sandbox import Sandbox
 from schemas import codec
-from schemas.events import TxBegun, Voted
+from schemas.events import PARTICIPANTS, TxBegun, Voted
+from topics.catalogue import PARTITIONS
+from topics.partition import partition_for
 from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx
 from workers.coordinator.worker import FOLDED, take_over
@@ -27,7 +30,6 @@ from workers.runtime.db import Database
 from workers.runtime.signing import author, signed_as
 
 TAIL_ORDERS = 100
-PARTICIPANTS = ("inventory", "payment")
 
 
 def _tx(oid: str, outcome: str | None) -> Tx:
@@ -56,8 +58,9 @@ def _fill_store(sb: Sandbox, history: int, open_: int, log) -> None:
 
 def _write_tail(sb: Sandbox) -> int:
     producer = Producer(sb.settings.kafka(**{"acks": "all", "linger.ms": 20}))
-    for i in range(TAIL_ORDERS):
-        oid = f"t-{i}"
+    # ids whose events sit on partition 0, where the readers take them
+    tail = (oid for oid in (f"t-{i}" for i in itertools.count()) if partition_for(oid.encode(), PARTITIONS) == 0)
+    for oid in itertools.islice(tail, TAIL_ORDERS):
         for event in (TxBegun(oid, PARTICIPANTS, 0), *(Voted(oid, p, "yes", None) for p in PARTICIPANTS)):
             value, headers = codec.encode(event)
             headers = signed_as(sb.settings, author(event), sb.tx_log_topic, oid.encode(), value, headers)

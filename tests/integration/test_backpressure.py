@@ -70,3 +70,45 @@ def test_intake_holds_new_orders_while_a_participant_is_away(settings, tmp_path)
         assert {s for s, _ in final.values()} == {"SHIPPED"}, final
     finally:
         p.close()
+
+
+def test_a_reset_coordinator_group_does_not_hold_intake(settings, tmp_path, monkeypatch, capsys):
+    """The coordinator's group reset to the start of tx.log while it is stopped: the coordinator
+    resumes at its saved offset, not there, and must tell the group so, or intake reads the
+    stale committed offsets as a backlog of all of tx.log and holds every new order for ever
+    (nothing else would write the tx.log records that move them)."""
+    from test_replay import run, wait_inactive
+
+    limit = 40  # fewer than the tx.log records of the first orders
+    p = Pipeline(
+        settings,
+        "r" + uuid.uuid4().hex[:8],
+        tmp_path,
+        deadline_ms=10_000,
+        env={"ORDERBUS_INTAKE_MAX_BACKLOG": str(limit)},
+    )
+    try:
+        p.stock(**{"r-sku": 10_000})
+        p.account(rc=10_000_000)
+        p.start()
+        first = [f"r-{i}" for i in range(30)]  # about 180 tx.log records
+        p.publish(*(order(oid, "rc", ("r-sku", 1, 100)) for oid in first))
+        p.wait_final(first, timeout_s=90)
+        p.wait_settled(timeout_s=60)
+        time.sleep(3)  # the coordinator has saved and committed: nothing open
+
+        group = p.settings.names.group("coordinator")
+        p.sup.hold(p.sup.find("coordinator"))
+        wait_inactive(p.settings, group)
+        code, out = run(p.env, monkeypatch, capsys, "reset", "--group", group, "--to-earliest", "--execute")
+        assert code == 0, out
+        p.sup.release(p.sup.find("coordinator"))
+        time.sleep(8)  # the coordinator has taken its partitions over, and intake looked again
+
+        later = [f"r-later-{i}" for i in range(5)]
+        p.publish(*(order(oid, "rc", ("r-sku", 1, 100)) for oid in later))
+        assert set(p.wait_final(later, timeout_s=60).values()) == {("SHIPPED", None)}
+        reader = group_reader(p.settings.kafka(), group)
+        assert backlog(AdminClient(p.settings.kafka()), reader, p.tx_log_topic, PARTITIONS) < limit
+    finally:
+        p.close()

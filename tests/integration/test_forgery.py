@@ -15,8 +15,9 @@ from pipeline import Pipeline, order
 from orderbus.ops.verify import verify
 from schemas import codec
 from schemas.errors import DeadLetter
-from schemas.events import Decided, Voted
-from topics.catalogue import DLQ_REASON, DLQ_TOPIC
+from schemas.events import Abort, Commit, Decided, StatusChanged, TxBegun, Voted
+from topics.catalogue import DLQ_REASON, DLQ_TOPIC, PARTITIONS
+from topics.partition import partition_for
 from topics.read import read
 from workers.runtime.signing import Signer, Verifier
 
@@ -94,5 +95,129 @@ def test_inventory_cannot_vote_for_payment_nor_decide(settings, tmp_path):
             p.sql("payments", "SELECT captured_cents FROM accounts WHERE customer_id = %s", ("g-cust",))[0][0]
             == 0
         )
+    finally:
+        p.close()
+
+
+def test_a_vote_on_another_partition_decides_nothing(settings, tmp_path):
+    """Inventory's own, genuinely signed yes vote placed on a tx.log partition that is not its
+    order's: the owner of that partition must not fold it. Otherwise it finds the order in the
+    coordinator's store (payment voted yes there), decides commit and ships, while the order's
+    own partition aborts it at its deadline and payment releases its hold."""
+    p = Pipeline(settings, "x" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=4000)
+    oid = "x-1"
+    try:
+        p.stock(**{"x-sku": 10})
+        p.account(**{"x-cust": 10_000})
+        p.start()
+        p.sup.hold(p.sup.find("inventory"))  # the test speaks as inventory
+        p.publish(order(oid, "x-cust", ("x-sku", 1, 500)))
+        deadline = time.monotonic() + 60
+        while not any(e.TYPE == "Voted" for e in tx_log_events(p, oid)):
+            assert time.monotonic() < deadline, "payment never voted"
+            time.sleep(0.3)
+        time.sleep(2.5)  # the coordinator saves the open order (about once a second)
+
+        as_inventory = p.settings.as_principal("inventory")
+        value, headers = codec.encode(Voted(oid, "inventory", "yes", None))
+        headers = Signer("inventory", as_inventory.signing_key("inventory"), (p.tx_log_topic,)).headers(
+            p.tx_log_topic, oid.encode(), value, headers
+        )
+        home = partition_for(oid.encode(), PARTITIONS)
+        producer = Producer(as_inventory.kafka())
+        producer.produce(
+            p.tx_log_topic, key=oid.encode(), value=value, headers=headers, partition=(home + 1) % PARTITIONS
+        )
+        assert producer.flush(30) == 0
+
+        assert p.wait_final([oid], timeout_s=90)[oid] == ("REJECTED", "deadline")
+        time.sleep(3)  # a decision from the other partition would be on tx.log by now
+        decided = [e for e in tx_log_events(p, oid, Verifier.of(p.settings)) if e.TYPE == "Decided"]
+        assert [(d.outcome, d.reason) for d in decided] == [("abort", "deadline")]
+        assert p.sql("shipping", "SELECT count(*) FROM shipments WHERE order_id = %s", (oid,))[0][0] == 0
+        assert p.statuses([oid])[oid][0] == "REJECTED"
+        dead = [d for d in p.dead_letters() if d["key"] == oid.encode()]
+        assert [(d["headers"][DLQ_REASON], d["headers"][DLQ_TOPIC]) for d in dead] == [
+            ("misplaced", p.tx_log_topic)
+        ]
+    finally:
+        p.close()
+
+
+def test_intake_cannot_decide(settings, tmp_path):
+    """What intake's credentials and key can write, and none of it decides an order: a CONFIRMED
+    status for an order the pipeline rejected; a Commit to inventory and an Abort to payment for
+    an order the coordinator has not decided; a TxBegun that names inventory only. The first two
+    are dead-lettered as forged by every worker that reads them, the begin as breaking a rule,
+    and each order ends as the coordinator decides it."""
+    p = Pipeline(settings, "i" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=4000)
+    rejected, undecided, lone = "i-rejected", "i-undecided", "i-lone"
+    try:
+        p.stock(**{"i-sku": 3})
+        p.account(**{"i-cust": 100_000})
+        p.start()
+        as_intake = p.settings.as_principal("intake")
+        key = as_intake.signing_key("intake")
+        inventory_topic, payment_topic = (p.settings.names.commands(n) for n in ("inventory", "payment"))
+        signed = (p.tx_log_topic, p.status_topic, inventory_topic, payment_topic)
+        producer = Producer(as_intake.kafka(partitioner="murmur2_random"))
+
+        def write(topic, event):
+            value, headers = codec.encode(event)
+            headers = Signer("intake", key, signed).headers(topic, event.order_id.encode(), value, headers)
+            producer.produce(topic, key=event.order_id.encode(), value=value, headers=headers)
+            assert producer.flush(30) == 0
+
+        def wait_votes(oid, n):
+            deadline = time.monotonic() + 60
+            while len([e for e in tx_log_events(p, oid) if e.TYPE == "Voted"]) < n:
+                assert time.monotonic() < deadline, f"{oid}: fewer than {n} votes"
+                time.sleep(0.3)
+
+        # a rejected order confirmed
+        p.publish(order(rejected, "i-cust", ("i-sku", 5, 100)))  # out of stock
+        assert p.wait_final([rejected])[rejected] == ("REJECTED", "inventory:out_of_stock")
+        write(p.status_topic, StatusChanged(rejected, "CONFIRMED", None, int(time.time() * 1000)))
+
+        # an undecided order committed at inventory and aborted at payment
+        p.sup.hold(p.sup.find("coordinator"))
+        p.publish(order(undecided, "i-cust", ("i-sku", 1, 100)))
+        wait_votes(undecided, 2)
+        write(inventory_topic, Commit(undecided))
+        write(payment_topic, Abort(undecided, "deadline"))
+        time.sleep(5)  # what the forgeries would do is done by now
+        for db in ("inventory", "payments"):
+            assert p.sql(db, "SELECT state FROM holds WHERE order_id = %s", (undecided,)) == [("held",)], db
+        p.sup.release(p.sup.find("coordinator"))
+        assert p.wait_final([undecided], timeout_s=90)[undecided] == ("SHIPPED", None)
+
+        # an order begun for inventory alone, while payment cannot vote
+        p.sup.hold(p.sup.find("payment"))
+        write(p.tx_log_topic, TxBegun(lone, ("inventory",), int(time.time() * 1000) + 4000))
+        p.publish(order(lone, "i-cust", ("i-sku", 1, 100)))
+        assert p.wait_final([lone], timeout_s=90)[lone] == ("REJECTED", "deadline")
+        p.sup.release(p.sup.find("payment"))
+
+        assert p.statuses([rejected])[rejected][0] == "REJECTED"
+        assert p.sql("shipping", "SELECT order_id FROM shipments ORDER BY order_id") == [(undecided,)]
+        for oid, outcome in ((rejected, "abort"), (undecided, "commit"), (lone, "abort")):
+            genuine = [e for e in tx_log_events(p, oid, Verifier.of(p.settings)) if e.TYPE == "Decided"]
+            assert {d.outcome for d in genuine} == {outcome}, oid
+        dead = sorted(
+            (d["key"].decode(), d["headers"][DLQ_REASON], d["headers"][DLQ_TOPIC])
+            for d in p.dead_letters()
+            if d["key"] in (rejected.encode(), undecided.encode(), lone.encode())
+        )
+        assert dead == sorted(
+            [
+                (rejected, "forged", p.status_topic),  # read by shipping
+                (rejected, "forged", p.status_topic),  # and by status
+                (undecided, "forged", inventory_topic),
+                (undecided, "forged", payment_topic),
+                (lone, "rule_violation", p.tx_log_topic),
+            ]
+        )
+        result = verify(p.settings, wait_s=90)
+        assert result["violations"] == [], result["violations"]
     finally:
         p.close()

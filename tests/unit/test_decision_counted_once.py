@@ -10,7 +10,8 @@ from records import Msg
 
 from schemas import codec
 from schemas.events import TxBegun, Voted
-from topics.catalogue import TX_LOG, Names
+from topics.catalogue import PARTITIONS, TX_LOG, Names
+from topics.partition import partition_for
 from workers.coordinator.partition import Partition
 from workers.coordinator.worker import CoordinatorHandler
 from workers.runtime.metrics import DECISIONS, Metrics
@@ -24,7 +25,8 @@ def test_the_coordinator_counts_a_decision_only_once_it_commits():
     handler = CoordinatorHandler(
         SimpleNamespace(deadline_ms=10_000, crash=""), nothing_stored, Names(), metrics, verifier=Verifier(keys)
     )
-    handler.partitions[2] = Partition()  # as assigned
+    home = partition_for(b"o-1", PARTITIONS)  # where every event of o-1 sits
+    handler.partitions[home] = Partition()  # as assigned
     events = [
         TxBegun("o-1", ("inventory", "payment"), 10_000),
         Voted("o-1", "inventory", "yes", None),
@@ -35,7 +37,8 @@ def test_the_coordinator_counts_a_decision_only_once_it_commits():
     for n, e in enumerate(events):
         value, headers = codec.encode(e)
         signer = Signer(author(e), keys[author(e)], (tx_log,))
-        msgs.append(Msg(value, signer.headers(tx_log, b"k", value, headers), _topic=tx_log, _offset=n))
+        headers = signer.headers(tx_log, b"o-1", value, headers)
+        msgs.append(Msg(value, headers, _key=b"o-1", _topic=tx_log, _partition=home, _offset=n))
     outs = handler.process(msgs, 1)
 
     def decisions() -> float:

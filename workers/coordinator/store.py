@@ -25,22 +25,25 @@ def load_open(cur, parts: list[int]) -> dict[int, tuple[int, list[Tx]]]:
     return out
 
 
-def lookup(cur, order_ids: list[str]) -> dict[str, Tx]:
-    cur.execute("SELECT order_id, tx FROM txs WHERE order_id = ANY(%s)", (order_ids,))
-    return {oid: from_dict(tx) for oid, tx in cur.fetchall()}
+def lookup(cur, order_ids: list[str]) -> dict[tuple[int, str], Tx]:
+    """(partition, order id) -> what is saved of these orders. An order's events all sit on
+    one partition, and a row counts only for the partition it was folded from."""
+    cur.execute("SELECT part, order_id, tx FROM txs WHERE order_id = ANY(%s)", (order_ids,))
+    return {(part, oid): from_dict(tx) for part, oid, tx in cur.fetchall()}
 
 
 def save(cur, rows: list[tuple[str, int, int, bool, Tx]], positions: dict[int, int]) -> None:
     """rows: (order id, partition, offset of its last event, finished, tx). Neither a row nor a
     position ever moves back: a write from an instance that has since lost the partition, or a
-    slower one, cannot undo what a newer owner saved."""
+    slower one, cannot undo what a newer owner saved. A row folded from one partition is never
+    overwritten from another: offsets of two partitions do not compare."""
     if rows:
         execute_values(
             cur,
             "INSERT INTO txs (order_id, part, at_offset, finished, tx) VALUES %s "
             "ON CONFLICT (order_id) DO UPDATE SET at_offset = EXCLUDED.at_offset, "
             "finished = EXCLUDED.finished, tx = EXCLUDED.tx "
-            "WHERE txs.at_offset < EXCLUDED.at_offset",
+            "WHERE txs.part = EXCLUDED.part AND txs.at_offset < EXCLUDED.at_offset",
             [
                 (oid, part, at, done, Json(to_dict(tx)))
                 for oid, part, at, done, tx in sorted(rows, key=lambda r: r[0])

@@ -179,8 +179,9 @@ def fold_into(partitions: dict[int, Partition], db, items, now_ms: int) -> list[
     if wanted:
         found = db.run(lambda cur: store.lookup(cur, wanted))
         for p, ids in unknown.items():
-            for oid in ids & found.keys():
-                partitions[p].learn(found[oid], now_ms)
+            for oid in ids:
+                if (p, oid) in found:
+                    partitions[p].learn(found[(p, oid)], now_ms)
     decided = []
     for p, offset, event in items:
         outputs = partitions[p].apply(offset, event, now_ms)
@@ -227,16 +228,19 @@ def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: 
     starts = {p: a for p, (a, _) in ranges.items()}
     stops = {p: b for p, (_, b) in ranges.items()}
     verifier = Verifier.of(settings)
+    refused = 0
     for msg in read(settings.kafka(), topic, starts, stops, timeout_s=3600, group=group, on_progress=beat):
         _, partition, offset = coordinates(msg)
         try:
             items.append((partition, offset, verifier.decode(msg)))
         except DeadLetter:
-            pass  # dead-lettered when it was first read
+            refused += 1  # dead-lettered when it was first read (keys are never retired)
         partitions[partition].next_offset = offset + 1
         if len(items) >= chunk:
             flush()
     flush()
+    if refused:
+        log.warning("re-fold of %s skipped %d records refused when first read", sorted(ranges), refused)
     for p, (_, stop) in ranges.items():
         partitions[p].next_offset = stop
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.events import OrderPlaced, Participant, Prepare, StatusChanged, TxBegun
-
-PARTICIPANTS: tuple[Participant, ...] = ("inventory", "payment")
+from schemas.events import PARTICIPANTS, OrderPlaced, Prepare, StatusChanged, TxBegun
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from workers.runtime.crash import CrashPoints
 from workers.runtime.db import Database
 from workers.runtime.handler import Stateless
 from workers.runtime.messages import decode_batch, emit
+from workers.runtime.signing import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,26 @@ log = logging.getLogger(__name__)
 class ParticipantHandler(Stateless):
     accepts = ("Prepare", "Commit", "Abort")
 
-    def __init__(self, resource: Resource, ledger: Ledger, db: Database, names, metrics, crash: str = ""):
+    def __init__(
+        self,
+        resource: Resource,
+        ledger: Ledger,
+        db: Database,
+        names,
+        metrics,
+        verifier: Verifier,
+        crash: str = "",
+    ):
         self.resource, self.ledger, self.db, self.metrics = resource, ledger, db, metrics
+        self.verifier = verifier  # a Prepare counts only as intake's, a decision as the coordinator's
         self.topics = (names.commands(resource.participant),)
         self.tx_log, self.dlq = names.topic(TX_LOG), names.topic(ORDERS_DLQ)
         self.crash = CrashPoints(metrics.worker, crash)
 
     def process(self, messages, now_ms):
-        events, dead = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq)
+        events, dead = decode_batch(
+            messages, self.metrics, now_ms, self.accepts, self.dlq, check=self.verifier.check
+        )
         commands = [e for _, e in events]
         if not commands:
             return dead

@@ -120,6 +120,13 @@ class Loop:
             for tp in partitions:
                 tp.offset = starts.get((tp.topic, tp.partition), tp.offset)
             self.starts.update(starts)
+            # everything before where the handler resumes is done: committed at the next round, so
+            # the group's offset is true even if the partition never gets another record (a reset
+            # or expired offset would otherwise read as a backlog for ever, and hold intake)
+            for (topic, p), offset in starts.items():
+                self.acked[(topic, p)] = TopicPartition(
+                    topic, p, offset, metadata=self.handler.offset_metadata(topic, p)
+                )
             consumer.incremental_assign(partitions)  # instead of the committed offsets
         self.liveness.assigned(_keys(partitions))
 

@@ -221,23 +221,29 @@ class Settings:
             ) from None
 
     def signing_key(self, service: str) -> bytes:
-        """The key `service` signs its tx.log events with (workers/runtime/signing.py), from
-        the file ORDERBUS_SIGNING_KEY_<SERVICE>_FILE names, else from what `orderbus up`
-        generated under $ORDERBUS_HOME/secrets. A service needs its own; the coordinator and
-        the operators' checks need every writer's."""
+        """The key `service` signs with: the first of its keys."""
+        return self.signing_keys(service)[0]
+
+    def signing_keys(self, service: str) -> list[bytes]:
+        """Every key of `service` (workers/runtime/signing.py), one per line, newest first: it
+        signs with the first, and each verifies what it signed. From the file
+        ORDERBUS_SIGNING_KEY_<SERVICE>_FILE names, else from what `orderbus up` generated under
+        $ORDERBUS_HOME/secrets. A service needs its own; its readers need every writer's."""
         named = self.env.get(f"ORDERBUS_SIGNING_KEY_{service.upper()}_FILE")
         path = Path(named) if named else self.home / "secrets" / f"signing-{service}.key"
         try:
-            key = path.read_bytes().strip()
+            keys = [k.strip() for k in path.read_bytes().splitlines() if k.strip()]
         except OSError as e:
             raise SettingsError(
                 f"no signing key for {service!r} ({path}: {e.strerror}); set "
                 f"ORDERBUS_SIGNING_KEY_{service.upper()}_FILE, or run `orderbus up` for a local "
                 "cluster"
             ) from None
-        if len(key) < 16:
-            raise SettingsError(f"the signing key of {service!r} in {path} is too short to be one")
-        return key
+        if not keys:
+            raise SettingsError(f"{path} holds no signing key for {service!r}")
+        if any(len(k) < 16 for k in keys):
+            raise SettingsError(f"a signing key of {service!r} in {path} is too short to be one")
+        return keys
 
 
 def _host_id(env: dict) -> str:

@@ -1,44 +1,79 @@
-"""Who wrote a tx.log event. Several services may write tx.log (its ACL is per topic), so the
-topic alone cannot say whose a vote is: each writer signs its events with its own key
-(HMAC-SHA256 over the whole record and its topic), and every
-reader that folds the log checks that the event's author signed it. TxBegun is intake's, a vote
-or an acknowledgement its participant's, a decision or a deadline marker the coordinator's.
+"""Who wrote an event, and where. Several services write each signed topic (tx.log, the commands
+topics, orders.status; their ACLs are per topic), so the topic alone cannot say whose a record
+is: each writer signs what it writes there with its own key (HMAC-SHA256 over the topic, key,
+value and headers), and every reader checks, before it acts or folds, that
 
-A forged event (unsigned, signed by another service, or altered) is dead-lettered by the
-coordinator and skipped by every other reader, so it never reaches the fold. The check is a pure
-function of the record and the keys: every coordinator that reads the partition, and every
-rebuild, folds the same events in the same order."""
+- the event's author signed it: TxBegun, Prepare and PENDING are intake's; a vote or an
+  acknowledgement its participant's; Commit, Abort, CONFIRMED, REJECTED, a decision or a
+  deadline marker the coordinator's; SHIPPED shipping's;
+- it sits where its order's events sit: its key is its order id, on the key's partition (a
+  signature does not cover the partition, and a copy on another partition would be folded by
+  another owner, apart from the order's own events);
+- a TxBegun names exactly the pipeline's participants.
+
+A refused record is dead-lettered by the worker that reads it and skipped by every other reader,
+so it never reaches a fold. The check is a pure function of the record and the keys.
+
+Keys have ids (a digest of the key), carried beside the signature, and a service may have
+several: it signs with its newest, and every key it ever had still verifies, so a rotation
+never turns history into forgeries (README, Security: rotating a key).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import struct
-from typing import Mapping
+import time
+from typing import Callable, Iterable, Mapping
 
 from schemas import codec
-from schemas.errors import DeadLetter, UnknownEventError
-from topics.catalogue import TX_LOG
+from schemas.errors import DeadLetter, RuleViolationError, UnknownEventError
+from schemas.events import PARTICIPANTS
+from topics.catalogue import PARTITIONS, REPLAY_COUNT, TX_LOG
+from topics.partition import partition_for
 
+log = logging.getLogger(__name__)
 SIGNER = "orderbus-signer"
+KEY_ID = "orderbus-key-id"
 SIGNATURE = "orderbus-signature"
-# the services that write tx.log, each with a key of its own
-AUTHORS = ("intake", "coordinator", "inventory", "payment")
+# headers a signature does not cover: its own, and the count a re-drive adds
+UNSIGNED = (SIGNER, KEY_ID, SIGNATURE, REPLAY_COUNT)
+# the services that write the signed topics, each with keys of its own
+AUTHORS = ("intake", "coordinator", "inventory", "payment", "shipping")
+# a record signed with a key id not known yet makes the verifier read its key files again, at
+# most this often (a rotated key reaches every reader without a restart)
+RELOAD_EVERY_S = 5.0
 
 
 class ForgedEventError(DeadLetter):
-    """A tx.log event its author did not sign."""
+    """An event its author did not sign."""
 
     reason = "forged"
 
 
+class MisplacedEventError(DeadLetter):
+    """An event off its order's partition, or keyed by something else than its order id."""
+
+    reason = "misplaced"
+
+
 def author(event) -> str:
-    """The only service that may write `event` on tx.log."""
-    if event.TYPE == "TxBegun":
+    """The only service that may write `event`."""
+    kind = event.TYPE
+    if kind in ("TxBegun", "Prepare"):
         return "intake"
-    if event.TYPE in ("Voted", "Acked"):
+    if kind in ("Voted", "Acked"):
         return event.participant
-    return "coordinator"
+    if kind == "StatusChanged":
+        return {"PENDING": "intake", "SHIPPED": "shipping"}.get(event.status, "coordinator")
+    return "coordinator"  # Decided, DeadlinePassed, Commit, Abort
+
+
+def key_id(key: bytes) -> str:
+    """A key's public name: no key can be learnt from it."""
+    return hashlib.sha256(b"orderbus signing key id\0" + key).hexdigest()[:16]
 
 
 def encoded_headers(headers) -> bytes:
@@ -60,10 +95,12 @@ def encoded_headers(headers) -> bytes:
 
 
 def signature(key: bytes, topic: str, msg_key: bytes | None, value: bytes | None, headers) -> bytes:
-    """Over the topic (so an event signed for one pipeline's tx.log is no event of another's),
-    the key, the value and every header in order (an added or changed one breaks it)."""
+    """Over the topic (so an event signed for one pipeline's topic is no event of another's, nor
+    of another topic), the key, the value and every covered header in order (an added or changed
+    one breaks it)."""
     # the topic, key and value framed as two-item headers are: no two records sign alike
-    framed = encoded_headers([(topic, msg_key), ("", value)] + list(headers or ()))
+    covered = [(k, v) for k, v in (headers or ()) if k not in UNSIGNED]
+    framed = encoded_headers([(topic, msg_key), ("", value)] + covered)
     return hmac.new(key, framed, hashlib.sha256).hexdigest().encode()
 
 
@@ -74,47 +111,96 @@ def _bytes(value) -> bytes:
 class Signer:
     """Signs what one service writes to the signed topics."""
 
-    def __init__(self, name: str, key: bytes, topics: tuple[str, ...]):
-        self.name, self.key, self.topics = name, key, topics
+    def __init__(self, name: str, key: bytes, topics: Iterable[str]):
+        self.name, self.key, self.topics = name, key, frozenset(topics)
+        self.id = key_id(key).encode()
 
     def headers(self, topic: str, msg_key: bytes | None, value: bytes | None, headers):
         if topic not in self.topics:
             return headers
         return list(headers or ()) + [
             (SIGNER, self.name.encode()),
+            (KEY_ID, self.id),
             (SIGNATURE, signature(self.key, topic, msg_key, value, headers)),
         ]
 
 
-class Verifier:
-    """Checks that a tx.log event was signed by its author."""
+Keys = Mapping[str, "bytes | Iterable[bytes]"]
 
-    def __init__(self, keys: Mapping[str, bytes]):
-        self.keys = dict(keys)
+
+class Verifier:
+    """Checks that an event was signed by its author and sits where its order's events sit."""
+
+    def __init__(self, keys: Keys, reload: Callable[[], Keys] | None = None):
+        self.keys: dict[str, dict[str, bytes]] = {}
+        self._take(keys)
+        self.reload = reload
+        self.reloaded_at = time.monotonic()
 
     @classmethod
     def of(cls, settings) -> "Verifier":
-        return cls({a: settings.signing_key(a) for a in AUTHORS})
+        def load() -> Keys:
+            return {a: settings.signing_keys(a) for a in AUTHORS}
 
-    def decode(self, msg):
-        """The event of a tx.log record; DeadLetter if it is undecodable, no tx.log event, or
-        not signed by its author."""
+        return cls(load(), reload=load)
+
+    def _take(self, keys: Keys) -> None:
+        for writer, given in keys.items():
+            held = self.keys.setdefault(writer, {})  # a key once known is never forgotten
+            for k in [given] if isinstance(given, bytes) else given:
+                held[key_id(k)] = k
+
+    def decode(self, msg, accepts: tuple[str, ...] = TX_LOG.events):
+        """The event of a signed record; DeadLetter if it is undecodable, not one `accepts`,
+        misplaced or not signed by its author."""
         event = codec.decode(msg.value(), msg.headers())
-        if event.TYPE not in TX_LOG.events:
+        if event.TYPE not in accepts:
             raise UnknownEventError(f"{event.TYPE} does not belong on {msg.topic()}")
         self.check(msg, event)
         return event
 
     def check(self, msg, event) -> None:
+        placed(msg, event)
         h = dict(msg.headers() or ())
         claimed, given = _bytes(h.get(SIGNER)).decode(errors="replace"), _bytes(h.get(SIGNATURE))
         writer = author(event)
         if claimed != writer or writer not in self.keys:
             raise ForgedEventError(f"{event.TYPE} is {writer}'s to write; signed by {claimed or 'nobody'}")
-        signed = [(k, v) for k, v in (msg.headers() or ()) if k not in (SIGNER, SIGNATURE)]
-        want = signature(self.keys[writer], msg.topic(), msg.key(), msg.value(), signed)
-        if not hmac.compare_digest(given, want):
+        keys = self._keys(writer, _bytes(h.get(KEY_ID)).decode(errors="replace") if KEY_ID in h else None)
+        headers = msg.headers() or ()
+        if not any(
+            hmac.compare_digest(given, signature(k, msg.topic(), msg.key(), msg.value(), headers)) for k in keys
+        ):
             raise ForgedEventError(f"{event.TYPE} signed as {writer} with another key, or altered")
+        if event.TYPE == "TxBegun" and sorted(event.participants) != sorted(PARTICIPANTS):
+            raise RuleViolationError(f"TxBegun names {list(event.participants)}, not {list(PARTICIPANTS)}")
+
+    def _keys(self, writer: str, kid: str | None) -> list[bytes]:
+        """The keys a record of `writer`'s may be signed with: the one its id names (read again
+        from the key files if it is new), or, on a record signed before keys had ids, each."""
+        held = self.keys[writer]
+        if kid is None:
+            return list(held.values())
+        if kid not in held and self.reload and time.monotonic() - self.reloaded_at >= RELOAD_EVERY_S:
+            self.reloaded_at = time.monotonic()
+            try:
+                self._take(self.reload())
+            except Exception as e:  # a key file being written: the record is judged on what is known
+                log.warning("reading the signing keys again failed: %s", e)
+        return [held[kid]] if kid in held else []
+
+
+def placed(msg, event) -> None:
+    """MisplacedEventError unless `msg` is keyed by its event's order id, on that key's
+    partition (Kafka's default partitioner, which every orderbus producer uses)."""
+    key = msg.key()
+    if key != event.order_id.encode():
+        raise MisplacedEventError(f"{event.TYPE} of order {event.order_id!r} keyed {(key or b'')[:80]!r}")
+    home = partition_for(key, PARTITIONS)
+    if msg.partition() != home:
+        raise MisplacedEventError(
+            f"{event.TYPE} of order {event.order_id!r} on partition {msg.partition()}, not {home}"
+        )
 
 
 def signed_as(settings, writer: str, topic: str, msg_key: bytes | None, value: bytes | None, headers) -> list:

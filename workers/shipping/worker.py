@@ -7,20 +7,24 @@ from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS
 from workers.runtime.db import Database
 from workers.runtime.handler import Stateless
 from workers.runtime.messages import decode_batch, emit
+from workers.runtime.signing import Verifier
 from workers.shipping import store
 
 
 class ShippingHandler(Stateless):
     accepts = ("StatusChanged",)
 
-    def __init__(self, db: Database, names, metrics):
+    def __init__(self, db: Database, names, metrics, verifier: Verifier):
         self.db, self.metrics = db, metrics
+        self.verifier = verifier  # ships only what the coordinator confirmed
         self.status = names.topic(ORDERS_STATUS)
         self.topics = (self.status,)
         self.dlq = names.topic(ORDERS_DLQ)
 
     def process(self, messages, now_ms):
-        events, outs = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq)
+        events, outs = decode_batch(
+            messages, self.metrics, now_ms, self.accepts, self.dlq, check=self.verifier.check
+        )
         confirmed = sorted({e.order_id for _, e in events if e.status == "CONFIRMED"})
         if confirmed:
             # a redelivered CONFIRMED finds the row and announces SHIPPED again: the status

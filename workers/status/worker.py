@@ -7,6 +7,7 @@ from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS
 from workers.runtime.db import Database
 from workers.runtime.handler import Stateless
 from workers.runtime.messages import decode_batch
+from workers.runtime.signing import Verifier
 from workers.status import store
 
 RANK = {"PENDING": 0, "CONFIRMED": 1, "REJECTED": 1, "SHIPPED": 2}
@@ -29,13 +30,16 @@ def write(cur, events, table: str = store.LIVE) -> None:
 class StatusHandler(Stateless):
     accepts = ("StatusChanged",)
 
-    def __init__(self, db: Database, names, metrics):
+    def __init__(self, db: Database, names, metrics, verifier: Verifier):
         self.db, self.metrics = db, metrics
+        self.verifier = verifier  # a status counts only as the service's that may say it
         self.topics = (names.topic(ORDERS_STATUS),)
         self.dlq = names.topic(ORDERS_DLQ)
 
     def process(self, messages, now_ms):
-        events, dead = decode_batch(messages, self.metrics, now_ms, self.accepts, self.dlq)
+        events, dead = decode_batch(
+            messages, self.metrics, now_ms, self.accepts, self.dlq, check=self.verifier.check
+        )
         if events:
             self.db.run(lambda cur: write(cur, [e for _, e in events]))
         return dead
