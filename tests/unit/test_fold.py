@@ -436,3 +436,16 @@ def test_due_by_progress(tx, timers, now, progress, want_to):
         tx, timers, now, resend_after_ms=500, orphan_after_ms=60_000, progress=progress, stall_ms=500
     )
     assert [to for to, _ in outputs] == want_to
+
+
+def test_a_begin_read_past_its_deadline_gets_a_whole_deadline_from_then():
+    """A begin's deadline is intake's clock, read before intake's own database work: read late
+    by the coordinator (intake delayed after a quiet spell, or its host's clock behind), the
+    order still gets a whole deadline from when the coordinator first saw it before a silent
+    participant is taken for down."""
+    timers = Timers(first_seen_ms=50_000, begun_at=7)  # OPEN's deadline is 1_000
+    quiet = {"payment": Progress(20_000, 3, 3)}  # last heard on this partition 30 s before
+    kw = dict(resend_after_ms=500, orphan_after_ms=10_000, progress=quiet, stall_ms=10_000)
+    assert due(OPEN, timers, 59_999, **kw)[1] == []  # type: ignore[arg-type]
+    _, outputs = due(OPEN, timers, 60_000, **kw)  # type: ignore[arg-type]
+    assert outputs == [("tx.log", DeadlinePassed(O, 60_000))]

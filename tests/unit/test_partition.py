@@ -139,3 +139,26 @@ def test_a_begin_after_an_orphan_was_aborted_tells_the_named_participants():
     part.apply(1, DeadlinePassed("o", 0), 0)
     told = part.apply(2, TxBegun("o", P, 10_000), 0)
     assert [(to, e.TYPE) for to, e in told] == [("inventory", "Abort")]
+
+
+def test_an_order_taken_over_is_gone_past_by_a_participant_voting_on_later_orders():
+    """An order loaded from the store whose inventory vote was lost: inventory keeps voting on
+    orders begun after it on this partition, so it has gone past this one, and at the deadline
+    the order is aborted rather than held for as long as inventory stays busy."""
+    from workers.coordinator.fold import due
+
+    lost = Partition()
+    lost.apply(40, TxBegun("early", P, 10_000), 0)
+    lost.apply(41, Voted("early", "payment", "yes", None), 0)
+    saved = {oid: (at, tx) for oid, _, at, _, tx in lost.unsaved(3)}
+
+    part = Partition(42)  # a new owner
+    at, tx = saved["early"]
+    part.learn(tx, 5_000, at)
+    part.apply(50, TxBegun("later", P, 60_000), 5_100)
+    part.apply(51, Voted("later", "inventory", "yes", None), 19_500)  # busy, alive
+    tx, timers = part.open["early"]
+    _, outputs = due(
+        tx, timers, 20_000, resend_after_ms=3000, orphan_after_ms=10_000, progress=part.progress, stall_ms=10_000
+    )
+    assert [e.TYPE for _, e in outputs] == ["DeadlinePassed"]

@@ -79,6 +79,8 @@ class Timers:
     resent_ms: int | None = None
     resends: int = 0  # decisions re-sent so far: each waits twice as long as the one before
     begun_at: int | None = None  # tx.log offset of its TxBegun, where the shell read it
+    # of an order taken over from the store: its TxBegun is at or before this offset
+    begun_by: int | None = None
     decided_at: int | None = None  # tx.log offset of the event that decided it
 
 
@@ -188,8 +190,9 @@ def due(
     A deadline is for a participant that is down or stuck, never for one that is merely behind:
     an undecided order past its deadline gets one ``DeadlinePassed`` unless every participant yet
     to vote has been heard from within ``stall_ms`` and has not gone past the order (it is working
-    through the orders before it). An order seen without ``TxBegun`` (its begin lost) gets the
-    deadline ``first_seen_ms + orphan_after_ms`` when both are given.
+    through the orders before it). When ``first_seen_ms`` and ``orphan_after_ms`` are given, an
+    order seen without ``TxBegun`` (its begin lost) gets the deadline ``first_seen_ms +
+    orphan_after_ms``, and a begun one never less than that.
 
     A decision not acknowledged by all is re-sent to a missing participant only when it may be
     lost (see ``_lost``), ``resend_after_ms`` after the decision, then twice as long after each
@@ -202,8 +205,12 @@ def due(
         if timers.deadline_appended_ms is not None:
             return timers, []  # once per order: the fold decides when it reads the marker
         deadline = tx.deadline_ms
-        if not tx.begun and orphan_after_ms is not None and timers.first_seen_ms is not None:
-            deadline = timers.first_seen_ms + orphan_after_ms
+        if orphan_after_ms is not None and timers.first_seen_ms is not None:
+            # the begin's deadline is intake's clock, read before intake's own database work:
+            # whatever delayed the begin or skewed that clock, an order gets a whole deadline
+            # from when this shell first saw it
+            seen = timers.first_seen_ms + orphan_after_ms
+            deadline = seen if not tx.begun or deadline is None else max(deadline, seen)
         if deadline is None or now_ms < deadline:
             return timers, []
         if _behind(tx, timers, now_ms, progress, stall_ms):
@@ -237,8 +244,8 @@ def _behind(tx: Tx, timers: Timers, now_ms: int, progress: Mapping[str, Progress
     for p in missing:
         if now_ms - _seen_ms(p, timers, progress) >= stall_ms:
             return False  # silent: down or stuck
-        seen = progress.get(p)
-        if seen is not None and timers.begun_at is not None and seen.voted_past > timers.begun_at:
+        seen, begun = progress.get(p), timers.begun_at if timers.begun_at is not None else timers.begun_by
+        if seen is not None and begun is not None and seen.voted_past > begun:
             return False  # went past it without a vote: the Prepare or the vote was lost
     return bool(missing)
 

@@ -30,12 +30,15 @@ class Partition:
         """Those of `order_ids` this partition must look up in the store before folding."""
         return {o for o in order_ids if o not in self.open and o not in self.finished}
 
-    def learn(self, tx: Tx, now_ms: int) -> None:
-        """A transaction read from the store: finished stays finished, open is resumed."""
+    def learn(self, tx: Tx, now_ms: int, at: int | None = None) -> None:
+        """A transaction read from the store, saved with the offset `at` of its last event:
+        finished stays finished, open is resumed. Its begin was read at or before `at`, so a
+        participant voting on an order begun after `at` has gone past it."""
         if is_finished(tx):
             self.finished[tx.order_id] = tx
         else:
-            self.open[tx.order_id] = (tx, Timers(first_seen_ms=now_ms))
+            begun_by = at if tx.begun else None
+            self.open[tx.order_id] = (tx, Timers(first_seen_ms=now_ms, begun_by=begun_by))
 
     def apply(self, offset: int, event, now_ms: int) -> list:
         """Fold one event; returns the decision's outputs when this event made it."""

@@ -14,22 +14,23 @@ from workers.runtime.db import Json, execute_values
 DATABASE = DATABASE_OF["coordinator"]
 
 
-def load_open(cur, parts: list[int]) -> dict[int, tuple[int, list[Tx]]]:
-    """partition -> (next offset the rows include, its open transactions), for the partitions
-    that have a snapshot."""
+def load_open(cur, parts: list[int]) -> dict[int, tuple[int, list[tuple[Tx, int]]]]:
+    """partition -> (next offset the rows include, its open transactions with the offset of
+    each one's last event), for the partitions that have a snapshot."""
     cur.execute("SELECT part, next_offset FROM snapshots WHERE part = ANY(%s)", (parts,))
-    out: dict[int, tuple[int, list[Tx]]] = {p: (o, []) for p, o in cur.fetchall()}
-    cur.execute("SELECT part, tx FROM txs WHERE part = ANY(%s) AND NOT finished", (list(out),))
-    for part, tx in cur.fetchall():
-        out[part][1].append(from_dict(tx))
+    out: dict[int, tuple[int, list[tuple[Tx, int]]]] = {p: (o, []) for p, o in cur.fetchall()}
+    cur.execute("SELECT part, tx, at_offset FROM txs WHERE part = ANY(%s) AND NOT finished", (list(out),))
+    for part, tx, at in cur.fetchall():
+        out[part][1].append((from_dict(tx), at))
     return out
 
 
-def lookup(cur, order_ids: list[str]) -> dict[tuple[int, str], Tx]:
-    """(partition, order id) -> what is saved of these orders. An order's events all sit on
-    one partition, and a row counts only for the partition it was folded from."""
-    cur.execute("SELECT part, order_id, tx FROM txs WHERE order_id = ANY(%s)", (order_ids,))
-    return {(part, oid): from_dict(tx) for part, oid, tx in cur.fetchall()}
+def lookup(cur, order_ids: list[str]) -> dict[tuple[int, str], tuple[Tx, int]]:
+    """(partition, order id) -> what is saved of these orders, with the offset of each one's
+    last event. An order's events all sit on one partition, and a row counts only for the
+    partition it was folded from."""
+    cur.execute("SELECT part, order_id, tx, at_offset FROM txs WHERE order_id = ANY(%s)", (order_ids,))
+    return {(part, oid): (from_dict(tx), at) for part, oid, tx, at in cur.fetchall()}
 
 
 def save(cur, rows: list[tuple[str, int, int, bool, Tx]], positions: dict[int, int]) -> None:

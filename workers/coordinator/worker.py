@@ -181,7 +181,8 @@ def fold_into(partitions: dict[int, Partition], db, items, now_ms: int) -> list[
         for p, ids in unknown.items():
             for oid in ids:
                 if (p, oid) in found:
-                    partitions[p].learn(found[(p, oid)], now_ms)
+                    tx, at = found[(p, oid)]
+                    partitions[p].learn(tx, now_ms, at)
     decided = []
     for p, offset, event in items:
         outputs = partitions[p].apply(offset, event, now_ms)
@@ -204,8 +205,8 @@ def take_over(
     for p in parts:
         at, txs = saved.get(p, (0, []))
         out[p] = Partition(at)
-        for tx in txs:
-            out[p].learn(tx, now_ms)
+        for tx, at_offset in txs:
+            out[p].learn(tx, now_ms, at_offset)
         offset, meta = committed[p]
         if meta == FOLDED and offset > at:
             ranges[p] = (at, offset)
