@@ -8,7 +8,21 @@ import signal
 import sys
 
 from infra.procs import InfraError
-from orderbus.commands import acl, chaos, cluster, demo, failover, lag, orders, replay, run, top, tracker, verify
+from orderbus.commands import (
+    acl,
+    chaos,
+    cluster,
+    demo,
+    failover,
+    keys,
+    lag,
+    orders,
+    replay,
+    run,
+    top,
+    tracker,
+    verify,
+)
 from orderbus.ops.errors import UsageError
 from workers.runtime.settings import Settings, SettingsError
 
@@ -16,6 +30,7 @@ from workers.runtime.settings import Settings, SettingsError
 COMMANDS = (
     cluster,  # up, down, status
     acl,  # acl
+    keys,  # keys [rotate SERVICE]
     orders,  # seed, publish, order, report
     run,  # run, worker
     demo,  # demo, bench

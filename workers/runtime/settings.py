@@ -224,13 +224,16 @@ class Settings:
         """The key `service` signs with: the first of its keys."""
         return self.signing_keys(service)[0]
 
+    def signing_key_file(self, service: str) -> Path:
+        named = self.env.get(f"ORDERBUS_SIGNING_KEY_{service.upper()}_FILE")
+        return Path(named) if named else self.home / "secrets" / f"signing-{service}.key"
+
     def signing_keys(self, service: str) -> list[bytes]:
         """Every key of `service` (workers/runtime/signing.py), one per line, newest first: it
         signs with the first, and each verifies what it signed. From the file
         ORDERBUS_SIGNING_KEY_<SERVICE>_FILE names, else from what `orderbus up` generated under
         $ORDERBUS_HOME/secrets. A service needs its own; its readers need every writer's."""
-        named = self.env.get(f"ORDERBUS_SIGNING_KEY_{service.upper()}_FILE")
-        path = Path(named) if named else self.home / "secrets" / f"signing-{service}.key"
+        path = self.signing_key_file(service)
         try:
             keys = [k.strip() for k in path.read_bytes().splitlines() if k.strip()]
         except OSError as e:
