@@ -74,7 +74,8 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
     assert pipe.publisher.flush(30) == 0
     # a second decision, signed as the coordinator's (as a coordinator gone wrong would write it;
     # tests/integration/test_forgery.py writes what another service cannot sign)
-    forger, forged, tx_log = Producer(pipe.settings.kafka()), [], pipe.settings.names.topic(TX_LOG)
+    forger, forged = Producer(pipe.settings.kafka(partitioner="murmur2_random")), []
+    tx_log = pipe.settings.names.topic(TX_LOG)
     value, headers = codec.encode(Decided("v-ok-3", "abort", "second"))
     headers = signed_as(pipe.settings, "coordinator", tx_log, b"v-ok-3", value, headers)
     forger.produce(
