@@ -7,14 +7,45 @@ import time
 from contextlib import contextmanager
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extras
 
 log = logging.getLogger(__name__)
 
 execute_values = psycopg2.extras.execute_values
 Json = psycopg2.extras.Json
-# connection lost, server restarting, or a deadlock/serialization failure: retry the whole batch
-TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.extensions.TransactionRollbackError)
+# connection lost, server restarting, a deadlock/serialization failure, a lock wait past
+# lock_timeout or a cancelled statement (both OperationalError), or this session ended by the
+# server for idling inside its transaction (reported as an InternalError): the transaction was
+# rolled back, so retry the whole batch
+TRANSIENT = (
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    psycopg2.extensions.TransactionRollbackError,
+    psycopg2.errors.IdleInTransactionSessionTimeout,
+)
+
+# Set on every worker session, whatever server the DSN names: a worker stopped inside its batch's
+# transaction (SIGSTOP, a hung host) would otherwise keep its row and advisory locks for as long
+# as it is stopped, and the instance that took its partitions over would wait on them, silently.
+SESSION = {
+    # a live worker is never idle inside its transaction for more than a fraction of a second
+    # (pure Python between two statements of one batch); 10 s frees a stopped one's locks well
+    # within the watchdog's 30 s stall limit (workers/runtime/clients.py), and the stopped
+    # worker's commit then fails and its batch is tried again
+    "idle_in_transaction_session_timeout": "10s",
+    # a healthy batch holds its locks ~0.1 s, a slow one about a second: a longer wait (on a
+    # stopped worker, or on any other session holding a lock) becomes an error that is retried,
+    # logged and counted (orderbus_db_retries_total), and that the watchdog does not take for a stall
+    "lock_timeout": "5s",
+    # the server's TCP keepalives: a worker host gone away is noticed in ~11 s, not the OS's 2 h
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
+# libpq's TCP keepalives (the client's side): a server gone away while a worker waits on it
+# becomes a connection error, retried, after ~11 s instead of an endless wait
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 
 
 # how long one batch retries its database (a restart, a failover) before the error ends the worker;
@@ -31,8 +62,15 @@ class Database:
         self.conn: psycopg2.extensions.connection | None = None
 
     def _connect(self) -> psycopg2.extensions.connection:
-        conn = psycopg2.connect(self.dsn)
-        conn.autocommit = False
+        conn = psycopg2.connect(self.dsn, **KEEPALIVES)
+        try:
+            conn.autocommit = True  # the settings last for the session, not one transaction
+            with conn.cursor() as cur:
+                cur.execute("".join(f"SET {name} = %s;" for name in SESSION), list(SESSION.values()))
+            conn.autocommit = False
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @contextmanager
