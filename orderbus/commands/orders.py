@@ -26,7 +26,9 @@ from topics.producer import OrderPublisher
 
 
 def register(sub) -> None:
-    s = sub.add_parser("seed", help="reset stock, balances and orders to a fresh start")
+    s = sub.add_parser(
+        "seed", help="reset stock, balances and orders on a pipeline with no history yet (refused after)"
+    )
     s.add_argument("--skus", type=int, help="number of skus (sku-0001...)")
     s.add_argument("--stock", type=int, help="initial stock of each sku")
     s.add_argument("--customers", type=int, help="number of customers (cust-0001...)")
@@ -39,7 +41,9 @@ def register(sub) -> None:
         type=Path,
         help='JSON {"skus": {sku: stock}, "customers": {customer_id: balance_cents}} instead of the sizes',
     )
-    s.add_argument("--force", action="store_true", help="even while workers are running")
+    s.add_argument(
+        "--force", action="store_true", help="even while workers are running (history is refused all the same)"
+    )
     s.set_defaults(func=_seed)
     s = sub.add_parser("publish", help="publish orders onto " + ORDERS_PLACED.name)
     src = s.add_mutually_exclusive_group(required=True)

@@ -11,7 +11,7 @@ from orderbus.ops.errors import UsageError
 from orderbus.ops.generate import mixed_demo_orders
 from orderbus.ops.groups import active_groups
 from orderbus.ops.report import build_report, read_from, render_report
-from orderbus.ops.seed import reset_catalog
+from orderbus.ops.seed import add_catalog
 from orderbus.ops.supervise import Supervisor
 from orderbus.ops.wait import until
 from topics.catalogue import ORDERS_PLACED
@@ -36,17 +36,19 @@ def demo(settings: Settings, log=print) -> int:
     busy = active_groups(settings)
     if busy:
         raise UsageError(f"workers are already running in {', '.join(busy)}; stop them first")
-    skus = {f"sku-{i:02d}": 50 for i in range(1, 6)} | {"scarce": 2}
-    customers = {f"cust-{i:02d}": 100_000 for i in range(1, 11)} | {"poor": 500}
-    reset_catalog(settings, skus, customers)
-    log(f"seeded {len(skus)} SKUs and {len(customers)} customers")
+    # a catalogue of the run's own beside what there is, not a reset: a reset is refused once
+    # the pipeline has history, and the demo runs again and again on one cluster
+    run = int(time.time())
+    skus = {f"d{run}-sku-{i:02d}": 50 for i in range(1, 6)}
+    customers = {f"d{run}-cust-{i:02d}": 100_000 for i in range(1, 11)}
+    scarce, poor = f"d{run}-scarce", f"d{run}-poor"
+    add_catalog(settings, skus | {scarce: 2}, customers | {poor: 500})
+    log(f"added {len(skus) + 1} SKUs and {len(customers) + 1} customers of this run's own")
     sup = Supervisor(settings, {w: 1 for w in WORKERS}, log=log)
     sup.start()
     sup.watch_in_background()
     try:
-        batch = mixed_demo_orders(
-            int(time.time()), [s for s in skus if s != "scarce"], list(customers), 1_000, "scarce", 2, "poor", 500
-        )
+        batch = mixed_demo_orders(run, list(skus), [*customers, poor], 1_000, scarce, 2, poor, 500)
         publisher = OrderPublisher(
             settings.as_principal("producer").kafka(), topic=settings.names.topic(ORDERS_PLACED)
         )

@@ -18,9 +18,10 @@ COORDINATOR_MOVING = {
 
 
 def active_groups(settings, attempts: int = 8) -> list[str]:
-    """The worker groups with members. A group that was never created is reported empty."""
+    """This pipeline's worker groups (behind its prefix) with members. A group that was never
+    created is reported empty."""
     admin = AdminClient(settings.kafka(log_level=3))
-    pending, busy = list(GROUPS.values()), []
+    pending, busy = [settings.names.group(w) for w in GROUPS], []
     for attempt in range(attempts):
         retry = []
         for group, fut in admin.describe_consumer_groups(pending, request_timeout=10).items():

@@ -1,5 +1,6 @@
 """The catalogue a run starts from: stock and balances reset in each service's database, and the
-unit price `publish --generate` uses."""
+unit price `publish --generate` uses. A reset is for a pipeline with no history: the coordinator
+keeps every decision for good, and nothing here may clear it (see `history`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import psycopg2
 
 from orderbus.ops import report
 from orderbus.ops.errors import UsageError
+from topics.catalogue import TX_LOG
+from topics.read import log_ends
+from workers.coordinator import store as coordinator_store
 from workers.intake import store as intake_store
 from workers.participant import store as participant_store
 from workers.participant.store import ACCOUNTS, STOCK
@@ -25,18 +29,56 @@ ID_PATTERNS = {"skus": re.compile(r"[A-Za-z0-9_.-]{1,64}"), "customers": re.comp
 
 
 def reset_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> None:
-    """Stock and balances as given; orders, holds and shipments cleared."""
+    """Stock and balances as given; orders, holds, statuses and shipments cleared. Refused
+    (UsageError, with the reason and the way out) on a pipeline with history."""
+    found = history(settings)
+    if found:
+        raise UsageError(
+            f"this pipeline has history ({'; '.join(found)}). A seed clears orders and holds, but "
+            "the coordinator keeps every decision for good: an order id used again would never "
+            "be decided, and a replay of intake would hold stock and money for good. To start "
+            "from empty: `orderbus down --purge` then `orderbus up` (the local cluster), or "
+            "another ORDERBUS_TOPIC_PREFIX with empty databases"
+        )
     _reset(settings, status_store.DATABASE, status_store.clear)
     _reset(settings, intake_store.DATABASE, intake_store.clear)
     _reset(settings, shipping_store.DATABASE, shipping_store.clear)
+    _fill(settings, skus, customers, replace=True)
+
+
+def add_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> None:
+    """New skus and customers with these amounts, beside what there is: nothing is cleared, so
+    a pipeline's history does not matter."""
+    _fill(settings, skus, customers, replace=False)
+
+
+def _fill(settings, skus: dict[str, int], customers: dict[str, int], replace: bool) -> None:
     for ledger, amounts in ((STOCK, skus), (ACCOUNTS, customers)):
         _reset(
             settings,
             ledger.database,
             lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(
-                cur, ledger, amounts, replace=True
+                cur, ledger, amounts, replace=replace
             ),
         )
+
+
+def history(settings) -> list[str]:
+    """What this pipeline has done that a seed cannot undo, a phrase each: records on tx.log,
+    and the coordinator's saved state (kept though tx.log be re-created). Empty on a new one."""
+    found = []
+    topic = settings.names.topic(TX_LOG)
+    records = sum(log_ends(settings.kafka(), topic).values())
+    if records:
+        found.append(f"{topic} holds {records} records")
+    saved = report.read_from(
+        settings,
+        coordinator_store.DATABASE,
+        lambda cur: coordinator_store.load_open(cur, list(range(TX_LOG.partitions))),
+    )
+    if saved:
+        found.append(f"the coordinator's store keeps the state of {len(saved)} of its partitions")
+    return found
 
 
 def _reset(settings, database: str, work) -> None:

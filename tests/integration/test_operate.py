@@ -22,8 +22,6 @@ from topics.producer import OrderPublisher
 
 pytestmark = pytest.mark.integration
 
-SERVICES = ("orders", "inventory", "payments", "shipping")
-
 
 def read(settings, topic: str, partitions: int, expected: int, timeout: float = 30) -> list:
     consumer = Consumer(
@@ -68,12 +66,14 @@ def test_publish_sync_lands_keyed_on_the_java_partition_with_headers(settings, m
 
 @pytest.fixture
 def private_env(settings, unique, tmp_path):
-    """Env for a CLI subprocess whose four databases (and home) belong to this test alone; it
-    reaches Kafka as an external deployment does, with every setting from the environment."""
+    """Env for a CLI subprocess whose databases, topic and group names (by prefix) and home
+    belong to this test alone; it reaches Kafka as an external deployment does, with every
+    setting from the environment."""
     layout = settings.layout()
     env = {
         **os.environ,
         "ORDERBUS_HOME": str(tmp_path),
+        "ORDERBUS_TOPIC_PREFIX": f"{unique}.",
         "ORDERBUS_KAFKA_BOOTSTRAP": settings.bootstrap,
         "ORDERBUS_KAFKA_SECURITY": settings.security,
         "ORDERBUS_KAFKA_CA": settings.ca_file,
@@ -84,7 +84,7 @@ def private_env(settings, unique, tmp_path):
         )
     made = []
     try:
-        for service in SERVICES:
+        for service in databases.SERVICES:
             name = f"{unique}_{service}"
             databases.ensure(layout, name, service)
             made.append(name)
@@ -120,9 +120,8 @@ def test_seed_catalog_then_report_and_publish(private_env, tmp_path, make_topic,
     catalog.write_text(
         json.dumps({"skus": {"sku-a": 5, "sku-b": 0, "hot": 1000}, "customers": {"rich": 10**9, "poor": 1}})
     )
-    # --force: the check looks at the shared cluster's worker groups, which say nothing about
-    # this test's private databases and may be busy with the lead's workers at any time
-    done = cli(private_env, "seed", "--catalog", str(catalog), "--price-cents", "250", "--force")
+    # the running-workers and history checks look at the test's own groups, topics and databases
+    done = cli(private_env, "seed", "--catalog", str(catalog), "--price-cents", "250")
     assert done.returncode == 0, done.stderr
     done = cli(private_env, "report", "--json", "--detail")
     assert done.returncode == 0, done.stderr

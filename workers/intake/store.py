@@ -13,7 +13,16 @@ DATABASE = DATABASE_OF["intake"]
 
 
 def seen(cur, order_ids: list[str]) -> dict[str, Seen]:
-    """What is recorded of these orders, by id."""
+    """What is recorded of these orders, by id, as it stays until the caller's transaction ends.
+    A lock per order id comes first: two instances given the same id at once (copies on two
+    partitions) would otherwise both find it new and both begin it. The second waits for the
+    first to commit and then reads its record. Taken in key order, so two batches never
+    deadlock on a pair of ids."""
+    cur.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
+        "hashtextextended(id, 0) AS k FROM unnest(%s::text[]) AS id) AS ks ORDER BY k",
+        (order_ids,),
+    )
     cur.execute(
         "SELECT order_id, content_hash, source_partition, source_offset FROM orders WHERE order_id = ANY(%s)",
         (order_ids,),

@@ -41,6 +41,7 @@ class IntakeHandler(Stateless):
         return outs
 
     def _record(self, cur, events, now_ms):
+        # waits for any other instance recording one of these ids (a copy on another partition)
         seen = store.seen(cur, [e.order_id for _, e in events])
         rows, outs = [], []
         for msg, order in events:

@@ -1,0 +1,64 @@
+"""Intake's store on the real database. Two intake instances given the same order id at once
+(copies on two partitions, with two contents) must see it one after the other: the second only
+once the first has recorded it, so that its copy is a conflict, not a second new order."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg2
+import pytest
+
+from infra.postgres import databases
+from workers.intake import store
+from workers.intake.core import Seen, classify
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def orders_dsn(settings, unique):
+    """A database of intake's own, made for this test alone."""
+    layout = settings.layout()
+    name = f"{unique}_{store.DATABASE}"
+    databases.ensure(layout, name, store.DATABASE)
+    try:
+        yield databases.dsn(layout, name)
+    finally:
+        databases.drop(layout, name)
+        (layout.secrets_dir / f"pg-{name}.password").unlink(missing_ok=True)
+
+
+def row(order_id: str, content_hash: str, partition: int, offset: int) -> tuple:
+    body = {"order_id": order_id, "customer_id": "c", "currency": "EUR", "total_cents": 100, "items": []}
+    return (order_id, "c", "EUR", 100, content_hash, body, partition, offset)
+
+
+def test_an_order_id_being_recorded_is_read_only_once_its_recording_commits(orders_dsn):
+    # a statement that waits longer than this is a lock never released: a failure, not a hang
+    first = psycopg2.connect(orders_dsn)
+    second = psycopg2.connect(orders_dsn, options="-c statement_timeout=30000")
+    try:
+        with first.cursor() as cur:  # the first instance has read and recorded X, not committed yet
+            assert store.seen(cur, ["X"]) == {}
+            store.record(cur, [row("X", "content-1", 0, 10)])
+        answers: list = []
+
+        def read_second():
+            with second.cursor() as cur:
+                answers.append(store.seen(cur, ["X"]))
+            second.rollback()
+
+        other = threading.Thread(target=read_second, daemon=True)
+        other.start()
+        other.join(2.0)
+        assert other.is_alive(), f"the second instance read {answers} while the first had not committed"
+        first.commit()
+        other.join(30)
+        assert not other.is_alive(), "the second instance still waits after the first committed"
+        assert answers == [{"X": Seen("content-1", 0, 10)}]
+        # so its copy, with other content from another partition, is the dead letter it must be
+        assert classify(answers[0]["X"], "content-2", 3, 7) == "conflict"
+    finally:
+        first.close()
+        second.close()
