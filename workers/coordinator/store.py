@@ -60,6 +60,12 @@ def save(cur, rows: list[tuple[str, int, int, bool, Tx]], positions: dict[int, i
         )
 
 
+def count_txs(cur) -> int:
+    """How many orders' transactions the store keeps, open or finished."""
+    cur.execute("SELECT count(*) FROM txs")
+    return cur.fetchone()[0]
+
+
 def bulk_load(cur, rows: Iterable[tuple[str, int, int, bool, Tx]]) -> None:
     """Rows as `save` takes them, into an empty store with COPY: a benchmark's history of a
     million orders loads in seconds."""
