@@ -78,6 +78,9 @@ def gather(settings) -> Facts:
     names, kafka, f = settings.names, settings.kafka(), Facts()
     pipeline_partitions = [(names.topic(t), p) for t in ALL for p in range(t.partitions)]
     f.partial = bool(open_transactions(kafka, pipeline_partitions))
+    # first: a group's offset is committed after its database transaction, so a lag of zero read
+    # now vouches for every database read after it; read last, it would vouch for older reads
+    f.lag = lag(settings)
     placed_topic = names.topic(ORDERS_PLACED)
     for msg in read(kafka, placed_topic):
         try:
@@ -108,7 +111,6 @@ def gather(settings) -> Facts:
             f.holds[participant] = participant_store.holds(cur)
             f.ledgers[participant] = {r[0]: tuple(r[1:]) for r in participant_store.balances(cur, ledger)}
     f.shipments = read_from(settings, shipping_store.DATABASE, shipping_store.shipped)
-    f.lag = lag(settings)
     f.open_txns = open_transactions(kafka, pipeline_partitions)
     return f
 

@@ -1,0 +1,44 @@
+"""verify judges the databases 'quiet' by the groups' lag, so it must read the lag before the
+state the lag vouches for: a status worker catching up between a status read and a later lag
+read made verify report a status mismatch for an order whose status was on its way (the lag
+read zero, the status read was older)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from orderbus.ops import verify_facts
+from topics.catalogue import Names
+
+
+def test_the_lag_is_read_before_the_state_it_vouches_for(monkeypatch):
+    reads: list[str] = []
+
+    class Cursor:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class Conn:
+        def cursor(self):
+            return Cursor()
+
+        def close(self):
+            pass
+
+    def read_from(settings, database, work):
+        reads.append(database)
+        return {}
+
+    monkeypatch.setattr(verify_facts, "read", lambda *a, **k: iter(()))
+    monkeypatch.setattr(verify_facts, "read_from", read_from)
+    monkeypatch.setattr(verify_facts, "connect", lambda settings, database: reads.append(database) or Conn())
+    monkeypatch.setattr(verify_facts.participant_store, "holds", lambda cur: {})
+    monkeypatch.setattr(verify_facts.participant_store, "balances", lambda cur, ledger: [])
+    monkeypatch.setattr(verify_facts, "lag", lambda settings: reads.append("lag") or {})
+    monkeypatch.setattr(verify_facts, "open_transactions", lambda kafka, parts: {})
+    monkeypatch.setattr(verify_facts.Verifier, "of", classmethod(lambda cls, settings: None))
+    verify_facts.gather(SimpleNamespace(names=Names("p."), kafka=lambda **k: {}))
+    assert reads[0] == "lag" and len(reads) > 1, reads
