@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from orderbus.ops.top import Frame, GroupRow, StageRow, StuckRow, to_text
+from orderbus.ops.top import to_text
+from orderbus.ops.top_frame import Frame, GroupRow, StageRow, StuckRow
 from orderbus.ops.top_gather import p99, parse_stage_buckets
 from workers.runtime.metrics import DECISIONS
 from workers.tracker.metrics import STAGE_LATENCY
