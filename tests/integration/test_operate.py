@@ -4,16 +4,19 @@ point at databases made for the test."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.postgres import databases
+from orderbus.ops.groups import active_groups
 from orderbus.ops.report import count_dead_letters
 from schemas.codec import decode
 from topics import acl
@@ -193,3 +196,21 @@ def test_dead_letter_count_skips_aborted_writes_and_markers(settings, make_topic
             producer.produce(topic, key=f"k{i}".encode(), value=b"dead")
         (producer.commit_transaction if commit else producer.abort_transaction)(30)
     assert count_dead_letters(settings, topic=topic) == (4, True)
+
+
+def test_the_running_check_looks_at_its_own_pipelines_groups(settings, make_topic, unique):
+    """`seed` and `demo` refuse while workers run in the groups of their pipeline (its topic
+    prefix), and never for another pipeline's workers on the same cluster."""
+    mine = dataclasses.replace(settings, prefix=f"{unique}.")
+    group = mine.names.group("intake")
+    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False}))
+    consumer.subscribe([make_topic()])
+    try:
+        deadline = time.monotonic() + 30
+        while not consumer.assignment():
+            assert time.monotonic() < deadline, f"{group} got no partitions in 30 s"
+            consumer.poll(0.5)
+        assert active_groups(mine) == [group]
+        assert active_groups(dataclasses.replace(settings, prefix=f"{unique}-other.")) == []
+    finally:
+        consumer.close()
