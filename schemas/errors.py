@@ -52,3 +52,14 @@ class RuleViolationError(DeadLetter):
     """Valid against the schema, but breaks an input rule a schema cannot express."""
 
     reason = "rule_violation"
+
+
+def reasons() -> list[str]:
+    """The reason of every DeadLetter class defined so far, sorted: those of the modules imported
+    by now (a worker asks once its handler is built, so the classes of its own modules count)."""
+    found, todo = set(), DeadLetter.__subclasses__()
+    while todo:
+        cls = todo.pop()
+        found.add(cls.reason)
+        todo += cls.__subclasses__()
+    return sorted(found)

@@ -97,6 +97,7 @@ def run(
     metrics.serve(metrics_port)
     liveness = Liveness()
     handler = build(name, settings, metrics, liveness)
+    metrics.start_at_zero()
     cfg = loop_config(name, instance, settings, protocol, static)
     signer = Signer(name, settings.signing_key(name), settings.names.signed()) if name in AUTHORS else None
     loop = Loop(settings, cfg, handler, metrics, liveness, signer)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
+from schemas.errors import reasons as dead_letter_reasons
+from topics.catalogue import ACCESS, ORDERS_DLQ
+
 MS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 # the names they are scraped under: tools and tests read them from here
 CONSUMED = "orderbus_messages_consumed_total"
@@ -73,6 +76,16 @@ class Metrics:
         self.in_doubt = Gauge(
             IN_DOUBT, "Transactions with a yes vote and no decision yet", ["worker"], registry=r
         )
+
+    def start_at_zero(self) -> None:
+        """Makes every dead-letter series this worker can produce exist, at 0, before its first
+        message: a counter that first appears at 1 shows Prometheus' increase() no rise, and
+        DeadLettersIncreasing would miss a new worker's first dead letters. Called once the
+        handler is built, so that the DeadLetter classes of its modules are known."""
+        access = ACCESS.get(self.worker)
+        if access is not None and ORDERS_DLQ in access.writes:
+            for reason in dead_letter_reasons():
+                self.dead_letters.labels(self.worker, reason)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:
         if port:
