@@ -148,8 +148,10 @@ class Groups:
         ]
 
     def commit(self, group: str, plans: list[PartitionPlan]) -> None:
-        # metadata is left empty on purpose: a coordinator's refold point belongs to the old
-        # position, and without one it re-folds its partition from the start (slower, correct)
+        # metadata is left empty on purpose: the coordinator trusts an offset as folded up to only
+        # when it carries its own mark, so after a reset it resumes at the offset its saved state
+        # is folded up to, and commits that (workers/coordinator/worker.py take_over, and the
+        # loop's assign): it neither re-decides nor skips anything
         tps = [TopicPartition(p.topic, p.partition, p.target) for p in plans]
         fut = self.admin.alter_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(group, tps)], request_timeout=self.timeout_s
