@@ -1,13 +1,14 @@
 """stuck: the orders the tracker sees past their deadline, from the snapshot it writes every few
-seconds (the tracker itself runs under `orderbus run tracker`)."""
+seconds, less those the status read model holds final (orderbus/ops/stuck.py); says when the list
+cannot be trusted. The tracker itself runs under `orderbus run tracker`."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 
 from orderbus.ops.errors import UsageError
+from orderbus.ops.stuck import stuck_orders, tracker_lag
 from workers.runtime.settings import TRACKER_GRACE_S
 from workers.tracker import snapshot
 
@@ -35,32 +36,41 @@ def _stuck(args, settings) -> int:
     if args.grace < 0:
         raise UsageError("--grace must not be negative")
     try:
-        snap = snapshot.read(settings)
+        found = stuck_orders(settings, args.grace, tracker_lag(settings))
     except snapshot.SnapshotError as e:
         print(f"orderbus stuck: {e}", file=sys.stderr)
         return 2
-    stuck = [s for s in snap["stuck"] if s["seconds_past_deadline"] > args.grace]
-    age_s = max(0.0, time.time() - snap["written_at_ms"] / 1000)
+    stuck = found.orders
     if args.json:
         print(
             json.dumps(
-                {"grace_s": args.grace, "snapshot_age_s": round(age_s, 1), "count": len(stuck), "stuck": stuck},
+                {
+                    "grace_s": args.grace,
+                    "snapshot_age_s": round(found.snapshot_age_s, 1),
+                    "count": len(stuck),
+                    "left_out_final": found.left_out_final,
+                    "untrusted_because": list(found.untrusted_because),
+                    "stuck": stuck,
+                },
                 indent=2,
             )
         )
         return 1 if stuck else 0
+    final = f"{found.left_out_final} final left out, " if found.left_out_final else ""
+    about = f"({final}tracker snapshot {found.snapshot_age_s:.0f}s old)"
     if not stuck:
-        print(f"no order stuck more than {args.grace:g}s past its deadline (tracker snapshot {age_s:.0f}s old)")
+        print(f"no order stuck more than {args.grace:g}s past its deadline {about}")
+    else:
+        print(f"{len(stuck)} orders stuck more than {args.grace:g}s past their deadline {about}")
+    if found.untrusted_because:
+        print(f"this list cannot be trusted: {'; '.join(found.untrusted_because)}")
+    if not stuck:
         return 0
-    print(
-        f"{len(stuck)} orders stuck more than {args.grace:g}s past their deadline "
-        f"(tracker snapshot {age_s:.0f}s old)"
-    )
     print(f"  {'order':<24} {'last stage':<16} {'waiting for':<16} {'past deadline':>13}")
     for s in stuck[:LISTED]:
         print(
             f"  {s['order_id']:<24} {s['stage']:<16} {s['waiting_for']:<16} {s['seconds_past_deadline']:>12.1f}s"
         )
     if len(stuck) > LISTED:
-        print(f"  ... and {len(stuck) - LISTED} more (--json lists up to the snapshot's {len(snap['stuck'])})")
+        print(f"  ... and {len(stuck) - LISTED} more (--json lists up to the snapshot's {found.listed})")
     return 1

@@ -133,9 +133,16 @@ def _stuck(frame: Frame):
     if frame.stuck is None:
         return Text.assemble(("STUCK ORDERS ", "italic"), _na(frame.stuck_why))
     age = "" if frame.snapshot_age_s is None else f", tracker snapshot {frame.snapshot_age_s:.0f}s old"
-    title = _title(f"STUCK ORDERS ({frame.stuck_total} more than {TRACKER_GRACE_S:g}s past their deadline{age})")
+    final = f", {frame.stuck_left_out_final} final left out" if frame.stuck_left_out_final else ""
+    title = _title(
+        f"STUCK ORDERS ({frame.stuck_total} more than {TRACKER_GRACE_S:g}s past their deadline{final}{age})"
+    )
+    parts: list = [title]
+    if frame.stuck_untrusted_because:
+        why = "; ".join(frame.stuck_untrusted_because)
+        parts.append(Text(f"this list cannot be trusted: {why}", style="bold yellow"))
     if not frame.stuck:
-        return title
+        return Group(*parts)
     t = Table()
     for name in ("order", "last stage", "waiting for", "past deadline"):
         t.add_column(name, justify="right" if name == "past deadline" else "left")
@@ -144,4 +151,4 @@ def _stuck(frame: Frame):
     if frame.stuck_total > len(frame.stuck):
         more = frame.stuck_total - len(frame.stuck)
         t.add_row(f"... and {more} more (orderbus stuck)", "", "", "")
-    return Group(title, t)
+    return Group(*parts, t)

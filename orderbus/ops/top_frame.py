@@ -59,5 +59,7 @@ class Frame:
     stages_why: str | None = None
     stuck: tuple[StuckRow, ...] | None = None  # the most overdue first
     stuck_total: int = 0
+    stuck_left_out_final: int = 0  # named by the tracker, final in the status read model
+    stuck_untrusted_because: tuple[str, ...] = ()  # why the list cannot be trusted
     snapshot_age_s: float | None = None
     stuck_why: str | None = None

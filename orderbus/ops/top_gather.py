@@ -12,10 +12,12 @@ import psycopg2
 from confluent_kafka import KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
+from orderbus.ops.errors import summary
 from orderbus.ops.report import read_from
+from orderbus.ops.stuck import stuck_orders
 from orderbus.ops.top_frame import OUTCOMES, Frame, GroupRow, StageRow, StuckRow
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
-from topics.lag import STATUSES, LagError, LagReader
+from topics.lag import STATUSES, LagError, LagReader, Report
 from topics.read import BEGINNING, IncompleteRead, read
 from workers.intake import store as intake_store
 from workers.participant import store as participant_store
@@ -50,11 +52,6 @@ def p99(buckets: dict[float, float]) -> float | None:
             return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
         lower, below = bound, count
     return math.inf
-
-
-def _why(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def parse_stage_buckets(text: str) -> dict[str, dict[float, float]] | None:
@@ -113,6 +110,8 @@ class Gatherer:
         self.prev_counts: tuple[float, dict[str, int]] | None = None
         self.prev_buckets: dict[str, dict[float, float]] | None = None
         self.prev_at: float | None = None
+        # this frame's lag report, which covers the tracker's group (or why there is none)
+        self.tracker_lag: Report | str = "not read yet"
 
     def close(self) -> None:
         self.lag.close()
@@ -136,7 +135,9 @@ class Gatherer:
             self.lag.sample([g for g in self.lag.groups(prefix=self.settings.prefix) if g in mine])
             report = self.lag.report()
         except (LagError, KafkaException) as e:
-            return {"groups_why": f"Kafka at {self.settings.bootstrap}: {_why(e)}"}
+            self.tracker_lag = f"Kafka at {self.settings.bootstrap}: {summary(e)}"
+            return {"groups_why": self.tracker_lag}
+        self.tracker_lag = report
         oldest: dict[str, float | None] = {}
         for p in report.partitions:
             if p.lag:
@@ -153,7 +154,7 @@ class Gatherer:
             placed = read_from(self.settings, intake_store.DATABASE, intake_store.count_placed)
             by_status = read_from(self.settings, status_store.DATABASE, status_store.count_by_status)
         except psycopg2.Error as e:
-            why = f"{intake_store.DATABASE} database: {_why(e)}"
+            why = f"{intake_store.DATABASE} database: {summary(e)}"
             return {"counts_why": why, "rates_why": why}
         counts = {
             "placed": placed,
@@ -180,7 +181,7 @@ class Gatherer:
             try:
                 held.update(read_from(self.settings, service, participant_store.held_orders))
             except psycopg2.Error as e:
-                return {"in_doubt_why": f"{service} database: {_why(e)}"}
+                return {"in_doubt_why": f"{service} database: {summary(e)}"}
         return {"in_doubt": len(held)}
 
     def _dead_letters(self) -> dict:
@@ -189,7 +190,7 @@ class Gatherer:
         except KeyError:
             return {"dead_letters": 0}  # no dead-letter topic yet: none written
         except (KafkaException, RuntimeError) as e:
-            return {"dead_letters_why": f"{self.dlq.topic}: {_why(e)}"}
+            return {"dead_letters_why": f"{self.dlq.topic}: {summary(e)}"}
         return {
             "dead_letters": self.dlq.count,
             "dead_letters_exact": exact,
@@ -242,17 +243,18 @@ class Gatherer:
 
     def _stuck(self) -> dict:
         try:
-            snap = snapshot.read(self.settings)
+            # the same cut as `orderbus stuck` by default
+            found = stuck_orders(self.settings, TRACKER_GRACE_S, self.tracker_lag)
         except snapshot.SnapshotError as e:
             return {"stuck_why": str(e)}
-        # the same cut as `orderbus stuck` by default
-        stuck = [s for s in snap["stuck"] if s["seconds_past_deadline"] > TRACKER_GRACE_S]
         rows = tuple(
             StuckRow(s["order_id"], s["stage"], s["waiting_for"], s["seconds_past_deadline"])
-            for s in stuck[:STUCK_SHOWN]
+            for s in found.orders[:STUCK_SHOWN]
         )
         return {
             "stuck": rows,
-            "stuck_total": len(stuck),
-            "snapshot_age_s": max(0.0, time.time() - snap["written_at_ms"] / 1000),
+            "stuck_total": len(found.orders),
+            "stuck_left_out_final": found.left_out_final,
+            "stuck_untrusted_because": found.untrusted_because,
+            "snapshot_age_s": found.snapshot_age_s,
         }

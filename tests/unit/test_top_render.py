@@ -103,6 +103,15 @@ def test_first_frame_says_why_rates_are_missing():
     assert "STUCK ORDERS (0 more than 5s past their deadline)" in text
 
 
+def test_a_stuck_list_that_cannot_be_trusted_says_so():
+    why = "the tracker's group has no member and 30 records unread"
+    frame = Frame(taken_at=0.0, pipeline="main", stuck=(), stuck_left_out_final=3, stuck_untrusted_because=(why,))
+    text = to_text(frame)
+    assert "STUCK ORDERS (0 more than 5s past their deadline, 3 final left out)" in text
+    assert f"this list cannot be trusted: {why}" in text
+    assert "cannot be trusted" not in to_text(FULL)
+
+
 def test_degraded_frame_says_why_for_each_missing_figure():
     text = to_text(DEGRADED, width=200)
     for why in (

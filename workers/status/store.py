@@ -11,6 +11,7 @@ from workers.runtime.db import execute_values
 DATABASE = DATABASE_OF["status"]
 LIVE = "order_status"
 REBUILD = "order_status_rebuild"
+FINAL = ("SHIPPED", "REJECTED")  # nothing follows either
 
 # a status only moves forward (PENDING < CONFIRMED | REJECTED < SHIPPED): a redelivered or late
 # event never regresses a row
@@ -39,6 +40,14 @@ def statuses(cur, among: list[str] | None = None) -> dict[str, tuple]:
     else:
         cur.execute(f"SELECT order_id, status, reason FROM {LIVE} WHERE order_id = ANY(%s)", (among,))
     return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+
+
+def final_among(cur, order_ids: list[str]) -> set[str]:
+    """The orders among `order_ids` that are final (shipped or rejected)."""
+    cur.execute(
+        f"SELECT order_id FROM {LIVE} WHERE order_id = ANY(%s) AND status = ANY(%s)", (order_ids, list(FINAL))
+    )
+    return {r[0] for r in cur.fetchall()}
 
 
 def count_by_status(cur) -> dict[str, int]:
