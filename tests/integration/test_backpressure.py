@@ -1,18 +1,26 @@
 """Back-pressure: while a participant is down, intake begins no more transactions than the
 limit allows; the rest wait in orders.placed (no deadline runs there), intake is not taken for
-stalled, and every order goes through once the participant is back."""
+stalled, and every order goes through once the participant is back. A group whose backlog
+cannot be read is said, and the others still hold."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from pipeline import Pipeline, order
 
+from topics import acl
 from topics.catalogue import PARTITIONS
 from topics.lag import backlog, group_reader
+from workers.intake.hold import KEEP_UNKNOWN_S
+from workers.main import build, watched
+from workers.runtime import metrics as declared
+from workers.runtime.liveness import Liveness
 
 pytestmark = pytest.mark.integration
 
@@ -110,5 +118,46 @@ def test_a_reset_coordinator_group_does_not_hold_intake(settings, tmp_path, monk
         assert set(p.wait_final(later, timeout_s=60).values()) == {("SHIPPED", None)}
         reader = group_reader(p.settings.kafka(), group)
         assert backlog(AdminClient(p.settings.kafka()), reader, p.tx_log_topic, PARTITIONS) < limit
+    finally:
+        p.close()
+
+
+def test_a_group_whose_backlog_cannot_be_read_is_said_and_blinds_no_other(settings, tmp_path):
+    """Intake loses its grant to describe the coordinator's group, so it cannot read that
+    group's backlog: past what a failed look keeps, it says so
+    (orderbus_backpressure_unknown), and it still holds for inventory's backlog."""
+    if settings.security == "plaintext":
+        pytest.skip("a plaintext cluster has no ACLs to take away")
+    p = Pipeline(settings, "u" + uuid.uuid4().hex[:8], tmp_path)  # no worker runs
+    try:
+        names = p.settings.names
+        # inventory is behind on its input: its group has read none of these
+        producer = Producer(p.settings.kafka())
+        for i in range(2 * LIMIT):
+            producer.produce(names.commands("inventory"), key=f"u-{i}".encode(), value=b"{}")
+        assert producer.flush(30) == 0
+        lost = acl.Grant("intake", "group", "literal", names.group("coordinator"), "describe")
+        acl.revoke(p.settings.kafka(), [lost])
+        intake = dataclasses.replace(p.settings, intake_max_backlog=LIMIT).as_principal("intake")
+        metrics = declared.Metrics("intake")
+        handler = build("intake", intake, metrics, Liveness())
+        groups = sorted({g for g, _ in watched(names)})
+
+        def sample(name: str, **labels) -> float | None:
+            return metrics.registry.get_sample_value(name, {"worker": "intake", **labels})
+
+        try:
+            time.sleep(KEEP_UNKNOWN_S + 5)  # past what a failed look keeps
+            assert sample(declared.INPUT_HELD) == 1, "intake holds nothing while one group is unreadable"
+            unknown = {g: sample(declared.BACKPRESSURE_UNKNOWN, group=g) for g in groups}
+            assert unknown == {g: float(g == names.group("coordinator")) for g in groups}
+            acl.grant(p.settings.kafka(), [lost])
+            deadline = time.monotonic() + 30
+            while sample(declared.BACKPRESSURE_UNKNOWN, group=names.group("coordinator")) != 0:
+                assert time.monotonic() < deadline, "the coordinator's backlog still unknown with the grant back"
+                time.sleep(0.5)
+            assert sample(declared.INPUT_HELD) == 1
+        finally:
+            handler.downstream.close()
     finally:
         p.close()

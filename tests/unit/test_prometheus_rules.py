@@ -96,6 +96,7 @@ def test_the_alerts_cover_what_operators_watch():
         UNDER_REPLICATED,
         name_of(worker.in_doubt),
         name_of(worker.dead_letters),
+        name_of(worker.backpressure_unknown),
         name_of(tracker.stuck),
         "up",
     }

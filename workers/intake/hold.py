@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_S = 0.25
 KEEP_UNKNOWN_S = 10.0
 
+Watched = tuple[str, str]  # (group, the topic it reads)
+
 
 def hold(backlogs: list[int], held: bool, limit: int) -> bool:
     """Whether to hold: past the limit in any group; once held, until every group is back under
@@ -36,55 +38,111 @@ def hold(backlogs: list[int], held: bool, limit: int) -> bool:
     return worst > (limit // 2 if held else limit)
 
 
+def known(
+    seen: dict[Watched, tuple[float, int]],
+    watched: list[Watched],
+    now: float,
+    since: float,
+    keep_s: float = KEEP_UNKNOWN_S,
+) -> tuple[list[int], set[str]]:
+    """(the backlogs to hold on, the groups whose backlog is unknown). A backlog counts while its
+    last good look (`seen`: when, backlog) is under `keep_s` old; a group with a topic whose last
+    good look is older, or that has not been read in the `keep_s` since `since` (the start), is
+    unknown."""
+    backlogs, unknown = [], set()
+    for group, topic in watched:
+        at, records = seen.get((group, topic), (None, 0))
+        if at is not None and now - at < keep_s:
+            backlogs.append(records)
+        elif now - (since if at is None else at) >= keep_s:
+            unknown.add(group)
+    return backlogs, unknown
+
+
 class Downstream:
-    """Looks at the watched groups' backlogs from a thread of its own, so the loop never waits on
-    the cluster for it; `holding()` is its latest answer. A look that fails (a group coordinator
-    moving, a broker down) keeps the last answer for KEEP_UNKNOWN_S; past that it holds nothing,
-    so the pipeline never stops on a monitoring fault alone."""
+    """Looks at each watched group's backlog from a thread of its own, so neither the loop nor
+    another group ever waits on the cluster for one; `holding()` is the latest answer.
+
+    A look that fails (a group coordinator moving, a broker down, a grant lost) keeps that
+    group's last answer for KEEP_UNKNOWN_S; past that the group counts for nothing until a look
+    succeeds again, and `on_unknown(group, True)` says so (orderbus_backpressure_unknown, and
+    the BackpressureUnknown alert). It fails open: intake holds for the groups it can read and
+    never stops the pipeline on a monitoring fault alone, and an operator is told."""
 
     def __init__(
         self,
         client: dict,
-        watched: list[tuple[str, str]],
+        watched: list[Watched],
         limit: int,
         on_change: Callable[[bool], None] = lambda held: None,
+        on_unknown: Callable[[str, bool], None] = lambda group, unknown: None,
     ):
         self.client = client
-        self.watched, self.limit, self.on_change = watched, limit, on_change
+        self.watched, self.limit = watched, limit
+        self.on_change, self.on_unknown = on_change, on_unknown
         self.held = False
-        self.known_at = self.warned_at = 0.0
-        threading.Thread(target=self._run, daemon=True).start()
+        self.started = time.monotonic()
+        self.seen: dict[Watched, tuple[float, int]] = {}  # last good look: when, backlog
+        self.errors: dict[Watched, str] = {}  # why the last look failed
+        self.unknown: set[str] = set()  # as last said through on_unknown
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        # every series from the start, at 0 (a gauge first seen at 1 is no change to a rule)
+        on_change(False)
+        for group in sorted({g for g, _ in watched}):
+            on_unknown(group, False)
+        self.admin = AdminClient({"log_level": 3, **client})  # thread-safe; shared by the watchers
+        for group, topic in watched:
+            threading.Thread(target=self._watch, args=(group, topic), daemon=True).start()
 
     def holding(self) -> bool:
         return self.held
 
-    def _run(self) -> None:
-        # made and used in this thread only
-        admin = AdminClient({"log_level": 3, **self.client})
-        readers = {g: group_reader(self.client, g) for g, _ in self.watched}
-        while True:
-            self._look(admin, readers)
-            time.sleep(CHECK_EVERY_S)
+    def close(self) -> None:
+        self.stopped.set()
 
-    def _look(self, admin: AdminClient, readers: dict) -> None:
+    def _watch(self, group: str, topic: str) -> None:
+        reader = group_reader(self.client, group)  # made and used in this thread only
         try:
-            backlogs = [backlog(admin, readers[g], t, PARTITIONS) for g, t in self.watched]
-        except KafkaException as e:
-            if time.monotonic() - self.known_at < KEEP_UNKNOWN_S:
-                return
-            if time.monotonic() - self.warned_at > 60:
-                log.warning("downstream backlog unknown, not holding: %s", e.args[0])
-                self.warned_at = time.monotonic()
-            backlogs = []
-        else:
-            self.known_at = time.monotonic()
-        held = hold(backlogs, self.held, self.limit)
-        if held != self.held:
-            log.info(
-                "%s new orders: downstream backlogs %s (limit %d)",
-                "holding" if held else "resuming",
-                backlogs,
-                self.limit,
-            )
-            self.held = held
-            self.on_change(held)
+            while not self.stopped.is_set():
+                try:
+                    self._decide((group, topic), backlog(self.admin, reader, topic, PARTITIONS))
+                except KafkaException as e:
+                    self._decide((group, topic), error=str(e))
+                except Exception as e:  # whatever a look raises, the group is unknown, not its watcher gone
+                    log.exception("looking at %s's backlog", group)
+                    self._decide((group, topic), error=repr(e))
+                self.stopped.wait(CHECK_EVERY_S)
+        finally:
+            reader.close()
+
+    def _decide(self, looked: Watched, records: int | None = None, error: str = "") -> None:
+        """Takes one look's answer (its backlog, or why there is none) and decides again."""
+        with self.lock:
+            now = time.monotonic()
+            if records is not None:
+                self.seen[looked] = (now, records)
+            else:
+                self.errors[looked] = error
+            backlogs, unknown = known(self.seen, self.watched, now, self.started)
+            self._say(unknown)
+            held = hold(backlogs, self.held, self.limit)
+            if held != self.held:
+                log.info(
+                    "%s new orders: downstream backlogs %s (limit %d)",
+                    "holding" if held else "resuming",
+                    backlogs,
+                    self.limit,
+                )
+                self.held = held
+                self.on_change(held)
+
+    def _say(self, unknown: set[str]) -> None:
+        for group in sorted(unknown - self.unknown):
+            why = "; ".join(e for (g, _), e in self.errors.items() if g == group)
+            log.warning("cannot read %s's backlog, not holding for it: %s", group, why or "no answer yet")
+            self.on_unknown(group, True)
+        for group in sorted(self.unknown - unknown):
+            log.info("%s's backlog is read again", group)
+            self.on_unknown(group, False)
+        self.unknown = unknown

@@ -25,6 +25,7 @@ DECISIONS = "orderbus_decisions_total"
 VOTES = "orderbus_votes_total"
 IN_DOUBT = "orderbus_in_doubt_transactions"
 INPUT_HELD = "orderbus_input_held"
+BACKPRESSURE_UNKNOWN = "orderbus_backpressure_unknown"
 
 
 class Metrics:
@@ -71,6 +72,13 @@ class Metrics:
             "1 while the worker reads nothing new because a worker "
             "downstream of it is far behind (back-pressure)",
             ["worker"],
+            registry=r,
+        )
+        self.backpressure_unknown = Gauge(
+            BACKPRESSURE_UNKNOWN,
+            "1 while the worker cannot read the backlog of a group downstream of it (past the "
+            "seconds it keeps a last answer) and so holds nothing for that group",
+            ["worker", "group"],
             registry=r,
         )
         self.in_doubt = Gauge(
