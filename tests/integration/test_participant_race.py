@@ -16,12 +16,15 @@ from workers.participant.core import INVENTORY
 from workers.participant.store import STOCK
 from workers.participant.worker import ParticipantHandler
 from workers.runtime.metrics import Metrics
+from workers.runtime.signing import Verifier
 
 pytestmark = pytest.mark.integration
 
 
 def handler(sb) -> ParticipantHandler:
-    return ParticipantHandler(INVENTORY, STOCK, None, sb.settings.names, Metrics("inventory"))
+    return ParticipantHandler(
+        INVENTORY, STOCK, None, sb.settings.names, Metrics("inventory"), Verifier.of(sb.settings)
+    )
 
 
 def test_the_same_prepare_in_two_instances_at_once_holds_once(settings):
