@@ -1,6 +1,6 @@
 """Secrets `up` generates once and keeps with mode 0600 under the data directory, never in the
 repository: PostgreSQL role passwords, Kafka SCRAM passwords, the TLS keystore password, the
-keys the services sign their tx.log events with."""
+keys the services sign their events on the signed topics with."""
 
 from __future__ import annotations
 
