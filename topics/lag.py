@@ -376,6 +376,19 @@ def backlog(admin: AdminClient, reader: Consumer, topic: str, partitions: int, t
     return sum(max(0, ends[p] - (done[p] if p in done else starts[p])) for p in ends)
 
 
+def log_ends(client_config: dict, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+    """Each partition's log-end offset: how many records it has ever been written, whatever
+    retention has deleted since; {} when the topic does not exist. A partition that cannot
+    answer (its leader down, say) raises KafkaException: unknown is not empty."""
+    admin = AdminClient({"log_level": 3, **client_config})
+    meta = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if meta is None or (meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+        return {}
+    if meta.error is not None:
+        raise KafkaException(meta.error)
+    return _list(admin, [TopicPartition(topic, p) for p in meta.partitions], OffsetSpec.latest(), timeout_s)
+
+
 def _list(admin: AdminClient, tps: list[TopicPartition], spec, timeout_s: float) -> dict[int, int]:
     futures = admin.list_offsets({tp: spec for tp in tps}, request_timeout=timeout_s)
     return {tp.partition: f.result().offset for tp, f in futures.items()}

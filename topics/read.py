@@ -115,21 +115,6 @@ def read(
         consumer.close()
 
 
-def log_ends(client_config: dict, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
-    """Each partition's log-end offset: how many records it has ever been written, whatever
-    retention has deleted since; {} when the topic does not exist. A partition that cannot
-    answer (its leader down, say) raises KafkaException: unknown is not empty."""
-    admin = AdminClient({"log_level": 3, **client_config})
-    meta = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
-    if meta is None or (meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
-        return {}
-    if meta.error is not None:
-        raise KafkaException(meta.error)
-    latest = {TopicPartition(topic, p): OffsetSpec.latest() for p in meta.partitions}
-    futures = admin.list_offsets(latest, request_timeout=timeout_s)
-    return {tp.partition: future.result().offset for tp, future in futures.items()}
-
-
 def open_transactions(
     client_config: dict, partitions: list[tuple[str, int]], timeout_s: float = 10.0
 ) -> dict[tuple[str, int], tuple[int, int] | None]:

@@ -14,7 +14,7 @@ import psycopg2
 from orderbus.ops import report
 from orderbus.ops.errors import UsageError
 from topics.catalogue import TX_LOG
-from topics.read import log_ends
+from topics.lag import log_ends
 from workers.coordinator import store as coordinator_store
 from workers.intake import store as intake_store
 from workers.participant import store as participant_store
