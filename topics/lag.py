@@ -364,16 +364,18 @@ def partitions_of(admin: AdminClient, timeout_s: float) -> dict[str, int]:
     return {name: len(meta.partitions) for name, meta in topics.items() if not name.startswith("__")}
 
 
-def backlog(admin: AdminClient, reader: Consumer, topic: str, partitions: int, timeout_s: float = 5.0) -> int:
-    """Records of `topic` that the group of `reader` (group_reader) has not committed past, over
-    every partition: its lag as `kafka-consumer-groups` counts it, from the log start where the
-    group has committed nothing. Raises KafkaException when the cluster cannot say."""
+def backlog(
+    admin: AdminClient, reader: Consumer, topic: str, partitions: int, timeout_s: float = 5.0
+) -> dict[int, int]:
+    """Records of `topic` that the group of `reader` (group_reader) has not committed past, per
+    partition: its lag as `kafka-consumer-groups` counts it, from the log start where the group
+    has committed nothing. Raises KafkaException when the cluster cannot say."""
     done = {tp.partition: tp.offset for tp in committed(reader, {topic: partitions}, timeout_s)}
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     ends = _list(admin, tps, OffsetSpec.latest(), timeout_s)
     fresh = [tp for tp in tps if tp.partition not in done]
     starts = _list(admin, fresh, OffsetSpec.earliest(), timeout_s) if fresh else {}
-    return sum(max(0, ends[p] - (done[p] if p in done else starts[p])) for p in ends)
+    return {p: max(0, ends[p] - (done[p] if p in done else starts[p])) for p in ends}
 
 
 def log_ends(client_config: dict, topic: str, timeout_s: float = 10.0) -> dict[int, int]:

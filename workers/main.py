@@ -39,7 +39,7 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
                 settings.kafka(),
                 watched(names),
                 settings.intake_max_backlog,
-                lambda held: metrics.held.labels(name).set(int(held)),
+                lambda held: metrics.held.labels(name).set(len(held)),
                 lambda group, unknown: metrics.backpressure_unknown.labels(name, group).set(int(unknown)),
             )
         return IntakeHandler(db, names, metrics, settings.deadline_ms, downstream)

@@ -236,6 +236,18 @@ def _refuse_if_active(groups: Groups, group: str, what: str) -> None:
 
 
 def _rebuild_status(args, settings) -> int:
+    from workers.status.rebuild import writers_excluded
+    from workers.status.store import DATABASE
+
+    if not args.execute:
+        return _status_rebuild(args, settings, None)
+    # from before the first look for members until the swap commits, a status worker that starts
+    # (a supervisor restarting it) waits rather than write rows the swap would delete
+    with writers_excluded(settings.dsns[DATABASE]) as db:
+        return _status_rebuild(args, settings, db)
+
+
+def _status_rebuild(args, settings, db) -> int:
     from workers.runtime.signing import Verifier
     from workers.status.rebuild import compare, rebuild, swap
     from workers.status.store import DATABASE, LIVE, REBUILD
@@ -243,7 +255,7 @@ def _rebuild_status(args, settings) -> int:
     group, topic = settings.names.group("status"), settings.names.topic(ORDERS_STATUS)
     groups = Groups(settings.kafka())
     dsn = settings.dsns[DATABASE]
-    if args.execute:
+    if db is not None:
         _refuse_if_active(groups, group, "swap the status table")
     elif groups.exists(group) and groups.members(group):
         print(f"note: {group} is running; rows it changes meanwhile show as differences")
@@ -261,11 +273,11 @@ def _rebuild_status(args, settings) -> int:
     for oid, live, new in c.examples:
         print(f"    {oid}: live {live} rebuilt {new}")
     print("  the rebuilt table equals the live one" if c.equal else "  the tables differ")
-    if not args.execute:
+    if db is None:
         print(f"dry run: {LIVE} untouched, {REBUILD} left for inspection (add --execute to swap)")
         return 0 if c.equal else 1
     _refuse_if_active(groups, group, "swap the status table")
-    swap(dsn)
+    swap(db)
     print(f"swapped: {LIVE} now holds the rebuilt rows (one transaction)")
     return 0
 

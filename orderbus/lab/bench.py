@@ -215,7 +215,7 @@ def _open(sb, rss: RssSampler, timeout_s: float, log) -> dict:
         (group_reader(client, names.group("coordinator")), sb.tx_log_topic),
     ]
     _wait(
-        lambda: all(backlog(admin, r, t, PARTITIONS) == 0 for r, t in caught_up),
+        lambda: all(sum(backlog(admin, r, t, PARTITIONS).values()) == 0 for r, t in caught_up),
         timeout_s,
         "intake and the coordinator reading every order",
     )

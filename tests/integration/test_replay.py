@@ -326,6 +326,47 @@ def test_rebuild_status_equals_live_and_swaps(pipe, monkeypatch, capsys):
         pipe.sup.release(status)
 
 
+def test_a_status_worker_started_during_the_rebuild_loses_nothing_to_the_swap(pipe, monkeypatch, capsys):
+    """A status worker that starts while `rebuild status --execute` runs (a supervisor
+    restarting it, say), after the command's check for members: what it writes meanwhile is not
+    deleted by the swap. It waits for the swap, then writes on top of the rebuilt rows."""
+    import threading
+    from types import SimpleNamespace
+
+    from workers.main import build
+    from workers.runtime.liveness import Liveness
+    from workers.runtime.metrics import Metrics
+    from workers.status import rebuild
+    from workers.status.worker import write
+
+    late = SimpleNamespace(order_id="rw-late", status="SHIPPED", reason=None, at_ms=1)
+    started: list[threading.Thread] = []
+    compare = rebuild.compare
+
+    def compare_while_a_worker_starts(dsn):
+        handler = build("status", pipe.settings.as_principal("status"), Metrics("status"), Liveness())
+        worker = threading.Thread(target=lambda: handler.db.run(lambda cur: write(cur, [late])))
+        worker.start()
+        started.append(worker)
+        time.sleep(2)  # long enough for its write to commit, were nothing holding it
+        return compare(dsn)
+
+    monkeypatch.setattr(rebuild, "compare", compare_while_a_worker_starts)
+    status = pipe.sup.find("status")
+    pipe.sup.hold(status)
+    try:
+        wait_inactive(pipe.settings, pipe.settings.names.group("status"))
+        code, out = run(pipe.env, monkeypatch, capsys, "rebuild", "status", "--execute")
+        assert code == 0 and "swapped" in out, out
+        started[0].join(60)
+        assert not started[0].is_alive(), "the worker's write never went through"
+        found = pipe.sql("orders", "SELECT status FROM order_status WHERE order_id = 'rw-late'")
+        assert found == [("SHIPPED",)], "the swap deleted what a worker wrote during the rebuild"
+    finally:
+        pipe.sup.release(status)
+        pipe.sql("orders", "DELETE FROM order_status WHERE order_id = 'rw-late'")
+
+
 def test_rebuild_coordinator_and_audit(pipe, monkeypatch, capsys):
     code, out = run(pipe.env, monkeypatch, capsys, "rebuild", "coordinator", "--json")
     r = json.loads(out)

@@ -1,25 +1,33 @@
-"""Intake's back-pressure rules: hold past the limit, resume under half of it; a group whose
-backlog cannot be read counts for nothing, and is said, once its last answer is too old."""
+"""Intake's back-pressure rules: hold a partition past its share of the limit, resume it under
+half of that; a group whose backlog cannot be read counts for nothing, and is said, once its last
+answer is too old."""
 
 import pytest
 
 from workers.intake.hold import hold, known
 
 
+def spread(*behind: int) -> dict[int, int]:
+    return dict(enumerate(behind))
+
+
 @pytest.mark.parametrize(
     "backlogs, held, expected",
     [
-        ([], False, False),  # nothing known: never hold
-        ([0, 10, 99], False, False),
-        ([0, 101, 0], False, True),  # one group past the limit is enough
-        ([100, 0], False, False),  # at the limit is not past it
-        ([60, 0], True, True),  # held: stays held down to half...
-        ([50, 49], True, False),  # ...and resumes there
-        ([], True, False),  # a look that failed lets go
+        ([], set(), set()),  # nothing known: never hold
+        ([spread(0, 10, 25)], set(), set()),
+        ([spread(0, 26, 0), spread(30, 0, 0)], set(), {0, 1}),  # past the share in any group
+        ([spread(25, 0, 0)], set(), set()),  # at the share is not past it
+        ([spread(13, 0, 0)], {0}, {0}),  # held: stays held down to half...
+        ([spread(12, 0, 0)], {0}, set()),  # ...and resumes there
+        ([spread(20, 20, 0)], {0}, {0}),  # a partition not held needs the whole share
+        ([], {1}, set()),  # a look that failed lets go
+        # one partition far behind holds its own orders only, however far behind it is
+        ([spread(0, 0, 10_000)], set(), {2}),
     ],
 )
 def test_hold(backlogs, held, expected):
-    assert hold(backlogs, held, limit=100) is expected
+    assert hold(backlogs, frozenset(held), limit=100, partitions=4) == expected
 
 
 W = [("g.coordinator", "tx"), ("g.inventory", "inv"), ("g.payment", "pay")]
@@ -31,12 +39,22 @@ NOW, KEEP = 100.0, 10.0
     [
         ({}, 95.0, [], set()),  # just started, nothing read yet: nothing said
         ({}, 90.0, [], {"g.coordinator", "g.inventory", "g.payment"}),  # nothing read in 10 s
-        ({w: (99.0, 7) for w in W}, 0.0, [7, 7, 7], set()),
+        ({w: (99.0, {0: 7}) for w in W}, 0.0, [{0: 7}] * 3, set()),
         # one group's looks fail: its last answer counts for 10 s, then it is unknown and the
         # others still count
-        ({W[0]: (91.0, 500), W[1]: (99.0, 7), W[2]: (99.0, 8)}, 0.0, [500, 7, 8], set()),
-        ({W[0]: (90.0, 500), W[1]: (99.0, 7), W[2]: (99.0, 8)}, 0.0, [7, 8], {"g.coordinator"}),
-        ({W[1]: (99.0, 7), W[2]: (99.0, 8)}, 0.0, [7, 8], {"g.coordinator"}),  # never read
+        (
+            {W[0]: (91.0, {0: 500}), W[1]: (99.0, {0: 7}), W[2]: (99.0, {0: 8})},
+            0.0,
+            [{0: 500}, {0: 7}, {0: 8}],
+            set(),
+        ),
+        (
+            {W[0]: (90.0, {0: 500}), W[1]: (99.0, {0: 7}), W[2]: (99.0, {0: 8})},
+            0.0,
+            [{0: 7}, {0: 8}],
+            {"g.coordinator"},
+        ),
+        ({W[1]: (99.0, {0: 7}), W[2]: (99.0, {0: 8})}, 0.0, [{0: 7}, {0: 8}], {"g.coordinator"}),  # never read
     ],
 )
 def test_known(seen, since, backlogs, unknown):

@@ -138,8 +138,8 @@ class CoordinatorHandler:
         for part in self.partitions.values():
             part.saved()
 
-    def holding(self) -> bool:
-        return False
+    def holding(self) -> frozenset[int]:
+        return frozenset()
 
     def tick(self, now_ms):
         if now_ms - self.last_tick < TICK_MS:

@@ -9,6 +9,12 @@ full: the orders behind those wait for it rather than be aborted at their deadli
 The backlog is a group's committed lag, which trails what it has processed by up to the loop's
 commit interval (workers/runtime/loop.py): at 400 orders/s about 1,200 tx.log records for the
 coordinator, so the limit (Settings.intake_max_backlog) sits well above that.
+
+It is judged per partition. Every topic of the pipeline has the same partition count and every
+record is keyed by its order id, so an order read from partition p of orders.placed lands on
+partition p of tx.log and of the commands topics: a partition behind downstream (an instance
+crash-looping on it, a leader offline) holds the orders of that partition, and no other shop's.
+Each partition may be its share of the limit behind.
 """
 
 from __future__ import annotations
@@ -29,29 +35,33 @@ CHECK_EVERY_S = 0.25
 KEEP_UNKNOWN_S = 10.0
 
 Watched = tuple[str, str]  # (group, the topic it reads)
+Backlog = dict[int, int]  # partition: records behind
 
 
-def hold(backlogs: list[int], held: bool, limit: int) -> bool:
-    """Whether to hold: past the limit in any group; once held, until every group is back under
-    half of it, so intake does not pause and resume on every look."""
-    worst = max(backlogs, default=0)
-    return worst > (limit // 2 if held else limit)
+def hold(backlogs: list[Backlog], held: frozenset[int], limit: int, partitions: int) -> frozenset[int]:
+    """The partitions to hold: those past their share of the limit in any group; once held,
+    until every group is back under half of it, so intake does not pause and resume on every
+    look."""
+    share = max(1, limit // partitions)
+    worst = {p: max((b.get(p, 0) for b in backlogs), default=0) for p in range(partitions)}
+    return frozenset(p for p, behind in worst.items() if behind > (share // 2 if p in held else share))
 
 
 def known(
-    seen: dict[Watched, tuple[float, int]],
+    seen: dict[Watched, tuple[float, Backlog]],
     watched: list[Watched],
     now: float,
     since: float,
     keep_s: float = KEEP_UNKNOWN_S,
-) -> tuple[list[int], set[str]]:
+) -> tuple[list[Backlog], set[str]]:
     """(the backlogs to hold on, the groups whose backlog is unknown). A backlog counts while its
     last good look (`seen`: when, backlog) is under `keep_s` old; a group with a topic whose last
     good look is older, or that has not been read in the `keep_s` since `since` (the start), is
     unknown."""
-    backlogs, unknown = [], set()
+    backlogs: list[Backlog] = []
+    unknown: set[str] = set()
     for group, topic in watched:
-        at, records = seen.get((group, topic), (None, 0))
+        at, records = seen.get((group, topic), (None, {}))
         if at is not None and now - at < keep_s:
             backlogs.append(records)
         elif now - (since if at is None else at) >= keep_s:
@@ -74,28 +84,29 @@ class Downstream:
         client: dict,
         watched: list[Watched],
         limit: int,
-        on_change: Callable[[bool], None] = lambda held: None,
+        on_change: Callable[[frozenset[int]], None] = lambda held: None,
         on_unknown: Callable[[str, bool], None] = lambda group, unknown: None,
     ):
         self.client = client
         self.watched, self.limit = watched, limit
         self.on_change, self.on_unknown = on_change, on_unknown
-        self.held = False
+        self.held: frozenset[int] = frozenset()
         self.started = time.monotonic()
-        self.seen: dict[Watched, tuple[float, int]] = {}  # last good look: when, backlog
+        self.seen: dict[Watched, tuple[float, Backlog]] = {}  # last good look: when, backlog
         self.errors: dict[Watched, str] = {}  # why the last look failed
         self.unknown: set[str] = set()  # as last said through on_unknown
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         # every series from the start, at 0 (a gauge first seen at 1 is no change to a rule)
-        on_change(False)
+        on_change(self.held)
         for group in sorted({g for g, _ in watched}):
             on_unknown(group, False)
         self.admin = AdminClient({"log_level": 3, **client})  # thread-safe; shared by the watchers
         for group, topic in watched:
             threading.Thread(target=self._watch, args=(group, topic), daemon=True).start()
 
-    def holding(self) -> bool:
+    def holding(self) -> frozenset[int]:
+        """The partitions whose new orders wait."""
         return self.held
 
     def close(self) -> None:
@@ -116,7 +127,7 @@ class Downstream:
         finally:
             reader.close()
 
-    def _decide(self, looked: Watched, records: int | None = None, error: str = "") -> None:
+    def _decide(self, looked: Watched, records: Backlog | None = None, error: str = "") -> None:
         """Takes one look's answer (its backlog, or why there is none) and decides again."""
         with self.lock:
             now = time.monotonic()
@@ -126,12 +137,13 @@ class Downstream:
                 self.errors[looked] = error
             backlogs, unknown = known(self.seen, self.watched, now, self.started)
             self._say(unknown)
-            held = hold(backlogs, self.held, self.limit)
+            held = hold(backlogs, self.held, self.limit, PARTITIONS)
             if held != self.held:
                 log.info(
-                    "%s new orders: downstream backlogs %s (limit %d)",
-                    "holding" if held else "resuming",
-                    backlogs,
+                    "holding new orders of partitions %s (%s before): downstream backlogs %s (limit %d)",
+                    sorted(held) or "none",
+                    sorted(self.held) or "none",
+                    [sum(b.values()) for b in backlogs],
                     self.limit,
                 )
                 self.held = held

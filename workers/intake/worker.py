@@ -29,8 +29,8 @@ class IntakeHandler(Stateless):
         }
         self.dlq = names.topic(ORDERS_DLQ)
 
-    def holding(self) -> bool:
-        return self.downstream is not None and self.downstream.holding()
+    def holding(self) -> frozenset[int]:
+        return frozenset() if self.downstream is None else self.downstream.holding()
 
     def process(self, messages, now_ms):
         events, outs = decode_batch(

@@ -26,8 +26,9 @@ class Handler(Protocol):
 
     def process(self, messages: list[Message], now_ms: int) -> list[Out]: ...
     def tick(self, now_ms: int) -> list[Out]: ...
-    # whether to read nothing now, because a worker downstream is far behind (back-pressure)
-    def holding(self) -> bool: ...
+    # the partitions of its input to read nothing of now, because a worker downstream is far
+    # behind on them (back-pressure)
+    def holding(self) -> frozenset[int]: ...
     # returns (topic, partition) -> offset to read from, where it is not the committed offset
     def assigned(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]: ...
     def revoked(self, partitions: list[TopicPartition]) -> None: ...
@@ -62,8 +63,8 @@ class Stateless:
     def tick(self, now_ms: int) -> list[Out]:
         return []
 
-    def holding(self) -> bool:
-        return False
+    def holding(self) -> frozenset[int]:
+        return frozenset()
 
     def offset_metadata(self, topic: str, partition: int) -> str:
         return ""

@@ -97,7 +97,7 @@ class Loop:
         self.acked: dict[tuple[str, int], TopicPartition] = {}
         self.confirmed: dict[tuple[str, int], int] = {}
         self.commit_tried_at = 0.0
-        self.held = False
+        self.held: frozenset[int] = frozenset()
         self.synced_at = time.monotonic()
         metrics.assigned.labels(metrics.worker).set_function(lambda: len(self.liveness.owned()))
         metrics.stalled.labels(metrics.worker).set_function(self.liveness.stalled_s)
@@ -228,17 +228,19 @@ class Loop:
             self.metrics.batch_size.labels(self.metrics.worker).observe(len(batch))
             self.metrics.batch_ms.labels(self.metrics.worker).observe((time.monotonic() - t0) * 1000)
 
-    def _hold(self, held: bool) -> None:
-        """Pause every owned partition while the handler holds its input, resume them after. The
-        rounds go on meanwhile, so deliveries, commits and rebalances do; the partitions stay
-        owned, and their wait is on purpose, no stall for the watchdog."""
+    def _hold(self, held: frozenset[int]) -> None:
+        """Pause the owned partitions the handler holds, resume them after. The rounds go on
+        meanwhile, so deliveries, commits and rebalances do, and the other partitions are read;
+        the held ones stay owned, and their wait is on purpose, no stall for the watchdog."""
+        owned = self.consumer.assignment()  # again each round: a partition given meanwhile
+        pause = [tp for tp in owned if tp.partition in held]
+        if pause:
+            self.consumer.pause(pause)
+        let_go = [tp for tp in owned if tp.partition in self.held and tp.partition not in held]
+        if let_go:
+            self.consumer.resume(let_go)
         if held:
-            owned = self.consumer.assignment()  # again each round: a partition given meanwhile
-            if owned:
-                self.consumer.pause(owned)
             self.liveness.waiting()
-        elif self.held:
-            self.consumer.resume(self.consumer.assignment())
         self.held = held
 
     def _send(self, pending: Pending) -> None:

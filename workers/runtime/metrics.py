@@ -69,8 +69,8 @@ class Metrics:
         self.votes = Counter(VOTES, "Participant votes", ["worker", "vote", "reason"], registry=r)
         self.held = Gauge(
             INPUT_HELD,
-            "1 while the worker reads nothing new because a worker "
-            "downstream of it is far behind (back-pressure)",
+            "Partitions of its input the worker reads nothing new of, because a worker "
+            "downstream of it is far behind on them (back-pressure)",
             ["worker"],
             registry=r,
         )

@@ -6,13 +6,16 @@ The rebuild folds the whole topic with the worker's own `write`, so it derives e
 worker derives: a status only moves forward and the first event of the furthest rank wins, which
 does not depend on how the events were batched. Swapping is safe while the status worker is
 stopped (the command refuses otherwise): on restart it resumes from its committed offset, and
-re-applying events the rebuilt table already holds changes nothing (the upsert is monotonic).
+re-applying events the rebuilt table already holds changes nothing (the upsert is monotonic). A
+worker started while the command runs waits for the swap (writers_excluded).
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_STATUS
@@ -93,10 +96,20 @@ def compare(dsn: str, table: str = REBUILD) -> Comparison:
         db.close()
 
 
-def swap(dsn: str, table: str = REBUILD) -> None:
-    """Make the live table hold the rebuilt rows, in one transaction."""
+@contextmanager
+def writers_excluded(dsn: str) -> Iterator[Database]:
+    """A session that keeps every writer of the live table waiting until it is closed: take it
+    before the rebuild reads the topic, and swap through it."""
     db = Database(dsn)
     try:
-        db.run(lambda cur: store.replace_live(cur, table))
+        db.run(store.exclude_writers)  # retried, like a worker's batch, past a writer stopped mid-batch
+        yield db
     finally:
-        db.close()
+        db.close()  # ends the session, and its lock
+
+
+def swap(db: Database, table: str = REBUILD) -> None:
+    """Make the live table hold the rebuilt rows, in one transaction of the session that
+    excludes its writers (writers_excluded)."""
+    with db.transaction() as cur:
+        store.replace_live(cur, table)

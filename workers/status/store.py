@@ -24,10 +24,26 @@ WHERE (CASE {table}.status WHEN 'PENDING' THEN 0 WHEN 'SHIPPED' THEN 2 ELSE 1 EN
 """
 
 
+# Writes to the live table and a swap exclude each other: every write takes this advisory lock
+# shared, inside its transaction; `replay rebuild status --execute` holds it exclusively, in its
+# session, from before it reads the topic until the swap commits, so a status worker started
+# meanwhile waits (retrying its batch) instead of writing rows the swap would then delete. Two
+# int4 keys: a key space the one-bigint advisory locks elsewhere never meet.
+WRITERS = (0x6F72_6465, 1)
+
+
 def upsert(cur, rows: list[tuple], table: str = LIVE) -> None:
     """rows: (order id, status, reason, changed ms)."""
     if rows:
+        if table == LIVE:
+            cur.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", WRITERS)
         execute_values(cur, UPSERT.format(table=table), rows)
+
+
+def exclude_writers(cur) -> None:
+    """Hold the writers' lock exclusively for the rest of this session (waits for the writes
+    under way, at most the session's lock_timeout)."""
+    cur.execute("SELECT pg_advisory_lock(%s, %s)", WRITERS)
 
 
 # -- what the operators' tools read
@@ -98,7 +114,15 @@ def differences(cur, table: str = REBUILD) -> list[tuple]:
 
 def replace_live(cur, table: str = REBUILD) -> None:
     """The live table holds `table`'s rows: inside one transaction a reader sees the old rows or
-    the new ones, and the table keeps its indexes and their names."""
-    cur.execute(f"LOCK TABLE {LIVE} IN EXCLUSIVE MODE")  # writers wait; readers do not
+    the new ones, and the table keeps its indexes and their names. Refused unless this session
+    still holds the writers' lock it took before the rebuild (exclude_writers)."""
+    cur.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        " AND classid = %s AND objid = %s AND objsubid = 2 AND mode = 'ExclusiveLock' AND granted",
+        WRITERS,
+    )
+    if cur.fetchone()[0] != 1:
+        raise RuntimeError("this session no longer excludes the status writers (its connection was lost)")
+    cur.execute(f"LOCK TABLE {LIVE} IN EXCLUSIVE MODE")  # readers do not wait
     cur.execute(f"DELETE FROM {LIVE}")
     cur.execute(f"INSERT INTO {LIVE} SELECT * FROM {table}")
