@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from topics.catalogue import ALL, Topic
+from topics.catalogue import ALL, Names, Topic
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ def ensure(
     client_config: dict,
     topics: tuple[Topic, ...] = ALL,
     timeout: float = 30.0,
-    name_prefix: str = "",
+    names: Names = Names(),
     create: bool = True,
     brokers: int = 0,
 ) -> list[TopicReport]:
@@ -41,18 +41,20 @@ def ensure(
     brokers = max(len(md.brokers), brokers)
     reports, to_create = [], []
     for topic in topics:
-        name = name_prefix + topic.name
+        name = names.topic(topic)
         rf, min_isr = replication_for(brokers, topic)
         if name not in md.topics and not create:
             reports.append(TopicReport(name, "missing"))
         elif name not in md.topics:
             to_create.append(
                 NewTopic(
-                    name, num_partitions=topic.partitions, replication_factor=rf, config=topic.configs(min_isr)
+                    name, num_partitions=names.partitions, replication_factor=rf, config=topic.configs(min_isr)
                 )
             )
             continue
-        reports.append(TopicReport(name, *_compare(admin, md.topics[name], topic, rf, min_isr, name)))
+        reports.append(
+            TopicReport(name, *_compare(admin, md.topics[name], topic, names.partitions, rf, min_isr, name))
+        )
     if to_create:
         for name, fut in admin.create_topics(to_create, operation_timeout=timeout).items():
             try:
@@ -65,10 +67,10 @@ def ensure(
     return reports
 
 
-def _compare(admin: AdminClient, meta, topic: Topic, rf: int, min_isr: int, name: str):
+def _compare(admin: AdminClient, meta, topic: Topic, partitions: int, rf: int, min_isr: int, name: str):
     problems = []
-    if len(meta.partitions) != topic.partitions:
-        problems.append(f"partitions {len(meta.partitions)}, catalogue says {topic.partitions}")
+    if len(meta.partitions) != partitions:
+        problems.append(f"partitions {len(meta.partitions)}, ORDERBUS_PARTITIONS says {partitions}")
     actual_rf = min(len(p.replicas) for p in meta.partitions.values())
     if actual_rf != rf:
         problems.append(f"replication factor {actual_rf}, catalogue says {rf}")
@@ -89,3 +91,15 @@ def delete(client_config: dict, names: list[str], timeout: float = 30.0) -> None
         except KafkaException as e:
             if e.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
                 raise
+
+
+def wrong_partitions(client_config: dict, topics: tuple[str, ...], names: Names, timeout: float = 10.0) -> dict:
+    """The topics among `topics` whose partition count is not `names.partitions`, with theirs. A
+    worker reading one would take every event for misplaced (signing.placed), so it refuses to
+    start instead; a topic not made yet is not counted."""
+    md = AdminClient({"log_level": 3, **client_config}).list_topics(timeout=timeout)
+    return {
+        t: len(md.topics[t].partitions)
+        for t in topics
+        if t in md.topics and md.topics[t].error is None and len(md.topics[t].partitions) != names.partitions
+    }

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PARTITIONS = 6  # every keyed topic has the same count, so one order lands on partition p everywhere;
-# 6 spreads work over 6 instances; each more costs every transaction a marker
+# Every topic has the deployment's partition count (Names.partitions, ORDERBUS_PARTITIONS), so an
+# order lands on partition p everywhere. A partition is the unit of parallelism: a group spreads
+# over at most that many instances. It is also a unit of the brokers' work: every partition a batch
+# writes to is an append of its own, replicated and fetched on its own, so on one small host
+# fewer is faster (README, Performance). This is the count of a new deployment.
+PARTITIONS = 1
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -14,7 +18,6 @@ class Topic:
     name: str
     key: str  # what the message key is
     events: tuple[str, ...]  # event types (schemas/) carried, by their `type` header
-    partitions: int = PARTITIONS
     replication: int = 3  # capped at the broker count on a single-node cluster
     cleanup: str = "delete"
     retention_ms: int = 7 * DAY_MS
@@ -114,6 +117,7 @@ class Names:
     several pipelines (a test's own, say) can share one cluster without seeing each other."""
 
     prefix: str = ""
+    partitions: int = PARTITIONS  # of every topic
 
     def topic(self, topic: Topic) -> str:
         return self.prefix + topic.name

@@ -7,6 +7,7 @@ import signal
 import sys
 
 from infra.postgres.databases import DATABASE
+from topics.admin import wrong_partitions
 from topics.catalogue import ACCESS
 from workers.runtime.clients import LoopConfig
 from workers.runtime.db import Database
@@ -39,6 +40,7 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
                 settings.kafka(),
                 watched(names),
                 settings.intake_max_backlog,
+                names.partitions,
                 lambda held: metrics.held.labels(name).set(len(held)),
                 lambda group, unknown: metrics.backpressure_unknown.labels(name, group).set(int(unknown)),
             )
@@ -98,6 +100,15 @@ def run(
     metrics.serve(metrics_port)
     liveness = Liveness()
     handler = build(name, settings, metrics, liveness)
+    wrong = wrong_partitions(settings.kafka(), handler.topics, settings.names)
+    if wrong:
+        logging.getLogger(__name__).critical(
+            "not starting: ORDERBUS_PARTITIONS is %d, but %s; a topic's count is set when it is made, "
+            "so set ORDERBUS_PARTITIONS to the cluster's",
+            settings.partitions,
+            ", ".join(f"{t} has {n}" for t, n in sorted(wrong.items())),
+        )
+        return 2
     metrics.start_at_zero()
     cfg = loop_config(name, instance, settings, protocol, static)
     signer = Signer(name, settings.signing_key(name), settings.names.signed()) if name in AUTHORS else None

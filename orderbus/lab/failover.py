@@ -18,7 +18,7 @@ from orderbus.lab.sandbox import ONE_EACH, Sandbox
 from orderbus.lab.watch import TopicWatcher
 from orderbus.ops.generate import order_body
 from orderbus.ops.wait import until
-from topics.catalogue import ORDERS_STATUS, PARTITIONS, TX_LOG
+from topics.catalogue import ORDERS_STATUS, TX_LOG
 
 # worker -> (topic whose records mark its progress, the header type, a test on the JSON body)
 PROGRESS = {
@@ -39,7 +39,7 @@ class Progress(TopicWatcher):
     def __init__(self, settings, topic: str, kind: bytes, test):
         super().__init__(settings, topic)
         self.kind, self.test = kind, test
-        self.times: dict[int, list[float]] = {p: [] for p in range(PARTITIONS)}
+        self.times: dict[int, list[float]] = {p: [] for p in range(settings.partitions)}
 
     def seen(self, msg, now: float) -> None:
         kind = dict(msg.headers() or []).get("type")
@@ -94,13 +94,20 @@ def measure(
         publishing = threading.Thread(target=load, args=(sb, rate, stop), daemon=True)
         publishing.start()
         results = []
+        slots = {f"{group}-{sb.settings.instance_id(slot)}": slot for slot in (0, 1)}
         for k in range(kills):
-            # every partition busy and both instances owning some (after a kill: the victim
-            # back and the group settled again): a kill interrupts real work
-            ids = {f"{group}-{sb.settings.instance_id(slot)}" for slot in (0, 1)}
-            if not until(lambda: watch.flowing() and _settled(admin, group, ids), 90, poll_s=0.5):
+            # every partition busy, both instances in the group and as many owning partitions as
+            # there are partitions for (after a kill: the victim back and the group settled
+            # again): a kill of an owner interrupts real work
+            owners: list[str] = []
+
+            def ready() -> bool:
+                owners[:] = _owners(admin, group, set(slots), sb.settings.partitions)
+                return watch.flowing() and bool(owners)
+
+            if not until(ready, 90, poll_s=0.5):
                 raise TimeoutError("the sandbox pipeline did not reach a steady flow in 90 s")
-            victim = sb.sup.find(worker, k % 2)
+            victim = sb.sup.find(worker, slots[owners[k % len(owners)]])
             victim.held = not restart
             t = time.monotonic()
             victim.proc.kill()
@@ -131,15 +138,19 @@ def measure(
     }
 
 
-def _settled(admin: AdminClient, group: str, client_ids: set[str]) -> bool:
-    """The group is stable and each of these clients owns a partition (False while it cannot be
-    told: the group's coordinator moves during a rebalance)."""
+def _owners(admin: AdminClient, group: str, client_ids: set[str], partitions: int) -> list[str]:
+    """Those of these clients that own partitions, once the group is stable with all of them in
+    it and as many of them owning some as the partitions allow (one partition: one owner, the
+    other a standby); [] until then, and while it cannot be told (the group's coordinator moves
+    during a rebalance)."""
     try:
         desc = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
     except KafkaException:
-        return False
-    owners = {m.client_id for m in desc.members if m.assignment and m.assignment.topic_partitions}
-    return desc.state == ConsumerGroupState.STABLE and client_ids <= owners
+        return []
+    members = {m.client_id for m in desc.members}
+    owners = sorted(m.client_id for m in desc.members if m.assignment and m.assignment.topic_partitions)
+    settled = desc.state == ConsumerGroupState.STABLE and client_ids <= members
+    return owners if settled and len(set(owners) & client_ids) >= min(len(client_ids), partitions) else []
 
 
 def seed(sb) -> None:

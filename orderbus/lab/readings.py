@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from infra.kafka.cluster import pidfile
+from infra.postgres import server as postgres
 from infra.procs import read_pid
 from orderbus.lab.watch import TopicWatcher
 from topics.lag import LagError, LagReader
@@ -20,7 +21,6 @@ from topics.read import read
 from workers.tracker.stages import SOURCES as TRACKER_SOURCES
 
 FINAL = ("SHIPPED", "REJECTED")
-SOURCE_PARTITIONS = sum(t.partitions for t in TRACKER_SOURCES)
 
 
 class StatusWatcher(TopicWatcher):
@@ -111,19 +111,23 @@ class RssSampler(threading.Thread):
 
     def run(self):
         while self.running:
-            for c in self.sup.children:
-                if c.proc and c.proc.poll() is None:
-                    try:
-                        with open(f"/proc/{c.proc.pid}/status") as f:
-                            kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
-                        with open(f"/proc/{c.proc.pid}/stat") as f:
-                            fields = f.read().rsplit(")", 1)[1].split()
-                    except (OSError, StopIteration):
-                        continue
-                    self.now[c.label] = kb / 1024
-                    self.peak[c.label] = max(self.peak.get(c.label, 0), kb / 1024)
-                    self.cpu[c.label] = (int(fields[11]) + int(fields[12])) / self.TICK
+            self.sample()
             time.sleep(self.EVERY_S)
+
+    def sample(self) -> dict[str, float]:
+        """Reads every worker's RSS and CPU now; returns the CPU seconds."""
+        for c in self.sup.children:
+            if c.proc and c.proc.poll() is None:
+                try:
+                    with open(f"/proc/{c.proc.pid}/status") as f:
+                        kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
+                    fields = _stat(c.proc.pid)
+                except (OSError, StopIteration):
+                    continue
+                self.now[c.label] = kb / 1024
+                self.peak[c.label] = max(self.peak.get(c.label, 0), kb / 1024)
+                self.cpu[c.label] = _cpu_s(fields)
+        return dict(self.cpu)
 
 
 class TrackerLag(threading.Thread):
@@ -134,6 +138,7 @@ class TrackerLag(threading.Thread):
         super().__init__(daemon=True)
         self.reader = LagReader(settings.kafka(), settings.names)
         self.group = settings.names.group("tracker")
+        self.sources = len(TRACKER_SOURCES) * settings.partitions  # partitions it reads
         self.samples: list[tuple[float, int, float]] = []  # (monotonic, messages, seconds)
         self.running = True
 
@@ -145,9 +150,7 @@ class TrackerLag(threading.Thread):
             except LagError:
                 parts = []
             # every source partition, once the group has committed for each of them
-            if len(parts) == SOURCE_PARTITIONS and all(
-                p.lag is not None and p.lag_seconds is not None for p in parts
-            ):
+            if len(parts) == self.sources and all(p.lag is not None and p.lag_seconds is not None for p in parts):
                 self.samples.append(
                     (time.monotonic(), sum(p.lag for p in parts), max(p.lag_seconds for p in parts))
                 )
@@ -197,17 +200,54 @@ def records_by_type(settings, starts: dict[str, dict[int, int]]) -> dict[str, in
     return dict(sorted(counts.items()))
 
 
+def _stat(pid) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name (field 3 of proc(5) first)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def _cpu_s(fields: list[str], reaped: bool = False) -> float:
+    """utime + stime, and with `reaped` the CPU of the children it has waited for."""
+    ticks = sum(int(fields[i]) for i in ((11, 12, 13, 14) if reaped else (11, 12)))
+    return ticks / RssSampler.TICK
+
+
 def broker_cpu_s(settings) -> float:
     """CPU seconds the local brokers have used so far (0 where their pids are unknown)."""
     layout, total = settings.layout(), 0.0
     for node in layout.nodes:
         try:
-            with open(f"/proc/{read_pid(pidfile(layout, node))}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / RssSampler.TICK
+            total += _cpu_s(_stat(read_pid(pidfile(layout, node))))
         except (OSError, TypeError, ValueError):
             pass
     return total
+
+
+def postgres_cpu_s(settings) -> float:
+    """CPU seconds the local PostgreSQL server has used so far: the postmaster, the sessions and
+    helpers it runs now, and those that have ended (0 where its pid is unknown)."""
+    master = postgres.running(settings.layout())
+    if master is None:
+        return 0.0
+    try:
+        total = _cpu_s(_stat(master), reaped=True)
+    except (OSError, ValueError):
+        return 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = _stat(entry)
+            except OSError:
+                continue  # ended meanwhile
+            if int(fields[1]) == master:
+                total += _cpu_s(fields)
+    return total
+
+
+def own_cpu_s() -> float:
+    """CPU seconds this process (the load generator and its readers) has used so far."""
+    t = os.times()
+    return t.user + t.system
 
 
 def groups_ready(settings, workers) -> bool:

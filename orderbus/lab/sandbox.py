@@ -34,6 +34,7 @@ class Sandbox:
         log_dir: Path | None = None,
         env: dict | None = None,
         worker_args: tuple[str, ...] = (),
+        partitions: int | None = None,
     ):
         self.tag = tag or "s" + uuid.uuid4().hex[:8]
         self.layout = settings.layout()
@@ -43,15 +44,21 @@ class Sandbox:
         dsns = {s: databases.dsn(self.layout, n) for s, n in self.dbs.items()}
         deadline_ms = deadline_ms or settings.deadline_ms
         self.settings = dataclasses.replace(
-            settings, prefix=f"{self.tag}.", dsns=dsns, deadline_ms=deadline_ms, metrics_port=0
+            settings,
+            prefix=f"{self.tag}.",
+            dsns=dsns,
+            deadline_ms=deadline_ms,
+            metrics_port=0,
+            partitions=partitions or settings.partitions,
         )
-        self.topic_names = [r.name for r in ensure(self.settings.kafka(), name_prefix=f"{self.tag}.")]
+        self.topic_names = [r.name for r in ensure(self.settings.kafka(), names=self.settings.names)]
         if self.settings.security != "plaintext":
             acl.ensure(self.settings.kafka(), self.settings.names)
         self.env = {
             "ORDERBUS_TOPIC_PREFIX": f"{self.tag}.",
             "ORDERBUS_DEADLINE_MS": str(deadline_ms),
             "ORDERBUS_METRICS_PORT": "0",
+            "ORDERBUS_PARTITIONS": str(self.settings.partitions),
             **{f"ORDERBUS_DSN_{s.upper()}": d for s, d in dsns.items()},
             **(env or {}),
         }

@@ -21,7 +21,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from orderbus.lab.sandbox import Sandbox
 from schemas import codec
 from schemas.events import PARTICIPANTS, TxBegun, Voted
-from topics.catalogue import PARTITIONS
 from topics.partition import partition_for
 from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx
@@ -59,7 +58,11 @@ def _fill_store(sb: Sandbox, history: int, open_: int, log) -> None:
 def _write_tail(sb: Sandbox) -> int:
     producer = Producer(sb.settings.kafka(**{"acks": "all", "linger.ms": 20}))
     # ids whose events sit on partition 0, where the readers take them
-    tail = (oid for oid in (f"t-{i}" for i in itertools.count()) if partition_for(oid.encode(), PARTITIONS) == 0)
+    tail = (
+        oid
+        for oid in (f"t-{i}" for i in itertools.count())
+        if partition_for(oid.encode(), sb.settings.partitions) == 0
+    )
     for oid in itertools.islice(tail, TAIL_ORDERS):
         for event in (TxBegun(oid, PARTICIPANTS, 0), *(Voted(oid, p, "yes", None) for p in PARTICIPANTS)):
             value, headers = codec.encode(event)

@@ -8,8 +8,6 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-from topics.catalogue import PARTITIONS
-
 
 class TopicWatcher(threading.Thread):
     """Hands every committed record of `topic`, from the beginning, to `seen(msg, now)` with the
@@ -30,7 +28,7 @@ class TopicWatcher(threading.Thread):
                 }
             )
         )
-        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.partitions)])
         self.running = True
 
     def seen(self, msg, now: float) -> None:

@@ -50,10 +50,10 @@ def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> d
             for w in waits:
                 w.result()
         migrated = {s: databases.ensure(layout, s, s) for s in SERVICES}
-        _write_state(layout)
+        _write_state(layout, settings.partitions)
         users = security.ensure_users(layout, list(ACCESS))
         client = security.client(layout)
-        reports = topic_admin.ensure(client)
+        reports = topic_admin.ensure(client, names=settings.names)
         acls = acl.ensure(client, Names()) if layout.secure else acl.Drift([], [], [])
     changed = bool(
         started
@@ -149,11 +149,12 @@ def _state(layout: Layout) -> dict:
         return {}
 
 
-def _write_state(layout: Layout) -> None:
+def _write_state(layout: Layout, partitions: int) -> None:
     layout.state_file.write_text(
         json.dumps(
             {
                 "brokers": layout.brokers,
+                "partitions": partitions,  # of every topic, as made
                 "kafka_base_port": layout.kafka_base_port,
                 "pg_port": layout.pg_port,
                 "kafka_version": KAFKA_VERSION,
@@ -210,7 +211,7 @@ def status(settings: Settings) -> dict:
         pg_ok = False
     topics = []
     if md is not None:
-        for r in topic_admin.ensure(settings.kafka(), create=False, timeout=5):
+        for r in topic_admin.ensure(settings.kafka(), create=False, timeout=5, names=settings.names):
             topics.append(
                 {
                     "name": r.name,

@@ -72,9 +72,9 @@ class DeadLetterCounter:
     """Counts the dead-letter topic's committed records, reading on from where it stopped, so a
     refresh every few seconds does not re-read the whole topic."""
 
-    def __init__(self, client_config: dict, topic: str):
+    def __init__(self, client_config: dict, topic: str, partitions: int):
         self.config, self.topic = client_config, topic
-        self.starts = {p: BEGINNING for p in range(ORDERS_DLQ.partitions)}
+        self.starts = {p: BEGINNING for p in range(partitions)}
         self.count = 0
         self.by_reason: dict[str, int] = {}
 
@@ -106,7 +106,7 @@ class Gatherer:
         self.settings = settings
         config = client_config or settings.kafka()
         self.lag = LagReader(config, settings.names, timeout_s=5.0)
-        self.dlq = DeadLetterCounter(config, settings.names.topic(ORDERS_DLQ))
+        self.dlq = DeadLetterCounter(config, settings.names.topic(ORDERS_DLQ), settings.partitions)
         self.prev_counts: tuple[float, dict[str, int]] | None = None
         self.prev_buckets: dict[str, dict[float, float]] | None = None
         self.prev_at: float | None = None

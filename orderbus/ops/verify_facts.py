@@ -76,7 +76,7 @@ def transient(e: BaseException) -> bool:
 
 def gather(settings) -> Facts:
     names, kafka, f = settings.names, settings.kafka(), Facts()
-    pipeline_partitions = [(names.topic(t), p) for t in ALL for p in range(t.partitions)]
+    pipeline_partitions = [(names.topic(t), p) for t in ALL for p in range(names.partitions)]
     f.partial = bool(open_transactions(kafka, pipeline_partitions))
     # first: a group's offset is committed after its database transaction, so a lag of zero read
     # now vouches for every database read after it; read last, it would vouch for older reads
@@ -125,7 +125,7 @@ def lag(settings) -> dict:
         c = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3}))
         try:
             for topic in _group_topics(settings, worker):
-                tps = [TopicPartition(topic, p) for p in range(ORDERS_PLACED.partitions)]
+                tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
                 starts = {tp.partition: max(tp.offset, 0) for tp in c.committed(tps, timeout=30)}
                 behind = dict.fromkeys(starts, 0)
                 for msg in read(settings.kafka(), topic, starts):

@@ -14,9 +14,17 @@ from schemas.events import OrderPlaced
 class Pipeline(Sandbox):
     """The sandbox with the conveniences the tests want."""
 
-    def __init__(self, settings, tag: str, tmp_path, deadline_ms: int = 4000, counts=None, env=None):
+    def __init__(
+        self, settings, tag: str, tmp_path, deadline_ms: int = 4000, counts=None, env=None, partitions=None
+    ):
         super().__init__(
-            settings, tag, counts=counts, deadline_ms=deadline_ms, log_dir=tmp_path / "logs", env=env
+            settings,
+            tag,
+            counts=counts,
+            deadline_ms=deadline_ms,
+            log_dir=tmp_path / "logs",
+            env=env,
+            partitions=partitions,
         )
 
     def stock(self, **skus: int):

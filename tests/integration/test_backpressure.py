@@ -15,7 +15,6 @@ from confluent_kafka.admin import AdminClient
 from pipeline import Pipeline, order
 
 from topics import acl
-from topics.catalogue import PARTITIONS
 from topics.lag import backlog, group_reader
 from workers.intake.hold import KEEP_UNKNOWN_S
 from workers.main import build, watched
@@ -62,7 +61,7 @@ def test_intake_holds_new_orders_while_a_participant_is_away(settings, tmp_path)
         time.sleep(HELD_S - SETTLE_S - ORDERS / RATE)
         begun_now = begun()
         reader = group_reader(p.settings.kafka(), p.settings.names.group("intake"))
-        waiting = sum(backlog(AdminClient(p.settings.kafka()), reader, p.placed, PARTITIONS).values())
+        waiting = sum(backlog(AdminClient(p.settings.kafka()), reader, p.placed, p.settings.partitions).values())
         intake = p.sup.find("intake")
         print(
             f"\nlimit {LIMIT}: {begun_now} of {ORDERS} orders begun while inventory was away "
@@ -117,7 +116,10 @@ def test_a_reset_coordinator_group_does_not_hold_intake(settings, tmp_path, monk
         p.publish(*(order(oid, "rc", ("r-sku", 1, 100)) for oid in later))
         assert set(p.wait_final(later, timeout_s=60).values()) == {("SHIPPED", None)}
         reader = group_reader(p.settings.kafka(), group)
-        assert sum(backlog(AdminClient(p.settings.kafka()), reader, p.tx_log_topic, PARTITIONS).values()) < limit
+        assert (
+            sum(backlog(AdminClient(p.settings.kafka()), reader, p.tx_log_topic, p.settings.partitions).values())
+            < limit
+        )
     finally:
         p.close()
 
@@ -167,10 +169,10 @@ def test_one_partition_behind_holds_only_the_orders_of_that_partition(settings, 
     """Inventory is behind on one partition of its commands only (an instance crash-looping on
     it, say, or its leader offline): intake holds the orders that would land there, and no
     other shop's orders."""
-    p = Pipeline(settings, "s" + uuid.uuid4().hex[:8], tmp_path)  # no worker runs
+    p = Pipeline(settings, "s" + uuid.uuid4().hex[:8], tmp_path, partitions=6)  # no worker runs
     try:
         names = p.settings.names
-        stuck, limit = 2, LIMIT * PARTITIONS  # LIMIT records behind on one partition
+        stuck, limit = 2, LIMIT * p.settings.partitions  # LIMIT records behind on one partition
         producer = Producer(p.settings.kafka())
         for i in range(2 * LIMIT):
             producer.produce(names.commands("inventory"), key=f"s-{i}".encode(), value=b"{}", partition=stuck)

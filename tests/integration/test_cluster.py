@@ -71,7 +71,7 @@ def test_every_acknowledged_message_is_read_back_once(settings, make_topic):
 
 
 def test_catalogue_topics_have_rf3_and_min_isr2(settings):
-    reports = ensure(settings.kafka(), create=False)
+    reports = ensure(settings.kafka(), create=False, names=settings.names)
     assert reports and all(r.action == "ok" for r in reports), reports
     md = AdminClient(settings.kafka()).list_topics(timeout=10)
     assert len(md.brokers) == 3, "the test suite expects the default three-broker cluster"

@@ -16,12 +16,13 @@ from orderbus.ops.verify import verify
 from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import Abort, Commit, Decided, StatusChanged, TxBegun, Voted
-from topics.catalogue import DLQ_REASON, DLQ_TOPIC, PARTITIONS
+from topics.catalogue import DLQ_REASON, DLQ_TOPIC
 from topics.partition import partition_for
 from topics.read import read
 from workers.runtime.signing import Signer, Verifier
 
 pytestmark = pytest.mark.integration
+PARTITIONS = 6  # a pipeline with another partition to misplace a vote on
 
 
 def tx_log_events(p: Pipeline, order_id: str, verifier: Verifier | None = None) -> list:
@@ -104,7 +105,7 @@ def test_a_vote_on_another_partition_decides_nothing(settings, tmp_path):
     order's: the owner of that partition must not fold it. Otherwise it finds the order in the
     coordinator's store (payment voted yes there), decides commit and ships, while the order's
     own partition aborts it at its deadline and payment releases its hold."""
-    p = Pipeline(settings, "x" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=4000)
+    p = Pipeline(settings, "x" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=4000, partitions=PARTITIONS)
     oid = "x-1"
     try:
         p.stock(**{"x-sku": 10})

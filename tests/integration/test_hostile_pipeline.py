@@ -315,7 +315,7 @@ def read_dead_letters(
             }
         )
     )
-    c.assign([TopicPartition(topic, p, 0) for p in range(ORDERS_DLQ.partitions)])
+    c.assign([TopicPartition(topic, p, 0) for p in range(pipe.settings.partitions)])
     out, deadline = [], time.monotonic() + timeout_s
 
     def wanted(m) -> bool:

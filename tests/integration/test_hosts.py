@@ -12,7 +12,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_two_hosts_run_the_same_worker_without_fencing_each_other(settings, unique, tmp_path):
-    pipe = Pipeline(settings, unique, tmp_path, env={"ORDERBUS_HOST_ID": "host-a"})
+    # partitions for both hosts' instances to share
+    pipe = Pipeline(settings, unique, tmp_path, env={"ORDERBUS_HOST_ID": "host-a"}, partitions=6)
     # the second host's supervisor: its own slot 0 of intake, in the same group as host-a's
     other = Supervisor(
         pipe.settings,

@@ -36,7 +36,7 @@ def names(settings):
     if settings.security == "plaintext":
         pytest.skip("the cluster runs --insecure: nothing to authenticate")
     names = Names(f"sec{uuid.uuid4().hex[:8]}.")
-    made = [r.name for r in ensure(settings.kafka(), name_prefix=names.prefix)]
+    made = [r.name for r in ensure(settings.kafka(), names=names)]
     acl.ensure(settings.kafka(), names)
     seed = Producer(settings.kafka(**{"acks": "all"}))
     for topic in ALL:  # one message on every topic, for the readers to find

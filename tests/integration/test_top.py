@@ -16,7 +16,6 @@ from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartiti
 from confluent_kafka.admin import AdminClient
 from pipeline import order
 
-from topics.catalogue import PARTITIONS
 from workers.tracker import snapshot
 from workers.tracker.stages import SOURCES
 
@@ -97,7 +96,11 @@ def test_a_tracker_behind_names_no_final_order_as_stuck(pipe):
     assert {s for s, _ in pipe.wait_final(done).values()} == {"SHIPPED"}
     # the tracker's group: no member, its position at the start of every topic it reads
     tracker = pipe.settings.names.group("tracker")
-    start = [TopicPartition(pipe.settings.names.topic(t), p, 0) for t in SOURCES for p in range(PARTITIONS)]
+    start = [
+        TopicPartition(pipe.settings.names.topic(t), p, 0)
+        for t in SOURCES
+        for p in range(pipe.settings.partitions)
+    ]
     admin = AdminClient(pipe.settings.kafka())
     admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(tracker, start)])[tracker].result()
     # its snapshot, fresh, names them as placed and waiting for begun; LAG-ghost never was

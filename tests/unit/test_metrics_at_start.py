@@ -55,6 +55,7 @@ def started(worker: str, settings: Settings, monkeypatch) -> Metrics:
             pass
 
     monkeypatch.setattr(main, "Loop", Started)
+    monkeypatch.setattr(main, "wrong_partitions", lambda *_: {})  # no cluster here to ask
     monkeypatch.setattr(main.signal, "signal", lambda *_: None)
     monkeypatch.setattr(main.logging, "basicConfig", lambda **_: None)
     assert main.run(worker, 0, settings) == 0

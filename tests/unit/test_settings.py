@@ -55,8 +55,24 @@ def test_every_other_variable_read_once_at_start(tmp_path, name, raw, expected):
         ("ORDERBUS_CRASH", "payment:nowhere:0.5"),
         ("ORDERBUS_CRASH", "payment:after_db_commit:2"),
         ("ORDERBUS_INTAKE_MAX_BACKLOG", "-1"),
+        ("ORDERBUS_PARTITIONS", "0"),
+        ("ORDERBUS_PARTITIONS", "two"),
     ],
 )
 def test_a_bad_value_stops_the_start_with_the_variable_named(tmp_path, name, raw):
     with pytest.raises(SettingsError, match=name):
         settings(tmp_path, **{name: raw})
+
+
+def test_the_partition_count_is_the_clusters_unless_set(tmp_path):
+    """A new deployment gets the catalogue's count; a local cluster keeps the count `up` made it
+    with, and one made before the count was recorded had 6; the variable overrides both."""
+    from topics.catalogue import PARTITIONS
+
+    assert settings(tmp_path).partitions == PARTITIONS
+    assert settings(tmp_path).names.partitions == PARTITIONS
+    (tmp_path / "cluster.json").write_text('{"brokers": 3}')
+    assert settings(tmp_path).partitions == 6
+    (tmp_path / "cluster.json").write_text('{"brokers": 3, "partitions": 2}')
+    assert settings(tmp_path).partitions == 2
+    assert settings(tmp_path, ORDERBUS_PARTITIONS="4").names.partitions == 4

@@ -22,7 +22,7 @@ from schemas.events import (
     TxBegun,
     Voted,
 )
-from topics.catalogue import INVENTORY_COMMANDS, ORDERS_STATUS, PARTITIONS
+from topics.catalogue import INVENTORY_COMMANDS, ORDERS_STATUS
 from topics.partition import partition_for
 from topics.redrive import Letter
 from workers.runtime import signing
@@ -46,6 +46,13 @@ KEYS = {
     "payment": b"p" * 32,
     "shipping": b"s" * 32,
 }
+
+
+def verifier_of(keys, reload=None) -> Verifier:
+    return Verifier(keys, reload, partitions=PARTITIONS)
+
+
+PARTITIONS = 6  # a deployment of several, where an event can sit on the wrong one
 HOME = partition_for(b"o-1", PARTITIONS)
 ORDER = codec.decode(
     b'{"order_id":"o-1","customer_id":"c","currency":"EUR","total_cents":100,'
@@ -97,7 +104,7 @@ GENUINE = [
 
 @pytest.mark.parametrize("event, writer, topic", GENUINE, ids=[f"{e.TYPE}-{w}" for e, w, _ in GENUINE])
 def test_an_event_its_author_signed_is_taken(event, writer, topic):
-    assert Verifier(KEYS).decode(record(event, writer, topic=topic), accepts(topic)) == event
+    assert verifier_of(KEYS).decode(record(event, writer, topic=topic), accepts(topic)) == event
 
 
 FORGED = [
@@ -134,7 +141,7 @@ FORGED = [
 @pytest.mark.parametrize("msg", [m for _, m in FORGED], ids=[n for n, _ in FORGED])
 def test_a_forged_event_is_refused_with_a_reason(msg):
     with pytest.raises(ForgedEventError) as e:
-        Verifier(KEYS).decode(msg, accepts(msg.topic()))
+        verifier_of(KEYS).decode(msg, accepts(msg.topic()))
     assert e.value.reason == "forged"
 
 
@@ -146,7 +153,7 @@ def test_an_altered_or_added_to_record_is_refused():
         Msg(genuine._value, genuine._headers + [("type", b"Voted")], _key=b"o-1", _topic=TOPIC, _partition=HOME),
     ):
         with pytest.raises(ForgedEventError):
-            Verifier(KEYS).decode(msg)
+            verifier_of(KEYS).decode(msg)
 
 
 @pytest.mark.parametrize(
@@ -163,15 +170,15 @@ def test_an_event_off_its_orders_partition_or_key_is_refused(msg):
     """Genuinely signed, but not where its order's events are: another owner would fold it apart
     from the order's own events, and decide the order a second time."""
     with pytest.raises(MisplacedEventError) as e:
-        Verifier(KEYS).decode(msg, accepts(msg.topic()))
+        verifier_of(KEYS).decode(msg, accepts(msg.topic()))
     assert e.value.reason == "misplaced"
 
 
 def test_a_begin_names_exactly_the_pipelines_participants():
     for named in (("inventory",), ("payment",)):
         with pytest.raises(RuleViolationError):
-            Verifier(KEYS).decode(record(TxBegun("o-1", named, 1_000), "intake"))  # type: ignore[arg-type]
-    assert Verifier(KEYS).decode(record(TxBegun("o-1", ("payment", "inventory"), 1_000), "intake"))
+            verifier_of(KEYS).decode(record(TxBegun("o-1", named, 1_000), "intake"))  # type: ignore[arg-type]
+    assert verifier_of(KEYS).decode(record(TxBegun("o-1", ("payment", "inventory"), 1_000), "intake"))
 
 
 def test_only_the_signed_topics_are_signed():
@@ -187,7 +194,7 @@ def test_a_redriven_record_is_still_its_authors():
     genuine = record(Voted("o-1", "inventory", "yes", None), "inventory")
     letter = Letter(0, 7, 0, b"o-1", genuine._value, tuple(genuine._headers) + (("dlq.reason", b"x"),))
     copy = Msg(genuine._value, letter.replay_headers(1), _key=b"o-1", _topic=TOPIC, _partition=HOME)
-    assert Verifier(KEYS).decode(copy) == Voted("o-1", "inventory", "yes", None)
+    assert verifier_of(KEYS).decode(copy) == Voted("o-1", "inventory", "yes", None)
 
 
 def test_a_rotated_key_keeps_what_it_signed_valid():
@@ -196,17 +203,17 @@ def test_a_rotated_key_keeps_what_it_signed_valid():
     new = b"V" * 32
     before = record(Voted("o-1", "inventory", "yes", None), "inventory")
     after = record(Voted("o-1", "inventory", "no", "out_of_stock"), "inventory", key=new)
-    rotated = Verifier({**KEYS, "inventory": [new, KEYS["inventory"]]})
+    rotated = verifier_of({**KEYS, "inventory": [new, KEYS["inventory"]]})
     assert rotated.decode(before).vote == "yes" and rotated.decode(after).vote == "no"
     with pytest.raises(ForgedEventError):
-        Verifier(KEYS).decode(after)  # nobody told of the new key: a forgery to it
+        verifier_of(KEYS).decode(after)  # nobody told of the new key: a forgery to it
 
 
 def test_a_verifier_reads_its_keys_again_for_each_new_key_id():
     """A key added to the files reaches a running reader at the first record it signed, however
     soon after another: two rotations in a row refuse nothing genuine."""
     files = {**KEYS}
-    verifier = Verifier(files, reload=lambda: files)
+    verifier = verifier_of(files, reload=lambda: files)
     for n, new in enumerate((b"V" * 32, b"W" * 32)):
         files["inventory"] = [new, KEYS["inventory"]]  # type: ignore[assignment]
         vote = record(Voted("o-1", "inventory", "yes", None), "inventory", key=new)
@@ -222,4 +229,4 @@ def test_a_record_signed_before_keys_had_ids_is_checked_against_each_key():
         _topic=TOPIC,
         _partition=HOME,
     )
-    assert Verifier({**KEYS, "inventory": [b"V" * 32, KEYS["inventory"]]}).decode(legacy).vote == "yes"
+    assert verifier_of({**KEYS, "inventory": [b"V" * 32, KEYS["inventory"]]}).decode(legacy).vote == "yes"

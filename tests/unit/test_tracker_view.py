@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from schemas.codec import encode
 from schemas.events import Acked, DeadlinePassed, Line, OrderPlaced, StatusChanged, TxBegun, Voted
@@ -37,7 +38,7 @@ class Event:
 
 
 def tracker(retain_s: float = 60) -> Tracker:
-    t = Tracker(app=None, settings=None, metrics=TrackerMetrics(), retain_s=retain_s)
+    t = Tracker(app=None, settings=SimpleNamespace(partitions=6), metrics=TrackerMetrics(), retain_s=retain_s)
     t.kind = TOPICS
     t.order_to_stages = {}  # faust's table is a dict to the fold
     t.minute_to_counts = defaultdict(int)

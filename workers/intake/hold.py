@@ -27,7 +27,6 @@ from typing import Callable
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from topics.catalogue import PARTITIONS
 from topics.lag import backlog, group_reader
 
 log = logging.getLogger(__name__)
@@ -84,11 +83,12 @@ class Downstream:
         client: dict,
         watched: list[Watched],
         limit: int,
+        partitions: int,
         on_change: Callable[[frozenset[int]], None] = lambda held: None,
         on_unknown: Callable[[str, bool], None] = lambda group, unknown: None,
     ):
         self.client = client
-        self.watched, self.limit = watched, limit
+        self.watched, self.limit, self.partitions = watched, limit, partitions
         self.on_change, self.on_unknown = on_change, on_unknown
         self.held: frozenset[int] = frozenset()
         self.started = time.monotonic()
@@ -117,7 +117,7 @@ class Downstream:
         try:
             while not self.stopped.is_set():
                 try:
-                    self._decide((group, topic), backlog(self.admin, reader, topic, PARTITIONS))
+                    self._decide((group, topic), backlog(self.admin, reader, topic, self.partitions))
                 except KafkaException as e:
                     self._decide((group, topic), error=str(e))
                 except Exception as e:  # whatever a look raises, the group is unknown, not its watcher gone
@@ -137,7 +137,7 @@ class Downstream:
                 self.errors[looked] = error
             backlogs, unknown = known(self.seen, self.watched, now, self.started)
             self._say(unknown)
-            held = hold(backlogs, self.held, self.limit, PARTITIONS)
+            held = hold(backlogs, self.held, self.limit, self.partitions)
             if held != self.held:
                 log.info(
                     "holding new orders of partitions %s (%s before): downstream backlogs %s (limit %d)",

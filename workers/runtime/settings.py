@@ -12,7 +12,7 @@ from pathlib import Path
 from infra.kafka import security as kafka_security
 from infra.layout import Layout
 from infra.postgres.databases import SERVICES
-from topics.catalogue import Names
+from topics.catalogue import PARTITIONS, Names
 from workers.runtime import crash
 
 # records a worker downstream of intake may be behind before intake holds new orders
@@ -82,6 +82,7 @@ class Settings:
     deadline_ms: int = 10_000
     intake_max_backlog: int = INTAKE_MAX_BACKLOG  # records behind downstream; 0: never hold
     prefix: str = ""  # of every topic and group name (tests)
+    partitions: int = PARTITIONS  # of every topic: set when they are made, the same for all
     metrics_port: int = 9400  # first worker's; 0 turns metrics off
     security: str = "sasl_ssl"  # of the Kafka clients; or "plaintext"
     ca_file: str = ""  # PEM the brokers' certificates are checked against
@@ -126,6 +127,9 @@ class Settings:
         max_backlog = _int(env, "ORDERBUS_INTAKE_MAX_BACKLOG", INTAKE_MAX_BACKLOG)
         if max_backlog < 0:
             raise SettingsError(f"ORDERBUS_INTAKE_MAX_BACKLOG={max_backlog} must be 0 or more")
+        partitions = _int(env, "ORDERBUS_PARTITIONS", state.get("partitions", 6 if state else PARTITIONS))
+        if partitions <= 0:
+            raise SettingsError(f"ORDERBUS_PARTITIONS={partitions} must be positive")
         prefix = env.get("ORDERBUS_TOPIC_PREFIX", "")
         if prefix and not NAME.fullmatch(prefix):
             raise SettingsError(
@@ -141,6 +145,7 @@ class Settings:
             deadline_ms=deadline_ms,
             intake_max_backlog=max_backlog,
             prefix=prefix,
+            partitions=partitions,
             metrics_port=_int(env, "ORDERBUS_METRICS_PORT", 9400),
             security=security,
             ca_file=env.get("ORDERBUS_KAFKA_CA") or str(layout.ca_file),
@@ -154,7 +159,7 @@ class Settings:
 
     @property
     def names(self) -> Names:
-        return Names(self.prefix)
+        return Names(self.prefix, self.partitions)
 
     def layout(self, brokers: int | None = None, secure: bool | None = None) -> Layout:
         return Layout(

@@ -127,17 +127,18 @@ Keys = Mapping[str, "bytes | Iterable[bytes]"]
 class Verifier:
     """Checks that an event was signed by its author and sits where its order's events sit."""
 
-    def __init__(self, keys: Keys, reload: Callable[[], Keys] | None = None):
+    def __init__(self, keys: Keys, reload: Callable[[], Keys] | None = None, partitions: int = PARTITIONS):
         self.keys: dict[str, dict[str, bytes]] = {}
         self._take(keys)
         self.reload = reload
+        self.partitions = partitions  # of every topic
 
     @classmethod
     def of(cls, settings) -> "Verifier":
         def load() -> Keys:
             return {a: settings.signing_keys(a) for a in AUTHORS}
 
-        return cls(load(), reload=load)
+        return cls(load(), reload=load, partitions=settings.partitions)
 
     def _take(self, keys: Keys) -> None:
         for writer, given in keys.items():
@@ -155,7 +156,7 @@ class Verifier:
         return event
 
     def check(self, msg, event) -> None:
-        placed(msg, event)
+        placed(msg, event, self.partitions)
         h = dict(msg.headers() or ())
         claimed, given = _bytes(h.get(SIGNER)).decode(errors="replace"), _bytes(h.get(SIGNATURE))
         writer = author(event)
@@ -187,13 +188,13 @@ class Verifier:
         return [held[kid]] if kid in held else []
 
 
-def placed(msg, event) -> None:
+def placed(msg, event, partitions: int) -> None:
     """MisplacedEventError unless `msg` is keyed by its event's order id, on that key's
-    partition (Kafka's default partitioner, which every orderbus producer uses)."""
+    partition of `partitions` (Kafka's default partitioner, which every orderbus producer uses)."""
     key = msg.key()
     if key != event.order_id.encode():
         raise MisplacedEventError(f"{event.TYPE} of order {event.order_id!r} keyed {(key or b'')[:80]!r}")
-    home = partition_for(key, PARTITIONS)
+    home = partition_for(key, partitions)
     if msg.partition() != home:
         raise MisplacedEventError(
             f"{event.TYPE} of order {event.order_id!r} on partition {msg.partition()}, not {home}"

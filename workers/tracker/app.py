@@ -25,7 +25,6 @@ from schemas.errors import DeadLetter
 from topics.admin import ensure, replication_for
 from topics.catalogue import (
     ORDERS_PLACED,
-    PARTITIONS,
     TRACKER_CHANGELOGS,
     TRACKER_STAGES,
     TRACKER_WINDOWS_KEPT,
@@ -58,10 +57,10 @@ def ensure_changelogs(settings, timeout_s: float = 30.0) -> int:
     from confluent_kafka.admin import AdminClient
 
     topics = tuple(TRACKER_CHANGELOGS.values())
-    ensure(settings.kafka(), topics, timeout_s, name_prefix=settings.prefix, brokers=settings.brokers)
+    ensure(settings.kafka(), topics, timeout_s, names=settings.names, brokers=settings.brokers)
     admin = AdminClient(settings.kafka(log_level=3))
     deadline = time.monotonic() + timeout_s
-    while not all(_partitions(admin, settings.names.topic(t)) == PARTITIONS for t in topics):
+    while not all(_partitions(admin, settings.names.topic(t)) == settings.partitions for t in topics):
         if time.monotonic() > deadline:
             raise RuntimeError(f"changelog topics not visible after {timeout_s:.0f}s")
         time.sleep(0.2)
@@ -100,7 +99,7 @@ class Tracker:
         # internal=False: faust never creates or alters these (it declares internal topics only)
         self.source = self.app.topic(
             *self.kind,
-            partitions=PARTITIONS,
+            partitions=self.settings.partitions,
             internal=False,
             key_type=bytes,
             value_type=bytes,
@@ -110,14 +109,16 @@ class Tracker:
         # keyed by order id, like every source topic, so partition p's events update partition
         # p of the changelog and nothing needs repartitioning
         # (keys and values in JSON: faust's table default)
-        self.order_to_stages = self.app.Table("order_to_stages", partitions=PARTITIONS, key_type=str)
+        self.order_to_stages = self.app.Table(
+            "order_to_stages", partitions=self.settings.partitions, key_type=str
+        )
         # keys "p<partition>|<counter>": a counter fed from one source partition only, so its
         # changelog partition holds the whole truth for it (faust restores per partition)
         self.minute_to_counts = (
             self.app.Table(
                 "minute_to_counts",
                 default=int,
-                partitions=PARTITIONS,
+                partitions=self.settings.partitions,
                 key_type=str,
             )
             .tumbling(WINDOW_S, expires=timedelta(minutes=TRACKER_WINDOWS_KEPT))
@@ -207,7 +208,9 @@ class Tracker:
                 if not state.terminal:
                     self.open_orders.add(k)
                 if state.expirable:
-                    by_partition[partition_for(k.encode("utf-8"), PARTITIONS)].append((state.last_ms, k))
+                    by_partition[partition_for(k.encode("utf-8"), self.settings.partitions)].append(
+                        (state.last_ms, k)
+                    )
             self.recent = defaultdict(deque, {p: deque(sorted(entries)) for p, entries in by_partition.items()})
         found = []
         for order_id in list(self.open_orders):
@@ -320,7 +323,7 @@ def build(
         # for any topic faust makes itself (the changelogs exist already); the pipeline's own
         # topics are never declared (internal=False)
         topic_replication_factor=rf,
-        topic_partitions=PARTITIONS,  # changelogs copartitioned with the sources
+        topic_partitions=settings.partitions,  # changelogs copartitioned with the sources
         topic_disable_leader=True,  # no leader-election topic: no on_leader timers
         store="memory://",  # rebuilt from the changelog at start
         datadir=str(snapshot.tracker_dir(settings) / f"data-{instance}"),

@@ -159,7 +159,7 @@ class Injector(threading.Thread):
             if node is not None:
                 return node, "controller"
         if p.aim == "leader":
-            part = int(p.pick * TX_LOG.partitions)
+            part = int(p.pick * self.sb.settings.partitions)
             node = leader(self.sb.settings.kafka(), self.sb.settings.names.topic(TX_LOG), part)
             if node is not None:
                 return node, f"leader of tx.log[{part}]"

@@ -23,7 +23,6 @@ import math
 import time
 
 from orderbus.lab.watch import TopicWatcher
-from topics.catalogue import ORDERS_STATUS
 
 STALL_S = 1.0  # a partition with no decision for longer than this is stalled
 GRACE_S = 2.0  # a stall that begins this soon after the fault was lifted is still its doing
@@ -127,7 +126,7 @@ class DecisionWatcher(TopicWatcher):
     def __init__(self, settings, topic: str, t0: float):
         super().__init__(settings, topic, log_level=2)
         self.t0 = t0
-        self.times: dict[int, list[float]] = {p: [] for p in range(ORDERS_STATUS.partitions)}
+        self.times: dict[int, list[float]] = {p: [] for p in range(settings.partitions)}
         self.decided: dict[str, str] = {}
 
     def seen(self, msg, now: float) -> None:
