@@ -25,11 +25,14 @@ unit: install
 	pytest -q tests/unit
 
 # Starts Kafka and PostgreSQL, runs every test, and stops them again whatever the tests did.
-# pytest's own exit code (5 when nothing was collected) decides the result.
+# pytest's own exit code (5 when nothing was collected) decides the result. Prometheus and
+# Alertmanager come from Debian's packages (as root); where they cannot be installed, their
+# end-to-end test says so, and fails under CI=true.
 test: install
 	ruff check .
 	ruff format --check .
 	mypy
+	infra/prometheus/install.sh || echo "make test: without Prometheus, test_prometheus.py cannot run" >&2
 	orderbus up
 	status=0; pytest -q $(PYTEST_ARGS) || status=$$?; orderbus down; exit $$status
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +42,8 @@ class Supervisor:
     worker_args: tuple[str, ...] = ()  # e.g. ("--protocol", "consumer"), for every instance
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
+    # a Prometheus file_sd file naming every child's metrics endpoint (export_metrics)
+    targets: Path | None = None
     # a restart and `stop` never interleave: no instance may be born after stop took its roll
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -77,7 +81,33 @@ class Supervisor:
             )
         child.started_at = time.monotonic()
 
+    def export_metrics(self, targets: Path) -> None:
+        """Before `start`: every child serves its metrics on a port of its own that the OS
+        reports free now, kept across its restarts (so Prometheus sees one target restart rather
+        than a new one appear), and `targets` lists them for Prometheus' file-based discovery.
+        For a machine that runs several pipelines (tests, benches) where fixed ports would clash."""
+        self.targets = targets
+        for child in self.children:
+            child.port = free_port()
+
+    def _write_targets(self) -> None:
+        """The file_sd file, replaced atomically: Prometheus watches it and must never read half.
+        Labels are `service` and `slot`, not `worker` or `instance`: the scraped series carry a
+        `worker` label and Prometheus sets `instance`, and a clash would rename one of them."""
+        if self.targets is None:
+            return
+        entries = [
+            {"targets": [f"127.0.0.1:{c.port}"], "labels": {"service": c.name, "slot": str(c.instance)}}
+            for c in self.children
+            if c.port
+        ]
+        self.targets.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.targets.with_name(f".{self.targets.name}.tmp")
+        tmp.write_text(json.dumps(entries, indent=1))
+        os.replace(tmp, self.targets)
+
     def start(self) -> None:
+        self._write_targets()
         for child in self.children:
             self._spawn(child)
             where = f"metrics on 127.0.0.1:{child.port}" if child.port else "metrics off"
@@ -130,11 +160,12 @@ class Supervisor:
                 c.proc.kill()
                 c.proc.wait()
 
-    def hold(self, child: Child, grace_s: float = 30.0) -> None:
-        """Stop one instance cleanly and keep it stopped (an operator's maintenance, a test)."""
+    def hold(self, child: Child, grace_s: float = 30.0, how: signal.Signals = signal.SIGTERM) -> None:
+        """Stop one instance and keep it stopped: cleanly (an operator's maintenance, a test), or
+        with `how=signal.SIGKILL` as a crash would, minus the restart."""
         child.held = True
         if child.proc and child.proc.poll() is None:
-            child.proc.send_signal(signal.SIGTERM)
+            child.proc.send_signal(how)
             child.proc.wait(grace_s)
 
     def release(self, child: Child) -> None:
@@ -142,14 +173,16 @@ class Supervisor:
         self._spawn(child)
 
     def add(self, name: str) -> Child:
-        """Start one more instance of `name` (a scale-out; chaos's churn), metrics off."""
+        """Start one more instance of `name` (a scale-out; chaos's churn), metrics off unless
+        they are exported."""
         with self._lock:
             if self.stopping:
                 raise RuntimeError("the supervisor is stopping")
             slot = 1 + max((c.instance for c in self.children if c.name == name), default=-1)
-            child = Child(name, slot, 0)
+            child = Child(name, slot, free_port() if self.targets else 0)
             self._spawn(child)
             self.children.append(child)
+            self._write_targets()
         return child
 
     def remove(self, child: Child, grace_s: float = 30.0) -> None:
@@ -157,6 +190,14 @@ class Supervisor:
         self.hold(child, grace_s)
         with self._lock:
             self.children.remove(child)
+            self._write_targets()
 
     def find(self, name: str, instance: int = 0) -> Child:
         return next(c for c in self.children if c.name == name and c.instance == instance)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the OS's choice for port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 from pipeline import Pipeline, order
 
+from orderbus.ops.supervise import free_port
 from topics.admin import delete
 from topics.catalogue import ALL
 from topics.partition import partition_for
@@ -34,12 +34,6 @@ RUN = (
     "run_tracker; sys.exit(run_tracker(Settings.from_env().as_principal('tracker'), 0, "
     "int(sys.argv[1])))"
 )  # as `orderbus run tracker` does: its ACLs make its changelogs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
