@@ -49,7 +49,7 @@ def make_app(settings, config: ConsoleConfig, live: bool = True) -> web.Applicat
     app[SESSIONS] = Sessions(session_key(layout), SESSION_S)
     app[TOKENS] = tokens(layout) if config.auth == TOKEN else {}
     app[PATHS] = {role: token_path(layout, role) for role in app[TOKENS]}
-    app[AUDIT] = AuditTrail(settings.home / "console" / "audit.jsonl")
+    app[AUDIT] = AuditTrail(audit_file(settings))
     app[RENDER] = Renderer()
     sources = Sources(settings, config.prometheus_url) if live else None
     app[LIVE] = Live(sources.gather if sources else dict, app[RENDER].live, config.interval_s)
@@ -153,5 +153,6 @@ def identify(request: web.Request) -> tuple[Identity | None, str | None]:
     return identity, cookie
 
 
-def audit_path(app: web.Application) -> Path:
-    return app[AUDIT].path
+def audit_file(settings) -> Path:
+    """One trail per pipeline (a sandbox's console keeps its own)."""
+    return settings.home / "console" / f"audit-{settings.prefix.rstrip('.') or 'main'}.jsonl"

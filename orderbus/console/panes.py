@@ -12,7 +12,7 @@ import psycopg2
 from aiohttp import web
 from confluent_kafka import KafkaException
 
-from orderbus.console.mask import masked, payload
+from orderbus.console.mask import CUSTOMER_FIELDS, mask, masked, payload
 from orderbus.console.render import LIVE_PANES
 from orderbus.console.state import AUDIT, CONFIG, IDENTITY, LIVE, RENDER, SETTINGS
 from orderbus.ops import local
@@ -21,6 +21,7 @@ from orderbus.ops.replay import RESET_KINDS, dlq_plan, parse_time
 from orderbus.ops.timeline import order_timeline
 from topics.catalogue import GROUPS
 from topics.redrive import DlqFilter
+from workers.participant.store import LEDGERS
 from workers.runtime.settings import SettingsError
 
 NAV = (
@@ -147,9 +148,20 @@ async def order(request: web.Request) -> web.Response:
         return page(
             request, "order.html", "Order timeline", "/orders", order_id=order_id, view=None, why=summary(e)
         )
-    if view is not None and not request[IDENTITY].operator and view.get("customer_id"):
-        view = {**view, "customer_id": masked(view["customer_id"])}
+    if view is not None and not request[IDENTITY].operator:
+        view = masked_view(view)
     return page(request, "order.html", f"Order {order_id}", "/orders", order_id=order_id, view=view)
+
+
+def masked_view(view: dict) -> dict:
+    """An order as a viewer sees it: its customer masked, in its row and in the ledger keyed by
+    customer (payment's holds name the customer whose funds they hold)."""
+    out = mask(view)
+    by_database = {ledger.database: ledger for ledger in LEDGERS.values()}
+    for service, hold in out["participants"].items():
+        if hold and by_database[service].key in CUSTOMER_FIELDS:
+            out["participants"][service] = {**hold, "amounts": {masked(k): v for k, v in hold["amounts"].items()}}
+    return out
 
 
 async def dead_letters(request: web.Request) -> web.Response:

@@ -63,8 +63,9 @@ def what_next(tx: Tx | None, participant: str, deadline_in_s: float | None, dead
     """What resolves this hold, as the coordinator's rules say (workers/coordinator/fold.py)."""
     if tx is None:
         return (
-            "the coordinator has not saved this order yet (it saves about once a second); "
-            "it decides from tx.log, and aborts at the deadline if a vote never comes"
+            "the coordinator has saved nothing of this order: it saves about once a second, so "
+            "the order is just begun, or the coordinator is down or behind (see its group's lag); "
+            "it decides once it reads tx.log, and aborts at the deadline if a vote never comes"
         )
     if tx.outcome is not None:
         how = "release" if tx.outcome == "abort" else "make final"

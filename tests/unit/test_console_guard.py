@@ -13,7 +13,7 @@ import stat
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from orderbus.console.app import make_app
+from orderbus.console.app import audit_file, make_app
 from orderbus.console.auth import OPERATOR, VIEWER, Proxy, Sessions
 from orderbus.console.state import PROXY, ConsoleConfig, check
 from orderbus.ops.errors import UsageError
@@ -51,7 +51,7 @@ async def log_in(client, settings, role: str) -> str:
 
 
 def audit(settings) -> list[dict]:
-    path = settings.home / "console" / "audit.jsonl"
+    path = audit_file(settings)
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 

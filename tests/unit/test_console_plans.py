@@ -71,7 +71,7 @@ def test_a_viewer_sees_no_customer_field_anywhere():
 @pytest.mark.parametrize(
     "tx, deadline_in, says",
     [
-        (None, None, "has not saved this order yet"),
+        (None, None, "has saved nothing of this order"),
         (Tx("o", True, ("inventory", "payment"), 0, (("inventory", "yes", None),)), 4.0, "waiting for payment"),
         (
             Tx("o", True, ("inventory", "payment"), 0, (("inventory", "yes", None),)),
