@@ -41,7 +41,6 @@ test: install
 
 demo: install
 	orderbus demo
-	@echo "the operator's console: orderbus console (prints its URL and where its token is)"
 
 clean: down
 	rm -rf $(VENV) build *.egg-info
