@@ -38,32 +38,37 @@ class Sample(NamedTuple):
 def partition_status(samples: Sequence[Sample], members: int | None = 1) -> str:
     """Burrow's evaluation rules over one partition's window, oldest sample first. `members` is
     the group's member count now (None when it could not be read)."""
+    return judge(samples, members)[0]
+
+
+def judge(samples: Sequence[Sample], members: int | None = 1) -> tuple[str, str]:
+    """partition_status with the rule that gave it, in words, for an operator's screen."""
     offsets = [(s.committed, s.end) for s in samples if s.committed is not None and s.end is not None]
     if not samples or len(offsets) < len(samples):
-        return ERR  # offsets that cannot be read are not "fine"
+        return ERR, "offsets could not be read"  # offsets that cannot be read are not "fine"
     committed = [c for c, _ in offsets]
     if any(c > e for c, e in offsets):
-        return ERR  # committed past the log end: topic truncated or recreated
+        return ERR, "committed past the log end: topic truncated or recreated"
     if any(b < a for a, b in pairwise(committed)):
-        return ERR  # committed went backwards: an offset reset under the group
+        return ERR, "committed offset went backwards: an offset reset under the group"
     # (a falling log end alone is no error: a sample's end is lowered to its committed offset
     # once only transaction markers are left, see LagReader._settled; a recreated topic shows
     # up as committed > end)
     lags = [e - c for c, e in offsets]
     if 0 in lags:
-        return OK  # caught up at some point in the window (Burrow's first rule)
+        return OK, "caught up within the window"  # Burrow's first rule
     moved = committed[-1] != committed[0]
     if members == 0 and not moved:
-        return STOP  # nobody in the group and nobody committing, with work waiting
+        return STOP, "no member and no commit, with work waiting"
     if len(samples) < 2:
-        return OK  # one look shows no trend
+        return OK, "one look shows no trend yet"
     if not moved:
-        return STALL  # members present, offsets not moving, work waiting
+        return STALL, "members present but the committed offset does not move"
     # Burrow also warns on a fixed lag; a consumer keeping pace at a constant lag is not
     # falling behind, and on a short window that would be a noisy warning, so: growing only
     if all(b >= a for a, b in pairwise(lags)) and lags[-1] > lags[0]:
-        return WARN
-    return OK
+        return WARN, f"lag grew at every look of the window ({lags[0]} to {lags[-1]})"
+    return OK, "committing, and the lag is not growing"
 
 
 def worst(statuses) -> str:
@@ -80,6 +85,7 @@ class PartitionLag:
     lag: int | None
     lag_seconds: float | None  # None: the oldest unconsumed message could not be read in time
     status: str
+    reason: str = ""  # the rule that gave the status (judge)
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class GroupLag:
     status: str
     lag: int
     members: int | None
+    reason: str = ""  # its worst partition's, or why its offsets could not be read
 
 
 @dataclass(frozen=True)
@@ -265,8 +272,8 @@ class LagReader:
                 seconds = 0.0
             else:
                 seconds = None if ts is None else round(max(0, now_ms - ts) / 1000, 3)
-            status = partition_status(self.windows[key], self.members.get(g))
-            partitions.append(PartitionLag(g, t, p, raw.committed, raw.end, lag, seconds, status))
+            status, reason = judge(self.windows[key], self.members.get(g))
+            partitions.append(PartitionLag(g, t, p, raw.committed, raw.end, lag, seconds, status, reason))
         return Report(partitions, self._groups_of(partitions), self._under_replicated(), dict(self.group_errors))
 
     def _settle(self, key, committed: int, end: int) -> None:
@@ -281,7 +288,11 @@ class LagReader:
         for g in sorted(self.members):
             mine = [p for p in partitions if p.group == g]
             status = ERR if g in self.group_errors else worst(p.status for p in mine)
-            out.append(GroupLag(g, status, sum(p.lag or 0 for p in mine), self.members[g]))
+            if g in self.group_errors:
+                reason = self.group_errors[g]
+            else:
+                reason = next((p.reason for p in mine if p.status == status), "no committed offset yet")
+            out.append(GroupLag(g, status, sum(p.lag or 0 for p in mine), self.members[g], reason))
         return out
 
     def _under_replicated(self) -> dict[str, int]:

@@ -12,6 +12,7 @@ from orderbus.commands import (
     acl,
     chaos,
     cluster,
+    console,
     demo,
     failover,
     keys,
@@ -41,6 +42,7 @@ COMMANDS = (
     tracker,  # stuck (the tracker itself runs under `run tracker`)
     replay,  # replay dlq | reset | rebuild | audit
     top,  # top (one live pane for an incident)
+    console,  # console (the operator's web console)
 )
 
 

@@ -58,7 +58,14 @@ def register(sub) -> None:
 def _demo(args, settings):
     from orderbus.ops.demo import demo
 
-    return demo(settings)
+    code = demo(settings)
+    from orderbus.commands.console import DEFAULT_BIND
+
+    secrets = settings.layout().secrets_dir
+    print(f"\nthe operator's console: `orderbus console`, then http://{DEFAULT_BIND}/")
+    print(f"  operator token in {secrets / 'console-operator.token'}")
+    print(f"  viewer token in {secrets / 'console-viewer.token'}")
+    return code
 
 
 def _counts(text: str, flag: str) -> list[int]:

@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg2
@@ -19,6 +20,7 @@ from orderbus.ops.errors import UsageError
 from orderbus.ops.generate import generate
 from orderbus.ops.groups import active_groups
 from orderbus.ops.seed import DEFAULT_PRICE_CENTS, SEED_FILE, load_catalog, reset_catalog, seed_price, seeded_ids
+from orderbus.ops.timeline import order_timeline
 from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_PLACED
@@ -64,6 +66,9 @@ def register(sub) -> None:
     s = sub.add_parser("order", help="status, reason and timeline of one order")
     s.add_argument("order_id")
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--events", action="store_true", help="also every record on every topic keyed by it, with hop times"
+    )
     s.set_defaults(func=_order)
     s = sub.add_parser("report", help="orders by status, dead letters, stock and money")
     s.add_argument("--json", action="store_true")
@@ -276,7 +281,7 @@ class _Progress:
 
 @_db_errors
 def _order(args, settings) -> int:
-    view = reports.order_view(settings, args.order_id)
+    view = order_timeline(settings, args.order_id) if args.events else reports.order_view(settings, args.order_id)
     if view is None:
         print(
             f"orderbus order: no service knows order {args.order_id!r} (never published, not "
@@ -304,9 +309,22 @@ def _order(args, settings) -> int:
         )
     print(f"  {'shipment:':<11}" + (view["shipment"]["booked_at"] if view["shipment"] else "-"))
     print("TIMELINE")
-    for step in view["timeline"]:
+    for step in view.get("timeline", ()):
         print(f"  {step['at']}  {step['event']}")
+    if args.events:
+        _print_events(view)
     return 0
+
+
+def _print_events(view: dict) -> None:
+    print("EVENTS")
+    for e in view["events"]:
+        at = datetime.fromtimestamp(e["at_ms"] / 1000, timezone.utc).isoformat(timespec="milliseconds")
+        hop = "" if e["hop_ms"] is None else f"+{e['hop_ms']} ms"
+        detail = " ".join(f"{k}={v}" for k, v in e["summary"].items())
+        print(f"  {at} {hop:>10}  {e['topic']}[{e['partition']}]@{e['offset']}  {e['type']}  {detail}")
+    for topic, why in view["unread"].items():
+        print(f"  not read to its end: {topic}: {why}")
 
 
 @_db_errors

@@ -9,12 +9,19 @@ import json
 import sys
 from datetime import datetime
 
-from confluent_kafka import KafkaException
-
 from orderbus.ops.errors import UsageError
-from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_STATUS
-from topics.group_reset import Groups, ResetError, ResetSpec
-from topics.redrive import DlqFilter, ReplayError, ReplayLog, plan_dlq, read_letters, redrive
+from orderbus.ops.replay import (
+    dlq_execute,
+    dlq_plan,
+    parse_time,
+    refuse_if_active,
+    reset_effect,
+    reset_execute,
+    reset_plan,
+)
+from topics.catalogue import ORDERS_STATUS
+from topics.group_reset import Groups, ResetSpec
+from topics.redrive import DlqFilter
 
 SHOWN = 20  # lines of detail per list; the counts say how many there are
 
@@ -27,11 +34,11 @@ def register(sub) -> None:
     d.add_argument("--reason", help="only dead letters with this dlq.reason")
     d.add_argument(
         "--since",
-        type=_time,
+        type=parse_time,
         metavar="T",
         help="dead-lettered at or after T (ISO 8601, naive = local time; or epoch ms)",
     )
-    d.add_argument("--until", type=_time, metavar="T", help="dead-lettered before T")
+    d.add_argument("--until", type=parse_time, metavar="T", help="dead-lettered before T")
     d.add_argument("--limit", type=_positive, metavar="N", help="at most N re-published")
     d.add_argument(
         "--max-replays",
@@ -54,7 +61,7 @@ def register(sub) -> None:
     )
     r.add_argument("--group", required=True)
     how = r.add_mutually_exclusive_group(required=True)
-    how.add_argument("--to-datetime", type=_time, metavar="T")
+    how.add_argument("--to-datetime", type=parse_time, metavar="T")
     how.add_argument("--to-offset", type=int, metavar="O")
     how.add_argument("--shift-by", type=int, metavar="N")
     how.add_argument("--to-earliest", action="store_true")
@@ -86,18 +93,6 @@ def register(sub) -> None:
     a.set_defaults(func=_audit)
 
 
-def _time(text: str) -> int:
-    """Epoch ms from ISO 8601 (naive = local time, as Kafka's tool reads it) or an integer."""
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        raise UsageError(
-            f"{text!r} is not a time (ISO 8601, e.g. 2025-01-31T12:00:00, or epoch milliseconds)"
-        ) from None
-
-
 def _positive(text: str) -> int:
     n = int(text)
     if n <= 0:
@@ -113,17 +108,9 @@ def _ms(ms: int | None) -> str:
 
 
 def _dlq(args, settings) -> int:
-    names = settings.names
-    dlq = names.topic(ORDERS_DLQ)
-    allowed = {names.topic(t) for t in ALL if t is not ORDERS_DLQ}
-    log = ReplayLog(settings.home / "replay" / f"{dlq}.jsonl")
-    try:
-        letters = read_letters(settings.kafka(), dlq)
-    except ReplayError as e:
-        raise UsageError(str(e)) from None
-    f = DlqFilter(args.reason, args.since, args.until, args.limit, args.max_replays)
-    plan = plan_dlq(letters, log.load(), allowed, f)
-    print(f"{dlq}: {len(letters)} dead letters; replay log {log.path}")
+    run = dlq_plan(settings, DlqFilter(args.reason, args.since, args.until, args.limit, args.max_replays))
+    plan = run.plan
+    print(f"{run.topic}: {len(run.letters)} dead letters; replay log {run.log.path}")
     for reason, n in plan.by_reason.most_common():
         chosen = sum(l.reason == reason for l in plan.selected)
         print(f"  {reason:<20} {n:>7}   to re-publish {chosen}")
@@ -147,7 +134,7 @@ def _dlq(args, settings) -> int:
     if not plan.selected:
         print("nothing to re-publish")
         return 0
-    acked, errors = redrive(settings.kafka(), plan.selected, log, args.rate)
+    acked, errors = dlq_execute(settings, run, args.rate)
     print(f"re-published {acked} of {len(plan.selected)} (each logged after its ack)")
     for e in errors[:SHOWN]:
         print(f"orderbus replay dlq: {e}", file=sys.stderr)
@@ -167,34 +154,8 @@ def _spec(args) -> ResetSpec:
     return ResetSpec("to-earliest" if args.to_earliest else "to-latest")
 
 
-def _topics(args, committed) -> dict[str, list[int] | None]:
-    if not args.topic:
-        topics = sorted({t for t, _ in committed})
-        if not topics:
-            raise UsageError(f"group {args.group!r} has no committed offsets: name the --topic")
-        return {t: sorted(p for tt, p in committed if tt == t) for t in topics}
-    out: dict[str, list[int] | None] = {}
-    for spec in args.topic:
-        name, _, parts = spec.partition(":")
-        try:
-            out[name] = sorted({int(p) for p in parts.split(",")}) if parts else None
-        except ValueError:
-            raise UsageError(f"--topic {spec!r}: partitions are integers, e.g. {name}:0,1") from None
-    return out
-
-
 def _reset(args, settings) -> int:
-    groups = Groups(settings.kafka())
-    try:
-        if not groups.exists(args.group):
-            raise UsageError(f"no consumer group {args.group!r} on the cluster")
-        _refuse_if_active(groups, args.group, "reset its offsets")
-        wanted = _topics(args, groups.committed(args.group))
-        plans = groups.plan(args.group, _spec(args), wanted)
-    except ResetError as e:
-        raise UsageError(str(e)) from None
-    except KafkaException as e:
-        raise UsageError(f"the cluster could not be asked: {e.args[0].str()}") from None
+    plans = reset_plan(settings, args.group, _spec(args), args.topic)
     print(
         f"group {args.group}: {_spec(args).kind}"
         + (f" {args.to_datetime} ({_ms(args.to_datetime)})" if args.to_datetime else "")
@@ -210,26 +171,14 @@ def _reset(args, settings) -> int:
             f"  {p.topic:<34} {p.partition:>4} {cur:>9} {p.target:>9} {p.start:>9} {p.end:>9} "
             f"{lag:>8} {p.lag_after:>8}" + (f"  note: {p.note}" if p.note else "")
         )
+    for line in reset_effect(settings, args.group, plans):
+        print(f"  {line}")
     if not args.execute:
         print("dry run: no offsets changed (add --execute)")
         return 0
-    try:
-        _refuse_if_active(groups, args.group, "reset its offsets")  # it may have started since
-        groups.commit(args.group, plans)
-    except ResetError as e:
-        raise UsageError(str(e)) from None
+    reset_execute(settings, args.group, plans)
     print(f"committed {len(plans)} offsets for group {args.group}")
     return 0
-
-
-def _refuse_if_active(groups: Groups, group: str, what: str) -> None:
-    members = groups.members(group)
-    if members:
-        raise UsageError(
-            f"group {group!r} has {len(members)} active member(s): "
-            f"{', '.join(members)}; stop them before you {what} (a stopped static "
-            "member stays listed until its session times out, ~3 s)"
-        )
 
 
 # -- rebuild ---------------------------------------------------------------------------------
@@ -256,7 +205,7 @@ def _status_rebuild(args, settings, db) -> int:
     groups = Groups(settings.kafka())
     dsn = settings.dsns[DATABASE]
     if db is not None:
-        _refuse_if_active(groups, group, "swap the status table")
+        refuse_if_active(groups, group, "swap the status table")
     elif groups.exists(group) and groups.members(group):
         print(f"note: {group} is running; rows it changes meanwhile show as differences")
     print(f"rebuilding {REBUILD} from {topic} ...")
@@ -276,7 +225,7 @@ def _status_rebuild(args, settings, db) -> int:
     if db is None:
         print(f"dry run: {LIVE} untouched, {REBUILD} left for inspection (add --execute to swap)")
         return 0 if c.equal else 1
-    _refuse_if_active(groups, group, "swap the status table")
+    refuse_if_active(groups, group, "swap the status table")
     swap(db)
     print(f"swapped: {LIVE} now holds the rebuilt rows (one transaction)")
     return 0

@@ -11,7 +11,7 @@ from confluent_kafka import KafkaException
 
 from infra import procs
 from infra.kafka import cluster as kafka
-from infra.kafka import security
+from infra.kafka import probe, security
 from infra.layout import KAFKA_VERSION, Layout, ephemeral_range
 from infra.postgres import databases
 from infra.postgres import server as postgres
@@ -188,7 +188,9 @@ def status(settings: Settings) -> dict:
     try:
         client = kafka.admin(settings.kafka())
         md = client.list_topics(timeout=5)
-        controller = client.describe_cluster(request_timeout=5).result().controller.id
+        # DescribeCluster names a random broker on KRaft: the quorum state on disk names the
+        # controller where the nodes are local; elsewhere the answer is all there is
+        controller = probe.controller(layout) or client.describe_cluster(request_timeout=5).result().controller.id
         urp = sum(1 for t in md.topics.values() for p in t.partitions.values() if len(p.isrs) < len(p.replicas))
     except (KafkaException, SettingsError):
         pass

@@ -17,7 +17,7 @@ from orderbus.ops.report import read_from
 from orderbus.ops.stuck import stuck_orders
 from orderbus.ops.top_frame import OUTCOMES, Frame, GroupRow, StageRow, StuckRow
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
-from topics.lag import STATUSES, LagError, LagReader, Report
+from topics.lag import STATUSES, LagError, LagReader, Report, log_ends
 from topics.read import BEGINNING, IncompleteRead, read
 from workers.intake import store as intake_store
 from workers.participant import store as participant_store
@@ -72,14 +72,20 @@ class DeadLetterCounter:
     """Counts the dead-letter topic's committed records, reading on from where it stopped, so a
     refresh every few seconds does not re-read the whole topic."""
 
-    def __init__(self, client_config: dict, topic: str, partitions: int):
+    def __init__(self, client_config: dict, topic: str):
         self.config, self.topic = client_config, topic
-        self.starts = {p: BEGINNING for p in range(partitions)}
+        # every partition the topic has, learnt at the first refresh
+        self.starts: dict[int, int] = {}
         self.count = 0
         self.by_reason: dict[str, int] = {}
 
     def refresh(self, timeout_s: float = DLQ_READ_S) -> bool:
-        """Reads what was added; True when it reached the end (the count is exact)."""
+        """Reads what was added; True when it reached the end (the count is exact). Raises
+        KeyError when the topic does not exist."""
+        if not self.starts:
+            self.starts = {p: BEGINNING for p in log_ends(self.config, self.topic)} or self.starts
+            if not self.starts:
+                raise KeyError(self.topic)
         try:
             for msg in read(self.config, self.topic, starts=dict(self.starts), timeout_s=timeout_s):
                 self.starts[msg.partition()] = msg.offset() + 1
@@ -106,7 +112,7 @@ class Gatherer:
         self.settings = settings
         config = client_config or settings.kafka()
         self.lag = LagReader(config, settings.names, timeout_s=5.0)
-        self.dlq = DeadLetterCounter(config, settings.names.topic(ORDERS_DLQ), settings.partitions)
+        self.dlq = DeadLetterCounter(config, settings.names.topic(ORDERS_DLQ))
         self.prev_counts: tuple[float, dict[str, int]] | None = None
         self.prev_buckets: dict[str, dict[float, float]] | None = None
         self.prev_at: float | None = None

@@ -1,6 +1,8 @@
 """Imports run one way: schemas <- topics <- workers <- orderbus, and inside orderbus
-ops <- lab <- commands; infra stands apart and is used only from workers and orderbus. Nothing
-imports in a circle. Read from the source with `ast`: no module is run."""
+ops <- lab <- commands and ops <- console <- commands (lab and console, two wings on one floor,
+never import each other: only the command line imports the console); infra stands apart and is
+used only from workers and orderbus. Nothing imports in a circle. Read from the source with
+`ast`: no module is run."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ FLOORS = {
     "workers": 2,
     "orderbus.ops": 3,
     "orderbus.lab": 4,
+    "orderbus.console": 4,  # the operator's web console: a wing beside the lab
     "orderbus.commands": 5,
     "orderbus": 6,  # its face and `python -m orderbus`
 }
@@ -27,6 +30,8 @@ FLOORS = {
 # the local Kafka and PostgreSQL, and only the workers' settings and the command line call it
 INFRA = "infra"
 INFRA_USERS = ("workers", "orderbus")
+# wings on one floor: a module of one imports nothing of another
+WINGS = ("orderbus.lab", "orderbus.console")
 
 
 def module_name(path: Path) -> str:
@@ -88,6 +93,8 @@ def wrong_way(imports: dict[str, set[str]]) -> list[str]:
                     out.append(f"{module} -> {target}: only {', '.join(INFRA_USERS)} use infra")
             elif floor(target) > floor(module):
                 out.append(f"{module} -> {target}: runs back up a floor or a wing")
+            elif any(in_package(module, a) and in_package(target, b) for a in WINGS for b in WINGS if a != b):
+                out.append(f"{module} -> {target}: one wing imports another")
     return out
 
 
@@ -146,12 +153,21 @@ def test_no_import_cycle(imports):
         ("topics.read", "workers.runtime.settings"),  # a floor up
         ("orderbus.ops.demo", "orderbus.commands.orders"),  # a wing up
         ("orderbus.lab.bench", "orderbus.commands.cli"),
+        ("orderbus.console.app", "orderbus.lab.sandbox"),  # a wing beside
+        ("orderbus.lab.bench", "orderbus.console.app"),
+        ("orderbus.ops.top", "orderbus.console.render"),  # a wing up
+        ("workers.runtime.settings", "orderbus.console.auth"),
         ("infra.procs", "workers.runtime.settings"),  # out of infra
         ("schemas.codec", "infra.procs"),  # into infra from below workers
     ],
 )
 def test_a_wrong_import_is_caught(imports, module, target):
     assert wrong_way({**imports, module: imports[module] | {target}}) != []
+
+
+def test_only_the_command_line_imports_the_console(imports):
+    users = {m for m, targets in imports.items() for t in targets if in_package(t, "orderbus.console")}
+    assert {m for m in users if not in_package(m, "orderbus.console")} == {"orderbus.commands.console"}
 
 
 def test_a_circle_is_caught(imports):

@@ -117,6 +117,13 @@ def held_orders(cur, among: list[str] | None = None) -> list[str]:
     return [r[0] for r in cur.fetchall()]
 
 
+def held_since(cur) -> list[tuple[str, object]]:
+    """(order id, when its hold was written) of every yes vote waiting for a decision, oldest
+    first: the console's in-doubt pane."""
+    cur.execute("SELECT order_id, changed_at FROM holds WHERE state = 'held' ORDER BY changed_at, order_id")
+    return cur.fetchall()
+
+
 def holds(cur) -> dict[str, tuple]:
     """order id -> (state, amounts) of every hold."""
     cur.execute("SELECT order_id, state, amounts FROM holds")
