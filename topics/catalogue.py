@@ -44,17 +44,15 @@ TX_LOG = Topic(
     events=("TxBegun", "Voted", "DeadlinePassed", "Decided", "Acked"),
     signed=True,
 )
-INVENTORY_COMMANDS = Topic(
-    "inventory.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"), signed=True
-)
-PAYMENT_COMMANDS = Topic(
-    "payment.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"), signed=True
-)
+# what the participants are told, one record for all of them: every participant reads every
+# Prepare and every decision (none names a participant), so a hop writes one record, not one per
+# participant, and one append
+COMMANDS = Topic("orders.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"), signed=True)
 ORDERS_STATUS = Topic("orders.status.v1", key="order_id", retention_ms=-1, events=("StatusChanged",), signed=True)
 ORDERS_DLQ = Topic(
     "orders.dlq.v1", key="original key (its sha256 if too long)", retention_ms=30 * DAY_MS, events=()
 )
-ALL = (ORDERS_PLACED, TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATUS, ORDERS_DLQ)
+ALL = (ORDERS_PLACED, TX_LOG, COMMANDS, ORDERS_STATUS, ORDERS_DLQ)
 
 # The headers a worker appends to a dead letter, after any the original carried (so the last of a
 # name is the worker's). Every name starts with DLQ_PREFIX.
@@ -77,9 +75,6 @@ DLQ_HEADERS_SHA256 = "dlq.headers_sha256"
 # what a re-driven record carries besides the original: how often it went round (topics/redrive.py);
 # outside what a signature covers, so a signed record re-driven stays its author's
 REPLAY_COUNT = "replay.count"
-
-# participant name -> the topic of its commands
-COMMANDS = {"inventory": INVENTORY_COMMANDS, "payment": PAYMENT_COMMANDS}
 
 
 def by_name(name: str) -> Topic:
@@ -125,9 +120,6 @@ class Names:
     def group(self, worker: str) -> str:
         return self.prefix + GROUPS[worker]
 
-    def commands(self, participant: str) -> str:
-        return self.topic(COMMANDS[participant])
-
     def signed(self) -> tuple[str, ...]:
         """The deployed names of the signed topics."""
         return tuple(self.topic(t) for t in ALL if t.signed)
@@ -156,20 +148,20 @@ class Access:
     watches: tuple[str, ...] = ()  # GROUPS entries whose committed offsets it reads
 
 
-WORKER_OUTPUTS = (TX_LOG, INVENTORY_COMMANDS, PAYMENT_COMMANDS, ORDERS_STATUS, ORDERS_DLQ)
+WORKER_OUTPUTS = (TX_LOG, COMMANDS, ORDERS_STATUS, ORDERS_DLQ)
 # one principal per service; `admin` (operators' tools, `up`) is a super user and not listed
 ACCESS = {
     "producer": Access(writes=(ORDERS_PLACED,)),
     # intake holds new orders while those downstream of it are far behind (back-pressure)
     "intake": Access(
         reads=(ORDERS_PLACED,),
-        writes=WORKER_OUTPUTS,
+        writes=(TX_LOG, COMMANDS, ORDERS_DLQ),  # an order's PENDING status is a row it writes
         group="intake",
         watches=("inventory", "payment", "coordinator"),
     ),
     "coordinator": Access(reads=(TX_LOG,), writes=WORKER_OUTPUTS, group="coordinator"),
-    "inventory": Access(reads=(INVENTORY_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="inventory"),
-    "payment": Access(reads=(PAYMENT_COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="payment"),
+    "inventory": Access(reads=(COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="inventory"),
+    "payment": Access(reads=(COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="payment"),
     "shipping": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_STATUS, ORDERS_DLQ), group="shipping"),
     "status": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_DLQ,), group="status"),
     "tracker": Access(reads=(ORDERS_PLACED, TX_LOG, ORDERS_STATUS), group="tracker", own_topics=True),

@@ -137,14 +137,7 @@ def lag(settings) -> dict:
 
 
 def _group_topics(settings, worker: str) -> tuple[str, ...]:
-    from topics.catalogue import ORDERS_STATUS
+    """The topics `worker`'s group reads, as deployed."""
+    from topics.catalogue import ACCESS
 
-    n = settings.names
-    return {
-        "intake": (n.topic(ORDERS_PLACED),),
-        "coordinator": (n.topic(TX_LOG),),
-        "inventory": (n.commands("inventory"),),
-        "payment": (n.commands("payment"),),
-        "shipping": (n.topic(ORDERS_STATUS),),
-        "status": (n.topic(ORDERS_STATUS),),
-    }[worker]
+    return tuple(settings.names.topic(t) for t in ACCESS[worker].reads)

@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 from pipeline import Pipeline, order
 
 from topics import acl
+from topics.catalogue import COMMANDS
 from topics.lag import backlog, group_reader
 from workers.intake.hold import KEEP_UNKNOWN_S
 from workers.main import build, watched
@@ -136,7 +137,7 @@ def test_a_group_whose_backlog_cannot_be_read_is_said_and_blinds_no_other(settin
         # inventory is behind on its input: its group has read none of these
         producer = Producer(p.settings.kafka())
         for i in range(2 * LIMIT):
-            producer.produce(names.commands("inventory"), key=f"u-{i}".encode(), value=b"{}")
+            producer.produce(names.topic(COMMANDS), key=f"u-{i}".encode(), value=b"{}")
         assert producer.flush(30) == 0
         lost = acl.Grant("intake", "group", "literal", names.group("coordinator"), "describe")
         acl.revoke(p.settings.kafka(), [lost])
@@ -175,7 +176,7 @@ def test_one_partition_behind_holds_only_the_orders_of_that_partition(settings, 
         stuck, limit = 2, LIMIT * p.settings.partitions  # LIMIT records behind on one partition
         producer = Producer(p.settings.kafka())
         for i in range(2 * LIMIT):
-            producer.produce(names.commands("inventory"), key=f"s-{i}".encode(), value=b"{}", partition=stuck)
+            producer.produce(names.topic(COMMANDS), key=f"s-{i}".encode(), value=b"{}", partition=stuck)
         assert producer.flush(30) == 0
         intake = dataclasses.replace(p.settings, intake_max_backlog=limit).as_principal("intake")
         metrics = declared.Metrics("intake")

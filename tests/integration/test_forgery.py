@@ -16,7 +16,7 @@ from orderbus.ops.verify import verify
 from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import Abort, Commit, Decided, StatusChanged, TxBegun, Voted
-from topics.catalogue import DLQ_REASON, DLQ_TOPIC
+from topics.catalogue import COMMANDS, DLQ_REASON, DLQ_TOPIC
 from topics.partition import partition_for
 from topics.read import read
 from workers.runtime.signing import Signer, Verifier
@@ -147,10 +147,10 @@ def test_a_vote_on_another_partition_decides_nothing(settings, tmp_path):
 
 def test_intake_cannot_decide(settings, tmp_path):
     """What intake's credentials and key can write, and none of it decides an order: a CONFIRMED
-    status for an order the pipeline rejected; a Commit to inventory and an Abort to payment for
-    an order the coordinator has not decided; a TxBegun that names inventory only. The first two
-    are dead-lettered as forged by every worker that reads them, the begin as breaking a rule,
-    and each order ends as the coordinator decides it."""
+    status for an order the pipeline rejected is refused at the broker (intake writes no status
+    record); a Commit and an Abort to the participants for an order the coordinator has not
+    decided are dead-lettered as forged by both participants; a TxBegun that names inventory only
+    as breaking a rule; and each order ends as the coordinator decides it."""
     p = Pipeline(settings, "i" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=4000)
     rejected, undecided, lone = "i-rejected", "i-undecided", "i-lone"
     try:
@@ -159,15 +159,24 @@ def test_intake_cannot_decide(settings, tmp_path):
         p.start()
         as_intake = p.settings.as_principal("intake")
         key = as_intake.signing_key("intake")
-        inventory_topic, payment_topic = (p.settings.names.commands(n) for n in ("inventory", "payment"))
-        signed = (p.tx_log_topic, p.status_topic, inventory_topic, payment_topic)
+        commands = p.settings.names.topic(COMMANDS)  # read by both participants
+        signed = (p.tx_log_topic, p.status_topic, commands)
         producer = Producer(as_intake.kafka(partitioner="murmur2_random"))
 
         def write(topic, event):
+            """Writes as intake; the broker's refusal, if it refuses."""
             value, headers = codec.encode(event)
             headers = Signer("intake", key, signed).headers(topic, event.order_id.encode(), value, headers)
-            producer.produce(topic, key=event.order_id.encode(), value=value, headers=headers)
+            refused = []
+            producer.produce(
+                topic,
+                key=event.order_id.encode(),
+                value=value,
+                headers=headers,
+                on_delivery=lambda err, _: refused.append(err) if err is not None else None,
+            )
             assert producer.flush(30) == 0
+            return refused[0].name() if refused else None
 
         def wait_votes(oid, n):
             deadline = time.monotonic() + 60
@@ -178,14 +187,17 @@ def test_intake_cannot_decide(settings, tmp_path):
         # a rejected order confirmed
         p.publish(order(rejected, "i-cust", ("i-sku", 5, 100)))  # out of stock
         assert p.wait_final([rejected])[rejected] == ("REJECTED", "inventory:out_of_stock")
-        write(p.status_topic, StatusChanged(rejected, "CONFIRMED", None, int(time.time() * 1000)))
+        # intake writes no status record (an order's PENDING is a row it writes): refused at the
+        # broker, and signed by intake it would be a forgery to shipping and status too
+        confirmed = StatusChanged(rejected, "CONFIRMED", None, int(time.time() * 1000))
+        assert write(p.status_topic, confirmed) == "TOPIC_AUTHORIZATION_FAILED"
 
         # an undecided order committed at inventory and aborted at payment
         p.sup.hold(p.sup.find("coordinator"))
         p.publish(order(undecided, "i-cust", ("i-sku", 1, 100)))
         wait_votes(undecided, 2)
-        write(inventory_topic, Commit(undecided))
-        write(payment_topic, Abort(undecided, "deadline"))
+        assert write(commands, Commit(undecided)) is None
+        assert write(commands, Abort(undecided, "deadline")) is None
         time.sleep(5)  # what the forgeries would do is done by now
         for db in ("inventory", "payments"):
             assert p.sql(db, "SELECT state FROM holds WHERE order_id = %s", (undecided,)) == [("held",)], db
@@ -194,7 +206,7 @@ def test_intake_cannot_decide(settings, tmp_path):
 
         # an order begun for inventory alone, while payment cannot vote
         p.sup.hold(p.sup.find("payment"))
-        write(p.tx_log_topic, TxBegun(lone, ("inventory",), int(time.time() * 1000) + 4000))
+        assert write(p.tx_log_topic, TxBegun(lone, ("inventory",), int(time.time() * 1000) + 4000)) is None
         p.publish(order(lone, "i-cust", ("i-sku", 1, 100)))
         assert p.wait_final([lone], timeout_s=90)[lone] == ("REJECTED", "deadline")
         p.sup.release(p.sup.find("payment"))
@@ -211,10 +223,7 @@ def test_intake_cannot_decide(settings, tmp_path):
         )
         assert dead == sorted(
             [
-                (rejected, "forged", p.status_topic),  # read by shipping
-                (rejected, "forged", p.status_topic),  # and by status
-                (undecided, "forged", inventory_topic),
-                (undecided, "forged", payment_topic),
+                *[(undecided, "forged", commands)] * 4,  # each read by inventory and by payment
                 (lone, "rule_violation", p.tx_log_topic),
             ]
         )

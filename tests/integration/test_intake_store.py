@@ -62,3 +62,25 @@ def test_an_order_id_being_recorded_is_read_only_once_its_recording_commits(orde
     finally:
         first.close()
         second.close()
+
+
+def test_a_recorded_order_shows_pending_until_a_status_moves_it_on(orders_dsn):
+    """Intake writes an order's PENDING row with the order; it never moves a row back, and a
+    rebuild derives the same row from the recorded order."""
+    from workers.status import store as status
+
+    conn = psycopg2.connect(orders_dsn)
+    try:
+        with conn.cursor() as cur:
+            store.record(cur, [row("P", "c", 0, 1), row("Q", "c", 0, 2)])
+            status.add_pending(cur, ["P", "Q"])
+            status.upsert(cur, [("Q", "CONFIRMED", None, 5)])
+            status.add_pending(cur, ["P", "Q"])  # again, as a redelivered batch would
+            assert {k: v[0] for k, v in status.statuses(cur).items()} == {"P": "PENDING", "Q": "CONFIRMED"}
+            status.clear(cur, status.REBUILD)
+            status.upsert(cur, [("Q", "CONFIRMED", None, 5)], status.REBUILD)
+            status.add_pending(cur, table=status.REBUILD)
+            assert status.differences(cur) == []
+        conn.commit()
+    finally:
+        conn.close()

@@ -21,7 +21,7 @@ from infra.kafka import security
 from infra.postgres import databases
 from topics import acl
 from topics.admin import delete, ensure
-from topics.catalogue import ACCESS, ALL, ORDERS_PLACED, ORDERS_STATUS, PAYMENT_COMMANDS, TX_LOG, Names
+from topics.catalogue import ACCESS, ALL, COMMANDS, ORDERS_PLACED, ORDERS_STATUS, TX_LOG, Names
 from workers.coordinator.worker import FOLDED, take_over
 from workers.runtime.db import Database
 from workers.runtime.settings import SERVICES
@@ -109,7 +109,7 @@ def consume(conf: dict, topic: str, group: str, subscribe: bool = True) -> str:
         c.close()
 
 
-def _forbidden(topics: tuple, worst=(TX_LOG, PAYMENT_COMMANDS, ORDERS_STATUS, ORDERS_PLACED)):
+def _forbidden(topics: tuple, worst=(TX_LOG, COMMANDS, ORDERS_STATUS, ORDERS_PLACED)):
     """The most harmful topic outside `topics`: a forged vote or decision first."""
     return next(t for t in worst + ALL if t not in topics)
 

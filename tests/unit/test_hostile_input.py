@@ -388,7 +388,7 @@ def assert_intake_can_emit(order: OrderPlaced) -> None:
     assert classify(Seen("other", 3, 7), digest, 3, 7) == "conflict"
     now = 1_700_000_000_000
     outputs = begin(order, now, 10_000)
-    assert [d for d, _ in outputs] == ["tx.log", "inventory", "payment", "status"]
+    assert [d for d, _ in outputs] == ["tx.log", "inventory", "payment"]
     for event in (order, *(e for _, e in outputs)):
         value, headers = codec.encode(event)
         again = codec.decode(value, headers)  # no default type: the headers must say it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.events import Line, OrderPlaced, Prepare, StatusChanged, TxBegun
+from schemas.events import Line, OrderPlaced, Prepare, TxBegun
 from workers.intake.core import Seen, begin, classify
 
 ORDER = OrderPlaced("o-1", "c-1", (Line("sku-1", 2, 250), Line("sku-2", 1, 100)), "EUR", 600)
@@ -37,8 +37,3 @@ def test_begin_asks_every_participant_it_names_by_one_deadline(now_ms, deadline_
     assert {e.order for e in prepares.values()} == {ORDER}
     deadlines = {begun[0].deadline_ms} | {e.deadline_ms for e in prepares.values()}
     assert deadlines == {now_ms + deadline_after_ms}
-
-
-def test_begin_shows_the_order_pending_at_once():
-    statuses = [e for _, e in begin(ORDER, 1_000, 5_000) if isinstance(e, StatusChanged)]
-    assert [(s.status, s.at_ms) for s in statuses] == [("PENDING", 1_000)]

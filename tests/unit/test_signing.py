@@ -22,7 +22,8 @@ from schemas.events import (
     TxBegun,
     Voted,
 )
-from topics.catalogue import INVENTORY_COMMANDS, ORDERS_STATUS
+from topics.catalogue import COMMANDS as COMMANDS_TOPIC
+from topics.catalogue import ORDERS_STATUS
 from topics.partition import partition_for
 from topics.redrive import Letter
 from workers.runtime import signing
@@ -37,7 +38,7 @@ from workers.runtime.signing import (
 )
 
 TOPIC = "p.tx.log.v1"
-COMMANDS = "p." + INVENTORY_COMMANDS.name
+COMMANDS = "p." + COMMANDS_TOPIC.name
 STATUS = "p." + ORDERS_STATUS.name
 KEYS = {
     "intake": b"i" * 32,
@@ -81,9 +82,7 @@ def record(
 
 
 def accepts(topic: str):
-    return {TOPIC: signing.TX_LOG.events, COMMANDS: INVENTORY_COMMANDS.events, STATUS: ORDERS_STATUS.events}[
-        topic
-    ]
+    return {TOPIC: signing.TX_LOG.events, COMMANDS: COMMANDS_TOPIC.events, STATUS: ORDERS_STATUS.events}[topic]
 
 
 GENUINE = [
@@ -133,7 +132,7 @@ FORGED = [
     ),
     (
         "a command signed for another topic",
-        record(Commit("o-1"), "coordinator", topic=COMMANDS, signed_for="p.payment.commands.v1"),
+        record(Commit("o-1"), "coordinator", topic=COMMANDS, signed_for="p.orders.status.v1"),
     ),
 ]
 

@@ -31,7 +31,8 @@ from schemas.events import (
 
 TxLogEvent: TypeAlias = TxBegun | Voted | DeadlinePassed | Decided | Acked
 # (destination, event): destination is "tx.log", "status" or a participant name; the shell maps
-# these to topics so that no topic name is spelled here.
+# these to topics so that no topic name is spelled here (and the participants share one: the shell
+# writes a command meant for both once, workers/runtime/messages.py `routed`).
 Output: TypeAlias = tuple[str, DeadlinePassed | Decided | Commit | Abort | StatusChanged]
 
 DEADLINE_REASON = "deadline"

@@ -17,13 +17,14 @@ import time
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from schemas.errors import DeadLetter
-from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
+from schemas.events import PARTICIPANTS
+from topics.catalogue import COMMANDS, ORDERS_DLQ, ORDERS_STATUS, TX_LOG
 from topics.read import ReadError, coordinates, read
 from workers.coordinator import store
 from workers.coordinator.fold import TxLogEvent, due, in_doubt
 from workers.coordinator.partition import OPENS, Partition
 from workers.runtime.crash import CrashPoints
-from workers.runtime.messages import decode_batch, emit
+from workers.runtime.messages import decode_batch, emit, routed
 from workers.runtime.signing import Verifier
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,8 @@ class CoordinatorHandler:
         self.dest = {
             "tx.log": self.tx_log,
             "status": names.topic(ORDERS_STATUS),
-            "inventory": names.commands("inventory"),
-            "payment": names.commands("payment"),
+            # one topic for every participant: a decision for both is one record (routed)
+            **dict.fromkeys(PARTICIPANTS, names.topic(COMMANDS)),
         }
         self.dlq = names.topic(ORDERS_DLQ)
         # a vote counts only as its participant's own (workers/runtime/signing.py)
@@ -125,7 +126,7 @@ class CoordinatorHandler:
                 made = True
                 count = self.metrics.decisions.labels(first.outcome, first.reason or "").inc
             # counted once, with the first of the decision's outputs
-            outs += [emit(self.dest[d], e, count if n == 0 else None) for n, (d, e) in enumerate(outputs)]
+            outs += [emit(t, e, count if n == 0 else None) for n, (t, e) in enumerate(routed(self.dest, outputs))]
         if made:
             self.crash.reach("after_decision")
         return outs
@@ -162,7 +163,7 @@ class CoordinatorHandler:
                 )
                 if new_timers is not timers:
                     part.open[oid] = (tx, new_timers)
-                outs += [emit(self.dest[d], e) for d, e in sent]
+                outs += [emit(t, e) for t, e in routed(self.dest, sent)]
         self.metrics.in_doubt.labels(self.metrics.worker).set(doubtful)
         return outs
 

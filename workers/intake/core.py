@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.events import PARTICIPANTS, OrderPlaced, Prepare, StatusChanged, TxBegun
+from schemas.events import PARTICIPANTS, OrderPlaced, Prepare, TxBegun
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,11 @@ def classify(seen: Seen | None, content_hash: str, partition: int, offset: int) 
 
 
 def begin(order: OrderPlaced, now_ms: int, deadline_after_ms: int) -> list[tuple[str, object]]:
-    """The outputs that start an order's distributed transaction, as (destination, event)."""
+    """The outputs that start an order's distributed transaction, as (destination, event). Its
+    PENDING status is a row intake writes with the order (workers/status/store.py add_pending),
+    not a record: the records are what the pipeline acts on."""
     deadline = now_ms + deadline_after_ms
     return [
         ("tx.log", TxBegun(order.order_id, PARTICIPANTS, deadline)),
         *((p, Prepare(order.order_id, order, deadline)) for p in PARTICIPANTS),
-        ("status", StatusChanged(order.order_id, "PENDING", None, now_ms)),
     ]

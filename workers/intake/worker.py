@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from schemas.errors import RuleViolationError
-from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, TX_LOG
+from schemas.events import PARTICIPANTS
+from topics.catalogue import COMMANDS, ORDERS_DLQ, TX_LOG
 from workers.intake import store
 from workers.intake.core import Seen, begin, classify
 from workers.intake.hold import Downstream
 from workers.runtime.db import Database
 from workers.runtime.handler import Stateless
-from workers.runtime.messages import dead_letter, decode_batch, emit
+from workers.runtime.messages import dead_letter, decode_batch, emit, routed
+from workers.status import store as status
 
 
 class IntakeHandler(Stateless):
@@ -23,9 +25,8 @@ class IntakeHandler(Stateless):
         self.topics = (names.topic(ORDERS_PLACED),)
         self.dest = {
             "tx.log": names.topic(TX_LOG),
-            "status": names.topic(ORDERS_STATUS),
-            "inventory": names.commands("inventory"),
-            "payment": names.commands("payment"),
+            # one topic for every participant: the Prepare for both is one record (routed)
+            **dict.fromkeys(PARTICIPANTS, names.topic(COMMANDS)),
         }
         self.dlq = names.topic(ORDERS_DLQ)
 
@@ -72,7 +73,8 @@ class IntakeHandler(Stateless):
                         msg.offset(),
                     )
                 )
-            outs += [emit(self.dest[d], e) for d, e in begin(order, now_ms, self.deadline_ms)]
+            outs += [emit(t, e) for t, e in routed(self.dest, begin(order, now_ms, self.deadline_ms))]
         if rows:
             store.record(cur, rows)
+            status.add_pending(cur, [r[0] for r in rows])  # the read model shows them at once
         return outs

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from topics.catalogue import ORDERS_DLQ, TX_LOG
+from topics.catalogue import COMMANDS, ORDERS_DLQ, TX_LOG
 from workers.participant import store
 from workers.participant.core import Resource, apply
 from workers.participant.store import Ledger
@@ -34,7 +34,7 @@ class ParticipantHandler(Stateless):
     ):
         self.resource, self.ledger, self.db, self.metrics = resource, ledger, db, metrics
         self.verifier = verifier  # a Prepare counts only as intake's, a decision as the coordinator's
-        self.topics = (names.commands(resource.participant),)
+        self.topics = (names.topic(COMMANDS),)
         self.tx_log, self.dlq = names.topic(TX_LOG), names.topic(ORDERS_DLQ)
         self.crash = CrashPoints(metrics.worker, crash)
 

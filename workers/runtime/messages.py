@@ -43,6 +43,15 @@ def emit(topic: str, event, count: Callable[[], None] | None = None) -> Out:
     return Out(topic, event.order_id.encode(), value, headers, count=count)
 
 
+def routed(dest: dict[str, str], outputs) -> list[tuple[str, object]]:
+    """(topic, event) of each (destination, event), each once: destinations that share a topic
+    (the participants share the commands topic) get one record of an event meant for several."""
+    out: dict[tuple[str, object], None] = {}
+    for d, event in outputs:
+        out.setdefault((dest[d], event), None)
+    return list(out)
+
+
 def dead_letter(msg: Message, error: DeadLetter, metrics, now_ms: int, dlq_topic: str) -> Out:
     # one line per bad message (they are rare): with the transaction warnings beside it, the log
     # shows whether a dead letter was written in a transaction that then committed

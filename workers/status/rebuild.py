@@ -58,6 +58,7 @@ def rebuild(kafka_config: dict, dsn: str, topic: str, verifier: Verifier, table:
     def fresh(cur):
         store.clear(cur, table)
         write(cur, events, table)
+        store.add_pending(cur, table=table)  # the orders begun and not decided yet
 
     db = Database(dsn)
     try:

@@ -32,12 +32,33 @@ WHERE (CASE {table}.status WHEN 'PENDING' THEN 0 WHEN 'SHIPPED' THEN 2 ELSE 1 EN
 WRITERS = (0x6F72_6465, 1)
 
 
+def _writing(table: str) -> str:
+    """What a write to `table` starts with, in the same round trip: the writers' lock, shared,
+    when it is the live table."""
+    return "SELECT pg_advisory_xact_lock_shared(%d, %d);" % WRITERS if table == LIVE else ""
+
+
 def upsert(cur, rows: list[tuple], table: str = LIVE) -> None:
     """rows: (order id, status, reason, changed ms)."""
     if rows:
-        if table == LIVE:
-            cur.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", WRITERS)
-        execute_values(cur, UPSERT.format(table=table), rows)
+        execute_values(cur, _writing(table) + UPSERT.format(table=table), rows)
+
+
+def add_pending(cur, among: list[str] | None = None, table: str = LIVE) -> None:
+    """A PENDING row for each order intake has recorded (those `among`, or all) that has no row
+    yet: the status an order has from when intake begins it until its decision. Intake writes it
+    in the transaction that records the order; a rebuild adds it for the orders still undecided.
+    Its time is when intake recorded the order."""
+    if among is not None and not among:
+        return
+    cur.execute(
+        _writing(table) + f"INSERT INTO {table} (order_id, status, reason, changed_ms) "
+        "SELECT order_id, 'PENDING', NULL, round(extract(epoch FROM recorded_at) * 1000)::bigint "
+        "FROM orders"
+        + ("" if among is None else " WHERE order_id = ANY(%s)")
+        + " ON CONFLICT (order_id) DO NOTHING",
+        None if among is None else (among,),
+    )
 
 
 def exclude_writers(cur) -> None:
