@@ -34,9 +34,9 @@ def test_an_instance_stopped_inside_its_transaction_does_not_hold_up_its_success
         db = Database(p.settings.dsns[STOCK.database])
         try:
             with db.transaction() as cur:  # the batch of a Prepare for the order, half done
-                store.lock_orders(cur, [oid])
+                store.locked_holds(cur, [oid])
                 store.available_for_update(cur, STOCK, [sku])
-                store.add(cur, STOCK, [(sku, -1, 1, 0)])
+                store.write(cur, STOCK, [], [(sku, -1, 1, 0)])
                 holding.set()
                 resume.wait(120)  # stopped here, between two statements
         except BaseException as e:

@@ -18,14 +18,12 @@ def seen(cur, order_ids: list[str]) -> dict[str, Seen]:
     partitions) would otherwise both find it new and both begin it. The second waits for the
     first to commit and then reads its record. Taken in key order, so two batches never
     deadlock on a pair of ids."""
-    cur.execute(
+    cur.execute(  # one round trip: the locks, then the read
         "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
-        "hashtextextended(id, 0) AS k FROM unnest(%s::text[]) AS id) AS ks ORDER BY k",
-        (order_ids,),
-    )
-    cur.execute(
-        "SELECT order_id, content_hash, source_partition, source_offset FROM orders WHERE order_id = ANY(%s)",
-        (order_ids,),
+        "hashtextextended(id, 0) AS k FROM unnest(%(ids)s::text[]) AS id) AS ks ORDER BY k;"
+        "SELECT order_id, content_hash, source_partition, source_offset FROM orders "
+        "WHERE order_id = ANY(%(ids)s)",
+        {"ids": order_ids},
     )
     return {r[0]: Seen(r[1], r[2], r[3]) for r in cur.fetchall()}
 

@@ -45,22 +45,25 @@ LEDGERS = {"inventory": STOCK, "payment": ACCOUNTS}  # participant -> its ledger
 # -- the worker's batch, in one transaction
 
 
-def lock_orders(cur, order_ids: list[str]) -> None:
-    """One order at a time across instances: a hold not yet written has no row to lock, so two
-    instances given the same Prepare (a zombie's batch and its successor's, around a rebalance)
-    would both find it new and hold its amounts twice. Taken in key order, before any row lock,
-    so two batches never deadlock on a pair of orders."""
-    cur.execute(
-        "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
-        "hashtextextended(id, 0) AS k FROM unnest(%s::text[]) AS id) AS ks ORDER BY k",
-        (order_ids,),
-    )
+# A batch's transaction is five round trips to the server: BEGIN, locked_holds,
+# available_for_update, write, COMMIT (the statements of one step sent as one string).
+
+LOCK_ORDERS = (
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
+    "hashtextextended(id, 0) AS k FROM unnest(%(ids)s::text[]) AS id) AS ks ORDER BY k;"
+)
 
 
-def holds_for_update(cur, order_ids: list[str]) -> dict[str, Hold]:
+def locked_holds(cur, order_ids: list[str]) -> dict[str, Hold]:
+    """The recorded hold of each of these orders, locked, after a lock per order: a hold not yet
+    written has no row to lock, so two instances given the same Prepare (a zombie's batch and
+    its successor's, around a rebalance) would otherwise both find it new and hold its amounts
+    twice. The order locks are taken in key order, before any row lock, so two batches never
+    deadlock on a pair of orders."""
     cur.execute(
-        "SELECT order_id, vote, state, reason, amounts FROM holds WHERE order_id = ANY(%s) FOR UPDATE",
-        (order_ids,),
+        LOCK_ORDERS
+        + "SELECT order_id, vote, state, reason, amounts FROM holds WHERE order_id = ANY(%(ids)s) FOR UPDATE",
+        {"ids": order_ids},
     )
     return {r[0]: Hold(r[0], r[1], r[2], r[3], r[4]) for r in cur.fetchall()}
 
@@ -75,37 +78,46 @@ def available_for_update(cur, ledger: Ledger, keys) -> dict[str, int]:
     return dict(cur.fetchall())
 
 
-def write_holds(cur, holds) -> None:
-    execute_values(
-        cur,
-        "INSERT INTO holds (order_id, vote, state, reason, amounts) VALUES %s "
-        "ON CONFLICT (order_id) DO UPDATE SET vote = EXCLUDED.vote, "
-        "state = EXCLUDED.state, reason = EXCLUDED.reason, "
-        "amounts = EXCLUDED.amounts, changed_at = now()",
-        [(h.order_id, h.vote, h.state, h.reason, Json(dict(h.amounts))) for h in holds],
-    )
-
-
-def add(cur, ledger: Ledger, changed: list[tuple[str, int, int, int]]) -> None:
-    """(key, +available, +held, +final) per row. One UPDATE per batch however many orders
-    touched a row: a flash sale's hot SKU is written once per batch, not once per order."""
+def write(cur, ledger: Ledger, holds, changed: list[tuple[str, int, int, int]]) -> int:
+    """The batch's holds, new or changed, and its ledger changes, (key, +available, +held,
+    +final) per row; returns the yes votes now waiting for a decision (count_held). One UPDATE
+    per batch however many orders touched a row: a flash sale's hot SKU is written once per
+    batch, not once per order."""
     L = ledger
-    execute_values(
-        cur,
-        f"UPDATE {L.table} AS t SET {L.available} = t.{L.available} + d.a, "
-        f"{L.held} = t.{L.held} + d.h, {L.final} = t.{L.final} + d.f "
-        f"FROM (VALUES %s) AS d(k, a, h, f) WHERE t.{L.key} = d.k",
-        changed,
-        template="(%s, %s::bigint, %s::bigint, %s::bigint)",
-    )
+    sql = []
+    rows = [(h.order_id, h.vote, h.state, h.reason, Json(dict(h.amounts))) for h in holds]
+    if rows:
+        sql.append(
+            b"INSERT INTO holds (order_id, vote, state, reason, amounts) VALUES "
+            + _values(cur, "(%s, %s, %s, %s, %s)", rows)
+            + b" ON CONFLICT (order_id) DO UPDATE SET vote = EXCLUDED.vote, state = EXCLUDED.state, "
+            b"reason = EXCLUDED.reason, amounts = EXCLUDED.amounts, changed_at = now()"
+        )
+    if changed:
+        sql.append(
+            f"UPDATE {L.table} AS t SET {L.available} = t.{L.available} + d.a, "
+            f"{L.held} = t.{L.held} + d.h, {L.final} = t.{L.final} + d.f FROM (VALUES ".encode()
+            + _values(cur, "(%s, %s::bigint, %s::bigint, %s::bigint)", changed)
+            + f") AS d(k, a, h, f) WHERE t.{L.key} = d.k".encode()
+        )
+    sql.append(COUNT_HELD.encode())
+    cur.execute(b";".join(sql))
+    return cur.fetchone()[0]
+
+
+def _values(cur, template: str, rows) -> bytes:
+    return b",".join(cur.mogrify(template, row) for row in rows)
 
 
 # -- what the operators' tools read
 
 
+COUNT_HELD = "SELECT count(*) FROM holds WHERE state = 'held'"
+
+
 def count_held(cur) -> int:
     """Yes votes waiting for a decision: the in-doubt transactions an operator watches."""
-    cur.execute("SELECT count(*) FROM holds WHERE state = 'held'")
+    cur.execute(COUNT_HELD)
     return cur.fetchone()[0]
 
 

@@ -58,8 +58,7 @@ class ParticipantHandler(Stateless):
 
     def _apply(self, cur, commands):
         order_ids = sorted({c.order_id for c in commands})
-        store.lock_orders(cur, order_ids)
-        known = store.holds_for_update(cur, order_ids)
+        known = store.locked_holds(cur, order_ids)
         keys: set[str] = set()
         for c in commands:
             if c.TYPE == "Prepare" and c.order_id not in known:
@@ -68,12 +67,9 @@ class ParticipantHandler(Stateless):
                 keys.update(known[c.order_id].amounts)
         available = store.available_for_update(cur, self.ledger, keys) if keys else {}
         outcome = apply(self.resource, available, known, commands)
-        if outcome.holds:
-            store.write_holds(cur, outcome.holds.values())
-        if any(h.state == "held" for h in outcome.holds.values()):
-            self.crash.reach("after_hold")
         changed = [(k, d[0], d[1], d[2]) for k, d in sorted(outcome.deltas.items()) if any(d)]
-        if changed:
-            store.add(cur, self.ledger, changed)
-        self.metrics.in_doubt.labels(self.metrics.worker).set(store.count_held(cur))
+        held = store.write(cur, self.ledger, outcome.holds.values(), changed)
+        if any(h.state == "held" for h in outcome.holds.values()):
+            self.crash.reach("after_hold")  # holds written, the transaction not committed
+        self.metrics.in_doubt.labels(self.metrics.worker).set(held)
         return outcome
