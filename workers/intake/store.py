@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from infra.postgres.databases import DATABASE as DATABASE_OF
 from workers.intake.core import Seen
-from workers.runtime.db import Json, execute_values
+from workers.runtime.db import Json
 
 DATABASE = DATABASE_OF["intake"]
 
@@ -31,12 +31,17 @@ def seen(cur, order_ids: list[str]) -> dict[str, Seen]:
 def record(cur, rows: list[tuple]) -> None:
     """Record new orders: (order id, customer id, currency, total cents, content hash, body
     dict, source partition, source offset) each; one already recorded is left as it was."""
-    execute_values(
-        cur,
-        "INSERT INTO orders (order_id, customer_id, currency, total_cents, "
-        "content_hash, body, source_partition, source_offset) VALUES %s "
-        "ON CONFLICT (order_id) DO NOTHING",
-        [(*r[:5], Json(r[5]), *r[6:]) for r in rows],
+    cur.execute(recording(cur, rows))
+
+
+def recording(cur, rows: list[tuple]) -> bytes:
+    """The statement `record` runs, for a caller that sends more with it in one round trip."""
+    values = b",".join(
+        cur.mogrify("(%s, %s, %s, %s, %s, %s, %s, %s)", (*r[:5], Json(r[5]), *r[6:])) for r in rows
+    )
+    return (
+        b"INSERT INTO orders (order_id, customer_id, currency, total_cents, content_hash, body, "
+        b"source_partition, source_offset) VALUES " + values + b" ON CONFLICT (order_id) DO NOTHING"
     )
 
 

@@ -74,7 +74,6 @@ class IntakeHandler(Stateless):
                     )
                 )
             outs += [emit(t, e) for t, e in routed(self.dest, begin(order, now_ms, self.deadline_ms))]
-        if rows:
-            store.record(cur, rows)
-            status.add_pending(cur, [r[0] for r in rows])  # the read model shows them at once
+        if rows:  # recorded with their PENDING rows, the read model showing them at once
+            status.add_pending(cur, [r[0] for r in rows], after=store.recording(cur, rows))
         return outs

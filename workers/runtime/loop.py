@@ -232,6 +232,8 @@ class Loop:
         """Pause the owned partitions the handler holds, resume them after. The rounds go on
         meanwhile, so deliveries, commits and rebalances do, and the other partitions are read;
         the held ones stay owned, and their wait is on purpose, no stall for the watchdog."""
+        if not held and not self.held:
+            return  # the usual round: nothing held, nothing to let go (no call into the client)
         owned = self.consumer.assignment()  # again each round: a partition given meanwhile
         pause = [tp for tp in owned if tp.partition in held]
         if pause:

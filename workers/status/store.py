@@ -44,21 +44,22 @@ def upsert(cur, rows: list[tuple], table: str = LIVE) -> None:
         execute_values(cur, _writing(table) + UPSERT.format(table=table), rows)
 
 
-def add_pending(cur, among: list[str] | None = None, table: str = LIVE) -> None:
+def add_pending(cur, among: list[str] | None = None, table: str = LIVE, after: bytes = b"") -> None:
     """A PENDING row for each order intake has recorded (those `among`, or all) that has no row
     yet: the status an order has from when intake begins it until its decision. Intake writes it
-    in the transaction that records the order; a rebuild adds it for the orders still undecided.
-    Its time is when intake recorded the order."""
+    in the transaction that records the order, sent after the statement `after` that records
+    it (one round trip); a rebuild adds it for the orders still undecided. Its time is when
+    intake recorded the order."""
     if among is not None and not among:
         return
-    cur.execute(
+    sql = (
         _writing(table) + f"INSERT INTO {table} (order_id, status, reason, changed_ms) "
         "SELECT order_id, 'PENDING', NULL, round(extract(epoch FROM recorded_at) * 1000)::bigint "
         "FROM orders"
         + ("" if among is None else " WHERE order_id = ANY(%s)")
-        + " ON CONFLICT (order_id) DO NOTHING",
-        None if among is None else (among,),
+        + " ON CONFLICT (order_id) DO NOTHING"
     )
+    cur.execute(after + (b";" if after else b"") + cur.mogrify(sql, None if among is None else (among,)))
 
 
 def exclude_writers(cur) -> None:
