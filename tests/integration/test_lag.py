@@ -120,7 +120,13 @@ def test_lag_agrees_with_kafka_tool(settings, pipeline, lagging_group):
     # nobody in the group and the offsets frozen while work waits: stopped
     assert ours[(topic, 0)]["status"] == ours[(topic, 2)]["status"] == "STOP"
     assert report["groups"] == [
-        {"group": group, "status": "STOP", "members": 0, "lag": sum(p["lag"] for p in ours.values())}
+        {
+            "group": group,
+            "status": "STOP",
+            "members": 0,
+            "lag": sum(p["lag"] for p in ours.values()),
+            "reason": "no member and no commit, with work waiting",
+        }
     ]
 
 
