@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from infra.postgres.databases import DATABASE as DATABASE_OF
 from workers.intake.core import Seen
-from workers.runtime.db import Json
+from workers.runtime.db import LOCK_EACH_ID, Json, values
 
 DATABASE = DATABASE_OF["intake"]
 
@@ -19,9 +19,7 @@ def seen(cur, order_ids: list[str]) -> dict[str, Seen]:
     first to commit and then reads its record. Taken in key order, so two batches never
     deadlock on a pair of ids."""
     cur.execute(  # one round trip: the locks, then the read
-        "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
-        "hashtextextended(id, 0) AS k FROM unnest(%(ids)s::text[]) AS id) AS ks ORDER BY k;"
-        "SELECT order_id, content_hash, source_partition, source_offset FROM orders "
+        LOCK_EACH_ID + "SELECT order_id, content_hash, source_partition, source_offset FROM orders "
         "WHERE order_id = ANY(%(ids)s)",
         {"ids": order_ids},
     )
@@ -36,12 +34,12 @@ def record(cur, rows: list[tuple]) -> None:
 
 def recording(cur, rows: list[tuple]) -> bytes:
     """The statement `record` runs, for a caller that sends more with it in one round trip."""
-    values = b",".join(
-        cur.mogrify("(%s, %s, %s, %s, %s, %s, %s, %s)", (*r[:5], Json(r[5]), *r[6:])) for r in rows
-    )
+    rows = [(*r[:5], Json(r[5]), *r[6:]) for r in rows]
     return (
         b"INSERT INTO orders (order_id, customer_id, currency, total_cents, content_hash, body, "
-        b"source_partition, source_offset) VALUES " + values + b" ON CONFLICT (order_id) DO NOTHING"
+        b"source_partition, source_offset) VALUES "
+        + values(cur, "(%s, %s, %s, %s, %s, %s, %s, %s)", rows)
+        + b" ON CONFLICT (order_id) DO NOTHING"
     )
 
 

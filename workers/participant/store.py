@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from infra.postgres.databases import DATABASE
 from workers.participant.core import Hold
-from workers.runtime.db import Json, execute_values
+from workers.runtime.db import LOCK_EACH_ID, Json, execute_values, values
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,6 @@ LEDGERS = {"inventory": STOCK, "payment": ACCOUNTS}  # participant -> its ledger
 # A batch's transaction is five round trips to the server: BEGIN, locked_holds,
 # available_for_update, write, COMMIT (the statements of one step sent as one string).
 
-LOCK_ORDERS = (
-    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
-    "hashtextextended(id, 0) AS k FROM unnest(%(ids)s::text[]) AS id) AS ks ORDER BY k;"
-)
-
 
 def locked_holds(cur, order_ids: list[str]) -> dict[str, Hold]:
     """The recorded hold of each of these orders, locked, after a lock per order: a hold not yet
@@ -61,7 +56,7 @@ def locked_holds(cur, order_ids: list[str]) -> dict[str, Hold]:
     twice. The order locks are taken in key order, before any row lock, so two batches never
     deadlock on a pair of orders."""
     cur.execute(
-        LOCK_ORDERS
+        LOCK_EACH_ID
         + "SELECT order_id, vote, state, reason, amounts FROM holds WHERE order_id = ANY(%(ids)s) FOR UPDATE",
         {"ids": order_ids},
     )
@@ -89,7 +84,7 @@ def write(cur, ledger: Ledger, holds, changed: list[tuple[str, int, int, int]]) 
     if rows:
         sql.append(
             b"INSERT INTO holds (order_id, vote, state, reason, amounts) VALUES "
-            + _values(cur, "(%s, %s, %s, %s, %s)", rows)
+            + values(cur, "(%s, %s, %s, %s, %s)", rows)
             + b" ON CONFLICT (order_id) DO UPDATE SET vote = EXCLUDED.vote, state = EXCLUDED.state, "
             b"reason = EXCLUDED.reason, amounts = EXCLUDED.amounts, changed_at = now()"
         )
@@ -97,16 +92,12 @@ def write(cur, ledger: Ledger, holds, changed: list[tuple[str, int, int, int]]) 
         sql.append(
             f"UPDATE {L.table} AS t SET {L.available} = t.{L.available} + d.a, "
             f"{L.held} = t.{L.held} + d.h, {L.final} = t.{L.final} + d.f FROM (VALUES ".encode()
-            + _values(cur, "(%s, %s::bigint, %s::bigint, %s::bigint)", changed)
+            + values(cur, "(%s, %s::bigint, %s::bigint, %s::bigint)", changed)
             + f") AS d(k, a, h, f) WHERE t.{L.key} = d.k".encode()
         )
     sql.append(COUNT_HELD.encode())
     cur.execute(b";".join(sql))
     return cur.fetchone()[0]
-
-
-def _values(cur, template: str, rows) -> bytes:
-    return b",".join(cur.mogrify(template, row) for row in rows)
 
 
 # -- what the operators' tools read

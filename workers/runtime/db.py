@@ -14,6 +14,21 @@ log = logging.getLogger(__name__)
 
 execute_values = psycopg2.extras.execute_values
 Json = psycopg2.extras.Json
+
+# A transaction-scoped advisory lock per id of %(ids)s, taken in key order (so two batches never
+# deadlock on a pair of ids): for rows that may not exist yet, which no row lock can cover. Ends
+# with `;`, to lead the statement that reads what it guards in the same round trip.
+LOCK_EACH_ID = (
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
+    "hashtextextended(id, 0) AS k FROM unnest(%(ids)s::text[]) AS id) AS ks ORDER BY k;"
+)
+
+
+def values(cur, template: str, rows) -> bytes:
+    """`rows` as a VALUES list, each row through `template`, for a statement sent with others."""
+    return b",".join(cur.mogrify(template, row) for row in rows)
+
+
 # connection lost, server restarting, a deadlock/serialization failure, a lock wait past
 # lock_timeout or a cancelled statement (both OperationalError), or this session ended by the
 # server for idling inside its transaction (reported as an InternalError): the transaction was
