@@ -14,13 +14,13 @@ from orderbus.ops.replay import (
     dlq_execute,
     dlq_plan,
     parse_time,
-    refuse_if_active,
     reset_effect,
     reset_execute,
     reset_plan,
+    status_rebuild,
 )
 from topics.catalogue import ORDERS_STATUS
-from topics.group_reset import Groups, ResetSpec
+from topics.group_reset import ResetSpec
 from topics.redrive import DlqFilter
 
 SHOWN = 20  # lines of detail per list; the counts say how many there are
@@ -185,35 +185,16 @@ def _reset(args, settings) -> int:
 
 
 def _rebuild_status(args, settings) -> int:
-    from workers.status.rebuild import writers_excluded
-    from workers.status.store import DATABASE
+    from workers.status.store import LIVE, REBUILD
 
-    if not args.execute:
-        return _status_rebuild(args, settings, None)
-    # from before the first look for members until the swap commits, a status worker that starts
-    # (a supervisor restarting it) waits rather than write rows the swap would delete
-    with writers_excluded(settings.dsns[DATABASE]) as db:
-        return _status_rebuild(args, settings, db)
-
-
-def _status_rebuild(args, settings, db) -> int:
-    from workers.runtime.signing import Verifier
-    from workers.status.rebuild import compare, rebuild, swap
-    from workers.status.store import DATABASE, LIVE, REBUILD
-
-    group, topic = settings.names.group("status"), settings.names.topic(ORDERS_STATUS)
-    groups = Groups(settings.kafka())
-    dsn = settings.dsns[DATABASE]
-    if db is not None:
-        refuse_if_active(groups, group, "swap the status table")
-    elif groups.exists(group) and groups.members(group):
-        print(f"note: {group} is running; rows it changes meanwhile show as differences")
-    print(f"rebuilding {REBUILD} from {topic} ...")
-    r = rebuild(settings.kafka(), dsn, topic, Verifier.of(settings))
-    c = compare(dsn)
+    print(f"rebuilding {REBUILD} from {settings.names.topic(ORDERS_STATUS)} ...")
+    r = status_rebuild(settings, execute=args.execute)
+    if r.worker_running:
+        print(f"note: {r.group} is running; rows it changes meanwhile show as differences")
+    f, c = r.folded, r.comparison
     print(
-        f"  {r['events']} status events folded ({r['skipped']} skipped as dead letters) in "
-        f"{r['seconds']} s (read {r['read_s']} s)"
+        f"  {f['events']} status events folded ({f['skipped']} skipped as dead letters) in "
+        f"{f['seconds']} s (read {f['read_s']} s)"
     )
     print(
         f"  {LIVE}: {c.live} rows; {REBUILD}: {c.rebuilt} rows; only live {c.only_live}, only "
@@ -222,11 +203,9 @@ def _status_rebuild(args, settings, db) -> int:
     for oid, live, new in c.examples:
         print(f"    {oid}: live {live} rebuilt {new}")
     print("  the rebuilt table equals the live one" if c.equal else "  the tables differ")
-    if db is None:
+    if not r.swapped:
         print(f"dry run: {LIVE} untouched, {REBUILD} left for inspection (add --execute to swap)")
         return 0 if c.equal else 1
-    refuse_if_active(groups, group, "swap the status table")
-    swap(db)
     print(f"swapped: {LIVE} now holds the rebuilt rows (one transaction)")
     return 0
 

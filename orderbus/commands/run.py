@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 from orderbus.ops.supervise import Supervisor
 from workers.main import WORKERS
@@ -41,8 +42,12 @@ def _run(args, settings):
         raise UsageError("--instances must be at least 1")
     names = WORKERS if args.name == "all" else (args.name,)
     sup = Supervisor(settings, {n: args.instances for n in names}, worker_args=("--membership", args.membership))
+    if settings.metrics_port:
+        sup.list_targets(targets_file(settings))
     sup.start()
     print(f"logs in {sup.log_dir}; Ctrl-C stops every worker cleanly")
+    if sup.targets:
+        print(f"Prometheus finds the workers in {sup.targets} (infra/prometheus/prometheus.yml)")
 
     def stop(*_):
         sup.stopping = True
@@ -53,6 +58,13 @@ def _run(args, settings):
     sup.stop()
     print("stopped")
     return 0
+
+
+def targets_file(settings) -> Path:
+    """Where `run` lists its workers for Prometheus: infra/prometheus/prometheus.yml reads
+    workers-*.json here under the default ORDERBUS_HOME. Named by the first metrics port, so a
+    second `run` on ports of its own has a file of its own and a restarted one replaces its own."""
+    return settings.home / "prometheus" / f"workers-{settings.metrics_port}.json"
 
 
 def _worker(args, settings):

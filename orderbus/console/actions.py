@@ -1,8 +1,9 @@
 """Everything that changes state, each a POST: logging in and out, re-driving dead letters,
-resetting a stopped group's offsets. The guard (app.py) has already refused cross-site requests
-and a missing CSRF token; each action here checks the read-only switch and the operator role
-itself, plans with the same code as `orderbus replay`, names the plan by its hash (plans.py),
-executes only the plan named, and appends what it did or refused to the audit trail."""
+resetting a stopped group's offsets, rebuilding the status read model. The guard (app.py) has
+already refused cross-site requests and a missing CSRF token; each action here checks the
+read-only switch and the operator role itself, plans with the same code as `orderbus replay`,
+names the plan by its hash (plans.py), executes only the plan named, and appends what it did or
+refused to the audit trail."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from orderbus.console.auth import COOKIE, OPERATOR, role_of_token
 from orderbus.console.panes import UNREADABLE, in_executor
-from orderbus.console.plans import redrive_id, reset_id
+from orderbus.console.plans import rebuild_id, redrive_id, reset_id
 from orderbus.console.state import AUDIT, CONFIG, IDENTITY, PATHS, RENDER, SESSIONS, SETTINGS, TOKENS, set_cookie
 from orderbus.ops.errors import UsageError, summary
 from orderbus.ops.replay import (
@@ -23,6 +24,7 @@ from orderbus.ops.replay import (
     reset_effect,
     reset_execute,
     reset_plan,
+    status_rebuild,
 )
 from topics.group_reset import ResetSpec
 from topics.redrive import DlqFilter
@@ -37,6 +39,7 @@ def routes(router: web.UrlDispatcher) -> None:
     router.add_post("/logout", logout)
     router.add_post("/actions/redrive", redrive)
     router.add_post("/actions/reset", reset)
+    router.add_post("/actions/rebuild", rebuild)
 
 
 # -- session ---------------------------------------------------------------------------------
@@ -205,6 +208,38 @@ async def reset(request: web.Request, asked: Asked) -> web.Response:
     else:
         done(request, action, params, f"planned: {len(plans)} partitions", plan)
     return web.Response(text=request.app[RENDER].page("reset_plan.html", **context), content_type="text/html")
+
+
+class PlanChanged(Exception):
+    def __init__(self, plan: str):
+        super().__init__(plan)
+        self.plan = plan
+
+
+@operator_action("rebuild status", ())
+async def rebuild(request: web.Request, asked: Asked) -> web.Response:
+    params, execute, action, named = asked.params, asked.execute, asked.action, asked.named
+
+    def same_plan(c) -> None:  # shown the comparison under the writers' lock, before the swap
+        if rebuild_id(params, c) != named:
+            raise PlanChanged(rebuild_id(params, c))
+
+    try:
+        r = await in_executor(status_rebuild, request.app[SETTINGS], execute, same_plan)
+    except PlanChanged as e:
+        return _stale(request, action, params, e.plan, named)
+    except UNREADABLE as e:
+        done(request, action, params, f"refused: {summary(e)}")
+        return message(request, f"refused: {summary(e)}", 409)
+    c = r.comparison
+    plan = rebuild_id(params, c)
+    differ = c.only_live + c.only_rebuilt + c.different
+    counts = f"{c.rebuilt} rows rebuilt against {c.live} live, {differ} differ"
+    done(request, action, params, ("swapped: " if r.swapped else "planned: ") + counts, plan)
+    return web.Response(
+        text=request.app[RENDER].page("rebuild_plan.html", r=r, c=c, params=params, plan_id=plan),
+        content_type="text/html",
+    )
 
 
 def _stale(request: web.Request, action: str, params: dict, plan: str, named: str) -> web.Response | None:

@@ -32,6 +32,7 @@ NAV = (
     ("/lag", "consumer lag"),
     ("/stages", "latency & stuck"),
     ("/reset", "offset reset"),
+    ("/rebuild", "rebuild"),
     ("/cluster", "cluster"),
     ("/alerts", "alerts"),
     ("/audit", "audit"),
@@ -55,6 +56,7 @@ def routes(router: web.UrlDispatcher) -> None:
     router.add_get("/orders/{order_id}", order, name="order")
     router.add_get("/dead-letters", dead_letters)
     router.add_get("/reset", reset)
+    router.add_get("/rebuild", rebuild)
     router.add_get("/cluster", cluster)
     router.add_get("/audit", audit)
 
@@ -226,6 +228,12 @@ async def reset(request: web.Request) -> web.Response:
         can_act=ok,
         cannot_act=why_not,
     )
+
+
+async def rebuild(request: web.Request) -> web.Response:
+    ok, why_not = can_act(request)
+    group = request.app[SETTINGS].names.group("status")
+    return page(request, "rebuild.html", "Rebuild", "/rebuild", group=group, can_act=ok, cannot_act=why_not)
 
 
 async def cluster(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ import json
 
 from orderbus.ops.replay import DlqRun
 from topics.group_reset import PartitionPlan
+from workers.status.rebuild import Comparison
 
 
 def plan_id(action: str, params: dict, rows: list) -> str:
@@ -26,3 +27,8 @@ def redrive_id(params: dict, run: DlqRun) -> str:
 
 def reset_id(params: dict, plans: list[PartitionPlan]) -> str:
     return plan_id("reset", params, [[p.topic, p.partition, p.current, p.target] for p in plans])
+
+
+def rebuild_id(params: dict, c: Comparison) -> str:
+    rows = [c.live, c.rebuilt, c.only_live, c.only_rebuilt, c.different, c.examples]
+    return plan_id("rebuild status", params, rows)

@@ -1,20 +1,25 @@
-"""What `orderbus replay dlq` and `replay reset` plan and do, for every caller: the command line
-prints it, the console shows it and asks for the plan it showed to be executed. The pure rules
-are in topics/redrive.py and topics/group_reset.py; this module reads the pipeline's settings,
-refuses a reset of a group with members, and says what a reset means for orders."""
+"""What `orderbus replay dlq`, `replay reset` and `replay rebuild status` plan and do, for every
+caller: the command line prints it, the console shows it and asks for the plan it showed to be
+executed. The pure rules are in topics/redrive.py and topics/group_reset.py, the status rebuild in
+workers/status/rebuild.py; this module reads the pipeline's settings, refuses a reset or a swap
+while the group has members, and says what a reset means for orders."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from confluent_kafka import KafkaException
 
 from orderbus.ops.errors import UsageError
-from topics.catalogue import ALL, ORDERS_DLQ
+from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_STATUS
 from topics.group_reset import Groups, PartitionPlan, ResetError, ResetSpec
 from topics.redrive import DlqFilter, DlqPlan, Letter, ReplayError, ReplayLog, plan_dlq, read_letters, redrive
+from workers.runtime.signing import Verifier
+from workers.status import rebuild as status
+from workers.status.store import DATABASE as STATUS_DATABASE
 
 RESET_KINDS = ("to-datetime", "to-offset", "shift-by", "to-earliest", "to-latest")
 
@@ -171,3 +176,49 @@ def reset_effect(settings, group: str, plans: list[PartitionPlan]) -> list[str]:
     if worker is None:
         out.append(f"{group} is not one of this pipeline's worker groups")
     return out
+
+
+# -- status rebuild --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusRebuild:
+    """A rebuild of the status read model: what was folded, how the rebuilt table compares with
+    the live one, whether it was swapped in, and whether the status worker ran meanwhile."""
+
+    group: str
+    topic: str
+    folded: dict  # events, skipped, read_s, seconds
+    comparison: status.Comparison
+    swapped: bool
+    worker_running: bool
+
+
+def status_rebuild(
+    settings, execute: bool = False, before_swap: Callable[[status.Comparison], None] = lambda c: None
+) -> StatusRebuild:
+    """Folds orders.status into the rebuild table and compares it with the live one. With
+    `execute`, swaps the rebuilt rows in: from before the first look for members until the swap
+    commits, a status worker that starts (a supervisor restarting it) waits rather than write rows
+    the swap would delete; refused (UsageError) while the group has members, or when
+    `before_swap`, shown the comparison, raises."""
+    group, topic = settings.names.group("status"), settings.names.topic(ORDERS_STATUS)
+    groups = Groups(settings.kafka())
+    dsn = settings.dsns[STATUS_DATABASE]
+
+    def run(db) -> StatusRebuild:
+        running = groups.exists(group) and bool(groups.members(group))
+        if db is not None:
+            refuse_if_active(groups, group, "swap the status table")
+        folded = status.rebuild(settings.kafka(), dsn, topic, Verifier.of(settings))
+        comparison = status.compare(dsn)
+        if db is not None:
+            before_swap(comparison)
+            refuse_if_active(groups, group, "swap the status table")
+            status.swap(db)
+        return StatusRebuild(group, topic, folded, comparison, db is not None, running)
+
+    if not execute:
+        return run(None)
+    with status.writers_excluded(dsn) as db:
+        return run(db)

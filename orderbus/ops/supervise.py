@@ -86,9 +86,15 @@ class Supervisor:
         reports free now, kept across its restarts (so Prometheus sees one target restart rather
         than a new one appear), and `targets` lists them for Prometheus' file-based discovery.
         For a machine that runs several pipelines (tests, benches) where fixed ports would clash."""
-        self.targets = targets
         for child in self.children:
             child.port = free_port()
+        self.list_targets(targets)
+
+    def list_targets(self, targets: Path) -> None:
+        """Before `start`: `targets` lists every child's metrics endpoint, on the ports it has,
+        for Prometheus' file-based discovery, from start until `stop` removes it (a pipeline
+        stopped on purpose is no worker down; one whose supervisor died still is)."""
+        self.targets = targets
 
     def _write_targets(self) -> None:
         """The file_sd file, replaced atomically: Prometheus watches it and must never read half.
@@ -159,6 +165,8 @@ class Supervisor:
                 self.log(f"{c.label} did not stop in {grace_s:.0f}s; killing it")
                 c.proc.kill()
                 c.proc.wait()
+        if self.targets is not None:
+            self.targets.unlink(missing_ok=True)
 
     def hold(self, child: Child, grace_s: float = 30.0, how: signal.Signals = signal.SIGTERM) -> None:
         """Stop one instance and keep it stopped: cleanly (an operator's maintenance, a test), or

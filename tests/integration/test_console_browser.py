@@ -1,7 +1,8 @@
 """The operator's console in a real browser: Debian's chromium, headless, driven by Playwright,
 against `orderbus console` started as an operator starts it, over a sandbox pipeline on the
 shared cluster. An order's timeline; a dead letter re-driven through dry run and execute (and a
-stale plan refused); a viewer's POST, a cross-site POST and a reset of a running group refused;
+stale plan refused); a lost status row brought back by a rebuild, refused while the status worker
+runs; a viewer's POST, a cross-site POST and a reset of a running group refused;
 the live panes updating without a reload. A screenshot of each pane is kept in
 tests/artifacts/console/ (git-ignored)."""
 
@@ -19,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg2
 import pytest
 from confluent_kafka import Producer
 from pipeline import order
@@ -35,6 +37,8 @@ from topics.catalogue import (
     ORDERS_STATUS,
 )
 from topics.producer import OrderPublisher
+from workers.status.store import DATABASE as STATUS_DATABASE
+from workers.status.store import LIVE, status_of
 
 pytestmark = pytest.mark.integration
 
@@ -263,6 +267,20 @@ def test_a_cross_site_post_is_refused(console, operator):
         server.server_close()
 
 
+def once_stopped(page, act, wanted: str, within_s: float = 60.0):
+    """Repeats `act` until it answers with the element `wanted` rather than a refusal (#message):
+    a stopped group member stays listed until its session ends. The answer."""
+    deadline = time.monotonic() + within_s
+    while True:
+        act()
+        answer = page.locator(f"#{wanted}, #message").first
+        expect(answer).to_be_visible()
+        if answer.get_attribute("id") == wanted:
+            return answer
+        assert time.monotonic() < deadline, answer.inner_text()
+        time.sleep(1)
+
+
 def test_an_offset_reset_of_a_group_with_members_is_refused(pipe, console, operator):
     operator.goto(console + "/reset")
     operator.select_option("#reset select[name=group]", pipe.settings.names.group("intake"))
@@ -281,21 +299,47 @@ def test_a_stopped_groups_offsets_are_reset_through_dry_run_then_execute(pipe, c
         operator.goto(console + "/reset")
         operator.select_option("#reset select[name=group]", pipe.settings.names.group("shipping"))
         operator.select_option("#reset select[name=kind]", "to-latest")
-        deadline = time.monotonic() + 60  # a stopped member stays listed until its session ends
-        while True:
-            operator.click("#reset button")
-            answer = operator.locator("#reset-plan, #message").first
-            expect(answer).to_be_visible()
-            if answer.get_attribute("id") == "reset-plan":
-                break
-            assert time.monotonic() < deadline, answer.inner_text()
-            time.sleep(1)
+        answer = once_stopped(operator, lambda: operator.click("#reset button"), "reset-plan")
         expect(answer).to_contain_text(pipe.settings.names.topic(ORDERS_STATUS))
         shot(operator, "offset-reset-plan")
         operator.click("#execute")
         expect(operator.locator("#reset-result")).to_contain_text("committed")
     finally:
         for child in shipping:
+            pipe.sup.release(child)
+
+
+def test_a_lost_status_row_comes_back_by_a_rebuild_through_dry_run_then_execute(pipe, console, operator):
+    pipe.publish(order("cb-rebuild", "cb-customer", ("cb-sku", 1, 100)))
+    pipe.wait_final(["cb-rebuild"])
+    operator.goto(console + "/rebuild")
+    operator.click("#rebuild button")
+    expect(operator.locator("#rebuild-plan")).to_contain_text("is running")
+    operator.click("#execute")  # the status worker still runs: its rows would be lost to the swap
+    expect(operator.locator("#message")).to_contain_text("stop them before you swap the status table")
+
+    statuses = [c for c in pipe.sup.children if c.name == "status"]
+    for child in statuses:
+        pipe.sup.hold(child)
+    try:
+        with psycopg2.connect(pipe.settings.dsns[STATUS_DATABASE]) as conn, conn.cursor() as cur:
+            final = status_of(cur, "cb-rebuild")
+            cur.execute(f"DELETE FROM {LIVE} WHERE order_id = 'cb-rebuild'")
+            assert cur.rowcount == 1
+
+        def dry_run_then_execute():
+            operator.goto(console + "/rebuild")
+            operator.click("#rebuild button")
+            expect(operator.locator("#rebuild-plan")).to_contain_text("cb-rebuild")  # only rebuilt
+            shot(operator, "rebuild-plan")
+            operator.click("#execute")
+
+        answer = once_stopped(operator, dry_run_then_execute, "rebuild-result")
+        expect(answer).to_contain_text("swapped")
+        with psycopg2.connect(pipe.settings.dsns[STATUS_DATABASE]) as conn, conn.cursor() as cur:
+            assert status_of(cur, "cb-rebuild") == final
+    finally:
+        for child in statuses:
             pipe.sup.release(child)
 
 

@@ -3,9 +3,13 @@ service and slot, rewritten as instances come and go."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
+from orderbus.commands.run import targets_file
 from orderbus.ops.supervise import Supervisor
 
 
@@ -24,3 +28,24 @@ def test_exported_metrics_are_listed_for_file_based_discovery(tmp_path):
         for c in sup.children
     ]
     assert [p.name for p in targets.parent.iterdir()] == [targets.name]  # no temporary file left
+
+
+def test_run_lists_its_workers_on_their_ports_until_it_stops(tmp_path):
+    settings = SimpleNamespace(metrics_port=9400, home=tmp_path)
+    sup = Supervisor(settings, {"intake": 1, "payment": 2})
+    sup.list_targets(targets_file(settings))
+    sup._write_targets()
+    listed = json.loads(sup.targets.read_text())
+    assert [entry["targets"] for entry in listed] == [["127.0.0.1:9400"], ["127.0.0.1:9401"], ["127.0.0.1:9402"]]
+    assert [entry["labels"]["service"] for entry in listed] == ["intake", "payment", "payment"]
+    sup.stop()  # stopped on purpose: Prometheus forgets them rather than calling them down
+    assert not sup.targets.exists()
+
+
+def test_the_shipped_scrape_config_reads_what_run_writes_under_the_default_home():
+    infra = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
+    config = (infra / "prometheus.yml").read_text()
+    [pattern] = re.findall(r"job_name: orderbus-workers\n\s+file_sd_configs:\n\s+- files:\n\s+- (\S+)\n", config)
+    default_home = SimpleNamespace(metrics_port=9400, home=infra.parents[1] / ".orderbus")
+    written = targets_file(default_home)
+    assert fnmatch.fnmatch(str(written), str((infra / pattern).resolve())), (pattern, written)
