@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from infra.postgres import databases
 from topics.admin import delete
 
 
@@ -25,6 +26,24 @@ def make_topic(settings, unique):
     yield make
     if made:
         delete(settings.kafka(), made)
+
+
+@pytest.fixture
+def own_database(settings, unique):
+    """A factory: a database of the given kind (`orders`, `coordinator`, ...), migrated as the
+    service's own and made for this test alone, as a DSN of its service role; dropped afterwards."""
+    layout, made = settings.layout(), []
+
+    def make(service: str) -> str:
+        name = f"{unique}_{service}"
+        databases.ensure(layout, name, service)
+        made.append(name)
+        return databases.dsn(layout, name)
+
+    yield make
+    for name in made:
+        databases.drop(layout, name)
+        (layout.secrets_dir / f"pg-{name}.password").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")

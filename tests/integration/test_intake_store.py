@@ -9,7 +9,6 @@ import threading
 import psycopg2
 import pytest
 
-from infra.postgres import databases
 from workers.intake import store
 from workers.intake.core import Seen, classify
 
@@ -17,16 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def orders_dsn(settings, unique):
+def orders_dsn(own_database):
     """A database of intake's own, made for this test alone."""
-    layout = settings.layout()
-    name = f"{unique}_{store.DATABASE}"
-    databases.ensure(layout, name, store.DATABASE)
-    try:
-        yield databases.dsn(layout, name)
-    finally:
-        databases.drop(layout, name)
-        (layout.secrets_dir / f"pg-{name}.password").unlink(missing_ok=True)
+    return own_database(store.DATABASE)
 
 
 def row(order_id: str, content_hash: str, partition: int, offset: int) -> tuple:
