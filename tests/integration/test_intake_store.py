@@ -4,10 +4,9 @@ once the first has recorded it, so that its copy is a conflict, not a second new
 
 from __future__ import annotations
 
-import threading
-
 import psycopg2
 import pytest
+from sessions import read_after_commit
 
 from workers.intake import store
 from workers.intake.core import Seen, classify
@@ -27,33 +26,14 @@ def row(order_id: str, content_hash: str, partition: int, offset: int) -> tuple:
 
 
 def test_an_order_id_being_recorded_is_read_only_once_its_recording_commits(orders_dsn):
-    # a statement that waits longer than this is a lock never released: a failure, not a hang
-    first = psycopg2.connect(orders_dsn)
-    second = psycopg2.connect(orders_dsn, options="-c statement_timeout=30000")
-    try:
-        with first.cursor() as cur:  # the first instance has read and recorded X, not committed yet
-            assert store.seen(cur, ["X"]) == {}
-            store.record(cur, [row("X", "content-1", 0, 10)])
-        answers: list = []
+    def first(cur):  # the first instance has read and recorded X, not committed yet
+        assert store.seen(cur, ["X"]) == {}
+        store.record(cur, [row("X", "content-1", 0, 10)])
 
-        def read_second():
-            with second.cursor() as cur:
-                answers.append(store.seen(cur, ["X"]))
-            second.rollback()
-
-        other = threading.Thread(target=read_second, daemon=True)
-        other.start()
-        other.join(2.0)
-        assert other.is_alive(), f"the second instance read {answers} while the first had not committed"
-        first.commit()
-        other.join(30)
-        assert not other.is_alive(), "the second instance still waits after the first committed"
-        assert answers == [{"X": Seen("content-1", 0, 10)}]
-        # so its copy, with other content from another partition, is the dead letter it must be
-        assert classify(answers[0]["X"], "content-2", 3, 7) == "conflict"
-    finally:
-        first.close()
-        second.close()
+    answer = read_after_commit(orders_dsn, first, lambda cur: store.seen(cur, ["X"]))
+    assert answer == {"X": Seen("content-1", 0, 10)}
+    # so its copy, with other content from another partition, is the dead letter it must be
+    assert classify(answer["X"], "content-2", 3, 7) == "conflict"
 
 
 def test_a_recorded_order_shows_pending_until_a_status_moves_it_on(orders_dsn):

@@ -8,11 +8,11 @@ invariants rest on, so a change to it fails here first."""
 
 from __future__ import annotations
 
-import threading
 from contextlib import closing
 
 import psycopg2
 import pytest
+from sessions import read_after_commit
 
 from workers.coordinator import store as coordinator
 from workers.coordinator.fold import Tx
@@ -107,29 +107,13 @@ def test_a_participant_batch_writes_its_holds_and_adds_its_ledger_changes(own_da
 def test_a_second_batch_on_an_order_waits_for_the_first_to_commit(own_database):
     ledger = participant.STOCK
     dsn = own_database(ledger.database)
-    first = psycopg2.connect(dsn)
-    second = psycopg2.connect(dsn, options="-c statement_timeout=30000")  # a lock never released fails
-    try:
-        with first.cursor() as cur:  # a zombie's batch: the order is new to it, its hold not yet written
-            assert participant.locked_holds(cur, ["o1"]) == {}
-            participant.write(cur, ledger, [hold("o1", "s1", 3)], [])
-        seen: list = []
 
-        def successor():
-            with second.cursor() as cur:
-                seen.append(participant.locked_holds(cur, ["o1"]))
-            second.rollback()
+    def zombie(cur):  # a zombie's batch: the order is new to it, its hold not yet committed
+        assert participant.locked_holds(cur, ["o1"]) == {}
+        participant.write(cur, ledger, [hold("o1", "s1", 3)], [])
 
-        other = threading.Thread(target=successor, daemon=True)
-        other.start()
-        other.join(2.0)
-        assert other.is_alive(), f"the successor read {seen} while the first batch had not committed"
-        first.commit()
-        other.join(30)
-        assert seen == [{"o1": hold("o1", "s1", 3)}]  # so it votes what was recorded, not again
-    finally:
-        first.close()
-        second.close()
+    seen = read_after_commit(dsn, zombie, lambda cur: participant.locked_holds(cur, ["o1"]))
+    assert seen == {"o1": hold("o1", "s1", 3)}  # so the successor votes what was recorded, not again
 
 
 # -- shipping
