@@ -12,14 +12,13 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from infra import procs
+from infra import procs, variables
 from infra.kafka import security
 from infra.kafka.jars import ensure_jars
 from infra.layout import HOST, Layout
 from infra.procs import InfraError
 
 LOG4J = Path(__file__).with_name("log4j2.yaml")
-DEFAULT_HEAP = "512m"  # a broker's -Xmx unless ORDERBUS_KAFKA_HEAP says otherwise
 
 
 def replication(layout: Layout) -> tuple[int, int]:
@@ -75,7 +74,7 @@ def _java(layout: Layout, main: str, *args: str, node: int | None = None) -> lis
     lib = ensure_jars(layout)
     logs = layout.node_dir(node) / "logs" if node else layout.kafka_dir / "tool-logs"
     # read when a broker starts, not at import
-    broker_heap = os.environ.get("ORDERBUS_KAFKA_HEAP", DEFAULT_HEAP)
+    broker_heap = variables.KAFKA_HEAP.get(os.environ)
     heap = [f"-Xmx{broker_heap}", "-Xms256m"] if node else ["-Xmx256m"]
     return [
         "java",
@@ -189,16 +188,10 @@ def nice(env: dict | None = None) -> int:
     """The brokers' CPU priority: ORDERBUS_KAFKA_NICE, else -10 where this process may raise
     priority (root with CAP_SYS_NICE). They share the machine with the pipeline and the load; a
     broker starved of CPU misses its heartbeats and stretches a failover (README, Chaos)."""
-    raw = (os.environ if env is None else env).get("ORDERBUS_KAFKA_NICE", "")
-    if raw == "":
-        return -10 if may_raise_priority() else 0
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not -20 <= value <= 19:
-        raise InfraError(f"ORDERBUS_KAFKA_NICE={raw!r}: a niceness from -20 to 19")
-    return value
+    given = variables.KAFKA_NICE.get(os.environ if env is None else env)
+    if given is not None:
+        return given
+    return -10 if may_raise_priority() else 0
 
 
 def may_raise_priority() -> bool:

@@ -185,10 +185,10 @@ def ensure_tls(layout: Layout) -> bool:
                 "-out",
                 "node.p12.tmp",
                 "-passout",
-                "env:ORDERBUS_KEYSTORE",
+                "env:KEYSTORE_PASSWORD",
             ],
         ):
-            _openssl(argv, d, {"ORDERBUS_KEYSTORE": store})
+            _openssl(argv, d, {"KEYSTORE_PASSWORD": store})
     (d / "ca.pem").chmod(0o644)  # public: what every client checks the nodes against
     _drop_issuing_files(d)
     (d / "node.p12.tmp").rename(d / "node.p12")  # last: its presence means all is made

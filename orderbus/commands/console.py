@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 
+from infra import variables
 from orderbus.ops.errors import UsageError
 
 DEFAULT_BIND = "127.0.0.1:8600"
@@ -29,7 +30,7 @@ def register(sub) -> None:
     s.add_argument("--read-only", action="store_true", help="refuse every action, whoever asks")
     s.add_argument(
         "--prometheus",
-        default=os.environ.get("ORDERBUS_PROMETHEUS_URL"),
+        default=variables.PROMETHEUS_URL.get(os.environ),
         metavar="URL",
         help="where to read firing alerts (default $ORDERBUS_PROMETHEUS_URL)",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.kafka import cluster
-from infra.procs import InfraError
+from infra.variables import SettingsError
 
 
 @pytest.mark.parametrize("may, expected", [(True, -10), (False, 0)])
@@ -22,5 +22,5 @@ def test_an_explicit_niceness_is_taken(raw, expected):
 
 @pytest.mark.parametrize("raw", ["high", "-21", "20", "1.5"])
 def test_a_bad_niceness_is_refused_by_name(raw):
-    with pytest.raises(InfraError, match="ORDERBUS_KAFKA_NICE"):
+    with pytest.raises(SettingsError, match="ORDERBUS_KAFKA_NICE"):
         cluster.nice({"ORDERBUS_KAFKA_NICE": raw})

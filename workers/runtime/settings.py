@@ -9,31 +9,20 @@ import socket
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from infra import variables as var
 from infra.kafka import security as kafka_security
 from infra.layout import Layout
 from infra.postgres.databases import SERVICES
+from infra.variables import NAME_CHARS, SettingsError
 from topics.catalogue import PARTITIONS, Names
 from workers.runtime import crash
 
-# records a worker downstream of intake may be behind before intake holds new orders
-# (workers/intake/hold.py): about 2 s of the coordinator's work at 400 orders/s, 6 s of a
-# participant's
-INTAKE_MAX_BACKLOG = 5_000
+# the defaults their variables declare, for the code that needs them as values
+INTAKE_MAX_BACKLOG: int = var.INTAKE_MAX_BACKLOG.default
+TRACKER_GRACE_S: float = var.TRACKER_GRACE_S.default
+TRACKER_RETAIN_S: float = var.TRACKER_RETAIN_S.default
 
-SECURITY = ("sasl_ssl", "plaintext")
-# what Kafka accepts in topic, group and group.instance.id names
-NAME_CHARS = "A-Za-z0-9._-"
-NAME = re.compile(f"[{NAME_CHARS}]+")
-# the order tracker's defaults. Past its deadline, how long before an order counts as stuck:
-TRACKER_GRACE_S = 5.0
-# a finished order (or a fragment: seen without its placement or transaction start, so never
-# judged stuck) leaves the tracker's table once it has read this far past its last event on all
-# three topics, so the view's memory follows the rate, not the history; unfinished orders stay
-TRACKER_RETAIN_S = 120.0
-
-
-class SettingsError(ValueError):
-    pass
+__all__ = ["SERVICES", "Settings", "SettingsError", "INTAKE_MAX_BACKLOG", "TRACKER_GRACE_S", "TRACKER_RETAIN_S"]
 
 
 # a DSN's password, as libpq takes it: `password=...` (quoted or not; also a URI's query
@@ -46,53 +35,28 @@ def redact(dsn: str) -> str:
     return _URI_PASSWORD.sub(r"\1***@", _KEYWORD_PASSWORD.sub(r"\1***", dsn))
 
 
-def _int(env: dict, name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-
-
-def _seconds(env: dict, name: str, default: float, zero_ok: bool = False) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not (value >= 0 if zero_ok else value > 0):  # NaN fails both
-        raise SettingsError(
-            f"{name}={raw!r} must be a {'non-negative' if zero_ok else 'positive'} number of seconds"
-        )
-    return value
-
-
 @dataclass(frozen=True)
 class Settings:
     home: Path
     bootstrap: str
     dsns: dict = field(default_factory=dict)  # service -> libpq DSN
-    pg_port: int = 15432
-    kafka_base_port: int = 10092
+    pg_port: int = var.PG_PORT.default
+    kafka_base_port: int = var.KAFKA_PORT.default
     brokers: int = 3  # of the local cluster (as `up` left it)
-    deadline_ms: int = 10_000
+    deadline_ms: int = var.DEADLINE_MS.default
     intake_max_backlog: int = INTAKE_MAX_BACKLOG  # records behind downstream; 0: never hold
-    prefix: str = ""  # of every topic and group name (tests)
+    prefix: str = var.TOPIC_PREFIX.default  # of every topic and group name (tests)
     partitions: int = PARTITIONS  # of every topic: set when they are made, the same for all
-    metrics_port: int = 9400  # first worker's; 0 turns metrics off
+    metrics_port: int = var.METRICS_PORT.default  # first worker's; 0 turns metrics off
     security: str = "sasl_ssl"  # of the Kafka clients; or "plaintext"
     ca_file: str = ""  # PEM the brokers' certificates are checked against
     principal: str = "admin"  # whom this process's Kafka clients speak as
     tracker_grace_s: float = TRACKER_GRACE_S  # past its deadline, when an order is stuck
     tracker_retain_s: float = TRACKER_RETAIN_S  # how far past a finished order it is dropped
     host_id: str = "localhost"  # this host's part of its instances' ids
-    log_level: str = "INFO"  # of the workers' and the tracker's logs
-    crash: str = ""  # fault injection, worker:point:probability[,...] (workers/runtime/crash.py)
-    env: dict = field(default_factory=dict, repr=False)  # credentials and key files
+    log_level: str = var.LOG_LEVEL.default  # of the workers' and the tracker's logs
+    crash: str = var.CRASH.default  # fault injection, worker:point:probability[,...] (workers/runtime/crash.py)
+    env: dict = field(default_factory=dict, repr=False)  # credentials and key files (from_env)
 
     def __repr__(self) -> str:
         # a repr lands in tracebacks, logs and test reports: the DSNs' passwords stay out of it
@@ -103,58 +67,44 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
+        """Every variable read through its declaration (infra/variables.py); those whose default
+        is the local cluster's take it from what `up` recorded in cluster.json."""
         env = dict(os.environ if env is None else env)
-        home = Path(env.get("ORDERBUS_HOME") or ".orderbus").resolve()
+        home = Path(var.HOME.get(env)).resolve()
         state = _read_state(home)
-        pg_port = _int(env, "ORDERBUS_PG_PORT", state.get("pg_port", Layout.pg_port))
-        base = _int(env, "ORDERBUS_KAFKA_PORT", state.get("kafka_base_port", Layout.kafka_base_port))
+        pg_port = var.PG_PORT.get(env, state.get("pg_port"))
+        base = var.KAFKA_PORT.get(env, state.get("kafka_base_port"))
         brokers = state.get("brokers", 3)
         # a cluster `up` made before security existed is plaintext; a new one is secure
-        security = env.get("ORDERBUS_KAFKA_SECURITY") or state.get(
-            "security", "plaintext" if state else "sasl_ssl"
-        )
-        if security not in SECURITY:
-            raise SettingsError(f"ORDERBUS_KAFKA_SECURITY={security!r}: one of {', '.join(SECURITY)}")
+        security = var.KAFKA_SECURITY.get(env, state.get("security", "plaintext" if state else "sasl_ssl"))
         layout = Layout(
             home=home, brokers=brokers, kafka_base_port=base, pg_port=pg_port, secure=security == "sasl_ssl"
         )
-        dsns = {}
-        for service in SERVICES:
-            dsns[service] = env.get(f"ORDERBUS_DSN_{service.upper()}") or _local_dsn(layout, service)
-        deadline_ms = _int(env, "ORDERBUS_DEADLINE_MS", 10_000)
-        if deadline_ms <= 0:
-            raise SettingsError(f"ORDERBUS_DEADLINE_MS={deadline_ms} must be positive")
-        max_backlog = _int(env, "ORDERBUS_INTAKE_MAX_BACKLOG", INTAKE_MAX_BACKLOG)
-        if max_backlog < 0:
-            raise SettingsError(f"ORDERBUS_INTAKE_MAX_BACKLOG={max_backlog} must be 0 or more")
-        partitions = _int(env, "ORDERBUS_PARTITIONS", state.get("partitions", 6 if state else PARTITIONS))
-        if partitions <= 0:
-            raise SettingsError(f"ORDERBUS_PARTITIONS={partitions} must be positive")
-        prefix = env.get("ORDERBUS_TOPIC_PREFIX", "")
-        if prefix and not NAME.fullmatch(prefix):
-            raise SettingsError(
-                f"ORDERBUS_TOPIC_PREFIX={prefix!r} may hold only letters, digits, '.', '_' and '-'"
-            )
         return cls(
             home=home,
-            bootstrap=env.get("ORDERBUS_KAFKA_BOOTSTRAP") or layout.bootstrap,
-            dsns=dsns,
+            bootstrap=var.KAFKA_BOOTSTRAP.get(env, layout.bootstrap),
+            dsns={s: env.get(var.DSN.of(s.upper())) or _local_dsn(layout, s) for s in SERVICES},
             pg_port=pg_port,
             kafka_base_port=base,
             brokers=brokers,
-            deadline_ms=deadline_ms,
-            intake_max_backlog=max_backlog,
-            prefix=prefix,
-            partitions=partitions,
-            metrics_port=_int(env, "ORDERBUS_METRICS_PORT", 9400),
+            deadline_ms=var.DEADLINE_MS.get(env),
+            intake_max_backlog=var.INTAKE_MAX_BACKLOG.get(env),
+            prefix=var.TOPIC_PREFIX.get(env),
+            partitions=var.PARTITIONS.get(env, state.get("partitions", 6 if state else PARTITIONS)),
+            metrics_port=var.METRICS_PORT.get(env),
             security=security,
-            ca_file=env.get("ORDERBUS_KAFKA_CA") or str(layout.ca_file),
-            tracker_grace_s=_seconds(env, "ORDERBUS_TRACKER_GRACE_S", TRACKER_GRACE_S, zero_ok=True),
-            tracker_retain_s=_seconds(env, "ORDERBUS_TRACKER_RETAIN_S", TRACKER_RETAIN_S),
-            host_id=_host_id(env),
-            log_level=_log_level(env),
-            crash=_crash(env),
-            env={k: v for k, v in env.items() if k.startswith(("ORDERBUS_KAFKA_", "ORDERBUS_SIGNING_KEY_"))},
+            ca_file=var.KAFKA_CA.get(env, str(layout.ca_file)),
+            tracker_grace_s=var.TRACKER_GRACE_S.get(env),
+            tracker_retain_s=var.TRACKER_RETAIN_S.get(env),
+            host_id=var.HOST_ID.get(env, re.sub(f"[^{NAME_CHARS}]", "-", socket.gethostname()) or "localhost"),
+            log_level=var.LOG_LEVEL.get(env),
+            crash=_crash(var.CRASH.get(env)),
+            # credentials and key files, read when a client or a signer needs them
+            env={
+                k: v
+                for k, v in env.items()
+                if k.startswith((var.KAFKA_PASSWORD.family, var.SIGNING_KEY_FILE.family))
+            },
         )
 
     @property
@@ -212,16 +162,17 @@ class Settings:
         ORDERBUS_KAFKA_PASSWORD_<P>_FILE, else from what `orderbus up` generated under
         $ORDERBUS_HOME/secrets."""
         key, user = principal.upper(), principal
-        if self.env.get(f"ORDERBUS_KAFKA_PASSWORD_{key}"):
-            return user, self.env[f"ORDERBUS_KAFKA_PASSWORD_{key}"]
-        named = self.env.get(f"ORDERBUS_KAFKA_PASSWORD_{key}_FILE")
+        given, file = var.KAFKA_PASSWORD.of(key), var.KAFKA_PASSWORD_FILE.of(key)
+        if self.env.get(given):
+            return user, self.env[given]
+        named = self.env.get(file)
         path = Path(named) if named else self.home / "secrets" / f"kafka-{principal}.password"
         try:
             return user, path.read_text().strip()
         except OSError as e:
             raise SettingsError(
                 f"no Kafka password for principal {principal!r} ({path}: {e.strerror}); set "
-                f"ORDERBUS_KAFKA_PASSWORD_{key} or ORDERBUS_KAFKA_PASSWORD_{key}_FILE, or run "
+                f"{given} or {file}, or run "
                 "`orderbus up` for a local cluster"
             ) from None
 
@@ -230,7 +181,7 @@ class Settings:
         return self.signing_keys(service)[0]
 
     def signing_key_file(self, service: str) -> Path:
-        named = self.env.get(f"ORDERBUS_SIGNING_KEY_{service.upper()}_FILE")
+        named = self.env.get(var.SIGNING_KEY_FILE.of(service.upper()))
         return Path(named) if named else self.home / "secrets" / f"signing-{service}.key"
 
     def signing_keys(self, service: str) -> list[bytes]:
@@ -244,7 +195,7 @@ class Settings:
         except OSError as e:
             raise SettingsError(
                 f"no signing key for {service!r} ({path}: {e.strerror}); set "
-                f"ORDERBUS_SIGNING_KEY_{service.upper()}_FILE, or run `orderbus up` for a local "
+                f"{var.SIGNING_KEY_FILE.of(service.upper())}, or run `orderbus up` for a local "
                 "cluster"
             ) from None
         if not keys:
@@ -252,15 +203,6 @@ class Settings:
         if any(len(k) < 16 for k in keys):
             raise SettingsError(f"a signing key of {service!r} in {path} is too short to be one")
         return keys
-
-
-def _host_id(env: dict) -> str:
-    raw = env.get("ORDERBUS_HOST_ID")
-    if raw:
-        if not NAME.fullmatch(raw):
-            raise SettingsError(f"ORDERBUS_HOST_ID={raw!r} may hold only letters, digits, '.', '_' and '-'")
-        return raw
-    return re.sub(f"[^{NAME_CHARS}]", "-", socket.gethostname()) or "localhost"
 
 
 def _read_state(home: Path) -> dict:
@@ -283,15 +225,7 @@ def _local_dsn(layout: Layout, service: str) -> str:
     )
 
 
-def _log_level(env: dict) -> str:
-    level = env.get("ORDERBUS_LOG_LEVEL", "INFO").upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise SettingsError(f"ORDERBUS_LOG_LEVEL={level!r}: one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-    return level
-
-
-def _crash(env: dict) -> str:
-    spec = env.get("ORDERBUS_CRASH", "")
+def _crash(spec: str) -> str:
     try:
         crash.parse(spec)
     except ValueError as e:
