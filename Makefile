@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export ORDERBUS_HOME ?= $(CURDIR)/.orderbus
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install browser up down test unit demo clean
+.PHONY: install browser up down gates test unit demo clean
 
 $(BIN)/orderbus: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,17 +27,20 @@ up: install
 down:
 	@if [ -x $(BIN)/orderbus ]; then orderbus down; fi
 
-unit: install
+# What every change passes before any test runs: lint, format, types (pyproject.toml sets each)
+gates: install
+	ruff check .
+	ruff format --check .
+	mypy
+
+unit: gates
 	pytest -q tests/unit
 
 # Starts Kafka and PostgreSQL, runs every test, and stops them again whatever the tests did.
 # pytest's own exit code (5 when nothing was collected) decides the result. Prometheus and
 # Alertmanager come from Debian's packages (as root); where they cannot be installed, their
 # end-to-end test says so, and fails under CI=true.
-test: install
-	ruff check .
-	ruff format --check .
-	mypy
+test: gates
 	infra/prometheus/install.sh || echo "make test: without Prometheus, test_prometheus.py cannot run" >&2
 	orderbus up
 	status=0; pytest -q $(PYTEST_ARGS) || status=$$?; orderbus down; exit $$status

@@ -1,10 +1,25 @@
 from __future__ import annotations
 
+import psycopg2
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from infra.postgres import databases
 from topics.admin import delete
+from workers.runtime.settings import SettingsError
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster_reachable(settings):
+    """One look at the cluster before the first integration test: without one, every test would
+    fail on its own after its own timeouts; this stops the run at once and says why."""
+    where = f"Kafka at {settings.bootstrap} and PostgreSQL on port {settings.pg_port}"
+    try:
+        AdminClient(settings.kafka(log_level=0)).list_topics(timeout=15)
+        psycopg2.connect(settings.dsns[databases.DATABASE["intake"]]).close()
+    except (KafkaException, SettingsError, psycopg2.Error) as e:
+        pytest.exit(f"no cluster to test against ({where}): {e}; run `orderbus up` first (make test does)", 3)
 
 
 @pytest.fixture

@@ -40,8 +40,8 @@ def test_revoking_busy_coordinator_partitions_loses_nothing(settings, tmp_path):
 
         publisher = threading.Thread(target=load)
         publisher.start()
-        time.sleep(3)
-        for _ in range(CHURNS):  # leave cleanly, then join again, while orders flow
+        p.wait_final(ids[:RATE], timeout_s=60)  # orders flow through the coordinators
+        for _ in range(CHURNS):  # leave cleanly, then join again, while orders flow (its cadence)
             p.sup.hold(third)
             time.sleep(1.5)
             p.sup.release(third)

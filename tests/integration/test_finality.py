@@ -13,6 +13,7 @@ from pipeline import Pipeline, order
 from orderbus.ops.verify import verify
 from schemas import codec
 from topics.group_reset import Groups, ResetSpec
+from topics.lag import log_ends
 from topics.read import read
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,18 @@ def wait_for(what: str, condition, timeout_s: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"not so after {timeout_s:.0f}s: {what}"
         time.sleep(0.3)
+
+
+def read_to_end(p: Pipeline, worker: str, topic: str, timeout_s: float = 60) -> None:
+    """Until `worker`'s group has committed every record of `topic` written so far."""
+    group = p.settings.names.group(worker)
+
+    def caught_up() -> bool:
+        ends = log_ends(p.settings.kafka(), topic)
+        done = Groups(p.settings.kafka()).committed(group)
+        return all(done.get((topic, part), (-1, ""))[0] >= end for part, end in ends.items())
+
+    wait_for(f"{group} has read {topic} to its end", caught_up, timeout_s)
 
 
 def wait_inactive(p: Pipeline, group: str) -> None:
@@ -70,7 +83,7 @@ def test_an_aborted_order_replayed_by_an_offset_reset_stays_aborted(settings, tm
         p.sup.release(payment)
         p.publish(order("f-ok", "f-cust", ("f-sku", 1, 100)))  # an ordinary committed order
         wait_for("f-ok decided", lambda: decisions(p, "f-ok") == [("commit", None)], 60)
-        time.sleep(3)  # the late vote and the acks reach the coordinator
+        read_to_end(p, "coordinator", p.tx_log_topic)  # the late vote and the acks with it
 
         # the operator's documented replay: stop intake, reset it to the earliest offset
         p.sup.hold(intake)
@@ -79,7 +92,8 @@ def test_an_aborted_order_replayed_by_an_offset_reset_stays_aborted(settings, tm
         groups = Groups(p.settings.kafka())
         groups.commit(group, groups.plan(group, ResetSpec("to-earliest"), {p.placed: None}))
         p.sup.release(intake)
-        time.sleep(10)  # time enough for a second decision to be made
+        read_to_end(p, "intake", p.placed)  # every order begun again, if intake would
+        read_to_end(p, "coordinator", p.tx_log_topic)  # and decided again, if the coordinator would
 
         assert decisions(p, "f-late") == [("abort", "deadline")]
         assert decisions(p, "f-ok") == [("commit", None)]

@@ -41,14 +41,16 @@ def test_postgres_away_for_a_minute_under_load(settings, tmp_path):
         p.wait_final(["o-warm"])
         loader = threading.Thread(target=load, daemon=True)
         loader.start()
-        time.sleep(5)
+        while len(published) < 2 * RATE:  # the load runs, and its first orders come through
+            time.sleep(0.1)
+        p.wait_final([f"o-{i}" for i in range(RATE)], timeout_s=60)
         server.stop(p.layout)
         try:
             time.sleep(OUTAGE_S)
         finally:
             server.restart(p.layout)
         back = time.monotonic()
-        time.sleep(5)
+        time.sleep(5)  # the load goes on a while with PostgreSQL back
         stop_load.set()
         loader.join(10)
         assert p.publisher.flush(30) == 0
