@@ -14,6 +14,13 @@ from infra.kafka import cluster
 
 pytestmark = pytest.mark.integration
 
+# a killed instance's partitions wait for its 3 s session and a rebalance: 4-5 s here (README
+# Failover); beyond this the hand-over is broken, not slow
+WORKER_FAILOVER_S = 15
+# a broker kill: the clients' metadata refresh and the partitions' new leaders, 8-16 s here
+# (README Failover), past that a client that never found the new leader
+BROKER_FAILOVER_S = 60
+
 
 def failover(*args) -> dict:
     proc = subprocess.run(
@@ -29,7 +36,8 @@ def failover(*args) -> dict:
 def test_a_killed_worker_instance_hands_its_partitions_over():
     [row] = failover("--kills", "1")
     assert row["worker"] == "coordinator" and row["protocol"] == "classic" and not row["static"]
-    assert len(row["idle_s"]) == 1 and row["idle_s"][0] is not None and row["idle_s"][0] > 0
+    [idle_s] = row["idle_s"]
+    assert idle_s is not None and 0 < idle_s < WORKER_FAILOVER_S, row
     assert row["violations"] == 0
 
 
@@ -37,8 +45,8 @@ def test_a_killed_broker_loses_no_order_and_every_kill_is_measured(settings):
     r = failover("--broker", "--kills", "2", "--down", "3")
     assert [k["role"] for k in r["kills"]] == ["controller", "broker"]
     for kill in r["kills"]:
-        assert kill["publish_stall_s"] is not None and kill["publish_stall_s"] > 0
-        assert kill["decisions_idle_s"] is not None, kill
+        assert kill["publish_stall_s"] is not None and 0 < kill["publish_stall_s"] < BROKER_FAILOVER_S, kill
+        assert kill["decisions_idle_s"] is not None and kill["decisions_idle_s"] < BROKER_FAILOVER_S, kill
     assert r["undelivered"] == 0 and r["violations"] == 0
     layout = settings.layout()
     assert all(cluster.serves_metadata(layout, n, timeout=10) for n in layout.nodes)
