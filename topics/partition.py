@@ -6,7 +6,10 @@ from __future__ import annotations
 
 
 def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's Java DefaultPartitioner for a keyed record: toPositive(murmur2(key)) % partitions."""
+    """Kafka's Java DefaultPartitioner for a keyed record: toPositive(murmur2(key)) % partitions.
+    Every record is checked against it on the way in, so one partition skips the hash."""
+    if partitions == 1:
+        return 0
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
