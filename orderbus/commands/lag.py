@@ -33,7 +33,8 @@ while members are present; STOP no members and offsets frozen; ERR offsets went 
 cannot be read. A group takes its worst partition's status. A single run samples
 {SINGLE_SAMPLES} times over ~{(SINGLE_SAMPLES - 1) * SINGLE_SPACING_S:.0f} s (so it takes about 3 s);
 --watch and --serve keep a window of the last {WINDOW} samples in memory. A lag of 1 left by a
-transaction's commit marker has lag 0 s and counts as caught up."""
+Kafka transaction's commit marker (a foreign transactional producer's; orderbus opens none) has
+lag 0 s and counts as caught up."""
 
 
 def register(sub) -> None:

@@ -17,7 +17,7 @@ from workers.runtime.settings import Settings
 from workers.shipping import store as shipping_store
 from workers.status import store as status_store
 
-# a report must come back even when the DLQ is large or a transaction on it is still open
+# a report must come back even when the DLQ is large
 DLQ_READ_SECONDS = 15.0
 
 
@@ -70,13 +70,15 @@ def _sums(rows: list[tuple], names: tuple[str, ...]) -> dict[str, int]:
 
 
 def count_dead_letters(
-    settings: Settings, timeout: float = DLQ_READ_SECONDS, topic: str = ORDERS_DLQ.name
+    settings: Settings, timeout: float = DLQ_READ_SECONDS, topic: str | None = None
 ) -> tuple[int, bool]:
-    """(messages in the DLQ, whether the count is complete). Read, not computed from watermarks:
-    the offsets of a transactional topic also count commit markers and aborted writes."""
+    """(messages in the pipeline's DLQ, or `topic`, whether the count is complete). Read, not
+    computed from watermarks: offsets also count the commit markers and aborted writes of Kafka
+    transactions (none of orderbus's principals may open one; a foreign producer's, or an older
+    release's records)."""
     count = 0
     try:
-        for _ in read(settings.kafka(), topic, timeout_s=timeout):
+        for _ in read(settings.kafka(), topic or settings.names.topic(ORDERS_DLQ), timeout_s=timeout):
             count += 1
     except IncompleteRead:
         return count, False

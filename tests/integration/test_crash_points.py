@@ -14,8 +14,8 @@ from orderbus.ops.verify import verify
 pytestmark = pytest.mark.integration
 
 CASES = [
-    ("inventory", "after_db_commit"),  # database committed, Kafka transaction not
-    ("intake", "after_produce"),  # outputs produced, transaction not committed
+    ("inventory", "after_db_commit"),  # database committed, outputs not produced
+    ("intake", "after_produce"),  # outputs produced, offsets not committed
     ("coordinator", "after_decision"),  # decision made, commands not yet sent
     ("payment", "after_hold"),  # hold placed, vote not emitted
 ]

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from infra.postgres import databases
 from orderbus.ops.groups import active_groups
-from orderbus.ops.report import count_dead_letters
+from orderbus.ops.report import build_report, count_dead_letters
 from schemas.codec import decode
 from topics import acl
 from topics.partition import partition_for
@@ -214,3 +214,14 @@ def test_the_running_check_looks_at_its_own_pipelines_groups(settings, make_topi
         assert active_groups(dataclasses.replace(settings, prefix=f"{unique}-other.")) == []
     finally:
         consumer.close()
+
+
+def test_a_report_counts_its_own_pipelines_dead_letters(pipe):
+    before = build_report(pipe.settings)["dead_letters"]
+    producer = Producer(pipe.settings.as_principal("producer").kafka())
+    producer.produce(pipe.placed, key=b"op-garbled", value=b"{not json")
+    assert producer.flush(30) == 0
+    deadline = time.monotonic() + 60
+    while not any(d["key"] == b"op-garbled" for d in pipe.dead_letters()):
+        assert time.monotonic() < deadline, "intake never dead-lettered the garbled order"
+    assert build_report(pipe.settings)["dead_letters"] == before + 1

@@ -1,6 +1,6 @@
 """Counters count what committed: a handler's outputs carry what is to be counted, and the loop
-counts it once the batch's Kafka transaction has committed (tests/integration/
-test_committed_counts.py runs the loop itself)."""
+counts it once the brokers have acknowledged the batch's outputs (tests/integration/
+test_committed_counts.py runs the loop itself); here the handler's side only."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_the_coordinator_counts_a_decision_only_once_it_commits():
         return metrics.registry.get_sample_value(DECISIONS, {"outcome": "commit", "reason": ""}) or 0
 
     assert outs and decisions() == 0
-    for out in outs:  # as the loop does once the transaction has committed
+    for out in outs:  # as the loop does once the outputs are acknowledged
         if out.count is not None:
             out.count()
     assert decisions() == 1

@@ -51,7 +51,7 @@ class ParticipantHandler(Stateless):
         return dead + [emit(self.tx_log, e, self._counted(e)) for e in outcome.outputs]
 
     def _counted(self, event):
-        """What an output adds to the votes counter, once its transaction commits."""
+        """What an output adds to the votes counter, once it is acknowledged."""
         if event.TYPE != "Voted":
             return None
         return self.metrics.votes.labels(self.metrics.worker, event.vote, event.reason or "").inc

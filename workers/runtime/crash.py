@@ -1,10 +1,11 @@
 """Crash points for fault tests: ORDERBUS_CRASH="worker:point:probability[,...]" makes the named
 worker die (os._exit, no cleanup, like a SIGKILL) when it reaches the named point.
 
-Points: after_db_commit (database committed, Kafka transaction not), after_produce (outputs
-produced, transaction not committed), after_decision (coordinator: decision decided, commands not
-yet produced), after_hold (participant: hold placed in the open database transaction, vote not
-emitted). `*` as the worker matches every worker."""
+Points: after_db_commit (the batch's database transaction committed, its outputs not yet
+produced), after_produce (outputs produced, not yet acknowledged, offsets not committed),
+after_decision (coordinator: decision decided, commands not yet produced), after_hold
+(participant: hold placed in the open database transaction, vote not emitted). `*` as the
+worker matches every worker."""
 
 from __future__ import annotations
 

@@ -2,8 +2,10 @@
 has records behind it.
 
 A partition progresses when a batch of it commits, or when nothing is behind the consumer's
-position. Polling alone is no progress: a partition held behind an open transaction or a leader
-that is away polls empty, and an abort-rewind loop polls busily, without moving. Time the loop
+position. Polling alone is no progress: a partition held behind a leader that is away, or
+behind an open Kafka transaction (a read_committed consumer stops at one; no orderbus principal
+may open one, but a foreign producer or a record of an older release could), polls empty without
+moving. Time the loop
 spends retrying its database is not a stall either: the database's own retry budget bounds that
 wait (workers/runtime/db.py), and restarting the worker would not bring the database back.
 """

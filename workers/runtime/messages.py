@@ -30,8 +30,8 @@ from workers.runtime.signing import encoded_headers
 log = logging.getLogger(__name__)
 # A worker's producer refuses a record whose key, value and headers (plus ~40 bytes of framing)
 # exceed librdkafka's message.max.bytes, 1,000,000; the broker limits only the compressed batch,
-# so a client may publish far more. A dead letter must always fit, or writing it aborts the
-# transaction and the batch is read again for ever: each part of the original is bounded, and
+# so a client may publish far more. A dead letter must always fit, or the producer refuses it,
+# the worker ends and reads the batch again for ever: each part of the original is bounded, and
 # with the worker's own headers (under 2 kB) the whole stays some 30 kB under the limit.
 MAX_DEAD_KEY = 1_024  # a longer key is replaced by its sha256
 MAX_DEAD_HEADERS = 16_384  # longer headers are dropped for their sha256
@@ -53,8 +53,8 @@ def routed(dest: dict[str, str], outputs) -> list[tuple[str, object]]:
 
 
 def dead_letter(msg: Message, error: DeadLetter, metrics, now_ms: int, dlq_topic: str) -> Out:
-    # one line per bad message (they are rare): with the transaction warnings beside it, the log
-    # shows whether a dead letter was written in a transaction that then committed
+    # one line per bad message (they are rare), so the log shows each dead letter beside what
+    # the worker did around it
     topic, partition, offset = coordinates(msg)
     log.info("dead letter %s[%d]@%d: %s", topic, partition, offset, error.reason)
     key, headers, value = _fitted(msg.key(), list(msg.headers() or []), msg.value())

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 KINDS = ("worker-kill", "worker-pause", "worker-churn", "broker-kill", "broker-pause", "pg-restart")
 # how long a fault is held (s): a pause well past the 3 s consumer session timeout, so the group
-# moves the partitions and the zombie's transaction must be fenced; a broker down a few seconds
+# moves the partitions and the zombie's late writes must change nothing; a broker down a few seconds
 HOLD_S = {
     "worker-kill": (0.0, 0.0),
     "worker-pause": (9.0, 11.0),
