@@ -186,3 +186,11 @@ def reap_child(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a log, for an error that says why a service did not start."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"({path} does not exist)"

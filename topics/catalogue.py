@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from schemas.events import PARTICIPANTS
+
 # Every topic has the deployment's partition count (Names.partitions, ORDERBUS_PARTITIONS), so an
 # order lands on partition p everywhere. A partition is the unit of parallelism: a group spreads
 # over at most that many instances. It is also a unit of the brokers' work: every partition a batch
@@ -119,6 +121,15 @@ class Names:
 
     def group(self, worker: str) -> str:
         return self.prefix + GROUPS[worker]
+
+    def destinations(self) -> dict[str, str]:
+        """Where a worker's outputs go, by destination: the log, the statuses and each participant
+        (one commands topic for all: an event meant for both is one record; messages.routed)."""
+        return {
+            "tx.log": self.topic(TX_LOG),
+            "status": self.topic(ORDERS_STATUS),
+            **dict.fromkeys(PARTICIPANTS, self.topic(COMMANDS)),
+        }
 
     def signed(self) -> tuple[str, ...]:
         """The deployed names of the signed topics."""

@@ -25,17 +25,22 @@ from topics.read import coordinates
 
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
-PRODUCER_DEFAULTS = {
+# what every orderbus producer sets, the shops' and the workers' (workers/runtime/clients.py)
+DURABLE = {
     # a write counts only once every in-sync replica has it: losing one broker loses nothing
     "acks": "all",
     # retries after a lost ack cannot duplicate or reorder an order within a partition
     "enable.idempotence": True,
-    # wait up to 5 ms to fill a batch: far more throughput for a latency no shop will notice
+    # wait up to 5 ms to fill a batch: far more throughput for a latency no shop will notice, and
+    # one request per partition carries a worker's batch of outputs
     "linger.ms": 5,
     # JSON compresses well and lz4 costs little CPU on either side
     "compression.type": "lz4",
     # the Java client's hash: one order id lands on the same partition whichever client wrote it
     "partitioner": "murmur2_random",
+}
+PRODUCER_DEFAULTS = {
+    **DURABLE,
     # the codec accepts values up to MAX_VALUE_BYTES; librdkafka's default (1,000,000) is smaller
     "message.max.bytes": codec.MAX_VALUE_BYTES + 64 * 1024,
     # errors only: a broker going away is retried for us and reported through delivery results

@@ -237,7 +237,7 @@ def wait_ready(layout: Layout, timeout_s: float = 90.0) -> None:
             if not procs.running(pidfile(layout, node)):
                 raise InfraError(
                     f"Kafka node {node} exited during start-up; its log says:\n"
-                    + tail(layout.node_dir(node) / "logs" / "server.log")
+                    + procs.tail(layout.node_dir(node) / "logs" / "server.log")
                 )
             if serves_metadata(layout, node):
                 pending.discard(node)
@@ -258,10 +258,3 @@ def stop(layout: Layout, grace_s: float = 30.0) -> list[int]:
     for node in layout.nodes:
         procs.stop(pidfile(layout, node), grace_s=grace_s)
     return stopped
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"({path} does not exist)"

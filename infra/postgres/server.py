@@ -176,7 +176,7 @@ def wait_ready(layout: Layout, timeout_s: float = 30.0) -> None:
     while True:
         if not running(layout):
             raise InfraError(
-                "PostgreSQL exited during start-up; its log says:\n" + _tail(layout.pg_dir / "postgres.log")
+                "PostgreSQL exited during start-up; its log says:\n" + procs.tail(layout.pg_dir / "postgres.log")
             )
         try:
             admin_connect(layout, "postgres").close()
@@ -201,13 +201,6 @@ def admin_connect(layout: Layout, dbname: str):
     )
     conn.autocommit = True
     return conn
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"({path} does not exist)"
 
 
 def restart(layout, attempts: int = 5) -> None:

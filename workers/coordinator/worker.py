@@ -17,8 +17,7 @@ import time
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from schemas.errors import DeadLetter
-from schemas.events import PARTICIPANTS
-from topics.catalogue import COMMANDS, ORDERS_DLQ, ORDERS_STATUS, TX_LOG
+from topics.catalogue import ORDERS_DLQ, TX_LOG
 from topics.read import ReadError, coordinates, read
 from workers.coordinator import store
 from workers.coordinator.fold import TxLogEvent, due, in_doubt
@@ -58,12 +57,7 @@ class CoordinatorHandler:
         self.caught_up = lambda topic, partition: True  # the loop's: read to the end?
         self.tx_log = names.topic(TX_LOG)
         self.topics = (self.tx_log,)
-        self.dest = {
-            "tx.log": self.tx_log,
-            "status": names.topic(ORDERS_STATUS),
-            # one topic for every participant: a decision for both is one record (routed)
-            **dict.fromkeys(PARTICIPANTS, names.topic(COMMANDS)),
-        }
+        self.dest = names.destinations()
         self.dlq = names.topic(ORDERS_DLQ)
         # a vote counts only as its participant's own (workers/runtime/signing.py)
         self.verifier = verifier or Verifier.of(settings)

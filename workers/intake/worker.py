@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from schemas.errors import RuleViolationError
-from schemas.events import PARTICIPANTS
-from topics.catalogue import COMMANDS, ORDERS_DLQ, TX_LOG
+from topics.catalogue import ORDERS_DLQ, ORDERS_PLACED, Names
 from workers.intake import store
 from workers.intake.core import Seen, begin, classify
 from workers.intake.hold import Downstream
@@ -17,17 +16,13 @@ from workers.status import store as status
 class IntakeHandler(Stateless):
     accepts = ("OrderPlaced",)
 
-    def __init__(self, db: Database, names, metrics, deadline_ms: int, downstream: Downstream | None = None):
-        from topics.catalogue import ORDERS_PLACED
-
+    def __init__(
+        self, db: Database, names: Names, metrics, deadline_ms: int, downstream: Downstream | None = None
+    ):
         self.db, self.metrics, self.deadline_ms = db, metrics, deadline_ms
         self.downstream = downstream
         self.topics = (names.topic(ORDERS_PLACED),)
-        self.dest = {
-            "tx.log": names.topic(TX_LOG),
-            # one topic for every participant: the Prepare for both is one record (routed)
-            **dict.fromkeys(PARTICIPANTS, names.topic(COMMANDS)),
-        }
+        self.dest = names.destinations()
         self.dlq = names.topic(ORDERS_DLQ)
 
     def holding(self) -> frozenset[int]:

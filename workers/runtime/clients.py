@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from topics.producer import DURABLE
 from workers.runtime.db import RETRY_S
 
 WATCH_EVERY_S = 5.0  # how often the loop's watchdog looks
@@ -71,17 +72,4 @@ def consumer_config(settings, cfg: LoopConfig) -> dict:
 
 
 def producer_config(settings, cfg: LoopConfig) -> dict:
-    return settings.kafka(
-        **{
-            "client.id": f"{cfg.group}-{cfg.instance}",
-            # no duplicates from the producer's own retries, order kept per partition
-            "enable.idempotence": True,
-            "acks": "all",
-            # nothing waits for a transaction's commit to flush any more: a short linger still lets
-            # one request per partition carry a batch's outputs
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            # Java-compatible: one key lands on the same partition whichever client wrote it
-            "partitioner": "murmur2_random",
-        }
-    )
+    return settings.kafka(**{"client.id": f"{cfg.group}-{cfg.instance}", **DURABLE})
