@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra import netns
+
 KAFKA_VERSION = "4.1.2"
 HOST = "127.0.0.1"
 
@@ -22,6 +24,9 @@ class Layout:
     kafka_base_port: int = 10092  # node n listens on base + (n-1)*10000, its controller on +1
     pg_port: int = 15432
     secure: bool = True  # SASL/SCRAM over TLS and ACLs; False only for `up --insecure`
+    # each node and PostgreSQL on a host of its own: a network namespace with its own address
+    # (infra/netns.py, `up --hosts`), rather than all on 127.0.0.1
+    hosts: bool = False
     jar_cache: Path = Path.home() / ".cache" / "orderbus"
 
     def broker_port(self, node: int) -> int:
@@ -40,7 +45,28 @@ class Layout:
 
     @property
     def bootstrap(self) -> str:
-        return ",".join(f"{HOST}:{self.broker_port(n)}" for n in self.nodes)
+        return ",".join(f"{self.node_host(n)}:{self.broker_port(n)}" for n in self.nodes)
+
+    def node_host(self, node: int) -> str:
+        return netns.address(10 + node) if self.hosts else HOST
+
+    def node_ns(self, node: int) -> str | None:
+        """The network namespace node `node` runs in, if on hosts of their own."""
+        return f"{netns.PREFIX}kafka{node}" if self.hosts else None
+
+    @property
+    def pg_host(self) -> str:
+        return netns.address(20) if self.hosts else HOST
+
+    @property
+    def pg_ns(self) -> str | None:
+        return f"{netns.PREFIX}postgres" if self.hosts else None
+
+    def ensure_hosts(self) -> None:
+        """The namespaces of every node and of PostgreSQL (made once; `down` removes them)."""
+        for node in self.nodes:
+            netns.ensure(f"{netns.PREFIX}kafka{node}", 10 + node)
+        netns.ensure(f"{netns.PREFIX}postgres", 20)
 
     @property
     def kafka_dir(self) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from infra import procs, variables
+from infra import netns, procs, variables
 from infra.kafka import security
 from infra.kafka.jars import ensure_jars
 from infra.layout import HOST, Layout
@@ -29,7 +29,7 @@ def replication(layout: Layout) -> tuple[int, int]:
 
 def properties(layout: Layout, node: int) -> str:
     rf, min_isr = replication(layout)
-    voters = ",".join(f"{n}@{HOST}:{layout.controller_port(n)}" for n in layout.nodes)
+    voters = ",".join(f"{n}@{layout.node_host(n)}:{layout.controller_port(n)}" for n in layout.nodes)
     return "\n".join(
         [
             "process.roles=broker,controller",
@@ -167,7 +167,7 @@ def pidfile(layout: Layout, node: int) -> Path:
 def start(layout: Layout) -> list[int]:
     """Start every node that is not running; all together, since a 3-voter quorum needs two."""
     todo = [n for n in layout.nodes if not procs.running(pidfile(layout, n))]
-    for node in todo:  # check every port before starting anything
+    for node in todo if not layout.hosts else ():  # check every port before starting anything
         for port in (layout.broker_port(node), layout.controller_port(node)):
             if not procs.port_free(port):
                 raise InfraError(
@@ -181,7 +181,12 @@ def start(layout: Layout) -> list[int]:
 
 def start_node(layout: Layout, node: int) -> None:
     argv = _java(layout, "kafka.Kafka", str(layout.node_dir(node) / "server.properties"), node=node)
-    procs.start(argv, pidfile(layout, node), layout.node_dir(node) / "logs" / "stdout.log", nice=nice())
+    procs.start(
+        netns.inside(layout.node_ns(node), argv),
+        pidfile(layout, node),
+        layout.node_dir(node) / "logs" / "stdout.log",
+        nice=nice(),
+    )
 
 
 def nice(env: dict | None = None) -> int:
@@ -222,7 +227,10 @@ _quiet = _Quiet()
 def serves_metadata(layout: Layout, node: int, timeout: float = 2.0) -> bool:
     """True when this node answers a metadata request and knows every node of the cluster."""
     try:
-        one = {**security.client(layout), "bootstrap.servers": f"{HOST}:{layout.broker_port(node)}"}
+        one = {
+            **security.client(layout),
+            "bootstrap.servers": f"{layout.node_host(node)}:{layout.broker_port(node)}",
+        }
         md = admin(one).list_topics(timeout=timeout)
     except KafkaException:
         return False

@@ -24,7 +24,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
-from infra import procs
+from infra import netns, procs
 from infra.layout import HOST, Layout
 from infra.procs import InfraError
 from infra.secret import secret
@@ -61,7 +61,8 @@ def sasl_ssl(user: str, password_: str, ca_file: str) -> dict:
 
 
 def node_properties(layout: Layout, node: int) -> list[str]:
-    broker, controller = f"{HOST}:{layout.broker_port(node)}", f"{HOST}:{layout.controller_port(node)}"
+    host = layout.node_host(node)
+    broker, controller = f"{host}:{layout.broker_port(node)}", f"{host}:{layout.controller_port(node)}"
     if not layout.secure:
         return [
             f"listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
@@ -110,7 +111,7 @@ def format_args(layout: Layout) -> list[str]:
 
 
 def ensure_tls(layout: Layout) -> bool:
-    """Make the CA and the nodes' certificate (for 127.0.0.1, where every node listens) once, and
+    """Make the CA and the nodes' certificate (for 127.0.0.1 and the hosts' addresses) once, and
     keep only the CA's certificate and the nodes' keystore. Returns True when they were made now.
     (A new certificate, at its expiry say: delete the folder while the cluster is down, `up`.)"""
     d = layout.tls_dir
@@ -120,7 +121,9 @@ def ensure_tls(layout: Layout) -> bool:
     d.mkdir(parents=True, exist_ok=True)  # keys are made 0600 (umask); the CA stays readable
     store = secret(layout, "kafka-keystore")
     with tempfile.NamedTemporaryFile("w", suffix=".ext") as ext:
-        ext.write(f"subjectAltName=IP:{HOST},DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
+        # every address a node may listen on: the loopback, and each node's host (up --hosts)
+        ips = ",".join(f"IP:{netns.address(10 + n)}" for n in range(1, 10))
+        ext.write(f"subjectAltName=IP:{HOST},{ips},DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
         ext.flush()
         for argv in (
             [

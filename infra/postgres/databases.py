@@ -150,6 +150,6 @@ def drop(layout: Layout, name: str) -> None:
 
 def dsn(layout: Layout, name: str) -> str:
     return (
-        f"host=127.0.0.1 port={layout.pg_port} dbname={name} user={name} "
+        f"host={layout.pg_host} port={layout.pg_port} dbname={name} user={name} "
         f"password={password(layout, name)} connect_timeout=5"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg2
 
-from infra import procs
+from infra import netns, procs
 from infra.layout import HOST, Layout
 from infra.procs import InfraError
 
@@ -23,6 +23,8 @@ HBA = """\
 local   all       postgres                 trust
 host    sameuser  all       127.0.0.1/32   scram-sha-256
 """
+# on hosts of their own (up --hosts), the services come from the other namespaces' addresses
+HOSTS_HBA = f"host    sameuser  all       {netns.SUBNET}.0/24  scram-sha-256\n"
 
 
 def binaries() -> Path | None:
@@ -115,7 +117,7 @@ def prepare(layout: Layout, log=print) -> None:
     conf = "\n".join(
         [
             f"port = {layout.pg_port}",
-            f"listen_addresses = '{HOST}'",
+            f"listen_addresses = '{layout.pg_host}'",
             f"unix_socket_directories = '{layout.pg_socket_dir}'",
             "max_connections = 300",
             "shared_buffers = 256MB",
@@ -128,7 +130,7 @@ def prepare(layout: Layout, log=print) -> None:
             "",
         ]
     )
-    for name, text in (("orderbus.conf", conf), ("pg_hba.conf", HBA)):
+    for name, text in (("orderbus.conf", conf), ("pg_hba.conf", HBA + (HOSTS_HBA if layout.hosts else ""))):
         path = data / name
         path.write_text(text)
         if user:
@@ -147,7 +149,7 @@ def running(layout: Layout) -> int | None:
 def start(layout: Layout) -> bool:
     if running(layout):
         return False
-    if not procs.port_free(layout.pg_port):
+    if not layout.hosts and not procs.port_free(layout.pg_port):
         raise InfraError(
             f"port {layout.pg_port} on {HOST} is taken by another program: stop it, or "
             "choose another port with ORDERBUS_PG_PORT"
@@ -162,12 +164,10 @@ def start(layout: Layout) -> bool:
                 "but was not started by orderbus; stop it first"
             )
     bindir = install()
-    procs.start(
-        [str(bindir / "postgres"), "-D", str(data_dir(layout))],
-        pidfile(layout),
-        layout.pg_dir / "postgres.log",
-        user=_run_as(),
-    )
+    argv, user = [str(bindir / "postgres"), "-D", str(data_dir(layout))], _run_as()
+    if layout.pg_ns:  # setpriv takes the user inside the namespace: entering one needs root
+        argv, user = netns.inside(layout.pg_ns, argv, user), None
+    procs.start(argv, pidfile(layout), layout.pg_dir / "postgres.log", user=user)
     return True
 
 

@@ -21,9 +21,10 @@ def register(sub) -> None:
     )
     s.add_argument(
         "--faults",
-        default=",".join(KINDS),
+        default="",
         metavar="LIST",
-        help=f"comma-separated fault kinds (default all: {','.join(KINDS)})",
+        help=f"comma-separated fault kinds of {','.join(KINDS)} (default: every kind the cluster allows; "
+        "the net-* kinds need `orderbus up --hosts`)",
     )
     s.add_argument("--rate", type=float, default=100.0, help="offered orders/s (default 100)")
     s.add_argument(
@@ -45,10 +46,16 @@ def _chaos(args, settings) -> int:
     from orderbus.lab.chaos import measure, plan, run
     from orderbus.ops.errors import UsageError
 
-    kinds = [k.strip() for k in args.faults.split(",") if k.strip()]
+    allowed = plan.KINDS if settings.hosts else plan.PROCESS_KINDS
+    kinds = [k.strip() for k in args.faults.split(",") if k.strip()] or list(allowed)
     unknown = [k for k in kinds if k not in plan.KINDS]
     if unknown:
         raise UsageError(f"unknown fault kind(s) {', '.join(unknown)}; one of {', '.join(plan.KINDS)}")
+    if set(kinds) - set(allowed):
+        raise UsageError(
+            f"{', '.join(sorted(set(kinds) - set(allowed)))}: network faults need hosts of their own "
+            "(`orderbus down`, then `orderbus up --hosts` on a fresh ORDERBUS_HOME)"
+        )
     if args.duration <= 0 or args.rate <= 0 or args.instances < 1:
         raise UsageError("--duration and --rate must be positive, --instances at least 1")
     if args.plot and not args.plot.lower().endswith(".png"):

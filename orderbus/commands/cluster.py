@@ -17,6 +17,12 @@ def register(sub) -> None:
         help="Kafka without TLS, authentication or "
         "ACLs (quick experiments only; the data must be purged to switch modes)",
     )
+    s.add_argument(
+        "--hosts",
+        action="store_true",
+        help="each node and PostgreSQL on a host of its own: a network namespace with its own "
+        "address on a bridge (root; for network faults, see Chaos)",
+    )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_up)
     s = sub.add_parser("down", help="stop what `up` started")
@@ -29,7 +35,7 @@ def register(sub) -> None:
 
 def _up(args, settings):
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    out = local.up(settings, args.brokers, insecure=args.insecure, log=log)
+    out = local.up(settings, args.brokers, insecure=args.insecure, hosts=args.hosts, log=log)
     if args.json:
         print(json.dumps(out, indent=2))
     return 0

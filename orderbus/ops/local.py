@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import KafkaException
 
-from infra import procs
+from infra import netns, procs
 from infra.kafka import cluster as kafka
 from infra.kafka import probe, security
 from infra.layout import KAFKA_VERSION, Layout, ephemeral_range
@@ -24,8 +24,8 @@ from workers.runtime.settings import SERVICES, Settings, SettingsError
 from workers.runtime.signing import AUTHORS
 
 
-def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> dict:
-    layout = settings.layout(brokers, secure=not insecure)
+def up(settings: Settings, brokers: int, insecure: bool = False, hosts: bool = False, log=print) -> dict:
+    layout = settings.layout(brokers, secure=not insecure, hosts=hosts or settings.hosts)
     t0 = time.monotonic()
     with procs.exclusive(layout.home / ".lock", "up"):
         _refuse_other_shape(layout)
@@ -36,6 +36,15 @@ def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> d
                 "can read every topic and write tx.log. For experiments only"
             )
         layout.home.mkdir(parents=True, exist_ok=True)
+        if layout.hosts:
+            if why := netns.available():
+                raise InfraError(f"up --hosts: {why}")
+            if not _state(layout).get("hosts") and netns.namespaces():
+                raise InfraError(
+                    f"up --hosts: the hosts {', '.join(netns.namespaces())} exist already, another "
+                    "home's: one cluster on hosts of their own per machine (`orderbus down` it first)"
+                )
+            layout.ensure_hosts()
         for author in AUTHORS:
             secret(layout, f"signing-{author}", suffix=".key")
         if layout.secure:
@@ -92,7 +101,7 @@ def up(settings: Settings, brokers: int, insecure: bool = False, log=print) -> d
         log(
             f"up in {summary['seconds']}s: Kafka {KAFKA_VERSION} x{layout.brokers} at "
             f"{layout.bootstrap} ({'SASL/SCRAM over TLS, ACLs' if layout.secure else 'PLAINTEXT'}); "
-            f"PostgreSQL on 127.0.0.1:{layout.pg_port}; data in {layout.home}"
+            f"PostgreSQL on {layout.pg_host}:{layout.pg_port}; data in {layout.home}"
         )
     else:
         log("already up: nothing changed")
@@ -124,6 +133,11 @@ def _refuse_other_shape(layout: Layout) -> None:
             f"{'' if layout.secure else ' --insecure'}` would not match it. Run it "
             f"{'without' if made_secure else 'with'} --insecure, or `orderbus down "
             "--purge` first to start over in the other mode"
+        )
+    if state.get("hosts", False) != layout.hosts and (layout.node_dir(1) / "data" / "meta.properties").exists():
+        raise InfraError(
+            f"{layout.home} holds a cluster made {'with' if state.get('hosts') else 'without'} --hosts; "
+            "its nodes' addresses are in its data: `orderbus down --purge` first to start over"
         )
     if not state or state.get("brokers") == layout.brokers:
         return
@@ -159,6 +173,7 @@ def _write_state(layout: Layout, partitions: int) -> None:
                 "pg_port": layout.pg_port,
                 "kafka_version": KAFKA_VERSION,
                 "security": "sasl_ssl" if layout.secure else "plaintext",
+                "hosts": layout.hosts,  # each node and PostgreSQL in a namespace of its own
             },
             indent=2,
         )
@@ -171,6 +186,8 @@ def down(settings: Settings, purge: bool = False, log=print) -> dict:
     with procs.exclusive(layout.home / ".lock", "down"):
         stopped = kafka.stop(layout)
         pg = postgres.stop(layout)
+        if layout.hosts:
+            netns.remove_all()  # the nodes', PostgreSQL's and any worker's left behind
         if purge:
             for path in (layout.home, layout.pg_dir):
                 shutil.rmtree(path, ignore_errors=True)
@@ -229,7 +246,7 @@ def status(settings: Settings) -> dict:
             "controller": controller,
             "under_replicated_partitions": urp,
         },
-        "postgres": {"port": layout.pg_port, "pid": pg_pid, "up": pg_ok},
+        "postgres": {"host": layout.pg_host, "port": layout.pg_port, "pid": pg_pid, "up": pg_ok},
         "topics": topics,
     }
 
@@ -244,7 +261,7 @@ def render_status(st: dict) -> str:
     urp = st["kafka"]["under_replicated_partitions"]
     lines.append(f"  under-replicated partitions: {'unknown' if urp is None else urp}")
     pg = st["postgres"]
-    lines.append(f"POSTGRESQL  127.0.0.1:{pg['port']}  pid {pg['pid'] or '-'}  {'up' if pg['up'] else 'DOWN'}")
+    lines.append(f"POSTGRESQL  {pg['host']}:{pg['port']}  pid {pg['pid'] or '-'}  {'up' if pg['up'] else 'DOWN'}")
     lines.append("TOPICS")
     for t in st["topics"]:
         extra = ("  " + "; ".join(t["problems"])) if t["problems"] else ""

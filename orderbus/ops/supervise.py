@@ -13,7 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra import netns, variables
+from infra.postgres.databases import DATABASE
 from workers.main import WORKERS
+from workers.runtime.signing import AUTHORS
 
 
 @dataclass
@@ -21,6 +24,7 @@ class Child:
     name: str
     instance: int
     port: int
+    host: int = 0  # on hosts of their own (`up --hosts`): the last byte of its address
     proc: subprocess.Popen | None = None
     restarts: int = 0
     backoff_s: float = 0.5
@@ -30,6 +34,10 @@ class Child:
     @property
     def label(self) -> str:
         return f"{self.name}-{self.instance}"
+
+    @property
+    def namespace(self) -> str | None:
+        return f"{netns.PREFIX}{self.label}" if self.host else None
 
 
 @dataclass
@@ -53,9 +61,15 @@ class Supervisor:
             if name not in WORKERS:
                 raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
             for i in range(n):
-                self.children.append(Child(name, i, port if port else 0))
+                self.children.append(Child(name, i, port if port else 0, host=self._next_host()))
                 port = port + 1 if port else 0
         self.log_dir = self.log_dir or (self.settings.home / "logs")
+
+    def _next_host(self) -> int:
+        """On hosts of their own, the next worker address (SUBNET.100 up); else 0."""
+        if not self.settings.hosts:
+            return 0
+        return 100 + sum(1 for c in self.children if c.host)
 
     def _spawn(self, child: Child) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -71,13 +85,18 @@ class Supervisor:
             str(child.port),
             *self.worker_args,
         ]
+        env = {**os.environ, **self.env}
+        if child.namespace:
+            netns.ensure(child.namespace, child.host)
+            argv = netns.inside(child.namespace, argv)
+            env.update(host_env(self.settings, child))
         with open(self.log_dir / f"{child.label}.log", "ab") as out:
             child.proc = subprocess.Popen(
                 argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env},
+                env=env,
             )
         child.started_at = time.monotonic()
 
@@ -167,6 +186,9 @@ class Supervisor:
                 c.proc.wait()
         if self.targets is not None:
             self.targets.unlink(missing_ok=True)
+        for c in self.children:
+            if c.namespace:
+                netns.remove(c.namespace)
 
     def hold(self, child: Child, grace_s: float = 30.0, how: signal.Signals = signal.SIGTERM) -> None:
         """Stop one instance and keep it stopped: cleanly (an operator's maintenance, a test), or
@@ -187,7 +209,7 @@ class Supervisor:
             if self.stopping:
                 raise RuntimeError("the supervisor is stopping")
             slot = 1 + max((c.instance for c in self.children if c.name == name), default=-1)
-            child = Child(name, slot, free_port() if self.targets else 0)
+            child = Child(name, slot, free_port() if self.targets else 0, host=self._next_host())
             self._spawn(child)
             self.children.append(child)
             self._write_targets()
@@ -202,6 +224,26 @@ class Supervisor:
 
     def find(self, name: str, instance: int = 0) -> Child:
         return next(c for c in self.children if c.name == name and c.instance == instance)
+
+
+def host_env(settings, child: Child) -> dict[str, str]:
+    """What a worker instance on a host of its own is given, as the README's "On several
+    machines" tells an operator: where Kafka and its database are, the CA, its principal's
+    password, the signing keys (its own to sign, every author's to check), the partition count,
+    a host id; and a home of its own, empty of the cluster's files and secrets."""
+    env = {
+        "ORDERBUS_HOME": str(settings.home / "hosts" / child.label),
+        "ORDERBUS_KAFKA_BOOTSTRAP": settings.bootstrap,
+        "ORDERBUS_KAFKA_CA": settings.ca_file,
+        "ORDERBUS_PARTITIONS": str(settings.partitions),
+        "ORDERBUS_HOST_ID": child.label,
+        variables.KAFKA_PASSWORD_FILE.of(child.name.upper()): str(settings.password_file(child.name)),
+        **{variables.SIGNING_KEY_FILE.of(a.upper()): str(settings.signing_key_file(a)) for a in AUTHORS},
+    }
+    database = DATABASE.get(child.name)
+    if database:
+        env[variables.DSN.of(database.upper())] = settings.dsns[database]
+    return env
 
 
 def free_port() -> int:

@@ -80,7 +80,7 @@ def test_a_subset_of_kinds_is_all_there_is(kinds):
 
 
 def test_a_long_run_has_many_faults_of_every_kind():
-    faults = plan(KINDS, 600, 11)
+    faults = plan(KINDS, 1200, 11)
     assert len(faults) >= 20
     assert all(sum(f.kind == k for f in faults) >= 2 for k in KINDS)
 

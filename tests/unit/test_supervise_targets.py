@@ -14,7 +14,7 @@ from orderbus.ops.supervise import Supervisor
 
 
 def test_exported_metrics_are_listed_for_file_based_discovery(tmp_path):
-    settings = SimpleNamespace(metrics_port=0, home=tmp_path)
+    settings = SimpleNamespace(metrics_port=0, home=tmp_path, hosts=False)
     sup = Supervisor(settings, {"intake": 1, "payment": 2})
     assert [c.port for c in sup.children] == [0, 0, 0]  # metrics off, as the settings say
     targets = tmp_path / "targets" / "orderbus-workers.json"
@@ -31,7 +31,7 @@ def test_exported_metrics_are_listed_for_file_based_discovery(tmp_path):
 
 
 def test_run_lists_its_workers_on_their_ports_until_it_stops(tmp_path):
-    settings = SimpleNamespace(metrics_port=9400, home=tmp_path)
+    settings = SimpleNamespace(metrics_port=9400, home=tmp_path, hosts=False)
     sup = Supervisor(settings, {"intake": 1, "payment": 2})
     sup.list_targets(targets_file(settings))
     sup._write_targets()
@@ -46,6 +46,6 @@ def test_the_shipped_scrape_config_reads_what_run_writes_under_the_default_home(
     infra = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
     config = (infra / "prometheus.yml").read_text()
     [pattern] = re.findall(r"job_name: orderbus-workers\n\s+file_sd_configs:\n\s+- files:\n\s+- (\S+)\n", config)
-    default_home = SimpleNamespace(metrics_port=9400, home=infra.parents[1] / ".orderbus")
+    default_home = SimpleNamespace(metrics_port=9400, home=infra.parents[1] / ".orderbus", hosts=False)
     written = targets_file(default_home)
     assert fnmatch.fnmatch(str(written), str((infra / pattern).resolve())), (pattern, written)

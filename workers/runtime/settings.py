@@ -43,6 +43,7 @@ class Settings:
     pg_port: int = var.PG_PORT.default
     kafka_base_port: int = var.KAFKA_PORT.default
     brokers: int = 3  # of the local cluster (as `up` left it)
+    hosts: bool = False  # the local cluster's nodes and PostgreSQL on hosts of their own (`up --hosts`)
     deadline_ms: int = var.DEADLINE_MS.default
     intake_max_backlog: int = INTAKE_MAX_BACKLOG  # records behind downstream; 0: never hold
     prefix: str = var.TOPIC_PREFIX.default  # of every topic and group name (tests)
@@ -74,11 +75,16 @@ class Settings:
         state = _read_state(home)
         pg_port = var.PG_PORT.get(env, state.get("pg_port"))
         base = var.KAFKA_PORT.get(env, state.get("kafka_base_port"))
-        brokers = state.get("brokers", 3)
+        brokers, hosts = state.get("brokers", 3), state.get("hosts", False)
         # a cluster `up` made before security existed is plaintext; a new one is secure
         security = var.KAFKA_SECURITY.get(env, state.get("security", "plaintext" if state else "sasl_ssl"))
         layout = Layout(
-            home=home, brokers=brokers, kafka_base_port=base, pg_port=pg_port, secure=security == "sasl_ssl"
+            home=home,
+            brokers=brokers,
+            kafka_base_port=base,
+            pg_port=pg_port,
+            secure=security == "sasl_ssl",
+            hosts=hosts,
         )
         return cls(
             home=home,
@@ -87,6 +93,7 @@ class Settings:
             pg_port=pg_port,
             kafka_base_port=base,
             brokers=brokers,
+            hosts=hosts,
             deadline_ms=var.DEADLINE_MS.get(env),
             intake_max_backlog=var.INTAKE_MAX_BACKLOG.get(env),
             prefix=var.TOPIC_PREFIX.get(env),
@@ -111,13 +118,14 @@ class Settings:
     def names(self) -> Names:
         return Names(self.prefix, self.partitions)
 
-    def layout(self, brokers: int | None = None, secure: bool | None = None) -> Layout:
+    def layout(self, brokers: int | None = None, secure: bool | None = None, hosts: bool | None = None) -> Layout:
         return Layout(
             home=self.home,
             brokers=brokers or self.brokers,
             kafka_base_port=self.kafka_base_port,
             pg_port=self.pg_port,
             secure=self.security == "sasl_ssl" if secure is None else secure,
+            hosts=self.hosts if hosts is None else hosts,
         )
 
     def instance_id(self, slot: int) -> str:
@@ -165,8 +173,7 @@ class Settings:
         given, file = var.KAFKA_PASSWORD.of(key), var.KAFKA_PASSWORD_FILE.of(key)
         if self.env.get(given):
             return user, self.env[given]
-        named = self.env.get(file)
-        path = Path(named) if named else self.home / "secrets" / f"kafka-{principal}.password"
+        path = self.password_file(principal)
         try:
             return user, path.read_text().strip()
         except OSError as e:
@@ -175,6 +182,10 @@ class Settings:
                 f"{given} or {file}, or run "
                 "`orderbus up` for a local cluster"
             ) from None
+
+    def password_file(self, principal: str) -> Path:
+        named = self.env.get(var.KAFKA_PASSWORD_FILE.of(principal.upper()))
+        return Path(named) if named else self.home / "secrets" / f"kafka-{principal}.password"
 
     def signing_key(self, service: str) -> bytes:
         """The key `service` signs with: the first of its keys."""
@@ -220,7 +231,7 @@ def _local_dsn(layout: Layout, service: str) -> str:
     secret = layout.secrets_dir / f"pg-{service}.password"
     password = secret.read_text().strip() if secret.exists() else ""
     return (
-        f"host=127.0.0.1 port={layout.pg_port} dbname={service} user={service} "
+        f"host={layout.pg_host} port={layout.pg_port} dbname={service} user={service} "
         f"password={password} connect_timeout=5"
     )
 

@@ -1,5 +1,6 @@
 """The fault injector of `orderbus chaos`: kills, pauses and restarts workers, brokers and
-PostgreSQL as the plan says, one at a time, and always undoes each fault."""
+PostgreSQL, and on hosts of their own cuts and degrades their links, as the plan says, one at a
+time, and always undoes each fault."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from infra import procs
+from infra import netns, procs
 from infra.kafka import cluster
 from infra.kafka.probe import controller, leader, wait_broker
 from infra.postgres import server
+from infra.postgres.databases import DATABASE
 from infra.procs import InfraError, reap_child, signal_if_alive
-from orderbus.lab.chaos.plan import MIN_GAP_S, Planned
+from orderbus.lab.chaos.plan import LOSS_PERCENT, MIN_GAP_S, Planned
 from orderbus.lab.sandbox import Sandbox
 from topics.catalogue import TX_LOG
 from workers.main import PIPELINE
@@ -78,9 +80,13 @@ class Injector(threading.Thread):
         return f
 
     # -- workers
-    def _live_child(self, pick: float):
+    def _live_child(self, pick: float, with_database: bool = False):
         live = sorted(
-            (c for c in self.sb.sup.children if c.proc and c.proc.poll() is None),
+            (
+                c
+                for c in self.sb.sup.children
+                if c.proc and c.proc.poll() is None and (DATABASE.get(c.name) or not with_database)
+            ),
             key=lambda c: (PIPELINE.index(c.name), c.instance),
         )
         if not live:
@@ -165,6 +171,64 @@ class Injector(threading.Thread):
                 return node, f"leader of tx.log[{part}]"
         node = nodes[int(p.pick * len(nodes))]
         return node, "controller" if node == controller(self.layout) else ""
+
+    # -- the network, on hosts of their own (infra/netns.py)
+    def _net_broker(self, p: Planned) -> Fault:
+        node = list(self.layout.nodes)[int(p.pick * self.layout.brokers)]
+        return self._cut_broker(p, node, inbound=True)
+
+    def _net_oneway(self, p: Planned) -> Fault:
+        node = list(self.layout.nodes)[int(p.pick * self.layout.brokers)]
+        return self._cut_broker(p, node, inbound=False)
+
+    def _net_controller(self, p: Planned) -> Fault:
+        node = controller(self.layout) or 1
+        return self._net(
+            p,
+            self.layout.node_ns(node),
+            lambda ns: netns.cut(ns, [f"{netns.SUBNET}.0/24"]),  # every other host; its own loopback stays
+            f"node{node}",
+            "controller",
+            broker=node,
+        )
+
+    def _cut_broker(self, p: Planned, node: int, inbound: bool) -> Fault:
+        peers = [self.layout.node_host(n) for n in self.layout.nodes if n != node]
+        role = "controller" if node == controller(self.layout) else ""
+        return self._net(
+            p,
+            self.layout.node_ns(node),
+            lambda ns: netns.cut(ns, peers, inbound=inbound),
+            f"node{node}",
+            role,
+            node,
+        )
+
+    def _net_worker_kafka(self, p: Planned) -> Fault:
+        child = self._live_child(p.pick)
+        brokers = [self.layout.node_host(n) for n in self.layout.nodes]
+        return self._net(p, child.namespace, lambda ns: netns.cut(ns, brokers), child.label)
+
+    def _net_worker_pg(self, p: Planned) -> Fault:
+        child = self._live_child(p.pick, with_database=True)
+        return self._net(p, child.namespace, lambda ns: netns.cut(ns, [self.layout.pg_host]), child.label)
+
+    def _net_loss(self, p: Planned) -> Fault:
+        child = self._live_child(p.pick)
+        return self._net(p, child.namespace, lambda ns: netns.lossy(ns, LOSS_PERCENT), child.label)
+
+    def _net(self, p: Planned, ns: str | None, apply, target: str, role: str = "", broker: int = 0) -> Fault:
+        if ns is None:
+            raise InfraError(f"{p.kind} needs hosts of their own: `orderbus up --hosts`")
+        apply(ns)
+        try:
+            f = self._fault(p, target, role)
+            self.halt.wait(p.hold_s)
+        finally:
+            netns.heal(ns)
+        if broker:
+            f.note = wait_broker(self.sb.settings.kafka(), self.layout, broker)
+        return f
 
     # -- PostgreSQL
     def _pg_restart(self, p: Planned) -> Fault:

@@ -7,7 +7,17 @@ import math
 import random
 from dataclasses import dataclass
 
-KINDS = ("worker-kill", "worker-pause", "worker-churn", "broker-kill", "broker-pause", "pg-restart")
+PROCESS_KINDS = ("worker-kill", "worker-pause", "worker-churn", "broker-kill", "broker-pause", "pg-restart")
+# on hosts of their own only (`up --hosts`): nftables rules inside one host's namespace
+#   net-broker        a broker cut off from its peers, not from its clients
+#   net-controller    the active controller cut off from every other host (it is the minority)
+#   net-oneway        what a broker sends its peers is lost; it still hears them
+#   net-worker-kafka  a worker instance cut off from every broker, not from its database
+#   net-worker-pg     a worker instance cut off from its database, not from Kafka
+#   net-loss          a worker instance's link loses LOSS_PERCENT of its packets both ways
+NET_KINDS = ("net-broker", "net-controller", "net-oneway", "net-worker-kafka", "net-worker-pg", "net-loss")
+KINDS = PROCESS_KINDS + NET_KINDS
+LOSS_PERCENT = 10
 # how long a fault is held (s): a pause well past the 3 s consumer session timeout, so the group
 # moves the partitions and the zombie's late writes must change nothing; a broker down a few seconds
 HOLD_S = {
@@ -17,6 +27,13 @@ HOLD_S = {
     "broker-kill": (3.0, 6.0),
     "broker-pause": (3.0, 5.0),
     "pg-restart": (1.0, 3.0),
+    # past the brokers' 4 s session and the consumers' 3 s: fenced, out of sync, moved
+    "net-broker": (6.0, 10.0),
+    "net-controller": (6.0, 10.0),
+    "net-oneway": (6.0, 10.0),
+    "net-worker-kafka": (6.0, 10.0),
+    "net-worker-pg": (6.0, 10.0),
+    "net-loss": (10.0, 15.0),
 }
 # what the plan allows beyond the hold before the next fault: a restart, a JVM start and catch-up
 SETTLE_S = {
@@ -26,6 +43,12 @@ SETTLE_S = {
     "broker-kill": 10.0,
     "broker-pause": 1.0,
     "pg-restart": 3.0,
+    "net-broker": 10.0,  # back in sync
+    "net-controller": 10.0,
+    "net-oneway": 10.0,
+    "net-worker-kafka": 2.0,
+    "net-worker-pg": 2.0,
+    "net-loss": 2.0,
 }
 BROKER_AIMS = ("controller", "leader", "any")  # which broker a broker-kill goes for
 WARMUP_S = 8.0  # no fault before the load has run this long
