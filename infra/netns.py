@@ -30,7 +30,7 @@ def available() -> str | None:
     if shutil.which("ip") is None:
         return "iproute2's `ip` is missing"
     if shutil.which("nft") is None:
-        return "nftables' `nft` is missing (infra/netns-install.sh installs it, as root)"
+        return "nftables' `nft` is missing (make install puts it in, as root)"
     probe = _ip("netns", "list", check=False)
     if probe.returncode != 0:
         return f"network namespaces are not allowed here: {probe.stderr.strip()}"
