@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export ORDERBUS_HOME ?= $(CURDIR)/.orderbus
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install browser nftables up down gates test unit demo clean
+.PHONY: install browser faults up down gates test unit demo clean
 
 $(BIN)/orderbus: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(BIN)/orderbus: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-install: $(BIN)/orderbus browser nftables
+install: $(BIN)/orderbus browser faults
 
 # The console's browser tests drive Debian's chromium through Playwright (which never downloads
 # a browser here); installed only when missing, and only root can
@@ -21,10 +21,12 @@ browser:
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
 	  { apt-get update -q && apt-get install -y -q --no-install-recommends chromium; }
 
-# Network faults (hosts of their own, `up --hosts`) are nftables rules inside a namespace
-nftables:
-	@command -v nft >/dev/null || [ "$$(id -u)" != 0 ] || \
-	  { apt-get update -q && apt-get install -y -q --no-install-recommends nftables; }
+# Network faults (hosts of their own, `up --hosts`) are nftables rules inside a namespace; a
+# wrong clock is libfaketime's
+faults:
+	@{ command -v nft >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; } || \
+	  [ "$$(id -u)" != 0 ] || \
+	  { apt-get update -q && apt-get install -y -q --no-install-recommends nftables libfaketime; }
 
 up: install
 	orderbus up

@@ -46,7 +46,7 @@ def _chaos(args, settings) -> int:
     from orderbus.lab.chaos import measure, plan, run
     from orderbus.ops.errors import UsageError
 
-    allowed = plan.KINDS if settings.hosts else plan.PROCESS_KINDS
+    allowed = plan.KINDS if settings.hosts else plan.PROCESS_KINDS + plan.CLOCK_KINDS
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] or list(allowed)
     unknown = [k for k in kinds if k not in plan.KINDS]
     if unknown:

@@ -25,6 +25,7 @@ class Child:
     instance: int
     port: int
     host: int = 0  # on hosts of their own (`up --hosts`): the last byte of its address
+    env: dict = field(default_factory=dict)  # this instance's own, over the supervisor's (a fault's)
     proc: subprocess.Popen | None = None
     restarts: int = 0
     backoff_s: float = 0.5
@@ -85,7 +86,7 @@ class Supervisor:
             str(child.port),
             *self.worker_args,
         ]
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, **child.env}
         if child.namespace:
             netns.ensure(child.namespace, child.host)
             argv = netns.inside(child.namespace, argv)

@@ -1,9 +1,10 @@
-"""Network faults, on hosts of their own: a private cluster made with `orderbus up --hosts` (each
-broker and PostgreSQL in a network namespace with its own address) and a chaos run in which every
-worker instance is a host of its own too, configured only as the README's "On several machines"
-says, with every network fault kind once: a broker cut off from its peers, the active controller
-cut off from everyone, a one-way cut, a worker cut off from Kafka, another from its database, a
-lossy link. verify is clean, nothing is undelivered, and `down` leaves no namespace behind."""
+"""Network and clock faults, on hosts of their own: a private cluster made with `orderbus up
+--hosts` (each broker and PostgreSQL in a network namespace with its own address) and a chaos run
+in which every worker instance is a host of its own too, configured only as the README's "On
+several machines" says, with every network fault kind once (a broker cut off from its peers, the
+active controller cut off from everyone, a one-way cut, a worker cut off from Kafka, another from
+its database, a lossy link) and an intake or coordinator host whose clock is ahead, then one whose
+clock is behind. verify is clean, nothing is undelivered, and `down` leaves no namespace behind."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import sys
 import pytest
 
 from infra import netns
-from orderbus.lab.chaos.plan import NET_KINDS, duration_for_all
+from orderbus.lab.chaos.plan import CLOCK_KINDS, NET_KINDS, duration_for_all
+
+KINDS = NET_KINDS + CLOCK_KINDS
 
 pytestmark = pytest.mark.integration
 
@@ -46,15 +49,15 @@ def hosts_cluster(tmp_path):
         assert netns.namespaces() == [], "down left namespaces behind"
 
 
-def test_every_network_fault_once_leaves_verify_clean(hosts_cluster):
-    duration = duration_for_all(NET_KINDS)  # one of each kind, whatever the seed
-    args = ["chaos", "--duration", str(duration), "--faults", ",".join(NET_KINDS), "--seed", "3"]
+def test_every_network_and_clock_fault_once_leaves_verify_clean(hosts_cluster):
+    duration = duration_for_all(KINDS)  # one of each kind, whatever the seed
+    args = ["chaos", "--duration", str(duration), "--faults", ",".join(KINDS), "--seed", "3"]
     proc = orderbus(hosts_cluster, *args, "--rate", "30", "--json", timeout=900)
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     r = json.loads(proc.stdout)
     assert r["violations"] == [], (r["violations"], r["log_dir"])
     assert proc.returncode == 0
-    assert {f["kind"] for f in r["faults"]} == set(NET_KINDS)
+    assert {f["kind"] for f in r["faults"]} == set(KINDS)
     for f in r["faults"]:
         assert f["recovery_s"] is not None, f"{f['kind']} {f['target']} never recovered: {f}"
     o = r["orders"]

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from infra import netns, procs
 from infra.kafka import cluster
@@ -16,10 +17,13 @@ from infra.kafka.probe import controller, leader, wait_broker
 from infra.postgres import server
 from infra.postgres.databases import DATABASE
 from infra.procs import InfraError, reap_child, signal_if_alive
-from orderbus.lab.chaos.plan import LOSS_PERCENT, MIN_GAP_S, Planned
+from orderbus.lab.chaos.plan import CLOCK_SKEW_S, LOSS_PERCENT, MIN_GAP_S, Planned
 from orderbus.lab.sandbox import Sandbox
 from topics.catalogue import TX_LOG
 from workers.main import PIPELINE
+
+# wall-clock faults for one process, from Debian's libfaketime (the thread-safe build)
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 
 
 @dataclass
@@ -171,6 +175,32 @@ class Injector(threading.Thread):
                 return node, f"leader of tx.log[{part}]"
         node = nodes[int(p.pick * len(nodes))]
         return node, "controller" if node == controller(self.layout) else ""
+
+    # -- a wrong clock
+    def _clock_ahead(self, p: Planned) -> Fault:
+        return self._clock(p, f"+{CLOCK_SKEW_S}s")
+
+    def _clock_behind(self, p: Planned) -> Fault:
+        return self._clock(p, f"-{CLOCK_SKEW_S}s")
+
+    def _clock(self, p: Planned, offset: str) -> Fault:
+        """An intake or coordinator instance runs a while on a host whose time is `offset` off."""
+        if not Path(FAKETIME).exists():
+            raise InfraError(f"{p.kind} needs libfaketime ({FAKETIME}): make install puts it in, as root")
+        live = [c for c in self.sb.sup.children if c.name in ("intake", "coordinator") and c.proc]
+        child = live[int(p.pick * len(live))]
+        skewed = {"LD_PRELOAD": FAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        self.sb.sup.hold(child)
+        child.env = skewed
+        self.sb.sup.release(child)
+        try:
+            f = self._fault(p, child.label, offset)
+            self.halt.wait(p.hold_s)
+        finally:
+            self.sb.sup.hold(child)
+            child.env = {}
+            self.sb.sup.release(child)
+        return f
 
     # -- the network, on hosts of their own (infra/netns.py)
     def _net_broker(self, p: Planned) -> Fault:

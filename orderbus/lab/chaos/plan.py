@@ -8,6 +8,11 @@ import random
 from dataclasses import dataclass
 
 PROCESS_KINDS = ("worker-kill", "worker-pause", "worker-churn", "broker-kill", "broker-pause", "pg-restart")
+# an intake or coordinator instance restarted with its wall clock CLOCK_SKEW_S ahead or behind
+# (libfaketime; its monotonic clock stays true, as a host's does when its time is wrong), and
+# restarted with the true time when the fault is lifted
+CLOCK_KINDS = ("clock-ahead", "clock-behind")
+CLOCK_SKEW_S = 30
 # on hosts of their own only (`up --hosts`): nftables rules inside one host's namespace
 #   net-broker        a broker cut off from its peers, not from its clients
 #   net-controller    the active controller cut off from every other host (it is the minority)
@@ -16,7 +21,7 @@ PROCESS_KINDS = ("worker-kill", "worker-pause", "worker-churn", "broker-kill", "
 #   net-worker-pg     a worker instance cut off from its database, not from Kafka
 #   net-loss          a worker instance's link loses LOSS_PERCENT of its packets both ways
 NET_KINDS = ("net-broker", "net-controller", "net-oneway", "net-worker-kafka", "net-worker-pg", "net-loss")
-KINDS = PROCESS_KINDS + NET_KINDS
+KINDS = PROCESS_KINDS + CLOCK_KINDS + NET_KINDS
 LOSS_PERCENT = 10
 # how long a fault is held (s): a pause well past the 3 s consumer session timeout, so the group
 # moves the partitions and the zombie's late writes must change nothing; a broker down a few seconds
@@ -34,6 +39,8 @@ HOLD_S = {
     "net-worker-kafka": (6.0, 10.0),
     "net-worker-pg": (6.0, 10.0),
     "net-loss": (10.0, 15.0),
+    "clock-ahead": (15.0, 20.0),
+    "clock-behind": (15.0, 20.0),
 }
 # what the plan allows beyond the hold before the next fault: a restart, a JVM start and catch-up
 SETTLE_S = {
@@ -49,6 +56,8 @@ SETTLE_S = {
     "net-worker-kafka": 2.0,
     "net-worker-pg": 2.0,
     "net-loss": 2.0,
+    "clock-ahead": 3.0,  # the restart with the true time
+    "clock-behind": 3.0,
 }
 BROKER_AIMS = ("controller", "leader", "any")  # which broker a broker-kill goes for
 WARMUP_S = 8.0  # no fault before the load has run this long

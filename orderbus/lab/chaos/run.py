@@ -18,10 +18,12 @@ from orderbus.lab.chaos.measure import GRACE_S, Acks, DecisionWatcher, fault_rec
 from orderbus.lab.chaos.plan import TAIL_S, plan
 from orderbus.lab.sandbox import Sandbox
 from orderbus.ops.generate import generate, order_body
+from orderbus.ops.report import read_from
 from orderbus.ops.verify import verify
 from orderbus.ops.wait import until
 from topics.producer import OrderPublisher
 from workers.main import PIPELINE
+from workers.status import store as status_store
 
 # -- the load ---------------------------------------------------------------------------------------
 
@@ -167,6 +169,10 @@ def run(
                 "published": sb.publisher.delivered,
                 "confirmed": verdict["committed"],
                 "rejected": verdict["aborted"],
+                # a deadline among them, with every participant up, is what a clock fault must not cause
+                "rejected_by_reason": read_from(
+                    sb.settings, status_store.DATABASE, status_store.rejected_by_reason
+                ),
                 "dead_lettered": verdict["dead_letters"],
                 "undelivered": sb.publisher.failed + left,
             },
