@@ -52,7 +52,7 @@ class _Server(subprocess.Popen):
     process, stops it by pid), so its handle being collected while it runs is no leak."""
 
     def __del__(self, *args, **kwargs):
-        if self._child_created and self.poll() is None:
+        if getattr(self, "_child_created", False) and self.poll() is None:
             return
         super().__del__(*args, **kwargs)
 

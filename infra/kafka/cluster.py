@@ -208,7 +208,8 @@ def may_raise_priority() -> bool:
 
 def admin(client: dict, **extra) -> AdminClient:
     """A quiet admin client with short timeouts, for probing a cluster that may be half up."""
-    return AdminClient({**client, "socket.timeout.ms": 3000, "log_level": 3, "logger": _quiet, **extra})
+    conf: dict = {**client, "socket.timeout.ms": 3000, "log_level": 3, "logger": _quiet, **extra}
+    return AdminClient(conf)
 
 
 class _Quiet:
@@ -260,9 +261,11 @@ def wait_ready(layout: Layout, timeout_s: float = 90.0) -> None:
 
 def stop(layout: Layout, grace_s: float = 30.0) -> list[int]:
     # signal every node first, so their controlled shutdowns overlap instead of queueing
-    stopped = [n for n in layout.nodes if procs.running(pidfile(layout, n))]
-    for node in stopped:
-        os.kill(procs.read_pid(pidfile(layout, node)), signal.SIGTERM)
+    running = {n: procs.running(pidfile(layout, n)) for n in layout.nodes}
+    stopped = [n for n, pid in running.items() if pid]
+    for pid in running.values():
+        if pid:
+            os.kill(pid, signal.SIGTERM)
     for node in layout.nodes:
         procs.stop(pidfile(layout, node), grace_s=grace_s)
     return stopped

@@ -22,7 +22,13 @@ import tempfile
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+from confluent_kafka.admin import (
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialAlteration,
+    UserScramCredentialUpsertion,
+)
 
 from infra import netns, procs
 from infra.layout import HOST, Layout
@@ -242,11 +248,16 @@ def ensure_users(layout: Layout, principals: list[str], timeout_s: float = 30.0)
         return []
     admin = AdminClient({**client(layout), "log_level": 3})
     try:
-        known = set(admin.describe_user_scram_credentials(request_timeout=timeout_s).result())
+        # without users named, one future for all of them (the stubs type both answers at once)
+        found = admin.describe_user_scram_credentials(request_timeout=timeout_s)
+        assert not isinstance(found, dict)
+        known = set(found.result())
     except KafkaException as e:
         raise InfraError(f"cannot list SCRAM users as {ADMIN}: {e}") from None
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, ITERATIONS)
-    alterations = [UserScramCredentialUpsertion(p, info, password(layout, p).encode()) for p in principals]
+    alterations: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(p, info, password(layout, p).encode()) for p in principals
+    ]
     for user, fut in admin.alter_user_scram_credentials(alterations, request_timeout=timeout_s).items():
         try:
             fut.result()

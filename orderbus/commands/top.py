@@ -100,7 +100,7 @@ class Keys:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.saved is not None:
+        if self.fd is not None and self.saved is not None:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
     def quit_within(self, seconds: float) -> bool:

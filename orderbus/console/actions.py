@@ -227,7 +227,7 @@ async def rebuild(request: web.Request, asked: Asked) -> web.Response:
     try:
         r = await in_executor(status_rebuild, request.app[SETTINGS], execute, same_plan)
     except PlanChanged as e:
-        return _stale(request, action, params, e.plan, named)
+        return _refuse_stale(request, action, params, e.plan, named)
     except UNREADABLE as e:
         done(request, action, params, f"refused: {summary(e)}")
         return message(request, f"refused: {summary(e)}", 409)
@@ -244,8 +244,10 @@ async def rebuild(request: web.Request, asked: Asked) -> web.Response:
 
 def _stale(request: web.Request, action: str, params: dict, plan: str, named: str) -> web.Response | None:
     """Refuses an execution whose plan is not the one the dry run showed."""
-    if named == plan:
-        return None
+    return None if named == plan else _refuse_stale(request, action, params, plan, named)
+
+
+def _refuse_stale(request: web.Request, action: str, params: dict, plan: str, named: str) -> web.Response:
     why = f"refused: the plan changed since the dry run ({named or 'none named'} then, {plan} now): dry run again"
     done(request, action, params, why, plan)
     return message(request, why, 409)

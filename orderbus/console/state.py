@@ -13,6 +13,7 @@ from orderbus.console.auth import COOKIE, SESSION_S, Identity, Proxy, Sessions
 from orderbus.console.live import Live
 from orderbus.console.render import Renderer
 from orderbus.ops.errors import UsageError
+from workers.runtime.settings import Settings
 
 TOKEN, PROXY = "token", "proxy"
 OPEN_PATHS = ("/login", "/static/")  # reached without a session
@@ -50,7 +51,7 @@ def check(config: ConsoleConfig) -> None:
 
 
 CONFIG = web.AppKey("config", ConsoleConfig)
-SETTINGS = web.AppKey("settings", object)
+SETTINGS = web.AppKey("settings", Settings)
 SESSIONS = web.AppKey("sessions", Sessions)
 TOKENS = web.AppKey("tokens", dict)
 AUDIT = web.AppKey("audit", AuditTrail)

@@ -55,8 +55,8 @@ def bench(
 ) -> dict:
     counts = {w: instances for w in PIPELINE + (("tracker",) if tracker else ())}
     # --open: nothing may hold the orders back before the coordinator, nor abort them meanwhile
-    held = {"deadline_ms": OPEN_DEADLINE_MS, "env": {"ORDERBUS_INTAKE_MAX_BACKLOG": "0"}} if open_ else {}
-    with Sandbox(settings, counts=counts, **held) as sb:
+    deadline_ms, env = (OPEN_DEADLINE_MS, {"ORDERBUS_INTAKE_MAX_BACKLOG": "0"}) if open_ else (None, None)
+    with Sandbox(settings, counts=counts, deadline_ms=deadline_ms, env=env) as sb:
         customers = [f"c{i:04d}" for i in range(200)]
         skus = ["hot"] if hot else [f"sku-{i:03d}" for i in range(100)]
         stock = {"hot": orders // 2} if hot else {s: orders for s in skus}

@@ -20,7 +20,7 @@ import time
 from infra import procs
 from infra.kafka import cluster
 from infra.kafka.probe import controller, under_replicated, wait_broker
-from infra.procs import reap_child
+from infra.procs import InfraError, reap_child
 from orderbus.lab.chaos.measure import Acks
 from orderbus.lab.failover import PROGRESS, Progress, load, seed
 from orderbus.lab.sandbox import ONE_EACH, Sandbox
@@ -40,11 +40,13 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
         stop = threading.Event()
         publishing = threading.Thread(target=load, args=(sb, rate, stop, acks.delivered), daemon=True)
         publishing.start()
-        rows = []
+        rows: list[dict] = []
         for k in range(kills):
             _settle(sb, watch)
             node, role = _victim(sb.layout, want_controller=k % 2 == 0)
             pid = procs.running(cluster.pidfile(sb.layout, node))
+            if pid is None:
+                raise InfraError(f"Kafka node {node} is not running; refusing to kill another")
             t = time.monotonic()
             os.kill(pid, signal.SIGKILL)
             try:
@@ -75,16 +77,17 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
         violations = verify(sb.settings, wait_s=90)["violations"]
         watch.running = False
         undelivered = sb.publisher.failed
-    stalls = [r["publish_stall_s"] for r in rows if r["publish_stall_s"] is not None]
-    idles = [r["decisions_idle_s"] for r in rows]
+    stalls: list[float] = [r["publish_stall_s"] for r in rows if r["publish_stall_s"] is not None]
+    idles: list[float | None] = [r["decisions_idle_s"] for r in rows]
+    known = [i for i in idles if i is not None]
     return {
         "kills": rows,
         "rate": rate,
         "down_s": down_s,
         "publish_stall_p50_s": round(statistics.median(stalls), 2) if stalls else None,
         "publish_stall_max_s": max(stalls) if stalls else None,
-        "decisions_idle_p50_s": (round(statistics.median(idles), 2) if None not in idles else None),
-        "decisions_idle_max_s": max(idles) if None not in idles else None,
+        "decisions_idle_p50_s": round(statistics.median(known), 2) if len(known) == len(idles) else None,
+        "decisions_idle_max_s": max(known) if len(known) == len(idles) else None,
         "undelivered": undelivered,
         "violations": len(violations),
     }

@@ -17,7 +17,7 @@ from infra.postgres import server as postgres
 from infra.procs import read_pid
 from orderbus.lab.watch import TopicWatcher
 from topics.lag import LagError, LagReader
-from topics.read import read
+from topics.read import headers_of, read
 from workers.tracker.stages import SOURCES as TRACKER_SOURCES
 
 FINAL = ("SHIPPED", "REJECTED")
@@ -150,10 +150,10 @@ class TrackerLag(threading.Thread):
             except LagError:
                 parts = []
             # every source partition, once the group has committed for each of them
-            if len(parts) == self.sources and all(p.lag is not None and p.lag_seconds is not None for p in parts):
-                self.samples.append(
-                    (time.monotonic(), sum(p.lag for p in parts), max(p.lag_seconds for p in parts))
-                )
+            lags = [p.lag for p in parts if p.lag is not None]
+            ages = [p.lag_seconds for p in parts if p.lag_seconds is not None]
+            if len(parts) == self.sources and len(lags) == len(ages) == len(parts):
+                self.samples.append((time.monotonic(), sum(lags), max(ages)))
             time.sleep(1.0)
 
     def stop(self) -> None:
@@ -195,7 +195,7 @@ def records_by_type(settings, starts: dict[str, dict[int, int]]) -> dict[str, in
     for topic, offsets in starts.items():
         short = topic[len(settings.prefix) :].rsplit(".v", 1)[0]
         for msg in read(settings.kafka(), topic, offsets, timeout_s=120, committed=False):
-            kind = dict(msg.headers() or ()).get("type", b"").decode() or "other"
+            kind = (dict(headers_of(msg) or ()).get("type") or b"").decode() or "other"
             counts[f"{short}:{kind}"] += 1
     return dict(sorted(counts.items()))
 

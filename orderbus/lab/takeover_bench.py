@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from orderbus.lab.sandbox import Sandbox
 from schemas import codec
-from schemas.events import PARTICIPANTS, TxBegun, Voted
+from schemas.events import PARTICIPANTS, Event, TxBegun, Voted
 from topics.partition import partition_for
 from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx
@@ -64,10 +64,11 @@ def _write_tail(sb: Sandbox) -> int:
         if partition_for(oid.encode(), sb.settings.partitions) == 0
     )
     for oid in itertools.islice(tail, TAIL_ORDERS):
-        for event in (TxBegun(oid, PARTICIPANTS, 0), *(Voted(oid, p, "yes", None) for p in PARTICIPANTS)):
-            value, headers = codec.encode(event)
-            headers = signed_as(sb.settings, author(event), sb.tx_log_topic, oid.encode(), value, headers)
-            producer.produce(sb.tx_log_topic, key=oid.encode(), value=value, headers=headers, partition=0)
+        events: list[Event] = [TxBegun(oid, PARTICIPANTS, 0), *(Voted(oid, p, "yes", None) for p in PARTICIPANTS)]
+        for event in events:
+            value, plain = codec.encode(event)
+            signed = signed_as(sb.settings, author(event), sb.tx_log_topic, oid.encode(), value, plain)
+            producer.produce(sb.tx_log_topic, key=oid.encode(), value=value, headers=signed, partition=0)
     if producer.flush(30):
         raise TimeoutError("tx.log tail not acknowledged")
     group = sb.settings.names.group("coordinator")

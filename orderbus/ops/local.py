@@ -111,7 +111,7 @@ def up(settings: Settings, brokers: int, insecure: bool = False, hosts: bool = F
 def _warn_ephemeral(layout: Layout, log) -> None:
     span = ephemeral_range()
     inside = [p for p in layout.ports if span and span[0] <= p <= span[1]]
-    if inside:
+    if span and inside:
         log(
             f"WARNING ports {inside} lie in this machine's ephemeral port range {span[0]}-{span[1]}: "
             "a client reconnecting to a stopped node can take its port and keep it from "

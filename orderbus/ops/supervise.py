@@ -12,10 +12,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from infra import netns, variables
 from infra.postgres.databases import DATABASE
 from workers.main import WORKERS
+from workers.runtime.settings import Settings
 from workers.runtime.signing import AUTHORS
 
 
@@ -43,11 +45,11 @@ class Child:
 
 @dataclass
 class Supervisor:
-    settings: object
+    settings: Settings
     counts: dict[str, int]
     env: dict = field(default_factory=dict)
-    log_dir: Path | None = None
-    log: object = print
+    log_dir: Path = Path()  # default: $ORDERBUS_HOME/logs
+    log: Callable[[str], None] = print
     worker_args: tuple[str, ...] = ()  # e.g. ("--protocol", "consumer"), for every instance
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
@@ -64,7 +66,8 @@ class Supervisor:
             for i in range(n):
                 self.children.append(Child(name, i, port if port else 0, host=self._next_host()))
                 port = port + 1 if port else 0
-        self.log_dir = self.log_dir or (self.settings.home / "logs")
+        if self.log_dir == Path():
+            self.log_dir = self.settings.home / "logs"
 
     def _next_host(self) -> int:
         """On hosts of their own, the next worker address (SUBNET.100 up); else 0."""
@@ -72,7 +75,7 @@ class Supervisor:
             return 0
         return 100 + sum(1 for c in self.children if c.host)
 
-    def _spawn(self, child: Child) -> None:
+    def _spawn(self, child: Child) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             sys.executable,
@@ -100,6 +103,7 @@ class Supervisor:
                 env=env,
             )
         child.started_at = time.monotonic()
+        return child.proc
 
     def export_metrics(self, targets: Path) -> None:
         """Before `start`: every child serves its metrics on a port of its own that the OS
@@ -135,15 +139,16 @@ class Supervisor:
     def start(self) -> None:
         self._write_targets()
         for child in self.children:
-            self._spawn(child)
+            proc = self._spawn(child)
             where = f"metrics on 127.0.0.1:{child.port}" if child.port else "metrics off"
-            self.log(f"started {child.label:<14} pid {child.proc.pid:<7} {where}")
+            self.log(f"started {child.label:<14} pid {proc.pid:<7} {where}")
 
     def check(self) -> None:
         """Restart any child that exited while we were not stopping, with backoff."""
         for child in list(self.children):  # `add` and `remove` may change it meanwhile
-            code = child.proc.poll() if child.proc else None
-            if code is None or self.stopping or child.held:
+            proc = child.proc
+            code = proc.poll() if proc else None
+            if proc is None or code is None or self.stopping or child.held:
                 continue
             if time.monotonic() - child.started_at > 30:
                 child.backoff_s = 0.5  # it ran a while: a fresh crash, not a crash loop
@@ -155,7 +160,7 @@ class Supervisor:
             child.backoff_s = min(child.backoff_s * 2, 10.0)
             with self._lock:
                 # held, or held and released (a fresh process) while this one backed off
-                if self.stopping or child.held or child.proc.poll() is None:
+                if self.stopping or child.held or child.proc is not proc:
                     return
                 child.restarts += 1
                 self._spawn(child)
@@ -174,17 +179,17 @@ class Supervisor:
         """SIGTERM: each finishes its batch, commits, leaves its group. SIGKILL after grace."""
         with self._lock:
             self.stopping = True
-            live = [c for c in self.children if c.proc and c.proc.poll() is None]
-        for c in live:
-            c.proc.send_signal(signal.SIGTERM)
+            live = [(c, c.proc) for c in self.children if c.proc and c.proc.poll() is None]
+        for _, proc in live:
+            proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        for c in live:
+        for c, proc in live:
             try:
-                c.proc.wait(max(0.1, deadline - time.monotonic()))
+                proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.log(f"{c.label} did not stop in {grace_s:.0f}s; killing it")
-                c.proc.kill()
-                c.proc.wait()
+                proc.kill()
+                proc.wait()
         if self.targets is not None:
             self.targets.unlink(missing_ok=True)
         for c in self.children:

@@ -33,9 +33,9 @@ def render(frame: Frame) -> Group:
 
 def to_text(frame: Frame, width: int = 120) -> str:
     """The frame as plain text, as `--once` prints it to a file or a pipe."""
-    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
-    console.print(render(frame))
-    return console.file.getvalue()
+    text = io.StringIO()
+    Console(file=text, width=width, color_system=None, force_terminal=False).print(render(frame))
+    return text.getvalue()
 
 
 def _title(text: str) -> Text:
@@ -86,14 +86,10 @@ def _groups(frame: Frame):
         return Text.assemble(("CONSUMER GROUPS ", "italic"), _na(frame.groups_why))
     under = "" if frame.under_replicated is None else f", under-replicated partitions {frame.under_replicated}"
     t = Table()
-    for name, justify in (
-        ("group", "left"),
-        ("status", "left"),
-        ("lag", "right"),
-        ("oldest unconsumed", "right"),
-        ("members", "right"),
-    ):
-        t.add_column(name, justify=justify)
+    for name in ("group", "status"):
+        t.add_column(name, justify="left")
+    for name in ("lag", "oldest unconsumed", "members"):
+        t.add_column(name, justify="right")
     for g in frame.groups:
         t.add_row(
             g.group,

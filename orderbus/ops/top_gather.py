@@ -18,7 +18,7 @@ from orderbus.ops.stuck import stuck_orders
 from orderbus.ops.top_frame import OUTCOMES, Frame, GroupRow, StageRow, StuckRow
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
 from topics.lag import STATUSES, LagError, LagReader, Report, log_ends
-from topics.read import BEGINNING, IncompleteRead, read
+from topics.read import BEGINNING, IncompleteRead, coordinates, headers_of, read
 from workers.intake import store as intake_store
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
@@ -57,7 +57,7 @@ def p99(buckets: dict[float, float]) -> float | None:
 def parse_stage_buckets(text: str) -> dict[str, dict[float, float]] | None:
     """stage -> cumulative buckets from one /metrics page; None when the page has no tracker
     histogram (a pipeline worker's port, or something else)."""
-    found = None
+    found: dict[str, dict[float, float]] | None = None
     for family in text_string_to_metric_families(text):
         if family.name != STAGE_LATENCY:
             continue
@@ -88,12 +88,13 @@ class DeadLetterCounter:
                 raise KeyError(self.topic)
         try:
             for msg in read(self.config, self.topic, starts=dict(self.starts), timeout_s=timeout_s):
-                self.starts[msg.partition()] = msg.offset() + 1
+                _, partition, offset = coordinates(msg)
+                self.starts[partition] = offset + 1
                 self.count += 1
                 reason = next(
                     (
                         v.decode(errors="replace")
-                        for k, v in msg.headers() or ()
+                        for k, v in headers_of(msg) or ()
                         if k == DLQ_REASON and v is not None
                     ),
                     "unknown",

@@ -100,8 +100,9 @@ def _effects(f, decided: dict) -> list[Violation]:
         holds = f.holds.get(participant, {})
         wrong: dict[str, list[str]] = {"commit": [], "abort": []}
         for oid, tx in decided.items():
+            state, amounts = holds.get(oid, (None, {}))
             if inv.effect_wrong(
-                tx.outcome, resource.demand(f.orders[oid]), *holds.get(oid, (None, {})), held_is_wrong=f.quiet
+                tx.outcome, resource.demand(f.orders[oid]), state, amounts, held_is_wrong=f.quiet
             ):
                 wrong[tx.outcome].append(oid)
         out += _each(

@@ -11,8 +11,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from orderbus.ops.report import connect, read_from
 from schemas import codec
 from schemas.errors import DeadLetter
+from schemas.events import OrderPlaced
 from topics.catalogue import ALL, DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, ORDERS_DLQ, ORDERS_PLACED, TX_LOG
-from topics.read import IncompleteRead, ReadError, open_transactions, read
+from topics.read import IncompleteRead, ReadError, coordinates, headers_of, open_transactions, read
 from workers.coordinator.fold import fold
 from workers.main import PIPELINE
 from workers.participant import store as participant_store
@@ -84,18 +85,18 @@ def gather(settings) -> Facts:
     placed_topic = names.topic(ORDERS_PLACED)
     for msg in read(kafka, placed_topic):
         try:
-            order = codec.decode(msg.value(), msg.headers(), default_type="OrderPlaced")
+            order = codec.decode(msg.value(), headers_of(msg), default_type="OrderPlaced")
         except DeadLetter as e:
             f.invalid_placed.append((msg.partition(), msg.offset(), e.reason))
             continue
-        if order.TYPE != "OrderPlaced":
+        if not isinstance(order, OrderPlaced):
             f.invalid_placed.append((msg.partition(), msg.offset(), "unknown_event"))
             continue
         f.placed[order.order_id].append((msg.partition(), msg.offset(), order.content_hash()))
         f.orders.setdefault(order.order_id, order)
     for committed, into in ((True, f.dead), (False, f.dead_written)):
         for msg in read(kafka, names.topic(ORDERS_DLQ), committed=committed):
-            h = {k: (v or b"").decode(errors="replace") for k, v in (msg.headers() or [])}
+            h = {k: (v or b"").decode(errors="replace") for k, v in (headers_of(msg) or [])}
             if DLQ_TOPIC in h:
                 into.add((h[DLQ_TOPIC], int(h[DLQ_PARTITION]), int(h[DLQ_OFFSET])))
     verifier = Verifier.of(settings)
@@ -129,7 +130,7 @@ def lag(settings) -> dict:
                 starts = {tp.partition: max(tp.offset, 0) for tp in c.committed(tps, timeout=30)}
                 behind = dict.fromkeys(starts, 0)
                 for msg in read(settings.kafka(), topic, starts):
-                    behind[msg.partition()] += 1
+                    behind[coordinates(msg)[1]] += 1
                 out.update({(group, topic, p): n for p, n in behind.items()})
         finally:
             c.close()

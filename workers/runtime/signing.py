@@ -201,7 +201,9 @@ def placed(msg, event, partitions: int) -> None:
         )
 
 
-def signed_as(settings, writer: str, topic: str, msg_key: bytes | None, value: bytes | None, headers) -> list:
+def signed_as(
+    settings, writer: str, topic: str, msg_key: bytes | None, value: bytes | None, headers
+) -> list[tuple[str, str | bytes | None]]:
     """`headers` with `writer`'s signature, for a record an operator's tool writes in a service's
     name (it holds every key, as the coordinator does)."""
     return Signer(writer, settings.signing_key(writer), (topic,)).headers(topic, msg_key, value, headers)

@@ -65,7 +65,7 @@ def fault_recovery(
     hit = sorted(p for p, s in stalls.items() if s is not None)
     if not hit:
         return 0.0, [], before
-    worst = max(stalls[p] for p in hit)
+    worst = max(s for s in stalls.values() if s is not None)
     return (None if math.isinf(worst) else round(worst, 2)), hit, before
 
 

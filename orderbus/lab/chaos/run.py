@@ -100,7 +100,7 @@ def run(
                 break  # (the load runs on past --duration if faults took longer to undo)
             value, ok, _ = next(orders)
             key = _key_of(value)
-            if ok:
+            if ok and key is not None:
                 valid_ids.add(key.decode())
             sb.publisher.publish_raw(key, value, on_delivery=acks.delivered)
             i += 1
