@@ -71,17 +71,7 @@ def read(
         }
     )  # ...without a 500 ms wait for it
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        if meta.error is not None:
-            raise KeyError(f"topic {topic} does not exist ({meta.error.str()})")
-        partitions = sorted(meta.partitions) if starts is None else sorted(starts)
-        todo: set[int] = set()
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            start = (starts or {}).get(p, BEGINNING)
-            stop = (stops or {}).get(p, high)
-            if high > low and stop > max(start, low):
-                todo.add(p)
+        todo = _with_records(consumer, topic, starts, stops)
         if not todo:
             return
         consumer.assign([TopicPartition(topic, p, (starts or {}).get(p, BEGINNING)) for p in todo])
@@ -113,6 +103,24 @@ def read(
                     todo.discard(p)
     finally:
         consumer.close()
+
+
+def _with_records(
+    consumer: Consumer, topic: str, starts: dict[int, int] | None, stops: dict[int, int] | None
+) -> set[int]:
+    """The partitions of `topic` (those of `starts`, if given) that hold records between their
+    start and stop."""
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    if meta.error is not None:
+        raise KeyError(f"topic {topic} does not exist ({meta.error.str()})")
+    todo: set[int] = set()
+    for p in sorted(meta.partitions) if starts is None else sorted(starts):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        start = (starts or {}).get(p, BEGINNING)
+        stop = (stops or {}).get(p, high)
+        if high > low and stop > max(start, low):
+            todo.add(p)
+    return todo
 
 
 def open_transactions(

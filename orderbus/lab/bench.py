@@ -1,7 +1,7 @@
 """`orderbus bench`: end-to-end throughput and latency, from publish to final status
 (SHIPPED or REJECTED) as a reader of orders.status sees it, in a sandbox on the local cluster.
-One run from set-up to report reads best in one place; the readings it takes are readings.py,
-and a sixth of its length is `render`."""
+`bench` runs the phases in order (warm up, encode, publish, wait, read the figures); the readings
+it takes are readings.py, and a sixth of its length is `render`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from orderbus.lab.readings import (
 from orderbus.lab.sandbox import Sandbox
 from orderbus.ops.generate import order_body
 from orderbus.ops.supervise import Supervisor
+from orderbus.ops.verify import verify as run_verify
 from orderbus.ops.wait import until
 from topics.catalogue import ALL, ORDERS_DLQ
 from topics.lag import backlog, group_reader
@@ -63,54 +64,30 @@ def bench(
         sb.seed(stock=stock, accounts={c: 10**12 for c in customers})
         watcher = StatusWatcher(sb.settings, sb.status_topic)
         watcher.start()
-        tx = TxLogWatcher(sb.settings, sb.tx_log_topic) if hops else None
-        if tx:
-            tx.start()
+        txlog = TxLogWatcher(sb.settings, sb.tx_log_topic) if hops else None
+        if txlog:
+            txlog.start()
         started = time.monotonic()
         sb.start()
         rss = RssSampler(sb.sup)
         rss.start()
         log(f"sandbox {sb.tag}: {sum(counts.values())} worker processes; warming up")
-        _wait(lambda: groups_ready(sb.settings, PIPELINE), 120, "every group's assignment")
-        # enough to touch every partition of every topic, so the timed run meets no first-use
-        # costs (metadata, transaction partition registration, cold code paths)
-        warm = [f"warm-{i}" for i in range(300)]
-        for i, oid in enumerate(warm):
-            sb.publisher.publish(order_body(oid, customers[i % 200], [(skus[i % len(skus)], 1, 100)]))
-        sb.publisher.flush(30)
-        _wait(lambda: all(o in watcher.final for o in warm), 90, "warm-up orders")
-        _wait(lambda: groups_ready(sb.settings, PIPELINE), 120, "every group's assignment")
+        warm = _warm_up(sb, watcher, customers, skus)
         ready_s = time.monotonic() - started
         topics = [sb.settings.names.topic(t) for t in ALL if t is not ORDERS_DLQ]
         starts = end_offsets(sb.settings, topics)
         cpu0 = broker_cpu_s(sb.settings)
-        lag = TrackerLag(sb.settings) if tracker else None
-        if lag:
-            lag.start()
-        # encoded (and validated) up front: the load generator should not eat the machine
-        batch = []
-        for i in range(orders):
-            line = (skus[0] if hot else skus[(i * 7) % len(skus)], 1, 100 + i % 50)
-            value, headers, event = sb.publisher.encode(order_body(f"b-{i}", customers[i % 200], [line]))
-            batch.append((event.order_id, value, headers))
-        sent: dict[str, float] = {}
-        sent_wall: dict[str, float] = {}  # for the steps: see hop_latencies
+        tracker_lag = TrackerLag(sb.settings) if tracker else None
+        if tracker_lag:
+            tracker_lag.start()
+        batch = _encoded(sb, orders, hot, skus, customers)
         payment = [c for c in sb.sup.children if c.name == "payment"] if open_ else []
         for child in payment:
             sb.sup.hold(child)
         log(f"timed run starts at {time.strftime('%H:%M:%S')}")
         cpu_at_start = cpu_now(sb.settings, rss)
         t0 = time.monotonic()
-        for i, (oid, value, headers) in enumerate(batch):
-            if rate:
-                ahead = t0 + i / rate - time.monotonic()
-                if ahead > 0:
-                    time.sleep(ahead)
-            sent[oid], sent_wall[oid] = time.monotonic(), time.time()
-            sb.publisher.publish_raw(oid.encode(), value, headers=headers)
-            if i % 1000 == 999:
-                log(f"  published {i + 1}/{orders}; final so far {len(watcher.final) - len(warm)}")
-        sb.publisher.flush(60)
+        sent, sent_wall = _publish(sb, batch, rate, lambda: len(watcher.final) - len(warm), log)
         publish_s = time.monotonic() - t0
         opened = _open(sb, rss, timeout_s, log) if open_ else None
         if opened:
@@ -127,48 +104,34 @@ def bench(
         done = [o for o in sent if o in watcher.final]
         broker_cpu = broker_cpu_s(sb.settings) - cpu0
         watcher.running = rss.running = False
-        if tx:
+        if txlog:
             # a REJECTED status and its Decided commit together, on two topics read apart
             _wait(
-                lambda: all("decided" in tx.seen_at.get(o, ()) for o in done),
+                lambda: all("decided" in txlog.seen_at.get(o, ()) for o in done),
                 30,
                 "the benchmark orders' decisions on tx.log",
             )
-            tx.running = False
+            txlog.running = False
         last = max((watcher.final[o][0] for o in done), default=ended)
-        if lag:
+        if tracker_lag:
             try:
                 _wait(
-                    lambda: lag.caught_up_after(last) is not None,
+                    lambda: tracker_lag.caught_up_after(last) is not None,
                     timeout_s,
                     "the tracker (its oldest unconsumed event still over 1 s old)",
                 )
             finally:
-                lag.stop()
-        checked = None
-        if verify:
-            from orderbus.ops.verify import verify as run_verify
-
-            t1 = time.monotonic()
-            found = run_verify(sb.settings, wait_s=60)
-            checked = {
-                "seconds": round(time.monotonic() - t1, 2),
-                "orders": found["orders"],
-                "violations": len(found["violations"]),
-            }
+                tracker_lag.stop()
+        checked = _verified(sb) if verify else None
         cold = _tracker_cold(sb, len(sent) + len(warm), instances, timeout_s, log) if tracker_cold else None
-        lat = [(watcher.final[o][0] - sent[o]) * 1000 for o in done] or [0.0]
-        tenth = max(1, len(lat) // 10)
-        by_tenth = [round(percentile(lat[i : i + tenth], 0.99)) for i in range(0, len(lat), tenth)]
-        dec = [(watcher.decided[o] - sent[o]) * 1000 for o in sent if o in watcher.decided]
         outcome = [watcher.final[o][1] for o in done]
         reasons = Counter(watcher.reasons.get(o) for o in done if watcher.final[o][1] == "REJECTED")
         records = records_by_type(sb.settings, starts)
         records_per_s = sum(records.values()) / max(1e-9, last - t0)
-        top = None
+        ceiling_rps = None
         if ceiling:
             log("ProducerPerformance on the same cluster, for the ceiling")
-            top = producer_ceiling(sb.settings, sb.settings.prefix + "ceiling")
+            ceiling_rps = producer_ceiling(sb.settings, sb.settings.prefix + "ceiling")
         return {
             "orders": orders,
             "hot": hot,
@@ -181,21 +144,15 @@ def bench(
             "orders_per_s": round(len(done) / (last - t0), 1) if last > t0 else 0.0,
             "publish_s": round(publish_s, 2),
             "total_s": round(last - t0, 2),
-            "p50_ms": round(percentile(lat, 0.50), 1),
-            "p99_ms": round(percentile(lat, 0.99), 1),
-            "max_ms": round(max(lat), 1),
-            "mean_ms": round(statistics.fmean(lat), 1),
-            "p99_ms_by_tenth": by_tenth,
-            "decided_p50_ms": round(percentile(dec, 0.50), 1),
-            "decided_p99_ms": round(percentile(dec, 0.99), 1),
+            **_latencies(watcher, sent, done),
             "confirmed": outcome.count("SHIPPED"),
             "rejected": outcome.count("REJECTED"),
             "rejected_by_reason": {str(k): v for k, v in sorted(reasons.items(), key=str)},
             "records_per_order": round(sum(records.values()) / max(1, len(done)), 2),
             "records_by_type": {k: round(v / max(1, len(done)), 3) for k, v in records.items()},
             "records_per_s": round(records_per_s, 1),
-            "ceiling_records_per_s": top,
-            "share_of_ceiling": round(records_per_s / top, 3) if top else None,
+            "ceiling_records_per_s": ceiling_rps,
+            "share_of_ceiling": round(records_per_s / ceiling_rps, 3) if ceiling_rps else None,
             "open": opened,
             "broker_cpu_s_per_1000": round(broker_cpu * 1000 / max(1, len(done)), 2),
             "rss_mb": {k: round(v, 1) for k, v in sorted(rss.peak.items())},
@@ -206,10 +163,82 @@ def bench(
             "cores_busy": round(sum(cpu_used.values()) / max(1e-9, ended - t0), 2),
             "worker_restarts": sum(c.restarts for c in sb.sup.children),
             "verify": checked,
-            "tracker": lag.summary(t0, last) if lag else None,
+            "tracker": tracker_lag.summary(t0, last) if tracker_lag else None,
             "tracker_cold": cold,
-            "hops": hop_latencies(sent_wall, tx.seen_at, watcher.final_made) if tx else None,
+            "hops": hop_latencies(sent_wall, txlog.seen_at, watcher.final_made) if txlog else None,
         }
+
+
+def _warm_up(sb: Sandbox, watcher: StatusWatcher, customers: list[str], skus: list[str]) -> list[str]:
+    """Until every group has its partitions and 300 orders went through: enough to touch every
+    partition of every topic, so the timed run meets no first-use costs (metadata, cold code
+    paths). The warm-up orders' ids."""
+    _wait(lambda: groups_ready(sb.settings, PIPELINE), 120, "every group's assignment")
+    warm = [f"warm-{i}" for i in range(300)]
+    for i, oid in enumerate(warm):
+        sb.publisher.publish(order_body(oid, customers[i % 200], [(skus[i % len(skus)], 1, 100)]))
+    sb.publisher.flush(30)
+    _wait(lambda: all(o in watcher.final for o in warm), 90, "warm-up orders")
+    _wait(lambda: groups_ready(sb.settings, PIPELINE), 120, "every group's assignment")
+    return warm
+
+
+def _encoded(sb: Sandbox, orders: int, hot: bool, skus: list[str], customers: list[str]) -> list:
+    """The timed orders, encoded (and validated) up front: the load generator should not eat the
+    machine while it publishes. (order id, value, headers) each."""
+    batch = []
+    for i in range(orders):
+        line = (skus[0] if hot else skus[(i * 7) % len(skus)], 1, 100 + i % 50)
+        value, headers, event = sb.publisher.encode(order_body(f"b-{i}", customers[i % 200], [line]))
+        batch.append((event.order_id, value, headers))
+    return batch
+
+
+def _publish(sb: Sandbox, batch: list, rate: float | None, final_so_far, log) -> tuple[dict, dict]:
+    """Publishes at `rate` (or as fast as it can): when each order went out, by the monotonic
+    clock and by the wall clock (for the steps: see hop_latencies)."""
+    sent: dict[str, float] = {}
+    sent_wall: dict[str, float] = {}
+    t0 = time.monotonic()
+    for i, (oid, value, headers) in enumerate(batch):
+        if rate:
+            ahead = t0 + i / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        sent[oid], sent_wall[oid] = time.monotonic(), time.time()
+        sb.publisher.publish_raw(oid.encode(), value, headers=headers)
+        if i % 1000 == 999:
+            log(f"  published {i + 1}/{len(batch)}; final so far {final_so_far()}")
+    sb.publisher.flush(60)
+    return sent, sent_wall
+
+
+def _latencies(watcher: StatusWatcher, sent: dict[str, float], done: list[str]) -> dict:
+    """Publish to final status and to decision, in ms: percentiles, and the p99 of each tenth of
+    the run (flat when the pipeline keeps up)."""
+    final = [(watcher.final[o][0] - sent[o]) * 1000 for o in done] or [0.0]
+    tenth = max(1, len(final) // 10)
+    decided = [(watcher.decided[o] - sent[o]) * 1000 for o in sent if o in watcher.decided]
+    return {
+        "p50_ms": round(percentile(final, 0.50), 1),
+        "p99_ms": round(percentile(final, 0.99), 1),
+        "max_ms": round(max(final), 1),
+        "mean_ms": round(statistics.fmean(final), 1),
+        "p99_ms_by_tenth": [round(percentile(final[i : i + tenth], 0.99)) for i in range(0, len(final), tenth)],
+        "decided_p50_ms": round(percentile(decided, 0.50), 1),
+        "decided_p99_ms": round(percentile(decided, 0.99), 1),
+    }
+
+
+def _verified(sb: Sandbox) -> dict:
+    """verify over the run's orders, timed."""
+    t1 = time.monotonic()
+    found = run_verify(sb.settings, wait_s=60)
+    return {
+        "seconds": round(time.monotonic() - t1, 2),
+        "orders": found["orders"],
+        "violations": len(found["violations"]),
+    }
 
 
 def _open(sb, rss: RssSampler, timeout_s: float, log) -> dict:

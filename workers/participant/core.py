@@ -78,26 +78,36 @@ def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, 
                     move(hold.amounts, -1, +1, 0)
             out.outputs.append(_answer(resource, hold))
         elif isinstance(cmd, Commit):
-            if hold is None or hold.state not in ("held", "committed"):
-                out.anomalies.append(
-                    f"{oid}: Commit for an order in state {hold.state if hold else 'unknown'}; not applied"
-                )
-                continue
-            if hold.state == "held":
-                holds[oid] = replace(hold, state="committed")
-                move(hold.amounts, 0, -1, +1)
-            out.outputs.append(Acked(oid, resource.participant, "commit"))
+            _commit(resource, oid, hold, out, move)
         elif isinstance(cmd, Abort):
-            if hold is not None and hold.state == "committed":
-                out.anomalies.append(f"{oid}: Abort for a committed order; not applied")
-                continue
-            if hold is None:  # never prepared: a late Prepare must vote no
-                holds[oid] = Hold(oid, "no", "aborted", "aborted_before_prepare")
-            elif hold.state == "held":
-                holds[oid] = replace(hold, state="released")
-                move(hold.amounts, +1, -1, 0)
-            out.outputs.append(Acked(oid, resource.participant, "abort"))
+            _abort(resource, oid, hold, out, move)
     return out
+
+
+def _commit(resource: Resource, oid: str, hold: Hold | None, out: Outcome, move) -> None:
+    """A Commit takes what is held: once, however often it comes; never for an order not held."""
+    if hold is None or hold.state not in ("held", "committed"):
+        state = hold.state if hold else "unknown"
+        out.anomalies.append(f"{oid}: Commit for an order in state {state}; not applied")
+        return
+    if hold.state == "held":
+        out.holds[oid] = replace(hold, state="committed")
+        move(hold.amounts, 0, -1, +1)
+    out.outputs.append(Acked(oid, resource.participant, "commit"))
+
+
+def _abort(resource: Resource, oid: str, hold: Hold | None, out: Outcome, move) -> None:
+    """An Abort releases what is held; before its Prepare, it makes that Prepare vote no; never
+    undoes a commit."""
+    if hold is not None and hold.state == "committed":
+        out.anomalies.append(f"{oid}: Abort for a committed order; not applied")
+        return
+    if hold is None:  # never prepared: a late Prepare must vote no
+        out.holds[oid] = Hold(oid, "no", "aborted", "aborted_before_prepare")
+    elif hold.state == "held":
+        out.holds[oid] = replace(hold, state="released")
+        move(hold.amounts, +1, -1, 0)
+    out.outputs.append(Acked(oid, resource.participant, "abort"))
 
 
 def _answer(resource: Resource, hold: Hold) -> Voted:

@@ -75,91 +75,38 @@ def run(
         watcher = DecisionWatcher(sb.settings, sb.status_topic, t_ready)
         watcher.start()
         sb.start()
-        # every partition decides once before the clock starts: the run measures faults, not
-        # group joins and first transactions
-        warm = [f"warm-{i}" for i in range(60)]
-        for i, oid in enumerate(warm):
-            sb.publisher.publish(order_body(oid, CUSTOMERS[i % 16], [(SKUS[i % 7], 1, PRICE_CENTS)]))
-        sb.publisher.flush(30)
-        _wait(lambda: all(o in watcher.decided for o in warm), 120, "warm-up orders")
+        warm = _warm(sb, watcher)
         log(
             f"pipeline warm after {time.monotonic() - t_ready:.1f}s; load at {rate:g} orders/s, "
             f"{len(planned)} faults planned"
         )
         t0 = time.monotonic()
-        shift = t0 - t_ready
         injector = Injector(sb, planned, t0, log)
         injector.start()
-        valid_ids: set[str] = set()
         acks = Acks(t0)
-        orders = generate(10**9, seed, SKUS, CUSTOMERS, PRICE_CENTS, invalid_share=INVALID_SHARE)
-        i, next_log = 0, 5.0
-        while True:
-            now = time.monotonic() - t0
-            if now >= duration_s and injector.done and now >= injector.lifted_at + TAIL_S:
-                break  # (the load runs on past --duration if faults took longer to undo)
-            value, ok, _ = next(orders)
-            key = _key_of(value)
-            if ok and key is not None:
-                valid_ids.add(key.decode())
-            sb.publisher.publish_raw(key, value, on_delivery=acks.delivered)
-            i += 1
-            if now >= next_log:
-                next_log += 5.0
-                last = injector.faults[-1] if injector.faults else None
-                log(
-                    f"  {now:6.1f}s  published {sb.publisher.delivered}  decided "
-                    f"{len(watcher.decided) - len(warm)}  last fault "
-                    + (f"{last.kind} {last.target} at {last.at_s:.1f}s" if last else "none yet")
-                )
-            ahead = t0 + i / rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-        load_end = time.monotonic() - t0
+        load = Load(sb, injector, watcher, acks, len(warm), t0, log)
+        load.drive(
+            generate(10**9, seed, SKUS, CUSTOMERS, PRICE_CENTS, invalid_share=INVALID_SHARE), rate, duration_s
+        )
         left = sb.publisher.flush(60)
-        log(f"load stopped at {load_end:.1f}s ({left} undelivered); waiting for quiet")
+        log(f"load stopped at {load.end_s:.1f}s ({left} undelivered); waiting for quiet")
         if injector.error:
             raise injector.error
-        t_quiet = time.monotonic() + 180
-        progress = [len(watcher.decided), time.monotonic()]
-
-        def undecided() -> int:  # membership tests only: the watcher adds to `decided` meanwhile
-            return sum(1 for o in valid_ids if o not in watcher.decided)
-
-        def all_decided() -> bool:
-            # until every order is decided; or 180 s; or 60 s without a single new decision (a
-            # halted pipeline: waiting longer only delays the report of what verify will find)
-            nonlocal next_log
-            now = time.monotonic() - t0
-            if len(watcher.decided) > progress[0]:
-                progress[:] = [len(watcher.decided), time.monotonic()]
-            if now >= next_log:
-                next_log += 10.0
-                log(f"  {now:6.1f}s  undecided {undecided()} of {len(valid_ids)} published")
-            return not undecided() or time.monotonic() > t_quiet or time.monotonic() - progress[1] > 60
-
-        _wait(all_decided, 200, "published orders")
-        halted = undecided() > 0 and time.monotonic() - progress[1] > 60
-        if halted:
-            log(f"  no decision for 60 s with {undecided()} orders undecided: the pipeline has halted")
-        verdict = verify(sb.settings, wait_s=10 if halted else 120, log=log)
+        quiet = Quiet(watcher, load.valid_ids, t0, log)
+        _wait(quiet.reached, 200, "published orders")
+        if quiet.halted:
+            log(f"  no decision for 60 s with {quiet.undecided()} orders undecided: the pipeline has halted")
+        verdict = verify(sb.settings, wait_s=10 if quiet.halted else 120, log=log)
         violations = verdict["violations"]
         observed = time.monotonic() - t0
         watcher.running = False
-        timeline = {p: [t - shift for t in ts] for p, ts in watcher.times.items()}
-        for f in injector.faults:
-            until = (f.lifted_s if f.lifted_s is not None else f.at_s) + GRACE_S
-            f.recovery_s, f.stalled_partitions, f.stalled_before = fault_recovery(
-                timeline, f.at_s, until, observed
-            )
-            f.publish_stall_s = acks.longest_wait(f.at_s, until)
-        merged = sorted(t for ts in timeline.values() for t in ts)
-        gap, gap_at = max_gap(merged, 0.0, load_end, observed)
+        merged = _measure(injector, watcher, acks, t0 - t_ready, observed)
+        gap, gap_at = max_gap(merged, 0.0, load.end_s, observed)
         failed = False
         return {
             "seed": seed,
             "duration_s": duration_s,
-            "load_s": round(load_end, 1),
+            "load_s": round(load.end_s, 1),
             "rate": rate,
             "instances": instances,
             "kinds": sorted(set(kinds)),
@@ -179,7 +126,7 @@ def run(
             "faults": [asdict(f) for f in injector.faults],
             "max_gap_s": gap,
             "max_gap_at_s": gap_at,
-            "halted": halted,
+            "halted": quiet.halted,
             "worker_restarts": sum(c.restarts for c in sb.sup.children),
             "per_second": per_second(merged, 0.0, math.ceil(observed)),
             "verify": {k: verdict[k] for k in ("orders", "committed", "aborted", "dead_letters", "seconds")},
@@ -196,6 +143,98 @@ def run(
             log(f"kept sandbox {sb.tag} (topics {sb.tag}.*, databases {sb.tag}_*) for inspection")
         else:
             sb.close()
+
+
+def _warm(sb: Sandbox, watcher: DecisionWatcher) -> list[str]:
+    """Every partition decides once before the clock starts: the run measures faults, not group
+    joins and cold code paths. The warm-up orders' ids."""
+    warm = [f"warm-{i}" for i in range(60)]
+    for i, oid in enumerate(warm):
+        sb.publisher.publish(order_body(oid, CUSTOMERS[i % 16], [(SKUS[i % 7], 1, PRICE_CENTS)]))
+    sb.publisher.flush(30)
+    _wait(lambda: all(o in watcher.decided for o in warm), 120, "warm-up orders")
+    return warm
+
+
+class Load:
+    """The steady load: orders at `rate` until the duration is over, every fault is undone and
+    the tail has run, with a line of progress every 5 s."""
+
+    def __init__(
+        self, sb: Sandbox, injector: Injector, watcher: DecisionWatcher, acks: Acks, warm: int, t0: float, log
+    ):
+        self.sb, self.injector, self.watcher, self.acks = sb, injector, watcher, acks
+        self.warm, self.t0, self.log = warm, t0, log
+        self.valid_ids: set[str] = set()  # the valid orders published: each must be decided
+        self.end_s = 0.0
+
+    def drive(self, orders, rate: float, duration_s: float) -> None:
+        i, next_log = 0, 5.0
+        while True:
+            now = time.monotonic() - self.t0
+            if now >= duration_s and self.injector.done and now >= self.injector.lifted_at + TAIL_S:
+                break  # (the load runs on past --duration if faults took longer to undo)
+            value, ok, _ = next(orders)
+            key = _key_of(value)
+            if ok and key is not None:
+                self.valid_ids.add(key.decode())
+            self.sb.publisher.publish_raw(key, value, on_delivery=self.acks.delivered)
+            i += 1
+            if now >= next_log:
+                next_log += 5.0
+                self._progress(now)
+            ahead = self.t0 + i / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        self.end_s = time.monotonic() - self.t0
+
+    def _progress(self, now: float) -> None:
+        last = self.injector.faults[-1] if self.injector.faults else None
+        self.log(
+            f"  {now:6.1f}s  published {self.sb.publisher.delivered}  decided "
+            f"{len(self.watcher.decided) - self.warm}  last fault "
+            + (f"{last.kind} {last.target} at {last.at_s:.1f}s" if last else "none yet")
+        )
+
+
+class Quiet:
+    """After the load: until every order is decided; or 180 s; or 60 s without a single new
+    decision (a halted pipeline: waiting longer only delays the report of what verify will find)."""
+
+    def __init__(self, watcher: DecisionWatcher, valid_ids: set[str], t0: float, log):
+        self.watcher, self.valid_ids, self.t0, self.log = watcher, valid_ids, t0, log
+        self.give_up = time.monotonic() + 180
+        self.seen, self.seen_at = len(watcher.decided), time.monotonic()
+        self.next_log = time.monotonic() - t0
+
+    def undecided(self) -> int:  # membership tests only: the watcher adds to `decided` meanwhile
+        return sum(1 for o in self.valid_ids if o not in self.watcher.decided)
+
+    @property
+    def halted(self) -> bool:
+        return self.undecided() > 0 and time.monotonic() - self.seen_at > 60
+
+    def reached(self) -> bool:
+        now = time.monotonic()
+        if len(self.watcher.decided) > self.seen:
+            self.seen, self.seen_at = len(self.watcher.decided), now
+        if now - self.t0 >= self.next_log:
+            self.next_log += 10.0
+            self.log(f"  {now - self.t0:6.1f}s  undecided {self.undecided()} of {len(self.valid_ids)} published")
+        return not self.undecided() or now > self.give_up or now - self.seen_at > 60
+
+
+def _measure(
+    injector: Injector, watcher: DecisionWatcher, acks: Acks, shift: float, observed: float
+) -> list[float]:
+    """Each fault's recovery and the longest wait for an acknowledgement that overlapped it, from
+    the decisions' timeline (on the load's clock); every decision's time, in order."""
+    timeline = {p: [t - shift for t in ts] for p, ts in watcher.times.items()}
+    for f in injector.faults:
+        until_s = (f.lifted_s if f.lifted_s is not None else f.at_s) + GRACE_S
+        f.recovery_s, f.stalled_partitions, f.stalled_before = fault_recovery(timeline, f.at_s, until_s, observed)
+        f.publish_stall_s = acks.longest_wait(f.at_s, until_s)
+    return sorted(t for ts in timeline.values() for t in ts)
 
 
 def _wait(cond, timeout_s: float, what: str, strict: bool = True) -> bool:
