@@ -8,6 +8,9 @@ import json
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from infra.procs import InfraError
+from topics import acl
+
 
 def register(sub) -> None:
     s = sub.add_parser(
@@ -21,8 +24,6 @@ def register(sub) -> None:
 
 
 def _acl(args, settings) -> int:
-    from infra.procs import InfraError
-    from topics import acl
 
     if settings.security == "plaintext":
         raise InfraError("the cluster runs without authentication (`up --insecure`): it has no ACLs")

@@ -7,6 +7,8 @@ import random
 import sys
 from pathlib import Path
 
+from orderbus.ops.errors import UsageError
+
 
 def register(sub) -> None:
     from orderbus.lab.chaos.plan import KINDS
@@ -44,7 +46,6 @@ def register(sub) -> None:
 
 def _chaos(args, settings) -> int:
     from orderbus.lab.chaos import measure, plan, run
-    from orderbus.ops.errors import UsageError
 
     allowed = plan.KINDS if settings.hosts else plan.PROCESS_KINDS + plan.CLOCK_KINDS
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] or list(allowed)

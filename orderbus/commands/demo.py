@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
+from orderbus.commands.console import DEFAULT_BIND
+from orderbus.ops.errors import UsageError
+
 
 def register(sub) -> None:
     s = sub.add_parser("demo", help="start everything, run a mixed batch of orders, print the report")
@@ -59,7 +65,6 @@ def _demo(args, settings):
     from orderbus.ops.demo import demo
 
     code = demo(settings)
-    from orderbus.commands.console import DEFAULT_BIND
 
     secrets = settings.layout().secrets_dir
     print(f"\nthe operator's console: `orderbus console`, then http://{DEFAULT_BIND}/")
@@ -69,7 +74,6 @@ def _demo(args, settings):
 
 
 def _counts(text: str, flag: str) -> list[int]:
-    from orderbus.ops.errors import UsageError
 
     try:
         values = [int(v) for v in text.split(",")]
@@ -81,11 +85,8 @@ def _counts(text: str, flag: str) -> list[int]:
 
 
 def _bench_takeover(args, settings):
-    import json
-    import sys
 
     from orderbus.lab.takeover_bench import render, run
-    from orderbus.ops.errors import UsageError
 
     histories, opens = _counts(args.history, "--history"), _counts(args.open, "--open")
     if args.repeat < 1:
@@ -97,10 +98,8 @@ def _bench_takeover(args, settings):
 
 
 def _bench(args, settings):
-    import sys
 
     from orderbus.lab.bench import bench, render, to_json
-    from orderbus.ops.errors import UsageError
 
     if args.orders < 1 or args.instances < 1 or (args.rate is not None and args.rate <= 0):
         raise UsageError("--orders and --instances must be at least 1, --rate positive")

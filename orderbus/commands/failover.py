@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from orderbus.ops.errors import UsageError
+
 
 def register(sub) -> None:
     s = sub.add_parser(
@@ -46,7 +48,6 @@ def register(sub) -> None:
 
 def _failover(args, settings):
     from orderbus.lab.failover import CONFIGS, measure, render
-    from orderbus.ops.errors import UsageError
 
     if args.kills < 1 or args.rate <= 0 or args.down < 0:
         raise UsageError("--kills must be at least 1, --rate positive and --down not negative")

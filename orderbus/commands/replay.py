@@ -22,6 +22,7 @@ from orderbus.ops.replay import (
 from topics.catalogue import ORDERS_STATUS
 from topics.group_reset import ResetSpec
 from topics.redrive import DlqFilter
+from workers.status.store import LIVE, REBUILD
 
 SHOWN = 20  # lines of detail per list; the counts say how many there are
 
@@ -185,7 +186,6 @@ def _reset(args, settings) -> int:
 
 
 def _rebuild_status(args, settings) -> int:
-    from workers.status.store import LIVE, REBUILD
 
     print(f"rebuilding {REBUILD} from {settings.names.topic(ORDERS_STATUS)} ...")
     r = status_rebuild(settings, execute=args.execute)

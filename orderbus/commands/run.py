@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from orderbus.ops.errors import UsageError
 from orderbus.ops.supervise import Supervisor
 from workers.main import WORKERS
 
@@ -37,8 +38,6 @@ def register(sub) -> None:
 
 def _run(args, settings):
     if args.instances < 1:
-        from orderbus.ops.errors import UsageError
-
         raise UsageError("--instances must be at least 1")
     names = WORKERS if args.name == "all" else (args.name,)
     sup = Supervisor(settings, {n: args.instances for n in names}, worker_args=("--membership", args.membership))

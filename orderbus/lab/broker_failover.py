@@ -24,6 +24,7 @@ from infra.procs import InfraError, reap_child
 from orderbus.lab.chaos.measure import Acks
 from orderbus.lab.failover import PROGRESS, Progress, load, seed
 from orderbus.lab.sandbox import ONE_EACH, Sandbox
+from orderbus.ops.verify import verify
 
 SETTLE_S = 90.0  # the longest wait for a steady flow before a kill
 
@@ -72,7 +73,6 @@ def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0,
             )
         stop.set()
         publishing.join()
-        from orderbus.ops.verify import verify
 
         violations = verify(sb.settings, wait_s=90)["violations"]
         watch.running = False

@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 from orderbus.lab.sandbox import ONE_EACH, Sandbox
 from orderbus.lab.watch import TopicWatcher
 from orderbus.ops.generate import order_body
+from orderbus.ops.verify import verify
 from orderbus.ops.wait import until
 from topics.catalogue import ORDERS_STATUS, TX_LOG
 
@@ -121,7 +122,6 @@ def measure(
                 sb.sup.release(victim)
         stop.set()
         publishing.join()
-        from orderbus.ops.verify import verify
 
         violations = verify(sb.settings, wait_s=90)["violations"]
         watch.running = False

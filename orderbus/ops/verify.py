@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from infra.procs import InfraError
+from orderbus.ops.verify_facts import gather, transient
 from topics.catalogue import ORDERS_PLACED
 from workers.coordinator import invariants as inv
 from workers.participant.core import INVENTORY, PAYMENT
@@ -225,7 +226,6 @@ def verify(settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: fl
     that cannot be read (a broker or the database down for a moment) is read again for up to
     `read_grace_s` (or to the end of the wait, if later), then refused with the reason: no
     verdict is given on facts not read."""
-    from orderbus.ops.verify_facts import gather, transient
 
     t0 = time.monotonic()
     deadline = t0 + wait_s

@@ -12,7 +12,7 @@ from orderbus.ops.report import connect, read_from
 from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import OrderPlaced
-from topics.catalogue import ALL, DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, ORDERS_DLQ, ORDERS_PLACED, TX_LOG
+from topics.catalogue import ACCESS, ALL, DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, ORDERS_DLQ, ORDERS_PLACED, TX_LOG
 from topics.read import IncompleteRead, ReadError, coordinates, headers_of, open_transactions, read
 from workers.coordinator.fold import fold
 from workers.main import PIPELINE
@@ -139,6 +139,5 @@ def lag(settings) -> dict:
 
 def _group_topics(settings, worker: str) -> tuple[str, ...]:
     """The topics `worker`'s group reads, as deployed."""
-    from topics.catalogue import ACCESS
 
     return tuple(settings.names.topic(t) for t in ACCESS[worker].reads)

@@ -182,7 +182,7 @@ def no_sleep(monkeypatch):
 
 def test_verify_reads_again_while_the_state_is_unreadable(monkeypatch, no_sleep):
     gather, calls = _gather_failing(2)
-    monkeypatch.setattr(verify_facts, "gather", gather)
+    monkeypatch.setattr(verify_module, "gather", gather)
     said = []
     result = verify(SETTINGS, wait_s=0, log=said.append)  # past the wait: the grace still holds
     assert result["violations"] == [] and result["orders"] == 2
@@ -192,7 +192,7 @@ def test_verify_reads_again_while_the_state_is_unreadable(monkeypatch, no_sleep)
 
 def test_verify_refuses_a_verdict_on_state_it_could_not_read(monkeypatch, no_sleep):
     gather, calls = _gather_failing(10**6)
-    monkeypatch.setattr(verify_facts, "gather", gather)
+    monkeypatch.setattr(verify_module, "gather", gather)
     with pytest.raises(InfraError, match=r"could not read .* \(reads failed: 1,.*broker down"):
         verify(SETTINGS, wait_s=0, read_grace_s=0)
     assert len(calls) == 1
@@ -200,7 +200,7 @@ def test_verify_refuses_a_verdict_on_state_it_could_not_read(monkeypatch, no_sle
 
 def test_verify_does_not_read_again_what_is_refused(monkeypatch, no_sleep):
     gather, calls = _gather_failing(10**6, REFUSED)
-    monkeypatch.setattr(verify_facts, "gather", gather)
+    monkeypatch.setattr(verify_module, "gather", gather)
     with pytest.raises(KafkaException, match="not allowed"):
         verify(SETTINGS, wait_s=60)
     assert len(calls) == 1
