@@ -156,17 +156,11 @@ def rebuild_coordinator(settings) -> dict:
     """The open transactions per tx.log partition, derived twice: by folding every event of the
     log, and as a new owner of each partition would resume it (`take_over`: the coordinator's
     saved state plus the log after it). They must agree at the position the resumed state stands
-    at; the decisions re-derived must equal those recorded."""
+    at; the decisions re-derived must equal those recorded. Gathers, then compares (pure)."""
     t0 = time.monotonic()
     names = settings.names
     topic, group = names.topic(TX_LOG), names.group("coordinator")
-    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3}))
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        parts = sorted(meta.partitions)
-        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
-    finally:
-        consumer.close()
+    parts, committed_at = _committed(settings, topic, group)
     db = Database(settings.dsns[coordinator_store.DATABASE], give_up_s=10)
     try:
         resumed, _ = take_over(settings, db, group, topic, parts)
@@ -176,72 +170,24 @@ def rebuild_coordinator(settings) -> dict:
     stops = {p: part.next_offset for p, part in resumed.items()}
     txs, where, at_stop, events = fold_log(settings, topic, stops)
     t_fold = time.monotonic() - t0 - t_resume
-    committed_at = {tp.partition: max(tp.offset, 0) for tp in committed}
-
-    partitions, differences, opens = [], [], []
-    for p in parts:
-        by_log = {oid for oid, tx in at_stop.items() if where[oid] == p and not is_finished(tx)}
-        by_refold = set(resumed[p].open)
-        for oid in sorted(by_log - by_refold):
-            tx = at_stop[oid]
-            why = "no TxBegun in the log (an orphan)" if not tx.begun else "open in the log"
-            differences.append(
-                {
-                    "order_id": oid,
-                    "partition": p,
-                    "kind": "missing_in_refold",
-                    "detail": f"{why}, but the coordinator's refold does not hold it",
-                }
-            )
-        for oid in sorted(by_refold - by_log):
-            differences.append(
-                {
-                    "order_id": oid,
-                    "partition": p,
-                    "kind": "extra_in_refold",
-                    "detail": "held open by the refold, finished by the full fold",
-                }
-            )
-        for oid in sorted(by_log & by_refold):
-            mine = resumed[p].open[oid][0]
-            if mine.outcome != at_stop[oid].outcome:
-                differences.append(
-                    {
-                        "order_id": oid,
-                        "partition": p,
-                        "kind": "outcome_differs",
-                        "detail": f"refold {mine.outcome}, full fold {at_stop[oid].outcome}",
-                    }
-                )
-        open_now = sorted(oid for oid, tx in txs.items() if where[oid] == p and not is_finished(tx))
-        for oid in open_now:
-            tx = txs[oid]
-            opens.append(
-                {
-                    "order_id": oid,
-                    "partition": p,
-                    "outcome": tx.outcome,
-                    "in_doubt": in_doubt(tx),
-                    "votes": [list(v) for v in tx.votes],
-                    "waiting_for": sorted(set(tx.targets) - tx.acked)
-                    if tx.outcome
-                    else sorted(set(tx.participants) - {v[0] for v in tx.votes}),
-                }
-            )
-        partitions.append(
-            {
-                "partition": p,
-                "committed": committed_at[p],
-                "position": stops[p],
-                "open_by_log": len(by_log),
-                "open_by_refold": len(by_refold),
-                "open_now": len(open_now),
-            }
-        )
+    refold_open = {p: set(resumed[p].open) for p in parts}
+    refold_outcome = {oid: tx.outcome for p in parts for oid, (tx, _) in resumed[p].open.items()}
+    differences = compare_refold(parts, at_stop, where, refold_open, refold_outcome)
+    partitions = [
+        {
+            "partition": p,
+            "committed": committed_at[p],
+            "position": stops[p],
+            "open_by_log": sum(1 for oid, tx in at_stop.items() if where[oid] == p and not is_finished(tx)),
+            "open_by_refold": len(refold_open[p]),
+            "open_now": sum(1 for oid, tx in txs.items() if where[oid] == p and not is_finished(tx)),
+        }
+        for p in parts
+    ]
     recorded_wrong = [
         {"order_id": oid, "fold": tx.outcome, "recorded": [list(r) for r in tx.recorded]}
         for oid, tx in sorted(txs.items())
-        if any(outcome != tx.outcome for outcome, _ in tx.recorded)
+        if invariants.recorded_differs(tx)
     ]
     return {
         "topic": topic,
@@ -250,10 +196,74 @@ def rebuild_coordinator(settings) -> dict:
         "orders": len(txs),
         "decided": sum(tx.outcome is not None for tx in txs.values()),
         "partitions": partitions,
-        "open": opens,
+        "open": open_orders(parts, txs, where),
         "differences": differences,
         "decisions_equal_recorded": not recorded_wrong,
         "recorded_differs": recorded_wrong,
         "fold_s": round(t_fold, 2),
         "refold_s": round(t_resume, 2),
     }
+
+
+def _committed(settings, topic: str, group: str) -> tuple[list[int], dict[int, int]]:
+    """The partitions of tx.log and the coordinator group's committed offset on each."""
+    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3}))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = sorted(meta.partitions)
+        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
+    finally:
+        consumer.close()
+    return parts, {tp.partition: max(tp.offset, 0) for tp in committed}
+
+
+def compare_refold(
+    parts: list[int],
+    at_stop: dict[str, Tx],
+    where: dict[str, int],
+    refold_open: dict[int, set[str]],
+    refold_outcome: dict[str, str | None],
+) -> list[dict]:
+    """Where a new owner's resumed state and the full fold (both at the resumed position)
+    disagree, per partition: an order open in one and not the other, or decided otherwise."""
+    differences = []
+    for p in parts:
+        by_log = {oid for oid, tx in at_stop.items() if where[oid] == p and not is_finished(tx)}
+        by_refold = refold_open[p]
+        for oid in sorted(by_log - by_refold):
+            why = "no TxBegun in the log (an orphan)" if not at_stop[oid].begun else "open in the log"
+            differences.append(
+                _difference(oid, p, "missing_in_refold", f"{why}, but the coordinator's refold does not hold it")
+            )
+        for oid in sorted(by_refold - by_log):
+            differences.append(
+                _difference(oid, p, "extra_in_refold", "held open by the refold, finished by the full fold")
+            )
+        for oid in sorted(by_log & by_refold):
+            if refold_outcome[oid] != at_stop[oid].outcome:
+                detail = f"refold {refold_outcome[oid]}, full fold {at_stop[oid].outcome}"
+                differences.append(_difference(oid, p, "outcome_differs", detail))
+    return differences
+
+
+def _difference(order_id: str, partition: int, kind: str, detail: str) -> dict:
+    return {"order_id": order_id, "partition": partition, "kind": kind, "detail": detail}
+
+
+def open_orders(parts: list[int], txs: dict[str, Tx], where: dict[str, int]) -> list[dict]:
+    """Every transaction the full fold leaves open, with what it waits for."""
+    return [
+        {
+            "order_id": oid,
+            "partition": p,
+            "outcome": tx.outcome,
+            "in_doubt": in_doubt(tx),
+            "votes": [list(v) for v in tx.votes],
+            "waiting_for": sorted(set(tx.targets) - tx.acked)
+            if tx.outcome
+            else sorted(set(tx.participants) - {v[0] for v in tx.votes}),
+        }
+        for p in parts
+        for oid, tx in sorted(txs.items())
+        if where[oid] == p and not is_finished(tx)
+    ]
