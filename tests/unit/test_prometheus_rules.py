@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orderbus.commands.lag import GROUP_STATUS, LAG_SECONDS, UNDER_REPLICATED, LagCollector
+from topics.lag_metrics import GROUP_STATUS, LAG_SECONDS, UNDER_REPLICATED, LagCollector
 from workers.runtime.metrics import Metrics
 from workers.tracker.metrics import TrackerMetrics
 
