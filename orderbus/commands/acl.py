@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient
 
 from infra.procs import InfraError
 from topics import acl
+from workers.runtime.settings import Settings
 
 
 def register(sub) -> None:
@@ -23,7 +24,7 @@ def register(sub) -> None:
     s.set_defaults(func=_acl)
 
 
-def _acl(args, settings) -> int:
+def _acl(args, settings: Settings) -> int:
 
     if settings.security == "plaintext":
         raise InfraError("the cluster runs without authentication (`up --insecure`): it has no ACLs")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from orderbus.ops.errors import UsageError
+from workers.runtime.settings import Settings
 
 
 def register(sub) -> None:
@@ -44,7 +45,7 @@ def register(sub) -> None:
     s.set_defaults(func=_chaos)
 
 
-def _chaos(args, settings) -> int:
+def _chaos(args, settings: Settings) -> int:
     from orderbus.lab.chaos import measure, plan, run
 
     allowed = plan.KINDS if settings.hosts else plan.PROCESS_KINDS + plan.CLOCK_KINDS

@@ -6,6 +6,7 @@ import json
 import sys
 
 from orderbus.ops import local
+from workers.runtime.settings import Settings
 
 
 def register(sub) -> None:
@@ -33,7 +34,7 @@ def register(sub) -> None:
     s.set_defaults(func=_status)
 
 
-def _up(args, settings):
+def _up(args, settings: Settings):
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     out = local.up(settings, args.brokers, insecure=args.insecure, hosts=args.hosts, log=log)
     if args.json:
@@ -41,12 +42,12 @@ def _up(args, settings):
     return 0
 
 
-def _down(args, settings):
+def _down(args, settings: Settings):
     local.down(settings, purge=args.purge)
     return 0
 
 
-def _status(args, settings):
+def _status(args, settings: Settings):
     st = local.status(settings)
     print(json.dumps(st, indent=2) if args.json else local.render_status(st))
     healthy = st["postgres"]["up"] and all(b["up"] for b in st["kafka"]["brokers"])

@@ -8,6 +8,7 @@ import sys
 
 from infra import variables
 from orderbus.ops.errors import UsageError
+from workers.runtime.settings import Settings
 
 DEFAULT_BIND = "127.0.0.1:8600"
 
@@ -38,7 +39,7 @@ def register(sub) -> None:
     s.set_defaults(func=_console)
 
 
-def _console(args, settings) -> int:
+def _console(args, settings: Settings) -> int:
     try:
         from orderbus.console.auth import Proxy
         from orderbus.console.serve import serve

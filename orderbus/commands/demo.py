@@ -7,6 +7,7 @@ import sys
 
 from orderbus.commands.console import DEFAULT_BIND
 from orderbus.ops.errors import UsageError
+from workers.runtime.settings import Settings
 
 
 def register(sub) -> None:
@@ -61,7 +62,7 @@ def register(sub) -> None:
     s.set_defaults(func=_bench_takeover)
 
 
-def _demo(args, settings):
+def _demo(args, settings: Settings):
     from orderbus.ops.demo import demo
 
     code = demo(settings)
@@ -84,7 +85,7 @@ def _counts(text: str, flag: str) -> list[int]:
     return values
 
 
-def _bench_takeover(args, settings):
+def _bench_takeover(args, settings: Settings):
 
     from orderbus.lab.takeover_bench import render, run
 
@@ -97,7 +98,7 @@ def _bench_takeover(args, settings):
     return 0
 
 
-def _bench(args, settings):
+def _bench(args, settings: Settings):
 
     from orderbus.lab.bench import bench, render, to_json
 

@@ -6,6 +6,7 @@ import json
 import sys
 
 from orderbus.ops.errors import UsageError
+from workers.runtime.settings import Settings
 
 
 def register(sub) -> None:
@@ -46,7 +47,7 @@ def register(sub) -> None:
     s.set_defaults(func=_failover)
 
 
-def _failover(args, settings):
+def _failover(args, settings: Settings):
     from orderbus.lab.failover import CONFIGS, measure, render
 
     if args.kills < 1 or args.rate <= 0 or args.down < 0:

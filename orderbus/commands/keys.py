@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from orderbus.ops import keys
+from workers.runtime.settings import Settings
 
 
 def register(sub) -> None:
@@ -16,7 +17,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args, settings) -> int:
+def run(args, settings: Settings) -> int:
     if args.keys_command == "rotate":
         done = keys.rotate(settings, args.service)
         print(f"{done.service}: new key {done.ids[0]} first in {done.path}; {len(done.ids) - 1} older kept")

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from orderbus.ops.errors import UsageError
 from topics.lag import WINDOW, LagError, LagReader, Report
 from topics.lag_metrics import LagCollector
+from workers.runtime.settings import Settings
 
 SINGLE_SAMPLES, SINGLE_SPACING_S = 3, 1.0  # a single run looks 3 times over ~2 s, for a trend
 WATCH_DEFAULT_S = 5.0
@@ -53,7 +54,7 @@ def register(sub) -> None:
     s.set_defaults(func=_lag)
 
 
-def _lag(args, settings) -> int:
+def _lag(args, settings: Settings) -> int:
     if args.watch is not None and args.watch <= 0:
         raise UsageError(f"--watch {args.watch:g}: the interval must be positive")
     address = _address(args.serve) if args.serve else None

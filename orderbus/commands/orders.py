@@ -25,6 +25,7 @@ from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_PLACED
 from topics.producer import OrderPublisher
+from workers.runtime.settings import Settings
 
 
 def register(sub) -> None:
@@ -79,7 +80,7 @@ def register(sub) -> None:
 def _db_errors(func):
     """An unreachable database or cluster is the operator's to fix: a message, not a traceback."""
 
-    def wrapped(args, settings):
+    def wrapped(args, settings: Settings):
         try:
             return func(args, settings)
         except psycopg2.Error as e:
@@ -94,7 +95,7 @@ def _db_errors(func):
 
 
 @_db_errors
-def _seed(args, settings) -> int:
+def _seed(args, settings: Settings) -> int:
     skus, customers = _catalog(args)
     if not args.force:
         busy = active_groups(settings)
@@ -141,7 +142,7 @@ def _catalog(args) -> tuple[dict[str, int], dict[str, int]]:
 
 
 @_db_errors
-def _publish(args, settings) -> int:
+def _publish(args, settings: Settings) -> int:
     if args.rate is not None and args.rate <= 0:
         raise UsageError(f"--rate {args.rate} must be positive")
     summary: dict = {}
@@ -280,7 +281,7 @@ class _Progress:
 
 
 @_db_errors
-def _order(args, settings) -> int:
+def _order(args, settings: Settings) -> int:
     view = order_timeline(settings, args.order_id) if args.events else reports.order_view(settings, args.order_id)
     if view is None:
         print(
@@ -328,7 +329,7 @@ def _print_events(view: dict) -> None:
 
 
 @_db_errors
-def _report(args, settings) -> int:
+def _report(args, settings: Settings) -> int:
     report = reports.build_report(settings, detail=args.detail)
     print(json.dumps(report, indent=2) if args.json else reports.render_report(report))
     return 0

@@ -22,6 +22,7 @@ from orderbus.ops.replay import (
 from topics.catalogue import ORDERS_STATUS
 from topics.group_reset import ResetSpec
 from topics.redrive import DlqFilter
+from workers.runtime.settings import Settings
 from workers.status.store import LIVE, REBUILD
 
 SHOWN = 20  # lines of detail per list; the counts say how many there are
@@ -108,7 +109,7 @@ def _ms(ms: int | None) -> str:
 # -- dlq -------------------------------------------------------------------------------------
 
 
-def _dlq(args, settings) -> int:
+def _dlq(args, settings: Settings) -> int:
     run = dlq_plan(settings, DlqFilter(args.reason, args.since, args.until, args.limit, args.max_replays))
     plan = run.plan
     print(f"{run.topic}: {len(run.letters)} dead letters; replay log {run.log.path}")
@@ -155,7 +156,7 @@ def _spec(args) -> ResetSpec:
     return ResetSpec("to-earliest" if args.to_earliest else "to-latest")
 
 
-def _reset(args, settings) -> int:
+def _reset(args, settings: Settings) -> int:
     plans = reset_plan(settings, args.group, _spec(args), args.topic)
     print(
         f"group {args.group}: {_spec(args).kind}"
@@ -185,7 +186,7 @@ def _reset(args, settings) -> int:
 # -- rebuild ---------------------------------------------------------------------------------
 
 
-def _rebuild_status(args, settings) -> int:
+def _rebuild_status(args, settings: Settings) -> int:
 
     print(f"rebuilding {REBUILD} from {settings.names.topic(ORDERS_STATUS)} ...")
     r = status_rebuild(settings, execute=args.execute)
@@ -210,7 +211,7 @@ def _rebuild_status(args, settings) -> int:
     return 0
 
 
-def _rebuild_coordinator(args, settings) -> int:
+def _rebuild_coordinator(args, settings: Settings) -> int:
     from workers.coordinator.audit import rebuild_coordinator
 
     try:
@@ -249,7 +250,7 @@ def _rebuild_coordinator(args, settings) -> int:
     return 1 if bad else 0
 
 
-def _audit(args, settings) -> int:
+def _audit(args, settings: Settings) -> int:
     from workers.coordinator.audit import audit
 
     try:

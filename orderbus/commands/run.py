@@ -8,6 +8,7 @@ from pathlib import Path
 from orderbus.ops.errors import UsageError
 from orderbus.ops.supervise import Supervisor
 from workers.main import WORKERS
+from workers.runtime.settings import Settings
 
 
 def register(sub) -> None:
@@ -36,7 +37,7 @@ def register(sub) -> None:
     s.set_defaults(func=_worker)
 
 
-def _run(args, settings):
+def _run(args, settings: Settings):
     if args.instances < 1:
         raise UsageError("--instances must be at least 1")
     names = WORKERS if args.name == "all" else (args.name,)
@@ -59,14 +60,14 @@ def _run(args, settings):
     return 0
 
 
-def targets_file(settings) -> Path:
+def targets_file(settings: Settings) -> Path:
     """Where `run` lists its workers for Prometheus: infra/prometheus/prometheus.yml reads
     workers-*.json here under the default ORDERBUS_HOME. Named by the first metrics port, so a
     second `run` on ports of its own has a file of its own and a restarted one replaces its own."""
     return settings.home / "prometheus" / f"workers-{settings.metrics_port}.json"
 
 
-def _worker(args, settings):
+def _worker(args, settings: Settings):
     from workers.main import run
 
     static = args.membership == "static" and args.protocol == "classic"

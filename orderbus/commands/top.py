@@ -12,6 +12,7 @@ import tty
 
 from orderbus.ops.errors import UsageError
 from orderbus.ops.top_gather import Gatherer
+from workers.runtime.settings import Settings
 
 INTERVAL_S = 2.0
 PIPE_WIDTH = 120  # a file or a pipe has no width; rich would take 80 and fold the tables
@@ -44,7 +45,7 @@ def register(sub) -> None:
     s.set_defaults(func=_top)
 
 
-def _top(args, settings) -> int:
+def _top(args, settings: Settings) -> int:
     if args.interval <= 0:
         raise UsageError(f"--interval {args.interval:g}: the interval must be positive")
     try:

@@ -9,7 +9,7 @@ import sys
 
 from orderbus.ops.errors import UsageError
 from orderbus.ops.stuck import stuck_orders, tracker_lag
-from workers.runtime.settings import TRACKER_GRACE_S
+from workers.runtime.settings import TRACKER_GRACE_S, Settings
 from workers.tracker import snapshot
 
 LISTED = 50
@@ -32,7 +32,7 @@ def register(sub) -> None:
     s.set_defaults(func=_stuck)
 
 
-def _stuck(args, settings) -> int:
+def _stuck(args, settings: Settings) -> int:
     if args.grace < 0:
         raise UsageError("--grace must not be negative")
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from workers.runtime.settings import Settings
+
 
 def register(sub) -> None:
     s = sub.add_parser("verify", help="check every invariant against the topics and databases")
@@ -19,7 +21,7 @@ def register(sub) -> None:
     s.set_defaults(func=_verify)
 
 
-def _verify(args, settings):
+def _verify(args, settings: Settings):
     from orderbus.ops.verify import render, verify
 
     result = verify(settings, args.wait, log=lambda m: print(m, file=sys.stderr))

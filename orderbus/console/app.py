@@ -37,9 +37,10 @@ from orderbus.console.state import (
     loopback,
     set_cookie,
 )
+from workers.runtime.settings import Settings
 
 
-def make_app(settings, config: ConsoleConfig, live: bool = True) -> web.Application:
+def make_app(settings: Settings, config: ConsoleConfig, live: bool = True) -> web.Application:
     """The application; `live=False` leaves the gathering loop out (the guard's tests need no
     cluster)."""
     check(config)
@@ -153,6 +154,6 @@ def identify(request: web.Request) -> tuple[Identity | None, str | None]:
     return identity, cookie
 
 
-def audit_file(settings) -> Path:
+def audit_file(settings: Settings) -> Path:
     """One trail per pipeline (a sandbox's console keeps its own)."""
     return settings.home / "console" / f"audit-{settings.prefix.rstrip('.') or 'main'}.jsonl"

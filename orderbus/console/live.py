@@ -22,6 +22,7 @@ from orderbus.ops.alerts import firing
 from orderbus.ops.errors import summary
 from orderbus.ops.in_doubt import in_doubt
 from orderbus.ops.top_gather import Gatherer
+from workers.runtime.settings import Settings
 
 log = logging.getLogger("orderbus.console")
 TREND = 40  # looks of lag kept per group for its sparkline
@@ -31,7 +32,7 @@ QUEUE = 4  # rounds a slow client may fall behind before it skips to the newest
 class Sources:
     """What one round reads, as plain data for the templates."""
 
-    def __init__(self, settings, prometheus_url: str | None = None):
+    def __init__(self, settings: Settings, prometheus_url: str | None = None):
         self.settings, self.prometheus_url = settings, prometheus_url
         self.gatherer = Gatherer(settings)
         self.trend: dict[str, deque[int]] = {}

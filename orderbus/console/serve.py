@@ -9,9 +9,10 @@ from aiohttp import web
 
 from orderbus.console.app import make_app
 from orderbus.console.state import PATHS, TOKEN, ConsoleConfig
+from workers.runtime.settings import Settings
 
 
-async def serve(settings, config: ConsoleConfig, announce=print) -> None:
+async def serve(settings: Settings, config: ConsoleConfig, announce=print) -> None:
     app = make_app(settings, config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()

@@ -35,12 +35,13 @@ from orderbus.ops.wait import until
 from topics.catalogue import ALL, ORDERS_DLQ
 from topics.lag import backlog, group_reader
 from workers.main import PIPELINE
+from workers.runtime.settings import Settings
 
 OPEN_DEADLINE_MS = 600_000
 
 
 def bench(
-    settings,
+    settings: Settings,
     orders: int = 5000,
     rate: float | None = None,
     hot: bool = False,
@@ -354,7 +355,7 @@ def to_json(r: dict) -> str:
     return json.dumps(r, indent=2)
 
 
-def cpu_now(settings, rss: RssSampler) -> dict[str, float]:
+def cpu_now(settings: Settings, rss: RssSampler) -> dict[str, float]:
     """CPU seconds used so far by each process of the run: every worker, the brokers, PostgreSQL
     and this load generator."""
     return {

@@ -25,11 +25,12 @@ from orderbus.lab.chaos.measure import Acks
 from orderbus.lab.failover import PROGRESS, Progress, load, seed
 from orderbus.lab.sandbox import ONE_EACH, Sandbox
 from orderbus.ops.verify import verify
+from workers.runtime.settings import Settings
 
 SETTLE_S = 90.0  # the longest wait for a steady flow before a kill
 
 
-def measure(settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0, log=print) -> dict:
+def measure(settings: Settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0, log=print) -> dict:
     with Sandbox(settings, counts=ONE_EACH) as sb:
         seed(sb)
         topic, kind, test = PROGRESS["coordinator"]

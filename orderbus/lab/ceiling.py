@@ -11,11 +11,13 @@ import tempfile
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from workers.runtime.settings import Settings
+
 PERF = "org.apache.kafka.tools.ProducerPerformance"
 SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec")
 
 
-def producer_ceiling(settings, topic: str, records: int = 300_000, timeout_s: float = 300) -> float:
+def producer_ceiling(settings: Settings, topic: str, records: int = 300_000, timeout_s: float = 300) -> float:
     """Records/s ProducerPerformance reached writing `records` to `topic`, made here (the
     caller deletes it: a sandbox drops every topic behind its prefix)."""
     admin = AdminClient({"log_level": 3, **settings.kafka()})

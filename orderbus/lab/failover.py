@@ -20,6 +20,7 @@ from orderbus.ops.generate import order_body
 from orderbus.ops.verify import verify
 from orderbus.ops.wait import until
 from topics.catalogue import ORDERS_STATUS, TX_LOG
+from workers.runtime.settings import Settings
 
 # worker -> (topic whose records mark its progress, the header type, a test on the JSON body)
 PROGRESS = {
@@ -37,7 +38,7 @@ PROGRESS = {
 class Progress(TopicWatcher):
     """Times (monotonic) of each progress record, per partition."""
 
-    def __init__(self, settings, topic: str, kind: bytes, test):
+    def __init__(self, settings: Settings, topic: str, kind: bytes, test):
         super().__init__(settings, topic)
         self.kind, self.test = kind, test
         self.times: dict[int, list[float]] = {p: [] for p in range(settings.partitions)}
@@ -73,7 +74,7 @@ class Progress(TopicWatcher):
 
 
 def measure(
-    settings,
+    settings: Settings,
     worker: str = "coordinator",
     protocol: str = "classic",
     static: bool = False,

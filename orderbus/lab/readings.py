@@ -18,6 +18,7 @@ from infra.procs import read_pid
 from orderbus.lab.watch import TopicWatcher
 from topics.lag import LagError, LagReader
 from topics.read import headers_of, read
+from workers.runtime.settings import Settings
 from workers.tracker.stages import SOURCES as TRACKER_SOURCES
 
 FINAL = ("SHIPPED", "REJECTED")
@@ -26,7 +27,7 @@ FINAL = ("SHIPPED", "REJECTED")
 class StatusWatcher(TopicWatcher):
     """When each order's decision and final status became visible."""
 
-    def __init__(self, settings, topic: str):
+    def __init__(self, settings: Settings, topic: str):
         super().__init__(settings, topic)
         self.final: dict[str, tuple[float, str]] = {}
         self.final_made: dict[str, float] = {}  # the final status record's produce time
@@ -57,7 +58,7 @@ class TxLogWatcher(TopicWatcher):
 
     MARKS = {"TxBegun": "begun", "Voted": "votes", "Decided": "decided"}
 
-    def __init__(self, settings, topic: str):
+    def __init__(self, settings: Settings, topic: str):
         super().__init__(settings, topic)
         self.seen_at: dict[str, dict] = {}
 
@@ -134,7 +135,7 @@ class TrackerLag(threading.Thread):
     """The order tracker's consumer lag, in messages and in seconds (the age of its oldest
     unconsumed message, as `orderbus lag` reports it), sampled every second."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         super().__init__(daemon=True)
         self.reader = LagReader(settings.kafka(), settings.names)
         self.group = settings.names.group("tracker")
@@ -174,7 +175,7 @@ class TrackerLag(threading.Thread):
         }
 
 
-def end_offsets(settings, topics: list[str]) -> dict[str, dict[int, int]]:
+def end_offsets(settings: Settings, topics: list[str]) -> dict[str, dict[int, int]]:
     admin = AdminClient(settings.kafka())
     meta = admin.list_topics(timeout=30).topics
     consumer = Consumer(settings.kafka(**{"group.id": f"{settings.prefix}bench", "log_level": 3}))
@@ -189,7 +190,7 @@ def end_offsets(settings, topics: list[str]) -> dict[str, dict[int, int]]:
         consumer.close()
 
 
-def records_by_type(settings, starts: dict[str, dict[int, int]]) -> dict[str, int]:
+def records_by_type(settings: Settings, starts: dict[str, dict[int, int]]) -> dict[str, int]:
     """Records written to each pipeline topic since `starts`, by topic and event type."""
     counts: Counter = Counter()
     for topic, offsets in starts.items():
@@ -212,7 +213,7 @@ def _cpu_s(fields: list[str], reaped: bool = False) -> float:
     return ticks / RssSampler.TICK
 
 
-def broker_cpu_s(settings) -> float:
+def broker_cpu_s(settings: Settings) -> float:
     """CPU seconds the local brokers have used so far (0 where their pids are unknown)."""
     layout, total = settings.layout(), 0.0
     for node in layout.nodes:
@@ -223,7 +224,7 @@ def broker_cpu_s(settings) -> float:
     return total
 
 
-def postgres_cpu_s(settings) -> float:
+def postgres_cpu_s(settings: Settings) -> float:
     """CPU seconds the local PostgreSQL server has used so far: the postmaster, the sessions and
     helpers it runs now, and those that have ended (0 where its pid is unknown)."""
     master = postgres.running(settings.layout())
@@ -250,7 +251,7 @@ def own_cpu_s() -> float:
     return t.user + t.system
 
 
-def groups_ready(settings, workers) -> bool:
+def groups_ready(settings: Settings, workers) -> bool:
     """Every worker's group is stable with all of its topics' partitions assigned."""
     admin = AdminClient(settings.kafka())
     names = [settings.names.group(w) for w in workers]

@@ -19,6 +19,7 @@ from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, TX_LOG
 from topics.producer import OrderPublisher
 from workers.participant import store as participant_store
 from workers.participant.store import ACCOUNTS, LEDGERS, STOCK
+from workers.runtime.settings import Settings
 from workers.status import store as status_store
 
 ONE_EACH = {"intake": 1, "coordinator": 1, "inventory": 1, "payment": 1, "shipping": 1, "status": 1}
@@ -27,7 +28,7 @@ ONE_EACH = {"intake": 1, "coordinator": 1, "inventory": 1, "payment": 1, "shippi
 class Sandbox:
     def __init__(
         self,
-        settings,
+        settings: Settings,
         tag: str | None = None,
         counts: dict | None = None,
         deadline_ms: int | None = None,

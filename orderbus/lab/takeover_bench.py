@@ -26,6 +26,7 @@ from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx
 from workers.coordinator.worker import FOLDED, take_over
 from workers.runtime.db import Database
+from workers.runtime.settings import Settings
 from workers.runtime.signing import author, signed_as
 
 TAIL_ORDERS = 100
@@ -81,7 +82,7 @@ def _write_tail(sb: Sandbox) -> int:
     return end
 
 
-def case(settings, history: int, open_: int, repeat: int = 3, log=print) -> dict:
+def case(settings: Settings, history: int, open_: int, repeat: int = 3, log=print) -> dict:
     with Sandbox(settings) as sb:
         t0 = time.monotonic()
         _fill_store(sb, history, open_, log)
@@ -109,7 +110,7 @@ def case(settings, history: int, open_: int, repeat: int = 3, log=print) -> dict
         }
 
 
-def run(settings, histories: list[int], opens: list[int], repeat: int = 3, log=print) -> list[dict]:
+def run(settings: Settings, histories: list[int], opens: list[int], repeat: int = 3, log=print) -> list[dict]:
     rows = []
     for h in histories:
         for o in opens:

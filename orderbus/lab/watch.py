@@ -8,12 +8,14 @@ import time
 
 from confluent_kafka import Consumer, TopicPartition
 
+from workers.runtime.settings import Settings
+
 
 class TopicWatcher(threading.Thread):
     """Hands every committed record of `topic`, from the beginning, to `seen(msg, now)` with the
     monotonic time it became visible. Subclasses keep what they need."""
 
-    def __init__(self, settings, topic: str, log_level: int = 3):
+    def __init__(self, settings: Settings, topic: str, log_level: int = 3):
         super().__init__(daemon=True)
         # log_level 2 hides a broker killed on purpose. A fetch returns as soon as a record is
         # there, so the default 500 ms wait costs no timing accuracy; a short one only made the

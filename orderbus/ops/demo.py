@@ -79,7 +79,7 @@ def demo(settings: Settings, log=print) -> int:
     return 1 if mismatches else 0
 
 
-def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dict[str, str]:
+def _wait(settings: Settings, expected: dict[str, str], log, timeout_s: float = 90) -> dict[str, str]:
     """order id -> what the status read model shows, once every order is final or `timeout_s`
     has passed."""
     seen: dict[str, str] = {}
@@ -101,7 +101,7 @@ def _wait(settings, expected: dict[str, str], log, timeout_s: float = 90) -> dic
     return seen
 
 
-def _held(settings, order_ids: list[str]) -> bool:
+def _held(settings: Settings, order_ids: list[str]) -> bool:
     """Some participant still holds stock or money for one of these orders."""
     return any(
         read_from(settings, ledger.database, lambda cur: participant_store.held_orders(cur, among=order_ids))

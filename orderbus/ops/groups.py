@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient
 
 from infra.procs import InfraError
 from topics.catalogue import GROUPS
+from workers.runtime.settings import Settings
 
 COORDINATOR_MOVING = {
     KafkaError.NOT_COORDINATOR,
@@ -17,7 +18,7 @@ COORDINATOR_MOVING = {
 }
 
 
-def active_groups(settings, attempts: int = 8) -> list[str]:
+def active_groups(settings: Settings, attempts: int = 8) -> list[str]:
     """This pipeline's worker groups (behind its prefix) with members. A group that was never
     created is reported empty."""
     admin = AdminClient(settings.kafka(log_level=3))

@@ -13,6 +13,7 @@ from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
+from workers.runtime.settings import Settings
 
 # the coordinator appends DeadlinePassed only once a participant yet to vote has shown nothing
 # for max(deadline, SILENT_FLOOR_S) (README, How an order flows)
@@ -29,7 +30,7 @@ class InDoubt:
     next: str  # what happens next, in a sentence
 
 
-def in_doubt(settings, now_s: float | None = None) -> list[InDoubt]:
+def in_doubt(settings: Settings, now_s: float | None = None) -> list[InDoubt]:
     """Every held yes vote, oldest first, joined with what the coordinator saved of its order."""
     now_s = time.time() if now_s is None else now_s
     held = []

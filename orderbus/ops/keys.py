@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orderbus.ops.errors import UsageError
+from workers.runtime.settings import Settings
 from workers.runtime.signing import AUTHORS, key_id
 
 
@@ -25,13 +26,13 @@ class KeyFile:
     ids: list[str]  # newest (the one it signs with) first
 
 
-def list_keys(settings) -> list[KeyFile]:
+def list_keys(settings: Settings) -> list[KeyFile]:
     return [
         KeyFile(s, settings.signing_key_file(s), [key_id(k) for k in settings.signing_keys(s)]) for s in AUTHORS
     ]
 
 
-def rotate(settings, service: str) -> KeyFile:
+def rotate(settings: Settings, service: str) -> KeyFile:
     """A new key first in `service`'s file, the old ones kept after it. The file is replaced
     whole (written beside it, then renamed), so no reader ever sees half of it."""
     if service not in AUTHORS:

@@ -17,6 +17,7 @@ from orderbus.ops.errors import UsageError
 from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_STATUS
 from topics.group_reset import Groups, PartitionPlan, ResetError, ResetSpec
 from topics.redrive import DlqFilter, DlqPlan, Letter, ReplayError, ReplayLog, plan_dlq, read_letters, redrive
+from workers.runtime.settings import Settings
 from workers.runtime.signing import Verifier
 from workers.status import rebuild as status
 from workers.status.store import DATABASE as STATUS_DATABASE
@@ -53,11 +54,11 @@ class DlqRun:
         return Counter((letter.reason, letter.source) for letter in self.plan.selected)
 
 
-def replay_log(settings) -> ReplayLog:
+def replay_log(settings: Settings) -> ReplayLog:
     return ReplayLog(settings.home / "replay" / f"{settings.names.topic(ORDERS_DLQ)}.jsonl")
 
 
-def dlq_plan(settings, f: DlqFilter) -> DlqRun:
+def dlq_plan(settings: Settings, f: DlqFilter) -> DlqRun:
     """Reads the whole dead-letter topic and plans a re-drive with `f`. Raises UsageError when
     the topic cannot be read."""
     names = settings.names
@@ -71,7 +72,7 @@ def dlq_plan(settings, f: DlqFilter) -> DlqRun:
     return DlqRun(dlq, letters, plan_dlq(letters, log.load(), allowed, f), log)
 
 
-def dlq_execute(settings, run: DlqRun, rate: float | None = None) -> tuple[int, list[str]]:
+def dlq_execute(settings: Settings, run: DlqRun, rate: float | None = None) -> tuple[int, list[str]]:
     """Re-publishes what `run` selected: (acknowledged, errors)."""
     return redrive(settings.kafka(), run.plan.selected, run.log, rate)
 
@@ -107,7 +108,9 @@ def wanted_topics(group: str, topics: list[str] | None, committed) -> dict[str, 
     return out
 
 
-def reset_plan(settings, group: str, spec: ResetSpec, topics: list[str] | None = None) -> list[PartitionPlan]:
+def reset_plan(
+    settings: Settings, group: str, spec: ResetSpec, topics: list[str] | None = None
+) -> list[PartitionPlan]:
     """Where each partition of a stopped group would move. Raises UsageError for a group that
     does not exist, has members, or cannot be planned."""
     groups = Groups(settings.kafka())
@@ -122,7 +125,7 @@ def reset_plan(settings, group: str, spec: ResetSpec, topics: list[str] | None =
         raise UsageError(f"the cluster could not be asked: {e.args[0].str()}") from None
 
 
-def reset_execute(settings, group: str, plans: list[PartitionPlan]) -> None:
+def reset_execute(settings: Settings, group: str, plans: list[PartitionPlan]) -> None:
     """Commits the planned offsets, looking for members once more (one may have started since)."""
     groups = Groups(settings.kafka())
     try:
@@ -157,7 +160,7 @@ SKIPPED = {
 }
 
 
-def reset_effect(settings, group: str, plans: list[PartitionPlan]) -> list[str]:
+def reset_effect(settings: Settings, group: str, plans: list[PartitionPlan]) -> list[str]:
     """What the reset means for orders, in sentences: records read again and skipped, and what
     the group's worker does with each."""
     again = sum(max(0, p.lag_after - (p.lag_before or 0)) for p in plans if p.lag_before is not None)
@@ -195,7 +198,7 @@ class StatusRebuild:
 
 
 def status_rebuild(
-    settings, execute: bool = False, before_swap: Callable[[status.Comparison], None] = lambda c: None
+    settings: Settings, execute: bool = False, before_swap: Callable[[status.Comparison], None] = lambda c: None
 ) -> StatusRebuild:
     """Folds orders.status into the rebuild table and compares it with the live one. With
     `execute`, swaps the rebuilt rows in: from before the first look for members until the swap

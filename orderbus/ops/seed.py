@@ -19,6 +19,7 @@ from workers.coordinator import store as coordinator_store
 from workers.intake import store as intake_store
 from workers.participant import store as participant_store
 from workers.participant.store import ACCOUNTS, STOCK
+from workers.runtime.settings import Settings
 from workers.shipping import store as shipping_store
 from workers.status import store as status_store
 
@@ -28,7 +29,7 @@ DEFAULT_PRICE_CENTS = 1000
 ID_PATTERNS = {"skus": re.compile(r"[A-Za-z0-9_.-]{1,64}"), "customers": re.compile(r"[A-Za-z0-9_-]{1,64}")}
 
 
-def reset_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> None:
+def reset_catalog(settings: Settings, skus: dict[str, int], customers: dict[str, int]) -> None:
     """Stock and balances as given; orders, holds, statuses and shipments cleared. Refused
     (UsageError, with the reason and the way out) on a pipeline with history."""
     found = history(settings)
@@ -46,13 +47,13 @@ def reset_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> 
     _fill(settings, skus, customers, replace=True)
 
 
-def add_catalog(settings, skus: dict[str, int], customers: dict[str, int]) -> None:
+def add_catalog(settings: Settings, skus: dict[str, int], customers: dict[str, int]) -> None:
     """New skus and customers with these amounts, beside what there is: nothing is cleared, so
     a pipeline's history does not matter."""
     _fill(settings, skus, customers, replace=False)
 
 
-def _fill(settings, skus: dict[str, int], customers: dict[str, int], replace: bool) -> None:
+def _fill(settings: Settings, skus: dict[str, int], customers: dict[str, int], replace: bool) -> None:
     for ledger, amounts in ((STOCK, skus), (ACCOUNTS, customers)):
         _reset(
             settings,
@@ -63,7 +64,7 @@ def _fill(settings, skus: dict[str, int], customers: dict[str, int], replace: bo
         )
 
 
-def history(settings) -> list[str]:
+def history(settings: Settings) -> list[str]:
     """What this pipeline has done that a seed cannot undo, a phrase each: records on tx.log,
     and the coordinator's saved state (kept though tx.log be re-created). Empty on a new one."""
     found = []
@@ -77,7 +78,7 @@ def history(settings) -> list[str]:
     return found
 
 
-def _reset(settings, database: str, work) -> None:
+def _reset(settings: Settings, database: str, work) -> None:
     # one transaction per store: each is either reset and refilled, or left as it was
     with closing(psycopg2.connect(settings.dsns[database])) as conn, conn, conn.cursor() as cur:
         work(cur)
@@ -111,7 +112,7 @@ def load_catalog(path: Path) -> tuple[dict[str, int], dict[str, int]]:
     return out[0], out[1]
 
 
-def seeded_ids(settings) -> tuple[list[str], list[str]]:
+def seeded_ids(settings: Settings) -> tuple[list[str], list[str]]:
     skus = report.read_from(settings, STOCK.database, lambda cur: participant_store.keys(cur, STOCK))
     customers = report.read_from(settings, ACCOUNTS.database, lambda cur: participant_store.keys(cur, ACCOUNTS))
     if not skus or not customers:
@@ -119,7 +120,7 @@ def seeded_ids(settings) -> tuple[list[str], list[str]]:
     return skus, customers
 
 
-def seed_price(settings) -> int:
+def seed_price(settings: Settings) -> int:
     try:
         return int(json.loads((settings.home / SEED_FILE).read_text())["price_cents"])
     except FileNotFoundError:

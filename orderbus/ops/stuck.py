@@ -19,7 +19,7 @@ from confluent_kafka import KafkaException
 from orderbus.ops.errors import summary
 from orderbus.ops.report import read_from
 from topics.lag import LagError, LagReader, Report
-from workers.runtime.settings import SettingsError
+from workers.runtime.settings import Settings, SettingsError
 from workers.status import store as status_store
 from workers.tracker import snapshot
 
@@ -38,7 +38,7 @@ class Stuck:
     untrusted_because: tuple[str, ...]  # empty when the list can be trusted
 
 
-def stuck_orders(settings, grace_s: float, tracker_lag: Report | str) -> Stuck:
+def stuck_orders(settings: Settings, grace_s: float, tracker_lag: Report | str) -> Stuck:
     """The orders more than `grace_s` past their deadline. `tracker_lag` is a lag report that
     covers the tracker's group, or why none could be had. Raises snapshot.SnapshotError when
     the tracker has no fresh snapshot."""
@@ -96,7 +96,7 @@ def tracker_behind(report: Report, group: str) -> str | None:
     return None
 
 
-def tracker_lag(settings) -> Report | str:
+def tracker_lag(settings: Settings) -> Report | str:
     """One look at the tracker group's lag, or why it could not be had."""
     try:
         reader = LagReader(settings.kafka(), settings.names, timeout_s=LAG_TIMEOUT_S)

@@ -232,7 +232,7 @@ class Supervisor:
         return next(c for c in self.children if c.name == name and c.instance == instance)
 
 
-def host_env(settings, child: Child) -> dict[str, str]:
+def host_env(settings: Settings, child: Child) -> dict[str, str]:
     """What a worker instance on a host of its own is given, as the README's "On several
     machines" tells an operator: where Kafka and its database are, the CA, its principal's
     password, the signing keys (its own to sign, every author's to check), the partition count,

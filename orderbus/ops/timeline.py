@@ -19,13 +19,14 @@ from orderbus.ops.report import order_view
 from topics.catalogue import ALL, DLQ_REASON
 from topics.partition import partition_for
 from topics.read import BEGINNING, IncompleteRead, ReadError, coordinates, headers_of, read
+from workers.runtime.settings import Settings
 
 READ_S = 10.0  # per topic
 # the fields of an event's body worth a column on a timeline (the rest is in `body`)
 SHOWN = ("participant", "vote", "outcome", "status", "reason", "deadline_ms", "participants")
 
 
-def order_events(settings, order_id: str, timeout_s: float = READ_S) -> dict:
+def order_events(settings: Settings, order_id: str, timeout_s: float = READ_S) -> dict:
     """{"events": [...], "unread": {topic: why}}: each event with topic, partition, offset, type,
     at_ms, hop_ms (since the event before it), summary and body."""
     key = order_id.encode()
@@ -79,7 +80,7 @@ def _event(msg) -> dict:
     }
 
 
-def order_timeline(settings, order_id: str, timeout_s: float = READ_S) -> dict | None:
+def order_timeline(settings: Settings, order_id: str, timeout_s: float = READ_S) -> dict | None:
     """order_view plus the order's events; None when neither a database nor a topic knows it."""
     view = order_view(settings, order_id)
     found = order_events(settings, order_id, timeout_s)

@@ -22,7 +22,7 @@ from topics.read import BEGINNING, IncompleteRead, coordinates, headers_of, read
 from workers.intake import store as intake_store
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
-from workers.runtime.settings import TRACKER_GRACE_S
+from workers.runtime.settings import TRACKER_GRACE_S, Settings
 from workers.status import store as status_store
 from workers.tracker import snapshot
 from workers.tracker.metrics import STAGE_LATENCY
@@ -109,7 +109,7 @@ class Gatherer:
     """Takes frames. Keeps what a single look cannot give: the lag windows (Burrow's rules need a
     trend), the previous counts and histogram (for rates and the window p99), the DLQ position."""
 
-    def __init__(self, settings, client_config: dict | None = None):
+    def __init__(self, settings: Settings, client_config: dict | None = None):
         self.settings = settings
         config = client_config or settings.kafka()
         self.lag = LagReader(config, settings.names, timeout_s=5.0)

@@ -13,6 +13,7 @@ from orderbus.ops.verify_facts import gather, transient
 from topics.catalogue import ORDERS_PLACED
 from workers.coordinator import invariants as inv
 from workers.participant.core import INVENTORY, PAYMENT
+from workers.runtime.settings import Settings
 
 MAX_IDS = 20  # order ids listed per violation; the count says how many there are
 
@@ -221,7 +222,7 @@ def _quiet(f) -> list[Violation]:
     return out + _each(7, [("in_doubt", inv.in_doubt(f.txs), "transactions begun but not decided")])
 
 
-def verify(settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: float = 30.0) -> dict:
+def verify(settings: Settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: float = 30.0) -> dict:
     """Wait (bounded) for the pipeline to go quiet, then gather the facts and check them. State
     that cannot be read (a broker or the database down for a moment) is read again for up to
     `read_grace_s` (or to the end of the wait, if later), then refused with the reason: no

@@ -19,6 +19,7 @@ from workers.main import PIPELINE
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
 from workers.runtime.db import TRANSIENT as DB_TRANSIENT
+from workers.runtime.settings import Settings
 from workers.runtime.signing import Verifier
 from workers.shipping import store as shipping_store
 from workers.status import store as status_store
@@ -75,7 +76,7 @@ def transient(e: BaseException) -> bool:
     return isinstance(err, KafkaError) and not err.fatal() and err.code() not in REFUSALS
 
 
-def gather(settings) -> Facts:
+def gather(settings: Settings) -> Facts:
     names, kafka, f = settings.names, settings.kafka(), Facts()
     pipeline_partitions = [(names.topic(t), p) for t in ALL for p in range(names.partitions)]
     f.partial = bool(open_transactions(kafka, pipeline_partitions))
@@ -116,7 +117,7 @@ def gather(settings) -> Facts:
     return f
 
 
-def lag(settings) -> dict:
+def lag(settings: Settings) -> dict:
     """Records each pipeline group has not consumed yet. Counted by reading, not by subtracting
     offsets: after a transaction the log end sits one past the commit marker, which no consumer
     ever 'consumes', so offset arithmetic would report a lag of 1 on an idle partition."""
@@ -137,7 +138,7 @@ def lag(settings) -> dict:
     return out
 
 
-def _group_topics(settings, worker: str) -> tuple[str, ...]:
+def _group_topics(settings: Settings, worker: str) -> tuple[str, ...]:
     """The topics `worker`'s group reads, as deployed."""
 
     return tuple(settings.names.topic(t) for t in ACCESS[worker].reads)

@@ -23,6 +23,7 @@ import math
 import time
 
 from orderbus.lab.watch import TopicWatcher
+from workers.runtime.settings import Settings
 
 STALL_S = 1.0  # a partition with no decision for longer than this is stalled
 GRACE_S = 2.0  # a stall that begins this soon after the fault was lifted is still its doing
@@ -123,7 +124,7 @@ class Acks:
 class DecisionWatcher(TopicWatcher):
     """When each CONFIRMED/REJECTED becomes visible to a read_committed reader, per partition."""
 
-    def __init__(self, settings, topic: str, t0: float):
+    def __init__(self, settings: Settings, topic: str, t0: float):
         super().__init__(settings, topic, log_level=2)
         self.t0 = t0
         self.times: dict[int, list[float]] = {p: [] for p in range(settings.partitions)}

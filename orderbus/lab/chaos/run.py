@@ -23,6 +23,7 @@ from orderbus.ops.verify import verify
 from orderbus.ops.wait import until
 from topics.producer import OrderPublisher
 from workers.main import PIPELINE
+from workers.runtime.settings import Settings
 from workers.status import store as status_store
 
 # -- the load ---------------------------------------------------------------------------------------
@@ -53,7 +54,7 @@ def _key_of(value: bytes) -> bytes | None:
 
 
 def run(
-    settings,
+    settings: Settings,
     duration_s: float,
     kinds,
     rate: float = 100.0,
