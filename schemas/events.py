@@ -38,6 +38,7 @@ class _Flat:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
+        # every subclass is a dataclass; _Flat itself cannot be one (its subclasses declare the fields)
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
 

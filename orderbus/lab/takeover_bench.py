@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from orderbus.lab.sandbox import Sandbox
 from schemas import codec
-from schemas.events import PARTICIPANTS, Event, TxBegun, Voted
+from schemas.events import PARTICIPANTS, Event, Outcome, TxBegun, Voted
 from topics.partition import partition_for
 from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx
@@ -32,7 +32,7 @@ from workers.runtime.signing import author, signed_as
 TAIL_ORDERS = 100
 
 
-def _tx(oid: str, outcome: str | None) -> Tx:
+def _tx(oid: str, outcome: Outcome | None) -> Tx:
     votes = tuple((p, "yes", None) for p in PARTICIPANTS)
     acks = frozenset((p, outcome) for p in PARTICIPANTS) if outcome else frozenset()
     return Tx(oid, True, PARTICIPANTS, 0, votes, outcome, None, acks, ((outcome, None),) if outcome else ())
@@ -43,7 +43,11 @@ def _fill_store(sb: Sandbox, history: int, open_: int, log) -> None:
     try:
         with conn, conn.cursor() as cur:
             done = 0
-            for outcome, n, finished in (("commit", history, True), (None, open_, False)):
+            kinds: tuple[tuple[Outcome | None, int, bool], ...] = (
+                ("commit", history, True),
+                (None, open_, False),
+            )
+            for outcome, n, finished in kinds:
                 for start in range(0, n, 100_000):
                     end = min(n, start + 100_000)
                     ids = (f"{'h' if finished else 'o'}-{i}" for i in range(start, end))

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from schemas import codec
 from schemas.errors import DeadLetter
-from schemas.events import OrderPlaced
+from schemas.events import OrderPlaced, Outcome
 from topics.catalogue import ORDERS_PLACED, TX_LOG
 from topics.read import coordinates, headers_of, read
 from workers.coordinator import invariants
@@ -222,7 +222,7 @@ def compare_refold(
     at_stop: dict[str, Tx],
     where: dict[str, int],
     refold_open: dict[int, set[str]],
-    refold_outcome: dict[str, str | None],
+    refold_outcome: dict[str, Outcome | None],
 ) -> list[dict]:
     """Where a new owner's resumed state and the full fold (both at the resumed position)
     disagree, per partition: an order open in one and not the other, or decided otherwise."""

@@ -24,6 +24,7 @@ from schemas.events import (
     Commit,
     DeadlinePassed,
     Decided,
+    Outcome,
     StatusChanged,
     TxBegun,
     Voted,
@@ -45,7 +46,7 @@ class Tx:
     participants: tuple[str, ...] = ()
     deadline_ms: int | None = None
     votes: tuple[tuple[str, str, str | None], ...] = ()  # distinct (participant, vote, reason), arrival order
-    outcome: str | None = None  # None | "commit" | "abort"
+    outcome: Outcome | None = None  # None until decided
     reason: str | None = None
     acks: frozenset[tuple[str, str]] = frozenset()  # (participant, outcome) as read from the log
     recorded: tuple[tuple[str, str | None], ...] = ()  # Decided events read back, for audit only
@@ -168,7 +169,7 @@ def step(tx: Tx | None, event: TxLogEvent, now_ms: int) -> tuple[Tx, list[Output
     if tx.outcome is None:
         return tx, []
     confirmed = tx.outcome == "commit"
-    outputs: list[Output] = [("tx.log", Decided(tx.order_id, tx.outcome, tx.reason))]  # type: ignore[arg-type]
+    outputs: list[Output] = [("tx.log", Decided(tx.order_id, tx.outcome, tx.reason))]
     outputs += commands(tx, tx.targets)
     outputs.append(
         ("status", StatusChanged(tx.order_id, "CONFIRMED" if confirmed else "REJECTED", tx.reason, now_ms))
