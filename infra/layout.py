@@ -11,6 +11,8 @@ from infra import netns
 
 KAFKA_VERSION = "4.1.2"
 HOST = "127.0.0.1"
+# on hosts of their own (`up --hosts`), the last byte of each one's address: node n's NODE_HOSTS + n
+NODE_HOSTS, PG_HOST = 10, 20
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Layout:
         return ",".join(f"{self.node_host(n)}:{self.broker_port(n)}" for n in self.nodes)
 
     def node_host(self, node: int) -> str:
-        return netns.address(10 + node) if self.hosts else HOST
+        return netns.address(NODE_HOSTS + node) if self.hosts else HOST
 
     def node_ns(self, node: int) -> str | None:
         """The network namespace node `node` runs in, if on hosts of their own."""
@@ -56,7 +58,7 @@ class Layout:
 
     @property
     def pg_host(self) -> str:
-        return netns.address(20) if self.hosts else HOST
+        return netns.address(PG_HOST) if self.hosts else HOST
 
     @property
     def pg_ns(self) -> str | None:
@@ -65,8 +67,8 @@ class Layout:
     def ensure_hosts(self) -> None:
         """The namespaces of every node and of PostgreSQL (made once; `down` removes them)."""
         for node in self.nodes:
-            netns.ensure(f"{netns.PREFIX}kafka{node}", 10 + node)
-        netns.ensure(f"{netns.PREFIX}postgres", 20)
+            netns.ensure(f"{netns.PREFIX}kafka{node}", NODE_HOSTS + node)
+        netns.ensure(f"{netns.PREFIX}postgres", PG_HOST)
 
     @property
     def kafka_dir(self) -> Path:

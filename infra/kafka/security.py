@@ -31,7 +31,7 @@ from confluent_kafka.admin import (
 )
 
 from infra import netns, procs
-from infra.layout import HOST, Layout
+from infra.layout import HOST, NODE_HOSTS, Layout
 from infra.procs import InfraError
 from infra.secret import secret
 
@@ -128,7 +128,7 @@ def ensure_tls(layout: Layout) -> bool:
     store = secret(layout, "kafka-keystore")
     with tempfile.NamedTemporaryFile("w", suffix=".ext") as ext:
         # every address a node may listen on: the loopback, and each node's host (up --hosts)
-        ips = ",".join(f"IP:{netns.address(10 + n)}" for n in range(1, 10))
+        ips = ",".join(f"IP:{netns.address(NODE_HOSTS + n)}" for n in range(1, 10))
         ext.write(f"subjectAltName=IP:{HOST},{ips},DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
         ext.flush()
         for argv in (

@@ -39,9 +39,10 @@ def up(settings: Settings, brokers: int, insecure: bool = False, hosts: bool = F
         if layout.hosts:
             if why := netns.available():
                 raise InfraError(f"up --hosts: {why}")
-            if not _state(layout).get("hosts") and netns.namespaces():
+            others = [] if _state(layout).get("hosts") else netns.namespaces()
+            if others:
                 raise InfraError(
-                    f"up --hosts: the hosts {', '.join(netns.namespaces())} exist already, another "
+                    f"up --hosts: the hosts {', '.join(others)} exist already, another "
                     "home's: one cluster on hosts of their own per machine (`orderbus down` it first)"
                 )
             layout.ensure_hosts()

@@ -210,9 +210,11 @@ def status_rebuild(
     dsn = settings.dsns[STATUS_DATABASE]
 
     def run(db) -> StatusRebuild:
-        running = groups.exists(group) and bool(groups.members(group))
-        if db is not None:
+        if db is None:
+            running = groups.exists(group) and bool(groups.members(group))
+        else:  # refused while it has members
             refuse_if_active(groups, group, "swap the status table")
+            running = False
         folded = status.rebuild(settings.kafka(), dsn, topic, Verifier.of(settings))
         comparison = status.compare(dsn)
         if db is not None:

@@ -84,13 +84,9 @@ class Injector(threading.Thread):
         return f
 
     # -- workers
-    def _live_child(self, pick: float, with_database: bool = False):
+    def _live_child(self, pick: float, wanted=lambda child: True):
         live = sorted(
-            (
-                c
-                for c in self.sb.sup.children
-                if c.proc and c.proc.poll() is None and (DATABASE.get(c.name) or not with_database)
-            ),
+            (c for c in self.sb.sup.children if c.proc and c.proc.poll() is None and wanted(c)),
             key=lambda c: (PIPELINE.index(c.name), c.instance),
         )
         if not live:
@@ -187,8 +183,7 @@ class Injector(threading.Thread):
         """An intake or coordinator instance runs a while on a host whose time is `offset` off."""
         if not Path(FAKETIME).exists():
             raise InfraError(f"{p.kind} needs libfaketime ({FAKETIME}): make install puts it in, as root")
-        live = [c for c in self.sb.sup.children if c.name in ("intake", "coordinator") and c.proc]
-        child = live[int(p.pick * len(live))]
+        child = self._live_child(p.pick, lambda c: c.name in ("intake", "coordinator"))
         skewed = {"LD_PRELOAD": FAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
         self.sb.sup.hold(child)
         child.env = skewed
@@ -240,7 +235,7 @@ class Injector(threading.Thread):
         return self._net(p, child.namespace, lambda ns: netns.cut(ns, brokers), child.label)
 
     def _net_worker_pg(self, p: Planned) -> Fault:
-        child = self._live_child(p.pick, with_database=True)
+        child = self._live_child(p.pick, lambda c: c.name in DATABASE)
         return self._net(p, child.namespace, lambda ns: netns.cut(ns, [self.layout.pg_host]), child.label)
 
     def _net_loss(self, p: Planned) -> Fault:
