@@ -70,10 +70,11 @@ class Supervisor:
             self.log_dir = self.settings.home / "logs"
 
     def _next_host(self) -> int:
-        """On hosts of their own, the next worker address (SUBNET.100 up); else 0."""
+        """On hosts of their own, the next worker address (SUBNET.100 up), past every one in use
+        (a count would hand a scaled-in instance's successor a live one's); else 0."""
         if not self.settings.hosts:
             return 0
-        return 100 + sum(1 for c in self.children if c.host)
+        return 1 + max((c.host for c in self.children if c.host), default=99)
 
     def _spawn(self, child: Child) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -227,6 +228,8 @@ class Supervisor:
         with self._lock:
             self.children.remove(child)
             self._write_targets()
+        if child.namespace:
+            netns.remove(child.namespace)  # its host goes with it, and its address
 
     def find(self, name: str, instance: int = 0) -> Child:
         return next(c for c in self.children if c.name == name and c.instance == instance)

@@ -49,3 +49,12 @@ def test_the_shipped_scrape_config_reads_what_run_writes_under_the_default_home(
     default_home = SimpleNamespace(metrics_port=9400, home=infra.parents[1] / ".orderbus", hosts=False)
     written = targets_file(default_home)
     assert fnmatch.fnmatch(str(written), str((infra / pattern).resolve())), (pattern, written)
+
+
+def test_on_hosts_of_their_own_a_new_instance_never_takes_a_live_ones_address(tmp_path):
+    settings = SimpleNamespace(metrics_port=0, home=tmp_path, hosts=True)
+    sup = Supervisor(settings, {"intake": 2, "payment": 1})
+    assert [c.host for c in sup.children] == [100, 101, 102]
+    sup.children.remove(sup.children[0])  # one instance scaled in, as `remove` forgets it
+    taken = {c.host for c in sup.children}
+    assert sup._next_host() not in taken
