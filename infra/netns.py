@@ -16,6 +16,9 @@ BRIDGE = "ob-br0"
 SUBNET = "10.213.0"  # a /24 of our own; .1 is the bridge (the machine itself)
 GATEWAY = f"{SUBNET}.1"
 CHAOS_TABLE = "orderbus_chaos"  # the nftables table a fault lives in, inside one namespace
+# a host's one cable to the bridge: a fault is on it, never on the host's own loopback (a node
+# cut off from every other host still reaches its own listeners)
+LINK = '"eth0"'
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -102,22 +105,23 @@ def _nft(name: str, script: str) -> None:
 
 
 def cut(name: str, peers: list[str], inbound: bool = True, outbound: bool = True) -> None:
-    """Drop what `name` receives from `peers` (inbound) and what it sends them (outbound)."""
+    """Drop what `name` receives from `peers` (inbound) and what it sends them (outbound), on
+    its link."""
     heal(name)
     rules = []
     if inbound:
-        rules.append(f"add rule inet {CHAOS_TABLE} input ip saddr {{ {', '.join(peers)} }} drop")
+        rules.append(f"add rule inet {CHAOS_TABLE} input iifname {LINK} ip saddr {{ {', '.join(peers)} }} drop")
     if outbound:
-        rules.append(f"add rule inet {CHAOS_TABLE} output ip daddr {{ {', '.join(peers)} }} drop")
+        rules.append(f"add rule inet {CHAOS_TABLE} output oifname {LINK} ip daddr {{ {', '.join(peers)} }} drop")
     _nft(name, _table() + "\n".join(rules) + "\n")
 
 
 def lossy(name: str, percent: int) -> None:
-    """Drop `percent` % of what `name` sends and receives, at random."""
+    """Drop `percent` % of what `name` sends and receives on its link, at random."""
     heal(name)
     rules = [
-        f"add rule inet {CHAOS_TABLE} {hook} numgen random mod 100 < {percent} drop"
-        for hook in ("input", "output")
+        f"add rule inet {CHAOS_TABLE} {hook} {way} {LINK} numgen random mod 100 < {percent} drop"
+        for hook, way in (("input", "iifname"), ("output", "oifname"))
     ]
     _nft(name, _table() + "\n".join(rules) + "\n")
 
