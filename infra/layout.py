@@ -39,7 +39,9 @@ class Layout:
 
     @property
     def ports(self) -> list[int]:
-        return [p for n in self.nodes for p in (self.broker_port(n), self.controller_port(n))] + [self.pg_port]
+        return [p for n in self.nodes for p in (self.broker_port(n), self.controller_port(n))] + [
+            self.pg_port
+        ]
 
     @property
     def nodes(self) -> range:

@@ -50,7 +50,8 @@ def address(last: int) -> str:
 
 
 def ensure(name: str, last: int) -> str:
-    """Namespace `name` with address SUBNET.`last` on the bridge (made the first time); its address."""
+    """Namespace `name` with address SUBNET.`last` on the bridge (made the first time); its
+    address."""
     if not name.startswith(PREFIX):
         raise ValueError(f"namespace {name!r} is not ours (no {PREFIX!r} prefix)")
     if _ip("link", "show", BRIDGE, check=False).returncode != 0:
@@ -98,7 +99,10 @@ def inside(name: str | None, argv: list[str], user: str | None = None) -> list[s
 
 def _nft(name: str, script: str) -> None:
     proc = subprocess.run(
-        ["ip", "netns", "exec", name, "nft", "-f", "-"], input=script, capture_output=True, text=True
+        ["ip", "netns", "exec", name, "nft", "-f", "-"],
+        input=script,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise InfraError(f"nft in {name}: {proc.stderr.strip()}")
@@ -110,9 +114,15 @@ def cut(name: str, peers: list[str], inbound: bool = True, outbound: bool = True
     heal(name)
     rules = []
     if inbound:
-        rules.append(f"add rule inet {CHAOS_TABLE} input iifname {LINK} ip saddr {{ {', '.join(peers)} }} drop")
+        rules.append(
+            f"add rule inet {CHAOS_TABLE} input iifname {LINK} ip saddr {{ {', '.join(peers)} }} "
+            "drop"
+        )
     if outbound:
-        rules.append(f"add rule inet {CHAOS_TABLE} output oifname {LINK} ip daddr {{ {', '.join(peers)} }} drop")
+        rules.append(
+            f"add rule inet {CHAOS_TABLE} output oifname {LINK} ip daddr {{ {', '.join(peers)} }} "
+            "drop"
+        )
     _nft(name, _table() + "\n".join(rules) + "\n")
 
 
@@ -128,7 +138,8 @@ def lossy(name: str, percent: int) -> None:
 
 def heal(name: str) -> None:
     subprocess.run(
-        ["ip", "netns", "exec", name, "nft", "delete", "table", "inet", CHAOS_TABLE], capture_output=True
+        ["ip", "netns", "exec", name, "nft", "delete", "table", "inet", CHAOS_TABLE],
+        capture_output=True,
     )
 
 

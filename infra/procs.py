@@ -140,7 +140,8 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 
 @contextmanager
 def exclusive(lockfile: Path, what: str):
-    """Hold an exclusive lock, so a second `up`/`down` from another shell waits its turn or says so."""
+    """Hold an exclusive lock, so a second `up`/`down` from another shell waits its turn or says
+    so."""
     lockfile.parent.mkdir(parents=True, exist_ok=True)
     with open(lockfile, "a") as f:
         try:
@@ -160,7 +161,8 @@ def require_apt(what: str, package: str) -> None:
     """Refuse, with what to do, where `apt_install` cannot run."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise InfraError(
-            f"{what} is not installed; install it (Debian: apt-get install {package}) and run the command again"
+            f"{what} is not installed; install it (Debian: apt-get install {package}) and run the "
+            "command again"
         )
 
 

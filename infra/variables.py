@@ -50,7 +50,8 @@ def seconds(zero_ok: bool) -> Reader:
             value = float("nan")
         if not (value >= 0 if zero_ok else value > 0):  # NaN fails both
             raise SettingsError(
-                f"{name}={raw!r} must be a {'non-negative' if zero_ok else 'positive'} number of seconds"
+                f"{name}={raw!r} must be a {'non-negative' if zero_ok else 'positive'} number of "
+                "seconds"
             )
         return value
 
@@ -142,28 +143,34 @@ KAFKA_PASSWORD = Variable(
     "ORDERBUS_KAFKA_PASSWORD_<P>",
     "the password `up` generated under `$ORDERBUS_HOME/secrets`",
     "SCRAM password of principal *P* (`INTAKE`, `COORDINATOR`, `INVENTORY`, `PAYMENT`, `SHIPPING`, "
-    "`STATUS`, `TRACKER`, `LAG`, `PRODUCER`, `ADMIN`); the user name is the principal's, lower case, as "
-    "the ACLs name it",
+    "`STATUS`, `TRACKER`, `LAG`, `PRODUCER`, `ADMIN`); the user name is the principal's, lower "
+    "case, as the ACLs name it",
     label="`ORDERBUS_KAFKA_PASSWORD_<P>` or `ORDERBUS_KAFKA_PASSWORD_<P>_FILE`",
 )
-KAFKA_PASSWORD_FILE = Variable("ORDERBUS_KAFKA_PASSWORD_<P>_FILE", "", "", label="-")  # in KAFKA_PASSWORD's row
+KAFKA_PASSWORD_FILE = Variable(
+    "ORDERBUS_KAFKA_PASSWORD_<P>_FILE", "", "", label="-"
+)  # in KAFKA_PASSWORD's row
 SIGNING_KEY_FILE = Variable(
     "ORDERBUS_SIGNING_KEY_<S>_FILE",
     "the key `up` generated, `$ORDERBUS_HOME/secrets/signing-<s>.key`",
-    "file holding the keys of service *S* (`INTAKE`, `COORDINATOR`, `INVENTORY`, `PAYMENT`, `SHIPPING`), "
-    "one per line, newest first: it signs its events on the signed topics with the first; a service "
-    "needs its own file, every reader every service's (see Security)",
+    "file holding the keys of service *S* (`INTAKE`, `COORDINATOR`, `INVENTORY`, `PAYMENT`, "
+    "`SHIPPING`), one per line, newest first: it signs its events on the signed topics with the "
+    "first; a service needs its own file, every reader every service's (see Security)",
 )
 KAFKA_PORT = Variable(
     "ORDERBUS_KAFKA_PORT",
     "`10092`",
-    "local node *n* listens on `PORT + (n-1)*10000`, its controller one above (kept below the ephemeral "
-    "port range, see `infra/layout.py`)",
+    "local node *n* listens on `PORT + (n-1)*10000`, its controller one above (kept below the "
+    "ephemeral port range, see `infra/layout.py`)",
     read=integer(1, 65535 - 20001, "a port leaving room for three nodes"),
     default=10092,
 )
 PG_PORT = Variable(
-    "ORDERBUS_PG_PORT", "`15432`", "local PostgreSQL port", read=integer(1, 65535, "a port"), default=15432
+    "ORDERBUS_PG_PORT",
+    "`15432`",
+    "local PostgreSQL port",
+    read=integer(1, 65535, "a port"),
+    default=15432,
 )
 DEADLINE_MS = Variable(
     "ORDERBUS_DEADLINE_MS",
@@ -175,8 +182,8 @@ DEADLINE_MS = Variable(
 INTAKE_MAX_BACKLOG = Variable(
     "ORDERBUS_INTAKE_MAX_BACKLOG",
     "`5000`",
-    "records inventory, payment or the coordinator may be behind on their input before intake holds new "
-    "orders (back-pressure, see Delivery); `0` never holds",
+    "records inventory, payment or the coordinator may be behind on their input before intake "
+    "holds new orders (back-pressure, see Delivery); `0` never holds",
     read=integer(0, what="0 or more"),
     # about 2 s of the coordinator's work at 400 orders/s, 6 s of a participant's
     default=5_000,
@@ -191,10 +198,10 @@ METRICS_PORT = Variable(
 PARTITIONS = Variable(
     "ORDERBUS_PARTITIONS",
     "as `up` made the local cluster (`1` for a new one; `6` for one made before this setting)",
-    "partitions of every topic: `up` makes them so, and a worker refuses to start on a topic with another "
-    "count (every record would be misplaced). A group spreads over at most that many instances; on one "
-    "small host one partition is fastest (Performance). A topic's count never changes: choose it for the "
-    "most instances you will run",
+    "partitions of every topic: `up` makes them so, and a worker refuses to start on a topic with "
+    "another count (every record would be misplaced). A group spreads over at most that many "
+    "instances; on one small host one partition is fastest (Performance). A topic's count never "
+    "changes: choose it for the most instances you will run",
     read=integer(1, what="positive"),
 )
 TOPIC_PREFIX = Variable(
@@ -207,7 +214,8 @@ TOPIC_PREFIX = Variable(
 HOST_ID = Variable(
     "ORDERBUS_HOST_ID",
     "the host name",
-    "this host's part of its worker instances' ids (letters, digits, `.`, `_`, `-`); see On several machines",
+    "this host's part of its worker instances' ids (letters, digits, `.`, `_`, `-`); see On "
+    "several machines",
     read=kafka_name,
 )
 CRASH = Variable(
@@ -219,11 +227,14 @@ CRASH = Variable(
 LOG_LEVEL = Variable(
     "ORDERBUS_LOG_LEVEL",
     "`INFO`",
-    "level of the workers' and the tracker's logs (`DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL`)",
+    "level of the workers' and the tracker's logs (`DEBUG`, `INFO`, `WARNING`, `ERROR`, "
+    "`CRITICAL`)",
     read=one_of(LOG_LEVELS, upper=True),
     default="INFO",
 )
-KAFKA_HEAP = Variable("ORDERBUS_KAFKA_HEAP", "`512m`", "heap of each local broker", read=heap, default="512m")
+KAFKA_HEAP = Variable(
+    "ORDERBUS_KAFKA_HEAP", "`512m`", "heap of each local broker", read=heap, default="512m"
+)
 KAFKA_NICE = Variable(
     "ORDERBUS_KAFKA_NICE",
     "`-10` where `up` may raise priority, else `0`",

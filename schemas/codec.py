@@ -79,7 +79,10 @@ def _validator(event_type: str, version: int) -> Callable[[Any], Any] | None:
 
 def encode(event: Event) -> tuple[bytes, list[tuple[str, bytes]]]:
     """Deterministic bytes and headers for ``event``; no validation (we built it)."""
-    headers = [("type", event.TYPE.encode("ascii")), ("version", str(event.VERSION).encode("ascii"))]
+    headers = [
+        ("type", event.TYPE.encode("ascii")),
+        ("version", str(event.VERSION).encode("ascii")),
+    ]
     return canonical_json(event.to_dict()), headers
 
 
@@ -201,7 +204,9 @@ def _parse(value: bytes | None) -> dict[str, Any]:
 
 
 def _json_kind(value: Any) -> str:
-    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
 
 
 def _check_shape(body: dict[str, Any]) -> None:
@@ -239,7 +244,8 @@ _PHRASES = (
 
 
 def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
-    """`data.items[0].quantity must be bigger than or equal to 1` -> `items[0].quantity must be >= 1`."""
+    """`data.items[0].quantity must be bigger than or equal to 1` ->
+    `items[0].quantity must be >= 1`."""
     message = exc.message
     if message.startswith("data."):
         message = message[len("data.") :]
@@ -265,13 +271,16 @@ def _upgrade(event_type: str, version: int, body: dict[str, Any]) -> dict[str, A
 def _check_order_total(order: dict[str, Any], where: str = "") -> None:
     total = sum(line["quantity"] * line["unit_price_cents"] for line in order["items"])
     if order["total_cents"] != total:
-        raise RuleViolationError(f"{where}total_cents is {order['total_cents']} but the items sum to {total}")
+        raise RuleViolationError(
+            f"{where}total_cents is {order['total_cents']} but the items sum to {total}"
+        )
 
 
 def _check_prepare(body: dict[str, Any]) -> None:
     if body["order_id"] != body["order"]["order_id"]:
         raise RuleViolationError(
-            f"order_id {body['order_id']!r} differs from order.order_id {body['order']['order_id']!r}"
+            f"order_id {body['order_id']!r} differs from order.order_id "
+            f"{body['order']['order_id']!r}"
         )
     _check_order_total(body["order"], "order.")
 

@@ -21,9 +21,9 @@ PARTICIPANTS: tuple[Participant, ...] = ("inventory", "payment")
 
 def canonical_json(obj: Any) -> bytes:
     """The one byte form of a JSON value: the wire format and the input of content hashes."""
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
+    return json.dumps(
+        obj, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 class _Flat:
@@ -38,7 +38,8 @@ class _Flat:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        # every subclass is a dataclass; _Flat itself cannot be one (its subclasses declare the fields)
+        # every subclass is a dataclass; _Flat itself cannot be one (its subclasses declare the
+        # fields)
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
 
@@ -53,7 +54,11 @@ class Line:
         return cls(d["sku"], d["quantity"], d["unit_price_cents"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"sku": self.sku, "quantity": self.quantity, "unit_price_cents": self.unit_price_cents}
+        return {
+            "sku": self.sku,
+            "quantity": self.quantity,
+            "unit_price_cents": self.unit_price_cents,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +131,11 @@ class Prepare(_Flat):
         return cls(d["order_id"], OrderPlaced.from_dict(d["order"]), d["deadline_ms"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"order_id": self.order_id, "order": self.order.to_dict(), "deadline_ms": self.deadline_ms}
+        return {
+            "order_id": self.order_id,
+            "order": self.order.to_dict(),
+            "deadline_ms": self.deadline_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +193,16 @@ class StatusChanged(_Flat):
 
 
 Event: TypeAlias = (
-    OrderPlaced | TxBegun | Prepare | Commit | Abort | Voted | DeadlinePassed | Decided | Acked | StatusChanged
+    OrderPlaced
+    | TxBegun
+    | Prepare
+    | Commit
+    | Abort
+    | Voted
+    | DeadlinePassed
+    | Decided
+    | Acked
+    | StatusChanged
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -108,7 +108,13 @@ def _from_binding(b) -> Grant | None:
         return None  # cluster-level ACLs: none of ours
     principal = b.principal[len("User:") :] if b.principal.startswith("User:") else b.principal
     return Grant(
-        principal, kind, pattern, b.name, b.operation.name.lower(), b.permission_type.name.lower(), b.host
+        principal,
+        kind,
+        pattern,
+        b.name,
+        b.operation.name.lower(),
+        b.permission_type.name.lower(),
+        b.host,
     )
 
 
@@ -133,9 +139,15 @@ def current(admin: AdminClient, timeout_s: float = 30.0) -> list[Grant]:
 def diff(names: Names, existing: list[Grant]) -> Drift:
     """How the cluster's ACLs on this pipeline's resources differ from the catalogue."""
     want = grants(names)
-    touching = [g for g in existing if g not in want and any(g.covers(w.resource, w.name) for w in want)]
-    extra = [g for g in touching if g.principal in ACCESS and g.permission == "allow" and g.host == "*"]
-    return Drift(sorted(set(want) - set(existing)), sorted(set(extra)), sorted(set(touching) - set(extra)))
+    touching = [
+        g for g in existing if g not in want and any(g.covers(w.resource, w.name) for w in want)
+    ]
+    extra = [
+        g for g in touching if g.principal in ACCESS and g.permission == "allow" and g.host == "*"
+    ]
+    return Drift(
+        sorted(set(want) - set(existing)), sorted(set(extra)), sorted(set(touching) - set(extra))
+    )
 
 
 def ensure(client: dict, names: Names, timeout_s: float = 30.0) -> Drift:
@@ -184,7 +196,13 @@ def _settle(client: dict, admin: AdminClient, made: list[Grant], timeout_s: floa
 def _filter(g: Grant) -> AclBindingFilter:
     b = g.binding()
     return AclBindingFilter(
-        b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type
+        b.restype,
+        b.name,
+        b.resource_pattern_type,
+        b.principal,
+        b.host,
+        b.operation,
+        b.permission_type,
     )
 
 

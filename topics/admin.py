@@ -48,12 +48,17 @@ def ensure(
         elif name not in md.topics:
             to_create.append(
                 NewTopic(
-                    name, num_partitions=names.partitions, replication_factor=rf, config=topic.configs(min_isr)
+                    name,
+                    num_partitions=names.partitions,
+                    replication_factor=rf,
+                    config=topic.configs(min_isr),
                 )
             )
             continue
         reports.append(
-            TopicReport(name, *_compare(admin, md.topics[name], topic, names.partitions, rf, min_isr, name))
+            TopicReport(
+                name, *_compare(admin, md.topics[name], topic, names.partitions, rf, min_isr, name)
+            )
         )
     if to_create:
         for name, fut in admin.create_topics(to_create, operation_timeout=timeout).items():
@@ -67,7 +72,9 @@ def ensure(
     return reports
 
 
-def _compare(admin: AdminClient, meta, topic: Topic, partitions: int, rf: int, min_isr: int, name: str):
+def _compare(
+    admin: AdminClient, meta, topic: Topic, partitions: int, rf: int, min_isr: int, name: str
+):
     problems = []
     if len(meta.partitions) != partitions:
         problems.append(f"partitions {len(meta.partitions)}, ORDERBUS_PARTITIONS says {partitions}")
@@ -93,7 +100,9 @@ def delete(client_config: dict, names: list[str], timeout: float = 30.0) -> None
                 raise
 
 
-def wrong_partitions(client_config: dict, topics: tuple[str, ...], names: Names, timeout: float = 10.0) -> dict:
+def wrong_partitions(
+    client_config: dict, topics: tuple[str, ...], names: Names, timeout: float = 10.0
+) -> dict:
     """The topics among `topics` whose partition count is not `names.partitions`, with theirs. A
     worker reading one would take every event for misplaced (signing.placed), so it refuses to
     start instead; a topic not made yet is not counted."""
@@ -101,5 +110,7 @@ def wrong_partitions(client_config: dict, topics: tuple[str, ...], names: Names,
     return {
         t: len(md.topics[t].partitions)
         for t in topics
-        if t in md.topics and md.topics[t].error is None and len(md.topics[t].partitions) != names.partitions
+        if t in md.topics
+        and md.topics[t].error is None
+        and len(md.topics[t].partitions) != names.partitions
     }

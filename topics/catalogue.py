@@ -49,10 +49,17 @@ TX_LOG = Topic(
 # what the participants are told, one record for all of them: every participant reads every
 # Prepare and every decision (none names a participant), so a hop writes one record, not one per
 # participant, and one append
-COMMANDS = Topic("orders.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"), signed=True)
-ORDERS_STATUS = Topic("orders.status.v1", key="order_id", retention_ms=-1, events=("StatusChanged",), signed=True)
+COMMANDS = Topic(
+    "orders.commands.v1", key="order_id", events=("Prepare", "Commit", "Abort"), signed=True
+)
+ORDERS_STATUS = Topic(
+    "orders.status.v1", key="order_id", retention_ms=-1, events=("StatusChanged",), signed=True
+)
 ORDERS_DLQ = Topic(
-    "orders.dlq.v1", key="original key (its sha256 if too long)", retention_ms=30 * DAY_MS, events=()
+    "orders.dlq.v1",
+    key="original key (its sha256 if too long)",
+    retention_ms=30 * DAY_MS,
+    events=(),
 )
 ALL = (ORDERS_PLACED, TX_LOG, COMMANDS, ORDERS_STATUS, ORDERS_DLQ)
 
@@ -96,7 +103,9 @@ GROUPS = {
 # The order tracker's tables' changelogs, named as faust names them (<app id>-<table>-changelog),
 # made by topics.admin.ensure before faust starts (workers/tracker/app.py says why)
 TRACKER_WINDOWS_KEPT = 15  # minutes of one-minute windows the tracker keeps (and shows)
-TRACKER_STAGES = Topic(f"{GROUPS['tracker']}-order_to_stages-changelog", "order_id", (), cleanup="compact")
+TRACKER_STAGES = Topic(
+    f"{GROUPS['tracker']}-order_to_stages-changelog", "order_id", (), cleanup="compact"
+)
 # faust's own choice for a windowed changelog: compacted, and old windows deleted
 TRACKER_COUNTS = Topic(
     f"{GROUPS['tracker']}-minute_to_counts-changelog",
@@ -173,8 +182,12 @@ ACCESS = {
     "coordinator": Access(reads=(TX_LOG,), writes=WORKER_OUTPUTS, group="coordinator"),
     "inventory": Access(reads=(COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="inventory"),
     "payment": Access(reads=(COMMANDS,), writes=(TX_LOG, ORDERS_DLQ), group="payment"),
-    "shipping": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_STATUS, ORDERS_DLQ), group="shipping"),
+    "shipping": Access(
+        reads=(ORDERS_STATUS,), writes=(ORDERS_STATUS, ORDERS_DLQ), group="shipping"
+    ),
     "status": Access(reads=(ORDERS_STATUS,), writes=(ORDERS_DLQ,), group="status"),
-    "tracker": Access(reads=(ORDERS_PLACED, TX_LOG, ORDERS_STATUS), group="tracker", own_topics=True),
+    "tracker": Access(
+        reads=(ORDERS_PLACED, TX_LOG, ORDERS_STATUS), group="tracker", own_topics=True
+    ),
     "lag": Access(monitors=True),
 }

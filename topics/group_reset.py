@@ -101,9 +101,12 @@ class Groups:
 
     def members(self, group: str) -> list[str]:
         """Active members, each as `member-id (client-id@host)`."""
-        desc = self.admin.describe_consumer_groups([group], request_timeout=self.timeout_s)[group].result()
+        desc = self.admin.describe_consumer_groups([group], request_timeout=self.timeout_s)[
+            group
+        ].result()
         return [
-            f"{m.group_instance_id or m.member_id} ({m.client_id}@{m.host.lstrip('/')})" for m in desc.members
+            f"{m.group_instance_id or m.member_id} ({m.client_id}@{m.host.lstrip('/')})"
+            for m in desc.members
         ]
 
     def committed(self, group: str) -> dict[tuple[str, int], tuple[int, str]]:
@@ -128,7 +131,9 @@ class Groups:
         futures = self.admin.list_offsets(req, request_timeout=self.timeout_s)
         return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
-    def plan(self, group: str, spec: ResetSpec, wanted: dict[str, list[int] | None]) -> list[PartitionPlan]:
+    def plan(
+        self, group: str, spec: ResetSpec, wanted: dict[str, list[int] | None]
+    ) -> list[PartitionPlan]:
         committed = self.committed(group)
         tps = []
         for topic, parts in wanted.items():
@@ -139,10 +144,20 @@ class Groups:
             tps += [(topic, p) for p in (parts or have)]
         starts = self.offsets(tps, OffsetSpec.earliest())
         ends = self.offsets(tps, OffsetSpec.latest())
-        times = self.offsets(tps, OffsetSpec.for_timestamp(spec.value)) if spec.kind == "to-datetime" else {}
+        times = (
+            self.offsets(tps, OffsetSpec.for_timestamp(spec.value))
+            if spec.kind == "to-datetime"
+            else {}
+        )
         return [
             plan_reset(
-                spec, t, p, committed.get((t, p), (None, ""))[0], starts[(t, p)], ends[(t, p)], times.get((t, p))
+                spec,
+                t,
+                p,
+                committed.get((t, p), (None, ""))[0],
+                starts[(t, p)],
+                ends[(t, p)],
+                times.get((t, p)),
             )
             for t, p in tps
         ]
@@ -160,6 +175,10 @@ class Groups:
             res = fut.result()
         except KafkaException as e:
             raise ResetError(f"the cluster refused the new offsets: {e.args[0].str()}") from None
-        failed = [f"{tp.topic}:{tp.partition} {tp.error}" for tp in res.topic_partitions if tp.error is not None]
+        failed = [
+            f"{tp.topic}:{tp.partition} {tp.error}"
+            for tp in res.topic_partitions
+            if tp.error is not None
+        ]
         if failed:
             raise ResetError("some offsets were not committed: " + "; ".join(failed))

@@ -43,7 +43,9 @@ def partition_status(samples: Sequence[Sample], members: int | None = 1) -> str:
 
 def judge(samples: Sequence[Sample], members: int | None = 1) -> tuple[str, str]:
     """partition_status with the rule that gave it, in words, for an operator's screen."""
-    offsets = [(s.committed, s.end) for s in samples if s.committed is not None and s.end is not None]
+    offsets = [
+        (s.committed, s.end) for s in samples if s.committed is not None and s.end is not None
+    ]
     if not samples or len(offsets) < len(samples):
         return ERR, "offsets could not be read"  # offsets that cannot be read are not "fine"
     committed = [c for c, _ in offsets]
@@ -120,14 +122,23 @@ class LagReader:
     """Samples committed and log-end offsets and keeps a window per partition in memory."""
 
     def __init__(
-        self, client_config: dict, names: Names = Names(), window: int = WINDOW, timeout_s: float = 10.0
+        self,
+        client_config: dict,
+        names: Names = Names(),
+        window: int = WINDOW,
+        timeout_s: float = 10.0,
     ):
         self.window, self.timeout_s = window, timeout_s
         self.client_config = client_config
         self._readers: dict[str, Consumer] = {}  # group -> its group_reader
         self._group_topics: dict[str, set[str]] = {}  # group -> the topics it was seen reading
         self.admin = AdminClient({"log_level": 3, **client_config})
-        base = {**client_config, "log_level": 3, "enable.auto.commit": False, "group.id": names.monitor_group()}
+        base = {
+            **client_config,
+            "log_level": 3,
+            "enable.auto.commit": False,
+            "group.id": names.monitor_group(),
+        }
         # the high watermark, as Kafka's tool (read_committed would give the last stable offset)
         self._ends = Consumer({**base, "isolation.level": "read_uncommitted"})
         # what the group will actually consume next: its consumers read committed records only,
@@ -186,7 +197,11 @@ class LagReader:
         """One look at every group's committed offsets and the log ends; appends to the windows."""
         now = time.time()
         # (confluent-kafka refuses to describe an empty list: a pipeline no worker joined yet)
-        described = self.admin.describe_consumer_groups(groups, request_timeout=self.timeout_s) if groups else {}
+        described = (
+            self.admin.describe_consumer_groups(groups, request_timeout=self.timeout_s)
+            if groups
+            else {}
+        )
         cluster = self._cluster()
         ends: dict[tuple[str, int], int | None] = {}
         seen = set()
@@ -207,7 +222,9 @@ class LagReader:
             # group never seen with members (its consumers stopped, say)
             known = self._group_topics.setdefault(g, set())
             known |= assigned
-            topics = {t: n for t, n in cluster.items() if (t in known or not known) and topic in (None, t)}
+            topics = {
+                t: n for t, n in cluster.items() if (t in known or not known) and topic in (None, t)
+            }
             if g not in self._readers:
                 self._readers[g] = group_reader(self.client_config, g)
             try:
@@ -273,8 +290,15 @@ class LagReader:
             else:
                 seconds = None if ts is None else round(max(0, now_ms - ts) / 1000, 3)
             status, reason = judge(self.windows[key], self.members.get(g))
-            partitions.append(PartitionLag(g, t, p, raw.committed, raw.end, lag, seconds, status, reason))
-        return Report(partitions, self._groups_of(partitions), self._under_replicated(), dict(self.group_errors))
+            partitions.append(
+                PartitionLag(g, t, p, raw.committed, raw.end, lag, seconds, status, reason)
+            )
+        return Report(
+            partitions,
+            self._groups_of(partitions),
+            self._under_replicated(),
+            dict(self.group_errors),
+        )
 
     def _settle(self, key, committed: int, end: int) -> None:
         self._settled[key] = (committed, end)
@@ -291,7 +315,9 @@ class LagReader:
             if g in self.group_errors:
                 reason = self.group_errors[g]
             else:
-                reason = next((p.reason for p in mine if p.status == status), "no committed offset yet")
+                reason = next(
+                    (p.reason for p in mine if p.status == status), "no committed offset yet"
+                )
             out.append(GroupLag(g, status, sum(p.lag or 0 for p in mine), self.members[g], reason))
         return out
 
@@ -305,7 +331,9 @@ class LagReader:
             for name, meta in sorted(topics.items())
         }
 
-    def _first_timestamps(self, wanted: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], int | None]:
+    def _first_timestamps(
+        self, wanted: list[tuple[str, int, int]]
+    ) -> dict[tuple[str, int, int], int | None]:
         """(topic, partition, offset) -> timestamp in ms of the first committed record at or after
         the offset, or NOTHING when the end comes first. What the time allows; the rest missing."""
         out: dict[tuple[str, int, int], int | None] = {
@@ -355,24 +383,32 @@ def group_reader(client_config: dict, group: str) -> Consumer:
     AdminClient.list_consumer_group_offsets would do, but librdkafka crashes the whole process
     (SIGSEGV, NULL group handle) when the group's coordinator moves during the request
     (confluentinc/librdkafka#5040): it did, repeatedly, under broker kills."""
-    return Consumer({**client_config, "group.id": group, "log_level": 3, "enable.auto.commit": False})
+    return Consumer(
+        {**client_config, "group.id": group, "log_level": 3, "enable.auto.commit": False}
+    )
 
 
-def committed(reader: Consumer, partitions: dict[str, int], timeout_s: float) -> list[TopicPartition]:
+def committed(
+    reader: Consumer, partitions: dict[str, int], timeout_s: float
+) -> list[TopicPartition]:
     """What the group of `reader` (group_reader) committed on `partitions` (topic -> partition
     count): offset and metadata of each partition it committed. Raises KafkaException when the
     cluster cannot say."""
     tps = [TopicPartition(t, p) for t, n in sorted(partitions.items()) for p in range(n)]
     if not tps:
         return []
-    return [tp for tp in reader.committed(tps, timeout=timeout_s) if tp.error is None and tp.offset >= 0]
+    return [
+        tp for tp in reader.committed(tps, timeout=timeout_s) if tp.error is None and tp.offset >= 0
+    ]
 
 
 def partitions_of(admin: AdminClient, timeout_s: float) -> dict[str, int]:
     """Every topic of the cluster but Kafka's own (`__consumer_offsets`, ...), with its partition
     count."""
     topics = admin.list_topics(timeout=timeout_s).topics
-    return {name: len(meta.partitions) for name, meta in topics.items() if not name.startswith("__")}
+    return {
+        name: len(meta.partitions) for name, meta in topics.items() if not name.startswith("__")
+    }
 
 
 def backlog(
@@ -395,11 +431,15 @@ def log_ends(client_config: dict, topic: str, timeout_s: float = 10.0) -> dict[i
     answer (its leader down, say) raises KafkaException: unknown is not empty."""
     admin = AdminClient({"log_level": 3, **client_config})
     meta = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
-    if meta is None or (meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+    if meta is None or (
+        meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    ):
         return {}
     if meta.error is not None:
         raise KafkaException(meta.error)
-    return _list(admin, [TopicPartition(topic, p) for p in meta.partitions], OffsetSpec.latest(), timeout_s)
+    return _list(
+        admin, [TopicPartition(topic, p) for p in meta.partitions], OffsetSpec.latest(), timeout_s
+    )
 
 
 def _list(admin: AdminClient, tps: list[TopicPartition], spec, timeout_s: float) -> dict[int, int]:

@@ -30,15 +30,21 @@ class LagCollector(Collector):
     @staticmethod
     def _families(report: Report | None):
         labels = ["group", "topic", "partition"]
-        messages = GaugeMetricFamily(LAG_MESSAGES, "Log-end offset minus committed offset", labels=labels)
-        seconds = GaugeMetricFamily(LAG_SECONDS, "Age of the oldest unconsumed message, seconds", labels=labels)
+        messages = GaugeMetricFamily(
+            LAG_MESSAGES, "Log-end offset minus committed offset", labels=labels
+        )
+        seconds = GaugeMetricFamily(
+            LAG_SECONDS, "Age of the oldest unconsumed message, seconds", labels=labels
+        )
         status = GaugeMetricFamily(
             GROUP_STATUS,
             "1 for the group's current status (Burrow's rules), 0 for the others",
             labels=["group", "status"],
         )
         under = GaugeMetricFamily(
-            UNDER_REPLICATED, "Partitions with fewer in-sync replicas than replicas", labels=["topic"]
+            UNDER_REPLICATED,
+            "Partitions with fewer in-sync replicas than replicas",
+            labels=["topic"],
         )
         if report is not None:
             for p in report.partitions:

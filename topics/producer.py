@@ -6,7 +6,8 @@ dead-letter topic::
 
     from topics.producer import OrderPublisher
     pub = OrderPublisher({"bootstrap.servers": "127.0.0.1:19092"})
-    pub.publish({"order_id": "o-1", "customer_id": "cust-0001", "currency": "EUR", "total_cents": 300,
+    pub.publish({"order_id": "o-1", "customer_id": "cust-0001", "currency": "EUR",
+                 "total_cents": 300,
                  "items": [{"sku": "sku-0001", "quantity": 2, "unit_price_cents": 150}]})
     assert pub.flush(30) == 0   # 0 undelivered: every order acknowledged by all in-sync replicas
 """
@@ -62,8 +63,8 @@ class OrderPublisher:
     # -- sending ------------------------------------------------------------------------------
 
     def publish(self, order: dict[str, Any], on_delivery: DeliveryCallback | None = None) -> None:
-        """Validate ``order`` (raises a DeadLetter subclass, nothing sent) and queue it, keyed by its
-        order id, with the envelope headers. Delivery is asynchronous: see ``flush``."""
+        """Validate ``order`` (raises a DeadLetter subclass, nothing sent) and queue it, keyed by
+        its order id, with the envelope headers. Delivery is asynchronous: see ``flush``."""
         value, headers, event = self.encode(order)
         self._produce(event.order_id.encode("utf-8"), value, headers, on_delivery)
 
@@ -134,7 +135,9 @@ class OrderPublisher:
 
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=delivered)
+                self._producer.produce(
+                    self.topic, value=value, key=key, headers=headers, on_delivery=delivered
+                )
                 break
             except BufferError:
                 # the local queue is full: let deliveries drain, then try again (back-pressure)

@@ -88,7 +88,8 @@ class Letter:
         """False when the original did not fit in a dead letter: its key or headers were
         replaced by a digest, or its value truncated."""
         return not any(
-            self.header(h) for h in (DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM, DLQ_TRUNCATED_FROM)
+            self.header(h)
+            for h in (DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM, DLQ_TRUNCATED_FROM)
         )
 
     def count(self) -> int | None:
@@ -128,7 +129,9 @@ class DlqPlan:
     over_limit: int = 0
 
 
-def plan_dlq(letters: list[Letter], replayed: set[str], allowed_sources: set[str], f: DlqFilter) -> DlqPlan:
+def plan_dlq(
+    letters: list[Letter], replayed: set[str], allowed_sources: set[str], f: DlqFilter
+) -> DlqPlan:
     """Which dead letters to re-publish. `letters` in offset order per partition; the result
     keeps that order per partition (so per key), merged across partitions by timestamp."""
     plan = DlqPlan()
@@ -155,9 +158,13 @@ def plan_dlq(letters: list[Letter], replayed: set[str], allowed_sources: set[str
             plan.parked.append((letter, f"replayed {count} times already (max {f.max_replays})"))
         elif not letter.whole:
             # re-publishing a digest or a prefix would be another record than the one refused
-            plan.parked.append((letter, "not the original record: it did not fit in a dead letter whole"))
+            plan.parked.append(
+                (letter, "not the original record: it did not fit in a dead letter whole")
+            )
         elif letter.source not in allowed_sources:
-            plan.parked.append((letter, f"source topic {letter.source!r} is not one of this pipeline's topics"))
+            plan.parked.append(
+                (letter, f"source topic {letter.source!r} is not one of this pipeline's topics")
+            )
         elif f.limit is not None and len(plan.selected) >= f.limit:
             plan.over_limit += 1
         else:
@@ -175,7 +182,9 @@ def read_letters(client_config: dict, dlq_topic: str) -> list[Letter]:
 
 def _letter(msg: Message) -> Letter:
     _, partition, offset = coordinates(msg)
-    return Letter(partition, offset, msg.timestamp()[1], msg.key(), msg.value(), tuple(headers_of(msg) or ()))
+    return Letter(
+        partition, offset, msg.timestamp()[1], msg.key(), msg.value(), tuple(headers_of(msg) or ())
+    )
 
 
 class ReplayLog:
@@ -201,7 +210,11 @@ class ReplayLog:
 
 
 def redrive(
-    client_config: dict, letters: list[Letter], log: ReplayLog, rate: float | None = None, progress=lambda n: None
+    client_config: dict,
+    letters: list[Letter],
+    log: ReplayLog,
+    rate: float | None = None,
+    progress=lambda n: None,
 ) -> tuple[int, list[str]]:
     """Re-publish `letters` in order; returns (acknowledged, errors). Each ack is logged (and
     flushed to disk) before the next poll returns."""
@@ -256,5 +269,7 @@ def redrive(
             producer.poll(0)
         left = producer.flush(60)
     if left:
-        errors.append(f"{left} messages not acknowledged in 60 s (not logged: a rerun retries them)")
+        errors.append(
+            f"{left} messages not acknowledged in 60 s (not logged: a rerun retries them)"
+        )
     return acked, errors

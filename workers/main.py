@@ -42,7 +42,9 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
                 settings.intake_max_backlog,
                 names.partitions,
                 lambda held: metrics.held.labels(name).set(len(held)),
-                lambda group, unknown: metrics.backpressure_unknown.labels(name, group).set(int(unknown)),
+                lambda group, unknown: metrics.backpressure_unknown.labels(name, group).set(
+                    int(unknown)
+                ),
             )
         return IntakeHandler(db, names, metrics, settings.deadline_ms, downstream)
     if name == "coordinator":
@@ -74,17 +76,29 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
 def watched(names) -> list[tuple[str, str]]:
     """(group, topic) of every worker intake holds back for: the groups it may watch, each on
     the topic it reads."""
-    return [(names.group(g), names.topic(t)) for g in ACCESS["intake"].watches for t in ACCESS[g].reads]
+    return [
+        (names.group(g), names.topic(t)) for g in ACCESS["intake"].watches for t in ACCESS[g].reads
+    ]
 
 
-def loop_config(name: str, slot: int, settings, protocol: str = "classic", static: bool = False) -> LoopConfig:
+def loop_config(
+    name: str, slot: int, settings, protocol: str = "classic", static: bool = False
+) -> LoopConfig:
     return LoopConfig(
-        group=settings.names.group(name), instance=settings.instance_id(slot), protocol=protocol, static=static
+        group=settings.names.group(name),
+        instance=settings.instance_id(slot),
+        protocol=protocol,
+        static=static,
     )
 
 
 def run(
-    name: str, instance: int, settings, metrics_port: int = 0, protocol: str = "classic", static: bool = False
+    name: str,
+    instance: int,
+    settings,
+    metrics_port: int = 0,
+    protocol: str = "classic",
+    static: bool = False,
 ) -> int:
     settings = settings.as_principal(name)  # each service speaks to Kafka as itself
     if name == "tracker":  # a faust app with its own event loop and logging
@@ -103,15 +117,19 @@ def run(
     wrong = wrong_partitions(settings.kafka(), handler.topics, settings.names)
     if wrong:
         logging.getLogger(__name__).critical(
-            "not starting: ORDERBUS_PARTITIONS is %d, but %s; a topic's count is set when it is made, "
-            "so set ORDERBUS_PARTITIONS to the cluster's",
+            "not starting: ORDERBUS_PARTITIONS is %d, but %s; a topic's count is set when it is "
+            "made, so set ORDERBUS_PARTITIONS to the cluster's",
             settings.partitions,
             ", ".join(f"{t} has {n}" for t, n in sorted(wrong.items())),
         )
         return 2
     metrics.start_at_zero()
     cfg = loop_config(name, instance, settings, protocol, static)
-    signer = Signer(name, settings.signing_key(name), settings.names.signed()) if name in AUTHORS else None
+    signer = (
+        Signer(name, settings.signing_key(name), settings.names.signed())
+        if name in AUTHORS
+        else None
+    )
     loop = Loop(settings, cfg, handler, metrics, liveness, signer)
     signal.signal(signal.SIGTERM, loop.stop)
     signal.signal(signal.SIGINT, loop.stop)

@@ -29,7 +29,9 @@ def replication(layout: Layout) -> tuple[int, int]:
 
 def properties(layout: Layout, node: int) -> str:
     rf, min_isr = replication(layout)
-    voters = ",".join(f"{n}@{layout.node_host(n)}:{layout.controller_port(n)}" for n in layout.nodes)
+    voters = ",".join(
+        f"{n}@{layout.node_host(n)}:{layout.controller_port(n)}" for n in layout.nodes
+    )
     return "\n".join(
         [
             "process.roles=broker,controller",
@@ -45,7 +47,8 @@ def properties(layout: Layout, node: int) -> str:
             f"offsets.topic.replication.factor={rf}",
             f"transaction.state.log.replication.factor={rf}",
             f"transaction.state.log.min.isr={min_isr}",
-            # 50 partitions each (the defaults) make the first group and first transaction slow to start
+            # 50 partitions each (the defaults) make the first group and first transaction slow to
+            # start
             "offsets.topic.num.partitions=12",
             "transaction.state.log.num.partitions=12",
             "unclean.leader.election.enable=false",
@@ -53,7 +56,8 @@ def properties(layout: Layout, node: int) -> str:
             # a SIGKILLed worker's partitions stay idle for its session timeout at least; the
             # classic protocol's floor (6 s by default) would make that the failover time
             "group.min.session.timeout.ms=3000",
-            # a killed broker is fenced (and its partitions led elsewhere) after 4 s, not the default
+            # a killed broker is fenced (and its partitions led elsewhere) after 4 s, not the
+            # default
             # 9: with 6 s a producer waited up to 12.7-16.1 s per kill, with 4 s 8.3-9.5 s (README)
             "broker.heartbeat.interval.ms=500",
             "broker.session.timeout.ms=4000",
@@ -98,7 +102,10 @@ def cluster_id(layout: Layout) -> str:
     if path.exists():
         return path.read_text().strip()
     out = subprocess.run(
-        _java(layout, "kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
+        _java(layout, "kafka.tools.StorageTool", "random-uuid"),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()[-1]
     layout.kafka_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(out + "\n")

@@ -18,7 +18,8 @@ def require_tool(name: str, package: str) -> str:
     path = shutil.which(name)
     if path is None:
         raise InfraError(
-            f"`{name}` is not on PATH; install it (Debian: apt-get install {package}) and run the command again"
+            f"`{name}` is not on PATH; install it (Debian: apt-get install {package}) and run the "
+            "command again"
         )
     return path
 

@@ -34,7 +34,8 @@ def wait_broker(client_config: dict, layout, node: int) -> str:
     while not cluster.serves_metadata(layout, node):
         if time.monotonic() > deadline:
             raise InfraError(
-                f"Kafka node {node} did not serve metadata within 120 s after the fault; see its server.log"
+                f"Kafka node {node} did not serve metadata within 120 s after the fault; see its "
+                "server.log"
             )
         time.sleep(0.3)
     deadline = time.monotonic() + 60
@@ -58,4 +59,9 @@ def under_replicated(client_config) -> int | None:
         md = cluster.admin(client_config).list_topics(timeout=5)
     except Exception:
         return None
-    return sum(1 for t in md.topics.values() for p in t.partitions.values() if len(p.isrs) < len(p.replicas))
+    return sum(
+        1
+        for t in md.topics.values()
+        for p in t.partitions.values()
+        if len(p.isrs) < len(p.replicas)
+    )

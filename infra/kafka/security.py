@@ -68,7 +68,10 @@ def sasl_ssl(user: str, password_: str, ca_file: str) -> dict:
 
 def node_properties(layout: Layout, node: int) -> list[str]:
     host = layout.node_host(node)
-    broker, controller = f"{host}:{layout.broker_port(node)}", f"{host}:{layout.controller_port(node)}"
+    broker, controller = (
+        f"{host}:{layout.broker_port(node)}",
+        f"{host}:{layout.controller_port(node)}",
+    )
     if not layout.secure:
         return [
             f"listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
@@ -112,7 +115,10 @@ def format_args(layout: Layout) -> list[str]:
     return [
         a
         for p in (BROKER, ADMIN)
-        for a in ("--add-scram", f"{MECHANISM}=[name={p},password={password(layout, p)},iterations={ITERATIONS}]")
+        for a in (
+            "--add-scram",
+            f"{MECHANISM}=[name={p},password={password(layout, p)},iterations={ITERATIONS}]",
+        )
     ]
 
 
@@ -129,7 +135,9 @@ def ensure_tls(layout: Layout) -> bool:
     with tempfile.NamedTemporaryFile("w", suffix=".ext") as ext:
         # every address a node may listen on: the loopback, and each node's host (up --hosts)
         ips = ",".join(f"IP:{netns.address(NODE_HOSTS + n)}" for n in range(1, 10))
-        ext.write(f"subjectAltName=IP:{HOST},{ips},DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
+        ext.write(
+            f"subjectAltName=IP:{HOST},{ips},DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
+        )
         ext.flush()
         for argv in (
             [
@@ -258,7 +266,9 @@ def ensure_users(layout: Layout, principals: list[str], timeout_s: float = 30.0)
     alterations: list[UserScramCredentialAlteration] = [
         UserScramCredentialUpsertion(p, info, password(layout, p).encode()) for p in principals
     ]
-    for user, fut in admin.alter_user_scram_credentials(alterations, request_timeout=timeout_s).items():
+    for user, fut in admin.alter_user_scram_credentials(
+        alterations, request_timeout=timeout_s
+    ).items():
         try:
             fut.result()
         except KafkaException as e:

@@ -88,7 +88,9 @@ def _role(cur, name: str, verifier: str | None = None) -> None:
     verb = "ALTER" if cur.fetchone() else "CREATE"
     login = "LOGIN PASSWORD %s" if verifier else "NOLOGIN"
     cur.execute(
-        sql.SQL(f"{verb} ROLE {{}} {login} NOSUPERUSER NOCREATEDB NOCREATEROLE").format(sql.Identifier(name)),
+        sql.SQL(f"{verb} ROLE {{}} {login} NOSUPERUSER NOCREATEDB NOCREATEROLE").format(
+            sql.Identifier(name)
+        ),
         (verifier,) if verifier else (),
     )
 
@@ -104,15 +106,14 @@ def _migrate(layout: Layout, name: str, service: str) -> list[str]:
             cur.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, own))
             cur.execute(
                 sql.SQL(
-                    "ALTER SCHEMA public OWNER TO {}; "
-                    "REVOKE ALL ON SCHEMA public FROM PUBLIC, {}; "
+                    "ALTER SCHEMA public OWNER TO {}; REVOKE ALL ON SCHEMA public FROM PUBLIC, {}; "
                     "GRANT USAGE ON SCHEMA public TO {}"
                 ).format(own, role, role)
             )
             cur.execute(sql.SQL("SET ROLE {}").format(own))
             cur.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                "CREATE TABLE IF NOT EXISTS schema_migrations ( version text PRIMARY KEY, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
             )
             cur.execute("SELECT version FROM schema_migrations")
             done = {r[0] for r in cur.fetchall()}
@@ -126,11 +127,10 @@ def _migrate(layout: Layout, name: str, service: str) -> list[str]:
             # run, so a table a migration adds is covered
             cur.execute(
                 sql.SQL(
-                    "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; "
-                    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; "
-                    "REVOKE ALL ON schema_migrations FROM {role}; "
-                    "REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}; "
-                    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"
+                    "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; GRANT SELECT, INSERT, "
+                    "UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; REVOKE ALL ON "
+                    "schema_migrations FROM {role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA public "
+                    "FROM {role}; GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"
                 ).format(role=role)
             )
         conn.commit()

@@ -49,7 +49,9 @@ def install(log=print) -> Path:
     procs.apt_install("postgresql")
     found = binaries()
     if not found:
-        raise InfraError("apt-get installed postgresql but no server binary was found under /usr/lib/postgresql")
+        raise InfraError(
+            "apt-get installed postgresql but no server binary was found under /usr/lib/postgresql"
+        )
     return found
 
 
@@ -61,7 +63,8 @@ def _run_as() -> str | None:
         pwd.getpwnam("postgres")
     except KeyError:
         raise InfraError(
-            "running as root needs the `postgres` system user (Debian's postgresql package creates it)"
+            "running as root needs the `postgres` system user (Debian's postgresql package creates "
+            "it)"
         ) from None
     return "postgres"
 
@@ -130,7 +133,10 @@ def prepare(layout: Layout, log=print) -> None:
             "",
         ]
     )
-    for name, text in (("orderbus.conf", conf), ("pg_hba.conf", HBA + (HOSTS_HBA if layout.hosts else ""))):
+    for name, text in (
+        ("orderbus.conf", conf),
+        ("pg_hba.conf", HBA + (HOSTS_HBA if layout.hosts else "")),
+    ):
         path = data / name
         path.write_text(text)
         if user:
@@ -176,7 +182,8 @@ def wait_ready(layout: Layout, timeout_s: float = 30.0) -> None:
     while True:
         if not running(layout):
             raise InfraError(
-                "PostgreSQL exited during start-up; its log says:\n" + procs.tail(layout.pg_dir / "postgres.log")
+                "PostgreSQL exited during start-up; its log says:\n"
+                + procs.tail(layout.pg_dir / "postgres.log")
             )
         try:
             admin_connect(layout, "postgres").close()
@@ -197,7 +204,11 @@ def stop(layout: Layout, grace_s: float = 30.0) -> bool:
 
 def admin_connect(layout: Layout, dbname: str):
     conn = psycopg2.connect(
-        host=str(layout.pg_socket_dir), port=layout.pg_port, user=ADMIN, dbname=dbname, connect_timeout=3
+        host=str(layout.pg_socket_dir),
+        port=layout.pg_port,
+        user=ADMIN,
+        dbname=dbname,
+        connect_timeout=3,
     )
     conn.autocommit = True
     return conn

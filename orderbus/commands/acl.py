@@ -17,8 +17,8 @@ def register(sub) -> None:
     s = sub.add_parser(
         "acl",
         help="Kafka ACLs per service principal, as declared and as applied, "
-        "and any other ACL on the pipeline's resources (exit 1 when the cluster "
-        "differs; `orderbus up` applies the catalogue's)",
+        "and any other ACL on the pipeline's resources (exit 1 when the cluster differs; `orderbus "
+        "up` applies the catalogue's)",
     )
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_acl)
@@ -27,14 +27,19 @@ def register(sub) -> None:
 def _acl(args, settings: Settings) -> int:
 
     if settings.security == "plaintext":
-        raise InfraError("the cluster runs without authentication (`up --insecure`): it has no ACLs")
+        raise InfraError(
+            "the cluster runs without authentication (`up --insecure`): it has no ACLs"
+        )
     try:
         have = acl.current(AdminClient(settings.kafka(log_level=3)))
     except KafkaException as e:
         raise InfraError(f"cannot read the ACLs at {settings.bootstrap}: {e}") from None
     drift = acl.diff(settings.names, have)
     rows = (
-        [{**_row(g), "state": "missing" if g in drift.missing else "applied"} for g in acl.grants(settings.names)]
+        [
+            {**_row(g), "state": "missing" if g in drift.missing else "applied"}
+            for g in acl.grants(settings.names)
+        ]
         + [{**_row(g), "state": "extra"} for g in drift.extra]
         + [{**_row(g), "state": "foreign"} for g in drift.foreign]
     )

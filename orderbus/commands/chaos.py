@@ -14,7 +14,9 @@ from workers.runtime.settings import Settings
 def register(sub) -> None:
     from orderbus.lab.chaos.plan import KINDS
 
-    s = sub.add_parser("chaos", help="inject faults into a sandbox pipeline under load, then verify")
+    s = sub.add_parser(
+        "chaos", help="inject faults into a sandbox pipeline under load, then verify"
+    )
     s.add_argument(
         "--duration",
         type=float,
@@ -26,12 +28,15 @@ def register(sub) -> None:
         "--faults",
         default="",
         metavar="LIST",
-        help=f"comma-separated fault kinds of {','.join(KINDS)} (default: every kind the cluster allows; "
-        "the net-* kinds need `orderbus up --hosts`)",
+        help=f"comma-separated fault kinds of {','.join(KINDS)} (default: every kind the cluster "
+        "allows; the net-* kinds need `orderbus up --hosts`)",
     )
     s.add_argument("--rate", type=float, default=100.0, help="offered orders/s (default 100)")
     s.add_argument(
-        "--seed", type=int, default=None, help="fault times, targets and orders (default: a random seed, printed)"
+        "--seed",
+        type=int,
+        default=None,
+        help="fault times, targets and orders (default: a random seed, printed)",
     )
     s.add_argument("--instances", type=int, default=2, help="instances of each worker (default 2)")
     s.add_argument("--json", action="store_true")
@@ -52,10 +57,13 @@ def _chaos(args, settings: Settings) -> int:
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] or list(allowed)
     unknown = [k for k in kinds if k not in plan.KINDS]
     if unknown:
-        raise UsageError(f"unknown fault kind(s) {', '.join(unknown)}; one of {', '.join(plan.KINDS)}")
+        raise UsageError(
+            f"unknown fault kind(s) {', '.join(unknown)}; one of {', '.join(plan.KINDS)}"
+        )
     if set(kinds) - set(allowed):
         raise UsageError(
-            f"{', '.join(sorted(set(kinds) - set(allowed)))}: network faults need hosts of their own "
+            f"{', '.join(sorted(set(kinds) - set(allowed)))}: network faults need hosts of their "
+            "own "
             "(`orderbus down`, then `orderbus up --hosts` on a fresh ORDERBUS_HOME)"
         )
     if args.duration <= 0 or args.rate <= 0 or args.instances < 1:
@@ -66,7 +74,9 @@ def _chaos(args, settings: Settings) -> int:
         try:  # before the run, not after it: its result would be lost
             import matplotlib  # noqa: F401
         except ModuleNotFoundError:
-            raise UsageError("--plot needs matplotlib: pip install 'orderbus[plot]' (or matplotlib)") from None
+            raise UsageError(
+                "--plot needs matplotlib: pip install 'orderbus[plot]' (or matplotlib)"
+            ) from None
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     planned = plan.plan(kinds, args.duration, seed)
     missing = sorted(set(kinds) - {p.kind for p in planned})
@@ -76,8 +86,14 @@ def _chaos(args, settings: Settings) -> int:
             f"(with seed {seed}); {plan.duration_for_all(kinds):g} s fits every "
             "requested kind whatever the seed"
         )
-    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
-    result = run.run(settings, args.duration, kinds, args.rate, seed, args.instances, log=log, keep=args.keep)
+    log = (
+        (lambda m: print(m, file=sys.stderr, flush=True))
+        if args.json
+        else (lambda m: print(m, flush=True))
+    )
+    result = run.run(
+        settings, args.duration, kinds, args.rate, seed, args.instances, log=log, keep=args.keep
+    )
     result["recovery_by_kind"] = measure.summary_by_kind(result["faults"])
     if args.plot:
         from orderbus.lab.chaos.plot import plot  # matplotlib, an optional extra: checked above
@@ -128,7 +144,9 @@ def render(r: dict) -> str:
                 else ""
             )
         )
-    lines.append(f"  longest gap {r['max_gap_s']:.2f} s with no decision (from {r['max_gap_at_s']:.1f} s)")
+    lines.append(
+        f"  longest gap {r['max_gap_s']:.2f} s with no decision (from {r['max_gap_at_s']:.1f} s)"
+    )
     lines.append(f"  restarts    {r['worker_restarts']} worker restarts by the supervisor")
     if r["halted"]:
         lines.append("  HALTED      no decision in the last 60 s although orders were undecided")

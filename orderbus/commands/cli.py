@@ -47,7 +47,9 @@ COMMANDS = (
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="orderbus", description="orderbus: order processing on Kafka and PostgreSQL")
+    p = argparse.ArgumentParser(
+        prog="orderbus", description="orderbus: order processing on Kafka and PostgreSQL"
+    )
     sub = p.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(sub)

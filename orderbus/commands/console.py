@@ -14,20 +14,32 @@ DEFAULT_BIND = "127.0.0.1:8600"
 
 
 def register(sub) -> None:
-    s = sub.add_parser("console", help="the operator's web console (binds 127.0.0.1 unless --auth is set)")
+    s = sub.add_parser(
+        "console", help="the operator's web console (binds 127.0.0.1 unless --auth is set)"
+    )
     s.add_argument(
-        "--bind", default=DEFAULT_BIND, metavar="HOST:PORT", help=f"default {DEFAULT_BIND}; port 0 picks one"
+        "--bind",
+        default=DEFAULT_BIND,
+        metavar="HOST:PORT",
+        help=f"default {DEFAULT_BIND}; port 0 picks one",
     )
     s.add_argument(
         "--auth",
         choices=("token", "proxy"),
         help="token: the generated tokens under $ORDERBUS_HOME/secrets (the default); proxy: trust "
-        "X-Forwarded-User/-Groups from --trusted-proxy. Another address than the loopback needs it given",
+        "X-Forwarded-User/-Groups from --trusted-proxy. Another address than the loopback needs it "
+        "given",
     )
     s.add_argument(
-        "--trusted-proxy", action="append", default=[], metavar="ADDR", help="proxy address or network"
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="proxy address or network",
     )
-    s.add_argument("--operators", default="", metavar="U,U", help="proxy users with the operator role")
+    s.add_argument(
+        "--operators", default="", metavar="U,U", help="proxy users with the operator role"
+    )
     s.add_argument("--read-only", action="store_true", help="refuse every action, whoever asks")
     s.add_argument(
         "--prometheus",
@@ -35,7 +47,9 @@ def register(sub) -> None:
         metavar="URL",
         help="where to read firing alerts (default $ORDERBUS_PROMETHEUS_URL)",
     )
-    s.add_argument("--interval", type=float, default=3.0, metavar="S", help="seconds between live refreshes")
+    s.add_argument(
+        "--interval", type=float, default=3.0, metavar="S", help="seconds between live refreshes"
+    )
     s.set_defaults(func=_console)
 
 
@@ -56,7 +70,9 @@ def _console(args, settings: Settings) -> int:
         port=int(port),
         auth=args.auth or "token",
         auth_explicit=args.auth is not None,
-        proxy=Proxy(tuple(args.trusted_proxy), frozenset(u for u in args.operators.split(",") if u)),
+        proxy=Proxy(
+            tuple(args.trusted_proxy), frozenset(u for u in args.operators.split(",") if u)
+        ),
         read_only=args.read_only,
         prometheus_url=args.prometheus,
         interval_s=args.interval,

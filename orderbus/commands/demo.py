@@ -11,17 +11,26 @@ from workers.runtime.settings import Settings
 
 
 def register(sub) -> None:
-    s = sub.add_parser("demo", help="start everything, run a mixed batch of orders, print the report")
+    s = sub.add_parser(
+        "demo", help="start everything, run a mixed batch of orders, print the report"
+    )
     s.set_defaults(func=_demo)
     s = sub.add_parser("bench", help="end-to-end throughput and latency in a sandbox pipeline")
     s.add_argument("--orders", type=int, default=5000)
     s.add_argument(
-        "--rate", type=float, default=None, help="offered orders/s (default: as fast as the producer can)"
+        "--rate",
+        type=float,
+        default=None,
+        help="offered orders/s (default: as fast as the producer can)",
     )
     s.add_argument("--hot", action="store_true", help="flash sale: every order for one SKU")
     s.add_argument("--instances", type=int, default=1, help="instances of each worker")
     s.add_argument("--verify", action="store_true", help="then time `verify` over the run's orders")
-    s.add_argument("--tracker", action="store_true", help="run the order tracker too and report its consumer lag")
+    s.add_argument(
+        "--tracker",
+        action="store_true",
+        help="run the order tracker too and report its consumer lag",
+    )
     s.add_argument(
         "--tracker-cold",
         action="store_true",
@@ -38,8 +47,8 @@ def register(sub) -> None:
         "--open",
         action="store_true",
         help="keep payment stopped until every order "
-        "has begun, report each worker's RSS with them all open, then let it go "
-        "(back-pressure off, deadline 10 minutes; latency figures then mean little)",
+        "has begun, report each worker's RSS with them all open, then let it go (back-pressure "
+        "off, deadline 10 minutes; latency figures then mean little)",
     )
     s.add_argument(
         "--ceiling",
@@ -51,10 +60,13 @@ def register(sub) -> None:
     s.set_defaults(func=_bench)
     s = sub.add_parser(
         "bench-takeover",
-        help="how long a new coordinator takes to own a tx.log partition, by history and open orders",
+        help="how long a new coordinator takes to own a tx.log partition, by history and open "
+        "orders",
     )
     s.add_argument(
-        "--history", default="10000,100000,1000000", help="finished orders behind the partition, comma-separated"
+        "--history",
+        default="10000,100000,1000000",
+        help="finished orders behind the partition, comma-separated",
     )
     s.add_argument("--open", default="0,1000", help="open orders on it, comma-separated")
     s.add_argument("--repeat", type=int, default=3)
@@ -105,7 +117,9 @@ def _bench(args, settings: Settings):
     if args.orders < 1 or args.instances < 1 or (args.rate is not None and args.rate <= 0):
         raise UsageError("--orders and --instances must be at least 1, --rate positive")
     if args.tracker and args.tracker_cold:
-        raise UsageError("--tracker and --tracker-cold both use the sandbox's tracker group: choose one")
+        raise UsageError(
+            "--tracker and --tracker-cold both use the sandbox's tracker group: choose one"
+        )
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
     result = bench(
         settings,

@@ -15,7 +15,9 @@ def register(sub) -> None:
         help="measure how long a killed worker's partitions stay "
         "idle, or (--broker) what a killed broker costs publishing and decisions",
     )
-    s.add_argument("--worker", choices=("intake", "coordinator", "inventory", "payment"), default="coordinator")
+    s.add_argument(
+        "--worker", choices=("intake", "coordinator", "inventory", "payment"), default="coordinator"
+    )
     s.add_argument("--protocol", choices=("classic", "consumer"), default="classic")
     s.add_argument(
         "--membership",
@@ -24,7 +26,9 @@ def register(sub) -> None:
         help="classic protocol membership (default dynamic, as `orderbus run`)",
     )
     s.add_argument(
-        "--no-restart", action="store_true", help="leave the killed instance down: the survivor must take over"
+        "--no-restart",
+        action="store_true",
+        help="leave the killed instance down: the survivor must take over",
     )
     s.add_argument(
         "--compare",
@@ -35,11 +39,14 @@ def register(sub) -> None:
         "--broker",
         action="store_true",
         help="SIGKILL a broker instead (the active controller and another in turn, "
-        "each restarted --down seconds later): the longest publish "
-        "acknowledgement wait and decision gap per kill",
+        "each restarted --down seconds later): the longest publish acknowledgement wait and "
+        "decision gap per kill",
     )
     s.add_argument(
-        "--down", type=float, default=15.0, help="--broker: seconds the killed broker stays down (default 15)"
+        "--down",
+        type=float,
+        default=15.0,
+        help="--broker: seconds the killed broker stays down (default 15)",
     )
     s.add_argument("--kills", type=int, default=3)
     s.add_argument("--rate", type=float, default=100.0)
@@ -68,7 +75,16 @@ def _failover(args, settings: Settings):
             f"{'restarted' if not args.no_restart else 'left down'}"
         )
         rows.append(
-            measure(settings, args.worker, protocol, static, not args.no_restart, args.kills, args.rate, log=log)
+            measure(
+                settings,
+                args.worker,
+                protocol,
+                static,
+                not args.no_restart,
+                args.kills,
+                args.rate,
+                log=log,
+            )
         )
     print(json.dumps(rows, indent=2) if args.json else render(rows))
     return 1 if any(r["violations"] for r in rows) else 0

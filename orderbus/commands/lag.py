@@ -25,7 +25,8 @@ as kafka-consumer-groups counts it), the lag in seconds (age of the oldest uncon
 status by Burrow's rules over a window of samples: OK; WARN lag growing; STALL offsets frozen
 while members are present; STOP no members and offsets frozen; ERR offsets went backwards or
 cannot be read. A group takes its worst partition's status. A single run samples
-{SINGLE_SAMPLES} times over ~{(SINGLE_SAMPLES - 1) * SINGLE_SPACING_S:.0f} s (so it takes about 3 s);
+{SINGLE_SAMPLES} times over ~{(SINGLE_SAMPLES - 1) * SINGLE_SPACING_S:.0f} s (so it takes about
+3 s);
 --watch and --serve keep a window of the last {WINDOW} samples in memory. A lag of 1 left by a
 Kafka transaction's commit marker (a foreign transactional producer's; orderbus opens none) has
 lag 0 s and counts as caught up."""
@@ -35,7 +36,9 @@ def register(sub) -> None:
     s = sub.add_parser(
         "lag", help="consumer lag per group and partition (Burrow's status rules)", description=HELP
     )
-    s.add_argument("--group", help="only this consumer group (default: every group of the pipeline)")
+    s.add_argument(
+        "--group", help="only this consumer group (default: every group of the pipeline)"
+    )
     s.add_argument("--topic", help="only this topic")
     s.add_argument("--json", action="store_true", help="JSON; with --watch one object per line")
     s.add_argument(
@@ -49,7 +52,8 @@ def register(sub) -> None:
     s.add_argument(
         "--serve",
         metavar="[HOST:]PORT",
-        help=f"serve Prometheus metrics (HOST defaults to {DEFAULT_HOST}), sampling every --watch seconds",
+        help=f"serve Prometheus metrics (HOST defaults to {DEFAULT_HOST}), sampling every --watch "
+        "seconds",
     )
     s.set_defaults(func=_lag)
 
@@ -167,7 +171,8 @@ def _print(report: Report, as_json: bool) -> None:
     for r in rows:
         print(
             "  ".join(
-                c.ljust(w) if i < 2 or i == 7 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+                c.ljust(w) if i < 2 or i == 7 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths))
             ).rstrip()
         )
     print()

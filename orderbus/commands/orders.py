@@ -19,7 +19,14 @@ from orderbus.ops import report as reports
 from orderbus.ops.errors import UsageError
 from orderbus.ops.generate import generate
 from orderbus.ops.groups import active_groups
-from orderbus.ops.seed import DEFAULT_PRICE_CENTS, SEED_FILE, load_catalog, reset_catalog, seed_price, seeded_ids
+from orderbus.ops.seed import (
+    DEFAULT_PRICE_CENTS,
+    SEED_FILE,
+    load_catalog,
+    reset_catalog,
+    seed_price,
+    seeded_ids,
+)
 from orderbus.ops.timeline import order_timeline
 from schemas import codec
 from schemas.errors import DeadLetter
@@ -30,22 +37,29 @@ from workers.runtime.settings import Settings
 
 def register(sub) -> None:
     s = sub.add_parser(
-        "seed", help="reset stock, balances and orders on a pipeline with no history yet (refused after)"
+        "seed",
+        help="reset stock, balances and orders on a pipeline with no history yet (refused after)",
     )
     s.add_argument("--skus", type=int, help="number of skus (sku-0001...)")
     s.add_argument("--stock", type=int, help="initial stock of each sku")
     s.add_argument("--customers", type=int, help="number of customers (cust-0001...)")
     s.add_argument("--balance-cents", type=int, help="initial balance of each customer")
     s.add_argument(
-        "--price-cents", type=int, default=DEFAULT_PRICE_CENTS, help="unit price `publish --generate` will use"
+        "--price-cents",
+        type=int,
+        default=DEFAULT_PRICE_CENTS,
+        help="unit price `publish --generate` will use",
     )
     s.add_argument(
         "--catalog",
         type=Path,
-        help='JSON {"skus": {sku: stock}, "customers": {customer_id: balance_cents}} instead of the sizes',
+        help='JSON {"skus": {sku: stock}, "customers": {customer_id: balance_cents}} instead of '
+        "the sizes",
     )
     s.add_argument(
-        "--force", action="store_true", help="even while workers are running (history is refused all the same)"
+        "--force",
+        action="store_true",
+        help="even while workers are running (history is refused all the same)",
     )
     s.set_defaults(func=_seed)
     s = sub.add_parser("publish", help="publish orders onto " + ORDERS_PLACED.name)
@@ -68,7 +82,9 @@ def register(sub) -> None:
     s.add_argument("order_id")
     s.add_argument("--json", action="store_true")
     s.add_argument(
-        "--events", action="store_true", help="also every record on every topic keyed by it, with hop times"
+        "--events",
+        action="store_true",
+        help="also every record on every topic keyed by it, with hop times",
     )
     s.set_defaults(func=_order)
     s = sub.add_parser("report", help="orders by status, dead letters, stock and money")
@@ -101,7 +117,8 @@ def _seed(args, settings: Settings) -> int:
         busy = active_groups(settings)
         if busy:
             raise UsageError(
-                f"workers are running in {', '.join(busy)}; stop them first (or --force to reset under them)"
+                f"workers are running in {', '.join(busy)}; stop them first (or --force to reset "
+                "under them)"
             )
     reset_catalog(settings, skus, customers)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -201,7 +218,10 @@ def _publish(args, settings: Settings) -> int:
         orders_per_s=round(publisher.delivered / seconds, 1) if seconds else 0.0,
     )
     if summary["failed"]:
-        print(f"{summary['failed']} deliveries failed; last error: {publisher.last_error}", file=sys.stderr)
+        print(
+            f"{summary['failed']} deliveries failed; last error: {publisher.last_error}",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(summary))
     else:
@@ -282,7 +302,11 @@ class _Progress:
 
 @_db_errors
 def _order(args, settings: Settings) -> int:
-    view = order_timeline(settings, args.order_id) if args.events else reports.order_view(settings, args.order_id)
+    view = (
+        order_timeline(settings, args.order_id)
+        if args.events
+        else reports.order_view(settings, args.order_id)
+    )
     if view is None:
         print(
             f"orderbus order: no service knows order {args.order_id!r} (never published, not "
@@ -303,7 +327,8 @@ def _order(args, settings: Settings) -> int:
         print(
             f"  {service + ':':<11}"
             + (
-                f"{hold['state']} (voted {hold['vote']})" + (f" {hold['reason']}" if hold["reason"] else "")
+                f"{hold['state']} (voted {hold['vote']})"
+                + (f" {hold['reason']}" if hold["reason"] else "")
                 if hold
                 else "-"
             )
@@ -320,10 +345,14 @@ def _order(args, settings: Settings) -> int:
 def _print_events(view: dict) -> None:
     print("EVENTS")
     for e in view["events"]:
-        at = datetime.fromtimestamp(e["at_ms"] / 1000, timezone.utc).isoformat(timespec="milliseconds")
+        at = datetime.fromtimestamp(e["at_ms"] / 1000, timezone.utc).isoformat(
+            timespec="milliseconds"
+        )
         hop = "" if e["hop_ms"] is None else f"+{e['hop_ms']} ms"
         detail = " ".join(f"{k}={v}" for k, v in e["summary"].items())
-        print(f"  {at} {hop:>10}  {e['topic']}[{e['partition']}]@{e['offset']}  {e['type']}  {detail}")
+        print(
+            f"  {at} {hop:>10}  {e['topic']}[{e['partition']}]@{e['offset']}  {e['type']}  {detail}"
+        )
     for topic, why in view["unread"].items():
         print(f"  not read to its end: {topic}: {why}")
 

@@ -29,7 +29,9 @@ SHOWN = 20  # lines of detail per list; the counts say how many there are
 
 
 def register(sub) -> None:
-    s = sub.add_parser("replay", help="recover by replay: dead letters, offsets, read models, audit")
+    s = sub.add_parser(
+        "replay", help="recover by replay: dead letters, offsets, read models, audit"
+    )
     rs = s.add_subparsers(dest="replay", required=True)
 
     d = rs.add_parser("dlq", help="re-publish dead letters to their source topic")
@@ -59,7 +61,8 @@ def register(sub) -> None:
     d.set_defaults(func=_dlq)
 
     r = rs.add_parser(
-        "reset", help="move a stopped group's committed offsets (as kafka-consumer-groups --reset-offsets)"
+        "reset",
+        help="move a stopped group's committed offsets (as kafka-consumer-groups --reset-offsets)",
     )
     r.add_argument("--group", required=True)
     how = r.add_mutually_exclusive_group(required=True)
@@ -72,24 +75,33 @@ def register(sub) -> None:
         "--topic",
         action="append",
         metavar="T[:P,P]",
-        help="topic (and partitions); repeatable; default every topic the group has committed offsets for",
+        help="topic (and partitions); repeatable; default every topic the group has committed "
+        "offsets for",
     )
-    r.add_argument("--execute", action="store_true", help="commit the new offsets (default: dry run)")
+    r.add_argument(
+        "--execute", action="store_true", help="commit the new offsets (default: dry run)"
+    )
     r.set_defaults(func=_reset)
 
     b = rs.add_parser("rebuild", help="rebuild a read model or the coordinator's state")
     bs = b.add_subparsers(dest="what", required=True)
     st = bs.add_parser("status", help="the order-status table, from orders.status")
     st.add_argument(
-        "--execute", action="store_true", help="swap the rebuilt table in (default: build and compare only)"
+        "--execute",
+        action="store_true",
+        help="swap the rebuilt table in (default: build and compare only)",
     )
     st.set_defaults(func=_rebuild_status)
-    co = bs.add_parser("coordinator", help="open transactions from tx.log vs the coordinator's refold")
+    co = bs.add_parser(
+        "coordinator", help="open transactions from tx.log vs the coordinator's refold"
+    )
     co.add_argument("--json", action="store_true")
     co.set_defaults(func=_rebuild_coordinator)
 
     a = rs.add_parser(
-        "audit", help="re-fold tx.log; check every decision against the participants and the status read model"
+        "audit",
+        help="re-fold tx.log; check every decision against the participants and the status read "
+        "model",
     )
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_audit)
@@ -110,7 +122,9 @@ def _ms(ms: int | None) -> str:
 
 
 def _dlq(args, settings: Settings) -> int:
-    run = dlq_plan(settings, DlqFilter(args.reason, args.since, args.until, args.limit, args.max_replays))
+    run = dlq_plan(
+        settings, DlqFilter(args.reason, args.since, args.until, args.limit, args.max_replays)
+    )
     plan = run.plan
     print(f"{run.topic}: {len(run.letters)} dead letters; replay log {run.log.path}")
     for reason, n in plan.by_reason.most_common():
@@ -226,7 +240,10 @@ def _rebuild_coordinator(args, settings: Settings) -> int:
         f"{r['topic']}: {r['events']} events, {r['orders']} orders, {r['decided']} decided; "
         f"full fold {r['fold_s']} s, refold {r['refold_s']} s"
     )
-    print(f"  {'part':>4} {'committed':>9} {'position':>9} {'open(log)':>9} {'open(refold)':>12} {'open now':>8}")
+    print(
+        f"  {'part':>4} {'committed':>9} {'position':>9} {'open(log)':>9} {'open(refold)':>12} "
+        f"{'open now':>8}"
+    )
     for p in r["partitions"]:
         print(
             f"  {p['partition']:>4} {p['committed']:>9} {p['position']:>9} {p['open_by_log']:>9} "

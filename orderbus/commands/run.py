@@ -41,7 +41,9 @@ def _run(args, settings: Settings):
     if args.instances < 1:
         raise UsageError("--instances must be at least 1")
     names = WORKERS if args.name == "all" else (args.name,)
-    sup = Supervisor(settings, {n: args.instances for n in names}, worker_args=("--membership", args.membership))
+    sup = Supervisor(
+        settings, {n: args.instances for n in names}, worker_args=("--membership", args.membership)
+    )
     if settings.metrics_port:
         sup.list_targets(targets_file(settings))
     sup.start()

@@ -1,4 +1,5 @@
-"""top: the pipeline in one refreshing pane for an incident (orderbus/ops/top.py gathers and draws)."""
+"""top: the pipeline in one refreshing pane for an incident (orderbus/ops/top.py gathers and
+draws)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ the second."""
 def register(sub) -> None:
     s = sub.add_parser(
         "top",
-        help="live view of lag, order rates, in-doubt, dead letters, stage latency and stuck orders",
+        help="live view of lag, order rates, in-doubt, dead letters, stage latency and stuck "
+        "orders",
         description=HELP,
     )
     s.add_argument(
@@ -40,7 +42,9 @@ def register(sub) -> None:
         help=f"between refreshes (default {INTERVAL_S:g})",
     )
     s.add_argument(
-        "--once", action="store_true", help="print one frame to stdout and exit (plain text when not a terminal)"
+        "--once",
+        action="store_true",
+        help="print one frame to stdout and exit (plain text when not a terminal)",
     )
     s.set_defaults(func=_top)
 

@@ -69,8 +69,12 @@ def _stuck(args, settings: Settings) -> int:
     print(f"  {'order':<24} {'last stage':<16} {'waiting for':<16} {'past deadline':>13}")
     for s in stuck[:LISTED]:
         print(
-            f"  {s['order_id']:<24} {s['stage']:<16} {s['waiting_for']:<16} {s['seconds_past_deadline']:>12.1f}s"
+            f"  {s['order_id']:<24} {s['stage']:<16} {s['waiting_for']:<16} "
+            f"{s['seconds_past_deadline']:>12.1f}s"
         )
     if len(stuck) > LISTED:
-        print(f"  ... and {len(stuck) - LISTED} more (--json lists up to the snapshot's {found.listed})")
+        print(
+            f"  ... and {len(stuck) - LISTED} more (--json lists up to the snapshot's "
+            f"{found.listed})"
+        )
     return 1

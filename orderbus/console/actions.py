@@ -14,7 +14,17 @@ from aiohttp import web
 from orderbus.console.auth import COOKIE, OPERATOR, role_of_token
 from orderbus.console.panes import UNREADABLE, in_executor
 from orderbus.console.plans import rebuild_id, redrive_id, reset_id
-from orderbus.console.state import AUDIT, CONFIG, IDENTITY, PATHS, RENDER, SESSIONS, SETTINGS, TOKENS, set_cookie
+from orderbus.console.state import (
+    AUDIT,
+    CONFIG,
+    IDENTITY,
+    PATHS,
+    RENDER,
+    SESSIONS,
+    SETTINGS,
+    TOKENS,
+    set_cookie,
+)
 from orderbus.ops.errors import UsageError, summary
 from orderbus.ops.replay import (
     RESET_KINDS,
@@ -66,7 +76,9 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     role = role_of_token(request.app[TOKENS], str(form.get("token", "")))
     if role is None:
-        request.app[AUDIT].append("-", "-", "login", {"from": request.remote}, "refused: unknown token")
+        request.app[AUDIT].append(
+            "-", "-", "login", {"from": request.remote}, "refused: unknown token"
+        )
         return login_page(request, "unknown token", status=403)
     cookie, identity = request.app[SESSIONS].issue(f"{role} token", role)
     request.app[AUDIT].append(identity.user, role, "login", {"from": request.remote}, "ok")
@@ -104,7 +116,9 @@ def message(request: web.Request, text: str, status: int = 200, kind: str = "bad
     return web.Response(text=body, content_type="text/html", status=status)
 
 
-def done(request: web.Request, action: str, params: dict, result: str, plan: str | None = None) -> None:
+def done(
+    request: web.Request, action: str, params: dict, result: str, plan: str | None = None
+) -> None:
     identity = request[IDENTITY]
     request.app[AUDIT].append(identity.user, identity.role, action, params, result, plan)
 
@@ -127,7 +141,10 @@ def operator_action(name: str, fields: tuple[str, ...]):
             params = {k: str(form.get(k, "")).strip() for k in fields}
             execute = form.get("mode") == "execute"
             asked = Asked(
-                params, execute, f"{name} " + ("execute" if execute else "dry run"), str(form.get("plan", ""))
+                params,
+                execute,
+                f"{name} " + ("execute" if execute else "dry run"),
+                str(form.get("plan", "")),
             )
             refused = refusal(request, asked.action, params)
             return refused if refused is not None else await handler(request, asked)
@@ -154,7 +171,12 @@ async def redrive(request: web.Request, asked: Asked) -> web.Response:
         done(request, action, params, f"refused: {summary(e)}")
         return message(request, summary(e), 409)
     plan = redrive_id(params, run)
-    context = {"run": run, "params": params, "plan_id": plan, "targets": sorted(run.targets().items())}
+    context = {
+        "run": run,
+        "params": params,
+        "plan_id": plan,
+        "targets": sorted(run.targets().items()),
+    }
     if execute:
         if (stale := _stale(request, action, params, plan, named)) is not None:
             return stale
@@ -175,7 +197,9 @@ async def redrive(request: web.Request, asked: Asked) -> web.Response:
             f"planned: {len(run.plan.selected)} to re-publish, {len(run.plan.parked)} parked",
             plan,
         )
-    return web.Response(text=request.app[RENDER].page("redrive_plan.html", **context), content_type="text/html")
+    return web.Response(
+        text=request.app[RENDER].page("redrive_plan.html", **context), content_type="text/html"
+    )
 
 
 @operator_action("reset", RESET_FIELDS)
@@ -184,7 +208,9 @@ async def reset(request: web.Request, asked: Asked) -> web.Response:
     settings = request.app[SETTINGS]
     try:
         spec = _spec(params["kind"], params["value"])
-        plans = await in_executor(reset_plan, settings, params["group"], spec, params["topics"].split() or None)
+        plans = await in_executor(
+            reset_plan, settings, params["group"], spec, params["topics"].split() or None
+        )
     except UNREADABLE as e:
         done(request, action, params, f"refused: {summary(e)}")
         return message(request, f"refused: {summary(e)}", 409)
@@ -207,7 +233,9 @@ async def reset(request: web.Request, asked: Asked) -> web.Response:
         context["executed"] = True
     else:
         done(request, action, params, f"planned: {len(plans)} partitions", plan)
-    return web.Response(text=request.app[RENDER].page("reset_plan.html", **context), content_type="text/html")
+    return web.Response(
+        text=request.app[RENDER].page("reset_plan.html", **context), content_type="text/html"
+    )
 
 
 class PlanChanged(Exception):
@@ -242,13 +270,20 @@ async def rebuild(request: web.Request, asked: Asked) -> web.Response:
     )
 
 
-def _stale(request: web.Request, action: str, params: dict, plan: str, named: str) -> web.Response | None:
+def _stale(
+    request: web.Request, action: str, params: dict, plan: str, named: str
+) -> web.Response | None:
     """Refuses an execution whose plan is not the one the dry run showed."""
     return None if named == plan else _refuse_stale(request, action, params, plan, named)
 
 
-def _refuse_stale(request: web.Request, action: str, params: dict, plan: str, named: str) -> web.Response:
-    why = f"refused: the plan changed since the dry run ({named or 'none named'} then, {plan} now): dry run again"
+def _refuse_stale(
+    request: web.Request, action: str, params: dict, plan: str, named: str
+) -> web.Response:
+    why = (
+        f"refused: the plan changed since the dry run ({named or 'none named'} then, {plan} "
+        "now): dry run again"
+    )
     done(request, action, params, why, plan)
     return message(request, why, 409)
 

@@ -16,8 +16,23 @@ from aiohttp import web
 
 from orderbus.console import actions, panes
 from orderbus.console.audit import AuditTrail
-from orderbus.console.auth import COOKIE, SESSION_S, Identity, Sessions, session_key, token_path, tokens
-from orderbus.console.guard import CSRF_FIELD, CSRF_HEADER, SAFE, cross_site, loopback_host, token_matches
+from orderbus.console.auth import (
+    COOKIE,
+    SESSION_S,
+    Identity,
+    Sessions,
+    session_key,
+    token_path,
+    tokens,
+)
+from orderbus.console.guard import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SAFE,
+    cross_site,
+    loopback_host,
+    token_matches,
+)
 from orderbus.console.live import Live, Sources
 from orderbus.console.render import HERE, Renderer
 from orderbus.console.state import (
@@ -104,8 +119,14 @@ async def guard(request: web.Request, handler):
 async def _guarded(request: web.Request, handler) -> web.StreamResponse:
     app = request.app
     config = app[CONFIG]
-    if loopback(config.host) and config.auth == TOKEN and not loopback_host(request.host, _port(request)):
-        return web.Response(status=421, text=f"this console answers to 127.0.0.1 only, not {request.host}")
+    if (
+        loopback(config.host)
+        and config.auth == TOKEN
+        and not loopback_host(request.host, _port(request))
+    ):
+        return web.Response(
+            status=421, text=f"this console answers to 127.0.0.1 only, not {request.host}"
+        )
     why = cross_site(request.method, request.headers, request.host)
     if why:
         app[AUDIT].append("-", "-", f"{request.method} {request.path}", {}, why)
@@ -115,7 +136,9 @@ async def _guarded(request: web.Request, handler) -> web.StreamResponse:
     identity, cookie = identify(request)
     if identity is None:
         if config.auth != TOKEN:
-            return web.Response(status=401, text="sign in through the proxy (no trusted X-Forwarded-User)")
+            return web.Response(
+                status=401, text="sign in through the proxy (no trusted X-Forwarded-User)"
+            )
         if request.method in SAFE:
             raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs)}")
         return web.Response(status=401, text="log in first")
@@ -124,7 +147,9 @@ async def _guarded(request: web.Request, handler) -> web.StreamResponse:
         given = request.headers.get(CSRF_HEADER) or (await request.post()).get(CSRF_FIELD)
         if not token_matches(identity.csrf, given if isinstance(given, str) else None):
             why = "the session's CSRF token is missing or wrong: reload the page"
-            app[AUDIT].append(identity.user, identity.role, f"{request.method} {request.path}", {}, why)
+            app[AUDIT].append(
+                identity.user, identity.role, f"{request.method} {request.path}", {}, why
+            )
             return web.Response(status=403, text=why)
     response = await handler(request)
     if cookie:

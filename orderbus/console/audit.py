@@ -1,6 +1,6 @@
 """The audit trail: every change asked of the console, refused or done, dry run or execution,
-one JSON line each in `$ORDERBUS_HOME/console/audit-<pipeline>.jsonl` (mode 0600), flushed to disk before
-the answer goes back. Appended only; the console shows the newest first."""
+one JSON line each in `$ORDERBUS_HOME/console/audit-<pipeline>.jsonl` (mode 0600), flushed to
+disk before the answer goes back. Appended only; the console shows the newest first."""
 
 from __future__ import annotations
 

@@ -22,7 +22,11 @@ def cross_site(method: str, headers, host: str | None) -> str | None:
         return None
     site = headers.get("Sec-Fetch-Site")
     if site is not None:
-        return None if site in ("same-origin", "none") else f"cross-site request refused (Sec-Fetch-Site: {site})"
+        return (
+            None
+            if site in ("same-origin", "none")
+            else f"cross-site request refused (Sec-Fetch-Site: {site})"
+        )
     origin = headers.get("Origin")
     if origin is None:
         return None  # neither header: not a browser (curl, a script); the session token decides

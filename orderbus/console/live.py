@@ -45,7 +45,11 @@ class Sources:
         report = self.gatherer.tracker_lag  # the frame's own lag report, per partition
         for g in frame.groups or ():
             self.trend.setdefault(g.group, deque(maxlen=TREND)).append(g.lag)
-        data: dict = {"frame": frame, "trend": {g: list(v) for g, v in self.trend.items()}, "at": time.time()}
+        data: dict = {
+            "frame": frame,
+            "trend": {g: list(v) for g, v in self.trend.items()},
+            "at": time.time(),
+        }
         data["report"] = None if isinstance(report, str) else report
         try:
             data["in_doubt"] = in_doubt(self.settings)
@@ -65,7 +69,12 @@ class Live:
     """Runs `gather` every `interval_s` in the executor and broadcasts `render(data)`: a dict of
     SSE event name -> HTML fragment."""
 
-    def __init__(self, gather: Callable[[], dict], render: Callable[[dict], dict[str, str]], interval_s: float):
+    def __init__(
+        self,
+        gather: Callable[[], dict],
+        render: Callable[[dict], dict[str, str]],
+        interval_s: float,
+    ):
         self.gather, self.render, self.interval_s = gather, render, interval_s
         self.latest: dict[str, str] = {}
         self.data: dict = {}

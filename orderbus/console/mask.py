@@ -16,7 +16,10 @@ def masked(value: str) -> str:
 def mask(obj):
     """A copy of `obj` with every customer field's value masked, at any depth."""
     if isinstance(obj, dict):
-        return {k: masked(str(v)) if k in CUSTOMER_FIELDS and v is not None else mask(v) for k, v in obj.items()}
+        return {
+            k: masked(str(v)) if k in CUSTOMER_FIELDS and v is not None else mask(v)
+            for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [mask(v) for v in obj]
     return obj

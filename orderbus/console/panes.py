@@ -45,10 +45,18 @@ KEEPALIVE_S = 15.0
 
 def routes(router: web.UrlDispatcher) -> None:
     router.add_get("/", live_page("overview.html", "Overview", "/", ()))
-    router.add_get("/in-doubt", live_page("live_page.html", "In-doubt transactions", "/in-doubt", ("in_doubt",)))
-    router.add_get("/lag", live_page("live_page.html", "Consumer lag", "/lag", ("groups", "partitions")))
     router.add_get(
-        "/stages", live_page("live_page.html", "Stage latency and stuck orders", "/stages", ("stages", "stuck"))
+        "/in-doubt",
+        live_page("live_page.html", "In-doubt transactions", "/in-doubt", ("in_doubt",)),
+    )
+    router.add_get(
+        "/lag", live_page("live_page.html", "Consumer lag", "/lag", ("groups", "partitions"))
+    )
+    router.add_get(
+        "/stages",
+        live_page(
+            "live_page.html", "Stage latency and stuck orders", "/stages", ("stages", "stuck")
+        ),
     )
     router.add_get("/alerts", live_page("live_page.html", "Firing alerts", "/alerts", ("alerts",)))
     router.add_get("/events", events)
@@ -106,7 +114,9 @@ def live_page(template: str, title: str, here: str, panes: tuple[str, ...]):
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: each live pane as an event named after it, from the shared loop."""
     live = request.app[LIVE]
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
     await response.prepare(request)
     queue = live.subscribe()
     try:
@@ -131,7 +141,11 @@ async def events(request: web.Request) -> web.StreamResponse:
 def sse(fragments: dict[str, str]) -> bytes:
     out = []
     for name, text in fragments.items():
-        out.append(f"event: {name}\n" + "".join(f"data: {line}\n" for line in text.splitlines() or [""]) + "\n")
+        out.append(
+            f"event: {name}\n"
+            + "".join(f"data: {line}\n" for line in text.splitlines() or [""])
+            + "\n"
+        )
     return "".join(out).encode()
 
 
@@ -148,7 +162,13 @@ async def order(request: web.Request) -> web.Response:
         view = await in_executor(order_timeline, request.app[SETTINGS], order_id)
     except (psycopg2.Error, KafkaException) as e:
         return page(
-            request, "order.html", "Order timeline", "/orders", order_id=order_id, view=None, why=summary(e)
+            request,
+            "order.html",
+            "Order timeline",
+            "/orders",
+            order_id=order_id,
+            view=None,
+            why=summary(e),
         )
     if view is not None and not request[IDENTITY].operator:
         view = masked_view(view)
@@ -162,7 +182,10 @@ def masked_view(view: dict) -> dict:
     by_database = {ledger.database: ledger for ledger in LEDGERS.values()}
     for service, hold in out["participants"].items():
         if hold and by_database[service].key in CUSTOMER_FIELDS:
-            out["participants"][service] = {**hold, "amounts": {masked(k): v for k, v in hold["amounts"].items()}}
+            out["participants"][service] = {
+                **hold,
+                "amounts": {masked(k): v for k, v in hold["amounts"].items()},
+            }
     return out
 
 
@@ -171,7 +194,14 @@ async def dead_letters(request: web.Request) -> web.Response:
     f = {k: q.get(k, "").strip() for k in ("reason", "since", "until", "key", "source")}
     settings = request.app[SETTINGS]
     viewer = not request[IDENTITY].operator
-    context: dict = {"f": f, "letters": [], "by_reason": [], "sources": [], "total": 0, "matching": 0}
+    context: dict = {
+        "f": f,
+        "letters": [],
+        "by_reason": [],
+        "sources": [],
+        "total": 0,
+        "matching": 0,
+    }
     try:
         run = await in_executor(dlq_plan, settings, DlqFilter())
         since = parse_time(f["since"]) if f["since"] else None
@@ -211,7 +241,13 @@ async def dead_letters(request: web.Request) -> web.Response:
         )
     ok, why_not = can_act(request)
     return page(
-        request, "dead_letters.html", "Dead letters", "/dead-letters", can_act=ok, cannot_act=why_not, **context
+        request,
+        "dead_letters.html",
+        "Dead letters",
+        "/dead-letters",
+        can_act=ok,
+        cannot_act=why_not,
+        **context,
     )
 
 
@@ -233,7 +269,9 @@ async def reset(request: web.Request) -> web.Response:
 async def rebuild(request: web.Request) -> web.Response:
     ok, why_not = can_act(request)
     group = request.app[SETTINGS].names.group("status")
-    return page(request, "rebuild.html", "Rebuild", "/rebuild", group=group, can_act=ok, cannot_act=why_not)
+    return page(
+        request, "rebuild.html", "Rebuild", "/rebuild", group=group, can_act=ok, cannot_act=why_not
+    )
 
 
 async def cluster(request: web.Request) -> web.Response:

@@ -20,7 +20,10 @@ def plan_id(action: str, params: dict, rows: list) -> str:
 
 
 def redrive_id(params: dict, run: DlqRun) -> str:
-    rows = [["send", letter.id, letter.source, (letter.count() or 0) + 1] for letter in run.plan.selected]
+    rows = [
+        ["send", letter.id, letter.source, (letter.count() or 0) + 1]
+        for letter in run.plan.selected
+    ]
     rows += [["park", letter.id, why] for letter, why in run.plan.parked]
     return plan_id("redrive", params, rows)
 

@@ -20,7 +20,9 @@ LIVE_PANES = ("orders", "groups", "partitions", "in_doubt", "stages", "stuck", "
 
 
 def environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
+    )
     env.filters.update(ms_time=ms_time, seconds=seconds, ms=ms, mask=mask, masked=masked)
     env.globals.update(sparkline=sparkline, status_class=status_class)
     return env
@@ -55,7 +57,9 @@ def sparkline(values: list[int], width: int = 120, height: int = 24) -> Markup:
         return Markup('<span class="dim">trend after two looks</span>')
     top = max(values) or 1
     step = width / (len(values) - 1)
-    points = " ".join(f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in enumerate(values))
+    points = " ".join(
+        f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in enumerate(values)
+    )
     label = html.escape(f"lag over the last {len(values)} looks, highest {max(values)}")
     return Markup(
         f'<svg class="spark" width="{width}" height="{height}" role="img" aria-label="{label}">'
@@ -72,6 +76,10 @@ class Renderer:
 
     def live(self, data: dict) -> dict[str, str]:
         """SSE event name -> HTML, one per live pane, from one gathering round."""
-        out = {name: self.env.get_template(f"live/{name}.html").render(**data) for name in LIVE_PANES}
-        out["stamp"] = html.escape(time.strftime("%H:%M:%S", time.localtime(data.get("at", time.time()))))
+        out = {
+            name: self.env.get_template(f"live/{name}.html").render(**data) for name in LIVE_PANES
+        }
+        out["stamp"] = html.escape(
+            time.strftime("%H:%M:%S", time.localtime(data.get("at", time.time())))
+        )
         return out

@@ -26,7 +26,9 @@ async def serve(settings: Settings, config: ConsoleConfig, announce=print) -> No
         announce(f"  operator token: {paths['operator']}")
         announce(f"  viewer token:   {paths['viewer']}")
     else:
-        announce(f"  users from X-Forwarded-User, trusted from {', '.join(config.proxy.trusted)} only")
+        announce(
+            f"  users from X-Forwarded-User, trusted from {', '.join(config.proxy.trusted)} only"
+        )
     if config.read_only:
         announce("  read-only: every action is refused")
     stop = asyncio.Event()

@@ -42,11 +42,14 @@ def check(config: ConsoleConfig) -> None:
     """Refuses a configuration that would expose the console: another address than the
     loopback without authentication set, or a proxy mode that trusts no proxy."""
     if config.auth == PROXY and not config.proxy.trusted:
-        raise UsageError("--auth proxy needs --trusted-proxy ADDRESS (the proxy's address or network)")
+        raise UsageError(
+            "--auth proxy needs --trusted-proxy ADDRESS (the proxy's address or network)"
+        )
     if not loopback(config.host) and not config.auth_explicit:
         raise UsageError(
             f"refusing to listen on {config.host}: another address than the loopback needs "
-            "authentication set explicitly (--auth proxy behind an authenticating proxy, or --auth token)"
+            "authentication set explicitly (--auth proxy behind an authenticating proxy, or "
+            "--auth token)"
         )
 
 

@@ -57,7 +57,9 @@ def bench(
 ) -> dict:
     counts = {w: instances for w in PIPELINE + (("tracker",) if tracker else ())}
     # --open: nothing may hold the orders back before the coordinator, nor abort them meanwhile
-    deadline_ms, env = (OPEN_DEADLINE_MS, {"ORDERBUS_INTAKE_MAX_BACKLOG": "0"}) if open_ else (None, None)
+    deadline_ms, env = (
+        (OPEN_DEADLINE_MS, {"ORDERBUS_INTAKE_MAX_BACKLOG": "0"}) if open_ else (None, None)
+    )
     with Sandbox(settings, counts=counts, deadline_ms=deadline_ms, env=env) as sb:
         customers = [f"c{i:04d}" for i in range(200)]
         skus = ["hot"] if hot else [f"sku-{i:03d}" for i in range(100)]
@@ -98,7 +100,10 @@ def bench(
         # past the time limit, what was measured by then is the result: an overloaded pipeline
         # is reported as such, with its backlog, not as an error
         complete = _wait(
-            lambda: all(o in watcher.final for o in sent), timeout_s, "benchmark orders", raise_=False
+            lambda: all(o in watcher.final for o in sent),
+            timeout_s,
+            "benchmark orders",
+            raise_=False,
         )
         ended = time.monotonic()
         cpu_used = {k: v - cpu_at_start.get(k, 0.0) for k, v in cpu_now(sb.settings, rss).items()}
@@ -124,7 +129,11 @@ def bench(
             finally:
                 tracker_lag.stop()
         checked = _verified(sb) if verify else None
-        cold = _tracker_cold(sb, len(sent) + len(warm), instances, timeout_s, log) if tracker_cold else None
+        cold = (
+            _tracker_cold(sb, len(sent) + len(warm), instances, timeout_s, log)
+            if tracker_cold
+            else None
+        )
         outcome = [watcher.final[o][1] for o in done]
         reasons = Counter(watcher.reasons.get(o) for o in done if watcher.final[o][1] == "REJECTED")
         records = records_by_type(sb.settings, starts)
@@ -160,7 +169,9 @@ def bench(
             "cpu_s": {k: round(v, 1) for k, v in sorted(rss.cpu.items())},
             # the timed run only (set-up and warm-up excluded): what each process spends per
             # order, and how many of the machine's cores they kept busy together
-            "cpu_ms_per_order": {k: round(v * 1000 / max(1, len(done)), 3) for k, v in sorted(cpu_used.items())},
+            "cpu_ms_per_order": {
+                k: round(v * 1000 / max(1, len(done)), 3) for k, v in sorted(cpu_used.items())
+            },
             "cores_busy": round(sum(cpu_used.values()) / max(1e-9, ended - t0), 2),
             "worker_restarts": sum(c.restarts for c in sb.sup.children),
             "verify": checked,
@@ -170,7 +181,9 @@ def bench(
         }
 
 
-def _warm_up(sb: Sandbox, watcher: StatusWatcher, customers: list[str], skus: list[str]) -> list[str]:
+def _warm_up(
+    sb: Sandbox, watcher: StatusWatcher, customers: list[str], skus: list[str]
+) -> list[str]:
     """Until every group has its partitions and 300 orders went through: enough to touch every
     partition of every topic, so the timed run meets no first-use costs (metadata, cold code
     paths). The warm-up orders' ids."""
@@ -190,7 +203,9 @@ def _encoded(sb: Sandbox, orders: int, hot: bool, skus: list[str], customers: li
     batch = []
     for i in range(orders):
         line = (skus[0] if hot else skus[(i * 7) % len(skus)], 1, 100 + i % 50)
-        value, headers, event = sb.publisher.encode(order_body(f"b-{i}", customers[i % 200], [line]))
+        value, headers, event = sb.publisher.encode(
+            order_body(f"b-{i}", customers[i % 200], [line])
+        )
         batch.append((event.order_id, value, headers))
     return batch
 
@@ -225,7 +240,9 @@ def _latencies(watcher: StatusWatcher, sent: dict[str, float], done: list[str]) 
         "p99_ms": round(percentile(final, 0.99), 1),
         "max_ms": round(max(final), 1),
         "mean_ms": round(statistics.fmean(final), 1),
-        "p99_ms_by_tenth": [round(percentile(final[i : i + tenth], 0.99)) for i in range(0, len(final), tenth)],
+        "p99_ms_by_tenth": [
+            round(percentile(final[i : i + tenth], 0.99)) for i in range(0, len(final), tenth)
+        ],
         "decided_p50_ms": round(percentile(decided, 0.50), 1),
         "decided_p99_ms": round(percentile(decided, 0.99), 1),
     }
@@ -253,7 +270,9 @@ def _open(sb, rss: RssSampler, timeout_s: float, log) -> dict:
         (group_reader(client, names.group("coordinator")), sb.tx_log_topic),
     ]
     _wait(
-        lambda: all(sum(backlog(admin, r, t, names.partitions).values()) == 0 for r, t in caught_up),
+        lambda: all(
+            sum(backlog(admin, r, t, names.partitions).values()) == 0 for r, t in caught_up
+        ),
         timeout_s,
         "intake and the coordinator reading every order",
     )
@@ -266,7 +285,9 @@ def _tracker_cold(sb, orders: int, instances: int, timeout_s: float, log) -> dic
     """The tracker's speed alone: stop the pipeline, start trackers on everything the run wrote
     and time them until nothing older than a second is left unconsumed (start-up included)."""
     sb.sup.stop()
-    sup = Supervisor(sb.settings, {"tracker": instances}, env=sb.env, log_dir=sb.sup.log_dir, log=lambda *_: None)
+    sup = Supervisor(
+        sb.settings, {"tracker": instances}, env=sb.env, log_dir=sb.sup.log_dir, log=lambda *_: None
+    )
     lag = TrackerLag(sb.settings)
     log(f"pipeline stopped; {instances} tracker instance(s) start on the run's events")
     t0 = time.monotonic()
@@ -298,7 +319,8 @@ def render(r: dict) -> str:
         + (
             ""
             if r["complete"]
-            else f"  INCOMPLETE  {r['completed']} of {r['orders']} final by the time limit; {r['backlog']} left\n"
+            else f"  INCOMPLETE  {r['completed']} of {r['orders']} final by the time limit; "
+            f"{r['backlog']} left\n"
         )
         + f"  throughput  {r['orders_per_s']} orders/s (publish to last final status "
         f"{r['total_s']} s)\n"
@@ -344,7 +366,10 @@ def render(r: dict) -> str:
             else ""
         )
         + (
-            "".join(f"\n  {name:<14}p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms" for name, h in r["hops"].items())
+            "".join(
+                f"\n  {name:<14}p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms"
+                for name, h in r["hops"].items()
+            )
             if r.get("hops")
             else ""
         )

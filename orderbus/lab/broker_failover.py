@@ -30,7 +30,9 @@ from workers.runtime.settings import Settings
 SETTLE_S = 90.0  # the longest wait for a steady flow before a kill
 
 
-def measure(settings: Settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0, log=print) -> dict:
+def measure(
+    settings: Settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0, log=print
+) -> dict:
     with Sandbox(settings, counts=ONE_EACH) as sb:
         seed(sb)
         topic, kind, test = PROGRESS["coordinator"]
@@ -40,7 +42,9 @@ def measure(settings: Settings, kills: int = 4, rate: float = 100.0, down_s: flo
         t0 = time.monotonic()
         acks = Acks(t0)
         stop = threading.Event()
-        publishing = threading.Thread(target=load, args=(sb, rate, stop, acks.delivered), daemon=True)
+        publishing = threading.Thread(
+            target=load, args=(sb, rate, stop, acks.delivered), daemon=True
+        )
         publishing.start()
         rows: list[dict] = []
         for k in range(kills):
@@ -87,7 +91,9 @@ def measure(settings: Settings, kills: int = 4, rate: float = 100.0, down_s: flo
         "down_s": down_s,
         "publish_stall_p50_s": round(statistics.median(stalls), 2) if stalls else None,
         "publish_stall_max_s": max(stalls) if stalls else None,
-        "decisions_idle_p50_s": round(statistics.median(known), 2) if len(known) == len(idles) else None,
+        "decisions_idle_p50_s": round(statistics.median(known), 2)
+        if len(known) == len(idles)
+        else None,
         "decisions_idle_max_s": max(known) if len(known) == len(idles) else None,
         "undelivered": undelivered,
         "violations": len(violations),
@@ -99,7 +105,9 @@ def _settle(sb, watch) -> None:
     deadline = time.monotonic() + SETTLE_S
     while not (watch.flowing() and under_replicated(sb.settings.kafka()) == 0):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the sandbox pipeline did not reach a steady flow in {SETTLE_S:.0f} s")
+            raise TimeoutError(
+                f"the sandbox pipeline did not reach a steady flow in {SETTLE_S:.0f} s"
+            )
         time.sleep(0.5)
 
 
@@ -112,7 +120,10 @@ def _victim(layout, want_controller: bool) -> tuple[int, str]:
 
 
 def render(r: dict) -> str:
-    lines = [f"{'kill':<5} {'node':<7} {'role':<11} {'publish wait s':>15} {'decisions idle s':>17}", "-" * 58]
+    lines = [
+        f"{'kill':<5} {'node':<7} {'role':<11} {'publish wait s':>15} {'decisions idle s':>17}",
+        "-" * 58,
+    ]
     for k, row in enumerate(r["kills"], 1):
         idle = row["decisions_idle_s"]
         lines.append(

@@ -17,11 +17,15 @@ PERF = "org.apache.kafka.tools.ProducerPerformance"
 SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec")
 
 
-def producer_ceiling(settings: Settings, topic: str, records: int = 300_000, timeout_s: float = 300) -> float:
+def producer_ceiling(
+    settings: Settings, topic: str, records: int = 300_000, timeout_s: float = 300
+) -> float:
     """Records/s ProducerPerformance reached writing `records` to `topic`, made here (the
     caller deletes it: a sandbox drops every topic behind its prefix)."""
     admin = AdminClient({"log_level": 3, **settings.kafka()})
-    made = admin.create_topics([NewTopic(topic, settings.partitions, 3, config={"min.insync.replicas": "2"})])
+    made = admin.create_topics(
+        [NewTopic(topic, settings.partitions, 3, config={"min.insync.replicas": "2"})]
+    )
     made[topic].result(30)
     with tempfile.NamedTemporaryFile("w", suffix=".properties") as config:  # mode 0600
         config.write(settings.java_properties())

@@ -149,14 +149,22 @@ def _owners(admin: AdminClient, group: str, client_ids: set[str], partitions: in
     except KafkaException:
         return []
     members = {m.client_id for m in desc.members}
-    owners = sorted(m.client_id for m in desc.members if m.assignment and m.assignment.topic_partitions)
+    owners = sorted(
+        m.client_id for m in desc.members if m.assignment and m.assignment.topic_partitions
+    )
     settled = desc.state == ConsumerGroupState.STABLE and client_ids <= members
-    return owners if settled and len(set(owners) & client_ids) >= min(len(client_ids), partitions) else []
+    return (
+        owners
+        if settled and len(set(owners) & client_ids) >= min(len(client_ids), partitions)
+        else []
+    )
 
 
 def seed(sb) -> None:
     """Stock and balances that never run out, for the orders `load` publishes."""
-    sb.seed(stock={f"f-{i}": 10**9 for i in range(20)}, accounts={f"fc{i}": 10**12 for i in range(50)})
+    sb.seed(
+        stock={f"f-{i}": 10**9 for i in range(20)}, accounts={f"fc{i}": 10**12 for i in range(50)}
+    )
 
 
 def load(sb, rate: float, stop: threading.Event, on_delivery=None) -> None:
@@ -178,7 +186,10 @@ CONFIGS = [("classic", False), ("classic", True), ("consumer", False)]
 
 
 def render(rows: list[dict]) -> str:
-    lines = [f"{'protocol':<30} {'restart':<8} {'idle s per kill':<20} {'p50':>6} {'max':>6}  verify", "-" * 82]
+    lines = [
+        f"{'protocol':<30} {'restart':<8} {'idle s per kill':<20} {'p50':>6} {'max':>6}  verify",
+        "-" * 82,
+    ]
     for r in rows:
         name = r["protocol"] + (
             " + static membership"

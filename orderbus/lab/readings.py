@@ -65,11 +65,13 @@ class TxLogWatcher(TopicWatcher):
     def seen(self, msg, now: float) -> None:
         mark = self.MARKS.get(dict(msg.headers() or ()).get("type", b"").decode())
         if mark == "votes":  # every vote, a redelivered one too: see hop_latencies
-            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault("votes", []).append(
-                made_at(msg)
-            )
+            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault(
+                "votes", []
+            ).append(made_at(msg))
         elif mark:
-            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault(mark, made_at(msg))
+            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault(
+                mark, made_at(msg)
+            )
 
 
 def hop_latencies(
@@ -80,7 +82,12 @@ def hop_latencies(
     last vote before the decision: the one it awaited), coordinator (-> Decided), final status
     (-> SHIPPED or REJECTED). Each step produced its output after reading the step before's, so
     no step is negative; times of reading would be, two watchers reading apart."""
-    steps: dict[str, list[float]] = {"intake": [], "participants": [], "coordinator": [], "final_status": []}
+    steps: dict[str, list[float]] = {
+        "intake": [],
+        "participants": [],
+        "coordinator": [],
+        "final_status": [],
+    }
     for oid, t_sent in sent.items():
         at = tx.get(oid, {})
         if "begun" not in at or "decided" not in at or oid not in final:
@@ -92,7 +99,11 @@ def hop_latencies(
         for name, a, b in zip(steps, chain, chain[1:]):
             steps[name].append((b - a) * 1000)
     return {
-        name: {"p50_ms": round(percentile(v, 0.50), 1), "p99_ms": round(percentile(v, 0.99), 1), "orders": len(v)}
+        name: {
+            "p50_ms": round(percentile(v, 0.50), 1),
+            "p99_ms": round(percentile(v, 0.99), 1),
+            "orders": len(v),
+        }
         for name, v in steps.items()
     }
 
@@ -182,7 +193,8 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[str, dict[int, in
     try:
         return {
             t: {
-                p: consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for p in meta[t].partitions
+                p: consumer.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+                for p in meta[t].partitions
             }
             for t in topics
         }

@@ -52,7 +52,9 @@ class Sandbox:
             metrics_port=0,
             partitions=partitions or settings.partitions,
         )
-        self.topic_names = [r.name for r in ensure(self.settings.kafka(), names=self.settings.names)]
+        self.topic_names = [
+            r.name for r in ensure(self.settings.kafka(), names=self.settings.names)
+        ]
         if self.settings.security != "plaintext":
             acl.ensure(self.settings.kafka(), self.settings.names)
         self.env = {
@@ -71,7 +73,9 @@ class Sandbox:
             log=lambda *_: None,
             worker_args=worker_args,
         )
-        self.publisher = OrderPublisher(self.settings.as_principal("producer").kafka(), topic=self.placed)
+        self.publisher = OrderPublisher(
+            self.settings.as_principal("producer").kafka(), topic=self.placed
+        )
 
     @property
     def placed(self) -> str:
@@ -134,11 +138,15 @@ class Sandbox:
             if amounts:
                 self._run(
                     ledger.database,
-                    lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(cur, ledger, amounts),
+                    lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(
+                        cur, ledger, amounts
+                    ),
                 )
 
     def statuses(self, order_ids) -> dict[str, tuple]:
-        return self._run(status_store.DATABASE, lambda cur: status_store.statuses(cur, among=list(order_ids)))
+        return self._run(
+            status_store.DATABASE, lambda cur: status_store.statuses(cur, among=list(order_ids))
+        )
 
     def wait_final(self, order_ids, timeout_s: float = 60, final=("SHIPPED", "REJECTED")):
         ids = list(order_ids)
@@ -158,7 +166,9 @@ class Sandbox:
     def wait_settled(self, timeout_s: float = 60) -> None:
         """Until no participant holds anything: every decision has reached both databases."""
         deadline = time.monotonic() + timeout_s
-        while any(self._run(ledger.database, participant_store.count_held) for ledger in LEDGERS.values()):
+        while any(
+            self._run(ledger.database, participant_store.count_held) for ledger in LEDGERS.values()
+        ):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"holds still held after {timeout_s:.0f}s")
             time.sleep(0.2)

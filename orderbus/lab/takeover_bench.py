@@ -35,7 +35,17 @@ TAIL_ORDERS = 100
 def _tx(oid: str, outcome: Outcome | None) -> Tx:
     votes = tuple((p, "yes", None) for p in PARTICIPANTS)
     acks = frozenset((p, outcome) for p in PARTICIPANTS) if outcome else frozenset()
-    return Tx(oid, True, PARTICIPANTS, 0, votes, outcome, None, acks, ((outcome, None),) if outcome else ())
+    return Tx(
+        oid,
+        True,
+        PARTICIPANTS,
+        0,
+        votes,
+        outcome,
+        None,
+        acks,
+        ((outcome, None),) if outcome else (),
+    )
 
 
 def _fill_store(sb: Sandbox, history: int, open_: int, log) -> None:
@@ -51,7 +61,9 @@ def _fill_store(sb: Sandbox, history: int, open_: int, log) -> None:
                 for start in range(0, n, 100_000):
                     end = min(n, start + 100_000)
                     ids = (f"{'h' if finished else 'o'}-{i}" for i in range(start, end))
-                    coordinator_store.bulk_load(cur, ((oid, 0, 0, finished, _tx(oid, outcome)) for oid in ids))
+                    coordinator_store.bulk_load(
+                        cur, ((oid, 0, 0, finished, _tx(oid, outcome)) for oid in ids)
+                    )
                     done += end - start
                     log(f"  store: {done:,} of {history + open_:,} rows")
             coordinator_store.save(cur, [], {0: 0})  # the rows are folded up to offset 0
@@ -69,18 +81,27 @@ def _write_tail(sb: Sandbox) -> int:
         if partition_for(oid.encode(), sb.settings.partitions) == 0
     )
     for oid in itertools.islice(tail, TAIL_ORDERS):
-        events: list[Event] = [TxBegun(oid, PARTICIPANTS, 0), *(Voted(oid, p, "yes", None) for p in PARTICIPANTS)]
+        events: list[Event] = [
+            TxBegun(oid, PARTICIPANTS, 0),
+            *(Voted(oid, p, "yes", None) for p in PARTICIPANTS),
+        ]
         for event in events:
             value, plain = codec.encode(event)
-            signed = signed_as(sb.settings, author(event), sb.tx_log_topic, oid.encode(), value, plain)
-            producer.produce(sb.tx_log_topic, key=oid.encode(), value=value, headers=signed, partition=0)
+            signed = signed_as(
+                sb.settings, author(event), sb.tx_log_topic, oid.encode(), value, plain
+            )
+            producer.produce(
+                sb.tx_log_topic, key=oid.encode(), value=value, headers=signed, partition=0
+            )
     if producer.flush(30):
         raise TimeoutError("tx.log tail not acknowledged")
     group = sb.settings.names.group("coordinator")
     consumer = Consumer(sb.settings.kafka(**{"group.id": group, "enable.auto.commit": False}))
     try:
         end = consumer.get_watermark_offsets(TopicPartition(sb.tx_log_topic, 0), timeout=10)[1]
-        consumer.commit(offsets=[TopicPartition(sb.tx_log_topic, 0, end, metadata=FOLDED)], asynchronous=False)
+        consumer.commit(
+            offsets=[TopicPartition(sb.tx_log_topic, 0, end, metadata=FOLDED)], asynchronous=False
+        )
     finally:
         consumer.close()
     return end
@@ -114,7 +135,9 @@ def case(settings: Settings, history: int, open_: int, repeat: int = 3, log=prin
         }
 
 
-def run(settings: Settings, histories: list[int], opens: list[int], repeat: int = 3, log=print) -> list[dict]:
+def run(
+    settings: Settings, histories: list[int], opens: list[int], repeat: int = 3, log=print
+) -> list[dict]:
     rows = []
     for h in histories:
         for o in opens:
@@ -125,7 +148,10 @@ def run(settings: Settings, histories: list[int], opens: list[int], repeat: int 
 
 
 def render(rows: list[dict]) -> str:
-    lines = [f"{'history':>10} {'open':>6} {'tail':>6} {'open after':>10} {'takeover s':>10} {'max s':>7}"]
+    lines = [
+        f"{'history':>10} {'open':>6} {'tail':>6} {'open after':>10} {'takeover s':>10} "
+        f"{'max s':>7}"
+    ]
     for r in rows:
         lines.append(
             f"{r['history']:>10,} {r['open']:>6,} {r['tail_records']:>6} "

@@ -12,7 +12,9 @@ TIMEOUT_S = 3.0
 def firing(prometheus_url: str, timeout_s: float = TIMEOUT_S) -> list[dict]:
     """name, severity, labels, summary and since of every firing alert; raises OSError or
     ValueError when Prometheus cannot be asked."""
-    with urllib.request.urlopen(prometheus_url.rstrip("/") + "/api/v1/alerts", timeout=timeout_s) as r:
+    with urllib.request.urlopen(
+        prometheus_url.rstrip("/") + "/api/v1/alerts", timeout=timeout_s
+    ) as r:
         doc = json.load(r)
     if doc.get("status") != "success":
         raise ValueError(f"Prometheus answered {doc.get('status')}: {doc.get('error', '')}")

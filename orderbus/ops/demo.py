@@ -79,7 +79,9 @@ def demo(settings: Settings, log=print) -> int:
     return 1 if mismatches else 0
 
 
-def _wait(settings: Settings, expected: dict[str, str], log, timeout_s: float = 90) -> dict[str, str]:
+def _wait(
+    settings: Settings, expected: dict[str, str], log, timeout_s: float = 90
+) -> dict[str, str]:
     """order id -> what the status read model shows, once every order is final or `timeout_s`
     has passed."""
     seen: dict[str, str] = {}
@@ -89,7 +91,9 @@ def _wait(settings: Settings, expected: dict[str, str], log, timeout_s: float = 
 
     def all_final() -> bool:
         shown = read_from(
-            settings, status_store.DATABASE, lambda cur: status_store.statuses(cur, among=list(expected))
+            settings,
+            status_store.DATABASE,
+            lambda cur: status_store.statuses(cur, among=list(expected)),
         )
         seen.update({o: (s if s == "SHIPPED" else f"{s} {r}") for o, (s, r) in shown.items()})
         return all(final(o) for o in expected)
@@ -104,6 +108,10 @@ def _wait(settings: Settings, expected: dict[str, str], log, timeout_s: float = 
 def _held(settings: Settings, order_ids: list[str]) -> bool:
     """Some participant still holds stock or money for one of these orders."""
     return any(
-        read_from(settings, ledger.database, lambda cur: participant_store.held_orders(cur, among=order_ids))
+        read_from(
+            settings,
+            ledger.database,
+            lambda cur: participant_store.held_orders(cur, among=order_ids),
+        )
         for ledger in LEDGERS.values()
     )

@@ -35,7 +35,10 @@ def active_groups(settings: Settings, attempts: int = 8) -> list[str]:
                     continue
                 # NOT_COORDINATOR and the like while __consumer_offsets is (re)loading, as
                 # right after `up`; librdkafka does not flag these retriable for this request
-                if not (err.retriable() or err.code() in COORDINATOR_MOVING) or attempt == attempts - 1:
+                if (
+                    not (err.retriable() or err.code() in COORDINATOR_MOVING)
+                    or attempt == attempts - 1
+                ):
                     raise InfraError(
                         f"cannot tell whether {group} is running: {err.str()} (or --force)"
                     ) from None

@@ -40,7 +40,9 @@ def in_doubt(settings: Settings, now_s: float | None = None) -> list[InDoubt]:
     ids = sorted({order_id for _, order_id, _ in held})
     saved: dict[str, Tx] = {}
     if ids:
-        rows = read_from(settings, coordinator_store.DATABASE, lambda cur: coordinator_store.lookup(cur, ids))
+        rows = read_from(
+            settings, coordinator_store.DATABASE, lambda cur: coordinator_store.lookup(cur, ids)
+        )
         saved = {oid: tx for (_, oid), (tx, _) in rows.items()}
     out = []
     for participant, order_id, since in sorted(held, key=lambda h: (h[2], h[1], h[0])):
@@ -60,19 +62,24 @@ def in_doubt(settings: Settings, now_s: float | None = None) -> list[InDoubt]:
     return out
 
 
-def what_next(tx: Tx | None, participant: str, deadline_in_s: float | None, deadline_s: float) -> str:
+def what_next(
+    tx: Tx | None, participant: str, deadline_in_s: float | None, deadline_s: float
+) -> str:
     """What resolves this hold, as the coordinator's rules say (workers/coordinator/fold.py)."""
     if tx is None:
         return (
-            "the coordinator has saved nothing of this order: it saves about once a second, so "
-            "the order is just begun, or the coordinator is down or behind (see its group's lag); "
-            "it decides once it reads tx.log, and aborts at the deadline if a vote never comes"
+            "the coordinator has saved nothing of this order: it saves about once a second, so the "
+            "order is just begun, or the coordinator is down or behind (see its group's lag); it "
+            "decides once it reads tx.log, and aborts at the deadline if a vote never comes"
         )
     if tx.outcome is not None:
         how = "release" if tx.outcome == "abort" else "make final"
         return (
-            f"decided {tx.outcome}" + (f" ({tx.reason})" if tx.reason else "") + f": {participant} will "
-            f"{how} its hold when it reads the decision; the coordinator re-sends it if {participant} "
+            f"decided {tx.outcome}"
+            + (f" ({tx.reason})" if tx.reason else "")
+            + f": {participant} will "
+            f"{how} its hold when it reads the decision; the coordinator re-sends it if "
+            f"{participant} "
             "goes past it or stays silent"
         )
     voted = {p for p, _, _ in tx.votes}

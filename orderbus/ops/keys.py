@@ -28,7 +28,8 @@ class KeyFile:
 
 def list_keys(settings: Settings) -> list[KeyFile]:
     return [
-        KeyFile(s, settings.signing_key_file(s), [key_id(k) for k in settings.signing_keys(s)]) for s in AUTHORS
+        KeyFile(s, settings.signing_key_file(s), [key_id(k) for k in settings.signing_keys(s)])
+        for s in AUTHORS
     ]
 
 

@@ -24,7 +24,9 @@ from workers.runtime.settings import SERVICES, Settings, SettingsError
 from workers.runtime.signing import AUTHORS
 
 
-def up(settings: Settings, brokers: int, insecure: bool = False, hosts: bool = False, log=print) -> dict:
+def up(
+    settings: Settings, brokers: int, insecure: bool = False, hosts: bool = False, log=print
+) -> dict:
     layout = settings.layout(brokers, secure=not insecure, hosts=hosts or settings.hosts)
     t0 = time.monotonic()
     with procs.exclusive(layout.home / ".lock", "up"):
@@ -43,7 +45,8 @@ def up(settings: Settings, brokers: int, insecure: bool = False, hosts: bool = F
             if others:
                 raise InfraError(
                     f"up --hosts: the hosts {', '.join(others)} exist already, another "
-                    "home's: one cluster on hosts of their own per machine (`orderbus down` it first)"
+                    "home's: one cluster on hosts of their own per machine (`orderbus down` it "
+                    "first)"
                 )
             layout.ensure_hosts()
         for author in AUTHORS:
@@ -56,7 +59,10 @@ def up(settings: Settings, brokers: int, insecure: bool = False, hosts: bool = F
         started = kafka.start(layout)
         pg_started = postgres.start(layout)
         with ThreadPoolExecutor(2) as pool:
-            waits = [pool.submit(kafka.wait_ready, layout), pool.submit(postgres.wait_ready, layout)]
+            waits = [
+                pool.submit(kafka.wait_ready, layout),
+                pool.submit(postgres.wait_ready, layout),
+            ]
             for w in waits:
                 w.result()
         migrated = {s: databases.ensure(layout, s, s) for s in SERVICES}
@@ -101,7 +107,8 @@ def up(settings: Settings, brokers: int, insecure: bool = False, hosts: bool = F
     if changed:
         log(
             f"up in {summary['seconds']}s: Kafka {KAFKA_VERSION} x{layout.brokers} at "
-            f"{layout.bootstrap} ({'SASL/SCRAM over TLS, ACLs' if layout.secure else 'PLAINTEXT'}); "
+            f"{layout.bootstrap} "
+            f"({'SASL/SCRAM over TLS, ACLs' if layout.secure else 'PLAINTEXT'}); "
             f"PostgreSQL on {layout.pg_host}:{layout.pg_port}; data in {layout.home}"
         )
     else:
@@ -114,7 +121,8 @@ def _warn_ephemeral(layout: Layout, log) -> None:
     inside = [p for p in layout.ports if span and span[0] <= p <= span[1]]
     if span and inside:
         log(
-            f"WARNING ports {inside} lie in this machine's ephemeral port range {span[0]}-{span[1]}: "
+            f"WARNING ports {inside} lie in this machine's ephemeral port range "
+            f"{span[0]}-{span[1]}: "
             "a client reconnecting to a stopped node can take its port and keep it from "
             "restarting; prefer ports below it (ORDERBUS_KAFKA_PORT, ORDERBUS_PG_PORT)"
         )
@@ -135,9 +143,13 @@ def _refuse_other_shape(layout: Layout) -> None:
             f"{'without' if made_secure else 'with'} --insecure, or `orderbus down "
             "--purge` first to start over in the other mode"
         )
-    if state.get("hosts", False) != layout.hosts and (layout.node_dir(1) / "data" / "meta.properties").exists():
+    if (
+        state.get("hosts", False) != layout.hosts
+        and (layout.node_dir(1) / "data" / "meta.properties").exists()
+    ):
         raise InfraError(
-            f"{layout.home} holds a cluster made {'with' if state.get('hosts') else 'without'} --hosts; "
+            f"{layout.home} holds a cluster made {'with' if state.get('hosts') else 'without'} "
+            "--hosts; "
             "its nodes' addresses are in its data: `orderbus down --purge` first to start over"
         )
     if not state or state.get("brokers") == layout.brokers:
@@ -208,8 +220,16 @@ def status(settings: Settings) -> dict:
         md = client.list_topics(timeout=5)
         # DescribeCluster names a random broker on KRaft: the quorum state on disk names the
         # controller where the nodes are local; elsewhere the answer is all there is
-        controller = probe.controller(layout) or client.describe_cluster(request_timeout=5).result().controller.id
-        urp = sum(1 for t in md.topics.values() for p in t.partitions.values() if len(p.isrs) < len(p.replicas))
+        controller = (
+            probe.controller(layout)
+            or client.describe_cluster(request_timeout=5).result().controller.id
+        )
+        urp = sum(
+            1
+            for t in md.topics.values()
+            for p in t.partitions.values()
+            if len(p.isrs) < len(p.replicas)
+        )
     except (KafkaException, SettingsError):
         pass
     for n in layout.nodes:
@@ -231,7 +251,9 @@ def status(settings: Settings) -> dict:
         pg_ok = False
     topics = []
     if md is not None:
-        for r in topic_admin.ensure(settings.kafka(), create=False, timeout=5, names=settings.names):
+        for r in topic_admin.ensure(
+            settings.kafka(), create=False, timeout=5, names=settings.names
+        ):
             topics.append(
                 {
                     "name": r.name,
@@ -253,7 +275,10 @@ def status(settings: Settings) -> dict:
 
 
 def render_status(st: dict) -> str:
-    lines = ["KAFKA  " + st["kafka"]["bootstrap"], f"  {'node':>4}  {'port':>5}  {'pid':>7}  state  role"]
+    lines = [
+        "KAFKA  " + st["kafka"]["bootstrap"],
+        f"  {'node':>4}  {'port':>5}  {'pid':>7}  state  role",
+    ]
     for b in st["kafka"]["brokers"]:
         lines.append(
             f"  {b['node']:>4}  {b['port']:>5}  {b['pid'] or '-':>7}  "
@@ -262,7 +287,10 @@ def render_status(st: dict) -> str:
     urp = st["kafka"]["under_replicated_partitions"]
     lines.append(f"  under-replicated partitions: {'unknown' if urp is None else urp}")
     pg = st["postgres"]
-    lines.append(f"POSTGRESQL  {pg['host']}:{pg['port']}  pid {pg['pid'] or '-'}  {'up' if pg['up'] else 'DOWN'}")
+    lines.append(
+        f"POSTGRESQL  {pg['host']}:{pg['port']}  pid {pg['pid'] or '-'}  "
+        f"{'up' if pg['up'] else 'DOWN'}"
+    )
     lines.append("TOPICS")
     for t in st["topics"]:
         extra = ("  " + "; ".join(t["problems"])) if t["problems"] else ""

@@ -16,7 +16,16 @@ from confluent_kafka import KafkaException
 from orderbus.ops.errors import UsageError
 from topics.catalogue import ALL, ORDERS_DLQ, ORDERS_STATUS
 from topics.group_reset import Groups, PartitionPlan, ResetError, ResetSpec
-from topics.redrive import DlqFilter, DlqPlan, Letter, ReplayError, ReplayLog, plan_dlq, read_letters, redrive
+from topics.redrive import (
+    DlqFilter,
+    DlqPlan,
+    Letter,
+    ReplayError,
+    ReplayLog,
+    plan_dlq,
+    read_letters,
+    redrive,
+)
 from workers.runtime.settings import Settings
 from workers.runtime.signing import Verifier
 from workers.status import rebuild as status
@@ -72,7 +81,9 @@ def dlq_plan(settings: Settings, f: DlqFilter) -> DlqRun:
     return DlqRun(dlq, letters, plan_dlq(letters, log.load(), allowed, f), log)
 
 
-def dlq_execute(settings: Settings, run: DlqRun, rate: float | None = None) -> tuple[int, list[str]]:
+def dlq_execute(
+    settings: Settings, run: DlqRun, rate: float | None = None
+) -> tuple[int, list[str]]:
     """Re-publishes what `run` selected: (acknowledged, errors)."""
     return redrive(settings.kafka(), run.plan.selected, run.log, rate)
 
@@ -104,7 +115,9 @@ def wanted_topics(group: str, topics: list[str] | None, committed) -> dict[str, 
         try:
             out[name] = sorted({int(p) for p in parts.split(",")}) if parts else None
         except ValueError:
-            raise UsageError(f"--topic {spec!r}: partitions are integers, e.g. {name}:0,1") from None
+            raise UsageError(
+                f"--topic {spec!r}: partitions are integers, e.g. {name}:0,1"
+            ) from None
     return out
 
 
@@ -155,7 +168,9 @@ SKIPPED = {
     "payment": "commands skipped: a skipped Prepare leaves its order to abort at the deadline; "
     "a skipped Commit or Abort is re-sent by the coordinator",
     "shipping": "confirmed orders skipped are never shipped",
-    "status": "the status read model misses the skipped changes (rebuild it: replay rebuild status)",
+    "status": (
+        "the status read model misses the skipped changes (rebuild it: replay rebuild status)"
+    ),
     "tracker": "the tracker never sees the skipped events",
 }
 
@@ -163,8 +178,12 @@ SKIPPED = {
 def reset_effect(settings: Settings, group: str, plans: list[PartitionPlan]) -> list[str]:
     """What the reset means for orders, in sentences: records read again and skipped, and what
     the group's worker does with each."""
-    again = sum(max(0, p.lag_after - (p.lag_before or 0)) for p in plans if p.lag_before is not None)
-    skipped = sum(max(0, (p.lag_before or 0) - p.lag_after) for p in plans if p.lag_before is not None)
+    again = sum(
+        max(0, p.lag_after - (p.lag_before or 0)) for p in plans if p.lag_before is not None
+    )
+    skipped = sum(
+        max(0, (p.lag_before or 0) - p.lag_after) for p in plans if p.lag_before is not None
+    )
     fresh = sum(p.lag_after for p in plans if p.lag_before is None)
     worker = next((w for w in AGAIN if settings.names.group(w) == group), None)
     out = []
@@ -198,7 +217,9 @@ class StatusRebuild:
 
 
 def status_rebuild(
-    settings: Settings, execute: bool = False, before_swap: Callable[[status.Comparison], None] = lambda c: None
+    settings: Settings,
+    execute: bool = False,
+    before_swap: Callable[[status.Comparison], None] = lambda c: None,
 ) -> StatusRebuild:
     """Folds orders.status into the rebuild table and compares it with the live one. With
     `execute`, swaps the rebuilt rows in: from before the first look for members until the swap

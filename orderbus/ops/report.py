@@ -39,8 +39,12 @@ def build_report(settings: Settings, detail: bool = False) -> dict:
     in_doubt: set[str] = set()
     for ledger in LEDGERS.values():
         in_doubt.update(read_from(settings, ledger.database, participant_store.held_orders))
-    stock_rows = read_from(settings, STOCK.database, lambda cur: participant_store.balances(cur, STOCK))
-    money_rows = read_from(settings, ACCOUNTS.database, lambda cur: participant_store.balances(cur, ACCOUNTS))
+    stock_rows = read_from(
+        settings, STOCK.database, lambda cur: participant_store.balances(cur, STOCK)
+    )
+    money_rows = read_from(
+        settings, ACCOUNTS.database, lambda cur: participant_store.balances(cur, ACCOUNTS)
+    )
     dead_letters, exact = count_dead_letters(settings)
     stock_fields, money_fields = STOCK.amounts, ACCOUNTS.amounts
     report = {
@@ -78,7 +82,9 @@ def count_dead_letters(
     release's records)."""
     count = 0
     try:
-        for _ in read(settings.kafka(), topic or settings.names.topic(ORDERS_DLQ), timeout_s=timeout):
+        for _ in read(
+            settings.kafka(), topic or settings.names.topic(ORDERS_DLQ), timeout_s=timeout
+        ):
             count += 1
     except IncompleteRead:
         return count, False
@@ -92,13 +98,19 @@ def order_view(settings: Settings, order_id: str) -> dict | None:
     view: dict = {"order_id": order_id, "status": None, "reason": None}
     timeline: list[tuple[str, str]] = []
     known = False
-    order = read_from(settings, intake_store.DATABASE, lambda cur: intake_store.order_of(cur, order_id))
+    order = read_from(
+        settings, intake_store.DATABASE, lambda cur: intake_store.order_of(cur, order_id)
+    )
     if order is not None:
         known = True
         customer, total, currency, recorded = order
-        view.update(customer_id=customer, total_cents=total, currency=currency, recorded_at=_iso(recorded))
+        view.update(
+            customer_id=customer, total_cents=total, currency=currency, recorded_at=_iso(recorded)
+        )
         timeline.append((_iso(recorded), "recorded by intake"))
-    shown = read_from(settings, status_store.DATABASE, lambda cur: status_store.status_of(cur, order_id))
+    shown = read_from(
+        settings, status_store.DATABASE, lambda cur: status_store.status_of(cur, order_id)
+    )
     if shown is not None:
         known = True
         status, reason, changed_ms = shown
@@ -120,7 +132,9 @@ def order_view(settings: Settings, order_id: str) -> dict | None:
                 )
             )
         view["participants"][service] = hold
-    booked = read_from(settings, shipping_store.DATABASE, lambda cur: shipping_store.booked_at(cur, order_id))
+    booked = read_from(
+        settings, shipping_store.DATABASE, lambda cur: shipping_store.booked_at(cur, order_id)
+    )
     view["shipment"] = None
     if booked is not None:
         known = True
@@ -146,7 +160,9 @@ def render_report(report: dict) -> str:
         width = max(14, *(len(r) + 2 for r in report["rejected_by_reason"]))
         lines += [f"  {r:<{width}}{n:>12}" for r, n in report["rejected_by_reason"].items()]
     lines.append(_table("STOCK", "sku", report["stock"], report.get("stock_by_sku")))
-    lines.append(_table("MONEY (cents)", "customer", report["money"], report.get("money_by_customer")))
+    lines.append(
+        _table("MONEY (cents)", "customer", report["money"], report.get("money_by_customer"))
+    )
     return "\n".join(lines)
 
 

@@ -26,7 +26,10 @@ from workers.status import store as status_store
 SEED_FILE = "seed.json"  # under ORDERBUS_HOME: the unit price `publish --generate` uses
 DEFAULT_PRICE_CENTS = 1000
 # the OrderPlaced v1 schema's patterns: an id no valid order can name would be dead stock
-ID_PATTERNS = {"skus": re.compile(r"[A-Za-z0-9_.-]{1,64}"), "customers": re.compile(r"[A-Za-z0-9_-]{1,64}")}
+ID_PATTERNS = {
+    "skus": re.compile(r"[A-Za-z0-9_.-]{1,64}"),
+    "customers": re.compile(r"[A-Za-z0-9_-]{1,64}"),
+}
 
 
 def reset_catalog(settings: Settings, skus: dict[str, int], customers: dict[str, int]) -> None:
@@ -53,7 +56,9 @@ def add_catalog(settings: Settings, skus: dict[str, int], customers: dict[str, i
     _fill(settings, skus, customers, replace=False)
 
 
-def _fill(settings: Settings, skus: dict[str, int], customers: dict[str, int], replace: bool) -> None:
+def _fill(
+    settings: Settings, skus: dict[str, int], customers: dict[str, int], replace: bool
+) -> None:
     for ledger, amounts in ((STOCK, skus), (ACCOUNTS, customers)):
         _reset(
             settings,
@@ -104,17 +109,24 @@ def load_catalog(path: Path) -> tuple[dict[str, int], dict[str, int]]:
         for key, n in table.items():
             if not ID_PATTERNS[section].fullmatch(key):
                 raise UsageError(
-                    f"{path}: {section} id {key!r} is not one an order can name ({ID_PATTERNS[section].pattern})"
+                    f"{path}: {section} id {key!r} is not one an order can name "
+                    f"({ID_PATTERNS[section].pattern})"
                 )
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise UsageError(f"{path}: {section}[{key!r}] = {n!r}; {what} must be an integer >= 0")
+                raise UsageError(
+                    f"{path}: {section}[{key!r}] = {n!r}; {what} must be an integer >= 0"
+                )
         out.append(table)
     return out[0], out[1]
 
 
 def seeded_ids(settings: Settings) -> tuple[list[str], list[str]]:
-    skus = report.read_from(settings, STOCK.database, lambda cur: participant_store.keys(cur, STOCK))
-    customers = report.read_from(settings, ACCOUNTS.database, lambda cur: participant_store.keys(cur, ACCOUNTS))
+    skus = report.read_from(
+        settings, STOCK.database, lambda cur: participant_store.keys(cur, STOCK)
+    )
+    customers = report.read_from(
+        settings, ACCOUNTS.database, lambda cur: participant_store.keys(cur, ACCOUNTS)
+    )
     if not skus or not customers:
         raise UsageError("no skus or no customers to order from; run `orderbus seed` first")
     return skus, customers

@@ -31,7 +31,9 @@ LAG_TIMEOUT_S = 5.0
 
 @dataclass(frozen=True)
 class Stuck:
-    orders: list[dict]  # the most overdue first: order_id, stage, waiting_for, seconds_past_deadline
+    orders: list[
+        dict
+    ]  # the most overdue first: order_id, stage, waiting_for, seconds_past_deadline
     left_out_final: int  # named by the tracker, final in the status read model
     snapshot_age_s: float
     listed: int  # what the snapshot lists, past their deadline by any grace
@@ -49,7 +51,9 @@ def stuck_orders(settings: Settings, grace_s: float, tracker_lag: Report | str) 
     if candidates:
         ids = [s["order_id"] for s in candidates]
         try:
-            final = read_from(settings, status_store.DATABASE, lambda cur: status_store.final_among(cur, ids))
+            final = read_from(
+                settings, status_store.DATABASE, lambda cur: status_store.final_among(cur, ids)
+            )
         except psycopg2.Error as e:
             model = f"{status_store.DATABASE} database: {summary(e)}"
             why.append(f"not checked against the status read model ({model})")

@@ -27,7 +27,9 @@ class Child:
     instance: int
     port: int
     host: int = 0  # on hosts of their own (`up --hosts`): the last byte of its address
-    env: dict = field(default_factory=dict)  # this instance's own, over the supervisor's (a fault's)
+    env: dict = field(
+        default_factory=dict
+    )  # this instance's own, over the supervisor's (a fault's)
     proc: subprocess.Popen | None = None
     restarts: int = 0
     backoff_s: float = 0.5
@@ -128,7 +130,10 @@ class Supervisor:
         if self.targets is None:
             return
         entries = [
-            {"targets": [f"127.0.0.1:{c.port}"], "labels": {"service": c.name, "slot": str(c.instance)}}
+            {
+                "targets": [f"127.0.0.1:{c.port}"],
+                "labels": {"service": c.name, "slot": str(c.instance)},
+            }
             for c in self.children
             if c.port
         ]
@@ -197,7 +202,9 @@ class Supervisor:
             if c.namespace:
                 netns.remove(c.namespace)
 
-    def hold(self, child: Child, grace_s: float = 30.0, how: signal.Signals = signal.SIGTERM) -> None:
+    def hold(
+        self, child: Child, grace_s: float = 30.0, how: signal.Signals = signal.SIGTERM
+    ) -> None:
         """Stop one instance and keep it stopped: cleanly (an operator's maintenance, a test), or
         with `how=signal.SIGKILL` as a crash would, minus the restart."""
         child.held = True
@@ -246,8 +253,13 @@ def host_env(settings: Settings, child: Child) -> dict[str, str]:
         "ORDERBUS_KAFKA_CA": settings.ca_file,
         "ORDERBUS_PARTITIONS": str(settings.partitions),
         "ORDERBUS_HOST_ID": child.label,
-        variables.KAFKA_PASSWORD_FILE.of(child.name.upper()): str(settings.password_file(child.name)),
-        **{variables.SIGNING_KEY_FILE.of(a.upper()): str(settings.signing_key_file(a)) for a in AUTHORS},
+        variables.KAFKA_PASSWORD_FILE.of(child.name.upper()): str(
+            settings.password_file(child.name)
+        ),
+        **{
+            variables.SIGNING_KEY_FILE.of(a.upper()): str(settings.signing_key_file(a))
+            for a in AUTHORS
+        },
     }
     database = DATABASE.get(child.name)
     if database:

@@ -86,6 +86,12 @@ def order_timeline(settings: Settings, order_id: str, timeout_s: float = READ_S)
     found = order_events(settings, order_id, timeout_s)
     if view is None and not found["events"]:
         return None
-    out = view or {"order_id": order_id, "status": None, "reason": None, "participants": {}, "shipment": None}
+    out = view or {
+        "order_id": order_id,
+        "status": None,
+        "reason": None,
+        "participants": {},
+        "shipment": None,
+    }
     out.update(found)
     return out

@@ -17,7 +17,13 @@ from orderbus.ops.top_frame import OUTCOMES, Frame
 from workers.runtime.settings import TRACKER_GRACE_S
 from workers.tracker.metrics import MS_BUCKETS
 
-STATUS_STYLE = {"OK": "green", "WARN": "yellow", "STALL": "bold red", "STOP": "bold red", "ERR": "bold red"}
+STATUS_STYLE = {
+    "OK": "green",
+    "WARN": "yellow",
+    "STALL": "bold red",
+    "STOP": "bold red",
+    "ERR": "bold red",
+}
 
 
 # -- rendering: a pure function of the frame
@@ -26,7 +32,9 @@ STATUS_STYLE = {"OK": "green", "WARN": "yellow", "STALL": "bold red", "STOP": "b
 def render(frame: Frame) -> Group:
     when = time.strftime("%H:%M:%S", time.localtime(frame.taken_at))
     title = Text.assemble(
-        ("orderbus top", "bold"), f"  pipeline {frame.pipeline}  {when}  ", ("q or Ctrl-C quits", "dim")
+        ("orderbus top", "bold"),
+        f"  pipeline {frame.pipeline}  {when}  ",
+        ("q or Ctrl-C quits", "dim"),
     )
     return Group(title, _orders(frame), _groups(frame), _stages(frame), _stuck(frame))
 
@@ -52,7 +60,10 @@ def _orders(frame: Frame):
         if frame.in_doubt is None
         else Text(str(frame.in_doubt), style="bold red" if frame.in_doubt else "")
     )
-    tail = [Text.assemble("in doubt ", in_doubt), Text.assemble("dead letters ", _dead_letters(frame))]
+    tail = [
+        Text.assemble("in doubt ", in_doubt),
+        Text.assemble("dead letters ", _dead_letters(frame)),
+    ]
     if frame.counts is None:
         return Group(Text.assemble(("ORDERS ", "italic"), _na(frame.counts_why)), *tail)
     window = f"/s (last {frame.window_s:.1f}s)" if frame.window_s else "/s"
@@ -84,7 +95,11 @@ def _dead_letters(frame: Frame) -> Text:
 def _groups(frame: Frame):
     if frame.groups is None:
         return Text.assemble(("CONSUMER GROUPS ", "italic"), _na(frame.groups_why))
-    under = "" if frame.under_replicated is None else f", under-replicated partitions {frame.under_replicated}"
+    under = (
+        ""
+        if frame.under_replicated is None
+        else f", under-replicated partitions {frame.under_replicated}"
+    )
     t = Table()
     for name in ("group", "status"):
         t.add_column(name, justify="left")
@@ -128,10 +143,15 @@ def _stages(frame: Frame):
 def _stuck(frame: Frame):
     if frame.stuck is None:
         return Text.assemble(("STUCK ORDERS ", "italic"), _na(frame.stuck_why))
-    age = "" if frame.snapshot_age_s is None else f", tracker snapshot {frame.snapshot_age_s:.0f}s old"
+    age = (
+        ""
+        if frame.snapshot_age_s is None
+        else f", tracker snapshot {frame.snapshot_age_s:.0f}s old"
+    )
     final = f", {frame.stuck_left_out_final} final left out" if frame.stuck_left_out_final else ""
     title = _title(
-        f"STUCK ORDERS ({frame.stuck_total} more than {TRACKER_GRACE_S:g}s past their deadline{final}{age})"
+        f"STUCK ORDERS ({frame.stuck_total} more than {TRACKER_GRACE_S:g}s past their "
+        f"deadline{final}{age})"
     )
     parts: list = [title]
     if frame.stuck_untrusted_because:

@@ -133,7 +133,9 @@ class Gatherer:
         parts.update(self._dead_letters())
         parts.update(self._stages())
         parts.update(self._stuck())
-        return Frame(taken_at=time.time(), pipeline=self.settings.prefix.rstrip(".") or "main", **parts)
+        return Frame(
+            taken_at=time.time(), pipeline=self.settings.prefix.rstrip(".") or "main", **parts
+        )
 
     def _lag(self) -> dict:
         try:
@@ -149,17 +151,26 @@ class Gatherer:
         for p in report.partitions:
             if p.lag:
                 seen = oldest.get(p.group, 0.0)
-                oldest[p.group] = None if seen is None or p.lag_seconds is None else max(seen, p.lag_seconds)
-        rows = [GroupRow(g.group, g.status, g.lag, g.members, oldest.get(g.group, 0.0)) for g in report.groups]
+                oldest[p.group] = (
+                    None if seen is None or p.lag_seconds is None else max(seen, p.lag_seconds)
+                )
+        rows = [
+            GroupRow(g.group, g.status, g.lag, g.members, oldest.get(g.group, 0.0))
+            for g in report.groups
+        ]
         # the worst first: that is where an incident is
         rows.sort(key=lambda r: (-STATUSES.index(r.status) if r.status in STATUSES else 0, r.group))
-        under = sum(n for t, n in report.under_replicated.items() if t.startswith(self.settings.prefix))
+        under = sum(
+            n for t, n in report.under_replicated.items() if t.startswith(self.settings.prefix)
+        )
         return {"groups": tuple(rows), "under_replicated": under}
 
     def _counts(self) -> dict:
         try:
             placed = read_from(self.settings, intake_store.DATABASE, intake_store.count_placed)
-            by_status = read_from(self.settings, status_store.DATABASE, status_store.count_by_status)
+            by_status = read_from(
+                self.settings, status_store.DATABASE, status_store.count_by_status
+            )
         except psycopg2.Error as e:
             why = f"{intake_store.DATABASE} database: {summary(e)}"
             return {"counts_why": why, "rates_why": why}
@@ -211,7 +222,9 @@ class Gatherer:
         first = self.settings.metrics_port
         for port in range(first, first + METRICS_PORTS):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=SCRAPE_TIMEOUT_S) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/metrics", timeout=SCRAPE_TIMEOUT_S
+                ) as r:
                     text = r.read().decode()
                 stages = parse_stage_buckets(text)
             except (OSError, ValueError):  # nothing there, not HTTP, not Prometheus text
@@ -228,7 +241,9 @@ class Gatherer:
     def _stages(self) -> dict:
         first = self.settings.metrics_port
         if not first:
-            return {"stages_why": "tracker not reachable: metrics are off (ORDERBUS_METRICS_PORT=0)"}
+            return {
+                "stages_why": "tracker not reachable: metrics are off (ORDERBUS_METRICS_PORT=0)"
+            }
         buckets, ports = self._scrape_trackers()
         prev, self.prev_buckets = self.prev_buckets, buckets
         if not ports:
@@ -244,7 +259,11 @@ class Gatherer:
             delta = {le: n - before.get(le, 0.0) for le, n in now.items()}
             if prev is None or any(v < 0 for v in delta.values()):
                 delta = {} if prev is None else now  # first look, or the tracker restarted
-            rows.append(StageRow(stage, int(delta.get(math.inf, 0)), p99(delta) if delta else None, p99(now)))
+            rows.append(
+                StageRow(
+                    stage, int(delta.get(math.inf, 0)), p99(delta) if delta else None, p99(now)
+                )
+            )
         source = ", ".join(f"127.0.0.1:{p}" for p in ports)
         return {"stages": tuple(rows), "stages_source": source}
 

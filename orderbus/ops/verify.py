@@ -154,7 +154,11 @@ def _ledgers(f) -> list[Violation]:
                 f"initial != available + held + final for these {what}s",
             ),
             ("negative", inv.negative(ledger), f"an amount below zero for these {what}s"),
-            ("held_when_quiet", inv.still_held(ledger) if f.quiet else [], f"still held once quiet, {what}s"),
+            (
+                "held_when_quiet",
+                inv.still_held(ledger) if f.quiet else [],
+                f"still held once quiet, {what}s",
+            ),
             (
                 "final_mismatch",
                 inv.final_mismatch(ledger, holds),
@@ -167,7 +171,9 @@ def _ledgers(f) -> list[Violation]:
             ),
         ):
             if keys:
-                out.append(_v(invariant, f"{participant}_{kind}", f"{text}: {sorted(keys)[:MAX_IDS]}"))
+                out.append(
+                    _v(invariant, f"{participant}_{kind}", f"{text}: {sorted(keys)[:MAX_IDS]}")
+                )
     return out
 
 
@@ -183,7 +189,11 @@ def _read_models(f, decided: dict) -> list[Violation]:
         6,
         (
             ("status_mismatch", wrong_status, "status read model disagrees with the decision"),
-            ("shipped_aborted", inv.shipped_aborted(decided, f.shipments), "a shipment for an aborted order"),
+            (
+                "shipped_aborted",
+                inv.shipped_aborted(decided, f.shipments),
+                "a shipment for an aborted order",
+            ),
             (
                 "not_shipped",
                 inv.not_shipped(decided, f.shipments) if f.quiet else [],
@@ -203,7 +213,9 @@ def _quiet(f) -> list[Violation]:
                 7,
                 "lag",
                 "records not yet consumed: "
-                + ", ".join(f"{g} {t}[{p}]={n}" for (g, t, p), n in sorted(behind.items())[:MAX_IDS]),
+                + ", ".join(
+                    f"{g} {t}[{p}]={n}" for (g, t, p), n in sorted(behind.items())[:MAX_IDS]
+                ),
             )
         )
     if f.open_txns:
@@ -211,8 +223,8 @@ def _quiet(f) -> list[Violation]:
             _v(
                 7,
                 "open_transaction",
-                "transactions neither committed nor aborted (or "
-                "offsets unknown), so what follows them is not visible to committed reads: "
+                "transactions neither committed nor aborted (or offsets unknown), so what follows "
+                "them is not visible to committed reads: "
                 + ", ".join(
                     f"{t}[{p}] " + (f"offsets {o[0]}..{o[1]}" if o else "unknown")
                     for (t, p), o in sorted(f.open_txns.items())[:MAX_IDS]
@@ -222,7 +234,9 @@ def _quiet(f) -> list[Violation]:
     return out + _each(7, [("in_doubt", inv.in_doubt(f.txs), "transactions begun but not decided")])
 
 
-def verify(settings: Settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: float = 30.0) -> dict:
+def verify(
+    settings: Settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: float = 30.0
+) -> dict:
     """Wait (bounded) for the pipeline to go quiet, then gather the facts and check them. State
     that cannot be read (a broker or the database down for a moment) is read again for up to
     `read_grace_s` (or to the end of the wait, if later), then refused with the reason: no
@@ -250,7 +264,9 @@ def verify(settings: Settings, wait_s: float = 60.0, log=lambda *_: None, read_g
             continue
         unreadable_since, tries = None, 0
         facts.lag_total = sum(facts.lag.values())
-        open_holds = sum(1 for h in facts.holds.values() for state, _ in h.values() if state == "held")
+        open_holds = sum(
+            1 for h in facts.holds.values() for state, _ in h.values() if state == "held"
+        )
         undecided = sum(1 for tx in facts.txs.values() if tx.outcome is None)
         facts.quiet = (
             facts.lag_total == 0

@@ -12,7 +12,16 @@ from orderbus.ops.report import connect, read_from
 from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import OrderPlaced
-from topics.catalogue import ACCESS, ALL, DLQ_OFFSET, DLQ_PARTITION, DLQ_TOPIC, ORDERS_DLQ, ORDERS_PLACED, TX_LOG
+from topics.catalogue import (
+    ACCESS,
+    ALL,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_TOPIC,
+    ORDERS_DLQ,
+    ORDERS_PLACED,
+    TX_LOG,
+)
 from topics.read import IncompleteRead, ReadError, coordinates, headers_of, open_transactions, read
 from workers.coordinator.fold import fold
 from workers.main import PIPELINE
@@ -38,7 +47,9 @@ class Facts:
     txs: dict = field(default_factory=dict)  # order id -> Tx (the fold of tx.log)
     status: dict = field(default_factory=dict)  # order id -> (status, reason)
     holds: dict = field(default_factory=dict)  # participant -> order id -> (state, amounts)
-    ledgers: dict = field(default_factory=dict)  # participant -> key -> (initial, avail, held, final)
+    ledgers: dict = field(
+        default_factory=dict
+    )  # participant -> key -> (initial, avail, held, final)
     shipments: set = field(default_factory=set)
     lag: dict = field(default_factory=dict)  # (group, topic, partition) -> records behind
     lag_total: int = 0
@@ -111,7 +122,9 @@ def gather(settings: Settings) -> Facts:
     for participant, ledger in LEDGERS.items():
         with closing(connect(settings, ledger.database)) as conn, conn.cursor() as cur:
             f.holds[participant] = participant_store.holds(cur)
-            f.ledgers[participant] = {r[0]: tuple(r[1:]) for r in participant_store.balances(cur, ledger)}
+            f.ledgers[participant] = {
+                r[0]: tuple(r[1:]) for r in participant_store.balances(cur, ledger)
+            }
     f.shipments = read_from(settings, shipping_store.DATABASE, shipping_store.shipped)
     f.open_txns = open_transactions(kafka, pipeline_partitions)
     return f
@@ -124,7 +137,9 @@ def lag(settings: Settings) -> dict:
     out = {}
     for worker in PIPELINE:
         group = settings.names.group(worker)
-        c = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3}))
+        c = Consumer(
+            settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3})
+        )
         try:
             for topic in _group_topics(settings, worker):
                 tps = [TopicPartition(topic, p) for p in range(settings.partitions)]

@@ -19,7 +19,10 @@ def cluster_reachable(settings):
         AdminClient(settings.kafka(log_level=0)).list_topics(timeout=15)
         psycopg2.connect(settings.dsns[databases.DATABASE["intake"]]).close()
     except (KafkaException, SettingsError, psycopg2.Error) as e:
-        pytest.exit(f"no cluster to test against ({where}): {e}; run `orderbus up` first (make test does)", 3)
+        pytest.exit(
+            f"no cluster to test against ({where}): {e}; run `orderbus up` first (make test does)",
+            3,
+        )
 
 
 @pytest.fixture
@@ -32,7 +35,11 @@ def make_topic(settings, unique):
         admin = AdminClient(settings.kafka())
         rf = min(3, len(admin.list_topics(timeout=10).brokers))
         fut = admin.create_topics(
-            [NewTopic(name, partitions, rf, config={"min.insync.replicas": str(2 if rf == 3 else 1)})]
+            [
+                NewTopic(
+                    name, partitions, rf, config={"min.insync.replicas": str(2 if rf == 3 else 1)}
+                )
+            ]
         )[name]
         fut.result(timeout=30)
         made.append(name)
@@ -69,7 +76,9 @@ def pipe(settings, tmp_path_factory):
 
     from pipeline import Pipeline
 
-    p = Pipeline(settings, "m" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("pipe"), deadline_ms=4000)
+    p = Pipeline(
+        settings, "m" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("pipe"), deadline_ms=4000
+    )
     p.start()
     yield p
     p.close()

@@ -36,7 +36,8 @@ def binaries() -> dict[str, str]:
     missing = [name for name, path in found.items() if not path]
     if missing:
         why = (
-            f"{', '.join(missing)} not installed: infra/prometheus/install.sh installs them (as root, on Debian)"
+            f"{', '.join(missing)} not installed: infra/prometheus/install.sh installs them (as "
+            "root, on Debian)"
         )
         if os.environ.get("CI") == "true":
             pytest.fail(why)
@@ -62,9 +63,12 @@ def prometheus_config(jobs: list[str], alertmanager_port: int) -> dict:
     return {
         "global": {"scrape_interval": TICK, "scrape_timeout": TICK, "evaluation_interval": TICK},
         "rule_files": ["alerts.yml"],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
+        "alerting": {
+            "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
+        },
         "scrape_configs": [
-            {"job_name": job, "file_sd_configs": [{"files": [f"targets/{job}.json"]}]} for job in jobs
+            {"job_name": job, "file_sd_configs": [{"files": [f"targets/{job}.json"]}]}
+            for job in jobs
         ],
     }
 
@@ -79,7 +83,9 @@ def alertmanager_config(webhook_url: str) -> dict:
             "group_interval": TICK,
             "repeat_interval": "1h",
         },
-        "receivers": [{"name": "test", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
+        "receivers": [
+            {"name": "test", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
+        ],
     }
 
 
@@ -110,7 +116,9 @@ class Webhook(ThreadingHTTPServer):
 
     def labels(self, alertname: str) -> list[dict]:
         with self.lock:
-            return [a["labels"] for _, a in self.received if a["labels"].get("alertname") == alertname]
+            return [
+                a["labels"] for _, a in self.received if a["labels"].get("alertname") == alertname
+            ]
 
 
 class _Receive(BaseHTTPRequestHandler):
@@ -150,10 +158,16 @@ class Monitoring:
         stack.callback(hook.shutdown)
         config = self.work / "config"
         am_port, self.prometheus_port = free_port(), free_port()
-        (config / "alerts.yml").write_text(fast_rules((INFRA / "prometheus" / "alerts.yml").read_text()))
+        (config / "alerts.yml").write_text(
+            fast_rules((INFRA / "prometheus" / "alerts.yml").read_text())
+        )
         # JSON is YAML: both configs are written as JSON, no YAML library needed
-        (config / "prometheus.yml").write_text(json.dumps(prometheus_config(jobs, am_port), indent=1))
-        (config / "alertmanager.yml").write_text(json.dumps(alertmanager_config(hook.url), indent=1))
+        (config / "prometheus.yml").write_text(
+            json.dumps(prometheus_config(jobs, am_port), indent=1)
+        )
+        (config / "alertmanager.yml").write_text(
+            json.dumps(alertmanager_config(hook.url), indent=1)
+        )
         check = subprocess.run(
             [bins["promtool"], "check", "config", str(config / "prometheus.yml")],
             capture_output=True,
@@ -183,7 +197,9 @@ class Monitoring:
     def child(self, stack: ExitStack, name: str, *argv: str, env: dict | None = None) -> None:
         """A process of the test's, its output in <work>/<name>.log, stopped when `stack` closes."""
         with open(self.work / f"{name}.log", "ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
 
         def stop():
             proc.terminate()
@@ -211,5 +227,6 @@ class Monitoring:
     def targets_up(self) -> dict[str, str]:
         """{instance: health} of every active target."""
         return {
-            t["labels"]["instance"]: t["health"] for t in self.api("targets", state="active")["activeTargets"]
+            t["labels"]["instance"]: t["health"]
+            for t in self.api("targets", state="active")["activeTargets"]
         }

@@ -15,7 +15,14 @@ class Pipeline(Sandbox):
     """The sandbox with the conveniences the tests want."""
 
     def __init__(
-        self, settings, tag: str, tmp_path, deadline_ms: int = 4000, counts=None, env=None, partitions=None
+        self,
+        settings,
+        tag: str,
+        tmp_path,
+        deadline_ms: int = 4000,
+        counts=None,
+        env=None,
+        partitions=None,
     ):
         super().__init__(
             settings,
@@ -58,7 +65,9 @@ class Pipeline(Sandbox):
                 "value": m.value(),
                 "headers": {k: (v or b"").decode() for k, v in (m.headers() or [])},
             }
-            for m in read(self.settings.kafka(), self.settings.names.topic(ORDERS_DLQ), timeout_s=timeout_s)
+            for m in read(
+                self.settings.kafka(), self.settings.names.topic(ORDERS_DLQ), timeout_s=timeout_s
+            )
         ]
 
 

@@ -14,7 +14,8 @@ def read_after_commit(dsn: str, write, read):
     with (
         closing(psycopg2.connect(dsn)) as first,
         closing(
-            # a statement that waits longer than this is a lock never released: a failure, not a hang
+            # a statement that waits longer than this is a lock never released: a failure, not a
+            # hang
             psycopg2.connect(dsn, options="-c statement_timeout=30000")
         ) as second,
     ):
@@ -30,7 +31,9 @@ def read_after_commit(dsn: str, write, read):
         other = threading.Thread(target=read_second, daemon=True)
         other.start()
         other.join(2.0)
-        assert other.is_alive(), f"the second session read {answers} while the first had not committed"
+        assert other.is_alive(), (
+            f"the second session read {answers} while the first had not committed"
+        )
         first.commit()
         other.join(30)
         assert not other.is_alive(), "the second session still waits after the first committed"

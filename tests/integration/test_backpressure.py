@@ -53,7 +53,9 @@ def test_intake_holds_new_orders_while_a_participant_is_away(settings, tmp_path)
         assert p.publisher.flush(30) == 0
 
         def begun() -> int:
-            return p.sql("orders", "SELECT count(*) FROM orders WHERE order_id = ANY(%s)", (ids,))[0][0]
+            return p.sql("orders", "SELECT count(*) FROM orders WHERE order_id = ANY(%s)", (ids,))[
+                0
+            ][0]
 
         # by now every look has seen inventory's backlog; how many slipped through before the
         # first did depends on how long a look takes on this machine (a few round trips)
@@ -62,11 +64,16 @@ def test_intake_holds_new_orders_while_a_participant_is_away(settings, tmp_path)
         time.sleep(HELD_S - SETTLE_S - ORDERS / RATE)
         begun_now = begun()
         reader = group_reader(p.settings.kafka(), p.settings.names.group("intake"))
-        waiting = sum(backlog(AdminClient(p.settings.kafka()), reader, p.placed, p.settings.partitions).values())
+        waiting = sum(
+            backlog(
+                AdminClient(p.settings.kafka()), reader, p.placed, p.settings.partitions
+            ).values()
+        )
         intake = p.sup.find("intake")
         print(
             f"\nlimit {LIMIT}: {begun_now} of {ORDERS} orders begun while inventory was away "
-            f"({begun_then} {HELD_S - SETTLE_S - ORDERS / RATE:.0f} s earlier), {waiting} waiting at "
+            f"({begun_then} {HELD_S - SETTLE_S - ORDERS / RATE:.0f} s earlier), {waiting} waiting "
+            "at "
             f"intake, intake restarts {intake.restarts}"
         )
         assert begun_now == begun_then, "intake kept beginning orders with inventory away"
@@ -108,7 +115,9 @@ def test_a_reset_coordinator_group_does_not_hold_intake(settings, tmp_path, monk
         group = p.settings.names.group("coordinator")
         p.sup.hold(p.sup.find("coordinator"))
         wait_inactive(p.settings, group)
-        code, out = run(p.env, monkeypatch, capsys, "reset", "--group", group, "--to-earliest", "--execute")
+        code, out = run(
+            p.env, monkeypatch, capsys, "reset", "--group", group, "--to-earliest", "--execute"
+        )
         assert code == 0, out
         p.sup.release(p.sup.find("coordinator"))
         time.sleep(8)  # the coordinator has taken its partitions over, and intake looked again
@@ -118,7 +127,11 @@ def test_a_reset_coordinator_group_does_not_hold_intake(settings, tmp_path, monk
         assert set(p.wait_final(later, timeout_s=60).values()) == {("SHIPPED", None)}
         reader = group_reader(p.settings.kafka(), group)
         assert (
-            sum(backlog(AdminClient(p.settings.kafka()), reader, p.tx_log_topic, p.settings.partitions).values())
+            sum(
+                backlog(
+                    AdminClient(p.settings.kafka()), reader, p.tx_log_topic, p.settings.partitions
+                ).values()
+            )
             < limit
         )
     finally:
@@ -151,13 +164,17 @@ def test_a_group_whose_backlog_cannot_be_read_is_said_and_blinds_no_other(settin
 
         try:
             time.sleep(KEEP_UNKNOWN_S + 5)  # past what a failed look keeps
-            assert sample(declared.INPUT_HELD) >= 1, "intake holds nothing while one group is unreadable"
+            assert sample(declared.INPUT_HELD) >= 1, (
+                "intake holds nothing while one group is unreadable"
+            )
             unknown = {g: sample(declared.BACKPRESSURE_UNKNOWN, group=g) for g in groups}
             assert unknown == {g: float(g == names.group("coordinator")) for g in groups}
             acl.grant(p.settings.kafka(), [lost])
             deadline = time.monotonic() + 30
             while sample(declared.BACKPRESSURE_UNKNOWN, group=names.group("coordinator")) != 0:
-                assert time.monotonic() < deadline, "the coordinator's backlog still unknown with the grant back"
+                assert time.monotonic() < deadline, (
+                    "the coordinator's backlog still unknown with the grant back"
+                )
                 time.sleep(0.5)
             assert sample(declared.INPUT_HELD) >= 1
         finally:
@@ -176,7 +193,9 @@ def test_one_partition_behind_holds_only_the_orders_of_that_partition(settings, 
         stuck, limit = 2, LIMIT * p.settings.partitions  # LIMIT records behind on one partition
         producer = Producer(p.settings.kafka())
         for i in range(2 * LIMIT):
-            producer.produce(names.topic(COMMANDS), key=f"s-{i}".encode(), value=b"{}", partition=stuck)
+            producer.produce(
+                names.topic(COMMANDS), key=f"s-{i}".encode(), value=b"{}", partition=stuck
+            )
         assert producer.flush(30) == 0
         intake = dataclasses.replace(p.settings, intake_max_backlog=limit).as_principal("intake")
         metrics = declared.Metrics("intake")

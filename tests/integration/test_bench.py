@@ -16,7 +16,10 @@ pytestmark = pytest.mark.integration
 
 def bench(*args) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "orderbus", "bench", *args], capture_output=True, text=True, timeout=400
+        [sys.executable, "-m", "orderbus", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
 
 
@@ -49,7 +52,9 @@ def test_open_orders_are_all_held_before_they_go_through_and_the_ceiling_is_meas
     assert set(r["open"]["rss_mb"]) == set(r["rss_mb"])
     assert all(v > 0 for v in r["open"]["rss_mb"].values())
     assert r["ceiling_records_per_s"] > r["records_per_s"] > 0
-    assert r["share_of_ceiling"] == pytest.approx(r["records_per_s"] / r["ceiling_records_per_s"], abs=0.001)
+    assert r["share_of_ceiling"] == pytest.approx(
+        r["records_per_s"] / r["ceiling_records_per_s"], abs=0.001
+    )
 
 
 def test_tracker_and_tracker_cold_together_are_refused():

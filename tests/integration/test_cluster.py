@@ -22,12 +22,19 @@ pytestmark = pytest.mark.integration
 def durable_producer(settings) -> Producer:
     return Producer(
         settings.kafka(
-            **{"acks": "all", "enable.idempotence": True, "linger.ms": 5, "delivery.timeout.ms": 120000}
+            **{
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "delivery.timeout.ms": 120000,
+            }
         )
     )
 
 
-def read_all(settings, topic: str, partitions: int, expected: int, timeout_s: float = 60) -> list[bytes]:
+def read_all(
+    settings, topic: str, partitions: int, expected: int, timeout_s: float = 60
+) -> list[bytes]:
     consumer = Consumer(
         settings.kafka(
             **{

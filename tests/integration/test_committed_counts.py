@@ -29,7 +29,12 @@ class DeadLettering(Stateless):
 
     def process(self, messages, now_ms):
         _, outs = decode_batch(
-            messages, self.metrics, now_ms, ORDERS_PLACED.events, self.dlq, default_type="OrderPlaced"
+            messages,
+            self.metrics,
+            now_ms,
+            ORDERS_PLACED.events,
+            self.dlq,
+            default_type="OrderPlaced",
         )
         if self.abort:
             outs.append(Out(self.dlq, b"too-big", b"x" * 1_000_001))

@@ -48,7 +48,10 @@ WAIT_MS = 60_000  # the longest any page or element is waited for
 START_S = 60.0
 
 if CHROMIUM is None:
-    pytest.skip("Debian's chromium is not installed (make install puts it in as root)", allow_module_level=True)
+    pytest.skip(
+        "Debian's chromium is not installed (make install puts it in as root)",
+        allow_module_level=True,
+    )
 sync_api = pytest.importorskip("playwright.sync_api")
 sync_api.expect.set_options(timeout=WAIT_MS)
 
@@ -66,7 +69,9 @@ def console(pipe, settings):
     )
     lines: list[str] = []
     url = _url(proc, lines)
-    drain = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # never a full pipe
+    drain = threading.Thread(
+        target=lambda: lines.extend(proc.stdout), daemon=True
+    )  # never a full pipe
     drain.start()
     yield url
     proc.send_signal(signal.SIGTERM)
@@ -79,7 +84,9 @@ def console(pipe, settings):
     proc.stdout.close()
     assert proc.returncode == 0, "".join(lines[-30:])
     audit_file(pipe.settings).unlink(missing_ok=True)
-    (settings.home / "replay" / f"{pipe.settings.names.topic(ORDERS_DLQ)}.jsonl").unlink(missing_ok=True)
+    (settings.home / "replay" / f"{pipe.settings.names.topic(ORDERS_DLQ)}.jsonl").unlink(
+        missing_ok=True
+    )
 
 
 def _url(proc: subprocess.Popen, lines: list[str]) -> str:
@@ -110,7 +117,10 @@ def signed_in(browser, url: str, settings, role: str):
     page = context.new_page()
     page.goto(url + "/")
     assert "/login" in page.url
-    page.fill("input[name=token]", (settings.layout().secrets_dir / f"console-{role}.token").read_text().strip())
+    page.fill(
+        "input[name=token]",
+        (settings.layout().secrets_dir / f"console-{role}.token").read_text().strip(),
+    )
     page.click("text=log in")
     page.wait_for_url(url + "/")
     return page
@@ -149,7 +159,16 @@ def test_an_orders_timeline_shows_its_events_and_final_status(pipe, console, ope
     operator.click("text=show")
     expect(operator.locator("#final-status")).to_have_text("SHIPPED")
     events = operator.locator("#events")
-    for kind in ("OrderPlaced", "TxBegun", "Prepare", "Voted", "Decided", "Commit", "Acked", "StatusChanged"):
+    for kind in (
+        "OrderPlaced",
+        "TxBegun",
+        "Prepare",
+        "Voted",
+        "Decided",
+        "Commit",
+        "Acked",
+        "StatusChanged",
+    ):
         expect(events).to_contain_text(kind)
     expect(events).to_contain_text("status=SHIPPED")
     expect(operator.locator("#rows")).to_contain_text("committed, voted yes")
@@ -172,7 +191,9 @@ def dead_letter(pipe, oid: str, reason: str) -> None:
         (DLQ_AT_MS, str(int(time.time() * 1000)).encode()),
     ]
     producer = Producer(pipe.settings.kafka(**{"acks": "all"}))
-    producer.produce(pipe.settings.names.topic(ORDERS_DLQ), key=oid.encode(), value=value, headers=headers)
+    producer.produce(
+        pipe.settings.names.topic(ORDERS_DLQ), key=oid.encode(), value=value, headers=headers
+    )
     assert producer.flush(30) == 0
 
 
@@ -225,7 +246,8 @@ def test_a_viewers_post_is_refused_by_the_server(console, viewer):
     answer = viewer.evaluate(
         """async () => {
             const csrf = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token'];
-            const r = await fetch('/actions/redrive', {method: 'POST', headers: {'X-CSRF-Token': csrf},
+            const r = await fetch('/actions/redrive', {method: 'POST',
+                                  headers: {'X-CSRF-Token': csrf},
                                   body: new URLSearchParams({mode: 'execute', reason: ''})});
             return [r.status, await r.text()];
         }"""
@@ -240,7 +262,8 @@ class _Evil(http.server.BaseHTTPRequestHandler):
         body = (
             f'<form id="f" method="post" action="{self.target}/actions/reset">'
             '<input name="group" value="x"><input name="kind" value="to-earliest">'
-            '<input name="mode" value="execute"></form><script>document.getElementById("f").submit()</script>'
+            '<input name="mode" '
+            'value="execute"></form><script>document.getElementById("f").submit()</script>'
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -309,14 +332,18 @@ def test_a_stopped_groups_offsets_are_reset_through_dry_run_then_execute(pipe, c
             pipe.sup.release(child)
 
 
-def test_a_lost_status_row_comes_back_by_a_rebuild_through_dry_run_then_execute(pipe, console, operator):
+def test_a_lost_status_row_comes_back_by_a_rebuild_through_dry_run_then_execute(
+    pipe, console, operator
+):
     pipe.publish(order("cb-rebuild", "cb-customer", ("cb-sku", 1, 100)))
     pipe.wait_final(["cb-rebuild"])
     operator.goto(console + "/rebuild")
     operator.click("#rebuild button")
     expect(operator.locator("#rebuild-plan")).to_contain_text("is running")
     operator.click("#execute")  # the status worker still runs: its rows would be lost to the swap
-    expect(operator.locator("#message")).to_contain_text("stop them before you swap the status table")
+    expect(operator.locator("#message")).to_contain_text(
+        "stop them before you swap the status table"
+    )
 
     statuses = [c for c in pipe.sup.children if c.name == "status"]
     for child in statuses:
@@ -370,7 +397,9 @@ def test_an_in_doubt_transaction_shows_what_happens_next(pipe, console, operator
         ("/alerts", "alerts", "Prometheus"),
     ],
 )
-def test_each_live_pane_renders_and_updates_without_a_reload(pipe, console, operator, path, name, shows):
+def test_each_live_pane_renders_and_updates_without_a_reload(
+    pipe, console, operator, path, name, shows
+):
     operator.goto(console + path)
     if path != "/cluster":
         stamp = operator.locator("[sse-swap=stamp]").first

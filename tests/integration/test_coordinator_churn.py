@@ -21,9 +21,23 @@ ORDERS, RATE, CHURNS = 3000, 100, 8
 
 
 def test_revoking_busy_coordinator_partitions_loses_nothing(settings, tmp_path):
-    counts = {"intake": 1, "coordinator": 3, "inventory": 1, "payment": 1, "shipping": 1, "status": 1}
+    counts = {
+        "intake": 1,
+        "coordinator": 3,
+        "inventory": 1,
+        "payment": 1,
+        "shipping": 1,
+        "status": 1,
+    }
     # partitions for three instances to share, so the third's leaving and joining moves work
-    p = Pipeline(settings, "r" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=8000, counts=counts, partitions=6)
+    p = Pipeline(
+        settings,
+        "r" + uuid.uuid4().hex[:8],
+        tmp_path,
+        deadline_ms=8000,
+        counts=counts,
+        partitions=6,
+    )
     try:
         p.stock(**{f"r-sku{i}": 100_000 for i in range(20)})
         p.account(**{f"r-c{i}": 10_000_000 for i in range(50)})

@@ -45,8 +45,12 @@ def test_a_killed_broker_loses_no_order_and_every_kill_is_measured(settings):
     r = failover("--broker", "--kills", "2", "--down", "3")
     assert [k["role"] for k in r["kills"]] == ["controller", "broker"]
     for kill in r["kills"]:
-        assert kill["publish_stall_s"] is not None and 0 < kill["publish_stall_s"] < BROKER_FAILOVER_S, kill
-        assert kill["decisions_idle_s"] is not None and kill["decisions_idle_s"] < BROKER_FAILOVER_S, kill
+        assert (
+            kill["publish_stall_s"] is not None and 0 < kill["publish_stall_s"] < BROKER_FAILOVER_S
+        ), kill
+        assert (
+            kill["decisions_idle_s"] is not None and kill["decisions_idle_s"] < BROKER_FAILOVER_S
+        ), kill
     assert r["undelivered"] == 0 and r["violations"] == 0
     layout = settings.layout()
     assert all(cluster.serves_metadata(layout, n, timeout=10) for n in layout.nodes)

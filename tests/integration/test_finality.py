@@ -98,7 +98,10 @@ def test_an_aborted_order_replayed_by_an_offset_reset_stays_aborted(settings, tm
         assert decisions(p, "f-late") == [("abort", "deadline")]
         assert decisions(p, "f-ok") == [("commit", None)]
         p.sup.release(status)
-        assert p.wait_final(["f-late", "f-ok"]) == {"f-late": ("REJECTED", "deadline"), "f-ok": ("SHIPPED", None)}
+        assert p.wait_final(["f-late", "f-ok"]) == {
+            "f-late": ("REJECTED", "deadline"),
+            "f-ok": ("SHIPPED", None),
+        }
         result = verify(p.settings, wait_s=90)
         assert result["violations"] == [], result["violations"]
         assert p.sql("shipping", "SELECT order_id FROM shipments ORDER BY order_id") == [("f-ok",)]

@@ -83,7 +83,10 @@ def test_inventory_cannot_vote_for_payment_nor_decide(settings, tmp_path):
         assert status == ("REJECTED", "deadline")
         genuine = [e for e in tx_log_events(p, oid, Verifier.of(p.settings)) if e.TYPE == "Decided"]
         assert [(d.outcome, d.reason) for d in genuine] == [("abort", "deadline")]
-        assert p.sql("shipping", "SELECT count(*) FROM shipments WHERE order_id = %s", (oid,))[0][0] == 0
+        assert (
+            p.sql("shipping", "SELECT count(*) FROM shipments WHERE order_id = %s", (oid,))[0][0]
+            == 0
+        )
         dead = [d for d in p.dead_letters() if d["key"] == oid.encode()]
         assert [(d["headers"][DLQ_REASON], d["headers"][DLQ_TOPIC]) for d in dead] == [
             ("forged", p.tx_log_topic)
@@ -93,7 +96,11 @@ def test_inventory_cannot_vote_for_payment_nor_decide(settings, tmp_path):
         result = verify(p.settings, wait_s=90)
         assert result["violations"] == [], result["violations"]
         assert (
-            p.sql("payments", "SELECT captured_cents FROM accounts WHERE customer_id = %s", ("g-cust",))[0][0]
+            p.sql(
+                "payments",
+                "SELECT captured_cents FROM accounts WHERE customer_id = %s",
+                ("g-cust",),
+            )[0][0]
             == 0
         )
     finally:
@@ -105,7 +112,9 @@ def test_a_vote_on_another_partition_decides_nothing(settings, tmp_path):
     order's: the owner of that partition must not fold it. Otherwise it finds the order in the
     coordinator's store (payment voted yes there), decides commit and ships, while the order's
     own partition aborts it at its deadline and payment releases its hold."""
-    p = Pipeline(settings, "x" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=4000, partitions=PARTITIONS)
+    p = Pipeline(
+        settings, "x" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=4000, partitions=PARTITIONS
+    )
     oid = "x-1"
     try:
         p.stock(**{"x-sku": 10})
@@ -121,13 +130,17 @@ def test_a_vote_on_another_partition_decides_nothing(settings, tmp_path):
 
         as_inventory = p.settings.as_principal("inventory")
         value, headers = codec.encode(Voted(oid, "inventory", "yes", None))
-        headers = Signer("inventory", as_inventory.signing_key("inventory"), (p.tx_log_topic,)).headers(
-            p.tx_log_topic, oid.encode(), value, headers
-        )
+        headers = Signer(
+            "inventory", as_inventory.signing_key("inventory"), (p.tx_log_topic,)
+        ).headers(p.tx_log_topic, oid.encode(), value, headers)
         home = partition_for(oid.encode(), PARTITIONS)
         producer = Producer(as_inventory.kafka())
         producer.produce(
-            p.tx_log_topic, key=oid.encode(), value=value, headers=headers, partition=(home + 1) % PARTITIONS
+            p.tx_log_topic,
+            key=oid.encode(),
+            value=value,
+            headers=headers,
+            partition=(home + 1) % PARTITIONS,
         )
         assert producer.flush(30) == 0
 
@@ -135,7 +148,10 @@ def test_a_vote_on_another_partition_decides_nothing(settings, tmp_path):
         time.sleep(3)  # a decision from the other partition would be on tx.log by now
         decided = [e for e in tx_log_events(p, oid, Verifier.of(p.settings)) if e.TYPE == "Decided"]
         assert [(d.outcome, d.reason) for d in decided] == [("abort", "deadline")]
-        assert p.sql("shipping", "SELECT count(*) FROM shipments WHERE order_id = %s", (oid,))[0][0] == 0
+        assert (
+            p.sql("shipping", "SELECT count(*) FROM shipments WHERE order_id = %s", (oid,))[0][0]
+            == 0
+        )
         assert p.statuses([oid])[oid][0] == "REJECTED"
         dead = [d for d in p.dead_letters() if d["key"] == oid.encode()]
         assert [(d["headers"][DLQ_REASON], d["headers"][DLQ_TOPIC]) for d in dead] == [
@@ -166,7 +182,9 @@ def test_intake_cannot_decide(settings, tmp_path):
         def write(topic, event):
             """Writes as intake; the broker's refusal, if it refuses."""
             value, headers = codec.encode(event)
-            headers = Signer("intake", key, signed).headers(topic, event.order_id.encode(), value, headers)
+            headers = Signer("intake", key, signed).headers(
+                topic, event.order_id.encode(), value, headers
+            )
             refused = []
             producer.produce(
                 topic,
@@ -200,21 +218,30 @@ def test_intake_cannot_decide(settings, tmp_path):
         assert write(commands, Abort(undecided, "deadline")) is None
         time.sleep(5)  # what the forgeries would do is done by now
         for db in ("inventory", "payments"):
-            assert p.sql(db, "SELECT state FROM holds WHERE order_id = %s", (undecided,)) == [("held",)], db
+            assert p.sql(db, "SELECT state FROM holds WHERE order_id = %s", (undecided,)) == [
+                ("held",)
+            ], db
         p.sup.release(p.sup.find("coordinator"))
         assert p.wait_final([undecided], timeout_s=90)[undecided] == ("SHIPPED", None)
 
         # an order begun for inventory alone, while payment cannot vote
         p.sup.hold(p.sup.find("payment"))
-        assert write(p.tx_log_topic, TxBegun(lone, ("inventory",), int(time.time() * 1000) + 4000)) is None
+        assert (
+            write(p.tx_log_topic, TxBegun(lone, ("inventory",), int(time.time() * 1000) + 4000))
+            is None
+        )
         p.publish(order(lone, "i-cust", ("i-sku", 1, 100)))
         assert p.wait_final([lone], timeout_s=90)[lone] == ("REJECTED", "deadline")
         p.sup.release(p.sup.find("payment"))
 
         assert p.statuses([rejected])[rejected][0] == "REJECTED"
-        assert p.sql("shipping", "SELECT order_id FROM shipments ORDER BY order_id") == [(undecided,)]
+        assert p.sql("shipping", "SELECT order_id FROM shipments ORDER BY order_id") == [
+            (undecided,)
+        ]
         for oid, outcome in ((rejected, "abort"), (undecided, "commit"), (lone, "abort")):
-            genuine = [e for e in tx_log_events(p, oid, Verifier.of(p.settings)) if e.TYPE == "Decided"]
+            genuine = [
+                e for e in tx_log_events(p, oid, Verifier.of(p.settings)) if e.TYPE == "Decided"
+            ]
             assert {d.outcome for d in genuine} == {outcome}, oid
         dead = sorted(
             (d["key"].decode(), d["headers"][DLQ_REASON], d["headers"][DLQ_TOPIC])

@@ -85,7 +85,13 @@ def nonpositive(rng, i):
     body = base(i)
     line = body["items"][0]
     field, value = rng.choice(
-        [("quantity", 0), ("quantity", -1), ("unit_price_cents", -1), ("total_cents", -1), ("quantity", -(2**63))]
+        [
+            ("quantity", 0),
+            ("quantity", -1),
+            ("unit_price_cents", -1),
+            ("total_cents", -1),
+            ("quantity", -(2**63)),
+        ]
     )
     (body if field == "total_cents" else line)[field] = value
     return dumps(body), None, {"schema_violation"}
@@ -102,7 +108,11 @@ def float_money(rng, i):
 def nan_infinity(rng, i):
     text = dumps(base(i)).decode()
     literal = rng.choice(["NaN", "Infinity", "-Infinity"])
-    return text.replace('"total_cents": ', f'"total_cents": {literal}, "x": ', 1).encode(), None, {"undecodable"}
+    return (
+        text.replace('"total_cents": ', f'"total_cents": {literal}, "x": ', 1).encode(),
+        None,
+        {"undecodable"},
+    )
 
 
 def deep_nesting(rng, i):
@@ -227,7 +237,11 @@ def odd_literal(rng, i):
 
 
 def raw_bytes(rng, i):
-    return rng.choice([b"", b"null", b"[]", b'"x"', b"{", b"\x00" * 10, rng.randbytes(40)]), None, {"undecodable"}
+    return (
+        rng.choice([b"", b"null", b"[]", b'"x"', b"{", b"\x00" * 10, rng.randbytes(40)]),
+        None,
+        {"undecodable"},
+    )
 
 
 def forged_type(rng, i):
@@ -299,7 +313,11 @@ def intake_verdict(value, headers) -> str:
 
 
 def read_dead_letters(
-    pipe, expect: int, timeout_s: float = 90, key: bytes | None = None, at: tuple[int, int] | None = None
+    pipe,
+    expect: int,
+    timeout_s: float = 90,
+    key: bytes | None = None,
+    at: tuple[int, int] | None = None,
 ) -> list:
     """Every dead letter (read_committed), or those with `key` only, or of the record at `at`
     (partition, offset) of the source topic only, tolerating header values that are None or not
@@ -383,7 +401,9 @@ def test_every_message_is_an_order_or_a_dead_letter_and_nothing_is_lost(pipe, ru
     expected = {where[n]: s for n, s in enumerate(sent)}
     recorded = {
         (p, o): oid
-        for oid, p, o in pipe.sql("orders", "SELECT order_id, source_partition, source_offset FROM orders")
+        for oid, p, o in pipe.sql(
+            "orders", "SELECT order_id, source_partition, source_offset FROM orders"
+        )
     }
     dead = {}
     for m in run["dead"]:
@@ -410,7 +430,9 @@ def test_every_accepted_order_reaches_a_final_status(run):
 
 
 def test_no_worker_restarted(pipe, run):
-    assert {c.label: c.restarts for c in pipe.sup.children} == {c.label: 0 for c in pipe.sup.children}
+    assert {c.label: c.restarts for c in pipe.sup.children} == {
+        c.label: 0 for c in pipe.sup.children
+    }
     assert all(c.proc.poll() is None for c in pipe.sup.children)
 
 
@@ -435,7 +457,9 @@ def test_sql_metacharacters_are_stored_verbatim_and_the_tables_survive(pipe, run
             (tables,),
         )
         assert found == [(len(tables),)], service
-    assert pipe.sql("inventory", "SELECT sum(available + held + committed) FROM stock") == [(sum(SKUS.values()),)]
+    assert pipe.sql("inventory", "SELECT sum(available + held + committed) FROM stock") == [
+        (sum(SKUS.values()),)
+    ]
 
 
 # -- messages that once crash-looped intake ---------------------------------------------------
@@ -486,7 +510,9 @@ def test_oversized_value_from_another_client_is_dead_lettered(intake_only):
     key = b"poison-size"
     value = b'{"order_id":"' + b"x" * (codec.MAX_VALUE_BYTES + 100) + b'"}'
     raw = Producer(
-        intake_only.settings.kafka(**{"message.max.bytes": 4 << 20, "compression.type": "lz4", "acks": "all"})
+        intake_only.settings.kafka(
+            **{"message.max.bytes": 4 << 20, "compression.type": "lz4", "acks": "all"}
+        )
     )
     errors = []
     raw.produce(intake_only.placed, key=key, value=value, on_delivery=lambda e, m: errors.append(e))

@@ -49,7 +49,8 @@ def test_coordinator_away_for_30s(settings, tmp_path):
         p.wait_final(ids, timeout_s=90)
         p.wait_settled()
         print(
-            f"\n200 in-doubt orders decided {time.monotonic() - came_back:.1f}s after the coordinator came back"
+            f"\n200 in-doubt orders decided {time.monotonic() - came_back:.1f}s after the "
+            "coordinator came back"
         )
         assert build_report(p.settings)["in_doubt"] == 0
         result = verify(p.settings, wait_s=60)

@@ -21,7 +21,13 @@ def orders_dsn(own_database):
 
 
 def row(order_id: str, content_hash: str, partition: int, offset: int) -> tuple:
-    body = {"order_id": order_id, "customer_id": "c", "currency": "EUR", "total_cents": 100, "items": []}
+    body = {
+        "order_id": order_id,
+        "customer_id": "c",
+        "currency": "EUR",
+        "total_cents": 100,
+        "items": [],
+    }
     return (order_id, "c", "EUR", 100, content_hash, body, partition, offset)
 
 
@@ -48,7 +54,10 @@ def test_a_recorded_order_shows_pending_until_a_status_moves_it_on(orders_dsn):
             status.add_pending(cur, ["P", "Q"])
             status.upsert(cur, [("Q", "CONFIRMED", None, 5)])
             status.add_pending(cur, ["P", "Q"])  # again, as a redelivered batch would
-            assert {k: v[0] for k, v in status.statuses(cur).items()} == {"P": "PENDING", "Q": "CONFIRMED"}
+            assert {k: v[0] for k, v in status.statuses(cur).items()} == {
+                "P": "PENDING",
+                "Q": "CONFIRMED",
+            }
             status.clear(cur, status.REBUILD)
             status.upsert(cur, [("Q", "CONFIRMED", None, 5)], status.REBUILD)
             status.add_pending(cur, table=status.REBUILD)

@@ -41,7 +41,10 @@ def kafka_describe(settings, group: str) -> dict[tuple[str, int], tuple[int, int
     out = done.stdout
     lines = [line.split() for line in out.splitlines() if line.strip()]
     header = next(cols for cols in lines if cols[:1] == ["GROUP"])
-    col = {name: header.index(name) for name in ("TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG")}
+    col = {
+        name: header.index(name)
+        for name in ("TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG")
+    }
     rows = [cols for cols in lines if cols[:1] == [group] and len(cols) == len(header)]
     return {
         (r[col["TOPIC"]], int(r[col["PARTITION"]])): (
@@ -82,7 +85,9 @@ def lagging_group(settings, pipeline, make_topic):
         txn.produce(topic, value=b"t", partition=TXN_PARTITION)
     txn.commit_transaction(30)
     group = pipeline.group("intake")
-    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False}))  # commits below only
+    consumer = Consumer(
+        settings.kafka(**{"group.id": group, "enable.auto.commit": False})
+    )  # commits below only
     offsets = [TopicPartition(topic, p, o) for p, o in COMMITS.items()]
     # the next offset after the last data record is the transaction's commit marker
     offsets.append(TopicPartition(topic, TXN_PARTITION, TXN_MESSAGES))
@@ -95,7 +100,9 @@ def test_lag_agrees_with_kafka_tool(settings, pipeline, lagging_group):
     topic, group = lagging_group
     started = time.monotonic()
     # as the lag principal, which reads this pipeline's topics and groups only
-    run = orderbus("lag", "--group", group, "--json", env={"ORDERBUS_TOPIC_PREFIX": pipeline.prefix})
+    run = orderbus(
+        "lag", "--group", group, "--json", env={"ORDERBUS_TOPIC_PREFIX": pipeline.prefix}
+    )
     took = time.monotonic() - started
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
@@ -146,4 +153,13 @@ def test_no_group_yet_is_an_empty_report(unique):
     assert json.loads(run.stdout) == {"partitions": [], "groups": []}
     run = orderbus("lag", env=prefix)
     assert (run.returncode, run.stderr) == (0, "")
-    assert run.stdout.split() == ["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG-S", "STATUS"]
+    assert run.stdout.split() == [
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "COMMITTED",
+        "END",
+        "LAG",
+        "LAG-S",
+        "STATUS",
+    ]

@@ -30,7 +30,11 @@ def private(tmp_path):
 
     def run(*args, check=True):
         proc = subprocess.run(
-            [sys.executable, "-m", "orderbus", *args], env=env, capture_output=True, text=True, timeout=240
+            [sys.executable, "-m", "orderbus", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
         )
         if check and proc.returncode != 0:
             raise AssertionError(

@@ -45,7 +45,9 @@ def test_assigned_partitions_gauge_follows_assign_and_revoke(settings, make_topi
 
     def start(instance: int) -> Metrics:
         metrics = Metrics("idle")
-        loop = Loop(settings, LoopConfig(group=unique, instance=str(instance)), Idle(topic), metrics)
+        loop = Loop(
+            settings, LoopConfig(group=unique, instance=str(instance)), Idle(topic), metrics
+        )
         thread = threading.Thread(target=loop.run, daemon=True)
         thread.start()
         running.append((loop, thread))
@@ -64,7 +66,9 @@ def test_assigned_partitions_gauge_follows_assign_and_revoke(settings, make_topi
         loop.stop()
         thread.join(30)
         assert owned(second) == 0  # it gave its partitions back on leaving
-        wait_for(lambda: owned(first) == 6, 30, lambda: f"alone again, it reports {owned(first)} of 6")
+        wait_for(
+            lambda: owned(first) == 6, 30, lambda: f"alone again, it reports {owned(first)} of 6"
+        )
     finally:
         for loop, thread in running:
             loop.stop()
@@ -91,11 +95,17 @@ def test_a_worker_whose_outputs_are_refused_is_restarted(settings, tmp_path):
         wait_for(
             lambda: shipping.restarts > 0,
             60,
-            lambda: f"shipping still runs {time.monotonic() - refused_since:.0f}s after its output was refused",
+            lambda: (
+                f"shipping still runs {time.monotonic() - refused_since:.0f}s after its output "
+                "was refused"
+            ),
         )
         log = (tmp_path / "logs" / "shipping-0.log").read_text()
         assert "not delivered" in log, log[-2000:]
-        print(f"\nshipping restarted {time.monotonic() - refused_since:.0f}s after its output was refused")
+        print(
+            f"\nshipping restarted {time.monotonic() - refused_since:.0f}s after its output was "
+            "refused"
+        )
         acl.grant(p.settings.kafka(), [write])
         p.wait_final(["l-1"], timeout_s=90)
     finally:

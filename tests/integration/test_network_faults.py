@@ -25,7 +25,11 @@ pytestmark = pytest.mark.integration
 
 def orderbus(env: dict, *args: str, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "orderbus", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "orderbus", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -37,7 +41,9 @@ def hosts_cluster(tmp_path):
             pytest.fail(f"network faults cannot run here: {why}")
         pytest.skip(why)
     env = {**os.environ, "ORDERBUS_HOME": str(tmp_path / "home")}
-    for name in [k for k in env if k.startswith(("ORDERBUS_KAFKA_", "ORDERBUS_DSN_", "ORDERBUS_PG_"))]:
+    for name in [
+        k for k in env if k.startswith(("ORDERBUS_KAFKA_", "ORDERBUS_DSN_", "ORDERBUS_PG_"))
+    ]:
         del env[name]  # the private cluster's own, not the suite's
     made = orderbus(env, "up", "--hosts", timeout=300)
     try:

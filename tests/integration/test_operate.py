@@ -29,7 +29,11 @@ pytestmark = pytest.mark.integration
 def read(settings, topic: str, partitions: int, expected: int, timeout: float = 30) -> list:
     consumer = Consumer(
         settings.kafka(
-            **{"group.id": f"{topic}.reader", "enable.auto.commit": False, "isolation.level": "read_committed"}
+            **{
+                "group.id": f"{topic}.reader",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
         )
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
@@ -114,14 +118,20 @@ def producer_may_write(settings, topic: str):
 
 def cli(env, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "orderbus", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "orderbus", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_seed_catalog_then_report_and_publish(private_env, tmp_path, make_topic, settings):
     catalog = tmp_path / "catalog.json"
     catalog.write_text(
-        json.dumps({"skus": {"sku-a": 5, "sku-b": 0, "hot": 1000}, "customers": {"rich": 10**9, "poor": 1}})
+        json.dumps(
+            {"skus": {"sku-a": 5, "sku-b": 0, "hot": 1000}, "customers": {"rich": 10**9, "poor": 1}}
+        )
     )
     # the running-workers and history checks look at the test's own groups, topics and databases
     done = cli(private_env, "seed", "--catalog", str(catalog), "--price-cents", "250")
@@ -129,7 +139,13 @@ def test_seed_catalog_then_report_and_publish(private_env, tmp_path, make_topic,
     done = cli(private_env, "report", "--json", "--detail")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["orders"] == {"placed": 0, "pending": 0, "confirmed": 0, "rejected": 0, "shipped": 0}
+    assert report["orders"] == {
+        "placed": 0,
+        "pending": 0,
+        "confirmed": 0,
+        "rejected": 0,
+        "shipped": 0,
+    }
     assert report["in_doubt"] == 0 and report["rejected_by_reason"] == {}
     assert report["stock"] == {"initial": 1005, "available": 1005, "held": 0, "committed": 0}
     assert report["money"]["balance_cents"] == 10**9 + 1

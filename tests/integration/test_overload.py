@@ -25,9 +25,13 @@ def test_a_burst_longer_than_the_deadline_rejects_nothing(settings, tmp_path):
         p.publish(order("o-warm", "o-c0", ("o-sku0", 1, 100)))
         p.wait_final(["o-warm"])
         ids = [f"o-{i}" for i in range(ORDERS)]
-        p.publish(*(order(oid, f"o-c{i % 100}", (f"o-sku{i % 100}", 1, 100)) for i, oid in enumerate(ids)))
+        p.publish(
+            *(order(oid, f"o-c{i % 100}", (f"o-sku{i % 100}", 1, 100)) for i, oid in enumerate(ids))
+        )
         final = p.wait_final(ids, timeout_s=300)
-        outcomes = Counter(f"{status}:{reason}" if reason else status for status, reason in final.values())
+        outcomes = Counter(
+            f"{status}:{reason}" if reason else status for status, reason in final.values()
+        )
         assert outcomes == {"SHIPPED": ORDERS}, outcomes
         assert verify(p.settings, wait_s=90)["violations"] == []
     finally:

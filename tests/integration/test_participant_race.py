@@ -31,14 +31,18 @@ def test_the_same_prepare_in_two_instances_at_once_holds_once(settings):
     with Sandbox(settings) as sb:
         sb.seed(stock={"race-sku": 10})
         prepare = Prepare(
-            "race-1", valid(order("race-1", "c", ("race-sku", 3, 100))), int(time.time() * 1000) + 600_000
+            "race-1",
+            valid(order("race-1", "c", ("race-sku", 3, 100))),
+            int(time.time() * 1000) + 600_000,
         )
         first, second = (psycopg2.connect(sb.settings.dsns["inventory"]) for _ in range(2))
         try:
             with first.cursor() as cur:  # the first instance holds, and has not committed yet
                 handler(sb)._apply(cur, [prepare])
             votes = []
-            other = threading.Thread(target=lambda: votes.append(_apply_and_commit(handler(sb), second, prepare)))
+            other = threading.Thread(
+                target=lambda: votes.append(_apply_and_commit(handler(sb), second, prepare))
+            )
             other.start()
             other.join(2.0)
             assert other.is_alive(), "the second instance did not wait for the first"
@@ -49,7 +53,9 @@ def test_the_same_prepare_in_two_instances_at_once_holds_once(settings):
         finally:
             first.close()
             second.close()
-        [(available, held)] = sb.sql("inventory", "SELECT available, held FROM stock WHERE sku = 'race-sku'")
+        [(available, held)] = sb.sql(
+            "inventory", "SELECT available, held FROM stock WHERE sku = 'race-sku'"
+        )
         assert (available, held) == (7, 3)
 
 

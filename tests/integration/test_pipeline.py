@@ -33,12 +33,15 @@ def test_outcomes_by_reason(pipe):
     assert st["nocust-1"] == ("REJECTED", "payment:unknown_customer")
     # all-or-nothing: the rejected orders hold and took nothing, in either database
     pipe.wait_settled()
-    assert pipe.sql("inventory", "SELECT sku, available, held, committed FROM stock ORDER BY sku") == [
+    assert pipe.sql(
+        "inventory", "SELECT sku, available, held, committed FROM stock ORDER BY sku"
+    ) == [
         ("a-sku", 8, 0, 2),
         ("b-sku", 0, 0, 1),
     ]
     assert pipe.sql(
-        "payments", "SELECT customer_id, balance_cents, held_cents, captured_cents FROM accounts ORDER BY 1"
+        "payments",
+        "SELECT customer_id, balance_cents, held_cents, captured_cents FROM accounts ORDER BY 1",
     ) == [("a-cust", 9_500, 0, 500), ("b-cust", 50, 0, 0)]
     assert pipe.sql("shipping", "SELECT order_id FROM shipments") == [("ok-1",)]
 
@@ -53,10 +56,12 @@ def test_hot_sku_sells_exactly_its_stock(pipe):
     confirmed = [o for o in ids if st[o][0] == "SHIPPED"]
     assert len(confirmed) == 100
     assert {st[o] for o in ids if o not in confirmed} == {("REJECTED", "inventory:out_of_stock")}
-    assert pipe.sql("inventory", "SELECT available, held, committed FROM stock WHERE sku = 'hot'") == [
-        (0, 0, 100)
-    ]
-    charged = pipe.sql("payments", "SELECT sum(captured_cents) FROM accounts WHERE customer_id LIKE 'hc%%'")
+    assert pipe.sql(
+        "inventory", "SELECT available, held, committed FROM stock WHERE sku = 'hot'"
+    ) == [(0, 0, 100)]
+    charged = pipe.sql(
+        "payments", "SELECT sum(captured_cents) FROM accounts WHERE customer_id LIKE 'hc%%'"
+    )
     assert charged == [(1000,)]
 
 
@@ -66,10 +71,18 @@ def test_balance_covers_exactly_three_of_five(pipe):
     ids = [f"b3-{i}" for i in range(5)]
     pipe.publish(*(order(o, "b3-cust", ("b3-sku", 1, 100)) for o in ids))
     st = pipe.wait_final(ids)
-    assert sorted(s for s, _ in st.values()) == ["REJECTED", "REJECTED", "SHIPPED", "SHIPPED", "SHIPPED"]
+    assert sorted(s for s, _ in st.values()) == [
+        "REJECTED",
+        "REJECTED",
+        "SHIPPED",
+        "SHIPPED",
+        "SHIPPED",
+    ]
     pipe.wait_settled()
     assert pipe.sql(
-        "payments", "SELECT balance_cents, held_cents, captured_cents FROM accounts WHERE customer_id = 'b3-cust'"
+        "payments",
+        "SELECT balance_cents, held_cents, captured_cents FROM accounts WHERE customer_id = "
+        "'b3-cust'",
     ) == [(0, 0, 300)]
 
 
@@ -83,7 +96,9 @@ def test_same_order_three_times_is_one_charge_and_a_conflict_is_a_dead_letter(pi
     pipe.publish(order("dup-after", "d-cust", ("d-sku", 1, 100)))
     pipe.wait_final(["dup-after"])
     pipe.wait_settled()
-    assert pipe.sql("payments", "SELECT captured_cents FROM accounts WHERE customer_id = 'd-cust'") == [(200,)]
+    assert pipe.sql(
+        "payments", "SELECT captured_cents FROM accounts WHERE customer_id = 'd-cust'"
+    ) == [(200,)]
     assert pipe.sql("shipping", "SELECT count(*) FROM shipments WHERE order_id = 'dup-1'") == [(1,)]
     dead = [d for d in pipe.dead_letters() if d["key"] == b"dup-1"]
     assert len(dead) == 1 and dead[0]["headers"][DLQ_REASON] == "rule_violation"
@@ -144,7 +159,9 @@ def test_participant_stopped_past_the_deadline_aborts_and_releases(pipe):
         assert st["late-1"] == ("REJECTED", "deadline")
         # inventory voted yes and held; the abort released it
         deadline = time.monotonic() + 20
-        while pipe.sql("inventory", "SELECT state FROM holds WHERE order_id = 'late-1'") != [("released",)]:
+        while pipe.sql("inventory", "SELECT state FROM holds WHERE order_id = 'late-1'") != [
+            ("released",)
+        ]:
             assert time.monotonic() < deadline, "inventory hold was not released"
             time.sleep(0.3)
     finally:
@@ -152,7 +169,9 @@ def test_participant_stopped_past_the_deadline_aborts_and_releases(pipe):
     # the payment worker comes back: its late Prepare holds and the abort behind it releases
     # the money again, and is acked
     deadline = time.monotonic() + 60
-    while pipe.sql("payments", "SELECT state FROM holds WHERE order_id = 'late-1'") != [("released",)]:
+    while pipe.sql("payments", "SELECT state FROM holds WHERE order_id = 'late-1'") != [
+        ("released",)
+    ]:
         assert time.monotonic() < deadline, "payment did not process the late Prepare"
         time.sleep(0.3)
     assert pipe.sql(

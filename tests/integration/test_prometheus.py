@@ -39,7 +39,9 @@ def wait_for(check, timeout_s: float, what):
     missing) fails the test past `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while not (got := check()):
-        assert time.monotonic() < deadline, f"{what() if callable(what) else what}: not within {timeout_s:.0f}s"
+        assert time.monotonic() < deadline, (
+            f"{what() if callable(what) else what}: not within {timeout_s:.0f}s"
+        )
         time.sleep(0.25)
     return got
 
@@ -52,7 +54,9 @@ def all_up(mon: Monitoring, expected: int) -> bool:
     return len(health) == expected and set(health.values()) == {"up"}
 
 
-def arrived(hook: Webhook, expected: dict[str, tuple[str, dict]], status: str = "firing") -> dict[str, float]:
+def arrived(
+    hook: Webhook, expected: dict[str, tuple[str, dict]], status: str = "firing"
+) -> dict[str, float]:
     """{case: monotonic time its alert arrived} for the cases that have."""
     got = {case: hook.first(name, status, **labels) for case, (name, labels) in expected.items()}
     return {case: at for case, at in got.items() if at is not None}
@@ -80,7 +84,16 @@ def test_each_fault_raises_its_alert_at_alertmanager(settings, tmp_path):
         mon.child(
             stack,
             "lag",
-            *(sys.executable, "-m", "orderbus", "lag", "--serve", f"127.0.0.1:{lag_port}", "--watch", "1"),
+            *(
+                sys.executable,
+                "-m",
+                "orderbus",
+                "lag",
+                "--serve",
+                f"127.0.0.1:{lag_port}",
+                "--watch",
+                "1",
+            ),
             env={**os.environ, **p.env},
         )
         shipped_jobs = jobs((INFRA / "prometheus" / "prometheus.yml").read_text())
@@ -88,13 +101,19 @@ def test_each_fault_raises_its_alert_at_alertmanager(settings, tmp_path):
         hook = mon.start(stack, shipped_jobs)
         started = time.monotonic()
 
-        wait_for(lambda: all_up(mon, len(p.sup.children) + 1), SCRAPED_S, "every worker and the lag exporter up")
+        wait_for(
+            lambda: all_up(mon, len(p.sup.children) + 1),
+            SCRAPED_S,
+            "every worker and the lag exporter up",
+        )
         scraped = time.monotonic()
         p.publish(order("pm-warm", "pm-cust", ("pm-sku", 1, 100)))
         p.wait_final(["pm-warm"], timeout_s=60)
         # increase() sees a first dead letter only over a series that was scraped at 0 before it
         wait_for(
-            lambda: mon.query('orderbus_dead_letters_total{worker="intake",reason="undecodable"} == 0'),
+            lambda: mon.query(
+                'orderbus_dead_letters_total{worker="intake",reason="undecodable"} == 0'
+            ),
             20,
             "intake's dead-letter series scraped at 0",
         )
@@ -104,9 +123,15 @@ def test_each_fault_raises_its_alert_at_alertmanager(settings, tmp_path):
         exprs = [t["expr"] for panel in dashboard for t in panel.get("targets", [])]
 
         def without_data() -> list[str]:
-            return [e for e in exprs if "==" not in e and not mon.query(e)]  # api() fails on an error
+            return [
+                e for e in exprs if "==" not in e and not mon.query(e)
+            ]  # api() fails on an error
 
-        wait_for(lambda: not without_data(), 20, lambda: f"dashboard queries without data: {without_data()}")
+        wait_for(
+            lambda: not without_data(),
+            20,
+            lambda: f"dashboard queries without data: {without_data()}",
+        )
         quiet = mon.api("alerts")["alerts"]
         assert quiet == [], f"alerts before any fault: {quiet}"
 
@@ -128,24 +153,39 @@ def test_each_fault_raises_its_alert_at_alertmanager(settings, tmp_path):
             "order stuck": "order published",
         }
         expected = {
-            "status down": ("WorkerDown", {"job": WORKERS_JOB, "service": "status", "severity": "critical"}),
+            "status down": (
+                "WorkerDown",
+                {"job": WORKERS_JOB, "service": "status", "severity": "critical"},
+            ),
             "coordinator down": ("WorkerDown", {"job": WORKERS_JOB, "service": "coordinator"}),
             "dead letter": ("DeadLettersIncreasing", {"worker": "intake", "reason": "undecodable"}),
-            "inventory in doubt": ("InDoubtTransactions", {"worker": "inventory", "severity": "critical"}),
+            "inventory in doubt": (
+                "InDoubtTransactions",
+                {"worker": "inventory", "severity": "critical"},
+            ),
             "payment in doubt": ("InDoubtTransactions", {"worker": "payment"}),
             "order stuck": ("OrdersStuck", {"job": WORKERS_JOB, "service": "tracker"}),
         }
         fired = wait_for(
             lambda: len(got := arrived(hook, expected)) == len(expected) and got,
             ALERT_S,
-            lambda: f"alerts at the webhook: {sorted(set(expected) - set(arrived(hook, expected)))} missing",
+            lambda: (
+                f"alerts at the webhook: {sorted(set(expected) - set(arrived(hook, expected)))} "
+                "missing"
+            ),
         )
         # and none for what was not broken
-        assert {labels["service"] for labels in hook.labels("WorkerDown")} == {"status", "coordinator"}
-        assert {labels["worker"] for labels in hook.labels("InDoubtTransactions")} == {"inventory", "payment"}
-        assert {(labels["worker"], labels["reason"]) for labels in hook.labels("DeadLettersIncreasing")} == {
-            ("intake", "undecodable")
+        assert {labels["service"] for labels in hook.labels("WorkerDown")} == {
+            "status",
+            "coordinator",
         }
+        assert {labels["worker"] for labels in hook.labels("InDoubtTransactions")} == {
+            "inventory",
+            "payment",
+        }
+        assert {
+            (labels["worker"], labels["reason"]) for labels in hook.labels("DeadLettersIncreasing")
+        } == {("intake", "undecodable")}
 
         # the faults end: the coordinator decides the order in doubt (past its deadline: abort),
         # status records it. Dead letters stay in increase()'s 5-minute window
@@ -157,7 +197,10 @@ def test_each_fault_raises_its_alert_at_alertmanager(settings, tmp_path):
         resolved = wait_for(
             lambda: len(got := arrived(hook, resolving, "resolved")) == len(resolving) and got,
             ALERT_S,
-            lambda: f"resolved: {sorted(set(resolving) - set(arrived(hook, resolving, 'resolved')))} missing",
+            lambda: (
+                f"resolved: {sorted(set(resolving) - set(arrived(hook, resolving, 'resolved')))} "
+                "missing"
+            ),
         )
 
         others = sorted(
@@ -166,11 +209,18 @@ def test_each_fault_raises_its_alert_at_alertmanager(settings, tmp_path):
         )
         print(
             f"\nPrometheus started {started - t0:.1f}s after the test began; every target scraped "
-            f"{scraped - started:.1f}s after it started; faults from {fault_at['status killed'] - t0:.1f}s"
+            f"{scraped - started:.1f}s after it started; faults from "
+            f"{fault_at['status killed'] - t0:.1f}s"
         )
         for case, at in sorted(fired.items(), key=lambda kv: kv[1]):
             name, since = expected[case][0], cause[case]
-            print(f"  {case:<20} {name:<22} firing at the webhook {at - fault_at[since]:5.1f}s after {since}")
+            print(
+                f"  {case:<20} {name:<22} firing at the webhook {at - fault_at[since]:5.1f}s "
+                f"after {since}"
+            )
         for case, at in sorted(resolved.items(), key=lambda kv: kv[1]):
             print(f"  {case:<20} resolved {at - back_at:5.1f}s after the faults ended")
-        print(f"  dashboard: {len(exprs)} queries answered, all but filters with data; other alerts: {others}")
+        print(
+            f"  dashboard: {len(exprs)} queries answered, all but filters with data; other "
+            f"alerts: {others}"
+        )

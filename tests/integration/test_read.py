@@ -54,6 +54,9 @@ def test_a_start_the_log_no_longer_holds_is_an_error_not_a_jump_to_the_end(setti
     deleted = admin.delete_records([TopicPartition(topic, 0, 3)])
     for future in deleted.values():
         future.result(timeout=30)
-    assert [m.value() for m in read(settings.kafka(), topic, {0: 3}, timeout_s=30)] == [b"r3", b"r4"]
+    assert [m.value() for m in read(settings.kafka(), topic, {0: 3}, timeout_s=30)] == [
+        b"r3",
+        b"r4",
+    ]
     with pytest.raises(ReadError):
         list(read(settings.kafka(), topic, {0: 1}, timeout_s=30))

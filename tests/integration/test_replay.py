@@ -20,7 +20,15 @@ from pipeline import order
 
 from orderbus.commands import cli
 from orderbus.ops.verify import verify
-from topics.catalogue import DLQ_AT_MS, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC, DLQ_WORKER, ORDERS_DLQ
+from topics.catalogue import (
+    DLQ_AT_MS,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_REASON,
+    DLQ_TOPIC,
+    DLQ_WORKER,
+    ORDERS_DLQ,
+)
 from topics.group_reset import Groups, ResetSpec
 from topics.producer import OrderPublisher
 from topics.read import read
@@ -69,7 +77,9 @@ def kafka_plan(settings, group: str, topic: str, *how: str) -> dict[int, int]:
 
 
 def ours(settings, group, topic, spec) -> dict[int, int]:
-    return {p.partition: p.target for p in Groups(settings.kafka()).plan(group, spec, {topic: None})}
+    return {
+        p.partition: p.target for p in Groups(settings.kafka()).plan(group, spec, {topic: None})
+    }
 
 
 def test_reset_plans_as_kafkas_own_tool(settings, make_topic, unique, monkeypatch, capsys):
@@ -78,7 +88,9 @@ def test_reset_plans_as_kafkas_own_tool(settings, make_topic, unique, monkeypatc
     producer = Producer(settings.kafka(**{"acks": "all"}))
     for p in range(3):
         for i in range(20):
-            producer.produce(topic, value=b"x", partition=p, timestamp=t0 + (0 if i < 10 else 1_800_000) + i)
+            producer.produce(
+                topic, value=b"x", partition=p, timestamp=t0 + (0 if i < 10 else 1_800_000) + i
+            )
     assert producer.flush(30) == 0
     c = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False}))
     c.commit(offsets=[TopicPartition(topic, p, 12 + p) for p in range(3)], asynchronous=False)
@@ -118,14 +130,34 @@ def test_reset_plans_as_kafkas_own_tool(settings, make_topic, unique, monkeypatc
     )
     assert code == 0, out
     committed = Groups(settings.kafka()).committed(group)
-    assert {k: v[0] for k, v in committed.items()} == {(topic, 0): 12, (topic, 1): 3, (topic, 2): 14}
+    assert {k: v[0] for k, v in committed.items()} == {
+        (topic, 0): 12,
+        (topic, 1): 3,
+        (topic, 2): 14,
+    }
 
     code, out = run(
-        {}, monkeypatch, capsys, "reset", "--group", f"{unique}.nobody", "--to-earliest", "--topic", topic
+        {},
+        monkeypatch,
+        capsys,
+        "reset",
+        "--group",
+        f"{unique}.nobody",
+        "--to-earliest",
+        "--topic",
+        topic,
     )
     assert code == 2 and "no consumer group" in out
     code, out = run(
-        {}, monkeypatch, capsys, "reset", "--group", group, "--to-earliest", "--topic", f"{unique}.nothing"
+        {},
+        monkeypatch,
+        capsys,
+        "reset",
+        "--group",
+        group,
+        "--to-earliest",
+        "--topic",
+        f"{unique}.nothing",
     )
     assert code == 2 and "no topic" in out
 
@@ -144,7 +176,9 @@ def test_reset_plans_as_kafkas_own_tool(settings, make_topic, unique, monkeypatc
     while not active.assignment() and time.monotonic() < deadline:
         active.poll(0.2)
     try:
-        code, out = run({}, monkeypatch, capsys, "reset", "--group", group, "--to-earliest", "--execute")
+        code, out = run(
+            {}, monkeypatch, capsys, "reset", "--group", group, "--to-earliest", "--execute"
+        )
         assert code == 2 and "active member" in out and "still-here" in out
     finally:
         active.close()
@@ -158,11 +192,17 @@ def test_reset_plans_as_kafkas_own_tool(settings, make_topic, unique, monkeypatc
 @pytest.fixture(scope="module", autouse=True)
 def forget_replay_log(settings, pipe):
     yield
-    (settings.home / "replay" / f"{pipe.settings.names.topic(ORDERS_DLQ)}.jsonl").unlink(missing_ok=True)
+    (settings.home / "replay" / f"{pipe.settings.names.topic(ORDERS_DLQ)}.jsonl").unlink(
+        missing_ok=True
+    )
 
 
 def letters(pipe, key: bytes) -> list:
-    return [l for l in read_letters(pipe.settings.kafka(), pipe.settings.names.topic(ORDERS_DLQ)) if l.key == key]
+    return [
+        l
+        for l in read_letters(pipe.settings.kafka(), pipe.settings.names.topic(ORDERS_DLQ))
+        if l.key == key
+    ]
 
 
 def wait_letters(pipe, key: bytes, n: int, timeout_s: float = 60) -> list:
@@ -175,7 +215,9 @@ def wait_letters(pipe, key: bytes, n: int, timeout_s: float = 60) -> list:
 
 def test_dead_letter_replayed_until_parked(pipe, monkeypatch, capsys):
     pipe.publisher.publish_raw(
-        b"rp-unknown", b'{"order_id": "rp-unknown"}', headers=[("type", b"OrderShipped"), ("trace", b"t-1")]
+        b"rp-unknown",
+        b'{"order_id": "rp-unknown"}',
+        headers=[("type", b"OrderShipped"), ("trace", b"t-1")],
     )
     assert pipe.publisher.flush(30) == 0
     wait_letters(pipe, b"rp-unknown", 1)
@@ -189,7 +231,9 @@ def test_dead_letter_replayed_until_parked(pipe, monkeypatch, capsys):
         assert found[-1].count() == round_ and found[-1].header("trace") == "t-1"
         assert found[-1].reason == "unknown_event"
     code, out = run(pipe.env, monkeypatch, capsys, "dlq", "--execute", "--max-replays", "2")
-    assert "parked 1" in out and "replayed 2 times already" in out and "nothing to re-publish" in out
+    assert (
+        "parked 1" in out and "replayed 2 times already" in out and "nothing to re-publish" in out
+    )
     code, out = run(pipe.env, monkeypatch, capsys, "dlq", "--execute", "--max-replays", "2")
     assert "nothing to re-publish" in out  # idempotent when repeated
 
@@ -250,14 +294,16 @@ def test_a_killed_redrive_run_again_applies_each_order_once(pipe, settings):
             copies[key] = copies.get(key, 0) + 1
     assert set(copies) == set(ids) and max(copies.values()) <= 2
     pipe.wait_settled()
-    assert pipe.sql("inventory", "SELECT available, committed FROM stock WHERE sku = 'rk-sku'") == [(1000 - n, n)]
-    assert pipe.sql("payments", "SELECT captured_cents FROM accounts WHERE customer_id = 'rk-c'") == [
-        (n * price,)
+    assert pipe.sql("inventory", "SELECT available, committed FROM stock WHERE sku = 'rk-sku'") == [
+        (1000 - n, n)
     ]
+    assert pipe.sql(
+        "payments", "SELECT captured_cents FROM accounts WHERE customer_id = 'rk-c'"
+    ) == [(n * price,)]
     held = pipe.sql(
         "inventory",
-        "SELECT count(*) FROM holds WHERE order_id LIKE 'rk-%%' "
-        "AND state = 'committed' AND amounts = '{\"rk-sku\": 1}'",
+        "SELECT count(*) FROM holds WHERE order_id LIKE 'rk-%%' AND state = 'committed' AND "
+        "amounts = '{\"rk-sku\": 1}'",
     )
     assert held == [(n,)]
     print(f"killed after {logged} acks; re-published twice: {sum(v == 2 for v in copies.values())}")
@@ -267,7 +313,10 @@ def test_replaying_the_whole_order_topic_changes_nothing(pipe, settings, monkeyp
     pipe.stock(**{"rw-sku": 50})
     pipe.account(**{"rw-rich": 100_000, "rw-poor": 10})
     orders = [order(f"rw-{i}", "rw-rich", ("rw-sku", 1, 100)) for i in range(20)]
-    orders += [order("rw-poor-1", "rw-poor", ("rw-sku", 1, 100)), order("rw-oos", "rw-rich", ("rw-sku", 999, 1))]
+    orders += [
+        order("rw-poor-1", "rw-poor", ("rw-sku", 1, 100)),
+        order("rw-oos", "rw-rich", ("rw-sku", 999, 1)),
+    ]
     pipe.publish(*orders)
     pipe.wait_final([o["order_id"] for o in orders], timeout_s=120)
     pipe.wait_settled()
@@ -280,13 +329,17 @@ def test_replaying_the_whole_order_topic_changes_nothing(pipe, settings, monkeyp
     before = snapshot()
 
     group = pipe.settings.names.group("intake")
-    code, out = run(pipe.env, monkeypatch, capsys, "reset", "--group", group, "--to-earliest", "--execute")
+    code, out = run(
+        pipe.env, monkeypatch, capsys, "reset", "--group", group, "--to-earliest", "--execute"
+    )
     assert code == 2 and "active member" in out  # refused while intake runs
     intake = pipe.sup.find("intake")
     pipe.sup.hold(intake)
     try:
         wait_inactive(pipe.settings, group)
-        code, out = run(pipe.env, monkeypatch, capsys, "reset", "--group", group, "--to-earliest", "--execute")
+        code, out = run(
+            pipe.env, monkeypatch, capsys, "reset", "--group", group, "--to-earliest", "--execute"
+        )
         assert code == 0 and "committed" in out, out
         assert all(v[0] == 0 for v in Groups(settings.kafka()).committed(group).values())
     finally:
@@ -319,14 +372,19 @@ def test_rebuild_status_equals_live_and_swaps(pipe, monkeypatch, capsys):
         assert code == 0 and "swapped" in out, out
         assert pipe.sql("orders", "SELECT * FROM order_status ORDER BY order_id") == live
         indexes = {
-            r[0] for r in pipe.sql("orders", "SELECT indexname FROM pg_indexes WHERE tablename = 'order_status'")
+            r[0]
+            for r in pipe.sql(
+                "orders", "SELECT indexname FROM pg_indexes WHERE tablename = 'order_status'"
+            )
         }
         assert indexes == {"order_status_pkey", "order_status_by_status"}
     finally:
         pipe.sup.release(status)
 
 
-def test_a_status_worker_started_during_the_rebuild_loses_nothing_to_the_swap(pipe, monkeypatch, capsys):
+def test_a_status_worker_started_during_the_rebuild_loses_nothing_to_the_swap(
+    pipe, monkeypatch, capsys
+):
     """A status worker that starts while `rebuild status --execute` runs (a supervisor
     restarting it, say), after the command's check for members: what it writes meanwhile is not
     deleted by the swap. It waits for the swap, then writes on top of the rebuilt rows."""
@@ -344,7 +402,9 @@ def test_a_status_worker_started_during_the_rebuild_loses_nothing_to_the_swap(pi
     compare = rebuild.compare
 
     def compare_while_a_worker_starts(dsn):
-        handler = build("status", pipe.settings.as_principal("status"), Metrics("status"), Liveness())
+        handler = build(
+            "status", pipe.settings.as_principal("status"), Metrics("status"), Liveness()
+        )
         worker = threading.Thread(target=lambda: handler.db.run(lambda cur: write(cur, [late])))
         worker.start()
         started.append(worker)
@@ -380,6 +440,10 @@ def test_rebuild_coordinator_and_audit(pipe, monkeypatch, capsys):
         code, out = run(pipe.env, monkeypatch, capsys, "audit", "--json")
         r = json.loads(out)
         assert code == 1
-        assert [(m["order_id"], m["kind"]) for m in r["mismatches"]] == [("rw-3", "payment_not_applied")]
+        assert [(m["order_id"], m["kind"]) for m in r["mismatches"]] == [
+            ("rw-3", "payment_not_applied")
+        ]
     finally:
-        pipe.sql("payments", "UPDATE holds SET amounts = '{\"rw-rich\": 100}' WHERE order_id = 'rw-3'")
+        pipe.sql(
+            "payments", "UPDATE holds SET amounts = '{\"rw-rich\": 100}' WHERE order_id = 'rw-3'"
+        )

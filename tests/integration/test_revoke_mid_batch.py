@@ -31,7 +31,8 @@ class Recorder(Stateless):
 
 
 class RevokingInConsume:
-    """The loop's consumer, which revokes the partition of poll()'s message in the next consume()."""
+    """The loop's consumer, which revokes the partition of poll()'s message in the next
+    consume()."""
 
     def __init__(self, loop: Loop):
         self.loop, self.real, self.revoked = loop, loop.consumer, None
@@ -57,9 +58,13 @@ def test_a_message_of_a_partition_revoked_mid_batch_is_neither_processed_nor_com
 ):
     topic = make_topic("rv", partitions=2)
     handler = Recorder(topic)
-    loop = Loop(settings, LoopConfig(group=f"{unique}.g", instance="0"), handler, Metrics("revoke-test"))
+    loop = Loop(
+        settings, LoopConfig(group=f"{unique}.g", instance="0"), handler, Metrics("revoke-test")
+    )
     real = loop.consumer
-    real.subscribe([topic], on_assign=loop._on_assign, on_revoke=loop._on_revoke, on_lost=loop._on_revoke)
+    real.subscribe(
+        [topic], on_assign=loop._on_assign, on_revoke=loop._on_revoke, on_lost=loop._on_revoke
+    )
     try:
         deadline = time.monotonic() + 60
         while len(loop.consumer.assignment()) < 2:

@@ -125,7 +125,10 @@ def test_each_principal_does_its_job_and_nothing_else(settings, names, who):
     for topic in access.reads:
         assert consume(conf, names.topic(topic), group) == "ok", f"{who} reads {topic.name}"
     if access.monitors:  # reads the pipeline's topics by assignment, joining no group
-        assert all(consume(conf, names.topic(t), names.monitor_group(), subscribe=False) == "ok" for t in ALL)
+        assert all(
+            consume(conf, names.topic(t), names.monitor_group(), subscribe=False) == "ok"
+            for t in ALL
+        )
 
     refused = produce(conf, names.topic(_forbidden(access.writes)))
     assert refused == "TOPIC_AUTHORIZATION_FAILED", f"{who} wrote {_forbidden(access.writes).name}"
@@ -141,7 +144,9 @@ def test_each_principal_does_its_job_and_nothing_else(settings, names, who):
         assert meta.error is not None and meta.error.name() == "TOPIC_AUTHORIZATION_FAILED"
 
 
-def test_the_lag_monitor_sees_no_topic_or_group_outside_the_pipelines(settings, names, make_topic, unique):
+def test_the_lag_monitor_sees_no_topic_or_group_outside_the_pipelines(
+    settings, names, make_topic, unique
+):
     conf = settings.as_principal("lag").kafka()
     elsewhere, group = make_topic("elsewhere"), f"{unique}.elsewhere-group"
     seed = Producer(settings.kafka(**{"acks": "all"}))
@@ -164,7 +169,9 @@ def test_the_lag_monitor_sees_no_topic_or_group_outside_the_pipelines(settings, 
     with pytest.raises(KafkaException) as refused:
         admin.describe_consumer_groups([group], request_timeout=TIMEOUT_S)[group].result()
     assert refused.value.args[0].name() == "GROUP_AUTHORIZATION_FAILED"
-    listed = {g.group_id for g in admin.list_consumer_groups(request_timeout=TIMEOUT_S).result().valid}
+    listed = {
+        g.group_id for g in admin.list_consumer_groups(request_timeout=TIMEOUT_S).result().valid
+    }
     assert group not in listed
     owner = AdminClient(settings.kafka())  # kept alive until its future resolves
     owner.delete_consumer_groups([group], request_timeout=TIMEOUT_S)[group].result()
@@ -246,7 +253,9 @@ def test_client_that_does_not_trust_the_ca_is_refused(settings, tmp_path):
     assert "_SSL" in errors
 
 
-def test_a_failed_role_statement_leaves_no_password_in_the_server_log_or_traceback(settings, unique):
+def test_a_failed_role_statement_leaves_no_password_in_the_server_log_or_traceback(
+    settings, unique
+):
     layout = settings.layout()
     # PostgreSQL reserves role names starting pg_: CREATE ROLE fails with the password in it,
     # and the server logs a failed statement whole
@@ -257,7 +266,9 @@ def test_a_failed_role_statement_leaves_no_password_in_the_server_log_or_traceba
         with pytest.raises(psycopg2.Error) as failed:
             databases.ensure(layout, name, "orders")
         # (formatted before this frame holds the password among its own locals)
-        shown = "".join(traceback.TracebackException.from_exception(failed.value, capture_locals=True).format())
+        shown = "".join(
+            traceback.TracebackException.from_exception(failed.value, capture_locals=True).format()
+        )
         written = log.read_bytes()[before:].decode(errors="replace")
         assert f'role name "{name}" is reserved' in written and "STATEMENT:" in written
         pw = databases.password(layout, name)
@@ -286,8 +297,8 @@ def test_a_service_role_changes_rows_but_never_a_table(settings, service):
     try:
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'schema_migrations' ORDER BY 1"
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> "
+                "'schema_migrations' ORDER BY 1"
             )
             tables = [t for (t,) in cur.fetchall()]
             assert tables, f"the {service} role sees no table"
@@ -314,7 +325,9 @@ def test_no_ca_key_is_left_where_the_cluster_runs(settings):
     tls = settings.layout().tls_dir
     assert (tls / "node.p12").exists()
     # only the nodes' keystore holds a private key: with the CA's, anyone could mint CN=admin
-    keys = [p.name for p in tls.iterdir() if p.name != "node.p12" and b"PRIVATE KEY" in p.read_bytes()]
+    keys = [
+        p.name for p in tls.iterdir() if p.name != "node.p12" and b"PRIVATE KEY" in p.read_bytes()
+    ]
     assert keys == []
 
 

@@ -58,7 +58,11 @@ def test_a_seed_after_orders_were_decided_is_refused_and_the_same_ids_again_stay
         final = pipe.wait_final(ids)
         assert sorted(s for s, _ in final.values()) == ["REJECTED"] * 2 + ["SHIPPED"] * 4
         assert verify(pipe.settings, wait_s=90)["violations"] == []
-        assert refusal is not None and pipe.tx_log_topic in refusal and "orderbus down --purge" in refusal
+        assert (
+            refusal is not None
+            and pipe.tx_log_topic in refusal
+            and "orderbus down --purge" in refusal
+        )
         assert after == before
 
 
@@ -67,7 +71,12 @@ def test_a_seed_is_refused_while_the_coordinator_keeps_decisions_though_tx_log_i
 ):
     # tx.log re-created under a coordinator store that was kept: its decisions still count
     with Pipeline(settings, unique, tmp_path) as pipe:
-        tx = Tx(order_id=f"{unique}-0", begun=True, participants=("inventory", "payment"), outcome="commit")
+        tx = Tx(
+            order_id=f"{unique}-0",
+            begun=True,
+            participants=("inventory", "payment"),
+            outcome="commit",
+        )
         pipe._run(
             coordinator_store.DATABASE,
             lambda cur: coordinator_store.save(cur, [(tx.order_id, 0, 5, True, tx)], {0: 6}),

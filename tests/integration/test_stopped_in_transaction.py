@@ -23,7 +23,9 @@ pytestmark = pytest.mark.integration
 DEADLINE_MS = 30_000  # well past the server's limit on a session idle inside its transaction
 
 
-def test_an_instance_stopped_inside_its_transaction_does_not_hold_up_its_successor(settings, tmp_path):
+def test_an_instance_stopped_inside_its_transaction_does_not_hold_up_its_successor(
+    settings, tmp_path
+):
     p = Pipeline(settings, "z" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=DEADLINE_MS)
     oid, sku = "z-1", "z-sku"
     holding, resume = threading.Event(), threading.Event()
@@ -61,10 +63,12 @@ def test_an_instance_stopped_inside_its_transaction_does_not_hold_up_its_success
         deadline = time.monotonic() + 15
         while not p.sql(
             "inventory",
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+            "wait_event_type = 'Lock'",
         )[0][0]:
-            assert time.monotonic() < deadline, "the inventory worker never waited on the stopped session"
+            assert time.monotonic() < deadline, (
+                "the inventory worker never waited on the stopped session"
+            )
             time.sleep(0.2)
 
         status = p.wait_final([oid], timeout_s=DEADLINE_MS / 1000 + 60)[oid]
@@ -77,9 +81,9 @@ def test_an_instance_stopped_inside_its_transaction_does_not_hold_up_its_success
         assert not stopped.is_alive()
         [error] = ended
         assert isinstance(error, TRANSIENT), f"its commit, once resumed: {error!r}"
-        assert p.sql("inventory", "SELECT available, held, committed FROM stock WHERE sku = %s", (sku,)) == [
-            (9, 0, 1)
-        ]  # the order's unit taken once; the stopped transaction's change undone
+        assert p.sql(
+            "inventory", "SELECT available, held, committed FROM stock WHERE sku = %s", (sku,)
+        ) == [(9, 0, 1)]  # the order's unit taken once; the stopped transaction's change undone
         result = verify(p.settings, wait_s=90)
         assert result["violations"] == [], result["violations"]
     finally:

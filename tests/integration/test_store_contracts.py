@@ -33,7 +33,9 @@ def run(dsn: str, work):
 
 
 def tx(oid: str, outcome: str | None = None) -> Tx:
-    return Tx(oid, begun=True, participants=("inventory", "payment"), deadline_ms=10_000, outcome=outcome)
+    return Tx(
+        oid, begun=True, participants=("inventory", "payment"), deadline_ms=10_000, outcome=outcome
+    )
 
 
 # -- the coordinator
@@ -45,7 +47,11 @@ def test_coordinator_load_open_gives_each_partitions_open_rows_and_where_they_en
         dsn,
         lambda cur: coordinator.save(
             cur,
-            [("a", 0, 3, False, tx("a")), ("b", 0, 5, True, tx("b", "commit")), ("c", 1, 4, False, tx("c"))],
+            [
+                ("a", 0, 3, False, tx("a")),
+                ("b", 0, 5, True, tx("b", "commit")),
+                ("c", 1, 4, False, tx("c")),
+            ],
             {0: 6, 1: 5},
         ),
     )
@@ -61,10 +67,14 @@ def test_coordinator_rows_and_positions_never_move_back(own_database):
     run(dsn, lambda cur: coordinator.save(cur, [("a", 0, 10, True, tx("a", "commit"))], {0: 11}))
     # a slower instance that has lost the partition saves what it folded earlier
     run(dsn, lambda cur: coordinator.save(cur, [("a", 0, 7, False, tx("a"))], {0: 8}))
-    assert run(dsn, lambda cur: coordinator.lookup(cur, ["a"])) == {(0, "a"): (tx("a", "commit"), 10)}
+    assert run(dsn, lambda cur: coordinator.lookup(cur, ["a"])) == {
+        (0, "a"): (tx("a", "commit"), 10)
+    }
     assert run(dsn, lambda cur: coordinator.load_open(cur, [0])) == {0: (11, [])}
     run(dsn, lambda cur: coordinator.save(cur, [("a", 0, 12, True, tx("a", "abort"))], {0: 13}))
-    assert run(dsn, lambda cur: coordinator.lookup(cur, ["a"])) == {(0, "a"): (tx("a", "abort"), 12)}
+    assert run(dsn, lambda cur: coordinator.lookup(cur, ["a"])) == {
+        (0, "a"): (tx("a", "abort"), 12)
+    }
 
 
 def test_a_coordinator_row_is_never_overwritten_from_another_partition(own_database):
@@ -72,7 +82,9 @@ def test_a_coordinator_row_is_never_overwritten_from_another_partition(own_datab
     run(dsn, lambda cur: coordinator.save(cur, [("a", 0, 10, True, tx("a", "abort"))], {}))
     # offsets of two partitions do not compare: a higher one elsewhere is no later event
     run(dsn, lambda cur: coordinator.save(cur, [("a", 1, 50, True, tx("a", "commit"))], {}))
-    assert run(dsn, lambda cur: coordinator.lookup(cur, ["a"])) == {(0, "a"): (tx("a", "abort"), 10)}
+    assert run(dsn, lambda cur: coordinator.lookup(cur, ["a"])) == {
+        (0, "a"): (tx("a", "abort"), 10)
+    }
 
 
 # -- a participant
@@ -91,16 +103,25 @@ def test_a_participant_batch_writes_its_holds_and_adds_its_ledger_changes(own_da
         assert participant.locked_holds(cur, ["o1", "o2"]) == {}
         assert participant.available_for_update(cur, ledger, {"s2", "s1"}) == {"s1": 10, "s2": 5}
         # a hot row written once for the batch, however many orders touched it
-        return participant.write(cur, ledger, [hold("o1", "s1", 3), hold("o2", "s1", 2)], [("s1", -5, 5, 0)])
+        return participant.write(
+            cur, ledger, [hold("o1", "s1", 3), hold("o2", "s1", 2)], [("s1", -5, 5, 0)]
+        )
 
     assert run(dsn, batch) == 2  # yes votes now waiting for a decision
-    assert run(dsn, lambda cur: participant.locked_holds(cur, ["o1"])) == {"o1": hold("o1", "s1", 3)}
+    assert run(dsn, lambda cur: participant.locked_holds(cur, ["o1"])) == {
+        "o1": hold("o1", "s1", 3)
+    }
 
     def commit_o1(cur):
-        return participant.write(cur, ledger, [hold("o1", "s1", 3, "committed")], [("s1", 0, -3, 3)])
+        return participant.write(
+            cur, ledger, [hold("o1", "s1", 3, "committed")], [("s1", 0, -3, 3)]
+        )
 
     assert run(dsn, commit_o1) == 1
-    assert run(dsn, lambda cur: participant.balances(cur, ledger)) == [("s1", 10, 5, 2, 3), ("s2", 5, 5, 0, 0)]
+    assert run(dsn, lambda cur: participant.balances(cur, ledger)) == [
+        ("s1", 10, 5, 2, 3),
+        ("s2", 5, 5, 0, 0),
+    ]
     assert run(dsn, participant.held_orders) == ["o2"]
 
 
@@ -113,7 +134,9 @@ def test_a_second_batch_on_an_order_waits_for_the_first_to_commit(own_database):
         participant.write(cur, ledger, [hold("o1", "s1", 3)], [])
 
     seen = read_after_commit(dsn, zombie, lambda cur: participant.locked_holds(cur, ["o1"]))
-    assert seen == {"o1": hold("o1", "s1", 3)}  # so the successor votes what was recorded, not again
+    assert seen == {
+        "o1": hold("o1", "s1", 3)
+    }  # so the successor votes what was recorded, not again
 
 
 # -- shipping
@@ -134,9 +157,15 @@ def test_shipping_books_an_order_once_however_often_asked(own_database):
 
 def test_a_status_only_moves_forward(own_database):
     dsn = own_database(status.DATABASE)
-    run(dsn, lambda cur: status.upsert(cur, [("o1", "CONFIRMED", None, 2), ("o2", "SHIPPED", None, 3)]))
+    run(
+        dsn,
+        lambda cur: status.upsert(cur, [("o1", "CONFIRMED", None, 2), ("o2", "SHIPPED", None, 3)]),
+    )
     # late or redelivered events: a PENDING after a decision, a CONFIRMED after SHIPPED
-    run(dsn, lambda cur: status.upsert(cur, [("o1", "PENDING", None, 9), ("o2", "CONFIRMED", None, 9)]))
+    run(
+        dsn,
+        lambda cur: status.upsert(cur, [("o1", "PENDING", None, 9), ("o2", "CONFIRMED", None, 9)]),
+    )
     assert run(dsn, lambda cur: status.status_of(cur, "o1")) == ("CONFIRMED", None, 2)
     assert run(dsn, lambda cur: status.status_of(cur, "o2")) == ("SHIPPED", None, 3)
     run(dsn, lambda cur: status.upsert(cur, [("o1", "SHIPPED", None, 4)]))
@@ -148,7 +177,13 @@ def test_a_pending_row_is_added_for_a_recorded_order_and_never_covers_a_decision
 
     def recorded(cur):
         for oid, offset in (("o1", 0), ("o2", 1)):
-            body = {"order_id": oid, "customer_id": "c", "currency": "EUR", "total_cents": 1, "items": []}
+            body = {
+                "order_id": oid,
+                "customer_id": "c",
+                "currency": "EUR",
+                "total_cents": 1,
+                "items": [],
+            }
             intake.record(cur, [(oid, "c", "EUR", 1, f"hash-{oid}", body, 0, offset)])
         status.upsert(cur, [("o2", "REJECTED", "inventory:out_of_stock", 5)])
 

@@ -102,14 +102,21 @@ def test_a_tracker_behind_names_no_final_order_as_stuck(pipe):
         for p in range(pipe.settings.partitions)
     ]
     admin = AdminClient(pipe.settings.kafka())
-    admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(tracker, start)])[tracker].result()
+    admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(tracker, start)])[
+        tracker
+    ].result()
     # its snapshot, fresh, names them as placed and waiting for begun; LAG-ghost never was
     # published, and is stuck for real as far as anything here can tell
     named = [*done, "LAG-ghost"]
 
     def stuck_snapshot() -> None:  # as the tracker's timer writes it, every 2 s
         stuck = [
-            {"order_id": oid, "stage": "placed", "waiting_for": "begun", "seconds_past_deadline": 60.0}
+            {
+                "order_id": oid,
+                "stage": "placed",
+                "waiting_for": "begun",
+                "seconds_past_deadline": 60.0,
+            }
             for oid in named
         ]
         snap = {"written_at_ms": int(time.time() * 1000), "stuck": stuck, "minutes": []}

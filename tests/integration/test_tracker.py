@@ -95,10 +95,14 @@ def cli(pipe, *args) -> tuple[int, str]:
 
 
 def metrics(pipe) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{pipe.port}/metrics", timeout=5).read().decode()
+    text = (
+        urllib.request.urlopen(f"http://127.0.0.1:{pipe.port}/metrics", timeout=5).read().decode()
+    )
     return {
         k: float(v)
-        for k, v in (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+        for k, v in (
+            line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+        )
     }
 
 
@@ -131,7 +135,11 @@ def test_follows_orders_to_shipped_and_rejected_and_skips_what_does_not_decode(p
     pipe.publish(order(ok, "t-cust", ("t-sku", 2, 150)), order(nosku, "t-cust", ("zz-sku", 1, 100)))
     assert pipe.wait_final([ok, nosku])[ok][0] == "SHIPPED"
     m = wait_for(
-        lambda: (m := metrics(pipe)) and m.get(f'{STAGE_LATENCY}_count{{stage="end_to_end"}}', 0) >= 2 and m,
+        lambda: (
+            (m := metrics(pipe))
+            and m.get(f'{STAGE_LATENCY}_count{{stage="end_to_end"}}', 0) >= 2
+            and m
+        ),
         60,
         "the tracker did not see both orders finish",
     )
@@ -140,7 +148,10 @@ def test_follows_orders_to_shipped_and_rejected_and_skips_what_does_not_decode(p
     assert m[f'{STAGE_LATENCY}_count{{stage="begun"}}'] == 2
     assert m[f'{UNDECODABLE}{{reason="undecodable",topic="orders.placed.v1"}}'] == 1
     snap = wait_for(
-        lambda: (s := json.loads((tracker_dir(pipe.settings) / "stuck.json").read_text()))["done"] >= 2 and s,
+        lambda: (
+            (s := json.loads((tracker_dir(pipe.settings) / "stuck.json").read_text()))["done"] >= 2
+            and s
+        ),
         10,
         "no snapshot with both orders done",
     )
@@ -177,7 +188,9 @@ def test_an_order_past_its_deadline_without_a_decision_is_stuck(pipe):
         pipe.publish(order("s-late", "s-cust", ("s-sku", 1, 100)))
         # deadline 3 s + grace 5 s + a snapshot every 2 s
         code, out = wait_for(
-            lambda: (r := cli(pipe, "stuck", "--json"))[0] == 1 and r, 40, "s-late never showed as stuck"
+            lambda: (r := cli(pipe, "stuck", "--json"))[0] == 1 and r,
+            40,
+            "s-late never showed as stuck",
         )
         stuck = json.loads(out)["stuck"]
         assert [(s["order_id"], s["stage"], s["waiting_for"]) for s in stuck] == [
@@ -193,7 +206,9 @@ def test_an_order_past_its_deadline_without_a_decision_is_stuck(pipe):
         start_tracker(pipe)
         snap = wait_for(
             lambda: (
-                (s := json.loads((tracker_dir(pipe.settings) / "stuck.json").read_text()))["written_at_ms"]
+                (s := json.loads((tracker_dir(pipe.settings) / "stuck.json").read_text()))[
+                    "written_at_ms"
+                ]
                 > restarted_ms
                 and s
             ),
@@ -211,7 +226,11 @@ def test_an_order_past_its_deadline_without_a_decision_is_stuck(pipe):
     assert pipe.wait_final(["s-late"], timeout_s=60)["s-late"][0] in ("SHIPPED", "REJECTED")
     # (`stuck` leaves it out as soon as the status read model has it final; the tracker's own
     # gauge waits for the tracker to read the decision)
-    wait_for(lambda: metrics(pipe)[STUCK] == 0, 30, "the tracker still counts s-late stuck after its decision")
+    wait_for(
+        lambda: metrics(pipe)[STUCK] == 0,
+        30,
+        "the tracker still counts s-late stuck after its decision",
+    )
     assert cli(pipe, "stuck")[0] == 0
 
 
@@ -220,14 +239,19 @@ def test_every_topic_faust_made_has_three_replicas(pipe, settings):
     group = pipe.settings.names.group("tracker")
     md = wait_for(
         lambda: (
-            (md := admin.list_topics(timeout=10)) and f"{group}-order_to_stages-changelog" in md.topics and md
+            (md := admin.list_topics(timeout=10))
+            and f"{group}-order_to_stages-changelog" in md.topics
+            and md
         ),
         30,
         "no changelog",
     )
     ours = {pipe.settings.names.topic(t) for t in ALL}
     theirs = {t: m for t, m in md.topics.items() if t.startswith(pipe.tag + ".") and t not in ours}
-    assert set(theirs) == {f"{group}-order_to_stages-changelog", f"{group}-minute_to_counts-changelog"}
+    assert set(theirs) == {
+        f"{group}-order_to_stages-changelog",
+        f"{group}-minute_to_counts-changelog",
+    }
     rf = min(3, pipe.settings.brokers)  # as `up` left the cluster
     for name, meta in theirs.items():
         assert len(meta.partitions) == pipe.settings.partitions, name

@@ -29,7 +29,9 @@ def pipe(settings, tmp_path_factory):
 
     from pipeline import Pipeline
 
-    p = Pipeline(settings, "v" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("pipe"), deadline_ms=60_000)
+    p = Pipeline(
+        settings, "v" + uuid.uuid4().hex[:8], tmp_path_factory.mktemp("pipe"), deadline_ms=60_000
+    )
     p.start()
     yield p
     p.close()
@@ -43,7 +45,10 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
     pipe.stock(**{"v-sku": 5, "v-two": 100})
     pipe.account(**{"v-rich": 100_000, "v-poor": 10})
     good = [order(f"v-ok-{i}", "v-rich", ("v-two", 1, 100)) for i in range(6)]
-    bad = [order("v-poor-1", "v-poor", ("v-two", 1, 100)), order("v-oos-1", "v-rich", ("v-sku", 9, 100))]
+    bad = [
+        order("v-poor-1", "v-poor", ("v-two", 1, 100)),
+        order("v-oos-1", "v-rich", ("v-sku", 9, 100)),
+    ]
     pipe.publish(*good, *bad)
     pipe.publisher.publish_raw(b"junk", b"\xff not json")
     assert pipe.publisher.flush(30) == 0
@@ -62,9 +67,9 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
     pipe.sql("inventory", "UPDATE stock SET available = available + 5 WHERE sku = 'v-sku'")
     pipe.sql(
         "inventory",
-        "INSERT INTO holds (order_id, vote, state, amounts) "
-        "VALUES ('v-oos-1', 'yes', 'held', '{\"v-sku\": 9}') ON CONFLICT (order_id) "
-        "DO UPDATE SET state = 'held', vote = 'yes', amounts = EXCLUDED.amounts",
+        "INSERT INTO holds (order_id, vote, state, amounts) VALUES ('v-oos-1', 'yes', 'held', "
+        "'{\"v-sku\": 9}') ON CONFLICT (order_id) DO UPDATE SET state = 'held', vote = 'yes', "
+        "amounts = EXCLUDED.amounts",
     )
     pipe.sql("payments", "UPDATE holds SET amounts = '{\"v-rich\": 1}' WHERE order_id = 'v-ok-1'")
     pipe.sql("orders", "UPDATE order_status SET status = 'REJECTED' WHERE order_id = 'v-ok-2'")
@@ -79,7 +84,11 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
     value, headers = codec.encode(Decided("v-ok-3", "abort", "second"))
     headers = signed_as(pipe.settings, "coordinator", tx_log, b"v-ok-3", value, headers)
     forger.produce(
-        tx_log, key=b"v-ok-3", value=value, headers=headers, on_delivery=lambda err, _: forged.append(err)
+        tx_log,
+        key=b"v-ok-3",
+        value=value,
+        headers=headers,
+        on_delivery=lambda err, _: forged.append(err),
     )
     assert forger.flush(30) == 0 and forged == [None]
 
@@ -122,7 +131,10 @@ def test_clean_run_verifies_then_each_corruption_is_caught(pipe):
     assert by_kind["shipped_aborted"]["orders"] == ("v-poor-1",)
     assert by_kind["missing"]["orders"] == ("v-late",)
     assert "v-sku" in by_kind["inventory_not_conserved"]["detail"]
-    assert f"{pipe.settings.names.topic(ORDERS_DLQ)}[0] offsets" in by_kind["open_transaction"]["detail"]
+    assert (
+        f"{pipe.settings.names.topic(ORDERS_DLQ)}[0] offsets"
+        in by_kind["open_transaction"]["detail"]
+    )
     assert {v["invariant"] for v in broken["violations"]} >= {1, 2, 3, 4, 6, 7}
 
 

@@ -18,7 +18,16 @@ from orderbus.lab.chaos.measure import (
     percentile,
     summary_by_kind,
 )
-from orderbus.lab.chaos.plan import HOLD_S, KINDS, MIN_GAP_S, SETTLE_S, TAIL_S, WARMUP_S, duration_for_all, plan
+from orderbus.lab.chaos.plan import (
+    HOLD_S,
+    KINDS,
+    MIN_GAP_S,
+    SETTLE_S,
+    TAIL_S,
+    WARMUP_S,
+    duration_for_all,
+    plan,
+)
 
 # -- the plan -------------------------------------------------------------------------------------
 
@@ -156,7 +165,9 @@ def timeline(stalls: dict[int, tuple[float, float]], partitions: int = 6) -> dic
     ],
 )
 def test_fault_recovery(stalls, expected, hit):
-    recovery, stalled, before = fault_recovery(timeline(stalls), at=10.0, until=10.0 + GRACE_S, end=30.0)
+    recovery, stalled, before = fault_recovery(
+        timeline(stalls), at=10.0, until=10.0 + GRACE_S, end=30.0
+    )
     assert stalled == hit
     assert before == []
     assert recovery == (None if expected is None else pytest.approx(expected))
@@ -236,8 +247,20 @@ def test_percentile_and_summary():
         {"kind": "worker-kill", "recovery_s": None, "publish_stall_s": None},
     ]
     assert summary_by_kind(faults) == {
-        "pg-restart": {"faults": 3, "p50_s": 3.0, "max_s": 4.0, "unrecovered": 0, "publish_stall_max_s": 0.3},
-        "worker-kill": {"faults": 1, "p50_s": None, "max_s": None, "unrecovered": 1, "publish_stall_max_s": None},
+        "pg-restart": {
+            "faults": 3,
+            "p50_s": 3.0,
+            "max_s": 4.0,
+            "unrecovered": 0,
+            "publish_stall_max_s": 0.3,
+        },
+        "worker-kill": {
+            "faults": 1,
+            "p50_s": None,
+            "max_s": None,
+            "unrecovered": 1,
+            "publish_stall_max_s": None,
+        },
     }
 
 

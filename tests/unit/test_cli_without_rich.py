@@ -19,7 +19,11 @@ def orderbus_without_rich(*args: str, tmp_path) -> subprocess.CompletedProcess:
     # an empty home: nothing here may need a cluster, its state or its secrets
     env = {"ORDERBUS_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     return subprocess.run(
-        [sys.executable, "-c", WITHOUT_RICH, *args], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", WITHOUT_RICH, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

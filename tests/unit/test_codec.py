@@ -92,18 +92,53 @@ DEAD_LETTERS = [
         "duplicate key 'order_id'",
     ),
     ("nan", raw(order()).replace(b"300", b"NaN"), None, PLACED, UndecodableError, "NaN"),
-    ("infinity", raw(order()).replace(b"300", b"-Infinity"), None, PLACED, UndecodableError, "Infinity"),
+    (
+        "infinity",
+        raw(order()).replace(b"300", b"-Infinity"),
+        None,
+        PLACED,
+        UndecodableError,
+        "Infinity",
+    ),
     ("top-level-array", b"[]", None, PLACED, UndecodableError, "array"),
     ("top-level-string", b'"x"', None, PLACED, UndecodableError, "string"),
     ("deep", DEEP, None, PLACED, UndecodableError, "deeper than 32"),
     ("deeper-than-parser", TOO_DEEP_FOR_PARSER, None, PLACED, UndecodableError, "deeper"),
-    ("too-big", b'{"a":"' + b"x" * MAX_VALUE_BYTES + b'"}', None, PLACED, UndecodableError, "bytes, over"),
+    (
+        "too-big",
+        b'{"a":"' + b"x" * MAX_VALUE_BYTES + b'"}',
+        None,
+        PLACED,
+        UndecodableError,
+        "bytes, over",
+    ),
     ("lone-surrogate", raw(order(currency="\ud800")), None, PLACED, UndecodableError, "surrogate"),
     ("no-type", raw(order()), None, None, UnknownEventError, "no type header"),
-    ("unknown-type", raw(order()), [("type", b"OrderShipped")], None, UnknownEventError, "'OrderShipped'"),
+    (
+        "unknown-type",
+        raw(order()),
+        [("type", b"OrderShipped")],
+        None,
+        UnknownEventError,
+        "'OrderShipped'",
+    ),
     ("type-not-utf8", raw(order()), [("type", b"\xff")], None, UnknownEventError, "UTF-8"),
-    ("version-2", raw(order()), [("version", b"2")], PLACED, UnknownVersionError, "no schema version 2"),
-    ("version-x", raw(order()), [("version", b"x")], PLACED, UnknownVersionError, "not a positive decimal"),
+    (
+        "version-2",
+        raw(order()),
+        [("version", b"2")],
+        PLACED,
+        UnknownVersionError,
+        "no schema version 2",
+    ),
+    (
+        "version-x",
+        raw(order()),
+        [("version", b"x")],
+        PLACED,
+        UnknownVersionError,
+        "not a positive decimal",
+    ),
     ("version-0", raw(order()), [("version", b"0")], PLACED, UnknownVersionError, "positive"),
     ("version-01", raw(order()), [("version", b"01")], PLACED, UnknownVersionError, "positive"),
     (
@@ -190,7 +225,9 @@ DEAD_LETTERS = [
     ),
     (
         "101-items",
-        raw(order(items=[{"sku": "A", "quantity": 1, "unit_price_cents": 1}] * 101, total_cents=101)),
+        raw(
+            order(items=[{"sku": "A", "quantity": 1, "unit_price_cents": 1}] * 101, total_cents=101)
+        ),
         None,
         PLACED,
         SchemaViolationError,
@@ -206,7 +243,9 @@ DEAD_LETTERS = [
     ),
     (
         "quantity-huge",
-        raw(order(items=[{"sku": "A", "quantity": 1_000_001, "unit_price_cents": 0}], total_cents=0)),
+        raw(
+            order(items=[{"sku": "A", "quantity": 1_000_001, "unit_price_cents": 0}], total_cents=0)
+        ),
         None,
         PLACED,
         SchemaViolationError,
@@ -252,7 +291,14 @@ DEAD_LETTERS = [
         SchemaViolationError,
         "placed_at",
     ),
-    ("placed-at-date-only", raw(order(placed_at="2024-05-01")), None, PLACED, SchemaViolationError, "placed_at"),
+    (
+        "placed-at-date-only",
+        raw(order(placed_at="2024-05-01")),
+        None,
+        PLACED,
+        SchemaViolationError,
+        "placed_at",
+    ),
     ("placed-at-null", raw(order(placed_at=None)), None, PLACED, SchemaViolationError, "placed_at"),
     (
         "wrong-total",
@@ -346,13 +392,17 @@ def test_duplicate_skus_are_allowed():
 
 
 def test_extreme_but_valid_order():
-    lines = [{"sku": f"S{i}", "quantity": 1_000_000, "unit_price_cents": 10_000_000_000} for i in range(100)]
+    lines = [
+        {"sku": f"S{i}", "quantity": 1_000_000, "unit_price_cents": 10_000_000_000}
+        for i in range(100)
+    ]
     total = 100 * 1_000_000 * 10_000_000_000
     assert decode(raw(order(items=lines, total_cents=total)), None, PLACED).total_cents == total
 
 
 @pytest.mark.parametrize(
-    "stamp", ["2024-05-01T12:00:00Z", "2024-05-01t12:00:00.123456789+05:30", "2024-12-31T23:59:59-00:00"]
+    "stamp",
+    ["2024-05-01T12:00:00Z", "2024-05-01t12:00:00.123456789+05:30", "2024-12-31T23:59:59-00:00"],
 )
 def test_valid_placed_at(stamp):
     assert decode(raw(order(placed_at=stamp)), None, PLACED).placed_at == stamp

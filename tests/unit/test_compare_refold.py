@@ -14,7 +14,10 @@ def tx(oid: str, outcome: str | None = None, acks=frozenset(), begun: bool = Tru
 
 
 def test_agreement_is_no_difference():
-    at_stop = {"a": tx("a"), "b": tx("b", "commit", frozenset({("inventory", "commit"), ("payment", "commit")}))}
+    at_stop = {
+        "a": tx("a"),
+        "b": tx("b", "commit", frozenset({("inventory", "commit"), ("payment", "commit")})),
+    }
     where = {"a": 0, "b": 0}
     assert compare_refold([0], at_stop, where, {0: {"a"}}, {"a": None}) == []
 
@@ -42,6 +45,9 @@ def test_each_way_the_two_folds_can_disagree_is_named():
 
 
 def test_open_orders_say_whom_they_wait_for():
-    txs = {"undecided": tx("undecided"), "applying": tx("applying", "commit", frozenset({("payment", "commit")}))}
+    txs = {
+        "undecided": tx("undecided"),
+        "applying": tx("applying", "commit", frozenset({("payment", "commit")})),
+    }
     opened = {o["order_id"]: o["waiting_for"] for o in open_orders([0], txs, dict.fromkeys(txs, 0))}
     assert opened == {"undecided": ["inventory", "payment"], "applying": ["inventory"]}

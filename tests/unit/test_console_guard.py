@@ -44,7 +44,9 @@ def token(settings, role: str) -> str:
 
 async def log_in(client, settings, role: str) -> str:
     """Logs in with the role's token; returns the session's CSRF token from the page."""
-    r = await client.post("/login", data={"token": token(settings, role)}, headers=SAME, allow_redirects=False)
+    r = await client.post(
+        "/login", data={"token": token(settings, role)}, headers=SAME, allow_redirects=False
+    )
     assert r.status == 303, await r.text()
     page = await (await client.get("/audit")).text()
     return re.search(r'"X-CSRF-Token": "([^"]+)"', page).group(1)
@@ -96,7 +98,9 @@ def test_a_change_without_the_sessions_token_is_refused(settings):
         await log_in(client, settings, OPERATOR)
         r = await client.post("/actions/redrive", data={"mode": "dry-run"}, headers=SAME)
         assert r.status == 403 and "CSRF token" in await r.text()
-        r = await client.post("/actions/redrive", data={"mode": "dry-run"}, headers={**SAME, "X-CSRF-Token": "x"})
+        r = await client.post(
+            "/actions/redrive", data={"mode": "dry-run"}, headers={**SAME, "X-CSRF-Token": "x"}
+        )
         assert r.status == 403
 
     run(settings, ConsoleConfig(port=0), scenario)
@@ -121,7 +125,9 @@ def test_a_viewer_may_look_but_every_action_is_refused_on_the_server(settings):
 def test_the_read_only_switch_refuses_an_operator(settings):
     async def scenario(client, app):
         csrf = await log_in(client, settings, OPERATOR)
-        r = await client.post("/actions/reset", data={"mode": "dry-run"}, headers={**SAME, "X-CSRF-Token": csrf})
+        r = await client.post(
+            "/actions/reset", data={"mode": "dry-run"}, headers={**SAME, "X-CSRF-Token": csrf}
+        )
         assert r.status == 403 and "read-only" in await r.text()
 
     run(settings, ConsoleConfig(port=0, read_only=True), scenario)
@@ -153,7 +159,9 @@ def test_behind_a_proxy_only_the_proxys_headers_count(settings):
             return r.status, await r.text()
 
         return run(
-            settings, ConsoleConfig(port=0, auth=PROXY, auth_explicit=True, proxy=Proxy(trusted)), scenario
+            settings,
+            ConsoleConfig(port=0, auth=PROXY, auth_explicit=True, proxy=Proxy(trusted)),
+            scenario,
         )
 
     status, page = scenario_for(("127.0.0.0/8",))

@@ -30,7 +30,10 @@ def letter(offset: int, reason: str = "schema", count: bytes | None = None) -> L
 
 def run_of(letters, f=DlqFilter()) -> DlqRun:
     return DlqRun(
-        "p.orders.dlq.v1", letters, plan_dlq(letters, set(), {"p.orders.placed.v1"}, f), ReplayLog(None)
+        "p.orders.dlq.v1",
+        letters,
+        plan_dlq(letters, set(), {"p.orders.placed.v1"}, f),
+        ReplayLog(None),
     )
 
 
@@ -39,7 +42,9 @@ def test_a_plan_is_named_by_what_it_would_do():
     base = redrive_id(params, run_of([letter(1), letter(2)]))
     assert base == redrive_id(dict(params), run_of([letter(1), letter(2)]))
     assert base != redrive_id(params, run_of([letter(1), letter(2), letter(3)]))  # one more arrived
-    assert base != redrive_id(params, run_of([letter(1), letter(2, count=b"3")]))  # one is parked now
+    assert base != redrive_id(
+        params, run_of([letter(1), letter(2, count=b"3")])
+    )  # one is parked now
     assert base != redrive_id({**params, "max_replays": "4"}, run_of([letter(1), letter(2)]))
     p = PartitionPlan("t", 0, 5, 0, 0, 10)
     assert reset_id({"group": "g"}, [p]) != reset_id({"group": "g"}, [replace(p, current=6)])
@@ -47,8 +52,13 @@ def test_a_plan_is_named_by_what_it_would_do():
 
 
 def test_targets_count_per_reason_and_target():
-    run = run_of([letter(1, "schema"), letter(2, "schema"), letter(3, "total"), letter(4, "total", b"9")])
-    assert run.targets() == {("schema", "p.orders.placed.v1"): 2, ("total", "p.orders.placed.v1"): 1}
+    run = run_of(
+        [letter(1, "schema"), letter(2, "schema"), letter(3, "total"), letter(4, "total", b"9")]
+    )
+    assert run.targets() == {
+        ("schema", "p.orders.placed.v1"): 2,
+        ("total", "p.orders.placed.v1"): 1,
+    }
     assert [why for _, why in run.plan.parked] == ["replayed 9 times already (max 3)"]
 
 
@@ -72,13 +82,21 @@ def test_a_viewer_sees_no_customer_field_anywhere():
     "tx, deadline_in, says",
     [
         (None, None, "has saved nothing of this order"),
-        (Tx("o", True, ("inventory", "payment"), 0, (("inventory", "yes", None),)), 4.0, "waiting for payment"),
+        (
+            Tx("o", True, ("inventory", "payment"), 0, (("inventory", "yes", None),)),
+            4.0,
+            "waiting for payment",
+        ),
         (
             Tx("o", True, ("inventory", "payment"), 0, (("inventory", "yes", None),)),
             -12.0,
             "past its deadline by 12 s",
         ),
-        (Tx("o", True, ("inventory", "payment"), 0, (), "abort", "deadline"), -1.0, "decided abort (deadline)"),
+        (
+            Tx("o", True, ("inventory", "payment"), 0, (), "abort", "deadline"),
+            -1.0,
+            "decided abort (deadline)",
+        ),
         (Tx("o", True, ("inventory",), 0, (("inventory", "yes", None),)), 3.0, "every vote is in"),
     ],
 )

@@ -11,7 +11,9 @@ from orderbus.console.vendored import VENDORED
 
 
 def test_each_vendored_file_has_its_recorded_hash():
-    found = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (HERE / "static").glob("*.js")}
+    found = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (HERE / "static").glob("*.js")
+    }
     assert found == VENDORED
 
 
@@ -19,5 +21,7 @@ def test_pages_load_only_the_vendored_scripts_from_the_console():
     scripts = set()
     for template in (HERE / "templates").rglob("*.html"):
         scripts |= set(re.findall(r'<script[^>]*src="([^"]+)"', template.read_text()))
-        assert "<script>" not in template.read_text(), f"{template.name}: an inline script (CSP refuses it)"
+        assert "<script>" not in template.read_text(), (
+            f"{template.name}: an inline script (CSP refuses it)"
+        )
     assert scripts == {f"/static/{name}" for name in VENDORED}

@@ -33,7 +33,9 @@ SHAPES = {
 
 def produce(out, limit: int) -> None:
     """librdkafka's own size check, made when produce() is called: no broker is needed."""
-    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "message.max.bytes": limit, "log_level": 0})
+    producer = Producer(
+        {"bootstrap.servers": "127.0.0.1:1", "message.max.bytes": limit, "log_level": 0}
+    )
     try:
         producer.produce(out.topic, key=out.key, value=out.value, headers=out.headers)
     finally:

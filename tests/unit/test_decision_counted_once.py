@@ -23,7 +23,11 @@ def test_the_coordinator_counts_a_decision_only_once_it_commits():
     nothing_stored = SimpleNamespace(run=lambda work: {})  # the store knows no order yet
     keys = {a: a.encode() * 8 for a in AUTHORS}
     handler = CoordinatorHandler(
-        SimpleNamespace(deadline_ms=10_000, crash=""), nothing_stored, Names(), metrics, verifier=Verifier(keys)
+        SimpleNamespace(deadline_ms=10_000, crash=""),
+        nothing_stored,
+        Names(),
+        metrics,
+        verifier=Verifier(keys),
     )
     home = partition_for(b"o-1", PARTITIONS)  # where every event of o-1 sits
     handler.partitions[home] = Partition()  # as assigned
@@ -42,7 +46,9 @@ def test_the_coordinator_counts_a_decision_only_once_it_commits():
     outs = handler.process(msgs, 1)
 
     def decisions() -> float:
-        return metrics.registry.get_sample_value(DECISIONS, {"outcome": "commit", "reason": ""}) or 0
+        return (
+            metrics.registry.get_sample_value(DECISIONS, {"outcome": "commit", "reason": ""}) or 0
+        )
 
     assert outs and decisions() == 0
     for out in outs:  # as the loop does once the outputs are acknowledged

@@ -85,8 +85,12 @@ def test_every_ordering(events):
         if first is not None:  # whichever TxBegun came first names the participants
             assert (tx.participants, tx.deadline_ms) == (first.participants, first.deadline_ms)
         if tx.outcome == "commit":  # only with a yes from every named one, and no named no
-            named_votes = [e for e in order if isinstance(e, Voted) and e.participant in first.participants]
-            assert {v.participant for v in named_votes if v.vote == "yes"} == set(first.participants)
+            named_votes = [
+                e for e in order if isinstance(e, Voted) and e.participant in first.participants
+            ]
+            assert {v.participant for v in named_votes if v.vote == "yes"} == set(
+                first.participants
+            )
             assert all(v.vote == "yes" for v in named_votes)
         _check_steps(order, tx)
 
@@ -104,7 +108,8 @@ def _check_steps(order, final: Tx) -> None:
         elif outputs:  # after the decision: only participants told late
             told += outputs
         assert in_doubt(tx) == (
-            tx.outcome is None and any(isinstance(e, Voted) and e.vote == "yes" for e in order[: i + 1])
+            tx.outcome is None
+            and any(isinstance(e, Voted) and e.vote == "yes" for e in order[: i + 1])
         )
     assert tx == final
     if final.outcome is None:
@@ -117,15 +122,20 @@ def _check_steps(order, final: Tx) -> None:
     command = Commit(O) if final.outcome == "commit" else Abort(O, final.reason)
     # Whom to tell is known at the decision; a later TxBegun adds names, told at once.
     assert emitted[1:-1] == [(p, command) for p in decided_tx.targets]
-    assert sorted(told) == sorted((p, command) for p in final.targets if p not in decided_tx.targets)
+    assert sorted(told) == sorted(
+        (p, command) for p in final.targets if p not in decided_tx.targets
+    )
     assert set(final.targets) >= set(final.participants)
     # The only ack in the scenarios is inventory's commit: it finishes an inventory-only commit.
     acked = any(isinstance(e, Acked) for e in order)
-    assert is_finished(final) == (acked and final.outcome == "commit" and final.targets == ("inventory",))
+    assert is_finished(final) == (
+        acked and final.outcome == "commit" and final.targets == ("inventory",)
+    )
 
 
 @pytest.mark.parametrize(
-    "outcome_votes, outcome", [((True, True), "commit"), ((False, True), "abort"), ((True, False), "abort")]
+    "outcome_votes, outcome",
+    [((True, True), "commit"), ((False, True), "abort"), ((True, False), "abort")],
 )
 def test_acks_finish_in_any_order(outcome_votes, outcome):
     base = [BEGIN, vote("inventory", outcome_votes[0]), vote("payment", outcome_votes[1])]
@@ -202,7 +212,8 @@ TX_LOG = st.sampled_from(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(TX_LOG, max_size=14))
 def test_any_sequence_decides_at_most_once(events):
-    # Contradicting or repeated votes included: whatever the log holds, one decision, one output set.
+    # Contradicting or repeated votes included: whatever the log holds, one decision, one output
+    # set.
     tx, decisions = None, []
     for i, event in enumerate(events):
         previous = tx
@@ -246,7 +257,15 @@ DUE = [
         [],
     ),
     ("decided-starts-clock", COMMITTED, Timers(), 2_000, None, Timers(resent_ms=2_000), []),
-    ("decided-resend-not-yet", COMMITTED, Timers(resent_ms=2_000), 2_499, None, Timers(resent_ms=2_000), []),
+    (
+        "decided-resend-not-yet",
+        COMMITTED,
+        Timers(resent_ms=2_000),
+        2_499,
+        None,
+        Timers(resent_ms=2_000),
+        [],
+    ),
     (
         "decided-resend",
         COMMITTED,
@@ -303,7 +322,15 @@ DUE = [
         [],
     ),
     ("orphan-no-window", ORPHAN, Timers(first_seen_ms=0), 10**9, None, Timers(first_seen_ms=0), []),
-    ("orphan-too-early", ORPHAN, Timers(first_seen_ms=0), 59_999, 60_000, Timers(first_seen_ms=0), []),
+    (
+        "orphan-too-early",
+        ORPHAN,
+        Timers(first_seen_ms=0),
+        59_999,
+        60_000,
+        Timers(first_seen_ms=0),
+        [],
+    ),
     (
         "orphan-due",
         ORPHAN,
@@ -317,7 +344,9 @@ DUE = [
 
 
 @pytest.mark.parametrize(
-    "tx, timers, now, orphan_after, want_timers, want_to", [c[1:] for c in DUE], ids=[c[0] for c in DUE]
+    "tx, timers, now, orphan_after, want_timers, want_to",
+    [c[1:] for c in DUE],
+    ids=[c[0] for c in DUE],
 )
 def test_due(tx, timers, now, orphan_after, want_timers, want_to):
     got_timers, outputs = due(tx, timers, now, resend_after_ms=500, orphan_after_ms=orphan_after)
@@ -349,8 +378,22 @@ PROGRESS = [
     ("behind-waits", OPEN, BEGUN, 1_000, {"payment": Progress(900, voted_past=3)}, []),
     ("silent-aborts", OPEN, BEGUN, 1_000, {"payment": Progress(400, voted_past=3)}, ["tx.log"]),
     ("went-past-aborts", OPEN, BEGUN, 1_000, {"payment": Progress(900, voted_past=7)}, ["tx.log"]),
-    ("never-heard-counts-from-first-seen", OPEN, Timers(begun_at=5, first_seen_ms=800), 1_000, {}, []),
-    ("orphan-never-waits", ORPHAN, Timers(first_seen_ms=0), 60_000, {"payment": Progress(59_900)}, ["tx.log"]),
+    (
+        "never-heard-counts-from-first-seen",
+        OPEN,
+        Timers(begun_at=5, first_seen_ms=800),
+        1_000,
+        {},
+        [],
+    ),
+    (
+        "orphan-never-waits",
+        ORPHAN,
+        Timers(first_seen_ms=0),
+        60_000,
+        {"payment": Progress(59_900)},
+        ["tx.log"],
+    ),
     (
         "behind-gets-no-resend",
         COMMITTED,
@@ -433,7 +476,13 @@ PROGRESS = [
 )
 def test_due_by_progress(tx, timers, now, progress, want_to):
     _, outputs = due(
-        tx, timers, now, resend_after_ms=500, orphan_after_ms=60_000, progress=progress, stall_ms=500
+        tx,
+        timers,
+        now,
+        resend_after_ms=500,
+        orphan_after_ms=60_000,
+        progress=progress,
+        stall_ms=500,
     )
     assert [to for to, _ in outputs] == want_to
 

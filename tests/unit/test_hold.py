@@ -54,7 +54,12 @@ NOW, KEEP = 100.0, 10.0
             [{0: 7}, {0: 8}],
             {"g.coordinator"},
         ),
-        ({W[1]: (99.0, {0: 7}), W[2]: (99.0, {0: 8})}, 0.0, [{0: 7}, {0: 8}], {"g.coordinator"}),  # never read
+        (
+            {W[1]: (99.0, {0: 7}), W[2]: (99.0, {0: 8})},
+            0.0,
+            [{0: 7}, {0: 8}],
+            {"g.coordinator"},
+        ),  # never read
     ],
 )
 def test_known(seen, since, backlogs, unknown):

@@ -41,7 +41,11 @@ _QUIET = dict(
     deadline=None,
     database=None,
     phases=[p for p in Phase if p is not Phase.explain],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
 )
 settings.register_profile("hostile-default", max_examples=200, **_QUIET)
 settings.register_profile("hostile-long", max_examples=10_000, **_QUIET)
@@ -158,7 +162,9 @@ strings = st.one_of(
     st.text(st.characters(codec="ascii"), max_size=80),
     st.sampled_from(SQL_AND_SHELL),
     st.builds(
-        lambda c, n: c * n, st.sampled_from(["a", "é", "-", "\x00"]), st.sampled_from([65, 1000, 100_000])
+        lambda c, n: c * n,
+        st.sampled_from(["a", "é", "-", "\x00"]),
+        st.sampled_from([65, 1000, 100_000]),
     ),  # very long
     st.sampled_from(["\ud800", "a\udfffb", "\udbff\udc00"[::-1]]),  # lone surrogates
 )
@@ -255,7 +261,11 @@ NUMBER_LITERALS = [
 ]
 # beyond libmpdec's exponent range: decimal.Decimal raises InvalidOperation (see the test
 # test_float_literal_beyond_decimal_range_is_a_dead_letter below)
-HUGE_EXPONENTS = ["1e999999999999999999999", "1.0e-999999999999999999999", "-2E+1000000000000000000"]
+HUGE_EXPONENTS = [
+    "1e999999999999999999999",
+    "1.0e-999999999999999999999",
+    "-2E+1000000000000000000",
+]
 
 
 @st.composite
@@ -279,7 +289,9 @@ def text_mutations(draw) -> bytes:
         text = text[:at] + chr(draw(st.integers(0, 31))) + text[at:]
     elif kind == "wrap":
         text = draw(
-            st.sampled_from(["[{}]", "\ufeff{}", "{}\n{}", " {} ", "{}//x", "{}\x00", '"{}"', "{{}}"])
+            st.sampled_from(
+                ["[{}]", "\ufeff{}", "{}\n{}", " {} ", "{}//x", "{}\x00", '"{}"', "{{}}"]
+            )
         ).replace("{}", text, 1)
     else:
         at = draw(st.integers(0, len(text)))
@@ -299,7 +311,15 @@ def byte_mutations(draw) -> bytes:
         elif how == "insert":
             value[at:at] = draw(
                 st.sampled_from(
-                    [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\x80", b"\xf4\x90\x80\x80", b"\x00", b"\\"]
+                    [
+                        b"\xff",
+                        b"\xc0\xaf",
+                        b"\xed\xa0\x80",
+                        b"\x80",
+                        b"\xf4\x90\x80\x80",
+                        b"\x00",
+                        b"\\",
+                    ]
                 )
             )
         else:
@@ -316,7 +336,16 @@ bodies = st.one_of(
 )
 
 # headers are data, not authority: every name a reader might trust, with forged values
-HEADER_NAMES = ["type", "version", DLQ_REASON, DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET, "replay.count", "x"]
+HEADER_NAMES = [
+    "type",
+    "version",
+    DLQ_REASON,
+    DLQ_TOPIC,
+    DLQ_PARTITION,
+    DLQ_OFFSET,
+    "replay.count",
+    "x",
+]
 TYPES = [
     b"OrderPlaced",
     b"Commit",
@@ -515,7 +544,9 @@ def test_rule_violation_detail_stays_short():
 
 def intake_decode(msg: Msg):
     metrics = Metrics("intake")
-    events, dead = decode_batch([msg], metrics, 1_700_000_000_000, ("OrderPlaced",), "t.dlq", default_type=PLACED)
+    events, dead = decode_batch(
+        [msg], metrics, 1_700_000_000_000, ("OrderPlaced",), "t.dlq", default_type=PLACED
+    )
     assert len(events) + len(dead) == 1
     return events, dead
 
@@ -529,7 +560,9 @@ OTHER_EVENTS = [
 
 
 @PROFILE
-@given(st.one_of(bodies, st.sampled_from([codec.encode(e)[0] for e in OTHER_EVENTS])), forged_headers)
+@given(
+    st.one_of(bodies, st.sampled_from([codec.encode(e)[0] for e in OTHER_EVENTS])), forged_headers
+)
 def test_forged_headers_cannot_make_an_invalid_body_pass(value, headers):
     events, dead = intake_decode(Msg(value, headers))
     if events:
@@ -543,7 +576,11 @@ def test_forged_headers_cannot_make_an_invalid_body_pass(value, headers):
         assert (out.topic, out.key, out.value) == ("t.dlq", b"k", value)  # original bytes
         found = dict(out.headers)  # last wins: the worker's own dlq.* come after any forged ones
         assert found[DLQ_REASON].decode() in REASONS and found[DLQ_DETAIL]
-        assert (found[DLQ_TOPIC], found[DLQ_PARTITION], found[DLQ_OFFSET]) == (b"t.orders.placed.v1", b"2", b"41")
+        assert (found[DLQ_TOPIC], found[DLQ_PARTITION], found[DLQ_OFFSET]) == (
+            b"t.orders.placed.v1",
+            b"2",
+            b"41",
+        )
         assert out.headers[: len(headers or [])] == list(headers or [])
 
 

@@ -12,10 +12,16 @@ from workers.runtime.settings import Settings, SettingsError
 
 
 def ids(tmp_path, slot: int, **env) -> tuple[str, str, str]:
-    s = Settings.from_env({"ORDERBUS_HOME": str(tmp_path), "ORDERBUS_KAFKA_SECURITY": "plaintext", **env})
+    s = Settings.from_env(
+        {"ORDERBUS_HOME": str(tmp_path), "ORDERBUS_KAFKA_SECURITY": "plaintext", **env}
+    )
     cfg = loop_config("coordinator", slot, s, static=True)
     consumer = consumer_config(s, cfg)
-    return (producer_config(s, cfg)["client.id"], consumer["client.id"], consumer["group.instance.id"])
+    return (
+        producer_config(s, cfg)["client.id"],
+        consumer["client.id"],
+        consumer["group.instance.id"],
+    )
 
 
 def test_two_hosts_slot_0_are_two_instances(tmp_path):

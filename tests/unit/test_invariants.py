@@ -42,8 +42,18 @@ HOLDS = {"a": ("committed", {"s1": 3}), "b": ("held", {"s1": 2}), "c": ("release
 
 CASES = {
     # name: (the check, facts that break it, what it finds, facts that keep it)
-    "undecided": (lambda f: inv.undecided(PLACED, f, set(), T), {"a": undecided("a")}, ["a"], {"a": committed()}),
-    "undecided, dead-lettered": (lambda dead: inv.undecided(PLACED, {}, dead, T), set(), ["a"], DEAD_A),
+    "undecided": (
+        lambda f: inv.undecided(PLACED, f, set(), T),
+        {"a": undecided("a")},
+        ["a"],
+        {"a": committed()},
+    ),
+    "undecided, dead-lettered": (
+        lambda dead: inv.undecided(PLACED, {}, dead, T),
+        set(),
+        ["a"],
+        DEAD_A,
+    ),
     "decided_and_dead": (
         lambda f: inv.decided_and_dead(PLACED, f, DEAD_A, T),
         {"a": committed()},
@@ -72,10 +82,30 @@ CASES = {
     "not_conserved": (inv.not_conserved, {"s1": (10, 6, 2, 3)}, ["s1"], LEDGER),
     "negative": (inv.negative, {"s1": (10, -1, 2, 9)}, ["s1"], LEDGER),
     "still_held": (inv.still_held, LEDGER, ["s1"], {"s1": (10, 7, 0, 3)}),
-    "final_mismatch": (lambda ledger: inv.final_mismatch(ledger, HOLDS), {"s1": (10, 6, 2, 2)}, ["s1"], LEDGER),
-    "held_mismatch": (lambda ledger: inv.held_mismatch(ledger, HOLDS), {"s1": (10, 4, 3, 3)}, ["s1"], LEDGER),
-    "shipped_aborted": (lambda shipped: inv.shipped_aborted({"b": aborted()}, shipped), {"b"}, ["b"], set()),
-    "not_shipped": (lambda shipped: inv.not_shipped({"a": committed()}, shipped), set(), ["a"], {"a"}),
+    "final_mismatch": (
+        lambda ledger: inv.final_mismatch(ledger, HOLDS),
+        {"s1": (10, 6, 2, 2)},
+        ["s1"],
+        LEDGER,
+    ),
+    "held_mismatch": (
+        lambda ledger: inv.held_mismatch(ledger, HOLDS),
+        {"s1": (10, 4, 3, 3)},
+        ["s1"],
+        LEDGER,
+    ),
+    "shipped_aborted": (
+        lambda shipped: inv.shipped_aborted({"b": aborted()}, shipped),
+        {"b"},
+        ["b"],
+        set(),
+    ),
+    "not_shipped": (
+        lambda shipped: inv.not_shipped({"a": committed()}, shipped),
+        set(),
+        ["a"],
+        {"a"},
+    ),
     "in_doubt": (inv.in_doubt, {"c": undecided()}, ["c"], {"a": committed(), "b": aborted()}),
 }
 
@@ -98,11 +128,23 @@ def test_each_invariant_finds_its_breach_and_nothing_else(name):
             True,
             "commit: expected committed {'s1': 2}, found committed {'s1': 1}",
         ),
-        ("commit", "held", DEMAND, True, "commit: expected committed {'s1': 2}, found held {'s1': 2}"),
+        (
+            "commit",
+            "held",
+            DEMAND,
+            True,
+            "commit: expected committed {'s1': 2}, found held {'s1': 2}",
+        ),
         ("commit", None, None, True, "commit: expected committed {'s1': 2}, found None {}"),
         ("abort", "released", DEMAND, True, None),
         ("abort", None, None, True, None),
-        ("abort", "committed", DEMAND, False, "abort: expected nothing held or taken, found committed"),
+        (
+            "abort",
+            "committed",
+            DEMAND,
+            False,
+            "abort: expected nothing held or taken, found committed",
+        ),
         ("abort", "held", DEMAND, True, "abort: expected nothing held or taken, found held"),
         ("abort", "held", DEMAND, False, None),  # the abort may still be on its way
     ],

@@ -68,7 +68,8 @@ def imported(tree: ast.AST, modules: dict[str, Path]) -> set[str]:
 def graph() -> dict[str, set[str]]:
     modules = project_modules()
     return {
-        name: imported(ast.parse(path.read_text(), str(path)), modules) - {name} for name, path in modules.items()
+        name: imported(ast.parse(path.read_text(), str(path)), modules) - {name}
+        for name, path in modules.items()
     }
 
 
@@ -93,7 +94,12 @@ def wrong_way(imports: dict[str, set[str]]) -> list[str]:
                     out.append(f"{module} -> {target}: only {', '.join(INFRA_USERS)} use infra")
             elif floor(target) > floor(module):
                 out.append(f"{module} -> {target}: runs back up a floor or a wing")
-            elif any(in_package(module, a) and in_package(target, b) for a in WINGS for b in WINGS if a != b):
+            elif any(
+                in_package(module, a) and in_package(target, b)
+                for a in WINGS
+                for b in WINGS
+                if a != b
+            ):
                 out.append(f"{module} -> {target}: one wing imports another")
     return out
 
@@ -166,8 +172,12 @@ def test_a_wrong_import_is_caught(imports, module, target):
 
 
 def test_only_the_command_line_imports_the_console(imports):
-    users = {m for m, targets in imports.items() for t in targets if in_package(t, "orderbus.console")}
-    assert {m for m in users if not in_package(m, "orderbus.console")} == {"orderbus.commands.console"}
+    users = {
+        m for m, targets in imports.items() for t in targets if in_package(t, "orderbus.console")
+    }
+    assert {m for m in users if not in_package(m, "orderbus.console")} == {
+        "orderbus.commands.console"
+    }
 
 
 def test_a_circle_is_caught(imports):

@@ -32,7 +32,10 @@ STORIES = {
         0,
     ),
     "polling empty is no progress": ([(0, "assign A"), (10, "progress"), (10, "progress")], 20),
-    "a revoked partition no longer counts": ([(0, "assign A B"), (5, "progress B"), (20, "revoke A")], 20),
+    "a revoked partition no longer counts": (
+        [(0, "assign A B"), (5, "progress B"), (20, "revoke A")],
+        20,
+    ),
     "a partition taken back later starts afresh": (
         [(0, "assign A"), (40, "revoke A"), (1, "assign A"), (4, "progress")],
         4,
@@ -84,7 +87,9 @@ def test_owned_is_what_was_assigned_and_not_revoked():
 def test_a_batch_waiting_out_its_database_stays_in_the_group(tmp_path):
     # the longest a live worker goes between polls: a stall short of the watchdog's limit, the
     # whole database retry budget, then another such stall
-    settings = Settings.from_env({"ORDERBUS_HOME": str(tmp_path), "ORDERBUS_KAFKA_SECURITY": "plaintext"})
+    settings = Settings.from_env(
+        {"ORDERBUS_HOME": str(tmp_path), "ORDERBUS_KAFKA_SECURITY": "plaintext"}
+    )
     cfg = LoopConfig(group="g", instance="0")
     longest_s = RETRY_S + 2 * (cfg.stall_s + WATCH_EVERY_S)
     assert consumer_config(settings, cfg)["max.poll.interval.ms"] >= longest_s * 1000

@@ -70,7 +70,9 @@ def test_a_worker_starts_with_every_dead_letter_series_at_zero(worker, settings,
     assert {UndecodableError.reason, ForgedEventError.reason} <= reasons
     expected = reasons if ORDERS_DLQ in ACCESS[worker].writes else set()
     exported = {
-        reason: metrics.registry.get_sample_value(DEAD_LETTERS, {"worker": worker, "reason": reason})
+        reason: metrics.registry.get_sample_value(
+            DEAD_LETTERS, {"worker": worker, "reason": reason}
+        )
         for reason in reasons
     }
     assert {r for r, v in exported.items() if v == 0} == expected, exported

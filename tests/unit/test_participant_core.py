@@ -57,13 +57,33 @@ PREPARE_BOTH = [
 
 PREPARE_INVENTORY = [
     pytest.param(
-        {"a": 5, "b": 5}, [("a", 2), ("b", 3)], "yes", None, {"a": [-2, 2, 0], "b": [-3, 3, 0]}, id="two-lines"
+        {"a": 5, "b": 5},
+        [("a", 2), ("b", 3)],
+        "yes",
+        None,
+        {"a": [-2, 2, 0], "b": [-3, 3, 0]},
+        id="two-lines",
     ),
-    pytest.param({"a": 5, "b": 2}, [("a", 2), ("b", 3)], "no", "short", {}, id="one-line-short-holds-nothing"),
-    pytest.param({"a": 1, "b": 5}, [("a", 2), ("b", 3)], "no", "short", {}, id="first-line-short-holds-nothing"),
-    pytest.param({"a": 5}, [("a", 2), ("b", 3)], "no", "unknown", {}, id="one-line-unknown-holds-nothing"),
-    pytest.param({"a": 5}, [("a", 2), ("a", 3)], "yes", None, {"a": [-5, 5, 0]}, id="duplicate-lines-add-up"),
-    pytest.param({"a": 4}, [("a", 2), ("a", 3)], "no", "short", {}, id="duplicate-lines-short-together"),
+    pytest.param(
+        {"a": 5, "b": 2}, [("a", 2), ("b", 3)], "no", "short", {}, id="one-line-short-holds-nothing"
+    ),
+    pytest.param(
+        {"a": 1, "b": 5},
+        [("a", 2), ("b", 3)],
+        "no",
+        "short",
+        {},
+        id="first-line-short-holds-nothing",
+    ),
+    pytest.param(
+        {"a": 5}, [("a", 2), ("b", 3)], "no", "unknown", {}, id="one-line-unknown-holds-nothing"
+    ),
+    pytest.param(
+        {"a": 5}, [("a", 2), ("a", 3)], "yes", None, {"a": [-5, 5, 0]}, id="duplicate-lines-add-up"
+    ),
+    pytest.param(
+        {"a": 4}, [("a", 2), ("a", 3)], "no", "short", {}, id="duplicate-lines-short-together"
+    ),
 ]
 
 
@@ -118,7 +138,10 @@ RECORDED = [
     pytest.param(Hold("o-1", "yes", "released", None, {"k": 2}), "no", "released", id="released"),
     pytest.param(Hold("o-1", "no", "refused", "R"), "no", "R", id="refused"),
     pytest.param(
-        Hold("o-1", "no", "aborted", "aborted_before_prepare"), "no", "aborted_before_prepare", id="aborted"
+        Hold("o-1", "no", "aborted", "aborted_before_prepare"),
+        "no",
+        "aborted_before_prepare",
+        id="aborted",
     ),
 ]
 
@@ -148,18 +171,40 @@ def test_prepare_twice_in_one_batch_moves_once(resource, stock, vote):
 # for an anomaly).
 DECISIONS = [
     pytest.param(
-        held("o-1", {"k": 3}), Commit("o-1"), "committed", {"k": [0, -3, 3]}, "commit", id="commit-held"
+        held("o-1", {"k": 3}),
+        Commit("o-1"),
+        "committed",
+        {"k": [0, -3, 3]},
+        "commit",
+        id="commit-held",
     ),
     pytest.param(
-        Hold("o-1", "yes", "committed", None, {"k": 3}), Commit("o-1"), None, {}, "commit", id="commit-again"
+        Hold("o-1", "yes", "committed", None, {"k": 3}),
+        Commit("o-1"),
+        None,
+        {},
+        "commit",
+        id="commit-again",
     ),
     pytest.param(
-        held("o-1", {"k": 3}), Abort("o-1", "r"), "released", {"k": [3, -3, 0]}, "abort", id="abort-held"
+        held("o-1", {"k": 3}),
+        Abort("o-1", "r"),
+        "released",
+        {"k": [3, -3, 0]},
+        "abort",
+        id="abort-held",
     ),
     pytest.param(
-        Hold("o-1", "yes", "released", None, {"k": 3}), Abort("o-1", "r"), None, {}, "abort", id="abort-again"
+        Hold("o-1", "yes", "released", None, {"k": 3}),
+        Abort("o-1", "r"),
+        None,
+        {},
+        "abort",
+        id="abort-again",
     ),
-    pytest.param(Hold("o-1", "no", "refused", "R"), Abort("o-1", "r"), None, {}, "abort", id="abort-refused"),
+    pytest.param(
+        Hold("o-1", "no", "refused", "R"), Abort("o-1", "r"), None, {}, "abort", id="abort-refused"
+    ),
     pytest.param(
         Hold("o-1", "no", "aborted", "aborted_before_prepare"),
         Abort("o-1", "r"),
@@ -177,7 +222,14 @@ DECISIONS = [
         None,
         id="abort-committed-anomaly",
     ),
-    pytest.param(Hold("o-1", "no", "refused", "R"), Commit("o-1"), None, {}, None, id="commit-refused-anomaly"),
+    pytest.param(
+        Hold("o-1", "no", "refused", "R"),
+        Commit("o-1"),
+        None,
+        {},
+        None,
+        id="commit-refused-anomaly",
+    ),
     pytest.param(None, Commit("o-1"), None, {}, None, id="commit-unknown-anomaly"),
     pytest.param(
         Hold("o-1", "no", "aborted", "aborted_before_prepare"),
@@ -233,7 +285,11 @@ def test_prepare_commit_commit_in_one_batch(resource):
 
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_prepare_abort_in_one_batch_frees_for_the_next(resource):
-    cmds = [prepare(resource, "o-1", [("k", 2)]), Abort("o-1", "r"), prepare(resource, "o-2", [("k", 2)])]
+    cmds = [
+        prepare(resource, "o-1", [("k", 2)]),
+        Abort("o-1", "r"),
+        prepare(resource, "o-2", [("k", 2)]),
+    ]
     out = apply(resource, {"k": 2}, {}, cmds)
     assert out.outputs == [
         voted(resource, "o-1", "yes"),
@@ -350,7 +406,11 @@ def histories(draw, resource: Resource):
     orders = {}
     for oid in ORDER_IDS:
         if resource is INVENTORY:
-            needs = draw(st.lists(st.tuples(st.sampled_from(KEYS), st.integers(1, 4)), min_size=1, max_size=3))
+            needs = draw(
+                st.lists(
+                    st.tuples(st.sampled_from(KEYS), st.integers(1, 4)), min_size=1, max_size=3
+                )
+            )
         else:
             needs = [(draw(st.sampled_from(KEYS)), draw(st.integers(1, 4)))]
         orders[oid] = prepare(resource, oid, needs, deadline=draw(st.integers(0, 20)))

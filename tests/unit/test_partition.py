@@ -75,7 +75,11 @@ def test_a_finished_order_is_final_after_it_is_saved_and_forgotten():
     store.save(part)
     assert part.finished == {} and part.unknown(["a"]) == {"a"}
     # replayed: a second begin, and yes votes from both (as if the holds had been kept)
-    again = [TxBegun("a", P, 99_000), Voted("a", "inventory", "yes", None), Voted("a", "payment", "yes", None)]
+    again = [
+        TxBegun("a", P, 99_000),
+        Voted("a", "inventory", "yes", None),
+        Voted("a", "payment", "yes", None),
+    ]
     assert [store.fold(part, 10 + i, e) for i, e in enumerate(again)] == [[], [], []]
     assert part.open == {}
 
@@ -114,7 +118,9 @@ def test_taking_over_from_the_saved_state_rebuilds_the_same_transactions(seed, c
     rebuilt = store.take_over()
     for offset in range(rebuilt.next_offset, cut):
         store.fold(rebuilt, offset, log[offset])
-    assert {o: tx for o, (tx, _) in rebuilt.open.items()} == {o: tx for o, (tx, _) in live.open.items()}
+    assert {o: tx for o, (tx, _) in rebuilt.open.items()} == {
+        o: tx for o, (tx, _) in live.open.items()
+    }
     assert all(is_finished(tx) for tx in rebuilt.finished.values())
 
 
@@ -124,7 +130,10 @@ def test_a_late_yes_vote_on_a_finished_abort_is_told_to_abort():
     part = Partition()
     part.apply(0, Voted("o", "payment", "yes", None), 0)
     decided = part.apply(1, DeadlinePassed("o", 0), 0)
-    assert [(to, e.TYPE) for to, e in decided][1:3] == [("payment", "Abort"), ("status", "StatusChanged")]
+    assert [(to, e.TYPE) for to, e in decided][1:3] == [
+        ("payment", "Abort"),
+        ("status", "StatusChanged"),
+    ]
     part.apply(2, Acked("o", "payment", "abort"), 0)
     assert set(part.finished) == {"o"}
     told = part.apply(3, Voted("o", "inventory", "yes", None), 0)
@@ -159,6 +168,12 @@ def test_an_order_taken_over_is_gone_past_by_a_participant_voting_on_later_order
     part.apply(51, Voted("later", "inventory", "yes", None), 19_500)  # busy, alive
     tx, timers = part.open["early"]
     _, outputs = due(
-        tx, timers, 20_000, resend_after_ms=3000, orphan_after_ms=10_000, progress=part.progress, stall_ms=10_000
+        tx,
+        timers,
+        20_000,
+        resend_after_ms=3000,
+        orphan_after_ms=10_000,
+        progress=part.progress,
+        stall_ms=10_000,
     )
     assert [e.TYPE for _, e in outputs] == ["DeadlinePassed"]

@@ -21,7 +21,9 @@ def test_murmur2_matches_kafka(key, expected):
 
 
 # where Kafka's Java producer puts these keys among 6 partitions, the same as the workers must
-@pytest.mark.parametrize("key, expected", [(b"21", 0), (b"abc", 3), (b"a-little-bit-long-string", 2)])
+@pytest.mark.parametrize(
+    "key, expected", [(b"21", 0), (b"abc", 3), (b"a-little-bit-long-string", 2)]
+)
 def test_a_key_lands_where_kafka_puts_it(key, expected):
     assert partition_for(key, 6) == expected
 

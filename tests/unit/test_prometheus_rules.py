@@ -31,7 +31,9 @@ SUFFIXES = {
 @pytest.fixture(scope="module")
 def check_sh() -> subprocess.CompletedProcess:
     """check.sh, run once; it installs promtool when it is missing (as root on Debian)."""
-    return subprocess.run(["bash", str(PROMETHEUS / "check.sh")], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        ["bash", str(PROMETHEUS / "check.sh")], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,9 @@ def name_of(metric) -> str:
     return family.name + ("_total" if family.type == "counter" else "")
 
 
-@pytest.mark.parametrize("source,exprs", [("alerts.yml", alert_exprs()), ("orderbus.json", dashboard_exprs())])
+@pytest.mark.parametrize(
+    "source,exprs", [("alerts.yml", alert_exprs()), ("orderbus.json", dashboard_exprs())]
+)
 def test_every_metric_named_is_exported(source, exprs):
     assert len(exprs) >= 7
     named = {m for expr in exprs for m in METRIC.findall(expr)}

@@ -18,7 +18,10 @@ ORDER = OrderPlaced.from_dict(
     }
 )
 P = ("inventory", "payment")
-COMMITTED = {"inventory": {"o1": ("committed", {"s1": 3})}, "payment": {"o1": ("committed", {"c1": 300})}}
+COMMITTED = {
+    "inventory": {"o1": ("committed", {"s1": 3})},
+    "payment": {"o1": ("committed", {"c1": 300})},
+}
 
 
 def tx(outcome, acked=True, recorded=None):
@@ -38,7 +41,9 @@ def kinds(result):
 
 
 def test_a_committed_order_applied_everywhere_is_clean():
-    bad, pending, audited = compare(tx("commit"), {"o1": ORDER}, COMMITTED, {"o1": ("SHIPPED", None)})
+    bad, pending, audited = compare(
+        tx("commit"), {"o1": ORDER}, COMMITTED, {"o1": ("SHIPPED", None)}
+    )
     assert (bad, pending, audited) == ([], [], 1)
 
 
@@ -73,12 +78,20 @@ def test_abort_with_a_hold_taken_is_a_mismatch():
 
 
 def test_unacknowledged_decisions_are_pending_not_mismatches():
-    bad, pending, _ = compare(tx("commit", acked=False), {"o1": ORDER}, {}, {"o1": ("PENDING", None)})
-    assert bad == [] and kinds(pending) == ["inventory_not_applied", "payment_not_applied", "status"]
+    bad, pending, _ = compare(
+        tx("commit", acked=False), {"o1": ORDER}, {}, {"o1": ("PENDING", None)}
+    )
+    assert bad == [] and kinds(pending) == [
+        "inventory_not_applied",
+        "payment_not_applied",
+        "status",
+    ]
 
 
 def test_a_recorded_decision_differing_from_the_fold():
-    bad, _, _ = compare(tx("commit", recorded="abort"), {"o1": ORDER}, COMMITTED, {"o1": ("CONFIRMED", None)})
+    bad, _, _ = compare(
+        tx("commit", recorded="abort"), {"o1": ORDER}, COMMITTED, {"o1": ("CONFIRMED", None)}
+    )
     assert kinds(bad) == ["recorded_differs"]
 
 

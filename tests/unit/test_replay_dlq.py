@@ -67,7 +67,9 @@ def test_parks_at_the_maximum_and_skips_what_was_replayed():
 
 @pytest.mark.parametrize("forged", [b"-1", b"x", b"99999999", b""])
 def test_an_unreadable_count_parks_rather_than_trusts(forged):
-    bad = Letter(0, 0, 0, b"k", b"{}", ((COUNT, forged), (DLQ_REASON, b"r"), (DLQ_TOPIC, SRC.encode())))
+    bad = Letter(
+        0, 0, 0, b"k", b"{}", ((COUNT, forged), (DLQ_REASON, b"r"), (DLQ_TOPIC, SRC.encode()))
+    )
     plan = plan_dlq([bad], set(), {SRC}, DlqFilter())
     assert plan.selected == [] and "unreadable" in plan.parked[0][1]
 
@@ -86,7 +88,9 @@ def test_a_source_outside_the_pipeline_is_parked():
     assert plan.selected == [] and "not one of" in plan.parked[0][1]
 
 
-@pytest.mark.parametrize("cut", [DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM, DLQ_TRUNCATED_FROM])
+@pytest.mark.parametrize(
+    "cut", [DLQ_KEY_DIGESTED_FROM, DLQ_HEADERS_DIGESTED_FROM, DLQ_TRUNCATED_FROM]
+)
 def test_a_letter_that_did_not_fit_whole_is_parked(cut):
     # its key would be a digest, its headers gone or its value a prefix: not the record refused
     plan = plan_dlq([letter(0, 0, extra=((cut, b"98000"),))], set(), {SRC}, DlqFilter())

@@ -116,7 +116,11 @@ def test_snake_name(name, snake):
 
 def test_prepare_embeds_exactly_the_order_placed_body():
     # Copied, not $ref'd, so each file is immutable alone; this keeps the copy honest.
-    order = {k: v for k, v in _load("OrderPlaced").items() if k not in ("$schema", "title", "description")}
+    order = {
+        k: v
+        for k, v in _load("OrderPlaced").items()
+        if k not in ("$schema", "title", "description")
+    }
     assert _load("Prepare")["properties"]["order"] == order
 
 
@@ -140,5 +144,7 @@ def test_content_hash_is_stable_and_sensitive():
     same = OrderPlaced.from_dict(json.loads(json.dumps(ORDER.to_dict())))
     assert same.content_hash() == ORDER.content_hash()
     assert len(ORDER.content_hash()) == 64
-    other = OrderPlaced(ORDER.order_id, ORDER.customer_id, ORDER.items, "USD", ORDER.total_cents, ORDER.placed_at)
+    other = OrderPlaced(
+        ORDER.order_id, ORDER.customer_id, ORDER.items, "USD", ORDER.total_cents, ORDER.placed_at
+    )
     assert other.content_hash() != ORDER.content_hash()

@@ -46,7 +46,9 @@ def test_intake_may_only_describe_the_groups_it_holds_back_for():
         for g in acl.grants(Names("p."))
         if g.resource == "group" and g.operation == "describe" and not ACCESS[g.principal].monitors
     }
-    assert described == {("intake", "literal", f"p.{GROUPS[w]}") for w in ("inventory", "payment", "coordinator")}
+    assert described == {
+        ("intake", "literal", f"p.{GROUPS[w]}") for w in ("inventory", "payment", "coordinator")
+    }
 
 
 def test_prefixed_pipeline_grants_name_only_its_own_resources():

@@ -22,14 +22,17 @@ def test_defaults(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, raw, expected", [(RETAIN, "30", 30.0), (RETAIN, "0.5", 0.5), (GRACE, "0", 0.0), (GRACE, "12.5", 12.5)]
+    "name, raw, expected",
+    [(RETAIN, "30", 30.0), (RETAIN, "0.5", 0.5), (GRACE, "0", 0.0), (GRACE, "12.5", 12.5)],
 )
 def test_accepted(tmp_path, name, raw, expected):
     s = settings(tmp_path, **{name: raw})
     assert (s.tracker_grace_s if name == GRACE else s.tracker_retain_s) == expected
 
 
-@pytest.mark.parametrize("name, raw", [(RETAIN, "0"), (GRACE, "-1"), (RETAIN, "soon"), (GRACE, "nan")])
+@pytest.mark.parametrize(
+    "name, raw", [(RETAIN, "0"), (GRACE, "-1"), (RETAIN, "soon"), (GRACE, "nan")]
+)
 def test_refused_with_the_variable_named(tmp_path, name, raw):
     with pytest.raises(SettingsError, match=f"{name}=.* must be"):
         settings(tmp_path, **{name: raw})
@@ -39,7 +42,11 @@ def test_refused_with_the_variable_named(tmp_path, name, raw):
     "name, raw, expected",
     [
         ("ORDERBUS_LOG_LEVEL", "debug", ("DEBUG", "", 5000)),
-        ("ORDERBUS_CRASH", "payment:after_db_commit:0.5", ("INFO", "payment:after_db_commit:0.5", 5000)),
+        (
+            "ORDERBUS_CRASH",
+            "payment:after_db_commit:0.5",
+            ("INFO", "payment:after_db_commit:0.5", 5000),
+        ),
         ("ORDERBUS_INTAKE_MAX_BACKLOG", "0", ("INFO", "", 0)),
     ],
 )

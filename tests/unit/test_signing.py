@@ -82,7 +82,11 @@ def record(
 
 
 def accepts(topic: str):
-    return {TOPIC: signing.TX_LOG.events, COMMANDS: COMMANDS_TOPIC.events, STATUS: ORDERS_STATUS.events}[topic]
+    return {
+        TOPIC: signing.TX_LOG.events,
+        COMMANDS: COMMANDS_TOPIC.events,
+        STATUS: ORDERS_STATUS.events,
+    }[topic]
 
 
 GENUINE = [
@@ -101,14 +105,19 @@ GENUINE = [
 ]
 
 
-@pytest.mark.parametrize("event, writer, topic", GENUINE, ids=[f"{e.TYPE}-{w}" for e, w, _ in GENUINE])
+@pytest.mark.parametrize(
+    "event, writer, topic", GENUINE, ids=[f"{e.TYPE}-{w}" for e, w, _ in GENUINE]
+)
 def test_an_event_its_author_signed_is_taken(event, writer, topic):
     assert verifier_of(KEYS).decode(record(event, writer, topic=topic), accepts(topic)) == event
 
 
 FORGED = [
     ("unsigned", record(Voted("o-1", "payment", "yes", None), None)),
-    ("payment's vote signed by inventory", record(Voted("o-1", "payment", "yes", None), "inventory")),
+    (
+        "payment's vote signed by inventory",
+        record(Voted("o-1", "payment", "yes", None), "inventory"),
+    ),
     ("a decision signed by a participant", record(Decided("o-1", "commit", None), "inventory")),
     ("a deadline signed by intake", record(DeadlinePassed("o-1", 5), "intake")),
     (
@@ -149,7 +158,13 @@ def test_an_altered_or_added_to_record_is_refused():
     to_yes = codec.encode(Voted("o-1", "payment", "yes", None))[0]
     for msg in (
         Msg(to_yes, genuine._headers, _key=b"o-1", _topic=TOPIC, _partition=HOME),
-        Msg(genuine._value, genuine._headers + [("type", b"Voted")], _key=b"o-1", _topic=TOPIC, _partition=HOME),
+        Msg(
+            genuine._value,
+            genuine._headers + [("type", b"Voted")],
+            _key=b"o-1",
+            _topic=TOPIC,
+            _partition=HOME,
+        ),
     ):
         with pytest.raises(ForgedEventError):
             verifier_of(KEYS).decode(msg)
@@ -158,12 +173,19 @@ def test_an_altered_or_added_to_record_is_refused():
 @pytest.mark.parametrize(
     "msg",
     [
-        record(Voted("o-1", "inventory", "yes", None), "inventory", partition=(HOME + 1) % PARTITIONS),
+        record(
+            Voted("o-1", "inventory", "yes", None), "inventory", partition=(HOME + 1) % PARTITIONS
+        ),
         record(Commit("o-1"), "coordinator", topic=COMMANDS, partition=(HOME + 3) % PARTITIONS),
         record(Voted("o-1", "inventory", "yes", None), "inventory", msg_key=b"o-2"),
         record(Voted("o-1", "inventory", "yes", None), "inventory", msg_key=b""),
     ],
-    ids=["vote on another partition", "command on another partition", "keyed by another order", "no key"],
+    ids=[
+        "vote on another partition",
+        "command on another partition",
+        "keyed by another order",
+        "no key",
+    ],
 )
 def test_an_event_off_its_orders_partition_or_key_is_refused(msg):
     """Genuinely signed, but not where its order's events are: another owner would fold it apart
@@ -177,7 +199,9 @@ def test_a_begin_names_exactly_the_pipelines_participants():
     for named in (("inventory",), ("payment",)):
         with pytest.raises(RuleViolationError):
             verifier_of(KEYS).decode(record(TxBegun("o-1", named, 1_000), "intake"))  # type: ignore[arg-type]
-    assert verifier_of(KEYS).decode(record(TxBegun("o-1", ("payment", "inventory"), 1_000), "intake"))
+    assert verifier_of(KEYS).decode(
+        record(TxBegun("o-1", ("payment", "inventory"), 1_000), "intake")
+    )
 
 
 def test_only_the_signed_topics_are_signed():
@@ -191,7 +215,9 @@ def test_a_redriven_record_is_still_its_authors():
     """A re-drive adds how often the record went round; that count is no part of what was
     signed, so the copy counts as the original would."""
     genuine = record(Voted("o-1", "inventory", "yes", None), "inventory")
-    letter = Letter(0, 7, 0, b"o-1", genuine._value, tuple(genuine._headers) + (("dlq.reason", b"x"),))
+    letter = Letter(
+        0, 7, 0, b"o-1", genuine._value, tuple(genuine._headers) + (("dlq.reason", b"x"),)
+    )
     copy = Msg(genuine._value, letter.replay_headers(1), _key=b"o-1", _topic=TOPIC, _partition=HOME)
     assert verifier_of(KEYS).decode(copy) == Voted("o-1", "inventory", "yes", None)
 
@@ -228,4 +254,7 @@ def test_a_record_signed_before_keys_had_ids_is_checked_against_each_key():
         _topic=TOPIC,
         _partition=HOME,
     )
-    assert verifier_of({**KEYS, "inventory": [b"V" * 32, KEYS["inventory"]]}).decode(legacy).vote == "yes"
+    assert (
+        verifier_of({**KEYS, "inventory": [b"V" * 32, KEYS["inventory"]]}).decode(legacy).vote
+        == "yes"
+    )

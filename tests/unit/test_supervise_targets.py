@@ -36,7 +36,11 @@ def test_run_lists_its_workers_on_their_ports_until_it_stops(tmp_path):
     sup.list_targets(targets_file(settings))
     sup._write_targets()
     listed = json.loads(sup.targets.read_text())
-    assert [entry["targets"] for entry in listed] == [["127.0.0.1:9400"], ["127.0.0.1:9401"], ["127.0.0.1:9402"]]
+    assert [entry["targets"] for entry in listed] == [
+        ["127.0.0.1:9400"],
+        ["127.0.0.1:9401"],
+        ["127.0.0.1:9402"],
+    ]
     assert [entry["labels"]["service"] for entry in listed] == ["intake", "payment", "payment"]
     sup.stop()  # stopped on purpose: Prometheus forgets them rather than calling them down
     assert not sup.targets.exists()
@@ -45,8 +49,12 @@ def test_run_lists_its_workers_on_their_ports_until_it_stops(tmp_path):
 def test_the_shipped_scrape_config_reads_what_run_writes_under_the_default_home():
     infra = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
     config = (infra / "prometheus.yml").read_text()
-    [pattern] = re.findall(r"job_name: orderbus-workers\n\s+file_sd_configs:\n\s+- files:\n\s+- (\S+)\n", config)
-    default_home = SimpleNamespace(metrics_port=9400, home=infra.parents[1] / ".orderbus", hosts=False)
+    [pattern] = re.findall(
+        r"job_name: orderbus-workers\n\s+file_sd_configs:\n\s+- files:\n\s+- (\S+)\n", config
+    )
+    default_home = SimpleNamespace(
+        metrics_port=9400, home=infra.parents[1] / ".orderbus", hosts=False
+    )
     written = targets_file(default_home)
     assert fnmatch.fnmatch(str(written), str((infra / pattern).resolve())), (pattern, written)
 

@@ -17,13 +17,17 @@ from workers.coordinator.worker import CoordinatorHandler
 from workers.runtime.metrics import Metrics
 from workers.runtime.signing import AUTHORS, Verifier
 
-DOWN = KafkaException(KafkaError(KafkaError._DESTROY_BROKER, "Broker handle destroyed without termination"))
+DOWN = KafkaException(
+    KafkaError(KafkaError._DESTROY_BROKER, "Broker handle destroyed without termination")
+)
 
 
 def handler() -> CoordinatorHandler:
     keys = {a: a.encode() * 8 for a in AUTHORS}
     settings = SimpleNamespace(deadline_ms=10_000, crash="")
-    return CoordinatorHandler(settings, None, Names(), Metrics("coordinator"), verifier=Verifier(keys))
+    return CoordinatorHandler(
+        settings, None, Names(), Metrics("coordinator"), verifier=Verifier(keys)
+    )
 
 
 def failing(times: int, calls: list):

@@ -28,7 +28,10 @@ FULL = Frame(
     dead_letters=42,
     dead_letters_exact=False,
     dead_letters_by_reason={"schema_violation": 40, "undecodable": 2},
-    stages=(StageRow("voted_inventory", 90, 48.0, 180.0), StageRow("end_to_end", 0, None, math.inf)),
+    stages=(
+        StageRow("voted_inventory", 90, 48.0, 180.0),
+        StageRow("end_to_end", 0, None, math.inf),
+    ),
     stages_source="127.0.0.1:9406",
     stuck=(StuckRow("ORD-000917", "voted_payment", "decided", 31.4),),
     stuck_total=5,
@@ -105,7 +108,13 @@ def test_first_frame_says_why_rates_are_missing():
 
 def test_a_stuck_list_that_cannot_be_trusted_says_so():
     why = "the tracker's group has no member and 30 records unread"
-    frame = Frame(taken_at=0.0, pipeline="main", stuck=(), stuck_left_out_final=3, stuck_untrusted_because=(why,))
+    frame = Frame(
+        taken_at=0.0,
+        pipeline="main",
+        stuck=(),
+        stuck_left_out_final=3,
+        stuck_untrusted_because=(why,),
+    )
     text = to_text(frame)
     assert "STUCK ORDERS (0 more than 5s past their deadline, 3 final left out)" in text
     assert f"this list cannot be trusted: {why}" in text
@@ -138,7 +147,11 @@ def test_degraded_frame_says_why_for_each_missing_figure():
 )
 def test_p99_interpolates_like_histogram_quantile(buckets, expected):
     got = p99(buckets)
-    assert got == expected if expected is None or math.isinf(expected) else got == pytest.approx(expected)
+    assert (
+        got == expected
+        if expected is None or math.isinf(expected)
+        else got == pytest.approx(expected)
+    )
 
 
 def test_parse_stage_buckets_reads_the_tracker_histogram_only():

@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.events import Acked, DeadlinePassed, Decided, Line, OrderPlaced, StatusChanged, TxBegun, Voted
-from workers.tracker.stages import Observation, OrderStages, advance, observe, stuck, waiting_for, window_counts
+from schemas.events import (
+    Acked,
+    DeadlinePassed,
+    Decided,
+    Line,
+    OrderPlaced,
+    StatusChanged,
+    TxBegun,
+    Voted,
+)
+from workers.tracker.stages import (
+    Observation,
+    OrderStages,
+    advance,
+    observe,
+    stuck,
+    waiting_for,
+    window_counts,
+)
 
 PLACED = OrderPlaced("o1", "c1", (Line("s", 2, 250),), "EUR", 500)
 
@@ -14,14 +31,23 @@ PLACED = OrderPlaced("o1", "c1", (Line("s", 2, 250),), "EUR", 500)
     "event, expected",
     [
         (PLACED, Observation("o1", "placed", 7, total_cents=500, currency="EUR")),
-        (TxBegun("o1", ("inventory", "payment"), 10_000), Observation("o1", "begun", 7, deadline_ms=10_000)),
+        (
+            TxBegun("o1", ("inventory", "payment"), 10_000),
+            Observation("o1", "begun", 7, deadline_ms=10_000),
+        ),
         (Voted("o1", "inventory", "yes", None), Observation("o1", "voted_inventory", 7)),
         (
             Voted("o1", "payment", "no", "insufficient_funds"),
             Observation("o1", "voted_payment", 7, reason="insufficient_funds"),
         ),
-        (Decided("o1", "abort", "deadline"), Observation("o1", "decided", 7, outcome="abort", reason="deadline")),
-        (StatusChanged("o1", "CONFIRMED", None, 1), Observation("o1", "decided", 7, outcome="commit")),
+        (
+            Decided("o1", "abort", "deadline"),
+            Observation("o1", "decided", 7, outcome="abort", reason="deadline"),
+        ),
+        (
+            StatusChanged("o1", "CONFIRMED", None, 1),
+            Observation("o1", "decided", 7, outcome="commit"),
+        ),
         (StatusChanged("o1", "SHIPPED", None, 1), Observation("o1", "shipped", 7)),
         (
             StatusChanged("o1", "REJECTED", "inventory:out_of_stock", 1),
@@ -81,11 +107,21 @@ HAPPY = (
                 o("decided", 9, outcome="abort"),
                 o("rejected", 20, reason="payment:insufficient_funds"),
             ),
-            [("begun", 5), ("voted_payment", 3), ("decided", 1), ("rejected", 11), ("end_to_end", 20)],
+            [
+                ("begun", 5),
+                ("voted_payment", 3),
+                ("decided", 1),
+                ("rejected", 11),
+                ("end_to_end", 20),
+            ],
         ),
         # no vote at all (a participant down): decided by the deadline, measured from begun
         (
-            (o("placed", 0), o("begun", 5, deadline_ms=4_005), o("decided", 4_010, outcome="abort")),
+            (
+                o("placed", 0),
+                o("begun", 5, deadline_ms=4_005),
+                o("decided", 4_010, outcome="abort"),
+            ),
             [("begun", 5), ("decided", 4_005)],
         ),
         # seen out of order (the topics are read side by side): measured when the predecessor comes
@@ -109,7 +145,12 @@ def test_latencies(observations, latencies):
 
 
 @pytest.mark.parametrize(
-    "again", [o("shipped", 999), o("placed", 1, total_cents=9, currency="USD"), o("begun", 5, deadline_ms=1)]
+    "again",
+    [
+        o("shipped", 999),
+        o("placed", 1, total_cents=9, currency="USD"),
+        o("begun", 5, deadline_ms=1),
+    ],
 )
 def test_a_stage_seen_again_changes_nothing(again):
     state, _ = fold(*HAPPY)
@@ -153,7 +194,11 @@ NOW = 100_000
         ),
         # aborted, the REJECTED status never came
         (
-            (o("placed", 0), o("begun", 10, deadline_ms=NOW - 9_000), o("decided", 40, outcome="abort")),
+            (
+                o("placed", 0),
+                o("begun", 10, deadline_ms=NOW - 9_000),
+                o("decided", 40, outcome="abort"),
+            ),
             NOW,
             ("decided", "rejected", 9.0),
         ),
@@ -178,7 +223,10 @@ def test_stuck(observations, now, expected):
         ((o("placed", 0),), "begun"),
         ((o("placed", 0), o("begun", 1)), "voted_inventory"),
         ((o("placed", 0), o("begun", 1), o("voted_inventory", 2)), "voted_payment"),
-        ((o("placed", 0), o("begun", 1), o("voted_payment", 2), o("voted_inventory", 3)), "decided"),
+        (
+            (o("placed", 0), o("begun", 1), o("voted_payment", 2), o("voted_inventory", 3)),
+            "decided",
+        ),
     ],
 )
 def test_waiting_for(observations, expected):
@@ -188,8 +236,14 @@ def test_waiting_for(observations, expected):
 @pytest.mark.parametrize(
     "obs, expected",
     [
-        (o("placed", 0, total_cents=500, currency="EUR"), (("orders", 1), ("revenue_cents:EUR", 500))),
-        (o("rejected", 0, reason="payment:unknown_customer"), (("rejected:payment:unknown_customer", 1),)),
+        (
+            o("placed", 0, total_cents=500, currency="EUR"),
+            (("orders", 1), ("revenue_cents:EUR", 500)),
+        ),
+        (
+            o("rejected", 0, reason="payment:unknown_customer"),
+            (("rejected:payment:unknown_customer", 1),),
+        ),
         (o("shipped", 0), ()),
     ],
 )

@@ -38,7 +38,12 @@ class Event:
 
 
 def tracker(retain_s: float = 60) -> Tracker:
-    t = Tracker(app=None, settings=SimpleNamespace(partitions=6), metrics=TrackerMetrics(), retain_s=retain_s)
+    t = Tracker(
+        app=None,
+        settings=SimpleNamespace(partitions=6),
+        metrics=TrackerMetrics(),
+        retain_s=retain_s,
+    )
     t.kind = TOPICS
     t.order_to_stages = {}  # faust's table is a dict to the fold
     t.minute_to_counts = defaultdict(int)
@@ -47,7 +52,9 @@ def tracker(retain_s: float = 60) -> Tracker:
 
 def feed(t: Tracker, topic: str, event, at_s: float) -> None:
     value, headers = encode(event)
-    t.handle(Event(Message(topic, partition_for(event.order_id.encode(), 6), 0, at_s, headers), value))
+    t.handle(
+        Event(Message(topic, partition_for(event.order_id.encode(), 6), 0, at_s, headers), value)
+    )
 
 
 def placed(t, order_id, at_s):

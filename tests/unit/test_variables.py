@@ -22,7 +22,10 @@ def readme_table() -> str:
     section = readme.split("## Configuration (environment)\n", 1)[1]
     lines = section.lstrip("\n").splitlines()
     return (
-        "\n".join(line for line in lines[: next(i for i, x in enumerate(lines) if not x.startswith("|"))]) + "\n"
+        "\n".join(
+            line for line in lines[: next(i for i, x in enumerate(lines) if not x.startswith("|"))]
+        )
+        + "\n"
     )
 
 
@@ -41,16 +44,31 @@ def declared(name: str) -> bool:
 
 def test_every_variable_named_anywhere_is_declared():
     sources = [
-        p for pkg in ("orderbus", "workers", "topics", "schemas", "infra") for p in (ROOT / pkg).rglob("*.py")
+        p
+        for pkg in ("orderbus", "workers", "topics", "schemas", "infra")
+        for p in (ROOT / pkg).rglob("*.py")
     ]
-    sources += [ROOT / "Makefile", ROOT / "README.md", *(ROOT / ".ci").iterdir(), *(ROOT / "infra").rglob("*.sh")]
-    named = {(m, p.relative_to(ROOT)) for p in sources if p.is_file() for m in MENTIONED.findall(p.read_text())}
-    # families are written with their placeholder cut off (`ORDERBUS_DSN_`, `ORDERBUS_KAFKA_PASSWORD_`)
+    sources += [
+        ROOT / "Makefile",
+        ROOT / "README.md",
+        *(ROOT / ".ci").iterdir(),
+        *(ROOT / "infra").rglob("*.sh"),
+    ]
+    named = {
+        (m, p.relative_to(ROOT))
+        for p in sources
+        if p.is_file()
+        for m in MENTIONED.findall(p.read_text())
+    }
+    # families are written with their placeholder cut off (`ORDERBUS_DSN_`,
+    # `ORDERBUS_KAFKA_PASSWORD_`)
     unknown = sorted(
         (n, str(p))
         for n, p in named
         if not declared(n)
-        and not any(v.name.startswith(n + "_<") or v.name.startswith(n + "<") for v in var.VARIABLES)
+        and not any(
+            v.name.startswith(n + "_<") or v.name.startswith(n + "<") for v in var.VARIABLES
+        )
         and not n.endswith("_")
     )
     assert unknown == []
@@ -62,9 +80,21 @@ def test_every_variable_named_anywhere_is_declared():
         (var.DEADLINE_MS, "0", "ORDERBUS_DEADLINE_MS=0 must be positive"),
         (var.DEADLINE_MS, "soon", "ORDERBUS_DEADLINE_MS='soon' is not an integer"),
         (var.INTAKE_MAX_BACKLOG, "-1", "ORDERBUS_INTAKE_MAX_BACKLOG=-1 must be 0 or more"),
-        (var.KAFKA_PORT, "50000", "ORDERBUS_KAFKA_PORT=50000 must be a port leaving room for three nodes"),
-        (var.TRACKER_RETAIN_S, "0", "ORDERBUS_TRACKER_RETAIN_S='0' must be a positive number of seconds"),
-        (var.LOG_LEVEL, "loud", "ORDERBUS_LOG_LEVEL='LOUD': one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        (
+            var.KAFKA_PORT,
+            "50000",
+            "ORDERBUS_KAFKA_PORT=50000 must be a port leaving room for three nodes",
+        ),
+        (
+            var.TRACKER_RETAIN_S,
+            "0",
+            "ORDERBUS_TRACKER_RETAIN_S='0' must be a positive number of seconds",
+        ),
+        (
+            var.LOG_LEVEL,
+            "loud",
+            "ORDERBUS_LOG_LEVEL='LOUD': one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        ),
         (var.TOPIC_PREFIX, "a b", "ORDERBUS_TOPIC_PREFIX='a b' may hold only letters"),
         (var.KAFKA_HEAP, "lots", "ORDERBUS_KAFKA_HEAP='lots' is not a JVM heap size"),
     ],
@@ -77,6 +107,8 @@ def test_a_wrong_value_is_refused_by_its_name(variable, raw, says):
 
 def test_an_empty_or_missing_variable_takes_its_default_or_the_callers():
     assert var.DEADLINE_MS.get({}) == var.DEADLINE_MS.get({"ORDERBUS_DEADLINE_MS": ""}) == 10_000
-    assert var.PARTITIONS.get({}, 6) == 6 and var.PARTITIONS.get({"ORDERBUS_PARTITIONS": "2"}, 6) == 2
+    assert (
+        var.PARTITIONS.get({}, 6) == 6 and var.PARTITIONS.get({"ORDERBUS_PARTITIONS": "2"}, 6) == 2
+    )
     assert var.LOG_LEVEL.get({"ORDERBUS_LOG_LEVEL": "debug"}) == "DEBUG"
     assert var.KAFKA_PASSWORD_FILE.of("INTAKE") == "ORDERBUS_KAFKA_PASSWORD_INTAKE_FILE"

@@ -34,7 +34,9 @@ def test_the_lag_is_read_before_the_state_it_vouches_for(monkeypatch):
 
     monkeypatch.setattr(verify_facts, "read", lambda *a, **k: iter(()))
     monkeypatch.setattr(verify_facts, "read_from", read_from)
-    monkeypatch.setattr(verify_facts, "connect", lambda settings, database: reads.append(database) or Conn())
+    monkeypatch.setattr(
+        verify_facts, "connect", lambda settings, database: reads.append(database) or Conn()
+    )
     monkeypatch.setattr(verify_facts.participant_store, "holds", lambda cur: {})
     monkeypatch.setattr(verify_facts.participant_store, "balances", lambda cur, ledger: [])
     monkeypatch.setattr(verify_facts, "lag", lambda settings: reads.append("lag") or {})

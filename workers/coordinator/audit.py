@@ -41,7 +41,10 @@ class Mismatch:
 
 
 def compare(
-    txs: dict[str, Tx], orders: dict[str, OrderPlaced], holds: dict[str, dict], status: dict[str, tuple]
+    txs: dict[str, Tx],
+    orders: dict[str, OrderPlaced],
+    holds: dict[str, dict],
+    status: dict[str, tuple],
 ) -> tuple[list[Mismatch], list[Mismatch], int]:
     """Every decided order of `txs` against the participants' `holds` (participant -> order id ->
     (state, amounts)) and the `status` read model (order id -> (status, reason)).
@@ -56,7 +59,11 @@ def compare(
         order = orders.get(oid)
         if order is None:
             bad.append(
-                Mismatch(oid, "unknown_order", f"decided {tx.outcome} but never published as a valid order")
+                Mismatch(
+                    oid,
+                    "unknown_order",
+                    f"decided {tx.outcome} but never published as a valid order",
+                )
             )
             continue
         audited += 1
@@ -74,7 +81,9 @@ def compare(
             if what:
                 # not acknowledged yet: the decision is still on its way to the participant
                 (pending if p not in tx.acked else bad).append(
-                    Mismatch(oid, f"{p}_{'not_applied' if tx.outcome == 'commit' else 'held'}", what)
+                    Mismatch(
+                        oid, f"{p}_{'not_applied' if tx.outcome == 'commit' else 'held'}", what
+                    )
                 )
         shown = status.get(oid, (None, None))[0]
         what = invariants.status_wrong(tx.outcome, shown)
@@ -137,7 +146,10 @@ def audit(settings) -> dict:
     names, kafka = settings.names, settings.kafka()
     txs, _, _, events = fold_log(settings, names.topic(TX_LOG))
     orders = placed_orders(kafka, names.topic(ORDERS_PLACED))
-    holds = {p: _query(settings.dsns[ledger.database], participant_store.holds) for p, ledger in LEDGERS.items()}
+    holds = {
+        p: _query(settings.dsns[ledger.database], participant_store.holds)
+        for p, ledger in LEDGERS.items()
+    }
     status = _query(settings.dsns[status_store.DATABASE], status_store.statuses)
     bad, pending, audited = compare(txs, orders, holds, status)
     return {
@@ -178,9 +190,13 @@ def rebuild_coordinator(settings) -> dict:
             "partition": p,
             "committed": committed_at[p],
             "position": stops[p],
-            "open_by_log": sum(1 for oid, tx in at_stop.items() if where[oid] == p and not is_finished(tx)),
+            "open_by_log": sum(
+                1 for oid, tx in at_stop.items() if where[oid] == p and not is_finished(tx)
+            ),
             "open_by_refold": len(refold_open[p]),
-            "open_now": sum(1 for oid, tx in txs.items() if where[oid] == p and not is_finished(tx)),
+            "open_now": sum(
+                1 for oid, tx in txs.items() if where[oid] == p and not is_finished(tx)
+            ),
         }
         for p in parts
     ]
@@ -207,7 +223,9 @@ def rebuild_coordinator(settings) -> dict:
 
 def _committed(settings, topic: str, group: str) -> tuple[list[int], dict[int, int]]:
     """The partitions of tx.log and the coordinator group's committed offset on each."""
-    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3}))
+    consumer = Consumer(
+        settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3})
+    )
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = sorted(meta.partitions)
@@ -231,13 +249,22 @@ def compare_refold(
         by_log = {oid for oid, tx in at_stop.items() if where[oid] == p and not is_finished(tx)}
         by_refold = refold_open[p]
         for oid in sorted(by_log - by_refold):
-            why = "no TxBegun in the log (an orphan)" if not at_stop[oid].begun else "open in the log"
+            why = (
+                "no TxBegun in the log (an orphan)" if not at_stop[oid].begun else "open in the log"
+            )
             differences.append(
-                _difference(oid, p, "missing_in_refold", f"{why}, but the coordinator's refold does not hold it")
+                _difference(
+                    oid,
+                    p,
+                    "missing_in_refold",
+                    f"{why}, but the coordinator's refold does not hold it",
+                )
             )
         for oid in sorted(by_refold - by_log):
             differences.append(
-                _difference(oid, p, "extra_in_refold", "held open by the refold, finished by the full fold")
+                _difference(
+                    oid, p, "extra_in_refold", "held open by the refold, finished by the full fold"
+                )
             )
         for oid in sorted(by_log & by_refold):
             if refold_outcome[oid] != at_stop[oid].outcome:

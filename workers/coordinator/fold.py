@@ -45,7 +45,9 @@ class Tx:
     begun: bool = False
     participants: tuple[str, ...] = ()
     deadline_ms: int | None = None
-    votes: tuple[tuple[str, str, str | None], ...] = ()  # distinct (participant, vote, reason), arrival order
+    votes: tuple[
+        tuple[str, str, str | None], ...
+    ] = ()  # distinct (participant, vote, reason), arrival order
     outcome: Outcome | None = None  # None until decided
     reason: str | None = None
     acks: frozenset[tuple[str, str]] = frozenset()  # (participant, outcome) as read from the log
@@ -53,7 +55,8 @@ class Tx:
 
     @property
     def acked(self) -> frozenset[str]:
-        """Participants that acknowledged *this* decision (an ack of the other outcome does not count)."""
+        """Participants that acknowledged *this* decision (an ack of the other outcome does not
+        count)."""
         return frozenset(p for p, outcome in self.acks if outcome == self.outcome)
 
     @property
@@ -104,7 +107,9 @@ def fold(tx: Tx | None, event: TxLogEvent) -> Tx:
         raise ValueError(f"event for {event.order_id!r} folded into {tx.order_id!r}")
     if isinstance(event, TxBegun):
         if not tx.begun:  # a second TxBegun (a replayed intake) is ignored
-            tx = replace(tx, begun=True, participants=event.participants, deadline_ms=event.deadline_ms)
+            tx = replace(
+                tx, begun=True, participants=event.participants, deadline_ms=event.deadline_ms
+            )
     elif isinstance(event, Voted):
         vote = (event.participant, event.vote, event.reason)
         if vote not in tx.votes:  # redelivered votes are the same recorded vote
@@ -172,7 +177,10 @@ def step(tx: Tx | None, event: TxLogEvent, now_ms: int) -> tuple[Tx, list[Output
     outputs: list[Output] = [("tx.log", Decided(tx.order_id, tx.outcome, tx.reason))]
     outputs += commands(tx, tx.targets)
     outputs.append(
-        ("status", StatusChanged(tx.order_id, "CONFIRMED" if confirmed else "REJECTED", tx.reason, now_ms))
+        (
+            "status",
+            StatusChanged(tx.order_id, "CONFIRMED" if confirmed else "REJECTED", tx.reason, now_ms),
+        )
     )
     return tx, outputs
 
@@ -225,7 +233,11 @@ def due(
     if now_ms - timers.resent_ms < min(resend_after_ms << min(timers.resends, 16), max_resend_ms):
         return timers, []
     acked = tx.acked
-    to = [p for p in tx.targets if p not in acked and _lost(p, timers, progress, now_ms, resend_after_ms)]
+    to = [
+        p
+        for p in tx.targets
+        if p not in acked and _lost(p, timers, progress, now_ms, resend_after_ms)
+    ]
     if not to:
         return timers, []
     return replace(timers, resent_ms=now_ms, resends=timers.resends + 1), commands(tx, to)
@@ -237,7 +249,9 @@ def _seen_ms(participant: str, timers: Timers, progress: Mapping[str, Progress])
     return seen.seen_ms if seen is not None else (timers.first_seen_ms or 0)
 
 
-def _behind(tx: Tx, timers: Timers, now_ms: int, progress: Mapping[str, Progress], stall_ms: int | None) -> bool:
+def _behind(
+    tx: Tx, timers: Timers, now_ms: int, progress: Mapping[str, Progress], stall_ms: int | None
+) -> bool:
     """Every participant yet to vote is alive and has not reached this order yet."""
     if not tx.begun or stall_ms is None:
         return False
@@ -246,13 +260,18 @@ def _behind(tx: Tx, timers: Timers, now_ms: int, progress: Mapping[str, Progress
     for p in missing:
         if now_ms - _seen_ms(p, timers, progress) >= stall_ms:
             return False  # silent: down or stuck
-        seen, begun = progress.get(p), timers.begun_at if timers.begun_at is not None else timers.begun_by
+        seen, begun = (
+            progress.get(p),
+            timers.begun_at if timers.begun_at is not None else timers.begun_by,
+        )
         if seen is not None and begun is not None and seen.voted_past > begun:
             return False  # went past it without a vote: the Prepare or the vote was lost
     return bool(missing)
 
 
-def _lost(p: str, timers: Timers, progress: Mapping[str, Progress], now_ms: int, quiet_ms: int) -> bool:
+def _lost(
+    p: str, timers: Timers, progress: Mapping[str, Progress], now_ms: int, quiet_ms: int
+) -> bool:
     """Whether the decision may never reach `p` unless sent again: it went past the decision
     without acknowledging it; or it was silent since the decision (down, or idle with the command
     lost: one re-send tells them apart); or it came back after the last re-send and went quiet

@@ -97,11 +97,17 @@ def effect_wrong(
 
 
 def not_conserved(ledger: Mapping[str, tuple]) -> list[str]:
-    return [k for k, (initial, available, held, final) in ledger.items() if initial != available + held + final]
+    return [
+        k
+        for k, (initial, available, held, final) in ledger.items()
+        if initial != available + held + final
+    ]
 
 
 def negative(ledger: Mapping[str, tuple]) -> list[str]:
-    return [k for k, (_, available, held, final) in ledger.items() if min(available, held, final) < 0]
+    return [
+        k for k, (_, available, held, final) in ledger.items() if min(available, held, final) < 0
+    ]
 
 
 def still_held(ledger: Mapping[str, tuple]) -> list[str]:

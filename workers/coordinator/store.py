@@ -19,7 +19,9 @@ def load_open(cur, parts: list[int]) -> dict[int, tuple[int, list[tuple[Tx, int]
     each one's last event), for the partitions that have a snapshot."""
     cur.execute("SELECT part, next_offset FROM snapshots WHERE part = ANY(%s)", (parts,))
     out: dict[int, tuple[int, list[tuple[Tx, int]]]] = {p: (o, []) for p, o in cur.fetchall()}
-    cur.execute("SELECT part, tx, at_offset FROM txs WHERE part = ANY(%s) AND NOT finished", (list(out),))
+    cur.execute(
+        "SELECT part, tx, at_offset FROM txs WHERE part = ANY(%s) AND NOT finished", (list(out),)
+    )
     for part, tx, at in cur.fetchall():
         out[part][1].append((from_dict(tx), at))
     return out
@@ -29,7 +31,9 @@ def lookup(cur, order_ids: list[str]) -> dict[tuple[int, str], tuple[Tx, int]]:
     """(partition, order id) -> what is saved of these orders, with the offset of each one's
     last event. An order's events all sit on one partition, and a row counts only for the
     partition it was folded from."""
-    cur.execute("SELECT part, order_id, tx, at_offset FROM txs WHERE order_id = ANY(%s)", (order_ids,))
+    cur.execute(
+        "SELECT part, order_id, tx, at_offset FROM txs WHERE order_id = ANY(%s)", (order_ids,)
+    )
     return {(part, oid): (from_dict(tx), at) for part, oid, tx, at in cur.fetchall()}
 
 
@@ -41,10 +45,10 @@ def save(cur, rows: list[tuple[str, int, int, bool, Tx]], positions: dict[int, i
     if rows:
         execute_values(
             cur,
-            "INSERT INTO txs (order_id, part, at_offset, finished, tx) VALUES %s "
-            "ON CONFLICT (order_id) DO UPDATE SET at_offset = EXCLUDED.at_offset, "
-            "finished = EXCLUDED.finished, tx = EXCLUDED.tx "
-            "WHERE txs.part = EXCLUDED.part AND txs.at_offset < EXCLUDED.at_offset",
+            "INSERT INTO txs (order_id, part, at_offset, finished, tx) VALUES %s ON CONFLICT "
+            "(order_id) DO UPDATE SET at_offset = EXCLUDED.at_offset, finished = "
+            "EXCLUDED.finished, tx = EXCLUDED.tx WHERE txs.part = EXCLUDED.part AND txs.at_offset "
+            "< EXCLUDED.at_offset",
             [
                 (oid, part, at, done, Json(to_dict(tx)))
                 for oid, part, at, done, tx in sorted(rows, key=lambda r: r[0])
@@ -53,9 +57,8 @@ def save(cur, rows: list[tuple[str, int, int, bool, Tx]], positions: dict[int, i
     if positions:
         execute_values(
             cur,
-            "INSERT INTO snapshots (part, next_offset) VALUES %s "
-            "ON CONFLICT (part) DO UPDATE SET next_offset = EXCLUDED.next_offset "
-            "WHERE snapshots.next_offset < EXCLUDED.next_offset",
+            "INSERT INTO snapshots (part, next_offset) VALUES %s ON CONFLICT (part) DO UPDATE SET "
+            "next_offset = EXCLUDED.next_offset WHERE snapshots.next_offset < EXCLUDED.next_offset",
             sorted(positions.items()),
         )
 

@@ -44,7 +44,13 @@ class CoordinatorHandler:
     sync_every_s = 1.0  # how often it saves (workers/runtime/handler.py Handler.sync_every_s)
 
     def __init__(
-        self, settings, db, names, metrics, resend_after_ms: int = 3000, verifier: Verifier | None = None
+        self,
+        settings,
+        db,
+        names,
+        metrics,
+        resend_after_ms: int = 3000,
+        verifier: Verifier | None = None,
     ):
         self.settings, self.db, self.metrics = settings, db, metrics
         self.resend_after_ms = resend_after_ms
@@ -89,7 +95,9 @@ class CoordinatorHandler:
         deadline = time.monotonic() + TAKE_OVER_RETRY_S
         while True:
             try:
-                return take_over(self.settings, self.db, self.group, self.tx_log, wanted, self.on_progress)
+                return take_over(
+                    self.settings, self.db, self.group, self.tx_log, wanted, self.on_progress
+                )
             except (KafkaException, ReadError) as e:
                 if time.monotonic() + TAKE_OVER_PAUSE_S > deadline:
                     raise
@@ -109,7 +117,9 @@ class CoordinatorHandler:
         events, outs = decode_batch(
             messages, self.metrics, now_ms, self.accepts, self.dlq, check=self.verifier.check
         )
-        decided = fold_into(self.partitions, self.db, [(m.partition(), m.offset(), e) for m, e in events], now_ms)
+        decided = fold_into(
+            self.partitions, self.db, [(m.partition(), m.offset(), e) for m, e in events], now_ms
+        )
         for msg in messages:
             self.partitions[msg.partition()].next_offset = msg.offset() + 1
         made = False
@@ -120,7 +130,10 @@ class CoordinatorHandler:
                 made = True
                 count = self.metrics.decisions.labels(first.outcome, first.reason or "").inc
             # counted once, with the first of the decision's outputs
-            outs += [emit(t, e, count if n == 0 else None) for n, (t, e) in enumerate(routed(self.dest, outputs))]
+            outs += [
+                emit(t, e, count if n == 0 else None)
+                for n, (t, e) in enumerate(routed(self.dest, outputs))
+            ]
         if made:
             self.crash.reach("after_decision")
         return outs
@@ -225,7 +238,9 @@ def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: 
     stops = {p: b for p, (_, b) in ranges.items()}
     verifier = Verifier.of(settings)
     refused = 0
-    for msg in read(settings.kafka(), topic, starts, stops, timeout_s=3600, group=group, on_progress=beat):
+    for msg in read(
+        settings.kafka(), topic, starts, stops, timeout_s=3600, group=group, on_progress=beat
+    ):
         _, partition, offset = coordinates(msg)
         try:
             items.append((partition, offset, verifier.decode(msg)))
@@ -236,13 +251,17 @@ def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: 
             flush()
     flush()
     if refused:
-        log.warning("re-fold of %s skipped %d records refused when first read", sorted(ranges), refused)
+        log.warning(
+            "re-fold of %s skipped %d records refused when first read", sorted(ranges), refused
+        )
     for p, (_, stop) in ranges.items():
         partitions[p].next_offset = stop
 
 
 def _committed(settings, group: str, topic: str, parts: list[int]) -> dict[int, tuple[int, str]]:
-    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3}))
+    consumer = Consumer(
+        settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3})
+    )
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
     finally:

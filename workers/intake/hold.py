@@ -37,13 +37,17 @@ Watched = tuple[str, str]  # (group, the topic it reads)
 Backlog = dict[int, int]  # partition: records behind
 
 
-def hold(backlogs: list[Backlog], held: frozenset[int], limit: int, partitions: int) -> frozenset[int]:
+def hold(
+    backlogs: list[Backlog], held: frozenset[int], limit: int, partitions: int
+) -> frozenset[int]:
     """The partitions to hold: those past their share of the limit in any group; once held,
     until every group is back under half of it, so intake does not pause and resume on every
     look."""
     share = max(1, limit // partitions)
     worst = {p: max((b.get(p, 0) for b in backlogs), default=0) for p in range(partitions)}
-    return frozenset(p for p, behind in worst.items() if behind > (share // 2 if p in held else share))
+    return frozenset(
+        p for p, behind in worst.items() if behind > (share // 2 if p in held else share)
+    )
 
 
 def known(
@@ -117,10 +121,14 @@ class Downstream:
         try:
             while not self.stopped.is_set():
                 try:
-                    self._decide((group, topic), backlog(self.admin, reader, topic, self.partitions))
+                    self._decide(
+                        (group, topic), backlog(self.admin, reader, topic, self.partitions)
+                    )
                 except KafkaException as e:
                     self._decide((group, topic), error=str(e))
-                except Exception as e:  # whatever a look raises, the group is unknown, not its watcher gone
+                except (
+                    Exception
+                ) as e:  # whatever a look raises, the group is unknown, not its watcher gone
                     log.exception("looking at %s's backlog", group)
                     self._decide((group, topic), error=repr(e))
                 self.stopped.wait(CHECK_EVERY_S)
@@ -140,7 +148,8 @@ class Downstream:
             held = hold(backlogs, self.held, self.limit, self.partitions)
             if held != self.held:
                 log.info(
-                    "holding new orders of partitions %s (%s before): downstream backlogs %s (limit %d)",
+                    "holding new orders of partitions %s (%s before): downstream backlogs %s "
+                    "(limit %d)",
                     sorted(held) or "none",
                     sorted(self.held) or "none",
                     [sum(b.values()) for b in backlogs],
@@ -152,7 +161,9 @@ class Downstream:
     def _say(self, unknown: set[str]) -> None:
         for group in sorted(unknown - self.unknown):
             why = "; ".join(e for (g, _), e in self.errors.items() if g == group)
-            log.warning("cannot read %s's backlog, not holding for it: %s", group, why or "no answer yet")
+            log.warning(
+                "cannot read %s's backlog, not holding for it: %s", group, why or "no answer yet"
+            )
             self.on_unknown(group, True)
         for group in sorted(self.unknown - unknown):
             log.info("%s's backlog is read again", group)

@@ -51,7 +51,8 @@ def count_placed(cur) -> int:
 def order_of(cur, order_id: str) -> tuple | None:
     """(customer id, total cents, currency, recorded at) of one order, or None."""
     cur.execute(
-        "SELECT customer_id, total_cents, currency, recorded_at FROM orders WHERE order_id = %s", (order_id,)
+        "SELECT customer_id, total_cents, currency, recorded_at FROM orders WHERE order_id = %s",
+        (order_id,),
     )
     return cur.fetchone()
 

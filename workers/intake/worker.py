@@ -17,7 +17,12 @@ class IntakeHandler(Stateless):
     accepts = ("OrderPlaced",)
 
     def __init__(
-        self, db: Database, names: Names, metrics, deadline_ms: int, downstream: Downstream | None = None
+        self,
+        db: Database,
+        names: Names,
+        metrics,
+        deadline_ms: int,
+        downstream: Downstream | None = None,
     ):
         self.db, self.metrics, self.deadline_ms = db, metrics, deadline_ms
         self.downstream = downstream
@@ -68,7 +73,9 @@ class IntakeHandler(Stateless):
                         msg.offset(),
                     )
                 )
-            outs += [emit(t, e) for t, e in routed(self.dest, begin(order, now_ms, self.deadline_ms))]
+            outs += [
+                emit(t, e) for t, e in routed(self.dest, begin(order, now_ms, self.deadline_ms))
+            ]
         if rows:  # recorded with their PENDING rows, the read model showing them at once
             status.add_pending(cur, [r[0] for r in rows], after=store.recording(cur, rows))
         return outs

@@ -24,7 +24,9 @@ class Resource:
 
 
 INVENTORY = Resource("inventory", lambda o: dict(_lines(o)), "unknown_sku", "out_of_stock")
-PAYMENT = Resource("payment", lambda o: {o.customer_id: o.total_cents}, "unknown_customer", "insufficient_funds")
+PAYMENT = Resource(
+    "payment", lambda o: {o.customer_id: o.total_cents}, "unknown_customer", "insufficient_funds"
+)
 
 
 def _lines(order: OrderPlaced):
@@ -51,7 +53,9 @@ class Outcome:
     anomalies: list[str]  # protocol breaches, for the operator
 
 
-def apply(resource: Resource, available: Mapping[str, int], known: Mapping[str, Hold], commands: list) -> Outcome:
+def apply(
+    resource: Resource, available: Mapping[str, int], known: Mapping[str, Hold], commands: list
+) -> Outcome:
     """Apply a batch of Prepare / Commit / Abort in order. `available` holds the current
     available amount of every key the batch may touch (a missing key does not exist); `known`
     the recorded hold of every order in the batch. Inputs are not mutated."""

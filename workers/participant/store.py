@@ -57,7 +57,8 @@ def locked_holds(cur, order_ids: list[str]) -> dict[str, Hold]:
     deadlock on a pair of orders."""
     cur.execute(
         LOCK_EACH_ID
-        + "SELECT order_id, vote, state, reason, amounts FROM holds WHERE order_id = ANY(%(ids)s) FOR UPDATE",
+        + "SELECT order_id, vote, state, reason, amounts FROM holds WHERE order_id = ANY(%(ids)s) "
+        "FOR UPDATE",
         {"ids": order_ids},
     )
     return {r[0]: Hold(r[0], r[1], r[2], r[3], r[4]) for r in cur.fetchall()}
@@ -85,7 +86,8 @@ def write(cur, ledger: Ledger, holds, changed: list[tuple[str, int, int, int]]) 
         sql.append(
             b"INSERT INTO holds (order_id, vote, state, reason, amounts) VALUES "
             + values(cur, "(%s, %s, %s, %s, %s)", rows)
-            + b" ON CONFLICT (order_id) DO UPDATE SET vote = EXCLUDED.vote, state = EXCLUDED.state, "
+            + b" ON CONFLICT (order_id) DO UPDATE SET vote = EXCLUDED.vote, state = "
+            b"EXCLUDED.state, "
             b"reason = EXCLUDED.reason, amounts = EXCLUDED.amounts, changed_at = now()"
         )
     if changed:
@@ -116,14 +118,18 @@ def held_orders(cur, among: list[str] | None = None) -> list[str]:
     if among is None:
         cur.execute("SELECT order_id FROM holds WHERE state = 'held'")
     else:
-        cur.execute("SELECT order_id FROM holds WHERE state = 'held' AND order_id = ANY(%s)", (among,))
+        cur.execute(
+            "SELECT order_id FROM holds WHERE state = 'held' AND order_id = ANY(%s)", (among,)
+        )
     return [r[0] for r in cur.fetchall()]
 
 
 def held_since(cur) -> list[tuple[str, object]]:
     """(order id, when its hold was written) of every yes vote waiting for a decision, oldest
     first: the console's in-doubt pane."""
-    cur.execute("SELECT order_id, changed_at FROM holds WHERE state = 'held' ORDER BY changed_at, order_id")
+    cur.execute(
+        "SELECT order_id, changed_at FROM holds WHERE state = 'held' ORDER BY changed_at, order_id"
+    )
     return cur.fetchall()
 
 
@@ -134,14 +140,24 @@ def holds(cur) -> dict[str, tuple]:
 
 
 def hold_of(cur, order_id: str) -> dict | None:
-    cur.execute("SELECT state, vote, reason, amounts, changed_at FROM holds WHERE order_id = %s", (order_id,))
+    cur.execute(
+        "SELECT state, vote, reason, amounts, changed_at FROM holds WHERE order_id = %s",
+        (order_id,),
+    )
     row = cur.fetchone()
-    return None if row is None else dict(zip(("state", "vote", "reason", "amounts", "changed_at"), row))
+    return (
+        None
+        if row is None
+        else dict(zip(("state", "vote", "reason", "amounts", "changed_at"), row))
+    )
 
 
 def balances(cur, ledger: Ledger) -> list[tuple]:
     """(key, initial, available, held, final) of every row, by key."""
-    cur.execute(f"SELECT {ledger.key}, {', '.join(ledger.amounts)} FROM {ledger.table} ORDER BY {ledger.key}")
+    cur.execute(
+        f"SELECT {ledger.key}, {', '.join(ledger.amounts)} FROM {ledger.table} ORDER BY "
+        f"{ledger.key}"
+    )
     return cur.fetchall()
 
 

@@ -44,7 +44,8 @@ def consumer_config(settings, cfg: LoopConfig) -> dict:
             "client.id": f"{cfg.group}-{cfg.instance}",
             "isolation.level": "read_committed",  # never act on an aborted transaction's output
             "enable.auto.commit": False,  # committed once the batch's outputs are acknowledged
-            "auto.offset.reset": "earliest",  # a new group starts from the beginning: nothing skipped
+            # a new group starts from the beginning: nothing skipped
+            "auto.offset.reset": "earliest",
             # between two polls a batch may wait out its database's retry budget, with a stall short
             # of the watchdog's limit before and after it; any longer, the watchdog or the database
             # error has ended the process. Past this interval the group would hand a live instance's

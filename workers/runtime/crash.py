@@ -23,10 +23,13 @@ def parse(spec: str) -> dict[tuple[str, str], float]:
             worker, point, prob = item.split(":")
             p = float(prob)
         except ValueError:
-            raise ValueError(f"ORDERBUS_CRASH item {item!r} is not worker:point:probability") from None
+            raise ValueError(
+                f"ORDERBUS_CRASH item {item!r} is not worker:point:probability"
+            ) from None
         if point not in POINTS or not 0 <= p <= 1:
             raise ValueError(
-                f"ORDERBUS_CRASH item {item!r}: point must be one of {POINTS}, probability within 0..1"
+                f"ORDERBUS_CRASH item {item!r}: point must be one of {POINTS}, probability within "
+                "0..1"
             )
         plan[(worker, point)] = p
     return plan

@@ -19,8 +19,8 @@ Json = psycopg2.extras.Json
 # deadlock on a pair of ids): for rows that may not exist yet, which no row lock can cover. Ends
 # with `;`, to lead the statement that reads what it guards in the same round trip.
 LOCK_EACH_ID = (
-    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
-    "hashtextextended(id, 0) AS k FROM unnest(%(ids)s::text[]) AS id) AS ks ORDER BY k;"
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(id, 0) AS k FROM "
+    "unnest(%(ids)s::text[]) AS id) AS ks ORDER BY k;"
 )
 
 
@@ -51,7 +51,8 @@ SESSION = {
     "idle_in_transaction_session_timeout": "10s",
     # a healthy batch holds its locks ~0.1 s, a slow one about a second: a longer wait (on a
     # stopped worker, or on any other session holding a lock) becomes an error that is retried,
-    # logged and counted (orderbus_db_retries_total), and that the watchdog does not take for a stall
+    # logged and counted (orderbus_db_retries_total), and that the watchdog does not take for a
+    # stall
     "lock_timeout": "5s",
     # the server's TCP keepalives: a worker host gone away is noticed in ~11 s, not the OS's 2 h
     "tcp_keepalives_idle": "5",
@@ -60,7 +61,12 @@ SESSION = {
 }
 # libpq's TCP keepalives (the client's side): a server gone away while a worker waits on it
 # becomes a connection error, retried, after ~11 s instead of an endless wait
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
 
 
 # how long one batch retries its database (a restart, a failover) before the error ends the worker;
@@ -81,7 +87,9 @@ class Database:
         try:
             conn.autocommit = True  # the settings last for the session, not one transaction
             with conn.cursor() as cur:
-                cur.execute("".join(f"SET {name} = %s;" for name in SESSION), list(SESSION.values()))
+                cur.execute(
+                    "".join(f"SET {name} = %s;" for name in SESSION), list(SESSION.values())
+                )
             conn.autocommit = False
         except BaseException:
             conn.close()
@@ -116,7 +124,9 @@ class Database:
             except TRANSIENT as e:
                 if time.monotonic() > deadline or stop():
                     raise
-                log.warning("database error (%s); retrying the batch in %.1fs", str(e).strip(), delay)
+                log.warning(
+                    "database error (%s); retrying the batch in %.1fs", str(e).strip(), delay
+                )
                 self.on_retry()
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)

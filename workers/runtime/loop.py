@@ -157,7 +157,8 @@ class Loop:
             stalled = self.liveness.stalled_s()
             if stalled > self.cfg.stall_s and not self.stopping:
                 log.critical(
-                    "no progress for %.0f s on a partition with records behind it; exiting to be restarted",
+                    "no progress for %.0f s on a partition with records behind it; exiting to be "
+                    "restarted",
                     stalled,
                 )
                 logging.shutdown()
@@ -166,7 +167,10 @@ class Loop:
     def run(self) -> None:
         threading.Thread(target=self._watchdog, daemon=True).start()
         self.consumer.subscribe(
-            list(self.handler.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            list(self.handler.topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
         try:
             while not self.stopping:
@@ -195,7 +199,9 @@ class Loop:
             # a partition revoked inside consume() (after poll() returned one of its messages)
             # belongs to its new owner now: nothing of it is processed or committed here
             owned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-            messages = [m for m in messages if m.error() is not None or (m.topic(), m.partition()) in owned]
+            messages = [
+                m for m in messages if m.error() is not None or (m.topic(), m.partition()) in owned
+            ]
         t0 = time.monotonic()
         batch = []
         for msg in messages:
@@ -226,7 +232,9 @@ class Loop:
         self._progressed(committed)
         if batch:
             self.metrics.batch_size.labels(self.metrics.worker).observe(len(batch))
-            self.metrics.batch_ms.labels(self.metrics.worker).observe((time.monotonic() - t0) * 1000)
+            self.metrics.batch_ms.labels(self.metrics.worker).observe(
+                (time.monotonic() - t0) * 1000
+            )
 
     def _hold(self, held: frozenset[int]) -> None:
         """Pause the owned partitions the handler holds, resume them after. The rounds go on
@@ -340,7 +348,11 @@ class Loop:
 
     def _at_end(self, tp: TopicPartition) -> bool:
         low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-        at = tp.offset if tp.offset >= 0 else self.starts.get((tp.topic, tp.partition), OFFSET_INVALID)
+        at = (
+            tp.offset
+            if tp.offset >= 0
+            else self.starts.get((tp.topic, tp.partition), OFFSET_INVALID)
+        )
         if at == OFFSET_BEGINNING:
             at = low
         return 0 <= high <= at
@@ -353,7 +365,11 @@ class Loop:
             try:
                 if out.partition is None:
                     self.producer.produce(
-                        out.topic, key=out.key, value=out.value, headers=headers, on_delivery=on_delivery
+                        out.topic,
+                        key=out.key,
+                        value=out.value,
+                        headers=headers,
+                        on_delivery=on_delivery,
                     )
                 else:
                     self.producer.produce(

@@ -68,7 +68,11 @@ def dead_letter(msg: Message, error: DeadLetter, metrics, now_ms: int, dlq_topic
         (DLQ_AT_MS, str(now_ms).encode()),
     ]
     return Out(
-        dlq_topic, key, value, headers, count=metrics.dead_letters.labels(metrics.worker, error.reason).inc
+        dlq_topic,
+        key,
+        value,
+        headers,
+        count=metrics.dead_letters.labels(metrics.worker, error.reason).inc,
     )
 
 

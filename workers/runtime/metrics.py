@@ -5,7 +5,14 @@ in loop.py)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 from schemas.errors import reasons as dead_letter_reasons
 from topics.catalogue import ACCESS, ORDERS_DLQ
@@ -39,7 +46,11 @@ class Metrics:
         self.consumed = Counter(CONSUMED, "Messages consumed", ["worker", "topic"], registry=r)
         self.produced = Counter(PRODUCED, "Messages produced", ["worker", "topic"], registry=r)
         self.batch_size = Histogram(
-            BATCH_SIZE, "Messages per batch", ["worker"], buckets=(1, 5, 10, 50, 100, 200, 500, 1000), registry=r
+            BATCH_SIZE,
+            "Messages per batch",
+            ["worker"],
+            buckets=(1, 5, 10, 50, 100, 200, 500, 1000),
+            registry=r,
         )
         self.batch_ms = Histogram(
             BATCH_MS,
@@ -51,26 +62,32 @@ class Metrics:
         self.dead_letters = Counter(
             DEAD_LETTERS, "Messages sent to the dead-letter topic", ["worker", "reason"], registry=r
         )
-        self.rebalances = Counter(REBALANCES, "Partition assignment changes", ["worker", "kind"], registry=r)
+        self.rebalances = Counter(
+            REBALANCES, "Partition assignment changes", ["worker", "kind"], registry=r
+        )
         self.assigned = Gauge(ASSIGNED, "Partitions this instance owns", ["worker"], registry=r)
         self.stalled = Gauge(
             STALLED,
-            "Seconds since the owned partition that "
-            "waited longest progressed (a batch of it committed, or nothing was "
-            "behind it), not counting waits on the database; the watchdog ends "
-            "the worker past its limit",
+            "Seconds since the owned partition that waited longest progressed (a batch of it "
+            "committed, or nothing was behind it), not counting waits on the database; the "
+            "watchdog ends the worker past its limit",
             ["worker"],
             registry=r,
         )
         self.db_retries = Counter(
-            DB_RETRIES, "Database operations retried after a transient error", ["worker"], registry=r
+            DB_RETRIES,
+            "Database operations retried after a transient error",
+            ["worker"],
+            registry=r,
         )
-        self.decisions = Counter(DECISIONS, "Coordinator decisions", ["outcome", "reason"], registry=r)
+        self.decisions = Counter(
+            DECISIONS, "Coordinator decisions", ["outcome", "reason"], registry=r
+        )
         self.votes = Counter(VOTES, "Participant votes", ["worker", "vote", "reason"], registry=r)
         self.held = Gauge(
             INPUT_HELD,
-            "Partitions of its input the worker reads nothing new of, because a worker "
-            "downstream of it is far behind on them (back-pressure)",
+            "Partitions of its input the worker reads nothing new of, because a worker downstream "
+            "of it is far behind on them (back-pressure)",
             ["worker"],
             registry=r,
         )

@@ -22,7 +22,14 @@ INTAKE_MAX_BACKLOG: int = var.INTAKE_MAX_BACKLOG.default
 TRACKER_GRACE_S: float = var.TRACKER_GRACE_S.default
 TRACKER_RETAIN_S: float = var.TRACKER_RETAIN_S.default
 
-__all__ = ["SERVICES", "Settings", "SettingsError", "INTAKE_MAX_BACKLOG", "TRACKER_GRACE_S", "TRACKER_RETAIN_S"]
+__all__ = [
+    "SERVICES",
+    "Settings",
+    "SettingsError",
+    "INTAKE_MAX_BACKLOG",
+    "TRACKER_GRACE_S",
+    "TRACKER_RETAIN_S",
+]
 
 
 # a DSN's password, as libpq takes it: `password=...` (quoted or not; also a URI's query
@@ -43,7 +50,9 @@ class Settings:
     pg_port: int = var.PG_PORT.default
     kafka_base_port: int = var.KAFKA_PORT.default
     brokers: int = 3  # of the local cluster (as `up` left it)
-    hosts: bool = False  # the local cluster's nodes and PostgreSQL on hosts of their own (`up --hosts`)
+    hosts: bool = (
+        False  # the local cluster's nodes and PostgreSQL on hosts of their own (`up --hosts`)
+    )
     deadline_ms: int = var.DEADLINE_MS.default
     intake_max_backlog: int = INTAKE_MAX_BACKLOG  # records behind downstream; 0: never hold
     prefix: str = var.TOPIC_PREFIX.default  # of every topic and group name (tests)
@@ -56,14 +65,18 @@ class Settings:
     tracker_retain_s: float = TRACKER_RETAIN_S  # how far past a finished order it is dropped
     host_id: str = "localhost"  # this host's part of its instances' ids
     log_level: str = var.LOG_LEVEL.default  # of the workers' and the tracker's logs
-    crash: str = var.CRASH.default  # fault injection, worker:point:probability[,...] (workers/runtime/crash.py)
+    crash: str = (
+        var.CRASH.default
+    )  # fault injection, worker:point:probability[,...] (workers/runtime/crash.py)
     env: dict = field(default_factory=dict, repr=False)  # credentials and key files (from_env)
 
     def __repr__(self) -> str:
         # a repr lands in tracebacks, logs and test reports: the DSNs' passwords stay out of it
         shown = replace(self, dsns={k: redact(v) for k, v in self.dsns.items()})
         return (
-            "Settings(" + ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in fields(self) if f.repr) + ")"
+            "Settings("
+            + ", ".join(f"{f.name}={getattr(shown, f.name)!r}" for f in fields(self) if f.repr)
+            + ")"
         )
 
     @classmethod
@@ -77,7 +90,9 @@ class Settings:
         base = var.KAFKA_PORT.get(env, state.get("kafka_base_port"))
         brokers, hosts = state.get("brokers", 3), state.get("hosts", False)
         # a cluster `up` made before security existed is plaintext; a new one is secure
-        security = var.KAFKA_SECURITY.get(env, state.get("security", "plaintext" if state else "sasl_ssl"))
+        security = var.KAFKA_SECURITY.get(
+            env, state.get("security", "plaintext" if state else "sasl_ssl")
+        )
         layout = Layout(
             home=home,
             brokers=brokers,
@@ -103,7 +118,9 @@ class Settings:
             ca_file=var.KAFKA_CA.get(env, str(layout.ca_file)),
             tracker_grace_s=var.TRACKER_GRACE_S.get(env),
             tracker_retain_s=var.TRACKER_RETAIN_S.get(env),
-            host_id=var.HOST_ID.get(env, re.sub(f"[^{NAME_CHARS}]", "-", socket.gethostname()) or "localhost"),
+            host_id=var.HOST_ID.get(
+                env, re.sub(f"[^{NAME_CHARS}]", "-", socket.gethostname()) or "localhost"
+            ),
             log_level=var.LOG_LEVEL.get(env),
             crash=_crash(var.CRASH.get(env)),
             # credentials and key files, read when a client or a signer needs them
@@ -118,7 +135,9 @@ class Settings:
     def names(self) -> Names:
         return Names(self.prefix, self.partitions)
 
-    def layout(self, brokers: int | None = None, secure: bool | None = None, hosts: bool | None = None) -> Layout:
+    def layout(
+        self, brokers: int | None = None, secure: bool | None = None, hosts: bool | None = None
+    ) -> Layout:
         return Layout(
             home=self.home,
             brokers=brokers or self.brokers,

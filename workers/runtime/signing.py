@@ -127,7 +127,9 @@ Keys = Mapping[str, "bytes | Iterable[bytes]"]
 class Verifier:
     """Checks that an event was signed by its author and sits where its order's events sit."""
 
-    def __init__(self, keys: Keys, reload: Callable[[], Keys] | None = None, partitions: int = PARTITIONS):
+    def __init__(
+        self, keys: Keys, reload: Callable[[], Keys] | None = None, partitions: int = PARTITIONS
+    ):
         self.keys: dict[str, dict[str, bytes]] = {}
         self._take(keys)
         self.reload = reload
@@ -161,15 +163,22 @@ class Verifier:
         claimed, given = _bytes(h.get(SIGNER)).decode(errors="replace"), _bytes(h.get(SIGNATURE))
         writer = author(event)
         if claimed != writer or writer not in self.keys:
-            raise ForgedEventError(f"{event.TYPE} is {writer}'s to write; signed by {claimed or 'nobody'}")
-        keys = self._keys(writer, _bytes(h.get(KEY_ID)).decode(errors="replace") if KEY_ID in h else None)
+            raise ForgedEventError(
+                f"{event.TYPE} is {writer}'s to write; signed by {claimed or 'nobody'}"
+            )
+        keys = self._keys(
+            writer, _bytes(h.get(KEY_ID)).decode(errors="replace") if KEY_ID in h else None
+        )
         headers = msg.headers() or ()
         if not any(
-            hmac.compare_digest(given, signature(k, msg.topic(), msg.key(), msg.value(), headers)) for k in keys
+            hmac.compare_digest(given, signature(k, msg.topic(), msg.key(), msg.value(), headers))
+            for k in keys
         ):
             raise ForgedEventError(f"{event.TYPE} signed as {writer} with another key, or altered")
         if event.TYPE == "TxBegun" and sorted(event.participants) != sorted(PARTICIPANTS):
-            raise RuleViolationError(f"TxBegun names {list(event.participants)}, not {list(PARTICIPANTS)}")
+            raise RuleViolationError(
+                f"TxBegun names {list(event.participants)}, not {list(PARTICIPANTS)}"
+            )
 
     def _keys(self, writer: str, kid: str | None) -> list[bytes]:
         """The keys a record of `writer`'s may be signed with: the one its id names, or, on a
@@ -183,7 +192,9 @@ class Verifier:
         if kid not in held and self.reload:
             try:
                 self._take(self.reload())
-            except Exception as e:  # a key file being written: the record is judged on what is known
+            except (
+                Exception
+            ) as e:  # a key file being written: the record is judged on what is known
                 log.warning("reading the signing keys again failed: %s", e)
         return [held[kid]] if kid in held else []
 
@@ -193,7 +204,9 @@ def placed(msg, event, partitions: int) -> None:
     partition of `partitions` (Kafka's default partitioner, which every orderbus producer uses)."""
     key = msg.key()
     if key != event.order_id.encode():
-        raise MisplacedEventError(f"{event.TYPE} of order {event.order_id!r} keyed {(key or b'')[:80]!r}")
+        raise MisplacedEventError(
+            f"{event.TYPE} of order {event.order_id!r} keyed {(key or b'')[:80]!r}"
+        )
     home = partition_for(key, partitions)
     if msg.partition() != home:
         raise MisplacedEventError(
@@ -206,4 +219,6 @@ def signed_as(
 ) -> list[tuple[str, str | bytes | None]]:
     """`headers` with `writer`'s signature, for a record an operator's tool writes in a service's
     name (it holds every key, as the coordinator does)."""
-    return Signer(writer, settings.signing_key(writer), (topic,)).headers(topic, msg_key, value, headers)
+    return Signer(writer, settings.signing_key(writer), (topic,)).headers(
+        topic, msg_key, value, headers
+    )

@@ -13,7 +13,9 @@ DATABASE = DATABASE_OF["shipping"]
 def book(cur, order_ids: list[str]) -> None:
     """One shipment per order, however often it is booked (the order id is the key)."""
     execute_values(
-        cur, "INSERT INTO shipments (order_id) VALUES %s ON CONFLICT DO NOTHING", [(o,) for o in order_ids]
+        cur,
+        "INSERT INTO shipments (order_id) VALUES %s ON CONFLICT DO NOTHING",
+        [(o,) for o in order_ids],
     )
 
 

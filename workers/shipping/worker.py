@@ -30,5 +30,7 @@ class ShippingHandler(Stateless):
             # a redelivered CONFIRMED finds the row and announces SHIPPED again: the status
             # model ignores the repeat, and there is still one shipment
             self.db.run(lambda cur: store.book(cur, confirmed))
-            outs += [emit(self.status, StatusChanged(o, "SHIPPED", None, now_ms)) for o in confirmed]
+            outs += [
+                emit(self.status, StatusChanged(o, "SHIPPED", None, now_ms)) for o in confirmed
+            ]
         return outs

@@ -43,7 +43,9 @@ class Comparison:
         return not (self.only_live or self.only_rebuilt or self.different)
 
 
-def rebuild(kafka_config: dict, dsn: str, topic: str, verifier: Verifier, table: str = REBUILD) -> dict:
+def rebuild(
+    kafka_config: dict, dsn: str, topic: str, verifier: Verifier, table: str = REBUILD
+) -> dict:
     """Fold every committed record of `topic` that the status worker would take (its author's,
     on its order's partition) into `table`, emptied first; returns counts and timing."""
     t0 = time.monotonic()
@@ -86,7 +88,11 @@ def compare(dsn: str, table: str = REBUILD) -> Comparison:
                 c.different += 1
             if len(c.examples) < EXAMPLES:
                 c.examples.append(
-                    (oid, None if no_live else tuple(cols[:3]), None if no_rebuilt else tuple(cols[3:]))
+                    (
+                        oid,
+                        None if no_live else tuple(cols[:3]),
+                        None if no_rebuilt else tuple(cols[3:]),
+                    )
                 )
         return c
 
@@ -103,7 +109,9 @@ def writers_excluded(dsn: str) -> Iterator[Database]:
     before the rebuild reads the topic, and swap through it."""
     db = Database(dsn)
     try:
-        db.run(store.exclude_writers)  # retried, like a worker's batch, past a writer stopped mid-batch
+        db.run(
+            store.exclude_writers
+        )  # retried, like a worker's batch, past a writer stopped mid-batch
         yield db
     finally:
         db.close()  # ends the session, and its lock

@@ -59,7 +59,9 @@ def add_pending(cur, among: list[str] | None = None, table: str = LIVE, after: b
         + ("" if among is None else " WHERE order_id = ANY(%s)")
         + " ON CONFLICT (order_id) DO NOTHING"
     )
-    cur.execute(after + (b";" if after else b"") + cur.mogrify(sql, None if among is None else (among,)))
+    cur.execute(
+        after + (b";" if after else b"") + cur.mogrify(sql, None if among is None else (among,))
+    )
 
 
 def exclude_writers(cur) -> None:
@@ -76,14 +78,17 @@ def statuses(cur, among: list[str] | None = None) -> dict[str, tuple]:
     if among is None:
         cur.execute(f"SELECT order_id, status, reason FROM {LIVE}")
     else:
-        cur.execute(f"SELECT order_id, status, reason FROM {LIVE} WHERE order_id = ANY(%s)", (among,))
+        cur.execute(
+            f"SELECT order_id, status, reason FROM {LIVE} WHERE order_id = ANY(%s)", (among,)
+        )
     return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
 
 
 def final_among(cur, order_ids: list[str]) -> set[str]:
     """The orders among `order_ids` that are final (shipped or rejected)."""
     cur.execute(
-        f"SELECT order_id FROM {LIVE} WHERE order_id = ANY(%s) AND status = ANY(%s)", (order_ids, list(FINAL))
+        f"SELECT order_id FROM {LIVE} WHERE order_id = ANY(%s) AND status = ANY(%s)",
+        (order_ids, list(FINAL)),
     )
     return {r[0] for r in cur.fetchall()}
 
@@ -139,12 +144,14 @@ def replace_live(cur, table: str = REBUILD) -> None:
     the new ones, and the table keeps its indexes and their names. Refused unless this session
     still holds the writers' lock it took before the rebuild (exclude_writers)."""
     cur.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
-        " AND classid = %s AND objid = %s AND objsubid = 2 AND mode = 'ExclusiveLock' AND granted",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND "
+        "classid = %s AND objid = %s AND objsubid = 2 AND mode = 'ExclusiveLock' AND granted",
         WRITERS,
     )
     if cur.fetchone()[0] != 1:
-        raise RuntimeError("this session no longer excludes the status writers (its connection was lost)")
+        raise RuntimeError(
+            "this session no longer excludes the status writers (its connection was lost)"
+        )
     cur.execute(f"LOCK TABLE {LIVE} IN EXCLUSIVE MODE")  # readers do not wait
     cur.execute(f"DELETE FROM {LIVE}")
     cur.execute(f"INSERT INTO {LIVE} SELECT * FROM {table}")

@@ -34,7 +34,15 @@ from workers.runtime.clients import HEARTBEAT_MS, SESSION_TIMEOUT_MS
 from workers.runtime.settings import TRACKER_GRACE_S, TRACKER_RETAIN_S, Settings
 from workers.tracker import snapshot
 from workers.tracker.metrics import TrackerMetrics
-from workers.tracker.stages import SOURCES, UNFOLLOWED, OrderStages, advance, observe, stuck, window_counts
+from workers.tracker.stages import (
+    SOURCES,
+    UNFOLLOWED,
+    OrderStages,
+    advance,
+    observe,
+    stuck,
+    window_counts,
+)
 from workers.tracker.transport import ReadCommittedApp
 
 log = logging.getLogger(__name__)
@@ -60,7 +68,9 @@ def ensure_changelogs(settings, timeout_s: float = 30.0) -> int:
     ensure(settings.kafka(), topics, timeout_s, names=settings.names, brokers=settings.brokers)
     admin = AdminClient(settings.kafka(log_level=3))
     deadline = time.monotonic() + timeout_s
-    while not all(_partitions(admin, settings.names.topic(t)) == settings.partitions for t in topics):
+    while not all(
+        _partitions(admin, settings.names.topic(t)) == settings.partitions for t in topics
+    ):
         if time.monotonic() > deadline:
             raise RuntimeError(f"changelog topics not visible after {timeout_s:.0f}s")
         time.sleep(0.2)
@@ -135,9 +145,14 @@ class Tracker:
                 self.handle(event)
             except Exception:  # a bug must not stop the view of every other order
                 log.exception(
-                    "skipping %s[%s]@%s", event.message.topic, event.message.partition, event.message.offset
+                    "skipping %s[%s]@%s",
+                    event.message.topic,
+                    event.message.partition,
+                    event.message.offset,
                 )
-                self.metrics.undecodable.labels(self.kind.get(event.message.topic, "?"), "tracker_error").inc()
+                self.metrics.undecodable.labels(
+                    self.kind.get(event.message.topic, "?"), "tracker_error"
+                ).inc()
 
     def handle(self, event) -> None:
         msg = event.message
@@ -153,7 +168,9 @@ class Tracker:
             decoded = codec.decode(event.value, msg.headers, DEFAULT_TYPE.get(kind))
         except DeadLetter as e:
             self.metrics.undecodable.labels(kind, e.reason).inc()
-            log.warning("skipping undecodable %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e)
+            log.warning(
+                "skipping undecodable %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, e
+            )
             return
         obs = observe(decoded, at_ms)
         if obs is None:
@@ -211,7 +228,9 @@ class Tracker:
                     by_partition[partition_for(k.encode("utf-8"), self.settings.partitions)].append(
                         (state.last_ms, k)
                     )
-            self.recent = defaultdict(deque, {p: deque(sorted(entries)) for p, entries in by_partition.items()})
+            self.recent = defaultdict(
+                deque, {p: deque(sorted(entries)) for p, entries in by_partition.items()}
+            )
         found = []
         for order_id in list(self.open_orders):
             raw = table.get(order_id)
@@ -226,7 +245,11 @@ class Tracker:
         now_ms = int(time.time() * 1000)
         orders = self._open()
         open_n, done_n = len(orders), len(self.order_to_stages) - len(orders)
-        overdue = [s for s in (stuck(o, now_ms, 0, self.settings.deadline_ms) for o in orders) if s is not None]
+        overdue = [
+            s
+            for s in (stuck(o, now_ms, 0, self.settings.deadline_ms) for o in orders)
+            if s is not None
+        ]
         overdue.sort(key=lambda s: -s.seconds_past_deadline)
         self.metrics.stuck.set(sum(1 for s in overdue if s.seconds_past_deadline > self.grace_s))
         self.metrics.orders_tracked.labels("open").set(open_n)
@@ -338,7 +361,9 @@ def build(
         # table writes go to the changelogs in batches, not one produce request each
         producer_linger=0.05,
     )
-    tracker = Tracker(app, settings, metrics or TrackerMetrics(), instance, grace_s, retain_s=retain_s)
+    tracker = Tracker(
+        app, settings, metrics or TrackerMetrics(), instance, grace_s, retain_s=retain_s
+    )
     tracker.declare()
     return tracker
 
@@ -347,16 +372,22 @@ def run_tracker(settings, instance: int, metrics_port: int) -> int:
     """One tracker instance until SIGTERM (faust's worker stops cleanly on it)."""
     level = settings.log_level
     logging.basicConfig(
-        level=level, stream=sys.stderr, format=f"%(asctime)s tracker-{instance} %(levelname)s %(message)s"
+        level=level,
+        stream=sys.stderr,
+        format=f"%(asctime)s tracker-{instance} %(levelname)s %(message)s",
     )
     metrics = TrackerMetrics()
     try:
-        tracker = build(settings, instance, metrics, settings.tracker_grace_s, settings.tracker_retain_s)
+        tracker = build(
+            settings, instance, metrics, settings.tracker_grace_s, settings.tracker_retain_s
+        )
     except MissingCodec as e:
         logging.getLogger(__name__).critical("cannot start: %s", e)
         return 3
     metrics.serve(metrics_port)
-    worker = faust.Worker(tracker.app, loglevel=level, override_logging=False, redirect_stdouts=False, quiet=True)
+    worker = faust.Worker(
+        tracker.app, loglevel=level, override_logging=False, redirect_stdouts=False, quiet=True
+    )
     try:
         worker.execute_from_commandline()
     except SystemExit as e:

@@ -30,20 +30,31 @@ class TrackerMetrics:
         )
         self.consumed = Counter(CONSUMED, "Messages read", ["topic"], registry=r)
         self.undecodable = Counter(
-            UNDECODABLE, "Messages skipped because they do not decode", ["topic", "reason"], registry=r
+            UNDECODABLE,
+            "Messages skipped because they do not decode",
+            ["topic", "reason"],
+            registry=r,
         )
         self.stuck = Gauge(
-            STUCK, "Orders neither shipped nor rejected by their deadline plus the grace period", registry=r
+            STUCK,
+            "Orders neither shipped nor rejected by their deadline plus the grace period",
+            registry=r,
         )
         self.orders_tracked = Gauge(ORDERS, "Orders in order_to_stages", ["state"], registry=r)
         self.last_minute_orders = Gauge(
             LAST_MINUTE_ORDERS, "Orders placed in the last complete minute", registry=r
         )
         self.last_minute_revenue = Gauge(
-            LAST_MINUTE_REVENUE, "Revenue placed in the last complete minute", ["currency"], registry=r
+            LAST_MINUTE_REVENUE,
+            "Revenue placed in the last complete minute",
+            ["currency"],
+            registry=r,
         )
         self.last_minute_rejections = Gauge(
-            LAST_MINUTE_REJECTIONS, "Orders rejected in the last complete minute", ["reason"], registry=r
+            LAST_MINUTE_REJECTIONS,
+            "Orders rejected in the last complete minute",
+            ["reason"],
+            registry=r,
         )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> None:

@@ -39,7 +39,8 @@ def read(settings, now_s: float | None = None, max_age_s: float = MAX_AGE_S) -> 
     paths = sorted(tracker_dir(settings).glob("stuck*.json"))
     if not paths:
         raise SnapshotError(
-            f"no snapshot in {tracker_dir(settings)}: is the tracker running? (`orderbus run tracker`)"
+            f"no snapshot in {tracker_dir(settings)}: is the tracker running? (`orderbus run "
+            "tracker`)"
         )
     merged: dict = {"written_at_ms": 0, "stuck": [], "instances": 0}
     minutes: dict[int, dict[str, int]] = {}

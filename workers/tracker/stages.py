@@ -97,7 +97,11 @@ def observe(event: Event, at_ms: int) -> Observation | None:
     match event:
         case OrderPlaced():
             return Observation(
-                event.order_id, "placed", at_ms, total_cents=event.total_cents, currency=event.currency
+                event.order_id,
+                "placed",
+                at_ms,
+                total_cents=event.total_cents,
+                currency=event.currency,
             )
         case TxBegun():
             return Observation(event.order_id, "begun", at_ms, deadline_ms=event.deadline_ms)
@@ -109,7 +113,9 @@ def observe(event: Event, at_ms: int) -> Observation | None:
                 reason=event.reason if event.vote == "no" else None,
             )
         case Decided():
-            return Observation(event.order_id, "decided", at_ms, outcome=event.outcome, reason=event.reason)
+            return Observation(
+                event.order_id, "decided", at_ms, outcome=event.outcome, reason=event.reason
+            )
         case StatusChanged(status="CONFIRMED"):
             # written with Decided in one transaction: a stand-in if the tx.log event is not seen
             return Observation(event.order_id, "decided", at_ms, outcome="commit")
@@ -149,7 +155,9 @@ def latencies(state: OrderStages) -> dict[str, int]:
     return out
 
 
-def advance(state: OrderStages | None, obs: Observation) -> tuple[OrderStages, tuple[tuple[str, int], ...]]:
+def advance(
+    state: OrderStages | None, obs: Observation
+) -> tuple[OrderStages, tuple[tuple[str, int], ...]]:
     """Fold one observation into an order's stages; also the (stage, ms) latencies it makes
     measurable, each reported once. The first time a stage is seen wins, so a redelivered or
     re-sent event returns the same state object and no latency. Events of different topics can

@@ -39,7 +39,9 @@ class _Consumer(driver.Consumer):
         acked, holes = self._acked[tp], self._gap[tp]
         if acked and holes:
             top = max(acked)
-            filled = {o for iv in holes.overlap(0, top + 1) for o in range(iv.begin, iv.end) if o <= top}
+            filled = {
+                o for iv in holes.overlap(0, top + 1) for o in range(iv.begin, iv.end) if o <= top
+            }
             holes.chop(0, top + 1)
             acked[:] = sorted(set(acked) | filled)
         return super()._new_offset(tp)

@@ -151,7 +151,9 @@ class Injector(threading.Thread):
             raise InfraError(f"Kafka node {node} is not running; refusing to inject more faults")
         os.kill(pid, signal.SIGSTOP)
         try:
-            f = self._fault(p, f"node{node}", "controller" if node == controller(self.layout) else "")
+            f = self._fault(
+                p, f"node{node}", "controller" if node == controller(self.layout) else ""
+            )
             self.halt.wait(p.hold_s)
         finally:
             signal_if_alive(pid, signal.SIGCONT)
@@ -182,7 +184,9 @@ class Injector(threading.Thread):
     def _clock(self, p: Planned, offset: str) -> Fault:
         """An intake or coordinator instance runs a while on a host whose time is `offset` off."""
         if not Path(FAKETIME).exists():
-            raise InfraError(f"{p.kind} needs libfaketime ({FAKETIME}): make install puts it in, as root")
+            raise InfraError(
+                f"{p.kind} needs libfaketime ({FAKETIME}): make install puts it in, as root"
+            )
         child = self._live_child(p.pick, lambda c: c.name in ("intake", "coordinator"))
         skewed = {"LD_PRELOAD": FAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
         self.sb.sup.hold(child)
@@ -211,7 +215,9 @@ class Injector(threading.Thread):
         return self._net(
             p,
             self.layout.node_ns(node),
-            lambda ns: netns.cut(ns, [f"{netns.SUBNET}.0/24"]),  # every other host; its own loopback stays
+            lambda ns: netns.cut(
+                ns, [f"{netns.SUBNET}.0/24"]
+            ),  # every other host; its own loopback stays
             f"node{node}",
             "controller",
             broker=node,
@@ -236,13 +242,17 @@ class Injector(threading.Thread):
 
     def _net_worker_pg(self, p: Planned) -> Fault:
         child = self._live_child(p.pick, lambda c: c.name in DATABASE)
-        return self._net(p, child.namespace, lambda ns: netns.cut(ns, [self.layout.pg_host]), child.label)
+        return self._net(
+            p, child.namespace, lambda ns: netns.cut(ns, [self.layout.pg_host]), child.label
+        )
 
     def _net_loss(self, p: Planned) -> Fault:
         child = self._live_child(p.pick)
         return self._net(p, child.namespace, lambda ns: netns.lossy(ns, LOSS_PERCENT), child.label)
 
-    def _net(self, p: Planned, ns: str | None, apply, target: str, role: str = "", broker: int = 0) -> Fault:
+    def _net(
+        self, p: Planned, ns: str | None, apply, target: str, role: str = "", broker: int = 0
+    ) -> Fault:
         if ns is None:
             raise InfraError(f"{p.kind} needs hosts of their own: `orderbus up --hosts`")
         apply(ns)

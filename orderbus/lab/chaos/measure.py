@@ -62,7 +62,11 @@ def fault_recovery(
     came is left out of its recovery (an earlier fault or a halted worker holds it; the
     longest gap and verify report that)."""
     before = sorted(p for p, ts in decisions.items() if already_stalled(ts, at, stall_s))
-    stalls = {p: partition_stall(ts, at, until, end, stall_s) for p, ts in decisions.items() if p not in before}
+    stalls = {
+        p: partition_stall(ts, at, until, end, stall_s)
+        for p, ts in decisions.items()
+        if p not in before
+    }
     hit = sorted(p for p, s in stalls.items() if s is not None)
     if not hit:
         return 0.0, [], before
@@ -144,7 +148,9 @@ def summary_by_kind(faults: list[dict]) -> dict[str, dict]:
         rs = [f["recovery_s"] for f in faults if f["kind"] == kind]
         known = [r for r in rs if r is not None]
         stalls = [
-            f["publish_stall_s"] for f in faults if f["kind"] == kind and f.get("publish_stall_s") is not None
+            f["publish_stall_s"]
+            for f in faults
+            if f["kind"] == kind and f.get("publish_stall_s") is not None
         ]
         out[kind] = {
             "faults": len(rs),

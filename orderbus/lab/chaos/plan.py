@@ -7,7 +7,14 @@ import math
 import random
 from dataclasses import dataclass
 
-PROCESS_KINDS = ("worker-kill", "worker-pause", "worker-churn", "broker-kill", "broker-pause", "pg-restart")
+PROCESS_KINDS = (
+    "worker-kill",
+    "worker-pause",
+    "worker-churn",
+    "broker-kill",
+    "broker-pause",
+    "pg-restart",
+)
 # an intake or coordinator instance restarted with its wall clock CLOCK_SKEW_S ahead or behind
 # (libfaketime; its monotonic clock stays true, as a host's does when its time is wrong), and
 # restarted with the true time when the fault is lifted
@@ -20,7 +27,14 @@ CLOCK_SKEW_S = 30
 #   net-worker-kafka  a worker instance cut off from every broker, not from its database
 #   net-worker-pg     a worker instance cut off from its database, not from Kafka
 #   net-loss          a worker instance's link loses LOSS_PERCENT of its packets both ways
-NET_KINDS = ("net-broker", "net-controller", "net-oneway", "net-worker-kafka", "net-worker-pg", "net-loss")
+NET_KINDS = (
+    "net-broker",
+    "net-controller",
+    "net-oneway",
+    "net-worker-kafka",
+    "net-worker-pg",
+    "net-loss",
+)
 KINDS = PROCESS_KINDS + CLOCK_KINDS + NET_KINDS
 LOSS_PERCENT = 10
 # how long a fault is held (s): a pause well past the 3 s consumer session timeout, so the group
@@ -118,5 +132,8 @@ def duration_for_all(
     """A duration long enough for one of each kind whatever the seed."""
     kinds = set(kinds)
     return math.ceil(
-        warmup_s + tail_s + len(kinds) * (min_gap_s + jitter_s) + sum(HOLD_S[k][1] + SETTLE_S[k] for k in kinds)
+        warmup_s
+        + tail_s
+        + len(kinds) * (min_gap_s + jitter_s)
+        + sum(HOLD_S[k][1] + SETTLE_S[k] for k in kinds)
     )

@@ -62,7 +62,9 @@ def plot(r: dict, path: Path) -> None:
         rec = "never" if f["recovery_s"] is None else f"{f['recovery_s']:.1f}s"
         # a long run has too many faults for full labels: the colour and the kind suffice
         label = (
-            f" {f['kind']} {f['target']}\n recovery {rec}" if len(r["faults"]) <= 20 else f" {f['kind']} {rec}"
+            f" {f['kind']} {f['target']}\n recovery {rec}"
+            if len(r["faults"]) <= 20
+            else f" {f['kind']} {rec}"
         )
         ax.text(
             f["at_s"],

@@ -14,7 +14,14 @@ import time
 from dataclasses import asdict
 
 from orderbus.lab.chaos.inject import Injector
-from orderbus.lab.chaos.measure import GRACE_S, Acks, DecisionWatcher, fault_recovery, max_gap, per_second
+from orderbus.lab.chaos.measure import (
+    GRACE_S,
+    Acks,
+    DecisionWatcher,
+    fault_recovery,
+    max_gap,
+    per_second,
+)
 from orderbus.lab.chaos.plan import TAIL_S, plan
 from orderbus.lab.sandbox import Sandbox
 from orderbus.ops.generate import generate, order_body
@@ -26,7 +33,8 @@ from workers.main import PIPELINE
 from workers.runtime.settings import Settings
 from workers.status import store as status_store
 
-# -- the load ---------------------------------------------------------------------------------------
+# -- the load
+# ---------------------------------------------------------------------------------------
 
 SKUS = [f"sku-{i}" for i in range(8)]
 CUSTOMERS = [f"cust-{i:02d}" for i in range(20)]
@@ -66,12 +74,17 @@ def run(
     planned = plan(kinds, duration_s, seed)
     counts = {w: instances for w in PIPELINE}
     sb = Sandbox(settings, counts=counts)
-    log(f"chaos seed {seed}: sandbox {sb.tag}, {sum(counts.values())} worker processes, logs in {sb.sup.log_dir}")
+    log(
+        f"chaos seed {seed}: sandbox {sb.tag}, {sum(counts.values())} worker processes, logs in "
+        f"{sb.sup.log_dir}"
+    )
     injector, watcher, violations, failed = None, None, [], True
     try:
         sb.seed(*seed_amounts(int(rate * duration_s)))
         # the sandbox's publisher, without the connection-refused lines of the brokers we kill
-        sb.publisher = OrderPublisher(sb.settings.as_principal("producer").kafka(log_level=2), topic=sb.placed)
+        sb.publisher = OrderPublisher(
+            sb.settings.as_principal("producer").kafka(log_level=2), topic=sb.placed
+        )
         t_ready = time.monotonic()
         watcher = DecisionWatcher(sb.settings, sb.status_topic, t_ready)
         watcher.start()
@@ -87,7 +100,9 @@ def run(
         acks = Acks(t0)
         load = Load(sb, injector, watcher, acks, len(warm), t0, log)
         load.drive(
-            generate(10**9, seed, SKUS, CUSTOMERS, PRICE_CENTS, invalid_share=INVALID_SHARE), rate, duration_s
+            generate(10**9, seed, SKUS, CUSTOMERS, PRICE_CENTS, invalid_share=INVALID_SHARE),
+            rate,
+            duration_s,
         )
         left = sb.publisher.flush(60)
         log(f"load stopped at {load.end_s:.1f}s ({left} undelivered); waiting for quiet")
@@ -96,7 +111,10 @@ def run(
         quiet = Quiet(watcher, load.valid_ids, t0, log)
         _wait(quiet.reached, 200, "published orders")
         if quiet.halted:
-            log(f"  no decision for 60 s with {quiet.undecided()} orders undecided: the pipeline has halted")
+            log(
+                f"  no decision for 60 s with {quiet.undecided()} orders undecided: the pipeline "
+                "has halted"
+            )
         verdict = verify(sb.settings, wait_s=10 if quiet.halted else 120, log=log)
         violations = verdict["violations"]
         observed = time.monotonic() - t0
@@ -117,7 +135,8 @@ def run(
                 "published": sb.publisher.delivered,
                 "confirmed": verdict["committed"],
                 "rejected": verdict["aborted"],
-                # a deadline among them, with every participant up, is what a clock fault must not cause
+                # a deadline among them, with every participant up, is what a clock fault must not
+                # cause
                 "rejected_by_reason": read_from(
                     sb.settings, status_store.DATABASE, status_store.rejected_by_reason
                 ),
@@ -130,7 +149,9 @@ def run(
             "halted": quiet.halted,
             "worker_restarts": sum(c.restarts for c in sb.sup.children),
             "per_second": per_second(merged, 0.0, math.ceil(observed)),
-            "verify": {k: verdict[k] for k in ("orders", "committed", "aborted", "dead_letters", "seconds")},
+            "verify": {
+                k: verdict[k] for k in ("orders", "committed", "aborted", "dead_letters", "seconds")
+            },
             "violations": violations,
         }
     finally:
@@ -162,7 +183,14 @@ class Load:
     the tail has run, with a line of progress every 5 s."""
 
     def __init__(
-        self, sb: Sandbox, injector: Injector, watcher: DecisionWatcher, acks: Acks, warm: int, t0: float, log
+        self,
+        sb: Sandbox,
+        injector: Injector,
+        watcher: DecisionWatcher,
+        acks: Acks,
+        warm: int,
+        t0: float,
+        log,
     ):
         self.sb, self.injector, self.watcher, self.acks = sb, injector, watcher, acks
         self.warm, self.t0, self.log = warm, t0, log
@@ -221,7 +249,10 @@ class Quiet:
             self.seen, self.seen_at = len(self.watcher.decided), now
         if now - self.t0 >= self.next_log:
             self.next_log += 10.0
-            self.log(f"  {now - self.t0:6.1f}s  undecided {self.undecided()} of {len(self.valid_ids)} published")
+            self.log(
+                f"  {now - self.t0:6.1f}s  undecided {self.undecided()} of {len(self.valid_ids)} "
+                "published"
+            )
         return not self.undecided() or now > self.give_up or now - self.seen_at > 60
 
 
@@ -233,7 +264,9 @@ def _measure(
     timeline = {p: [t - shift for t in ts] for p, ts in watcher.times.items()}
     for f in injector.faults:
         until_s = (f.lifted_s if f.lifted_s is not None else f.at_s) + GRACE_S
-        f.recovery_s, f.stalled_partitions, f.stalled_before = fault_recovery(timeline, f.at_s, until_s, observed)
+        f.recovery_s, f.stalled_partitions, f.stalled_before = fault_recovery(
+            timeline, f.at_s, until_s, observed
+        )
         f.publish_stall_s = acks.longest_wait(f.at_s, until_s)
     return sorted(t for ts in timeline.values() for t in ts)
 
