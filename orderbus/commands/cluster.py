@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from orderbus.ops import local
+from orderbus.ops import cluster
 from workers.runtime.settings import Settings
 
 
@@ -36,19 +36,19 @@ def register(sub) -> None:
 
 def _up(args, settings: Settings):
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    out = local.up(settings, args.brokers, insecure=args.insecure, hosts=args.hosts, log=log)
+    out = cluster.up(settings, args.brokers, insecure=args.insecure, hosts=args.hosts, log=log)
     if args.json:
         print(json.dumps(out, indent=2))
     return 0
 
 
 def _down(args, settings: Settings):
-    local.down(settings, purge=args.purge)
+    cluster.down(settings, purge=args.purge)
     return 0
 
 
 def _status(args, settings: Settings):
-    st = local.status(settings)
-    print(json.dumps(st, indent=2) if args.json else local.render_status(st))
+    st = cluster.status(settings)
+    print(json.dumps(st, indent=2) if args.json else cluster.render_status(st))
     healthy = st["postgres"]["up"] and all(b["up"] for b in st["kafka"]["brokers"])
     return 0 if healthy else 3

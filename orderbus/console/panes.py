@@ -1,6 +1,6 @@
 """The console's pages (GET only: nothing here changes anything) and the live stream. Each pane
 calls the code the command line calls: ops/timeline.py (`orderbus order --events`),
-ops/replay.py (`orderbus replay`), ops/local.py (`orderbus status`); the live panes come from
+ops/replay.py (`orderbus replay`), ops/cluster.py (`orderbus status`); the live panes come from
 the one gathering loop (live.py) over ops/top_gather.py (`orderbus top`)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from confluent_kafka import KafkaException
 from orderbus.console.mask import CUSTOMER_FIELDS, mask, masked, payload
 from orderbus.console.render import LIVE_PANES
 from orderbus.console.state import AUDIT, CONFIG, IDENTITY, LIVE, RENDER, SETTINGS
-from orderbus.ops import local
+from orderbus.ops.cluster import status as cluster_status
 from orderbus.ops.errors import UsageError, summary
 from orderbus.ops.replay import RESET_KINDS, dlq_plan, parse_time
 from orderbus.ops.timeline import order_timeline
@@ -276,7 +276,7 @@ async def rebuild(request: web.Request) -> web.Response:
 
 async def cluster(request: web.Request) -> web.Response:
     try:
-        st = await in_executor(local.status, request.app[SETTINGS])
+        st = await in_executor(cluster_status, request.app[SETTINGS])
     except Exception as e:  # what `orderbus status` could not read is the pane's news
         return page(request, "cluster.html", "Cluster health", "/cluster", why=summary(e))
     return page(request, "cluster.html", "Cluster health", "/cluster", st=st)

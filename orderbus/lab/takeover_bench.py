@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from orderbus.lab.sandbox import Sandbox
 from schemas import codec
 from schemas.events import PARTICIPANTS, Event, Outcome, TxBegun, Voted
-from topics.partition import partition_for
+from topics.partitioner import partition_for
 from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx
 from workers.coordinator.worker import FOLDED, take_over

@@ -6,7 +6,7 @@ import json
 import time
 from collections import Counter
 
-from orderbus.ops import local
+from orderbus.ops import cluster
 from orderbus.ops.errors import UsageError
 from orderbus.ops.generate import mixed_demo_orders
 from orderbus.ops.groups import active_groups
@@ -31,7 +31,7 @@ EXPECTED = {
 
 
 def demo(settings: Settings, log=print) -> int:
-    local.up(settings, settings.brokers, log=log)
+    cluster.up(settings, settings.brokers, log=log)
     settings = Settings.from_env()  # `up` may have just made the passwords
     busy = active_groups(settings)
     if busy:

@@ -3,7 +3,7 @@ record on every topic of the catalogue keyed by its id, in time order with the t
 took, beside every row each service's database holds for it (`report.order_view`).
 
 Every record about an order is keyed by its id, so on each topic it sits on one partition, the
-one Kafka's partitioner picks (topics/partition.py): only that partition is read, from its
+one Kafka's partitioner picks (topics/partitioner.py): only that partition is read, from its
 start. On a long-lived tx.log that is a scan; `timeout_s` bounds it and the result says which
 topics were not read to their end."""
 
@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 from orderbus.ops.errors import summary
 from orderbus.ops.report import order_view
 from topics.catalogue import ALL, DLQ_REASON
-from topics.partition import partition_for
+from topics.partitioner import partition_for
 from topics.read import BEGINNING, IncompleteRead, ReadError, coordinates, headers_of, read
 from workers.runtime.settings import Settings
 

@@ -231,7 +231,10 @@ def _quiet(f) -> list[Violation]:
                 ),
             )
         )
-    return out + _each(7, [("in_doubt", inv.in_doubt(f.txs), "transactions begun but not decided")])
+    return out + _each(
+        7,
+        [("begun_not_decided", inv.begun_not_decided(f.txs), "transactions begun but not decided")],
+    )
 
 
 def verify(

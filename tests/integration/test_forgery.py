@@ -17,7 +17,7 @@ from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import Abort, Commit, Decided, StatusChanged, TxBegun, Voted
 from topics.catalogue import COMMANDS, DLQ_REASON, DLQ_TOPIC
-from topics.partition import partition_for
+from topics.partitioner import partition_for
 from topics.read import read
 from workers.runtime.signing import Signer, Verifier
 

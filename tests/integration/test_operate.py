@@ -20,7 +20,7 @@ from orderbus.ops.groups import active_groups
 from orderbus.ops.report import build_report, count_dead_letters
 from schemas.codec import decode
 from topics import acl
-from topics.partition import partition_for
+from topics.partitioner import partition_for
 from topics.producer import OrderPublisher
 
 pytestmark = pytest.mark.integration

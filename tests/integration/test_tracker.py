@@ -21,7 +21,7 @@ from pipeline import Pipeline, order
 from orderbus.ops.supervise import free_port
 from topics.admin import delete
 from topics.catalogue import ALL
-from topics.partition import partition_for
+from topics.partitioner import partition_for
 from workers.tracker.metrics import ORDERS, STAGE_LATENCY, STUCK, UNDECODABLE
 from workers.tracker.snapshot import tracker_dir
 

@@ -11,8 +11,8 @@ from records import Msg
 from schemas import codec
 from schemas.events import TxBegun, Voted
 from topics.catalogue import PARTITIONS, TX_LOG, Names
-from topics.partition import partition_for
-from workers.coordinator.partition import Partition
+from topics.partitioner import partition_for
+from workers.coordinator.open_orders import Partition
 from workers.coordinator.worker import CoordinatorHandler
 from workers.runtime.metrics import DECISIONS, Metrics
 from workers.runtime.signing import AUTHORS, Signer, Verifier, author

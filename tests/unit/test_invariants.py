@@ -106,7 +106,12 @@ CASES = {
         ["a"],
         {"a"},
     ),
-    "in_doubt": (inv.in_doubt, {"c": undecided()}, ["c"], {"a": committed(), "b": aborted()}),
+    "begun_not_decided": (
+        inv.begun_not_decided,
+        {"c": undecided()},
+        ["c"],
+        {"a": committed(), "b": aborted()},
+    ),
 }
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from topics.partition import murmur2, partition_for
+from topics.partitioner import murmur2, partition_for
 
 
 @pytest.mark.parametrize(

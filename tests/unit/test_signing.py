@@ -24,7 +24,7 @@ from schemas.events import (
 )
 from topics.catalogue import COMMANDS as COMMANDS_TOPIC
 from topics.catalogue import ORDERS_STATUS
-from topics.partition import partition_for
+from topics.partitioner import partition_for
 from topics.redrive import Letter
 from workers.runtime import signing
 from workers.runtime.signing import (

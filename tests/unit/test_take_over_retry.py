@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from topics.catalogue import TX_LOG, Names
 from workers.coordinator import worker
-from workers.coordinator.partition import Partition
+from workers.coordinator.open_orders import Partition
 from workers.coordinator.worker import CoordinatorHandler
 from workers.runtime.metrics import Metrics
 from workers.runtime.signing import AUTHORS, Verifier

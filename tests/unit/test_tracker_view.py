@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from schemas.codec import encode
 from schemas.events import Acked, DeadlinePassed, Line, OrderPlaced, StatusChanged, TxBegun, Voted
-from topics.partition import partition_for
+from topics.partitioner import partition_for
 from workers.tracker.app import Tracker
 from workers.tracker.metrics import TrackerMetrics
 from workers.tracker.stages import OrderStages

@@ -96,7 +96,7 @@ def _held_when_quiet(f):
     f.holds["payment"]["x"] = ("held", {"c1": 50})
 
 
-def _in_doubt(f):
+def _begun_not_decided(f):
     f.txs["x"] = replay([TxBegun("x", P, 1), Voted("x", "payment", "yes", None)])
 
 
@@ -125,7 +125,7 @@ def _offsets_unknown(f):
         (_negative, "inventory_negative"),
         (_not_shipped, "not_shipped"),
         (_held_when_quiet, "payment_held_when_quiet"),
-        (_in_doubt, "in_doubt"),
+        (_begun_not_decided, "begun_not_decided"),
         (_missing, "missing"),
         (_invalid_not_dead, "invalid_not_dead"),
         (_open_transaction, "open_transaction"),

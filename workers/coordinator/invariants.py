@@ -152,9 +152,10 @@ def not_shipped(decided: Mapping[str, Tx], shipments) -> list[str]:
     return [oid for oid, tx in decided.items() if tx.outcome == "commit" and oid not in shipments]
 
 
-# -- 7. once quiet, nothing in doubt
+# -- 7. once quiet, nothing undecided
 
 
-def in_doubt(txs: Mapping[str, Tx]) -> list[str]:
-    """Transactions begun but not decided."""
+def begun_not_decided(txs: Mapping[str, Tx]) -> list[str]:
+    """Transactions begun but not decided (fold.in_doubt is narrower: a yes vote held while it
+    waits for the decision)."""
     return [oid for oid, tx in txs.items() if tx.outcome is None]

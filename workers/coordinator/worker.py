@@ -21,7 +21,7 @@ from topics.catalogue import ORDERS_DLQ, TX_LOG
 from topics.read import ReadError, coordinates, read
 from workers.coordinator import store
 from workers.coordinator.fold import TxLogEvent, due, in_doubt
-from workers.coordinator.partition import OPENS, Partition
+from workers.coordinator.open_orders import OPENS, Partition
 from workers.runtime.crash import CrashPoints
 from workers.runtime.messages import decode_batch, emit, routed
 from workers.runtime.signing import Verifier
@@ -138,7 +138,7 @@ class CoordinatorHandler:
             self.crash.reach("after_decision")
         return outs
 
-    def committed(self, now_ms):
+    def checkpoint(self, now_ms):
         """Every output so far is acknowledged and every offset committed: save what changed."""
         rows = [r for p, part in self.partitions.items() for r in part.unsaved(p)]
         positions = {p: part.next_offset for p, part in self.partitions.items()}

@@ -36,10 +36,10 @@ class Handler(Protocol):
     def offset_metadata(self, topic: str, partition: int) -> str: ...
 
     # how often the loop lets every output so far be acknowledged and every offset committed,
-    # then calls committed(): the handler's state then matches the committed offsets (None: never)
+    # then calls checkpoint(): the handler's state then matches the committed offsets (None: never)
     sync_every_s: float | None
 
-    def committed(self, now_ms: int) -> None: ...
+    def checkpoint(self, now_ms: int) -> None: ...
 
     # set by the loop: its watchdog, told during a long re-fold, and whether this instance has
     # read a partition to the end it last fetched
@@ -69,5 +69,5 @@ class Stateless:
     def offset_metadata(self, topic: str, partition: int) -> str:
         return ""
 
-    def committed(self, now_ms: int) -> None:
+    def checkpoint(self, now_ms: int) -> None:
         pass

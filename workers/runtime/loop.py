@@ -316,7 +316,7 @@ class Loop:
         self.producer.flush(10)
         committed = self._commit_ready(asynchronous=False)
         if not self.pending:
-            self.handler.committed(now_ms)
+            self.handler.checkpoint(now_ms)
         return committed
 
     def _progressed(self, committed: list[TopicPartition]) -> None:

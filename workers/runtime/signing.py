@@ -31,7 +31,7 @@ from schemas import codec
 from schemas.errors import DeadLetter, RuleViolationError, UnknownEventError
 from schemas.events import PARTICIPANTS
 from topics.catalogue import PARTITIONS, REPLAY_COUNT, TX_LOG
-from topics.partition import partition_for
+from topics.partitioner import partition_for
 
 log = logging.getLogger(__name__)
 SIGNER = "orderbus-signer"

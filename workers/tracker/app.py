@@ -29,7 +29,7 @@ from topics.catalogue import (
     TRACKER_STAGES,
     TRACKER_WINDOWS_KEPT,
 )
-from topics.partition import partition_for
+from topics.partitioner import partition_for
 from workers.runtime.clients import HEARTBEAT_MS, SESSION_TIMEOUT_MS
 from workers.runtime.settings import TRACKER_GRACE_S, TRACKER_RETAIN_S, Settings
 from workers.tracker import snapshot

@@ -9,7 +9,7 @@ import pytest
 
 from schemas.events import Acked, DeadlinePassed, Decided, TxBegun, Voted
 from workers.coordinator.fold import from_dict, is_finished, to_dict
-from workers.coordinator.partition import Partition
+from workers.coordinator.open_orders import Partition
 
 P = ("inventory", "payment")
 
