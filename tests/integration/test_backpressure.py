@@ -30,6 +30,7 @@ HELD_S = 45  # longer than the loop's stall limit (30 s): holding is no stall
 SETTLE_S = 5  # after the last order is published, before the count that must not move
 
 
+@pytest.mark.timeout(180)  # a participant away for its hold time
 def test_intake_holds_new_orders_while_a_participant_is_away(settings, tmp_path):
     p = Pipeline(
         settings,

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 ALL = "worker-kill,worker-pause,worker-churn,broker-kill,broker-pause,pg-restart"
 
 
+@pytest.mark.timeout(420)  # six fault kinds in turn: 2-3 minutes
 def test_chaos_smoke_every_fault_kind(settings):
     # seed 149 fits all six kinds into 100 s of load; with start-up, drain and verify ~160 s
     proc = subprocess.run(

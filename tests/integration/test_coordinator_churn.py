@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 ORDERS, RATE, CHURNS = 3000, 100, 8
 
 
+@pytest.mark.timeout(180)  # eight churns under 3,000 orders
 def test_revoking_busy_coordinator_partitions_loses_nothing(settings, tmp_path):
     counts = {
         "intake": 1,

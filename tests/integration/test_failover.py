@@ -41,6 +41,7 @@ def test_a_killed_worker_instance_hands_its_partitions_over():
     assert row["violations"] == 0
 
 
+@pytest.mark.timeout(300)  # three broker kills, each waited out
 def test_a_killed_broker_loses_no_order_and_every_kill_is_measured(settings):
     r = failover("--broker", "--kills", "2", "--down", "3")
     assert [k["role"] for k in r["kills"]] == ["controller", "broker"]

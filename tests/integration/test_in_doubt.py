@@ -15,6 +15,7 @@ from orderbus.ops.verify import verify
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(180)  # a 30 s absence and 200 orders decided after it
 def test_coordinator_away_for_30s(settings, tmp_path):
     p = Pipeline(settings, "d" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=10_000)
     try:

@@ -21,6 +21,7 @@ OUTAGE_S = 60
 RATE = 20  # orders/s, before, during and after the outage
 
 
+@pytest.mark.timeout(240)  # a minute away, then the backlog drained
 def test_postgres_away_for_a_minute_under_load(settings, tmp_path):
     p = Pipeline(settings, "o" + uuid.uuid4().hex[:8], tmp_path, deadline_ms=10_000)
     published: dict[str, int] = {}  # order id -> when it was published, ms
