@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from offline import offline_settings
 from records import Msg
 
 from schemas import codec
@@ -23,7 +24,7 @@ def test_the_coordinator_counts_a_decision_only_once_it_commits():
     nothing_stored = SimpleNamespace(run=lambda work: {})  # the store knows no order yet
     keys = {a: a.encode() * 8 for a in AUTHORS}
     handler = CoordinatorHandler(
-        SimpleNamespace(deadline_ms=10_000, crash=""),
+        offline_settings(deadline_ms=10_000),
         nothing_stored,
         Names(),
         metrics,

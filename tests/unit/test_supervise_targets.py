@@ -7,14 +7,15 @@ import fnmatch
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
+
+from offline import offline_settings
 
 from orderbus.commands.run import targets_file
 from orderbus.ops.supervise import Supervisor
 
 
 def test_exported_metrics_are_listed_for_file_based_discovery(tmp_path):
-    settings = SimpleNamespace(metrics_port=0, home=tmp_path, hosts=False)
+    settings = offline_settings(tmp_path, metrics_port=0)
     sup = Supervisor(settings, {"intake": 1, "payment": 2})
     assert [c.port for c in sup.children] == [0, 0, 0]  # metrics off, as the settings say
     targets = tmp_path / "targets" / "orderbus-workers.json"
@@ -31,7 +32,7 @@ def test_exported_metrics_are_listed_for_file_based_discovery(tmp_path):
 
 
 def test_run_lists_its_workers_on_their_ports_until_it_stops(tmp_path):
-    settings = SimpleNamespace(metrics_port=9400, home=tmp_path, hosts=False)
+    settings = offline_settings(tmp_path, metrics_port=9400)
     sup = Supervisor(settings, {"intake": 1, "payment": 2})
     sup.list_targets(targets_file(settings))
     sup._write_targets()
@@ -52,15 +53,13 @@ def test_the_shipped_scrape_config_reads_what_run_writes_under_the_default_home(
     [pattern] = re.findall(
         r"job_name: orderbus-workers\n\s+file_sd_configs:\n\s+- files:\n\s+- (\S+)\n", config
     )
-    default_home = SimpleNamespace(
-        metrics_port=9400, home=infra.parents[1] / ".orderbus", hosts=False
-    )
+    default_home = offline_settings(infra.parents[1] / ".orderbus", metrics_port=9400)
     written = targets_file(default_home)
     assert fnmatch.fnmatch(str(written), str((infra / pattern).resolve())), (pattern, written)
 
 
 def test_on_hosts_of_their_own_a_new_instance_never_takes_a_live_ones_address(tmp_path):
-    settings = SimpleNamespace(metrics_port=0, home=tmp_path, hosts=True)
+    settings = offline_settings(tmp_path, metrics_port=0, hosts=True)
     sup = Supervisor(settings, {"intake": 2, "payment": 1})
     assert [c.host for c in sup.children] == [100, 101, 102]
     sup.children.remove(sup.children[0])  # one instance scaled in, as `remove` forgets it

@@ -5,10 +5,9 @@ tries again."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from offline import offline_settings
 
 from topics.catalogue import TX_LOG, Names
 from workers.coordinator import worker
@@ -24,7 +23,7 @@ DOWN = KafkaException(
 
 def handler() -> CoordinatorHandler:
     keys = {a: a.encode() * 8 for a in AUTHORS}
-    settings = SimpleNamespace(deadline_ms=10_000, crash="")
+    settings = offline_settings(deadline_ms=10_000)
     return CoordinatorHandler(
         settings, None, Names(), Metrics("coordinator"), verifier=Verifier(keys)
     )

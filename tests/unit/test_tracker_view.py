@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from types import SimpleNamespace
+
+from offline import offline_settings
 
 from schemas.codec import encode
 from schemas.events import Acked, DeadlinePassed, Line, OrderPlaced, StatusChanged, TxBegun, Voted
@@ -40,7 +41,7 @@ class Event:
 def tracker(retain_s: float = 60) -> Tracker:
     t = Tracker(
         app=None,
-        settings=SimpleNamespace(partitions=6),
+        settings=offline_settings(partitions=6),
         metrics=TrackerMetrics(),
         retain_s=retain_s,
     )

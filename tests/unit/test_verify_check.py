@@ -4,11 +4,11 @@ and `verify` itself when the state cannot be read for a while."""
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
 import psycopg2
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from offline import offline_settings
 
 from infra.procs import InfraError
 from orderbus.ops import verify as verify_module
@@ -158,7 +158,7 @@ def test_a_missing_dead_letter_says_whether_it_was_written_uncommitted():
     assert "nor written uncommitted" in v.detail
 
 
-SETTINGS = SimpleNamespace(names=SimpleNamespace(topic=lambda t: PLACED))
+SETTINGS = offline_settings()  # its orders topic is PLACED
 BROKER_DOWN = KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down"))
 REFUSED = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "not allowed"))
 

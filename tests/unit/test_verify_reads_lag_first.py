@@ -5,10 +5,9 @@ read zero, the status read was older)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from offline import offline_settings
 
 from orderbus.ops import verify_facts
-from topics.catalogue import Names
 
 
 def test_the_lag_is_read_before_the_state_it_vouches_for(monkeypatch):
@@ -42,5 +41,5 @@ def test_the_lag_is_read_before_the_state_it_vouches_for(monkeypatch):
     monkeypatch.setattr(verify_facts, "lag", lambda settings: reads.append("lag") or {})
     monkeypatch.setattr(verify_facts, "open_transactions", lambda kafka, parts: {})
     monkeypatch.setattr(verify_facts.Verifier, "of", classmethod(lambda cls, settings: None))
-    verify_facts.gather(SimpleNamespace(names=Names("p."), kafka=lambda **k: {}))
+    verify_facts.gather(offline_settings(prefix="p."))
     assert reads[0] == "lag" and len(reads) > 1, reads
