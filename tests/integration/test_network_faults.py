@@ -55,7 +55,7 @@ def hosts_cluster(tmp_path):
         assert netns.namespaces() == [], "down left namespaces behind"
 
 
-@pytest.mark.timeout(600)  # fourteen faults, each healed and verified: 4-5 minutes
+@pytest.mark.timeout(600)  # eight faults, one of each kind, each healed: 4-5 minutes
 def test_every_network_and_clock_fault_once_leaves_verify_clean(hosts_cluster):
     duration = duration_for_all(KINDS)  # one of each kind, whatever the seed
     args = ["chaos", "--duration", str(duration), "--faults", ",".join(KINDS), "--seed", "3"]
