@@ -21,7 +21,7 @@ CHAOS_TABLE = "orderbus_chaos"  # the nftables table a fault lives in, inside on
 LINK = '"eth0"'
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise InfraError(f"ip {' '.join(args)}: {proc.stderr.strip()}")

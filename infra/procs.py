@@ -12,6 +12,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 
 class InfraError(RuntimeError):
@@ -47,11 +48,11 @@ def running(pidfile: Path) -> int | None:
     return pid if alive(pid) else None
 
 
-class _Server(subprocess.Popen):
+class _Server(subprocess.Popen[bytes]):
     """A server outlives the process that started it by design (`orderbus down`, another
     process, stops it by pid), so its handle being collected while it runs is no leak."""
 
-    def __del__(self, *args, **kwargs):
+    def __del__(self, *args: Any, **kwargs: Any) -> None:
         if getattr(self, "_child_created", False) and self.poll() is None:
             return
         super().__del__(*args, **kwargs)
@@ -64,7 +65,7 @@ def start(
     argv: list[str],
     pidfile: Path,
     logfile: Path,
-    env: dict | None = None,
+    env: dict[str, str] | None = None,
     user: str | None = None,
     nice: int | None = None,
 ) -> int:
@@ -139,7 +140,7 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 
 
 @contextmanager
-def exclusive(lockfile: Path, what: str):
+def exclusive(lockfile: Path, what: str) -> Iterator[None]:
     """Hold an exclusive lock, so a second `up`/`down` from another shell waits its turn or says
     so."""
     lockfile.parent.mkdir(parents=True, exist_ok=True)

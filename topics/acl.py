@@ -13,10 +13,12 @@ pipeline, including ones added later, and nothing else on the cluster.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
     AclBinding,
     AclBindingFilter,
     AclOperation,
@@ -30,6 +32,8 @@ from topics.catalogue import ACCESS, ALL, Names
 
 LITERAL, PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
 ANY = "*"  # a literal ACL on "*" covers every resource of its type
+# what an ACL change is keyed by: a binding (create) or a filter (delete)
+Target = TypeVar("Target", bound=AclBinding)
 
 
 @dataclass(frozen=True, order=True)
@@ -101,9 +105,13 @@ def grants(names: Names) -> list[Grant]:
     return sorted(set(out))
 
 
-def _from_binding(b) -> Grant | None:
-    kind = {v: k for k, v in _RESOURCE.items()}.get(b.restype)
-    pattern = {v: k for k, v in _PATTERN.items()}.get(b.resource_pattern_type)
+def _from_binding(b: AclBinding) -> Grant | None:
+    # an AclBinding turns its arguments into enums when made; its stubs type the attributes as
+    # the constructor's arguments (enum, str or int)
+    kind = {v: k for k, v in _RESOURCE.items()}.get(b.restype)  # type: ignore[arg-type]
+    pattern = {v: k for k, v in _PATTERN.items()}.get(
+        b.resource_pattern_type  # type: ignore[arg-type]
+    )
     if kind is None or pattern is None:
         return None  # cluster-level ACLs: none of ours
     principal = b.principal[len("User:") :] if b.principal.startswith("User:") else b.principal
@@ -112,8 +120,8 @@ def _from_binding(b) -> Grant | None:
         kind,
         pattern,
         b.name,
-        b.operation.name.lower(),
-        b.permission_type.name.lower(),
+        b.operation.name.lower(),  # type: ignore[union-attr]
+        b.permission_type.name.lower(),  # type: ignore[union-attr]
         b.host,
     )
 
@@ -150,7 +158,7 @@ def diff(names: Names, existing: list[Grant]) -> Drift:
     )
 
 
-def ensure(client: dict, names: Names, timeout_s: float = 30.0) -> Drift:
+def ensure(client: dict[str, Any], names: Names, timeout_s: float = 30.0) -> Drift:
     """Create what the catalogue wants and delete our services' grants it does not list; returns
     the drift found (its foreign entries are left for an operator to judge)."""
     drift = diff(names, current(AdminClient(client), timeout_s))
@@ -159,12 +167,12 @@ def ensure(client: dict, names: Names, timeout_s: float = 30.0) -> Drift:
     return drift
 
 
-def remove(client: dict, names: Names, timeout_s: float = 30.0) -> None:
+def remove(client: dict[str, Any], names: Names, timeout_s: float = 30.0) -> None:
     """Delete this pipeline's ACLs (a sandbox going away)."""
     revoke(client, grants(names), timeout_s)
 
 
-def grant(client: dict, new: list[Grant], timeout_s: float = 30.0) -> None:
+def grant(client: dict[str, Any], new: list[Grant], timeout_s: float = 30.0) -> None:
     """Create ACLs and return once every broker enforces them."""
     if not new:
         return
@@ -173,13 +181,15 @@ def grant(client: dict, new: list[Grant], timeout_s: float = 30.0) -> None:
     _settle(client, admin, new, timeout_s)
 
 
-def revoke(client: dict, old: list[Grant], timeout_s: float = 30.0) -> None:
+def revoke(client: dict[str, Any], old: list[Grant], timeout_s: float = 30.0) -> None:
     if old:
         admin = AdminClient(client)  # kept alive until the futures resolve
         _wait(admin.delete_acls([_filter(g) for g in old], request_timeout=timeout_s))
 
 
-def _settle(client: dict, admin: AdminClient, made: list[Grant], timeout_s: float) -> None:
+def _settle(
+    client: dict[str, Any], admin: AdminClient, made: list[Grant], timeout_s: float
+) -> None:
     """Wait until every broker knows the new ACLs. Each applies them when it replays the metadata
     log, a moment after the controller committed them; a client that meets a broker not there yet
     is refused and remembers it (librdkafka marks the topic unauthorized)."""
@@ -206,7 +216,7 @@ def _filter(g: Grant) -> AclBindingFilter:
     )
 
 
-def _wait(futures: dict) -> None:
+def _wait(futures: dict[Target, Future[Any]]) -> None:
     for target, fut in futures.items():
         try:
             fut.result()

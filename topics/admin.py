@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+    TopicMetadata,
+)
 
 from topics.catalogue import ALL, Names, Topic
 
@@ -24,7 +30,7 @@ def replication_for(broker_count: int, topic: Topic) -> tuple[int, int]:
 
 
 def ensure(
-    client_config: dict,
+    client_config: dict[str, Any],
     topics: tuple[Topic, ...] = ALL,
     timeout: float = 30.0,
     names: Names = Names(),
@@ -73,8 +79,14 @@ def ensure(
 
 
 def _compare(
-    admin: AdminClient, meta, topic: Topic, partitions: int, rf: int, min_isr: int, name: str
-):
+    admin: AdminClient,
+    meta: TopicMetadata,
+    topic: Topic,
+    partitions: int,
+    rf: int,
+    min_isr: int,
+    name: str,
+) -> tuple[str, tuple[str, ...]]:
     problems = []
     if len(meta.partitions) != partitions:
         problems.append(f"partitions {len(meta.partitions)}, ORDERBUS_PARTITIONS says {partitions}")
@@ -90,7 +102,7 @@ def _compare(
     return ("mismatch", tuple(problems)) if problems else ("ok", ())
 
 
-def delete(client_config: dict, names: list[str], timeout: float = 30.0) -> None:
+def delete(client_config: dict[str, Any], names: list[str], timeout: float = 30.0) -> None:
     admin = AdminClient(client_config)
     for fut in admin.delete_topics(names, operation_timeout=timeout).values():
         try:
@@ -101,8 +113,8 @@ def delete(client_config: dict, names: list[str], timeout: float = 30.0) -> None
 
 
 def wrong_partitions(
-    client_config: dict, topics: tuple[str, ...], names: Names, timeout: float = 10.0
-) -> dict:
+    client_config: dict[str, Any], topics: tuple[str, ...], names: Names, timeout: float = 10.0
+) -> dict[str, int]:
     """The topics among `topics` whose partition count is not `names.partitions`, with theirs. A
     worker reading one would take every event for misplaced (signing.placed), so it refuses to
     start instead; a topic not made yet is not counted."""

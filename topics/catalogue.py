@@ -23,7 +23,7 @@ class Topic:
     replication: int = 3  # capped at the broker count on a single-node cluster
     cleanup: str = "delete"
     retention_ms: int = 7 * DAY_MS
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
     # every record is signed by the one service entitled to write its event, and counts only on
     # its key's partition (workers/runtime/signing.py): several principals may write the topic
     signed: bool = False

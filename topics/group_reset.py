@@ -7,9 +7,13 @@ The decision (where to move an offset) is a pure function over plain values (`pl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
+    AdminClient,
+    OffsetSpec,
+)
 
 from topics.lag import committed, group_reader, partitions_of
 
@@ -90,7 +94,7 @@ def plan_reset(
 class Groups:
     """The admin side of a reset: members, committed offsets, log bounds, the commit."""
 
-    def __init__(self, client_config: dict, timeout_s: float = 15.0):
+    def __init__(self, client_config: dict[str, Any], timeout_s: float = 15.0) -> None:
         self.admin = AdminClient({"log_level": 3, **client_config})
         self.client_config = client_config
         self.timeout_s = timeout_s
@@ -124,7 +128,7 @@ class Groups:
             raise ResetError(f"no topic {topic!r} on the cluster")
         return sorted(meta.partitions)
 
-    def offsets(self, tps: list[tuple[str, int]], spec) -> dict[tuple[str, int], int]:
+    def offsets(self, tps: list[tuple[str, int]], spec: OffsetSpec) -> dict[tuple[str, int], int]:
         if not tps:
             return {}
         req = {TopicPartition(t, p): spec for t, p in tps}
@@ -142,8 +146,9 @@ class Groups:
             if bad:
                 raise ResetError(f"topic {topic!r} has no partition {bad} (it has 0-{max(have)})")
             tps += [(topic, p) for p in (parts or have)]
-        starts = self.offsets(tps, OffsetSpec.earliest())
-        ends = self.offsets(tps, OffsetSpec.latest())
+        # OffsetSpec's class methods are unannotated in confluent-kafka
+        starts = self.offsets(tps, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+        ends = self.offsets(tps, OffsetSpec.latest())  # type: ignore[no-untyped-call]
         times = (
             self.offsets(tps, OffsetSpec.for_timestamp(spec.value))
             if spec.kind == "to-datetime"

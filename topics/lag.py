@@ -14,10 +14,13 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
+    AdminClient,
+    OffsetSpec,
+)
 
 from topics.catalogue import Names
 from topics.read import coordinates
@@ -73,7 +76,7 @@ def judge(samples: Sequence[Sample], members: int | None = 1) -> tuple[str, str]
     return OK, "committing, and the lag is not growing"
 
 
-def worst(statuses) -> str:
+def worst(statuses: Iterable[str]) -> str:
     return max(statuses, key=STATUSES.index, default=OK)
 
 
@@ -123,11 +126,11 @@ class LagReader:
 
     def __init__(
         self,
-        client_config: dict,
+        client_config: dict[str, Any],
         names: Names = Names(),
         window: int = WINDOW,
         timeout_s: float = 10.0,
-    ):
+    ) -> None:
         self.window, self.timeout_s = window, timeout_s
         self.client_config = client_config
         self._readers: dict[str, Consumer] = {}  # group -> its group_reader
@@ -260,7 +263,7 @@ class LagReader:
         except KafkaException:
             return None  # topic deleted under the group's offsets, or a partition offline
 
-    def _append(self, key, s: Sample) -> None:
+    def _append(self, key: tuple[str, str, int], s: Sample) -> None:
         self.latest[key] = s
         if s.committed is not None and self._settled.get(key) == (s.committed, s.end):
             s = s._replace(end=s.committed)  # nothing consumable left: caught up for the rules
@@ -300,7 +303,7 @@ class LagReader:
             dict(self.group_errors),
         )
 
-    def _settle(self, key, committed: int, end: int) -> None:
+    def _settle(self, key: tuple[str, str, int], committed: int, end: int) -> None:
         self._settled[key] = (committed, end)
         win = self.windows[key]
         for i, s in enumerate(win):
@@ -378,7 +381,7 @@ class LagReader:
         return out
 
 
-def group_reader(client_config: dict, group: str) -> Consumer:
+def group_reader(client_config: dict[str, Any], group: str) -> Consumer:
     """A consumer that asks `group`'s committed offsets and never joins the group nor commits.
     AdminClient.list_consumer_group_offsets would do, but librdkafka crashes the whole process
     (SIGSEGV, NULL group handle) when the group's coordinator moves during the request
@@ -419,13 +422,16 @@ def backlog(
     has committed nothing. Raises KafkaException when the cluster cannot say."""
     done = {tp.partition: tp.offset for tp in committed(reader, {topic: partitions}, timeout_s)}
     tps = [TopicPartition(topic, p) for p in range(partitions)]
-    ends = _list(admin, tps, OffsetSpec.latest(), timeout_s)
+    # OffsetSpec's class methods are unannotated in confluent-kafka
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+    ends = _list(admin, tps, latest, timeout_s)
     fresh = [tp for tp in tps if tp.partition not in done]
-    starts = _list(admin, fresh, OffsetSpec.earliest(), timeout_s) if fresh else {}
+    starts = _list(admin, fresh, earliest, timeout_s) if fresh else {}
     return {p: max(0, ends[p] - (done[p] if p in done else starts[p])) for p in ends}
 
 
-def log_ends(client_config: dict, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+def log_ends(client_config: dict[str, Any], topic: str, timeout_s: float = 10.0) -> dict[int, int]:
     """Each partition's log-end offset: how many records it has ever been written, whatever
     retention has deleted since; {} when the topic does not exist. A partition that cannot
     answer (its leader down, say) raises KafkaException: unknown is not empty."""
@@ -437,11 +443,13 @@ def log_ends(client_config: dict, topic: str, timeout_s: float = 10.0) -> dict[i
         return {}
     if meta.error is not None:
         raise KafkaException(meta.error)
-    return _list(
-        admin, [TopicPartition(topic, p) for p in meta.partitions], OffsetSpec.latest(), timeout_s
-    )
+    tps = [TopicPartition(topic, p) for p in meta.partitions]
+    # OffsetSpec's class methods are unannotated in confluent-kafka
+    return _list(admin, tps, OffsetSpec.latest(), timeout_s)  # type: ignore[no-untyped-call]
 
 
-def _list(admin: AdminClient, tps: list[TopicPartition], spec, timeout_s: float) -> dict[int, int]:
+def _list(
+    admin: AdminClient, tps: list[TopicPartition], spec: OffsetSpec, timeout_s: float
+) -> dict[int, int]:
     futures = admin.list_offsets({tp: spec for tp in tps}, request_timeout=timeout_s)
     return {tp.partition: f.result().offset for tp, f in futures.items()}

@@ -3,7 +3,7 @@ dashboard use these names, and LagCollector serves a LagReader's latest report u
 
 from __future__ import annotations
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from topics.lag import STATUSES, Report
@@ -18,17 +18,17 @@ class LagCollector(Collector):
     """Serves the latest report as a whole, so a scrape never sees half of one round and series of
     vanished groups and topics disappear with the next round."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.report: Report | None = None
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return self._families(None)
 
-    def collect(self):
+    def collect(self) -> list[Metric]:
         return self._families(self.report)
 
     @staticmethod
-    def _families(report: Report | None):
+    def _families(report: Report | None) -> list[Metric]:
         labels = ["group", "topic", "partition"]
         messages = GaugeMetricFamily(
             LAG_MESSAGES, "Log-end offset minus committed offset", labels=labels

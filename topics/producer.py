@@ -52,7 +52,7 @@ PRODUCER_DEFAULTS = {
 class OrderPublisher:
     """Validating producer for OrderPlaced events. Not thread-safe; one per thread."""
 
-    def __init__(self, client_config: dict, topic: str = ORDERS_PLACED.name) -> None:
+    def __init__(self, client_config: dict[str, Any], topic: str = ORDERS_PLACED.name) -> None:
         self.topic = topic
         self._producer = Producer({**PRODUCER_DEFAULTS, **client_config})
         self.sent = 0  # handed to the producer
@@ -123,7 +123,13 @@ class OrderPublisher:
         _check_size(value)
         return value, headers, event
 
-    def _produce(self, key: bytes | None, value: bytes, headers, on_delivery) -> None:
+    def _produce(
+        self,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> None:
         def delivered(err: KafkaError | None, msg: Message) -> None:
             if err is None:
                 self.delivered += 1
@@ -135,8 +141,14 @@ class OrderPublisher:
 
         while True:
             try:
+                # the stubs want a list of (str, str | bytes | None): a list of the narrower
+                # (str, bytes) is as good, but list is invariant (Sequence would do)
                 self._producer.produce(
-                    self.topic, value=value, key=key, headers=headers, on_delivery=delivered
+                    self.topic,
+                    value=value,
+                    key=key,
+                    headers=headers,  # type: ignore[arg-type]
+                    on_delivery=delivered,
                 )
                 break
             except BufferError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator, cast
+from typing import Any, Callable, Iterator, cast
 
 from confluent_kafka import (
     Consumer,
@@ -13,7 +13,10 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
+    AdminClient,
+    OffsetSpec,
+)
 
 BEGINNING = -2
 
@@ -46,14 +49,14 @@ def headers_of(msg: Message) -> list[tuple[str, bytes | None]] | None:
 
 
 def read(
-    client_config: dict,
+    client_config: dict[str, Any],
     topic: str,
     starts: dict[int, int] | None = None,
     stops: dict[int, int] | None = None,
     timeout_s: float = 120.0,
     group: str = "orderbus.reader",
     committed: bool = True,
-    on_progress=lambda: None,
+    on_progress: Callable[[], object] = lambda: None,
 ) -> Iterator[Message]:
     """Yield the committed records of `topic` from `starts` (default: the beginning of every
     partition) until each partition's end (or its offset in `stops`, exclusive). Raises
@@ -131,7 +134,7 @@ def _with_records(
 
 
 def open_transactions(
-    client_config: dict, partitions: list[tuple[str, int]], timeout_s: float = 10.0
+    client_config: dict[str, Any], partitions: list[tuple[str, int]], timeout_s: float = 10.0
 ) -> dict[tuple[str, int], tuple[int, int] | None]:
     """(topic, partition) -> (last stable offset, log end) where a transaction is still open: its
     records are neither committed nor aborted yet. A committed-only read stops at the last stable
@@ -140,7 +143,11 @@ def open_transactions(
     if not partitions:
         return {}
     admin = AdminClient({"log_level": 3, **client_config})
-    latest = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
+    latest = {
+        # OffsetSpec's class methods are unannotated in confluent-kafka
+        TopicPartition(t, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        for t, p in partitions
+    }
     # the end first: then a stable offset short of it means a transaction that was open when the
     # end was read is open still, never just a write or marker that landed between the two
     end = _offsets(admin, latest, IsolationLevel.READ_UNCOMMITTED, timeout_s)
@@ -155,7 +162,12 @@ def open_transactions(
     return out
 
 
-def _offsets(admin, latest: dict, level, timeout_s: float) -> dict[tuple[str, int], int | None]:
+def _offsets(
+    admin: AdminClient,
+    latest: dict[TopicPartition, OffsetSpec],
+    level: IsolationLevel,
+    timeout_s: float,
+) -> dict[tuple[str, int], int | None]:
     futures = admin.list_offsets(latest, isolation_level=level, request_timeout=timeout_s)
     out: dict[tuple[str, int], int | None] = {}
     for tp, future in futures.items():

@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any, Callable, TextIO
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -124,7 +125,7 @@ class DlqPlan:
     selected: list[Letter] = field(default_factory=list)  # to re-publish, in order
     parked: list[tuple[Letter, str]] = field(default_factory=list)  # (letter, why)
     done: list[Letter] = field(default_factory=list)  # already in the replay log
-    by_reason: Counter = field(default_factory=Counter)  # every letter in the topic
+    by_reason: Counter[str] = field(default_factory=Counter)  # every letter in the topic
     skipped_by_filter: int = 0
     over_limit: int = 0
 
@@ -172,7 +173,7 @@ def plan_dlq(
     return plan
 
 
-def read_letters(client_config: dict, dlq_topic: str) -> list[Letter]:
+def read_letters(client_config: dict[str, Any], dlq_topic: str) -> list[Letter]:
     """Every committed record of the dead-letter topic."""
     try:
         return [_letter(m) for m in read(client_config, dlq_topic)]
@@ -190,7 +191,7 @@ def _letter(msg: Message) -> Letter:
 class ReplayLog:
     """What was re-published, one JSON line per dead letter, appended after the ack."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path) -> None:
         self.path = path
 
     def load(self) -> set[str]:
@@ -204,17 +205,17 @@ class ReplayLog:
                 continue  # a line torn by a kill mid-write: its letter may go once more
         return done
 
-    def open(self):
+    def open(self) -> TextIO:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         return open(self.path, "a", encoding="utf-8")
 
 
 def redrive(
-    client_config: dict,
+    client_config: dict[str, Any],
     letters: list[Letter],
     log: ReplayLog,
     rate: float | None = None,
-    progress=lambda n: None,
+    progress: Callable[[int], object] = lambda n: None,
 ) -> tuple[int, list[str]]:
     """Re-publish `letters` in order; returns (acknowledged, errors). Each ack is logged (and
     flushed to disk) before the next poll returns."""

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -196,11 +197,11 @@ def start_node(layout: Layout, node: int) -> None:
     )
 
 
-def nice(env: dict | None = None) -> int:
+def nice(env: Mapping[str, str] | None = None) -> int:
     """The brokers' CPU priority: ORDERBUS_KAFKA_NICE, else -10 where this process may raise
     priority (root with CAP_SYS_NICE). They share the machine with the pipeline and the load; a
     broker starved of CPU misses its heartbeats and stretches a failover (README, Chaos)."""
-    given = variables.KAFKA_NICE.get(os.environ if env is None else env)
+    given: int | None = variables.KAFKA_NICE.get(os.environ if env is None else env)
     if given is not None:
         return given
     return -10 if may_raise_priority() else 0
@@ -213,19 +214,25 @@ def may_raise_priority() -> bool:
     return probe.returncode == 0 and probe.stdout.strip() == str(os.nice(0) - 1)
 
 
-def admin(client: dict, **extra) -> AdminClient:
+def admin(client: dict[str, Any], **extra: Any) -> AdminClient:
     """A quiet admin client with short timeouts, for probing a cluster that may be half up."""
-    conf: dict = {**client, "socket.timeout.ms": 3000, "log_level": 3, "logger": _quiet, **extra}
+    conf: dict[str, Any] = {
+        **client,
+        "socket.timeout.ms": 3000,
+        "log_level": 3,
+        "logger": _quiet,
+        **extra,
+    }
     return AdminClient(conf)
 
 
 class _Quiet:
     """librdkafka logs every refused connection while brokers start; readiness reports instead."""
 
-    def log(self, *args, **kwargs):
+    def log(self, *args: object, **kwargs: object) -> None:
         pass
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Callable[..., None]:
         return self.log
 
 

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from infra.layout import Layout
 from infra.procs import InfraError
@@ -24,7 +25,7 @@ def require_tool(name: str, package: str) -> str:
     return path
 
 
-def ensure_jars(layout: Layout, log=print) -> Path:
+def ensure_jars(layout: Layout, log: Callable[[str], object] = print) -> Path:
     """Return the directory of Kafka's runtime jars, downloading them on first use."""
     lib = layout.kafka_lib
     if (lib / COMPLETE).exists():

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from infra.kafka import cluster
+from infra.layout import Layout
 from infra.procs import InfraError
 
 
-def controller(layout) -> int | None:
+def controller(layout: Layout) -> int | None:
     """The active KRaft controller, from the quorum state the nodes keep on disk. (The
     DescribeCluster answer names a random broker on KRaft, not the controller.)"""
     best = None
@@ -26,7 +28,7 @@ def controller(layout) -> int | None:
     return best[1] if best else None
 
 
-def wait_broker(client_config: dict, layout, node: int) -> str:
+def wait_broker(client_config: dict[str, Any], layout: Layout, node: int) -> str:
     """Until the node serves metadata again (or fail loudly), then until no partition is
     under-replicated, so the next fault never meets a partition one broker from unavailable.
     Returns a note when that last wait gave up."""
@@ -46,7 +48,7 @@ def wait_broker(client_config: dict, layout, node: int) -> str:
     return ""
 
 
-def leader(client_config: dict, topic: str, partition: int) -> int | None:
+def leader(client_config: dict[str, Any], topic: str, partition: int) -> int | None:
     try:
         md = cluster.admin(client_config).list_topics(topic, timeout=5)
         return md.topics[topic].partitions[partition].leader
@@ -54,7 +56,7 @@ def leader(client_config: dict, topic: str, partition: int) -> int | None:
         return None
 
 
-def under_replicated(client_config) -> int | None:
+def under_replicated(client_config: dict[str, Any]) -> int | None:
     try:
         md = cluster.admin(client_config).list_topics(timeout=5)
     except Exception:

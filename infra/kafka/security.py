@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
     AdminClient,
     ScramCredentialInfo,
     ScramMechanism,
@@ -47,7 +47,7 @@ def password(layout: Layout, principal: str) -> str:
     return secret(layout, f"kafka-{principal}")
 
 
-def client(layout: Layout, principal: str = ADMIN) -> dict:
+def client(layout: Layout, principal: str = ADMIN) -> dict[str, str]:
     """librdkafka settings for `principal` on the local cluster."""
     conf = {"bootstrap.servers": layout.bootstrap}
     if layout.secure:
@@ -55,7 +55,7 @@ def client(layout: Layout, principal: str = ADMIN) -> dict:
     return conf
 
 
-def sasl_ssl(user: str, password_: str, ca_file: str) -> dict:
+def sasl_ssl(user: str, password_: str, ca_file: str) -> dict[str, str]:
     """librdkafka settings of an authenticated client of any cluster secured as ours is."""
     return {
         "security.protocol": "SASL_SSL",
@@ -218,7 +218,7 @@ def _drop_issuing_files(d: Path) -> None:
         (d / name).unlink(missing_ok=True)
 
 
-def _openssl(argv: list[str], cwd: Path, env: dict | None = None) -> None:
+def _openssl(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
     if shutil.which("openssl") is None:
         procs.require_apt("openssl", "openssl")
         procs.apt_install("openssl")

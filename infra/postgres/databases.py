@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import os
 from pathlib import Path
+from typing import Any
 
 from psycopg2 import sql
 
@@ -81,7 +82,7 @@ def ensure(layout: Layout, name: str, service: str) -> list[str]:
     return _migrate(layout, name, service)
 
 
-def _role(cur, name: str, verifier: str | None = None) -> None:
+def _role(cur: Any, name: str, verifier: str | None = None) -> None:
     """Create or update a role: a login with this SCRAM verifier, or (None) one that never
     logs in. Neither may create databases or roles."""
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import psycopg2
 
@@ -35,7 +36,7 @@ def binaries() -> Path | None:
     return found[-1].parent if found else None
 
 
-def install(log=print) -> Path:
+def install(log: Callable[[str], object] = print) -> Path:
     """Install Debian's PostgreSQL if it is missing, without the cluster Debian would start."""
     found = binaries()
     if found:
@@ -84,7 +85,7 @@ def pidfile(layout: Layout) -> Path:
     return layout.pg_dir / "postgres.pid"
 
 
-def prepare(layout: Layout, log=print) -> None:
+def prepare(layout: Layout, log: Callable[[str], object] = print) -> None:
     """initdb once; rewrite our settings every time (they are ours, not the operator's)."""
     bindir = install(log)
     user = _run_as()
@@ -202,7 +203,7 @@ def stop(layout: Layout, grace_s: float = 30.0) -> bool:
     return procs.stop(pidfile(layout), grace_s=grace_s, sig=signal.SIGINT)
 
 
-def admin_connect(layout: Layout, dbname: str):
+def admin_connect(layout: Layout, dbname: str) -> Any:
     conn = psycopg2.connect(
         host=str(layout.pg_socket_dir),
         port=layout.pg_port,
@@ -214,7 +215,7 @@ def admin_connect(layout: Layout, dbname: str):
     return conn
 
 
-def restart(layout, attempts: int = 5) -> None:
+def restart(layout: Layout, attempts: int = 5) -> None:
     for attempt in range(attempts):
         try:
             start(layout)
