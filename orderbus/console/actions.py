@@ -7,7 +7,9 @@ refused to the audit trail."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -38,6 +40,7 @@ from orderbus.ops.replay import (
 )
 from topics.group_reset import ResetSpec
 from topics.redrive import DlqFilter
+from workers.status.rebuild import Comparison
 
 REDRIVE_FIELDS = ("reason", "since", "until", "limit", "max_replays")
 RESET_FIELDS = ("group", "kind", "value", "topics")
@@ -97,7 +100,7 @@ async def logout(request: web.Request) -> web.Response:
 # -- the operator's actions ------------------------------------------------------------------
 
 
-def refusal(request: web.Request, action: str, params: dict) -> web.Response | None:
+def refusal(request: web.Request, action: str, params: dict[str, str]) -> web.Response | None:
     """The read-only switch and the role, checked on the server for every action."""
     identity = request[IDENTITY]
     why = None
@@ -117,7 +120,11 @@ def message(request: web.Request, text: str, status: int = 200, kind: str = "bad
 
 
 def done(
-    request: web.Request, action: str, params: dict, result: str, plan: str | None = None
+    request: web.Request,
+    action: str,
+    params: dict[str, str],
+    result: str,
+    plan: str | None = None,
 ) -> None:
     identity = request[IDENTITY]
     request.app[AUDIT].append(identity.user, identity.role, action, params, result, plan)
@@ -131,11 +138,15 @@ class Asked:
     named: str  # the plan an execution names
 
 
-def operator_action(name: str, fields: tuple[str, ...]):
+ActionHandler = Callable[[web.Request, Asked], Awaitable[web.Response]]
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def operator_action(name: str, fields: tuple[str, ...]) -> Callable[[ActionHandler], Handler]:
     """An operator's action: its form's fields read, the read-only switch and the role checked
     (and a refusal audited) before the handler runs."""
 
-    def wrap(handler):
+    def wrap(handler: ActionHandler) -> Handler:
         async def checked(request: web.Request) -> web.Response:
             form = await request.post()
             params = {k: str(form.get(k, "")).strip() for k in fields}
@@ -171,7 +182,7 @@ async def redrive(request: web.Request, asked: Asked) -> web.Response:
         done(request, action, params, f"refused: {summary(e)}")
         return message(request, summary(e), 409)
     plan = redrive_id(params, run)
-    context = {
+    context: dict[str, Any] = {
         "run": run,
         "params": params,
         "plan_id": plan,
@@ -215,7 +226,7 @@ async def reset(request: web.Request, asked: Asked) -> web.Response:
         done(request, action, params, f"refused: {summary(e)}")
         return message(request, f"refused: {summary(e)}", 409)
     plan = reset_id(params, plans)
-    context = {
+    context: dict[str, Any] = {
         "plans": plans,
         "params": params,
         "plan_id": plan,
@@ -248,7 +259,8 @@ class PlanChanged(Exception):
 async def rebuild(request: web.Request, asked: Asked) -> web.Response:
     params, execute, action, named = asked.params, asked.execute, asked.action, asked.named
 
-    def same_plan(c) -> None:  # shown the comparison under the writers' lock, before the swap
+    # shown the comparison under the writers' lock, before the swap
+    def same_plan(c: Comparison) -> None:
         if rebuild_id(params, c) != named:
             raise PlanChanged(rebuild_id(params, c))
 
@@ -271,14 +283,14 @@ async def rebuild(request: web.Request, asked: Asked) -> web.Response:
 
 
 def _stale(
-    request: web.Request, action: str, params: dict, plan: str, named: str
+    request: web.Request, action: str, params: dict[str, str], plan: str, named: str
 ) -> web.Response | None:
     """Refuses an execution whose plan is not the one the dry run showed."""
     return None if named == plan else _refuse_stale(request, action, params, plan, named)
 
 
 def _refuse_stale(
-    request: web.Request, action: str, params: dict, plan: str, named: str
+    request: web.Request, action: str, params: dict[str, str], plan: str, named: str
 ) -> web.Response:
     why = (
         f"refused: the plan changed since the dry run ({named or 'none named'} then, {plan} "

@@ -9,10 +9,12 @@ each action itself (actions.py), so no route changes anything without asking."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from orderbus.console import actions, panes
 from orderbus.console.audit import AuditTrail
@@ -78,8 +80,8 @@ def make_app(settings: Settings, config: ConsoleConfig, live: bool = True) -> we
     return app
 
 
-def _running(live: Live, sources: Sources):
-    async def ctx(app: web.Application):
+def _running(live: Live, sources: Sources) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(live.run())
         yield
         task.cancel()
@@ -108,7 +110,7 @@ SECURITY_HEADERS = {
 
 
 @web.middleware
-async def guard(request: web.Request, handler):
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await _guarded(request, handler)
     if not response.prepared:  # a finished event stream has sent its headers long ago
         for k, v in SECURITY_HEADERS.items():
@@ -116,7 +118,7 @@ async def guard(request: web.Request, handler):
     return response
 
 
-async def _guarded(request: web.Request, handler) -> web.StreamResponse:
+async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     config = app[CONFIG]
     if (

@@ -8,6 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 
 class AuditTrail:
@@ -15,7 +16,13 @@ class AuditTrail:
         self.path = path
 
     def append(
-        self, user: str, role: str, action: str, params: dict, result: str, plan: str | None = None
+        self,
+        user: str,
+        role: str,
+        action: str,
+        params: dict[str, Any],
+        result: str,
+        plan: str | None = None,
     ) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         entry = {
@@ -33,10 +40,10 @@ class AuditTrail:
             out.flush()
             os.fsync(out.fileno())
 
-    def newest(self, n: int = 200) -> list[dict]:
+    def newest(self, n: int = 200) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        out = []
+        out: list[dict[str, Any]] = []
         for line in self.path.read_text().splitlines()[-n:]:
             try:
                 out.append(json.loads(line))

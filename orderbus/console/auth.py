@@ -20,7 +20,9 @@ import ipaddress
 import json
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from infra.layout import Layout
 from infra.secret import secret
@@ -45,7 +47,7 @@ class Identity:
         return self.role == OPERATOR
 
 
-def token_path(layout: Layout, role: str):
+def token_path(layout: Layout, role: str) -> Path:
     return layout.secrets_dir / f"console-{role}.token"
 
 
@@ -114,7 +116,7 @@ class Proxy:
             return False
         return any(address in ipaddress.ip_network(net, strict=False) for net in self.trusted)
 
-    def identify(self, peer: str | None, headers) -> tuple[str, str] | None:
+    def identify(self, peer: str | None, headers: Mapping[str, str]) -> tuple[str, str] | None:
         """(user, role) from a trusted peer's headers; None otherwise."""
         user = (headers.get(USER_HEADER) or "").strip()
         if not user or not self.trusts(peer):

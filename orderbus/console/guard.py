@@ -9,6 +9,7 @@ change (htmx sends it as a header; a plain form as a field), as defence in depth
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -16,7 +17,7 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf"
 
 
-def cross_site(method: str, headers, host: str | None) -> str | None:
+def cross_site(method: str, headers: Mapping[str, str], host: str | None) -> str | None:
     """Why this request is refused as cross-site; None when it may go on."""
     if method in SAFE:
         return None

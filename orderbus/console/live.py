@@ -14,7 +14,7 @@ import html
 import logging
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 import psycopg2
 
@@ -40,12 +40,12 @@ class Sources:
     def close(self) -> None:
         self.gatherer.close()
 
-    def gather(self) -> dict:
+    def gather(self) -> dict[str, Any]:
         frame = self.gatherer.gather()
         report = self.gatherer.tracker_lag  # the frame's own lag report, per partition
         for g in frame.groups or ():
             self.trend.setdefault(g.group, deque(maxlen=TREND)).append(g.lag)
-        data: dict = {
+        data: dict[str, Any] = {
             "frame": frame,
             "trend": {g: list(v) for g, v in self.trend.items()},
             "at": time.time(),
@@ -71,15 +71,15 @@ class Live:
 
     def __init__(
         self,
-        gather: Callable[[], dict],
-        render: Callable[[dict], dict[str, str]],
+        gather: Callable[[], dict[str, Any]],
+        render: Callable[[dict[str, Any]], dict[str, str]],
         interval_s: float,
-    ):
+    ) -> None:
         self.gather, self.render, self.interval_s = gather, render, interval_s
         self.latest: dict[str, str] = {}
-        self.data: dict = {}
+        self.data: dict[str, Any] = {}
         self.rounds = 0
-        self.subscribers: set[asyncio.Queue] = set()
+        self.subscribers: set[asyncio.Queue[dict[str, str] | None]] = set()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -98,12 +98,12 @@ class Live:
                 queue.put_nowait(self.latest)
             await asyncio.sleep(self.interval_s)
 
-    def subscribe(self) -> asyncio.Queue:
-        queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE)
+    def subscribe(self) -> asyncio.Queue[dict[str, str] | None]:
+        queue: asyncio.Queue[dict[str, str] | None] = asyncio.Queue(maxsize=QUEUE)
         self.subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, str] | None]) -> None:
         self.subscribers.discard(queue)
 
     def close(self) -> None:

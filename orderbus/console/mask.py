@@ -5,15 +5,24 @@ for them, so a viewer sees only its size."""
 from __future__ import annotations
 
 import json
+from typing import Any, TypeVar, overload
 
 CUSTOMER_FIELDS = frozenset({"customer_id"})
+
+T = TypeVar("T")
 
 
 def masked(value: str) -> str:
     return value[:2] + "***" if len(value) > 4 else "***"
 
 
-def mask(obj):
+@overload
+def mask(obj: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def mask(obj: list[Any]) -> list[Any]: ...
+@overload
+def mask(obj: T) -> T: ...
+def mask(obj: Any) -> Any:
     """A copy of `obj` with every customer field's value masked, at any depth."""
     if isinstance(obj, dict):
         return {

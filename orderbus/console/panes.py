@@ -6,7 +6,9 @@ the one gathering loop (live.py) over ops/top_gather.py (`orderbus top`)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any, TypeVar, TypeVarTuple
 
 import psycopg2
 from aiohttp import web
@@ -42,6 +44,9 @@ LETTERS_SHOWN = 200
 UNREADABLE = (UsageError, KafkaException, SettingsError, psycopg2.Error)
 KEEPALIVE_S = 15.0
 
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
 
 def routes(router: web.UrlDispatcher) -> None:
     router.add_get("/", live_page("overview.html", "Overview", "/", ()))
@@ -69,7 +74,7 @@ def routes(router: web.UrlDispatcher) -> None:
     router.add_get("/audit", audit)
 
 
-async def in_executor(func, *args):
+async def in_executor(func: Callable[[*Ts], T], *args: *Ts) -> T:
     """The synchronous clients (confluent-kafka, psycopg2) off the event loop."""
     return await asyncio.get_running_loop().run_in_executor(None, partial(func, *args))
 
@@ -83,7 +88,9 @@ def can_act(request: web.Request) -> tuple[bool, str]:
     return True, ""
 
 
-def page(request: web.Request, template: str, title: str, here: str, **context) -> web.Response:
+def page(
+    request: web.Request, template: str, title: str, here: str, **context: Any
+) -> web.Response:
     settings = request.app[SETTINGS]
     text = request.app[RENDER].page(
         template,
@@ -99,7 +106,9 @@ def page(request: web.Request, template: str, title: str, here: str, **context) 
     return web.Response(text=text, content_type="text/html")
 
 
-def live_page(template: str, title: str, here: str, panes: tuple[str, ...]):
+def live_page(
+    template: str, title: str, here: str, panes: tuple[str, ...]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """A page of live panes: their latest fragments now, then each new one as it is gathered."""
 
     async def handler(request: web.Request) -> web.Response:
@@ -175,7 +184,7 @@ async def order(request: web.Request) -> web.Response:
     return page(request, "order.html", f"Order {order_id}", "/orders", order_id=order_id, view=view)
 
 
-def masked_view(view: dict) -> dict:
+def masked_view(view: dict[str, Any]) -> dict[str, Any]:
     """An order as a viewer sees it: its customer masked, in its row and in the ledger keyed by
     customer (payment's holds name the customer whose funds they hold)."""
     out = mask(view)
@@ -194,7 +203,7 @@ async def dead_letters(request: web.Request) -> web.Response:
     f = {k: q.get(k, "").strip() for k in ("reason", "since", "until", "key", "source")}
     settings = request.app[SETTINGS]
     viewer = not request[IDENTITY].operator
-    context: dict = {
+    context: dict[str, Any] = {
         "f": f,
         "letters": [],
         "by_reason": [],

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 
 from orderbus.ops.replay import DlqRun
 from topics.group_reset import PartitionPlan
 from workers.status.rebuild import Comparison
 
 
-def plan_id(action: str, params: dict, rows: list) -> str:
+def plan_id(action: str, params: dict[str, str], rows: Sequence[object]) -> str:
     doc = json.dumps([action, params, rows], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
-def redrive_id(params: dict, run: DlqRun) -> str:
+def redrive_id(params: dict[str, str], run: DlqRun) -> str:
     rows = [
         ["send", letter.id, letter.source, (letter.count() or 0) + 1]
         for letter in run.plan.selected
@@ -28,10 +29,10 @@ def redrive_id(params: dict, run: DlqRun) -> str:
     return plan_id("redrive", params, rows)
 
 
-def reset_id(params: dict, plans: list[PartitionPlan]) -> str:
+def reset_id(params: dict[str, str], plans: list[PartitionPlan]) -> str:
     return plan_id("reset", params, [[p.topic, p.partition, p.current, p.target] for p in plans])
 
 
-def rebuild_id(params: dict, c: Comparison) -> str:
+def rebuild_id(params: dict[str, str], c: Comparison) -> str:
     rows = [c.live, c.rebuilt, c.only_live, c.only_rebuilt, c.different, c.examples]
     return plan_id("rebuild status", params, rows)

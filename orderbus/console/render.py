@@ -8,6 +8,7 @@ import math
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -68,13 +69,13 @@ def sparkline(values: list[int], width: int = 120, height: int = 24) -> Markup:
 
 
 class Renderer:
-    def __init__(self):
+    def __init__(self) -> None:
         self.env = environment()
 
-    def page(self, name: str, **context) -> str:
+    def page(self, name: str, **context: Any) -> str:
         return self.env.get_template(name).render(**context)
 
-    def live(self, data: dict) -> dict[str, str]:
+    def live(self, data: dict[str, Any]) -> dict[str, str]:
         """SSE event name -> HTML, one per live pane, from one gathering round."""
         out = {
             name: self.env.get_template(f"live/{name}.html").render(**data) for name in LIVE_PANES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -12,7 +13,9 @@ from orderbus.console.state import PATHS, TOKEN, ConsoleConfig
 from workers.runtime.settings import Settings
 
 
-async def serve(settings: Settings, config: ConsoleConfig, announce=print) -> None:
+async def serve(
+    settings: Settings, config: ConsoleConfig, announce: Callable[[str], None] = print
+) -> None:
     app = make_app(settings, config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
     await runner.setup()

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from typing import Any
 
 TIMEOUT_S = 3.0
 
 
-def firing(prometheus_url: str, timeout_s: float = TIMEOUT_S) -> list[dict]:
+def firing(prometheus_url: str, timeout_s: float = TIMEOUT_S) -> list[dict[str, Any]]:
     """name, severity, labels, summary and since of every firing alert; raises OSError or
     ValueError when Prometheus cannot be asked."""
     with urllib.request.urlopen(
@@ -18,7 +19,7 @@ def firing(prometheus_url: str, timeout_s: float = TIMEOUT_S) -> list[dict]:
         doc = json.load(r)
     if doc.get("status") != "success":
         raise ValueError(f"Prometheus answered {doc.get('status')}: {doc.get('error', '')}")
-    out = []
+    out: list[dict[str, Any]] = []
     for a in doc["data"]["alerts"]:
         if a.get("state") != "firing":
             continue

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from confluent_kafka import KafkaException
 
@@ -25,8 +27,12 @@ from workers.runtime.signing import AUTHORS
 
 
 def up(
-    settings: Settings, brokers: int, insecure: bool = False, hosts: bool = False, log=print
-) -> dict:
+    settings: Settings,
+    brokers: int,
+    insecure: bool = False,
+    hosts: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     layout = settings.layout(brokers, secure=not insecure, hosts=hosts or settings.hosts)
     t0 = time.monotonic()
     with procs.exclusive(layout.home / ".lock", "up"):
@@ -116,7 +122,7 @@ def up(
     return summary
 
 
-def _warn_ephemeral(layout: Layout, log) -> None:
+def _warn_ephemeral(layout: Layout, log: Callable[[str], None]) -> None:
     span = ephemeral_range()
     inside = [p for p in layout.ports if span and span[0] <= p <= span[1]]
     if span and inside:
@@ -169,9 +175,10 @@ def _refuse_other_shape(layout: Layout) -> None:
         )
 
 
-def _state(layout: Layout) -> dict:
+def _state(layout: Layout) -> dict[str, Any]:
     try:
-        return json.loads(layout.state_file.read_text())
+        state: dict[str, Any] = json.loads(layout.state_file.read_text())
+        return state
     except (FileNotFoundError, ValueError):
         return {}
 
@@ -194,7 +201,9 @@ def _write_state(layout: Layout, partitions: int) -> None:
     )
 
 
-def down(settings: Settings, purge: bool = False, log=print) -> dict:
+def down(
+    settings: Settings, purge: bool = False, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     layout = settings.layout()
     with procs.exclusive(layout.home / ".lock", "down"):
         stopped = kafka.stop(layout)
@@ -211,7 +220,7 @@ def down(settings: Settings, purge: bool = False, log=print) -> dict:
     return {"brokers_stopped": stopped, "postgres_stopped": pg, "purged": purge}
 
 
-def status(settings: Settings) -> dict:
+def status(settings: Settings) -> dict[str, Any]:
     layout = settings.layout()
     brokers = []
     controller, urp, md = None, None, None
@@ -274,7 +283,7 @@ def status(settings: Settings) -> dict:
     }
 
 
-def render_status(st: dict) -> str:
+def render_status(st: dict[str, Any]) -> str:
     lines = [
         "KAFKA  " + st["kafka"]["bootstrap"],
         f"  {'node':>4}  {'port':>5}  {'pid':>7}  state  role",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from orderbus.ops import cluster
 from orderbus.ops.errors import UsageError
@@ -30,7 +31,7 @@ EXPECTED = {
 }
 
 
-def demo(settings: Settings, log=print) -> int:
+def demo(settings: Settings, log: Callable[[str], None] = print) -> int:
     cluster.up(settings, settings.brokers, log=log)
     settings = Settings.from_env()  # `up` may have just made the passwords
     busy = active_groups(settings)
@@ -80,7 +81,10 @@ def demo(settings: Settings, log=print) -> int:
 
 
 def _wait(
-    settings: Settings, expected: dict[str, str], log, timeout_s: float = 90
+    settings: Settings,
+    expected: dict[str, str],
+    log: Callable[[str], None],
+    timeout_s: float = 90,
 ) -> dict[str, str]:
     """order id -> what the status read model shows, once every order is final or `timeout_s`
     has passed."""

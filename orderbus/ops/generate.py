@@ -7,7 +7,7 @@ codec accepts it, and what it is (``valid``, or the dead-letter reason it should
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from typing import Any, Iterator
 
 from schemas.events import canonical_json
 
@@ -17,7 +17,9 @@ INVALID_KINDS = ("undecodable", "schema_violation", "rule_violation")
 Generated = tuple[bytes, bool, str]
 
 
-def order_body(order_id: str, customer_id: str, lines: list[tuple[str, int, int]]) -> dict:
+def order_body(
+    order_id: str, customer_id: str, lines: list[tuple[str, int, int]]
+) -> dict[str, Any]:
     """An OrderPlaced body with a correct total; ``lines`` are (sku, quantity, unit_price_cents)."""
     items = [{"sku": s, "quantity": q, "unit_price_cents": p} for s, q, p in lines]
     return {
@@ -68,7 +70,7 @@ def generate(
             yield canonical_json(body), True, "valid"
 
 
-def _spoil(body: dict, kind: str, nth: int) -> bytes:
+def _spoil(body: dict[str, Any], kind: str, nth: int) -> bytes:
     """Break ``body`` the way ``kind`` names; alternate between two variants of each."""
     if kind == "undecodable":
         whole = canonical_json(body)

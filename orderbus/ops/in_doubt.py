@@ -36,7 +36,8 @@ def in_doubt(settings: Settings, now_s: float | None = None) -> list[InDoubt]:
     held = []
     for participant, ledger in LEDGERS.items():
         for order_id, since in read_from(settings, ledger.database, participant_store.held_since):
-            held.append((participant, order_id, since.timestamp()))
+            # held_since declares `object` for the datetime psycopg2 returns for a timestamptz
+            held.append((participant, order_id, since.timestamp()))  # type: ignore[attr-defined]
     ids = sorted({order_id for _, order_id, _ in held})
     saved: dict[str, Tx] = {}
     if ids:

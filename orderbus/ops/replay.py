@@ -7,9 +7,10 @@ while the group has members, and says what a reset means for orders."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from confluent_kafka import KafkaException
 
@@ -26,6 +27,7 @@ from topics.redrive import (
     read_letters,
     redrive,
 )
+from workers.runtime.db import Database
 from workers.runtime.settings import Settings
 from workers.runtime.signing import Verifier
 from workers.status import rebuild as status
@@ -58,7 +60,7 @@ class DlqRun:
     plan: DlqPlan
     log: ReplayLog
 
-    def targets(self) -> Counter:
+    def targets(self) -> Counter[tuple[str, str | None]]:
         """(reason, target topic) -> letters the plan re-publishes there."""
         return Counter((letter.reason, letter.source) for letter in self.plan.selected)
 
@@ -101,7 +103,9 @@ def refuse_if_active(groups: Groups, group: str, what: str) -> None:
         )
 
 
-def wanted_topics(group: str, topics: list[str] | None, committed) -> dict[str, list[int] | None]:
+def wanted_topics(
+    group: str, topics: list[str] | None, committed: Collection[tuple[str, int]]
+) -> dict[str, list[int] | None]:
     """`T[:P,P]` specs as topic -> partitions (None: all); every topic the group committed
     offsets for when none is named."""
     if not topics:
@@ -210,7 +214,7 @@ class StatusRebuild:
 
     group: str
     topic: str
-    folded: dict  # events, skipped, read_s, seconds
+    folded: dict[str, Any]  # events, skipped, read_s, seconds
     comparison: status.Comparison
     swapped: bool
     worker_running: bool
@@ -230,7 +234,7 @@ def status_rebuild(
     groups = Groups(settings.kafka())
     dsn = settings.dsns[STATUS_DATABASE]
 
-    def run(db) -> StatusRebuild:
+    def run(db: Database | None) -> StatusRebuild:
         if db is None:
             running = groups.exists(group) and bool(groups.members(group))
         else:  # refused while it has members

@@ -3,8 +3,10 @@ one dict (``build_report``), and one order across every service (``order_view``)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime, timezone
+from typing import Any, TypeVar
 
 import psycopg2
 
@@ -20,20 +22,22 @@ from workers.status import store as status_store
 # a report must come back even when the DLQ is large
 DLQ_READ_SECONDS = 15.0
 
+T = TypeVar("T")
 
-def connect(settings: Settings, service: str):
+
+def connect(settings: Settings, service: str) -> Any:
     conn = psycopg2.connect(settings.dsns[service])
     conn.set_session(readonly=True, autocommit=True)  # a report never writes or holds locks
     return conn
 
 
-def read_from(settings: Settings, database: str, work):
+def read_from(settings: Settings, database: str, work: Callable[[Any], T]) -> T:
     """What `work(cursor)` returns, run on its own read-only connection to `database`."""
     with closing(connect(settings, database)) as conn, conn.cursor() as cur:
         return work(cur)
 
 
-def build_report(settings: Settings, detail: bool = False) -> dict:
+def build_report(settings: Settings, detail: bool = False) -> dict[str, Any]:
     by_status = read_from(settings, status_store.DATABASE, status_store.count_by_status)
     rejected_by_reason = read_from(settings, status_store.DATABASE, status_store.rejected_by_reason)
     in_doubt: set[str] = set()
@@ -47,7 +51,7 @@ def build_report(settings: Settings, detail: bool = False) -> dict:
     )
     dead_letters, exact = count_dead_letters(settings)
     stock_fields, money_fields = STOCK.amounts, ACCOUNTS.amounts
-    report = {
+    report: dict[str, Any] = {
         "orders": {
             "placed": read_from(settings, intake_store.DATABASE, intake_store.count_placed),
             "pending": by_status.get("PENDING", 0),
@@ -69,7 +73,7 @@ def build_report(settings: Settings, detail: bool = False) -> dict:
     return report
 
 
-def _sums(rows: list[tuple], names: tuple[str, ...]) -> dict[str, int]:
+def _sums(rows: list[tuple[Any, ...]], names: tuple[str, ...]) -> dict[str, int]:
     return {name: sum(int(r[i + 1]) for r in rows) for i, name in enumerate(names)}
 
 
@@ -93,9 +97,9 @@ def count_dead_letters(
     return count, True
 
 
-def order_view(settings: Settings, order_id: str) -> dict | None:
+def order_view(settings: Settings, order_id: str) -> dict[str, Any] | None:
     """Everything every service knows about one order, or None when none knows it."""
-    view: dict = {"order_id": order_id, "status": None, "reason": None}
+    view: dict[str, Any] = {"order_id": order_id, "status": None, "reason": None}
     timeline: list[tuple[str, str]] = []
     known = False
     order = read_from(
@@ -150,7 +154,7 @@ def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def render_report(report: dict) -> str:
+def render_report(report: dict[str, Any]) -> str:
     """The report as an aligned text table."""
     dl = f"{report['dead_letters']}" + ("" if report["dead_letters_exact"] else " (at least)")
     rows = [*report["orders"].items(), ("dead letters", dl), ("in doubt", report["in_doubt"])]
@@ -166,7 +170,9 @@ def render_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _table(title: str, key_name: str, totals: dict, per_key: dict | None) -> str:
+def _table(
+    title: str, key_name: str, totals: dict[str, int], per_key: dict[str, dict[str, int]] | None
+) -> str:
     names = list(totals)
     rows = [(k, v) for k, v in (per_key or {}).items()] + [("total", totals)]
     width = max([len(key_name)] + [len(k) for k, _ in rows]) + 2

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from contextlib import closing
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 
@@ -63,9 +66,7 @@ def _fill(
         _reset(
             settings,
             ledger.database,
-            lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(
-                cur, ledger, amounts, replace=replace
-            ),
+            partial(participant_store.fill, ledger=ledger, amounts=amounts, replace=replace),
         )
 
 
@@ -83,7 +84,7 @@ def history(settings: Settings) -> list[str]:
     return found
 
 
-def _reset(settings: Settings, database: str, work) -> None:
+def _reset(settings: Settings, database: str, work: Callable[[Any], object]) -> None:
     # one transaction per store: each is either reset and refilled, or left as it was
     with closing(psycopg2.connect(settings.dsns[database])) as conn, conn, conn.cursor() as cur:
         work(cur)

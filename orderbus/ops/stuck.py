@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg2
 from confluent_kafka import KafkaException
@@ -31,9 +32,8 @@ LAG_TIMEOUT_S = 5.0
 
 @dataclass(frozen=True)
 class Stuck:
-    orders: list[
-        dict
-    ]  # the most overdue first: order_id, stage, waiting_for, seconds_past_deadline
+    # the most overdue first: order_id, stage, waiting_for, seconds_past_deadline
+    orders: list[dict[str, Any]]
     left_out_final: int  # named by the tracker, final in the status read model
     snapshot_age_s: float
     listed: int  # what the snapshot lists, past their deadline by any grace

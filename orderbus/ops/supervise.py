@@ -27,10 +27,10 @@ class Child:
     instance: int
     port: int
     host: int = 0  # on hosts of their own (`up --hosts`): the last byte of its address
-    env: dict = field(
+    env: dict[str, str] = field(
         default_factory=dict
     )  # this instance's own, over the supervisor's (a fault's)
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     backoff_s: float = 0.5
     started_at: float = 0.0
@@ -49,7 +49,7 @@ class Child:
 class Supervisor:
     settings: Settings
     counts: dict[str, int]
-    env: dict = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     log_dir: Path = Path()  # default: $ORDERBUS_HOME/logs
     log: Callable[[str], None] = print
     worker_args: tuple[str, ...] = ()  # e.g. ("--protocol", "consumer"), for every instance
@@ -60,7 +60,7 @@ class Supervisor:
     # a restart and `stop` never interleave: no instance may be born after stop took its roll
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         port = self.settings.metrics_port
         for name, n in self.counts.items():
             if name not in WORKERS:
@@ -78,7 +78,7 @@ class Supervisor:
             return 0
         return 1 + max((c.host for c in self.children if c.host), default=99)
 
-    def _spawn(self, child: Child) -> subprocess.Popen:
+    def _spawn(self, child: Child) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             sys.executable,
@@ -171,7 +171,7 @@ class Supervisor:
                 child.restarts += 1
                 self._spawn(child)
 
-    def watch(self, until=lambda: False, every_s: float = 0.5) -> None:
+    def watch(self, until: Callable[[], bool] = lambda: False, every_s: float = 0.5) -> None:
         while not self.stopping and not until():
             self.check()
             time.sleep(every_s)
@@ -271,4 +271,5 @@ def free_port() -> int:
     """A loopback port nothing listens on now (the OS's choice for port 0)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]  # (host, port) for AF_INET
+        return port

@@ -10,8 +10,9 @@ topics were not read to their end."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Message
 from confluent_kafka.admin import AdminClient
 
 from orderbus.ops.errors import summary
@@ -26,12 +27,12 @@ READ_S = 10.0  # per topic
 SHOWN = ("participant", "vote", "outcome", "status", "reason", "deadline_ms", "participants")
 
 
-def order_events(settings: Settings, order_id: str, timeout_s: float = READ_S) -> dict:
+def order_events(settings: Settings, order_id: str, timeout_s: float = READ_S) -> dict[str, Any]:
     """{"events": [...], "unread": {topic: why}}: each event with topic, partition, offset, type,
     at_ms, hop_ms (since the event before it), summary and body."""
     key = order_id.encode()
     config = settings.kafka()
-    events: list[dict] = []
+    events: list[dict[str, Any]] = []
     unread: dict[str, str] = {}
     try:
         topics = AdminClient({"log_level": 3, **config}).list_topics(timeout=timeout_s).topics
@@ -58,7 +59,7 @@ def order_events(settings: Settings, order_id: str, timeout_s: float = READ_S) -
     return {"events": events, "unread": unread}
 
 
-def _event(msg) -> dict:
+def _event(msg: Message) -> dict[str, Any]:
     topic, partition, offset = coordinates(msg)
     headers = {k: (v or b"").decode("utf-8", errors="replace") for k, v in headers_of(msg) or ()}
     try:
@@ -80,7 +81,9 @@ def _event(msg) -> dict:
     }
 
 
-def order_timeline(settings: Settings, order_id: str, timeout_s: float = READ_S) -> dict | None:
+def order_timeline(
+    settings: Settings, order_id: str, timeout_s: float = READ_S
+) -> dict[str, Any] | None:
     """order_view plus the order's events; None when neither a database nor a topic knows it."""
     view = order_view(settings, order_id)
     found = order_events(settings, order_id, timeout_s)

@@ -54,7 +54,7 @@ def _na(why: str | None) -> Text:
     return Text(f"n/a: {why or 'unknown'}", style="yellow")
 
 
-def _orders(frame: Frame):
+def _orders(frame: Frame) -> Group:
     in_doubt = (
         _na(frame.in_doubt_why)
         if frame.in_doubt is None
@@ -92,7 +92,7 @@ def _dead_letters(frame: Frame) -> Text:
     return Text(text)
 
 
-def _groups(frame: Frame):
+def _groups(frame: Frame) -> Text | Group:
     if frame.groups is None:
         return Text.assemble(("CONSUMER GROUPS ", "italic"), _na(frame.groups_why))
     under = (
@@ -126,7 +126,7 @@ def _ms(value: float | None) -> str:
     return f"{value:,.0f} ms"
 
 
-def _stages(frame: Frame):
+def _stages(frame: Frame) -> Text | Group:
     if frame.stages is None:
         return Text.assemble(("STAGE LATENCY p99 ", "italic"), _na(frame.stages_why))
     window = f"last {frame.window_s:.1f}s" if frame.window_s else "window"
@@ -140,7 +140,7 @@ def _stages(frame: Frame):
     return Group(_title(f"STAGE LATENCY p99 (tracker at {frame.stages_source})"), t)
 
 
-def _stuck(frame: Frame):
+def _stuck(frame: Frame) -> Text | Group:
     if frame.stuck is None:
         return Text.assemble(("STUCK ORDERS ", "italic"), _na(frame.stuck_why))
     age = (
@@ -153,7 +153,7 @@ def _stuck(frame: Frame):
         f"STUCK ORDERS ({frame.stuck_total} more than {TRACKER_GRACE_S:g}s past their "
         f"deadline{final}{age})"
     )
-    parts: list = [title]
+    parts: list[Text] = [title]
     if frame.stuck_untrusted_because:
         why = "; ".join(frame.stuck_untrusted_because)
         parts.append(Text(f"this list cannot be trusted: {why}", style="bold yellow"))

@@ -7,6 +7,7 @@ import math
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import psycopg2
 from confluent_kafka import KafkaException
@@ -72,7 +73,7 @@ class DeadLetterCounter:
     """Counts the dead-letter topic's committed records, reading on from where it stopped, so a
     refresh every few seconds does not re-read the whole topic."""
 
-    def __init__(self, client_config: dict, topic: str):
+    def __init__(self, client_config: dict[str, Any], topic: str) -> None:
         self.config, self.topic = client_config, topic
         # every partition the topic has, learnt at the first refresh
         self.starts: dict[int, int] = {}
@@ -109,7 +110,7 @@ class Gatherer:
     """Takes frames. Keeps what a single look cannot give: the lag windows (Burrow's rules need a
     trend), the previous counts and histogram (for rates and the window p99), the DLQ position."""
 
-    def __init__(self, settings: Settings, client_config: dict | None = None):
+    def __init__(self, settings: Settings, client_config: dict[str, Any] | None = None) -> None:
         self.settings = settings
         config = client_config or settings.kafka()
         self.lag = LagReader(config, settings.names, timeout_s=5.0)
@@ -127,7 +128,7 @@ class Gatherer:
         now = time.monotonic()
         window = None if self.prev_at is None else now - self.prev_at
         self.prev_at = now
-        parts: dict = {"window_s": window}
+        parts: dict[str, Any] = {"window_s": window}
         parts.update(self._lag())
         parts.update(self._counts())
         parts.update(self._dead_letters())
@@ -137,7 +138,7 @@ class Gatherer:
             taken_at=time.time(), pipeline=self.settings.prefix.rstrip(".") or "main", **parts
         )
 
-    def _lag(self) -> dict:
+    def _lag(self) -> dict[str, Any]:
         try:
             # this pipeline's groups only: with no prefix, every test's and bench's would match
             mine = {self.settings.names.group(w) for w in GROUPS}
@@ -165,7 +166,7 @@ class Gatherer:
         )
         return {"groups": tuple(rows), "under_replicated": under}
 
-    def _counts(self) -> dict:
+    def _counts(self) -> dict[str, Any]:
         try:
             placed = read_from(self.settings, intake_store.DATABASE, intake_store.count_placed)
             by_status = read_from(
@@ -182,7 +183,7 @@ class Gatherer:
             "rejected": by_status.get("REJECTED", 0),
             "shipped": by_status.get("SHIPPED", 0),
         }
-        out: dict = {"counts": counts}
+        out: dict[str, Any] = {"counts": counts}
         now, prev = time.monotonic(), self.prev_counts
         self.prev_counts = (now, counts)
         if prev is None:
@@ -193,7 +194,7 @@ class Gatherer:
         out.update(self._in_doubt())
         return out
 
-    def _in_doubt(self) -> dict:
+    def _in_doubt(self) -> dict[str, Any]:
         held: set[str] = set()
         for service in (ledger.database for ledger in LEDGERS.values()):
             try:
@@ -202,7 +203,7 @@ class Gatherer:
                 return {"in_doubt_why": f"{service} database: {summary(e)}"}
         return {"in_doubt": len(held)}
 
-    def _dead_letters(self) -> dict:
+    def _dead_letters(self) -> dict[str, Any]:
         try:
             exact = self.dlq.refresh()
         except KeyError:
@@ -238,7 +239,7 @@ class Gatherer:
                     mine[le] = mine.get(le, 0.0) + n
         return summed, ports
 
-    def _stages(self) -> dict:
+    def _stages(self) -> dict[str, Any]:
         first = self.settings.metrics_port
         if not first:
             return {
@@ -267,7 +268,7 @@ class Gatherer:
         source = ", ".join(f"127.0.0.1:{p}" for p in ports)
         return {"stages": tuple(rows), "stages_source": source}
 
-    def _stuck(self) -> dict:
+    def _stuck(self) -> dict[str, Any]:
         try:
             # the same cut as `orderbus stuck` by default
             found = stuck_orders(self.settings, TRACKER_GRACE_S, self.tracker_lag)

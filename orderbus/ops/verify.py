@@ -6,12 +6,15 @@ deliberately corrupted facts as well as corrupted real state."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from infra.procs import InfraError
-from orderbus.ops.verify_facts import gather, transient
+from orderbus.ops.verify_facts import Facts, gather, transient
 from topics.catalogue import ORDERS_PLACED
 from workers.coordinator import invariants as inv
+from workers.coordinator.fold import Tx
 from workers.participant.core import INVENTORY, PAYMENT
 from workers.runtime.settings import Settings
 
@@ -27,17 +30,17 @@ class Violation:
     count: int = 0
 
 
-def _v(invariant, kind, detail, orders=()) -> Violation:
+def _v(invariant: int, kind: str, detail: str, orders: Iterable[str] = ()) -> Violation:
     ids = tuple(sorted(orders))
     return Violation(invariant, kind, detail, ids[:MAX_IDS], len(ids))
 
 
-def _each(invariant: int, found) -> list[Violation]:
+def _each(invariant: int, found: Iterable[tuple[str, list[str], str]]) -> list[Violation]:
     """A violation per (kind, order ids, detail) that found any ids."""
     return [_v(invariant, kind, text, ids) for kind, ids, text in found if ids]
 
 
-def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
+def check(f: Facts, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
     decided = {oid: tx for oid, tx in f.txs.items() if tx.outcome is not None and oid in f.orders}
     return [
         *_decided_once(f, placed_topic),
@@ -48,7 +51,7 @@ def check(f, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
     ]
 
 
-def _decided_once(f, topic: str) -> list[Violation]:
+def _decided_once(f: Facts, topic: str) -> list[Violation]:
     """1. every order decided exactly once, or dead-lettered; never both outcomes."""
     out = _each(
         1,
@@ -95,13 +98,14 @@ def _decided_once(f, topic: str) -> list[Violation]:
     return out
 
 
-def _effects(f, decided: dict) -> list[Violation]:
+def _effects(f: Facts, decided: dict[str, Tx]) -> list[Violation]:
     """2 and 3. effects of committed orders applied exactly once, of aborted ones not at all."""
     out: list[Violation] = []
     for participant, resource in (("inventory", INVENTORY), ("payment", PAYMENT)):
         holds = f.holds.get(participant, {})
         wrong: dict[str, list[str]] = {"commit": [], "abort": []}
         for oid, tx in decided.items():
+            assert tx.outcome is not None  # `decided` holds decided transactions only
             state, amounts = holds.get(oid, (None, {}))
             if inv.effect_wrong(
                 tx.outcome, resource.demand(f.orders[oid]), state, amounts, held_is_wrong=f.quiet
@@ -141,7 +145,7 @@ def _effects(f, decided: dict) -> list[Violation]:
     return out
 
 
-def _ledgers(f) -> list[Violation]:
+def _ledgers(f: Facts) -> list[Violation]:
     """4 and 5. conservation per key; nothing below zero; nothing held once quiet; the ledger's
     taken and held amounts equal the sums of the committed and the open holds."""
     out: list[Violation] = []
@@ -177,10 +181,11 @@ def _ledgers(f) -> list[Violation]:
     return out
 
 
-def _read_models(f, decided: dict) -> list[Violation]:
+def _read_models(f: Facts, decided: dict[str, Tx]) -> list[Violation]:
     """6. the status read model (and shipping) agree with the decisions."""
     wrong_status = []
     for oid, tx in decided.items():
+        assert tx.outcome is not None  # `decided` holds decided transactions only
         shown = f.status.get(oid, (None, None))[0]
         # before quiet, a status not shown yet may be on its way
         if inv.status_wrong(tx.outcome, shown) and (f.quiet or shown not in inv.NOT_YET_SHOWN):
@@ -203,7 +208,7 @@ def _read_models(f, decided: dict) -> list[Violation]:
     )
 
 
-def _quiet(f) -> list[Violation]:
+def _quiet(f: Facts) -> list[Violation]:
     """7. once quiet: no lag, no open transaction, nothing in doubt."""
     out: list[Violation] = []
     behind = {k: n for k, n in f.lag.items() if n}
@@ -238,8 +243,11 @@ def _quiet(f) -> list[Violation]:
 
 
 def verify(
-    settings: Settings, wait_s: float = 60.0, log=lambda *_: None, read_grace_s: float = 30.0
-) -> dict:
+    settings: Settings,
+    wait_s: float = 60.0,
+    log: Callable[[str], None] = lambda *_: None,
+    read_grace_s: float = 30.0,
+) -> dict[str, Any]:
     """Wait (bounded) for the pipeline to go quiet, then gather the facts and check them. State
     that cannot be read (a broker or the database down for a moment) is read again for up to
     `read_grace_s` (or to the end of the wait, if later), then refused with the reason: no
@@ -298,7 +306,7 @@ def verify(
     }
 
 
-def render(r: dict) -> str:
+def render(r: dict[str, Any]) -> str:
     lines = [
         f"verified {r['orders']} orders ({r['committed']} committed, {r['aborted']} aborted, "
         f"{r['dead_letters']} dead letters) in {r['seconds']} s"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from contextlib import closing
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -23,7 +24,7 @@ from topics.catalogue import (
     TX_LOG,
 )
 from topics.read import IncompleteRead, ReadError, coordinates, headers_of, open_transactions, read
-from workers.coordinator.fold import fold
+from workers.coordinator.fold import Tx, fold
 from workers.main import PIPELINE
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
@@ -37,26 +38,31 @@ from workers.status import store as status_store
 @dataclass
 class Facts:
     # orders.placed: order id -> [(partition, offset, content hash)]; undecodable ones apart
-    placed: dict = field(default_factory=lambda: defaultdict(list))
-    orders: dict = field(default_factory=dict)  # order id -> first valid OrderPlaced
-    invalid_placed: list = field(default_factory=list)  # (partition, offset, reason)
-    dead: set = field(default_factory=set)  # (source topic, partition, offset)
+    placed: dict[str, list[tuple[int | None, int | None, str]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    orders: dict[str, OrderPlaced] = field(default_factory=dict)  # id -> first valid OrderPlaced
+    # (partition, offset, reason)
+    invalid_placed: list[tuple[int | None, int | None, str]] = field(default_factory=list)
+    # (source topic, partition, offset)
+    dead: set[tuple[str, int, int]] = field(default_factory=set)
     # the same for every dead letter written, whether its transaction committed or not: tells a
     # dead letter that was aborted (or is still open) from one never written
-    dead_written: set = field(default_factory=set)
-    txs: dict = field(default_factory=dict)  # order id -> Tx (the fold of tx.log)
-    status: dict = field(default_factory=dict)  # order id -> (status, reason)
-    holds: dict = field(default_factory=dict)  # participant -> order id -> (state, amounts)
-    ledgers: dict = field(
-        default_factory=dict
-    )  # participant -> key -> (initial, avail, held, final)
-    shipments: set = field(default_factory=set)
-    lag: dict = field(default_factory=dict)  # (group, topic, partition) -> records behind
+    dead_written: set[tuple[str, int, int]] = field(default_factory=set)
+    txs: dict[str, Tx] = field(default_factory=dict)  # order id -> Tx (the fold of tx.log)
+    status: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # order id -> (status, reason)
+    # participant -> order id -> (state, amounts)
+    holds: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
+    # participant -> key -> (initial, avail, held, final)
+    ledgers: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
+    shipments: set[str] = field(default_factory=set)
+    # (group, topic, partition) -> records behind
+    lag: dict[tuple[str, str, int], int] = field(default_factory=dict)
     lag_total: int = 0
     # (topic, partition) -> (last stable offset, log end) of a transaction open once the facts
     # were read (None: offsets unknown); `partial`: one was open before, so a committed-only
     # read may have stopped short of records that were committed meanwhile
-    open_txns: dict = field(default_factory=dict)
+    open_txns: dict[tuple[str, int], tuple[int, int] | None] = field(default_factory=dict)
     partial: bool = False
     quiet: bool = False  # no lag, nothing held, nothing undecided: the once-quiet checks apply
 
@@ -130,11 +136,11 @@ def gather(settings: Settings) -> Facts:
     return f
 
 
-def lag(settings: Settings) -> dict:
+def lag(settings: Settings) -> dict[tuple[str, str, int], int]:
     """Records each pipeline group has not consumed yet. Counted by reading, not by subtracting
     offsets: after a transaction the log end sits one past the commit marker, which no consumer
     ever 'consumes', so offset arithmetic would report a lag of 1 on an idle partition."""
-    out = {}
+    out: dict[tuple[str, str, int], int] = {}
     for worker in PIPELINE:
         group = settings.names.group(worker)
         c = Consumer(

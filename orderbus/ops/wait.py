@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 
-def until(cond, timeout_s: float, poll_s: float = 0.2) -> bool:
+def until(cond: Callable[[], bool], timeout_s: float, poll_s: float = 0.2) -> bool:
     """Polls `cond` until it holds (True) or `timeout_s` has passed (False)."""
     deadline = time.monotonic() + timeout_s
     while not cond():
