@@ -48,6 +48,12 @@ def headers_of(msg: Message) -> list[tuple[str, bytes | None]] | None:
     return cast("list[tuple[str, bytes | None]] | None", msg.headers())
 
 
+def text_headers(msg: Message) -> dict[str, str]:
+    """A consumed record's headers as text, the last value of a name winning (a worker appends
+    its dlq.* headers after any the record arrived with, so a dead letter's own come last)."""
+    return {k: (v or b"").decode("utf-8", errors="replace") for k, v in headers_of(msg) or ()}
+
+
 def read(
     client_config: dict[str, Any],
     topic: str,

@@ -19,7 +19,7 @@ from orderbus.ops.errors import summary
 from orderbus.ops.report import order_view
 from topics.catalogue import ALL, DLQ_REASON
 from topics.partitioner import partition_for
-from topics.read import BEGINNING, IncompleteRead, ReadError, coordinates, headers_of, read
+from topics.read import BEGINNING, IncompleteRead, ReadError, coordinates, read, text_headers
 from workers.runtime.settings import Settings
 
 READ_S = 10.0  # per topic
@@ -61,7 +61,7 @@ def order_events(settings: Settings, order_id: str, timeout_s: float = READ_S) -
 
 def _event(msg: Message) -> dict[str, Any]:
     topic, partition, offset = coordinates(msg)
-    headers = {k: (v or b"").decode("utf-8", errors="replace") for k, v in headers_of(msg) or ()}
+    headers = text_headers(msg)
     try:
         body = json.loads(msg.value() or b"")
     except ValueError:

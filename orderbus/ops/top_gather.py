@@ -19,7 +19,7 @@ from orderbus.ops.stuck import stuck_orders
 from orderbus.ops.top_frame import OUTCOMES, Frame, GroupRow, StageRow, StuckRow
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
 from topics.lag import STATUSES, LagError, LagReader, Report, log_ends
-from topics.read import BEGINNING, IncompleteRead, coordinates, headers_of, read
+from topics.read import BEGINNING, IncompleteRead, coordinates, read, text_headers
 from workers.intake import store as intake_store
 from workers.participant import store as participant_store
 from workers.participant.store import LEDGERS
@@ -92,14 +92,7 @@ class DeadLetterCounter:
                 _, partition, offset = coordinates(msg)
                 self.starts[partition] = offset + 1
                 self.count += 1
-                reason = next(
-                    (
-                        v.decode(errors="replace")
-                        for k, v in headers_of(msg) or ()
-                        if k == DLQ_REASON and v is not None
-                    ),
-                    "unknown",
-                )
+                reason = text_headers(msg).get(DLQ_REASON, "unknown")
                 self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
         except IncompleteRead:
             return False

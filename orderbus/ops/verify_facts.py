@@ -7,12 +7,13 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from orderbus.ops.report import connect, read_from
 from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import OrderPlaced
+from topics import lag as group_lag
 from topics.catalogue import (
     ACCESS,
     ALL,
@@ -23,7 +24,15 @@ from topics.catalogue import (
     ORDERS_PLACED,
     TX_LOG,
 )
-from topics.read import IncompleteRead, ReadError, coordinates, headers_of, open_transactions, read
+from topics.read import (
+    IncompleteRead,
+    ReadError,
+    coordinates,
+    headers_of,
+    open_transactions,
+    read,
+    text_headers,
+)
 from workers.coordinator.fold import Tx, fold
 from workers.main import PIPELINE
 from workers.participant import store as participant_store
@@ -114,7 +123,7 @@ def gather(settings: Settings) -> Facts:
         f.orders.setdefault(order.order_id, order)
     for committed, into in ((True, f.dead), (False, f.dead_written)):
         for msg in read(kafka, names.topic(ORDERS_DLQ), committed=committed):
-            h = {k: (v or b"").decode(errors="replace") for k, v in (headers_of(msg) or [])}
+            h = text_headers(msg)
             if DLQ_TOPIC in h:
                 into.add((h[DLQ_TOPIC], int(h[DLQ_PARTITION]), int(h[DLQ_OFFSET])))
     verifier = Verifier.of(settings)
@@ -137,29 +146,23 @@ def gather(settings: Settings) -> Facts:
 
 
 def lag(settings: Settings) -> dict[tuple[str, str, int], int]:
-    """Records each pipeline group has not consumed yet. Counted by reading, not by subtracting
-    offsets: after a transaction the log end sits one past the commit marker, which no consumer
-    ever 'consumes', so offset arithmetic would report a lag of 1 on an idle partition."""
+    """Records each pipeline group has not consumed yet, on the topics its worker reads. Counted
+    by reading from the committed offsets rather than by subtracting them from the log ends: a
+    Kafka transaction's commit marker (a foreign producer's or an older release's; orderbus opens
+    none) is an offset no consumer ever consumes, which arithmetic would count as lag for ever."""
     out: dict[tuple[str, str, int], int] = {}
     for worker in PIPELINE:
         group = settings.names.group(worker)
-        c = Consumer(
-            settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3})
-        )
-        try:
-            for topic in _group_topics(settings, worker):
-                tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
-                starts = {tp.partition: max(tp.offset, 0) for tp in c.committed(tps, timeout=30)}
-                behind = dict.fromkeys(starts, 0)
-                for msg in read(settings.kafka(), topic, starts):
-                    behind[coordinates(msg)[1]] += 1
-                out.update({(group, topic, p): n for p, n in behind.items()})
-        finally:
-            c.close()
+        topics = {settings.names.topic(t): settings.partitions for t in ACCESS[worker].reads}
+        with closing(group_lag.group_reader(settings.kafka(), group)) as reader:
+            done = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in group_lag.committed(reader, topics, 30)
+            }
+        for topic, partitions in topics.items():
+            starts = {p: done.get((topic, p), 0) for p in range(partitions)}
+            behind = dict.fromkeys(starts, 0)
+            for msg in read(settings.kafka(), topic, starts):
+                behind[coordinates(msg)[1]] += 1
+            out.update({(group, topic, p): n for p, n in behind.items()})
     return out
-
-
-def _group_topics(settings: Settings, worker: str) -> tuple[str, ...]:
-    """The topics `worker`'s group reads, as deployed."""
-
-    return tuple(settings.names.topic(t) for t in ACCESS[worker].reads)
