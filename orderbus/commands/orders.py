@@ -165,7 +165,7 @@ def _catalog(args: argparse.Namespace) -> tuple[dict[str, int], dict[str, int]]:
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
     if args.rate is not None and args.rate <= 0:
         raise UsageError(f"--rate {args.rate} must be positive")
-    summary: dict[str, int | float] = {}
+    summary: dict[str, float] = {}  # counts, seconds and a rate
     source: Iterator[tuple[str, bytes]]  # (where, the order's bytes)
     if args.generate is not None:
         if args.generate < 0:
