@@ -3,17 +3,19 @@ applies to the pipeline's resources."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from infra.procs import InfraError
+from orderbus.commands import Subparsers
 from topics import acl
 from workers.runtime.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser(
         "acl",
         help="Kafka ACLs per service principal, as declared and as applied, "
@@ -24,7 +26,7 @@ def register(sub) -> None:
     s.set_defaults(func=_acl)
 
 
-def _acl(args, settings: Settings) -> int:
+def _acl(args: argparse.Namespace, settings: Settings) -> int:
 
     if settings.security == "plaintext":
         raise InfraError(
@@ -50,7 +52,7 @@ def _acl(args, settings: Settings) -> int:
     return 1 if drift.missing or drift.extra or drift.foreign else 0
 
 
-def _row(g) -> dict:
+def _row(g: acl.Grant) -> dict[str, str]:
     return {
         "principal": g.principal,
         "permission": g.permission,
@@ -62,7 +64,7 @@ def _row(g) -> dict:
     }
 
 
-def render(rows: list[dict]) -> str:
+def render(rows: list[dict[str, str]]) -> str:
     cols = ("principal", "permission", "operation", "resource", "pattern", "name", "host", "state")
     width = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in cols}
     lines = ["  ".join(c.upper().ljust(width[c]) for c in cols).rstrip()]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
+from orderbus.commands import Subparsers
 from orderbus.ops.errors import UsageError
 from workers.runtime.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     from orderbus.lab.chaos.plan import KINDS
 
     s = sub.add_parser(
@@ -50,7 +53,7 @@ def register(sub) -> None:
     s.set_defaults(func=_chaos)
 
 
-def _chaos(args, settings: Settings) -> int:
+def _chaos(args: argparse.Namespace, settings: Settings) -> int:
     from orderbus.lab.chaos import measure, plan, run
 
     allowed = plan.KINDS if settings.hosts else plan.PROCESS_KINDS + plan.CLOCK_KINDS
@@ -107,7 +110,7 @@ def _chaos(args, settings: Settings) -> int:
     return 1 if result["violations"] else 0
 
 
-def render(r: dict) -> str:
+def render(r: dict[str, Any]) -> str:
     from orderbus.ops.verify import render as render_verify
 
     o = r["orders"]

@@ -9,6 +9,7 @@ import sys
 
 from infra.procs import InfraError
 from orderbus.commands import (
+    Command,
     acl,
     chaos,
     cluster,
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        return args.func(args, settings)
+        command: Command = args.func  # each subcommand's register() sets it
+        return command(args, settings)
     except (InfraError, SettingsError, UsageError) as e:
         print(f"orderbus {args.command}: {e}", file=sys.stderr)
         return 2

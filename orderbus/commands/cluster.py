@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
+from orderbus.commands import Subparsers
 from orderbus.ops import cluster
 from workers.runtime.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser("up", help="start the local Kafka cluster and PostgreSQL (idempotent)")
     s.add_argument("--brokers", type=int, choices=(1, 3), default=3)
     s.add_argument(
@@ -34,7 +36,7 @@ def register(sub) -> None:
     s.set_defaults(func=_status)
 
 
-def _up(args, settings: Settings):
+def _up(args: argparse.Namespace, settings: Settings) -> int:
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     out = cluster.up(settings, args.brokers, insecure=args.insecure, hosts=args.hosts, log=log)
     if args.json:
@@ -42,12 +44,12 @@ def _up(args, settings: Settings):
     return 0
 
 
-def _down(args, settings: Settings):
+def _down(args: argparse.Namespace, settings: Settings) -> int:
     cluster.down(settings, purge=args.purge)
     return 0
 
 
-def _status(args, settings: Settings):
+def _status(args: argparse.Namespace, settings: Settings) -> int:
     st = cluster.status(settings)
     print(json.dumps(st, indent=2) if args.json else cluster.render_status(st))
     healthy = st["postgres"]["up"] and all(b["up"] for b in st["kafka"]["brokers"])

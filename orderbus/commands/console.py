@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
 
 from infra import variables
+from orderbus.commands import Subparsers
 from orderbus.ops.errors import UsageError
 from workers.runtime.settings import Settings
 
 DEFAULT_BIND = "127.0.0.1:8600"
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser(
         "console", help="the operator's web console (binds 127.0.0.1 unless --auth is set)"
     )
@@ -53,7 +55,7 @@ def register(sub) -> None:
     s.set_defaults(func=_console)
 
 
-def _console(args, settings: Settings) -> int:
+def _console(args: argparse.Namespace, settings: Settings) -> int:
     try:
         from orderbus.console.auth import Proxy
         from orderbus.console.serve import serve

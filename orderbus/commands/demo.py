@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
+from orderbus.commands import Subparsers
 from orderbus.commands.console import DEFAULT_BIND
 from orderbus.ops.errors import UsageError
 from workers.runtime.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser(
         "demo", help="start everything, run a mixed batch of orders, print the report"
     )
@@ -74,7 +76,7 @@ def register(sub) -> None:
     s.set_defaults(func=_bench_takeover)
 
 
-def _demo(args, settings: Settings):
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from orderbus.ops.demo import demo
 
     code = demo(settings)
@@ -97,7 +99,7 @@ def _counts(text: str, flag: str) -> list[int]:
     return values
 
 
-def _bench_takeover(args, settings: Settings):
+def _bench_takeover(args: argparse.Namespace, settings: Settings) -> int:
 
     from orderbus.lab.takeover_bench import render, run
 
@@ -110,7 +112,7 @@ def _bench_takeover(args, settings: Settings):
     return 0
 
 
-def _bench(args, settings: Settings):
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
     from orderbus.lab.bench import bench, render, to_json
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
+from orderbus.commands import Subparsers
 from orderbus.ops.errors import UsageError
 from workers.runtime.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser(
         "failover",
         help="measure how long a killed worker's partitions stay "
@@ -54,7 +56,7 @@ def register(sub) -> None:
     s.set_defaults(func=_failover)
 
 
-def _failover(args, settings: Settings):
+def _failover(args: argparse.Namespace, settings: Settings) -> int:
     from orderbus.lab.failover import CONFIGS, measure, render
 
     if args.kills < 1 or args.rate <= 0 or args.down < 0:

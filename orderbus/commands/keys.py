@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
+from orderbus.commands import Subparsers
 from orderbus.ops import keys
 from workers.runtime.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     p = sub.add_parser(
         "keys", help="the services' signing keys by id; `keys rotate SERVICE` adds a new one"
     )
@@ -21,7 +23,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.keys_command == "rotate":
         done = keys.rotate(settings, args.service)
         print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
@@ -10,6 +11,7 @@ from dataclasses import asdict
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from orderbus.commands import Subparsers
 from orderbus.ops.errors import UsageError
 from topics.lag import WINDOW, LagError, LagReader, Report
 from topics.lag_metrics import LagCollector
@@ -32,7 +34,7 @@ Kafka transaction's commit marker (a foreign transactional producer's; orderbus 
 lag 0 s and counts as caught up."""
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser(
         "lag", help="consumer lag per group and partition (Burrow's status rules)", description=HELP
     )
@@ -58,7 +60,7 @@ def register(sub) -> None:
     s.set_defaults(func=_lag)
 
 
-def _lag(args, settings: Settings) -> int:
+def _lag(args: argparse.Namespace, settings: Settings) -> int:
     if args.watch is not None and args.watch <= 0:
         raise UsageError(f"--watch {args.watch:g}: the interval must be positive")
     address = _address(args.serve) if args.serve else None
@@ -94,13 +96,13 @@ def _address(text: str) -> tuple[str, int]:
     return host or DEFAULT_HOST, number
 
 
-def _refresh(reader: LagReader, args, prefix: str) -> Report:
+def _refresh(reader: LagReader, args: argparse.Namespace, prefix: str) -> Report:
     # a watch over every group picks up groups that appear while it runs
     reader.sample(reader.groups(args.group, prefix=prefix), args.topic)
     return reader.report()
 
 
-def _watch(reader: LagReader, args, prefix: str) -> int:
+def _watch(reader: LagReader, args: argparse.Namespace, prefix: str) -> int:
     try:
         while True:
             report = _refresh(reader, args, prefix)
@@ -113,7 +115,9 @@ def _watch(reader: LagReader, args, prefix: str) -> int:
         return 0
 
 
-def _serve(reader: LagReader, args, prefix: str, address: tuple[str, int]) -> int:
+def _serve(
+    reader: LagReader, args: argparse.Namespace, prefix: str, address: tuple[str, int]
+) -> int:
     collector = LagCollector()
     registry = CollectorRegistry()
     registry.register(collector)
@@ -123,7 +127,7 @@ def _serve(reader: LagReader, args, prefix: str, address: tuple[str, int]) -> in
     except OSError as e:
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from None
     print(f"serving lag metrics on http://{host}:{port}/metrics", file=sys.stderr)
-    stopping = []
+    stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))  # finish the round, close
     interval = args.watch or WATCH_DEFAULT_S
     try:
@@ -181,5 +185,5 @@ def _print(report: Report, as_json: bool) -> None:
         print(f"{g.group}: {g.status}, lag {g.lag}, {members} members")
 
 
-def _n(value) -> str:
+def _n(value: int | None) -> str:
     return "-" if value is None else str(value)

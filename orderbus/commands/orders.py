@@ -8,13 +8,16 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TextIO
 
 import psycopg2
 from confluent_kafka import KafkaException
 
 from infra.procs import InfraError
+from orderbus.commands import Command, Subparsers
 from orderbus.ops import report as reports
 from orderbus.ops.errors import UsageError
 from orderbus.ops.generate import generate
@@ -35,7 +38,7 @@ from topics.producer import OrderPublisher
 from workers.runtime.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser(
         "seed",
         help="reset stock, balances and orders on a pipeline with no history yet (refused after)",
@@ -93,10 +96,10 @@ def register(sub) -> None:
     s.set_defaults(func=_report)
 
 
-def _db_errors(func):
+def _db_errors(func: Command) -> Command:
     """An unreachable database or cluster is the operator's to fix: a message, not a traceback."""
 
-    def wrapped(args, settings: Settings):
+    def wrapped(args: argparse.Namespace, settings: Settings) -> int:
         try:
             return func(args, settings)
         except psycopg2.Error as e:
@@ -111,7 +114,7 @@ def _db_errors(func):
 
 
 @_db_errors
-def _seed(args, settings: Settings) -> int:
+def _seed(args: argparse.Namespace, settings: Settings) -> int:
     skus, customers = _catalog(args)
     if not args.force:
         busy = active_groups(settings)
@@ -130,7 +133,7 @@ def _seed(args, settings: Settings) -> int:
     return 0
 
 
-def _catalog(args) -> tuple[dict[str, int], dict[str, int]]:
+def _catalog(args: argparse.Namespace) -> tuple[dict[str, int], dict[str, int]]:
     sizes = {
         "--skus": args.skus,
         "--stock": args.stock,
@@ -159,10 +162,11 @@ def _catalog(args) -> tuple[dict[str, int], dict[str, int]]:
 
 
 @_db_errors
-def _publish(args, settings: Settings) -> int:
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
     if args.rate is not None and args.rate <= 0:
         raise UsageError(f"--rate {args.rate} must be positive")
-    summary: dict = {}
+    summary: dict[str, float] = {}  # counts, seconds and a rate
+    source: Iterator[tuple[str, bytes]]  # (where, the order's bytes)
     if args.generate is not None:
         if args.generate < 0:
             raise UsageError(f"--generate {args.generate} is negative")
@@ -234,7 +238,7 @@ def _publish(args, settings: Settings) -> int:
     return 1 if summary["failed"] else 0
 
 
-def _lines(name: str):
+def _lines(name: str) -> Iterator[tuple[str, bytes]]:
     try:
         stream = sys.stdin.buffer if name == "-" else open(name, "rb")
     except OSError as e:
@@ -255,13 +259,13 @@ def _key_of(value: bytes) -> bytes | None:
     return order_id.encode("utf-8") if isinstance(order_id, str) else None
 
 
-def _wait_until(publisher, progress, when: float) -> None:
+def _wait_until(publisher: OrderPublisher, progress: _Progress, when: float) -> None:
     while (left := when - time.monotonic()) > 0:
         publisher.poll(min(left, 0.05))  # serve deliveries while pacing
         progress.show()
 
 
-def _drain(publisher, progress, timeout: float) -> int:
+def _drain(publisher: OrderPublisher, progress: _Progress, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while len(publisher) and time.monotonic() < deadline:
         publisher.poll(0.1)
@@ -273,7 +277,7 @@ class _Progress:
     """One stderr line, rewritten in place on a terminal (5x/s), or a line a second into a log
     once the run has lasted two seconds."""
 
-    def __init__(self, publisher, stream=sys.stderr) -> None:
+    def __init__(self, publisher: OrderPublisher, stream: TextIO = sys.stderr) -> None:
         self.publisher, self.stream = publisher, stream
         self.tty = stream.isatty()
         self.start = self.last = time.monotonic()
@@ -301,7 +305,7 @@ class _Progress:
 
 
 @_db_errors
-def _order(args, settings: Settings) -> int:
+def _order(args: argparse.Namespace, settings: Settings) -> int:
     view = (
         order_timeline(settings, args.order_id)
         if args.events
@@ -342,7 +346,7 @@ def _order(args, settings: Settings) -> int:
     return 0
 
 
-def _print_events(view: dict) -> None:
+def _print_events(view: dict[str, Any]) -> None:
     print("EVENTS")
     for e in view["events"]:
         at = datetime.fromtimestamp(e["at_ms"] / 1000, timezone.utc).isoformat(
@@ -358,7 +362,7 @@ def _print_events(view: dict) -> None:
 
 
 @_db_errors
-def _report(args, settings: Settings) -> int:
+def _report(args: argparse.Namespace, settings: Settings) -> int:
     report = reports.build_report(settings, detail=args.detail)
     print(json.dumps(report, indent=2) if args.json else reports.render_report(report))
     return 0

@@ -5,10 +5,12 @@ topics/ (redrive, group_reset) and workers/ (status rebuild, coordinator audit).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from datetime import datetime
 
+from orderbus.commands import Subparsers
 from orderbus.ops.errors import UsageError
 from orderbus.ops.replay import (
     dlq_execute,
@@ -28,7 +30,7 @@ from workers.status.store import LIVE, REBUILD
 SHOWN = 20  # lines of detail per list; the counts say how many there are
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser(
         "replay", help="recover by replay: dead letters, offsets, read models, audit"
     )
@@ -121,7 +123,7 @@ def _ms(ms: int | None) -> str:
 # -- dlq -------------------------------------------------------------------------------------
 
 
-def _dlq(args, settings: Settings) -> int:
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     run = dlq_plan(
         settings, DlqFilter(args.reason, args.since, args.until, args.limit, args.max_replays)
     )
@@ -160,7 +162,7 @@ def _dlq(args, settings: Settings) -> int:
 # -- reset -----------------------------------------------------------------------------------
 
 
-def _spec(args) -> ResetSpec:
+def _spec(args: argparse.Namespace) -> ResetSpec:
     if args.to_datetime is not None:
         return ResetSpec("to-datetime", args.to_datetime)
     if args.to_offset is not None:
@@ -170,7 +172,7 @@ def _spec(args) -> ResetSpec:
     return ResetSpec("to-earliest" if args.to_earliest else "to-latest")
 
 
-def _reset(args, settings: Settings) -> int:
+def _reset(args: argparse.Namespace, settings: Settings) -> int:
     plans = reset_plan(settings, args.group, _spec(args), args.topic)
     print(
         f"group {args.group}: {_spec(args).kind}"
@@ -200,7 +202,7 @@ def _reset(args, settings: Settings) -> int:
 # -- rebuild ---------------------------------------------------------------------------------
 
 
-def _rebuild_status(args, settings: Settings) -> int:
+def _rebuild_status(args: argparse.Namespace, settings: Settings) -> int:
 
     print(f"rebuilding {REBUILD} from {settings.names.topic(ORDERS_STATUS)} ...")
     r = status_rebuild(settings, execute=args.execute)
@@ -225,7 +227,7 @@ def _rebuild_status(args, settings: Settings) -> int:
     return 0
 
 
-def _rebuild_coordinator(args, settings: Settings) -> int:
+def _rebuild_coordinator(args: argparse.Namespace, settings: Settings) -> int:
     from workers.coordinator.audit import rebuild_coordinator
 
     try:
@@ -267,7 +269,7 @@ def _rebuild_coordinator(args, settings: Settings) -> int:
     return 1 if bad else 0
 
 
-def _audit(args, settings: Settings) -> int:
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from workers.coordinator.audit import audit
 
     try:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 from pathlib import Path
 
+from orderbus.commands import Subparsers
 from orderbus.ops.errors import UsageError
 from orderbus.ops.supervise import Supervisor
 from workers.main import WORKERS
 from workers.runtime.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser("run", help="run workers as supervised child processes")
     s.add_argument("name", choices=(*WORKERS, "all"))
     s.add_argument("--instances", type=int, default=1, help="instances of each worker (default 1)")
@@ -37,7 +39,7 @@ def register(sub) -> None:
     s.set_defaults(func=_worker)
 
 
-def _run(args, settings: Settings):
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.instances < 1:
         raise UsageError("--instances must be at least 1")
     names = WORKERS if args.name == "all" else (args.name,)
@@ -51,7 +53,7 @@ def _run(args, settings: Settings):
     if sup.targets:
         print(f"Prometheus finds the workers in {sup.targets} (infra/prometheus/prometheus.yml)")
 
-    def stop(*_):
+    def stop(*_: object) -> None:
         sup.stopping = True
 
     signal.signal(signal.SIGTERM, stop)
@@ -69,7 +71,7 @@ def targets_file(settings: Settings) -> Path:
     return settings.home / "prometheus" / f"workers-{settings.metrics_port}.json"
 
 
-def _worker(args, settings: Settings):
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.main import run
 
     static = args.membership == "static" and args.protocol == "classic"

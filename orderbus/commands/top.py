@@ -3,6 +3,7 @@ draws)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import select
@@ -10,7 +11,9 @@ import sys
 import termios
 import time
 import tty
+from typing import Any, TextIO
 
+from orderbus.commands import Subparsers
 from orderbus.ops.errors import UsageError
 from orderbus.ops.top_gather import Gatherer
 from workers.runtime.settings import Settings
@@ -27,7 +30,7 @@ q or Ctrl-C quits. --once takes two looks --interval apart (rates need two count
 the second."""
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser(
         "top",
         help="live view of lag, order rates, in-doubt, dead letters, stage latency and stuck "
@@ -49,7 +52,7 @@ def register(sub) -> None:
     s.set_defaults(func=_top)
 
 
-def _top(args, settings: Settings) -> int:
+def _top(args: argparse.Namespace, settings: Settings) -> int:
     if args.interval <= 0:
         raise UsageError(f"--interval {args.interval:g}: the interval must be positive")
     try:
@@ -93,10 +96,10 @@ class Keys:
     """Single keys from stdin without Enter and without blocking (cbreak: Ctrl-C still signals),
     when stdin is a terminal; otherwise only Ctrl-C quits."""
 
-    def __init__(self, stream=sys.stdin):
+    def __init__(self, stream: TextIO = sys.stdin) -> None:
         self.stream = stream
         self.fd = stream.fileno() if stream.isatty() else None
-        self.saved = None
+        self.saved: list[Any] | None = None  # termios' attributes, as tcgetattr gives them
 
     def __enter__(self) -> "Keys":
         if self.fd is not None:
@@ -104,7 +107,7 @@ class Keys:
             tty.setcbreak(self.fd)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.fd is not None and self.saved is not None:
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 

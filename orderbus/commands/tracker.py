@@ -4,9 +4,11 @@ cannot be trusted. The tracker itself runs under `orderbus run tracker`."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
+from orderbus.commands import Subparsers
 from orderbus.ops.errors import UsageError
 from orderbus.ops.stuck import stuck_orders, tracker_lag
 from workers.runtime.settings import TRACKER_GRACE_S, Settings
@@ -15,7 +17,7 @@ from workers.tracker import snapshot
 LISTED = 50
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser(
         "stuck",
         help="orders neither shipped nor rejected by their deadline plus a "
@@ -32,7 +34,7 @@ def register(sub) -> None:
     s.set_defaults(func=_stuck)
 
 
-def _stuck(args, settings: Settings) -> int:
+def _stuck(args: argparse.Namespace, settings: Settings) -> int:
     if args.grace < 0:
         raise UsageError("--grace must not be negative")
     try:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
+from orderbus.commands import Subparsers
 from workers.runtime.settings import Settings
 
 
-def register(sub) -> None:
+def register(sub: Subparsers) -> None:
     s = sub.add_parser("verify", help="check every invariant against the topics and databases")
     s.add_argument("--json", action="store_true")
     s.add_argument(
@@ -21,7 +23,7 @@ def register(sub) -> None:
     s.set_defaults(func=_verify)
 
 
-def _verify(args, settings: Settings):
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from orderbus.ops.verify import render, verify
 
     result = verify(settings, args.wait, log=lambda m: print(m, file=sys.stderr))

@@ -9,6 +9,8 @@ import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -53,8 +55,8 @@ def bench(
     hops: bool = False,
     open_: bool = False,
     ceiling: bool = False,
-    log=print,
-) -> dict:
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     counts = {w: instances for w in PIPELINE + (("tracker",) if tracker else ())}
     # --open: nothing may hold the orders back before the coordinator, nor abort them meanwhile
     deadline_ms, env = (
@@ -197,10 +199,16 @@ def _warm_up(
     return warm
 
 
-def _encoded(sb: Sandbox, orders: int, hot: bool, skus: list[str], customers: list[str]) -> list:
+# (order id, value, headers) of an order, encoded
+Encoded = tuple[str, bytes, list[tuple[str, bytes]]]
+
+
+def _encoded(
+    sb: Sandbox, orders: int, hot: bool, skus: list[str], customers: list[str]
+) -> list[Encoded]:
     """The timed orders, encoded (and validated) up front: the load generator should not eat the
     machine while it publishes. (order id, value, headers) each."""
-    batch = []
+    batch: list[Encoded] = []
     for i in range(orders):
         line = (skus[0] if hot else skus[(i * 7) % len(skus)], 1, 100 + i % 50)
         value, headers, event = sb.publisher.encode(
@@ -210,7 +218,13 @@ def _encoded(sb: Sandbox, orders: int, hot: bool, skus: list[str], customers: li
     return batch
 
 
-def _publish(sb: Sandbox, batch: list, rate: float | None, final_so_far, log) -> tuple[dict, dict]:
+def _publish(
+    sb: Sandbox,
+    batch: list[Encoded],
+    rate: float | None,
+    final_so_far: Callable[[], int],
+    log: Callable[[str], None],
+) -> tuple[dict[str, float], dict[str, float]]:
     """Publishes at `rate` (or as fast as it can): when each order went out, by the monotonic
     clock and by the wall clock (for the steps: see hop_latencies)."""
     sent: dict[str, float] = {}
@@ -229,7 +243,9 @@ def _publish(sb: Sandbox, batch: list, rate: float | None, final_so_far, log) ->
     return sent, sent_wall
 
 
-def _latencies(watcher: StatusWatcher, sent: dict[str, float], done: list[str]) -> dict:
+def _latencies(
+    watcher: StatusWatcher, sent: dict[str, float], done: list[str]
+) -> dict[str, float | list[int]]:
     """Publish to final status and to decision, in ms: percentiles, and the p99 of each tenth of
     the run (flat when the pipeline keeps up)."""
     final = [(watcher.final[o][0] - sent[o]) * 1000 for o in done] or [0.0]
@@ -248,7 +264,7 @@ def _latencies(watcher: StatusWatcher, sent: dict[str, float], done: list[str]) 
     }
 
 
-def _verified(sb: Sandbox) -> dict:
+def _verified(sb: Sandbox) -> dict[str, float]:
     """verify over the run's orders, timed."""
     t1 = time.monotonic()
     found = run_verify(sb.settings, wait_s=60)
@@ -259,7 +275,9 @@ def _verified(sb: Sandbox) -> dict:
     }
 
 
-def _open(sb, rss: RssSampler, timeout_s: float, log) -> dict:
+def _open(
+    sb: Sandbox, rss: RssSampler, timeout_s: float, log: Callable[[str], None]
+) -> dict[str, Any]:
     """Once intake and the coordinator have read every order (payment held, so none can be
     decided), each worker's RSS with them all open."""
     admin = AdminClient({"log_level": 3, **sb.settings.kafka()})
@@ -281,7 +299,9 @@ def _open(sb, rss: RssSampler, timeout_s: float, log) -> dict:
     return {"rss_mb": {k: round(v, 1) for k, v in sorted(rss.now.items())}}
 
 
-def _tracker_cold(sb, orders: int, instances: int, timeout_s: float, log) -> dict:
+def _tracker_cold(
+    sb: Sandbox, orders: int, instances: int, timeout_s: float, log: Callable[[str], None]
+) -> dict[str, float | None]:
     """The tracker's speed alone: stop the pipeline, start trackers on everything the run wrote
     and time them until nothing older than a second is left unconsumed (start-up included)."""
     sb.sup.stop()
@@ -301,7 +321,7 @@ def _tracker_cold(sb, orders: int, instances: int, timeout_s: float, log) -> dic
     return {"orders": orders, "instances": instances, "seconds": lag.caught_up_after(t0)}
 
 
-def _wait(cond, timeout_s: float, what: str, raise_: bool = True) -> bool:
+def _wait(cond: Callable[[], bool], timeout_s: float, what: str, raise_: bool = True) -> bool:
     if until(cond, timeout_s, poll_s=0.1):
         return True
     if raise_:
@@ -309,7 +329,7 @@ def _wait(cond, timeout_s: float, what: str, raise_: bool = True) -> bool:
     return False
 
 
-def render(r: dict) -> str:
+def render(r: dict[str, Any]) -> str:
     rss = ", ".join(f"{k} {v:.0f}" for k, v in r["rss_mb"].items())
     types = ", ".join(f"{k} {v}" for k, v in r["records_by_type"].items())
     return (
@@ -376,7 +396,7 @@ def render(r: dict) -> str:
     )
 
 
-def to_json(r: dict) -> str:
+def to_json(r: dict[str, Any]) -> str:
     return json.dumps(r, indent=2)
 
 

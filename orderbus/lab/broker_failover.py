@@ -16,10 +16,13 @@ import signal
 import statistics
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from infra import procs
 from infra.kafka import cluster
 from infra.kafka.probe import controller, under_replicated, wait_broker
+from infra.layout import Layout
 from infra.procs import InfraError, reap_child
 from orderbus.lab.chaos.measure import Acks
 from orderbus.lab.failover import PROGRESS, Progress, load, seed
@@ -31,8 +34,12 @@ SETTLE_S = 90.0  # the longest wait for a steady flow before a kill
 
 
 def measure(
-    settings: Settings, kills: int = 4, rate: float = 100.0, down_s: float = 15.0, log=print
-) -> dict:
+    settings: Settings,
+    kills: int = 4,
+    rate: float = 100.0,
+    down_s: float = 15.0,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     with Sandbox(settings, counts=ONE_EACH) as sb:
         seed(sb)
         topic, kind, test = PROGRESS["coordinator"]
@@ -46,7 +53,7 @@ def measure(
             target=load, args=(sb, rate, stop, acks.delivered), daemon=True
         )
         publishing.start()
-        rows: list[dict] = []
+        rows: list[dict[str, Any]] = []
         for k in range(kills):
             _settle(sb, watch)
             node, role = _victim(sb.layout, want_controller=k % 2 == 0)
@@ -100,7 +107,7 @@ def measure(
     }
 
 
-def _settle(sb, watch) -> None:
+def _settle(sb: Sandbox, watch: Progress) -> None:
     """Every broker up, no partition under-replicated, every partition deciding."""
     deadline = time.monotonic() + SETTLE_S
     while not (watch.flowing() and under_replicated(sb.settings.kafka()) == 0):
@@ -111,7 +118,7 @@ def _settle(sb, watch) -> None:
         time.sleep(0.5)
 
 
-def _victim(layout, want_controller: bool) -> tuple[int, str]:
+def _victim(layout: Layout, want_controller: bool) -> tuple[int, str]:
     active = controller(layout)
     if want_controller and active is not None:
         return active, "controller"
@@ -119,7 +126,7 @@ def _victim(layout, want_controller: bool) -> tuple[int, str]:
     return others[0], "broker"
 
 
-def render(r: dict) -> str:
+def render(r: dict[str, Any]) -> str:
     lines = [
         f"{'kill':<5} {'node':<7} {'role':<11} {'publish wait s':>15} {'decisions idle s':>17}",
         "-" * 58,

@@ -9,7 +9,8 @@ import re
 import subprocess
 import tempfile
 
-from confluent_kafka.admin import AdminClient, NewTopic
+# confluent_kafka.admin imports NewTopic from cimpl as its public name, without `as` or __all__
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from workers.runtime.settings import Settings
 

@@ -10,16 +10,20 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
-from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka import ConsumerGroupState, KafkaException, Message
 from confluent_kafka.admin import AdminClient
 
 from orderbus.lab.sandbox import ONE_EACH, Sandbox
-from orderbus.lab.watch import TopicWatcher
+from orderbus.lab.watch import TopicWatcher, value_of
 from orderbus.ops.generate import order_body
 from orderbus.ops.verify import verify
 from orderbus.ops.wait import until
 from topics.catalogue import ORDERS_STATUS, TX_LOG
+from topics.producer import DeliveryCallback
+from topics.read import coordinates, headers_of
 from workers.runtime.settings import Settings
 
 # worker -> (topic whose records mark its progress, the header type, a test on the JSON body)
@@ -38,15 +42,17 @@ PROGRESS = {
 class Progress(TopicWatcher):
     """Times (monotonic) of each progress record, per partition."""
 
-    def __init__(self, settings: Settings, topic: str, kind: bytes, test):
+    def __init__(
+        self, settings: Settings, topic: str, kind: bytes, test: Callable[[bytes], bool]
+    ) -> None:
         super().__init__(settings, topic)
         self.kind, self.test = kind, test
         self.times: dict[int, list[float]] = {p: [] for p in range(settings.partitions)}
 
-    def seen(self, msg, now: float) -> None:
-        kind = dict(msg.headers() or []).get("type")
-        if kind == self.kind and self.test(msg.value()):
-            self.times[msg.partition()].append(now)
+    def seen(self, msg: Message, now: float) -> None:
+        kind = dict(headers_of(msg) or []).get("type")
+        if kind == self.kind and self.test(value_of(msg)):
+            self.times[coordinates(msg)[1]].append(now)
 
     def flowing(self, within_s: float = 2.0) -> bool:
         """Every partition made progress lately: a kill now measures a real interruption."""
@@ -81,8 +87,8 @@ def measure(
     restart: bool = True,
     kills: int = 3,
     rate: float = 100.0,
-    log=print,
-) -> dict:
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     args = ("--protocol", protocol, "--membership", "static" if static else "dynamic")
     counts = {**ONE_EACH, worker: 2}
     with Sandbox(settings, counts=counts, worker_args=args) as sb:
@@ -95,7 +101,7 @@ def measure(
         stop = threading.Event()
         publishing = threading.Thread(target=load, args=(sb, rate, stop), daemon=True)
         publishing.start()
-        results = []
+        results: list[float | None] = []
         slots = {f"{group}-{sb.settings.instance_id(slot)}": slot for slot in (0, 1)}
         for k in range(kills):
             # every partition busy, both instances in the group and as many owning partitions as
@@ -111,6 +117,7 @@ def measure(
                 raise TimeoutError("the sandbox pipeline did not reach a steady flow in 90 s")
             victim = sb.sup.find(worker, slots[owners[k % len(owners)]])
             victim.held = not restart
+            assert victim.proc is not None  # the sandbox started every instance
             t = time.monotonic()
             victim.proc.kill()
             idle = watch.idle_once_resumed(t, 60)
@@ -160,14 +167,16 @@ def _owners(admin: AdminClient, group: str, client_ids: set[str], partitions: in
     )
 
 
-def seed(sb) -> None:
+def seed(sb: Sandbox) -> None:
     """Stock and balances that never run out, for the orders `load` publishes."""
     sb.seed(
         stock={f"f-{i}": 10**9 for i in range(20)}, accounts={f"fc{i}": 10**12 for i in range(50)}
     )
 
 
-def load(sb, rate: float, stop: threading.Event, on_delivery=None) -> None:
+def load(
+    sb: Sandbox, rate: float, stop: threading.Event, on_delivery: DeliveryCallback | None = None
+) -> None:
     """Publish orders at `rate` until `stop` is set (then flush)."""
     i, t0 = 0, time.monotonic()
     while not stop.is_set():
@@ -185,7 +194,7 @@ def load(sb, rate: float, stop: threading.Event, on_delivery=None) -> None:
 CONFIGS = [("classic", False), ("classic", True), ("consumer", False)]
 
 
-def render(rows: list[dict]) -> str:
+def render(rows: list[dict[str, Any]]) -> str:
     lines = [
         f"{'protocol':<30} {'restart':<8} {'idle s per kill':<20} {'p50':>6} {'max':>6}  verify",
         "-" * 82,

@@ -8,14 +8,17 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
+from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from infra.kafka.cluster import pidfile
 from infra.postgres import server as postgres
 from infra.procs import read_pid
-from orderbus.lab.watch import TopicWatcher
+from orderbus.lab.watch import TopicWatcher, value_of
+from orderbus.ops.supervise import Supervisor
 from topics.lag import LagError, LagReader
 from topics.read import headers_of, read
 from workers.runtime.settings import Settings
@@ -27,16 +30,16 @@ FINAL = ("SHIPPED", "REJECTED")
 class StatusWatcher(TopicWatcher):
     """When each order's decision and final status became visible."""
 
-    def __init__(self, settings: Settings, topic: str):
+    def __init__(self, settings: Settings, topic: str) -> None:
         super().__init__(settings, topic)
         self.final: dict[str, tuple[float, str]] = {}
         self.final_made: dict[str, float] = {}  # the final status record's produce time
         self.decided: dict[str, float] = {}
         self.reasons: dict[str, str | None] = {}
 
-    def seen(self, msg, now: float) -> None:
+    def seen(self, msg: Message, now: float) -> None:
         # the workers validated it already; a plain parse keeps the load generator light
-        event = json.loads(msg.value())
+        event = json.loads(value_of(msg))
         status, oid = event["status"], event["order_id"]
         if status in FINAL:
             self.final.setdefault(oid, (now, status))
@@ -47,7 +50,7 @@ class StatusWatcher(TopicWatcher):
             self.decided.setdefault(oid, now)
 
 
-def made_at(msg) -> float:
+def made_at(msg: Message) -> float:
     """When a record was produced (its CreateTime), in seconds of the wall clock: every worker
     sets it on this machine's clock, when it produces the record."""
     return msg.timestamp()[1] / 1000
@@ -58,24 +61,25 @@ class TxLogWatcher(TopicWatcher):
 
     MARKS = {"TxBegun": "begun", "Voted": "votes", "Decided": "decided"}
 
-    def __init__(self, settings: Settings, topic: str):
+    def __init__(self, settings: Settings, topic: str) -> None:
         super().__init__(settings, topic)
-        self.seen_at: dict[str, dict] = {}
+        # order id -> mark -> when it was produced; "votes" -> a list of every vote's time
+        self.seen_at: dict[str, dict[str, Any]] = {}
 
-    def seen(self, msg, now: float) -> None:
-        mark = self.MARKS.get(dict(msg.headers() or ()).get("type", b"").decode())
+    def seen(self, msg: Message, now: float) -> None:
+        mark = self.MARKS.get((dict(headers_of(msg) or ()).get("type") or b"").decode())
         if mark == "votes":  # every vote, a redelivered one too: see hop_latencies
-            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault(
+            self.seen_at.setdefault(json.loads(value_of(msg))["order_id"], {}).setdefault(
                 "votes", []
             ).append(made_at(msg))
         elif mark:
-            self.seen_at.setdefault(json.loads(msg.value())["order_id"], {}).setdefault(
+            self.seen_at.setdefault(json.loads(value_of(msg))["order_id"], {}).setdefault(
                 mark, made_at(msg)
             )
 
 
 def hop_latencies(
-    sent: dict[str, float], tx: dict[str, dict], final: dict[str, float]
+    sent: dict[str, float], tx: dict[str, dict[str, Any]], final: dict[str, float]
 ) -> dict[str, dict[str, float]]:
     """p50/p99 ms of each step an order takes, from when one step's output was produced to when
     the next one's was, all on the wall clock: intake (publish -> TxBegun), participants (-> the
@@ -114,14 +118,14 @@ class RssSampler(threading.Thread):
     TICK = os.sysconf("SC_CLK_TCK")
     EVERY_S = 0.5
 
-    def __init__(self, sup):
+    def __init__(self, sup: Supervisor) -> None:
         super().__init__(daemon=True)
         self.sup, self.running = sup, True
         self.peak: dict[str, float] = {}
         self.now: dict[str, float] = {}  # the latest sample
         self.cpu: dict[str, float] = {}
 
-    def run(self):
+    def run(self) -> None:
         while self.running:
             self.sample()
             time.sleep(self.EVERY_S)
@@ -146,7 +150,7 @@ class TrackerLag(threading.Thread):
     """The order tracker's consumer lag, in messages and in seconds (the age of its oldest
     unconsumed message, as `orderbus lag` reports it), sampled every second."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True)
         self.reader = LagReader(settings.kafka(), settings.names)
         self.group = settings.names.group("tracker")
@@ -154,7 +158,7 @@ class TrackerLag(threading.Thread):
         self.samples: list[tuple[float, int, float]] = []  # (monotonic, messages, seconds)
         self.running = True
 
-    def run(self):
+    def run(self) -> None:
         while self.running:
             try:
                 self.reader.sample([self.group])
@@ -177,7 +181,7 @@ class TrackerLag(threading.Thread):
         """Seconds from `t` until a sample showed nothing older than a second unconsumed."""
         return next((round(ts - t, 1) for ts, _, s in self.samples if ts >= t and s <= 1.0), None)
 
-    def summary(self, t0: float, last: float) -> dict:
+    def summary(self, t0: float, last: float) -> dict[str, float | None]:
         during = [(m, s) for ts, m, s in self.samples if t0 <= ts <= last]
         return {
             "max_lag": max((m for m, _ in during), default=None),
@@ -204,7 +208,7 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[str, dict[int, in
 
 def records_by_type(settings: Settings, starts: dict[str, dict[int, int]]) -> dict[str, int]:
     """Records written to each pipeline topic since `starts`, by topic and event type."""
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     for topic, offsets in starts.items():
         short = topic[len(settings.prefix) :].rsplit(".v", 1)[0]
         for msg in read(settings.kafka(), topic, offsets, timeout_s=120, committed=False):
@@ -213,7 +217,7 @@ def records_by_type(settings: Settings, starts: dict[str, dict[int, int]]) -> di
     return dict(sorted(counts.items()))
 
 
-def _stat(pid) -> list[str]:
+def _stat(pid: int | str) -> list[str]:
     """/proc/<pid>/stat's fields after the command name (field 3 of proc(5) first)."""
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()
@@ -230,7 +234,9 @@ def broker_cpu_s(settings: Settings) -> float:
     layout, total = settings.layout(), 0.0
     for node in layout.nodes:
         try:
-            total += _cpu_s(_stat(read_pid(pidfile(layout, node))))
+            pid = read_pid(pidfile(layout, node))
+            if pid is not None:  # None: not running, or its pid file unreadable
+                total += _cpu_s(_stat(pid))
         except (OSError, TypeError, ValueError):
             pass
     return total
@@ -263,7 +269,7 @@ def own_cpu_s() -> float:
     return t.user + t.system
 
 
-def groups_ready(settings: Settings, workers) -> bool:
+def groups_ready(settings: Settings, workers: Iterable[str]) -> bool:
     """Every worker's group is stable with all of its topics' partitions assigned."""
     admin = AdminClient(settings.kafka())
     names = [settings.names.group(w) for w in workers]

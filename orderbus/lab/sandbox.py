@@ -4,9 +4,12 @@ worker processes. Benchmarks and tests run in one so they never touch the real o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psycopg2
 from confluent_kafka.admin import AdminClient
@@ -22,6 +25,8 @@ from workers.participant.store import ACCOUNTS, LEDGERS, STOCK
 from workers.runtime.settings import Settings
 from workers.status import store as status_store
 
+T = TypeVar("T")
+
 ONE_EACH = {"intake": 1, "coordinator": 1, "inventory": 1, "payment": 1, "shipping": 1, "status": 1}
 
 
@@ -30,13 +35,13 @@ class Sandbox:
         self,
         settings: Settings,
         tag: str | None = None,
-        counts: dict | None = None,
+        counts: dict[str, int] | None = None,
         deadline_ms: int | None = None,
         log_dir: Path | None = None,
-        env: dict | None = None,
+        env: dict[str, str] | None = None,
         worker_args: tuple[str, ...] = (),
         partitions: int | None = None,
-    ):
+    ) -> None:
         self.tag = tag or "s" + uuid.uuid4().hex[:8]
         self.layout = settings.layout()
         self.dbs = {s: f"{self.tag}_{s}" for s in databases.SERVICES}
@@ -107,24 +112,24 @@ class Sandbox:
         for name in self.dbs.values():
             databases.drop(self.layout, name)
 
-    def __enter__(self):
+    def __enter__(self) -> Sandbox:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- data
-    def sql(self, database: str, query: str, args=()):
+    def sql(self, database: str, query: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
         """Any statement, for the integration tests that corrupt or inspect a database's rows
         directly; the pipeline's own reads and writes go through the stores."""
 
-        def work(cur):
+        def work(cur: Any) -> Any:  # psycopg2's cursor
             cur.execute(query, args)
             return cur.fetchall() if cur.description else None
 
         return self._run(database, work)
 
-    def _run(self, database: str, work):
+    def _run(self, database: str, work: Callable[[Any], T]) -> T:
         """What `work(cursor)` returns, run in one transaction on `database`."""
         conn = psycopg2.connect(self.settings.dsns[database])
         try:
@@ -133,22 +138,27 @@ class Sandbox:
         finally:
             conn.close()
 
-    def seed(self, stock: dict[str, int] | None = None, accounts: dict[str, int] | None = None):
+    def seed(
+        self, stock: dict[str, int] | None = None, accounts: dict[str, int] | None = None
+    ) -> None:
         for ledger, amounts in ((STOCK, stock), (ACCOUNTS, accounts)):
             if amounts:
                 self._run(
                     ledger.database,
-                    lambda cur, ledger=ledger, amounts=amounts: participant_store.fill(
-                        cur, ledger, amounts
-                    ),
+                    functools.partial(participant_store.fill, ledger=ledger, amounts=amounts),
                 )
 
-    def statuses(self, order_ids) -> dict[str, tuple]:
+    def statuses(self, order_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
         return self._run(
             status_store.DATABASE, lambda cur: status_store.statuses(cur, among=list(order_ids))
         )
 
-    def wait_final(self, order_ids, timeout_s: float = 60, final=("SHIPPED", "REJECTED")):
+    def wait_final(
+        self,
+        order_ids: Iterable[str],
+        timeout_s: float = 60,
+        final: Collection[str] = ("SHIPPED", "REJECTED"),
+    ) -> dict[str, tuple[Any, ...]]:
         ids = list(order_ids)
         deadline = time.monotonic() + timeout_s
         while True:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
+from collections.abc import Callable
 
 import psycopg2
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -48,7 +49,7 @@ def _tx(oid: str, outcome: Outcome | None) -> Tx:
     )
 
 
-def _fill_store(sb: Sandbox, history: int, open_: int, log) -> None:
+def _fill_store(sb: Sandbox, history: int, open_: int, log: Callable[[str], None]) -> None:
     conn = psycopg2.connect(sb.settings.dsns[coordinator_store.DATABASE])
     try:
         with conn, conn.cursor() as cur:
@@ -107,14 +108,21 @@ def _write_tail(sb: Sandbox) -> int:
     return end
 
 
-def case(settings: Settings, history: int, open_: int, repeat: int = 3, log=print) -> dict:
+def case(
+    settings: Settings,
+    history: int,
+    open_: int,
+    repeat: int = 3,
+    log: Callable[[str], None] = print,
+) -> dict[str, float]:
     with Sandbox(settings) as sb:
         t0 = time.monotonic()
         _fill_store(sb, history, open_, log)
         tail = _write_tail(sb)
         setup_s = time.monotonic() - t0
         group = sb.settings.names.group("coordinator")
-        times, held = [], 0
+        times: list[float] = []
+        held = 0
         for _ in range(repeat):
             db = Database(sb.settings.dsns[coordinator_store.DATABASE])
             try:
@@ -136,8 +144,12 @@ def case(settings: Settings, history: int, open_: int, repeat: int = 3, log=prin
 
 
 def run(
-    settings: Settings, histories: list[int], opens: list[int], repeat: int = 3, log=print
-) -> list[dict]:
+    settings: Settings,
+    histories: list[int],
+    opens: list[int],
+    repeat: int = 3,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, float]]:
     rows = []
     for h in histories:
         for o in opens:
@@ -147,7 +159,7 @@ def run(
     return rows
 
 
-def render(rows: list[dict]) -> str:
+def render(rows: list[dict[str, float]]) -> str:
     lines = [
         f"{'history':>10} {'open':>6} {'tail':>6} {'open after':>10} {'takeover s':>10} "
         f"{'max s':>7}"

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from infra.postgres.databases import DATABASE
 from infra.procs import InfraError, reap_child, signal_if_alive
 from orderbus.lab.chaos.plan import CLOCK_SKEW_S, LOSS_PERCENT, MIN_GAP_S, Planned
 from orderbus.lab.sandbox import Sandbox
+from orderbus.ops.supervise import Child
 from topics.catalogue import TX_LOG
 from workers.main import PIPELINE
 
@@ -35,8 +37,8 @@ class Fault:
     role: str = ""  # broker-kill: controller / leader of tx.log[p] / any
     lifted_s: float | None = None  # when it was undone (SIGCONT, restarted and caught up)
     recovery_s: float | None = None
-    stalled_partitions: list = field(default_factory=list)
-    stalled_before: list = field(default_factory=list)  # already without decisions at at_s
+    stalled_partitions: list[int] = field(default_factory=list)
+    stalled_before: list[int] = field(default_factory=list)  # already without decisions at at_s
     # the longest an order published while the fault was on waited for its acknowledgement
     publish_stall_s: float | None = None
     note: str = ""
@@ -45,7 +47,9 @@ class Fault:
 class Injector(threading.Thread):
     """Injects the planned faults in order, never two at once, and always undoes each one."""
 
-    def __init__(self, sb: Sandbox, planned: list[Planned], t0: float, log):
+    def __init__(
+        self, sb: Sandbox, planned: list[Planned], t0: float, log: Callable[[str], None]
+    ) -> None:
         super().__init__(daemon=True)
         self.sb, self.planned, self.t0, self.log = sb, planned, t0, log
         self.layout = sb.layout
@@ -61,7 +65,7 @@ class Injector(threading.Thread):
     def done(self) -> bool:
         return not self.is_alive()
 
-    def run(self):
+    def run(self) -> None:
         try:
             for p in self.planned:
                 # the plan's own spacing, kept even when an earlier fault took longer to undo
@@ -84,7 +88,9 @@ class Injector(threading.Thread):
         return f
 
     # -- workers
-    def _live_child(self, pick: float, wanted=lambda child: True):
+    def _live_child(
+        self, pick: float, wanted: Callable[[Child], bool] = lambda child: True
+    ) -> Child:
         live = sorted(
             (c for c in self.sb.sup.children if c.proc and c.proc.poll() is None and wanted(c)),
             key=lambda c: (PIPELINE.index(c.name), c.instance),
@@ -96,6 +102,7 @@ class Injector(threading.Thread):
     def _worker_kill(self, p: Planned) -> Fault:
         child = self._live_child(p.pick)
         old = child.proc
+        assert old is not None  # _live_child picks one with a running process
         os.kill(old.pid, signal.SIGKILL)
         f = self._fault(p, child.label)
         deadline = time.monotonic() + 30
@@ -107,6 +114,7 @@ class Injector(threading.Thread):
 
     def _worker_pause(self, p: Planned) -> Fault:
         child = self._live_child(p.pick)
+        assert child.proc is not None  # _live_child picks one with a running process
         pid = child.proc.pid
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -251,7 +259,13 @@ class Injector(threading.Thread):
         return self._net(p, child.namespace, lambda ns: netns.lossy(ns, LOSS_PERCENT), child.label)
 
     def _net(
-        self, p: Planned, ns: str | None, apply, target: str, role: str = "", broker: int = 0
+        self,
+        p: Planned,
+        ns: str | None,
+        apply: Callable[[str], None],
+        target: str,
+        role: str = "",
+        broker: int = 0,
     ) -> Fault:
         if ns is None:
             raise InfraError(f"{p.kind} needs hosts of their own: `orderbus up --hosts`")

@@ -21,8 +21,12 @@ import bisect
 import json
 import math
 import time
+from typing import Any
 
-from orderbus.lab.watch import TopicWatcher
+from confluent_kafka import KafkaError, Message
+
+from orderbus.lab.watch import TopicWatcher, value_of
+from topics.read import coordinates
 from workers.runtime.settings import Settings
 
 STALL_S = 1.0  # a partition with no decision for longer than this is stalled
@@ -112,7 +116,7 @@ class Acks:
         self.t0 = t0
         self.waits: list[tuple[float, float]] = []  # (sent, waited)
 
-    def delivered(self, err, msg) -> None:
+    def delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
             latency = msg.latency() or 0.0  # librdkafka: produce() to acknowledgement
             now = time.monotonic() - self.t0
@@ -128,22 +132,22 @@ class Acks:
 class DecisionWatcher(TopicWatcher):
     """When each CONFIRMED/REJECTED becomes visible to a read_committed reader, per partition."""
 
-    def __init__(self, settings: Settings, topic: str, t0: float):
+    def __init__(self, settings: Settings, topic: str, t0: float) -> None:
         super().__init__(settings, topic, log_level=2)
         self.t0 = t0
         self.times: dict[int, list[float]] = {p: [] for p in range(settings.partitions)}
         self.decided: dict[str, str] = {}
 
-    def seen(self, msg, now: float) -> None:
-        event = json.loads(msg.value())  # the workers validated it already
+    def seen(self, msg: Message, now: float) -> None:
+        event = json.loads(value_of(msg))  # the workers validated it already
         if event["status"] in ("CONFIRMED", "REJECTED"):
-            self.times[msg.partition()].append(now - self.t0)
+            self.times[coordinates(msg)[1]].append(now - self.t0)
             self.decided.setdefault(event["order_id"], event["status"])
 
 
-def summary_by_kind(faults: list[dict]) -> dict[str, dict]:
+def summary_by_kind(faults: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Recovery p50 and max per fault kind (None values counted apart)."""
-    out = {}
+    out: dict[str, dict[str, float | None]] = {}
     for kind in sorted({f["kind"] for f in faults}):
         rs = [f["recovery_s"] for f in faults if f["kind"] == kind]
         known = [r for r in rs if r is not None]

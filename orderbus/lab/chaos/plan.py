@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 PROCESS_KINDS = (
@@ -90,7 +91,7 @@ class Planned:
 
 
 def plan(
-    kinds,
+    kinds: Iterable[str],
     duration_s: float,
     seed: int,
     warmup_s: float = WARMUP_S,
@@ -123,7 +124,7 @@ def plan(
 
 
 def duration_for_all(
-    kinds,
+    kinds: Iterable[str],
     warmup_s: float = WARMUP_S,
     tail_s: float = TAIL_S,
     min_gap_s: float = MIN_GAP_S,

@@ -5,6 +5,7 @@ command checks it is there before the run starts."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -27,7 +28,7 @@ COLOURS = {
 }
 
 
-def plot(r: dict, path: Path) -> None:
+def plot(r: dict[str, Any], path: Path) -> None:
     """Decisions per second with each fault marked, its hold shaded and its recovery a bar."""
     matplotlib.use("Agg")  # no display: write the file only
 

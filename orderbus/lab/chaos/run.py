@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
+from typing import Any
 
 from orderbus.lab.chaos.inject import Injector
 from orderbus.lab.chaos.measure import (
@@ -24,7 +26,7 @@ from orderbus.lab.chaos.measure import (
 )
 from orderbus.lab.chaos.plan import TAIL_S, plan
 from orderbus.lab.sandbox import Sandbox
-from orderbus.ops.generate import generate, order_body
+from orderbus.ops.generate import Generated, generate, order_body
 from orderbus.ops.report import read_from
 from orderbus.ops.verify import verify
 from orderbus.ops.wait import until
@@ -42,7 +44,7 @@ PRICE_CENTS = 250
 INVALID_SHARE = 0.01
 
 
-def seed_amounts(expected_orders: int) -> tuple[dict, dict]:
+def seed_amounts(expected_orders: int) -> tuple[dict[str, int], dict[str, int]]:
     """Plenty of most things; one SKU and four customers run out part-way, so there are real
     refusals (out of stock, insufficient funds) all through the faults. An order takes ~2 lines
     of ~2 units, so a SKU sees ~N/2 units and a customer ~N/20 orders of ~1000 cents."""
@@ -64,13 +66,13 @@ def _key_of(value: bytes) -> bytes | None:
 def run(
     settings: Settings,
     duration_s: float,
-    kinds,
+    kinds: Sequence[str],
     rate: float = 100.0,
     seed: int = 1,
     instances: int = 2,
-    log=print,
+    log: Callable[[str], None] = print,
     keep: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     planned = plan(kinds, duration_s, seed)
     counts = {w: instances for w in PIPELINE}
     sb = Sandbox(settings, counts=counts)
@@ -190,14 +192,14 @@ class Load:
         acks: Acks,
         warm: int,
         t0: float,
-        log,
-    ):
+        log: Callable[[str], None],
+    ) -> None:
         self.sb, self.injector, self.watcher, self.acks = sb, injector, watcher, acks
         self.warm, self.t0, self.log = warm, t0, log
         self.valid_ids: set[str] = set()  # the valid orders published: each must be decided
         self.end_s = 0.0
 
-    def drive(self, orders, rate: float, duration_s: float) -> None:
+    def drive(self, orders: Iterator[Generated], rate: float, duration_s: float) -> None:
         i, next_log = 0, 5.0
         while True:
             now = time.monotonic() - self.t0
@@ -230,7 +232,9 @@ class Quiet:
     """After the load: until every order is decided; or 180 s; or 60 s without a single new
     decision (a halted pipeline: waiting longer only delays the report of what verify will find)."""
 
-    def __init__(self, watcher: DecisionWatcher, valid_ids: set[str], t0: float, log):
+    def __init__(
+        self, watcher: DecisionWatcher, valid_ids: set[str], t0: float, log: Callable[[str], None]
+    ) -> None:
         self.watcher, self.valid_ids, self.t0, self.log = watcher, valid_ids, t0, log
         self.give_up = time.monotonic() + 180
         self.seen, self.seen_at = len(watcher.decided), time.monotonic()
@@ -271,7 +275,7 @@ def _measure(
     return sorted(t for ts in timeline.values() for t in ts)
 
 
-def _wait(cond, timeout_s: float, what: str, strict: bool = True) -> bool:
+def _wait(cond: Callable[[], bool], timeout_s: float, what: str, strict: bool = True) -> bool:
     if until(cond, timeout_s):
         return True
     if strict:
