@@ -14,6 +14,7 @@ dead-letter topic::
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -68,6 +69,12 @@ class OrderPublisher:
         value, headers, event = self.encode(order)
         self._produce(event.order_id.encode("utf-8"), value, headers, on_delivery)
 
+    def publish_line(self, line: bytes, on_delivery: DeliveryCallback | None = None) -> None:
+        """The same for an order as a shop sends it, one JSON document: decoded once (raises a
+        DeadLetter subclass, nothing sent) and queued in its canonical wire form."""
+        value, headers, event = self._validated(line)
+        self._produce(event.order_id.encode("utf-8"), value, headers, on_delivery)
+
     def publish_raw(
         self,
         key: bytes | None,
@@ -116,6 +123,10 @@ class OrderPublisher:
             raw = canonical_json(order)
         except (TypeError, ValueError) as exc:  # a set, a datetime, NaN: not JSON at all
             raise UndecodableError(f"order is not JSON-serialisable: {exc}") from None
+        return OrderPublisher._validated(raw)
+
+    @staticmethod
+    def _validated(raw: bytes) -> tuple[bytes, list[tuple[str, bytes]], OrderPlaced]:
         _check_size(raw)
         event = codec.decode(raw, None, default_type=ORDERS_PLACED.events[0])
         assert isinstance(event, OrderPlaced)  # without headers, decode builds the default type
@@ -164,3 +175,13 @@ def _check_size(value: bytes) -> None:
             f"order is {len(value)} bytes, over the limit of {codec.MAX_VALUE_BYTES} "
             "bytes (schemas.codec.MAX_VALUE_BYTES)"
         )
+
+
+def key_of(value: bytes) -> bytes | None:
+    """The order id of a malformed order when it has one (a string), so that its dead letter
+    keeps the key a valid order would have had."""
+    try:
+        order_id = json.loads(value).get("order_id")
+    except (ValueError, AttributeError):
+        return None
+    return order_id.encode("utf-8") if isinstance(order_id, str) else None

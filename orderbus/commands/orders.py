@@ -31,10 +31,9 @@ from orderbus.ops.seed import (
     seeded_ids,
 )
 from orderbus.ops.timeline import order_timeline
-from schemas import codec
 from schemas.errors import DeadLetter
 from topics.catalogue import ORDERS_PLACED
-from topics.producer import OrderPublisher
+from topics.producer import OrderPublisher, key_of
 from workers.runtime.settings import Settings
 
 
@@ -166,48 +165,10 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     if args.rate is not None and args.rate <= 0:
         raise UsageError(f"--rate {args.rate} must be positive")
     summary: dict[str, float] = {}  # counts, seconds and a rate
-    source: Iterator[tuple[str, bytes]]  # (where, the order's bytes)
-    if args.generate is not None:
-        if args.generate < 0:
-            raise UsageError(f"--generate {args.generate} is negative")
-        if not 0.0 <= args.invalid_share <= 1.0:
-            raise UsageError(f"--invalid-share {args.invalid_share} is not between 0 and 1")
-        skus, customers = seeded_ids(settings)
-        seed = int(time.time()) if args.seed is None else args.seed
-        summary["seed"] = seed  # ids are o{seed}-{i}: the seed makes a run repeatable
-        items = generate(
-            args.generate,
-            seed,
-            skus,
-            customers,
-            seed_price(settings),
-            args.invalid_share,
-            skus[0] if args.hot else None,
-        )
-        source = ((f"order {i}", value) for i, (value, _, _) in enumerate(items))
-        send_invalid, quiet = True, True  # asked for malformed orders: they are the point
-    else:
-        if args.seed is not None or args.invalid_share or args.hot:
-            raise UsageError("--seed, --invalid-share and --hot go with --generate")
-        source, send_invalid, quiet = _lines(args.file), args.send_invalid, False
+    source, send_invalid, quiet = _source(args, settings, summary)
     publisher = OrderPublisher(settings.as_principal("producer").kafka(), topic=args.topic)
     progress = _Progress(publisher)
-    invalid = invalid_sent = 0
-    for i, (where, value) in enumerate(source):
-        if args.rate:
-            _wait_until(publisher, progress, progress.start + i / args.rate)
-        try:
-            event = codec.decode(value, None, default_type=ORDERS_PLACED.events[0])
-        except DeadLetter as e:
-            invalid += 1
-            if not quiet:
-                print(f"{where}: {e}" + ("" if send_invalid else " (not sent)"), file=sys.stderr)
-            if send_invalid:
-                publisher.publish_raw(_key_of(value), value)
-                invalid_sent += 1
-            continue
-        publisher.publish(event.to_dict())
-        progress.show()
+    invalid, invalid_sent = _send(publisher, progress, source, args.rate, send_invalid, quiet)
     undelivered = _drain(publisher, progress, timeout=120)
     progress.show(force=True)
     progress.close()
@@ -238,6 +199,57 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if summary["failed"] else 0
 
 
+def _source(
+    args: argparse.Namespace, settings: Settings, summary: dict[str, float]
+) -> tuple[Iterator[tuple[str, bytes]], bool, bool]:
+    """What to publish, (where, the order's bytes) each, whether to send the invalid ones too,
+    and whether to keep quiet about them."""
+    if args.generate is None:
+        if args.seed is not None or args.invalid_share or args.hot:
+            raise UsageError("--seed, --invalid-share and --hot go with --generate")
+        return _lines(args.file), args.send_invalid, False
+    if args.generate < 0:
+        raise UsageError(f"--generate {args.generate} is negative")
+    if not 0.0 <= args.invalid_share <= 1.0:
+        raise UsageError(f"--invalid-share {args.invalid_share} is not between 0 and 1")
+    skus, customers = seeded_ids(settings)
+    seed = int(time.time()) if args.seed is None else args.seed
+    summary["seed"] = seed  # ids are o{seed}-{i}: the seed makes a run repeatable
+    hot = skus[0] if args.hot else None
+    items = generate(
+        args.generate, seed, skus, customers, seed_price(settings), args.invalid_share, hot
+    )
+    # asked for malformed orders: they are the point, sent and not reported one by one
+    return ((f"order {i}", value) for i, (value, _, _) in enumerate(items)), True, True
+
+
+def _send(
+    publisher: OrderPublisher,
+    progress: _Progress,
+    source: Iterator[tuple[str, bytes]],
+    rate: float | None,
+    send_invalid: bool,
+    quiet: bool,
+) -> tuple[int, int]:
+    """Publish each order of `source`, at `rate` per second if given; (invalid, invalid sent)."""
+    invalid = invalid_sent = 0
+    for i, (where, value) in enumerate(source):
+        if rate:
+            _wait_until(publisher, progress, progress.start + i / rate)
+        try:
+            publisher.publish_line(value)
+        except DeadLetter as e:
+            invalid += 1
+            if not quiet:
+                print(f"{where}: {e}" + ("" if send_invalid else " (not sent)"), file=sys.stderr)
+            if send_invalid:
+                publisher.publish_raw(key_of(value), value)
+                invalid_sent += 1
+            continue
+        progress.show()
+    return invalid, invalid_sent
+
+
 def _lines(name: str) -> Iterator[tuple[str, bytes]]:
     try:
         stream = sys.stdin.buffer if name == "-" else open(name, "rb")
@@ -248,15 +260,6 @@ def _lines(name: str) -> Iterator[tuple[str, bytes]]:
             line = line.strip()
             if line:
                 yield f"{name}:{n}", line
-
-
-def _key_of(value: bytes) -> bytes | None:
-    """The order id of a malformed order when it has one, so its dead letter keeps the key."""
-    try:
-        order_id = json.loads(value).get("order_id")
-    except (ValueError, AttributeError):
-        return None
-    return order_id.encode("utf-8") if isinstance(order_id, str) else None
 
 
 def _wait_until(publisher: OrderPublisher, progress: _Progress, when: float) -> None:

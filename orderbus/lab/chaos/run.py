@@ -8,7 +8,6 @@ figures together.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +29,7 @@ from orderbus.ops.generate import Generated, generate, order_body
 from orderbus.ops.report import read_from
 from orderbus.ops.verify import verify
 from orderbus.ops.wait import until
-from topics.producer import OrderPublisher
+from topics.producer import OrderPublisher, key_of
 from workers.main import PIPELINE
 from workers.runtime.settings import Settings
 from workers.status import store as status_store
@@ -54,13 +53,6 @@ def seed_amounts(expected_orders: int) -> tuple[dict[str, int], dict[str, int]]:
     for c in CUSTOMERS[-4:]:
         accounts[c] = max(5_000, expected_orders * 25)
     return stock, accounts
-
-
-def _key_of(value: bytes) -> bytes | None:
-    try:
-        return str(json.loads(value)["order_id"]).encode()
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def run(
@@ -206,7 +198,7 @@ class Load:
             if now >= duration_s and self.injector.done and now >= self.injector.lifted_at + TAIL_S:
                 break  # (the load runs on past --duration if faults took longer to undo)
             value, ok, _ = next(orders)
-            key = _key_of(value)
+            key = key_of(value)
             if ok and key is not None:
                 self.valid_ids.add(key.decode())
             self.sb.publisher.publish_raw(key, value, on_delivery=self.acks.delivered)
