@@ -8,24 +8,26 @@ import sys
 
 from infra.postgres.databases import DATABASE
 from topics.admin import wrong_partitions
-from topics.catalogue import ACCESS
+from topics.catalogue import ACCESS, Names
 from workers.runtime.clients import LoopConfig
 from workers.runtime.db import Database
+from workers.runtime.handler import Handler
 from workers.runtime.liveness import Liveness
 from workers.runtime.loop import Fatal, Loop
 from workers.runtime.metrics import Metrics
+from workers.runtime.settings import Settings
 from workers.runtime.signing import AUTHORS, Signer, Verifier
 
 PIPELINE = ("intake", "coordinator", "inventory", "payment", "shipping", "status")
 WORKERS = PIPELINE + ("tracker",)  # the tracker watches; it decides nothing
 
 
-def build(name: str, settings, metrics: Metrics, liveness: Liveness):
+def build(name: str, settings: Settings, metrics: Metrics, liveness: Liveness) -> Handler:
     if name not in DATABASE:  # every handler has a database; the tracker is run apart
         raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
     names = settings.names
 
-    def db_retry():
+    def db_retry() -> None:
         metrics.db_retries.labels(name).inc()
         liveness.waiting()
 
@@ -73,7 +75,7 @@ def build(name: str, settings, metrics: Metrics, liveness: Liveness):
     raise ValueError(f"unknown worker {name!r}; one of {', '.join(WORKERS)}")
 
 
-def watched(names) -> list[tuple[str, str]]:
+def watched(names: Names) -> list[tuple[str, str]]:
     """(group, topic) of every worker intake holds back for: the groups it may watch, each on
     the topic it reads."""
     return [
@@ -82,7 +84,7 @@ def watched(names) -> list[tuple[str, str]]:
 
 
 def loop_config(
-    name: str, slot: int, settings, protocol: str = "classic", static: bool = False
+    name: str, slot: int, settings: Settings, protocol: str = "classic", static: bool = False
 ) -> LoopConfig:
     return LoopConfig(
         group=settings.names.group(name),
@@ -95,7 +97,7 @@ def loop_config(
 def run(
     name: str,
     instance: int,
-    settings,
+    settings: Settings,
     metrics_port: int = 0,
     protocol: str = "classic",
     static: bool = False,

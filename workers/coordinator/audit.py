@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Any, Callable, TypeVar
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -26,11 +27,13 @@ from workers.coordinator.worker import take_over
 from workers.participant import store as participant_store
 from workers.participant.core import INVENTORY, PAYMENT
 from workers.participant.store import LEDGERS
-from workers.runtime.db import Database
+from workers.runtime.db import Cursor, Database
+from workers.runtime.settings import Settings
 from workers.runtime.signing import Verifier
 from workers.status import store as status_store
 
 RESOURCES = {"inventory": INVENTORY, "payment": PAYMENT}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,8 @@ class Mismatch:
 def compare(
     txs: dict[str, Tx],
     orders: dict[str, OrderPlaced],
-    holds: dict[str, dict],
-    status: dict[str, tuple],
+    holds: dict[str, dict[str, tuple[str, dict[str, int]]]],
+    status: dict[str, tuple[str, str | None]],
 ) -> tuple[list[Mismatch], list[Mismatch], int]:
     """Every decided order of `txs` against the participants' `holds` (participant -> order id ->
     (state, amounts)) and the `status` read model (order id -> (status, reason)).
@@ -96,7 +99,9 @@ def compare(
 # -- gathering -------------------------------------------------------------------------------
 
 
-def fold_log(settings, topic: str, stops: dict[int, int] | None = None):
+def fold_log(
+    settings: Settings, topic: str, stops: dict[int, int] | None = None
+) -> tuple[dict[str, Tx], dict[str, int], dict[str, Tx], int]:
     """The fold of every committed tx.log event: (order id -> Tx, order id -> partition,
     order id -> Tx as of `stops` (exclusive offsets), events read)."""
     txs: dict[str, Tx] = {}
@@ -119,7 +124,7 @@ def fold_log(settings, topic: str, stops: dict[int, int] | None = None):
     return txs, where, at_stop, n
 
 
-def placed_orders(kafka_config: dict, topic: str) -> dict[str, OrderPlaced]:
+def placed_orders(kafka_config: dict[str, Any], topic: str) -> dict[str, OrderPlaced]:
     orders: dict[str, OrderPlaced] = {}
     for msg in read(kafka_config, topic, timeout_s=600):
         try:
@@ -131,7 +136,7 @@ def placed_orders(kafka_config: dict, topic: str) -> dict[str, OrderPlaced]:
     return orders
 
 
-def _query(dsn: str, read):
+def _query(dsn: str, read: Callable[[Cursor], T]) -> T:
     db = Database(dsn, give_up_s=10)
     try:
         return db.run(read)
@@ -139,7 +144,7 @@ def _query(dsn: str, read):
         db.close()
 
 
-def audit(settings) -> dict:
+def audit(settings: Settings) -> dict[str, Any]:
     """Re-fold all of tx.log and check every decision against the participants and the status
     read model. `settings` gives kafka(), names and dsns."""
     t0 = time.monotonic()
@@ -164,7 +169,7 @@ def audit(settings) -> dict:
     }
 
 
-def rebuild_coordinator(settings) -> dict:
+def rebuild_coordinator(settings: Settings) -> dict[str, Any]:
     """The open transactions per tx.log partition, derived twice: by folding every event of the
     log, and as a new owner of each partition would resume it (`take_over`: the coordinator's
     saved state plus the log after it). They must agree at the position the resumed state stands
@@ -221,7 +226,7 @@ def rebuild_coordinator(settings) -> dict:
     }
 
 
-def _committed(settings, topic: str, group: str) -> tuple[list[int], dict[int, int]]:
+def _committed(settings: Settings, topic: str, group: str) -> tuple[list[int], dict[int, int]]:
     """The partitions of tx.log and the coordinator group's committed offset on each."""
     consumer = Consumer(
         settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3})
@@ -241,10 +246,10 @@ def compare_refold(
     where: dict[str, int],
     refold_open: dict[int, set[str]],
     refold_outcome: dict[str, Outcome | None],
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Where a new owner's resumed state and the full fold (both at the resumed position)
     disagree, per partition: an order open in one and not the other, or decided otherwise."""
-    differences = []
+    differences: list[dict[str, Any]] = []
     for p in parts:
         by_log = {oid for oid, tx in at_stop.items() if where[oid] == p and not is_finished(tx)}
         by_refold = refold_open[p]
@@ -273,11 +278,13 @@ def compare_refold(
     return differences
 
 
-def _difference(order_id: str, partition: int, kind: str, detail: str) -> dict:
+def _difference(order_id: str, partition: int, kind: str, detail: str) -> dict[str, Any]:
     return {"order_id": order_id, "partition": partition, "kind": kind, "detail": detail}
 
 
-def open_orders(parts: list[int], txs: dict[str, Tx], where: dict[str, int]) -> list[dict]:
+def open_orders(
+    parts: list[int], txs: dict[str, Tx], where: dict[str, int]
+) -> list[dict[str, Any]]:
     """Every transaction the full fold leaves open, with what it waits for."""
     return [
         {

@@ -16,7 +16,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping, TypeAlias
+from typing import Any, Iterable, Mapping, TypeAlias
 
 from schemas.events import (
     Abort,
@@ -301,7 +301,7 @@ def in_doubt(tx: Tx) -> bool:
     return tx.outcome is None and any(vote == "yes" for _, vote, _ in tx.votes)
 
 
-def to_dict(tx: Tx) -> dict:
+def to_dict(tx: Tx) -> dict[str, Any]:
     """The fold's state as JSON values, for the coordinator's store."""
     return {
         "order_id": tx.order_id,
@@ -316,7 +316,7 @@ def to_dict(tx: Tx) -> dict:
     }
 
 
-def from_dict(d: dict) -> Tx:
+def from_dict(d: dict[str, Any]) -> Tx:
     return Tx(
         order_id=d["order_id"],
         begun=d["begun"],

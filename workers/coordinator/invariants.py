@@ -11,22 +11,30 @@ caller's to judge: verify waits for quiet, the audit looks at the acknowledgemen
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Mapping
+from typing import Container, Iterable, Mapping, Sequence
 
 from workers.coordinator.fold import Tx
 
 CONFIRMED = ("CONFIRMED", "SHIPPED")
 NOT_YET_SHOWN = (None, "PENDING")  # a status the decision may not have reached yet
 
+# the copies of one order published: (partition, offset, content hash) each
+Copies = Sequence[tuple[int, int, str]]
+Dead = Container[tuple[str, int, int]]  # (topic, partition, offset) of each dead letter
+Balances = Mapping[str, tuple[int, int, int, int]]  # key -> (initial, available, held, final)
+Holds = Mapping[str, tuple[str, Mapping[str, int]]]  # order id -> (state, amounts)
+
 
 # -- 1. every valid order decided exactly once, or dead-lettered; never both
 
 
-def _all_dead(copies, dead, topic: str) -> bool:
+def _all_dead(copies: Copies, dead: Dead, topic: str) -> bool:
     return all((topic, p, o) in dead for p, o, _ in copies)
 
 
-def undecided(placed: Mapping, txs: Mapping[str, Tx], dead, topic: str) -> list[str]:
+def undecided(
+    placed: Mapping[str, Copies], txs: Mapping[str, Tx], dead: Dead, topic: str
+) -> list[str]:
     """Published and valid, but neither decided nor dead-lettered. `placed`: order id ->
     [(partition, offset, content hash)]; `dead`: the (topic, partition, offset) dead-lettered."""
     return [
@@ -36,7 +44,9 @@ def undecided(placed: Mapping, txs: Mapping[str, Tx], dead, topic: str) -> list[
     ]
 
 
-def decided_and_dead(placed: Mapping, txs: Mapping[str, Tx], dead, topic: str) -> list[str]:
+def decided_and_dead(
+    placed: Mapping[str, Copies], txs: Mapping[str, Tx], dead: Dead, topic: str
+) -> list[str]:
     """Decided although every copy was dead-lettered."""
     return [
         oid
@@ -45,7 +55,7 @@ def decided_and_dead(placed: Mapping, txs: Mapping[str, Tx], dead, topic: str) -
     ]
 
 
-def reused_not_dead(placed: Mapping, dead, topic: str) -> list[str]:
+def reused_not_dead(placed: Mapping[str, Copies], dead: Dead, topic: str) -> list[str]:
     """An order id published again with other content, and that copy not dead-lettered."""
     return [
         oid
@@ -54,7 +64,7 @@ def reused_not_dead(placed: Mapping, dead, topic: str) -> list[str]:
     ]
 
 
-def invalid_not_dead(invalid: list, dead, topic: str) -> list[str]:
+def invalid_not_dead(invalid: Iterable[tuple[int, int, str]], dead: Dead, topic: str) -> list[str]:
     """'partition:offset' of the malformed messages (partition, offset, reason) that are not
     dead-lettered."""
     return [f"{p}:{o}" for p, o, _ in invalid if (topic, p, o) not in dead]
@@ -78,7 +88,11 @@ def acked_other(tx: Tx) -> list[str]:
 
 
 def effect_wrong(
-    outcome: str, demand: dict, state: str | None, amounts, held_is_wrong: bool = True
+    outcome: str,
+    demand: Mapping[str, int],
+    state: str | None,
+    amounts: Mapping[str, int] | None,
+    held_is_wrong: bool = True,
 ) -> str | None:
     """What a participant did about a decided order, if it is not what the decision asks: a
     commit takes exactly the order's `demand`; an abort takes nothing and (`held_is_wrong`,
@@ -96,7 +110,7 @@ def effect_wrong(
 # -- 4 and 5. per ledger key: conserved, never below zero, equal to the sum of its holds
 
 
-def not_conserved(ledger: Mapping[str, tuple]) -> list[str]:
+def not_conserved(ledger: Balances) -> list[str]:
     return [
         k
         for k, (initial, available, held, final) in ledger.items()
@@ -104,31 +118,31 @@ def not_conserved(ledger: Mapping[str, tuple]) -> list[str]:
     ]
 
 
-def negative(ledger: Mapping[str, tuple]) -> list[str]:
+def negative(ledger: Balances) -> list[str]:
     return [
         k for k, (_, available, held, final) in ledger.items() if min(available, held, final) < 0
     ]
 
 
-def still_held(ledger: Mapping[str, tuple]) -> list[str]:
+def still_held(ledger: Balances) -> list[str]:
     """Keys holding something: none may, once the pipeline is quiet."""
     return [k for k, (_, _, held, _) in ledger.items() if held]
 
 
-def _by_state(holds: Mapping[str, tuple]) -> dict[str, Counter]:
-    out: dict[str, Counter] = defaultdict(Counter)
+def _by_state(holds: Holds) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = defaultdict(Counter)
     for state, amounts in holds.values():
         out[state].update(dict(amounts))
     return out
 
 
-def final_mismatch(ledger: Mapping[str, tuple], holds: Mapping[str, tuple]) -> list[str]:
+def final_mismatch(ledger: Balances, holds: Holds) -> list[str]:
     """Keys whose taken amount is not the sum of the committed holds."""
     committed = _by_state(holds)["committed"]
     return [k for k, (_, _, _, final) in ledger.items() if final != committed[k]]
 
 
-def held_mismatch(ledger: Mapping[str, tuple], holds: Mapping[str, tuple]) -> list[str]:
+def held_mismatch(ledger: Balances, holds: Holds) -> list[str]:
     """Keys whose held amount is not the sum of the open holds."""
     held = _by_state(holds)["held"]
     return [k for k, (_, _, held_n, _) in ledger.items() if held_n != held[k]]
@@ -143,11 +157,11 @@ def status_wrong(outcome: str, shown: str | None) -> str | None:
     return None if ok else f"{outcome}, but the read model shows {shown}"
 
 
-def shipped_aborted(decided: Mapping[str, Tx], shipments) -> list[str]:
+def shipped_aborted(decided: Mapping[str, Tx], shipments: Container[str]) -> list[str]:
     return [oid for oid, tx in decided.items() if tx.outcome == "abort" and oid in shipments]
 
 
-def not_shipped(decided: Mapping[str, Tx], shipments) -> list[str]:
+def not_shipped(decided: Mapping[str, Tx], shipments: Container[str]) -> list[str]:
     """Committed orders with no shipment: none may be, once the pipeline is quiet."""
     return [oid for oid, tx in decided.items() if tx.outcome == "commit" and oid not in shipments]
 

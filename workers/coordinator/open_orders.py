@@ -9,8 +9,18 @@ decision, not open the order again.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Iterable
 
-from workers.coordinator.fold import Progress, Timers, Tx, is_finished, step
+from schemas.events import Acked, Voted
+from workers.coordinator.fold import (
+    Output,
+    Progress,
+    Timers,
+    Tx,
+    TxLogEvent,
+    is_finished,
+    step,
+)
 
 # events that may open an order: its begin, or a vote that arrived first (its begin is late or
 # lost: an orphan, presumed aborted after a bound). An ack, a marker or a recorded decision of an
@@ -26,7 +36,7 @@ class Partition:
         self.next_offset = next_offset  # of the next tx.log record to fold
         self.progress: dict[str, Progress] = {}  # participant -> what was read of it here
 
-    def unknown(self, order_ids) -> set[str]:
+    def unknown(self, order_ids: Iterable[str]) -> set[str]:
         """Those of `order_ids` this partition must look up in the store before folding."""
         return {o for o in order_ids if o not in self.open and o not in self.finished}
 
@@ -40,7 +50,7 @@ class Partition:
             begun_by = at if tx.begun else None
             self.open[tx.order_id] = (tx, Timers(first_seen_ms=now_ms, begun_by=begun_by))
 
-    def apply(self, offset: int, event, now_ms: int) -> list:
+    def apply(self, offset: int, event: TxLogEvent, now_ms: int) -> list[Output]:
         """Fold one event; returns the decision's outputs when this event made it."""
         oid = event.order_id
         entry = self.open.get(oid)
@@ -71,21 +81,21 @@ class Partition:
             self.open[oid] = (tx, timers)
         return decided
 
-    def _heard(self, event, timers: Timers, now_ms: int) -> None:
+    def _heard(self, event: TxLogEvent, timers: Timers, now_ms: int) -> None:
         """A vote or ack is a participant's sign of life and of how far it has got."""
-        if event.TYPE not in ("Voted", "Acked"):
+        if not isinstance(event, (Voted, Acked)):
             return
         seen = self.progress.get(event.participant) or Progress(now_ms)
         voted, acked = seen.voted_past, seen.acked_past
-        if event.TYPE == "Voted" and timers.begun_at is not None:
+        if isinstance(event, Voted) and timers.begun_at is not None:
             voted = max(voted, timers.begun_at)
-        if event.TYPE == "Acked" and timers.decided_at is not None:
+        if isinstance(event, Acked) and timers.decided_at is not None:
             acked = max(acked, timers.decided_at)
         self.progress[event.participant] = Progress(now_ms, voted, acked)
 
     def unsaved(self, part: int) -> list[tuple[str, int, int, bool, Tx]]:
         """Rows for the store: (order id, partition, offset of its last event, finished, tx)."""
-        rows = []
+        rows: list[tuple[str, int, int, bool, Tx]] = []
         for oid, at in self.changed.items():
             done = oid in self.finished
             rows.append((oid, part, at, done, self.finished[oid] if done else self.open[oid][0]))

@@ -9,12 +9,12 @@ from typing import Iterable
 
 from infra.postgres.databases import DATABASE as DATABASE_OF
 from workers.coordinator.fold import Tx, from_dict, to_dict
-from workers.runtime.db import Json, execute_values
+from workers.runtime.db import Cursor, Json, execute_values
 
 DATABASE = DATABASE_OF["coordinator"]
 
 
-def load_open(cur, parts: list[int]) -> dict[int, tuple[int, list[tuple[Tx, int]]]]:
+def load_open(cur: Cursor, parts: list[int]) -> dict[int, tuple[int, list[tuple[Tx, int]]]]:
     """partition -> (next offset the rows include, its open transactions with the offset of
     each one's last event), for the partitions that have a snapshot."""
     cur.execute("SELECT part, next_offset FROM snapshots WHERE part = ANY(%s)", (parts,))
@@ -27,7 +27,7 @@ def load_open(cur, parts: list[int]) -> dict[int, tuple[int, list[tuple[Tx, int]
     return out
 
 
-def lookup(cur, order_ids: list[str]) -> dict[tuple[int, str], tuple[Tx, int]]:
+def lookup(cur: Cursor, order_ids: list[str]) -> dict[tuple[int, str], tuple[Tx, int]]:
     """(partition, order id) -> what is saved of these orders, with the offset of each one's
     last event. An order's events all sit on one partition, and a row counts only for the
     partition it was folded from."""
@@ -37,7 +37,9 @@ def lookup(cur, order_ids: list[str]) -> dict[tuple[int, str], tuple[Tx, int]]:
     return {(part, oid): (from_dict(tx), at) for part, oid, tx, at in cur.fetchall()}
 
 
-def save(cur, rows: list[tuple[str, int, int, bool, Tx]], positions: dict[int, int]) -> None:
+def save(
+    cur: Cursor, rows: list[tuple[str, int, int, bool, Tx]], positions: dict[int, int]
+) -> None:
     """rows: (order id, partition, offset of its last event, finished, tx). Neither a row nor a
     position ever moves back: a write from an instance that has since lost the partition, or a
     slower one, cannot undo what a newer owner saved. A row folded from one partition is never
@@ -63,13 +65,13 @@ def save(cur, rows: list[tuple[str, int, int, bool, Tx]], positions: dict[int, i
         )
 
 
-def count_txs(cur) -> int:
+def count_txs(cur: Cursor) -> int:
     """How many orders' transactions the store keeps, open or finished."""
     cur.execute("SELECT count(*) FROM txs")
-    return cur.fetchone()[0]
+    return int(cur.fetchone()[0])
 
 
-def bulk_load(cur, rows: Iterable[tuple[str, int, int, bool, Tx]]) -> None:
+def bulk_load(cur: Cursor, rows: Iterable[tuple[str, int, int, bool, Tx]]) -> None:
     """Rows as `save` takes them, into an empty store with COPY: a benchmark's history of a
     million orders loads in seconds."""
     buf = io.StringIO()
@@ -81,6 +83,6 @@ def bulk_load(cur, rows: Iterable[tuple[str, int, int, bool, Tx]]) -> None:
     cur.copy_from(buf, "txs", columns=("order_id", "part", "at_offset", "finished", "tx"))
 
 
-def analyze(cur) -> None:
+def analyze(cur: Cursor) -> None:
     """Fresh planner statistics after a bulk load, as a long-running store would have."""
     cur.execute("ANALYZE txs")

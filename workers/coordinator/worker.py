@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable, Sequence
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from schemas.errors import DeadLetter
-from topics.catalogue import ORDERS_DLQ, TX_LOG
+from schemas.events import Decided
+from topics.catalogue import ORDERS_DLQ, TX_LOG, Names
 from topics.read import ReadError, coordinates, read
 from workers.coordinator import store
-from workers.coordinator.fold import TxLogEvent, due, in_doubt
+from workers.coordinator.fold import Output, TxLogEvent, due, in_doubt
 from workers.coordinator.open_orders import OPENS, Partition
 from workers.runtime.crash import CrashPoints
+from workers.runtime.db import Database
+from workers.runtime.handler import Out
 from workers.runtime.messages import decode_batch, emit, routed
+from workers.runtime.metrics import Metrics
+from workers.runtime.settings import Settings
 from workers.runtime.signing import Verifier
 
 log = logging.getLogger(__name__)
@@ -41,17 +47,18 @@ TAKE_OVER_PAUSE_S = 1.0
 
 class CoordinatorHandler:
     accepts = TX_LOG.events
-    sync_every_s = 1.0  # how often it saves (workers/runtime/handler.py Handler.sync_every_s)
+    # how often it saves (workers/runtime/handler.py Handler.sync_every_s)
+    sync_every_s: float | None = 1.0
 
     def __init__(
         self,
-        settings,
-        db,
-        names,
-        metrics,
+        settings: Settings,
+        db: Database,
+        names: Names,
+        metrics: Metrics,
         resend_after_ms: int = 3000,
         verifier: Verifier | None = None,
-    ):
+    ) -> None:
         self.settings, self.db, self.metrics = settings, db, metrics
         self.resend_after_ms = resend_after_ms
         # a vote whose TxBegun never comes is presumed aborted after as long as a deadline
@@ -60,9 +67,10 @@ class CoordinatorHandler:
         # not aborted at its deadline unless it has gone past that order; at least a few seconds,
         # so one slow batch of a participant under load never reads as an outage
         self.stall_ms = max(settings.deadline_ms, STALL_MIN_MS)
-        self.caught_up = lambda topic, partition: True  # the loop's: read to the end?
+        # the loop's: read to the end?
+        self.caught_up: Callable[[str, int], bool] = lambda topic, partition: True
         self.tx_log = names.topic(TX_LOG)
-        self.topics = (self.tx_log,)
+        self.topics: tuple[str, ...] = (self.tx_log,)
         self.dest = names.destinations()
         self.dlq = names.topic(ORDERS_DLQ)
         # a vote counts only as its participant's own (workers/runtime/signing.py)
@@ -71,10 +79,11 @@ class CoordinatorHandler:
         self.partitions: dict[int, Partition] = {}
         self.crash = CrashPoints(metrics.worker, settings.crash)
         self.last_tick = 0
-        self.on_progress = lambda: None  # the loop's watchdog, told during a long re-fold
+        # the loop's watchdog, told during a long re-fold
+        self.on_progress: Callable[[], None] = lambda: None
 
     # -- partitions come and go: load what is open, re-fold the rest from the log
-    def assigned(self, partitions) -> dict[tuple[str, int], int]:
+    def assigned(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
         wanted = [tp.partition for tp in partitions if tp.topic == self.tx_log]
         if not wanted:
             return {}
@@ -105,28 +114,32 @@ class CoordinatorHandler:
             self.on_progress()  # a wait on the cluster, not a stall
             time.sleep(TAKE_OVER_PAUSE_S)
 
-    def revoked(self, partitions):
+    def revoked(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             if tp.topic == self.tx_log:
                 self.partitions.pop(tp.partition, None)
 
-    def offset_metadata(self, topic, partition):
+    def offset_metadata(self, topic: str, partition: int) -> str:
         return FOLDED
 
-    def process(self, messages, now_ms):
+    def process(self, messages: list[Message], now_ms: int) -> list[Out]:
         events, outs = decode_batch(
             messages, self.metrics, now_ms, self.accepts, self.dlq, check=self.verifier.check
         )
-        decided = fold_into(
-            self.partitions, self.db, [(m.partition(), m.offset(), e) for m, e in events], now_ms
-        )
+        items: list[tuple[int, int, TxLogEvent]] = []
+        for m, e in events:
+            assert isinstance(e, TxLogEvent)  # what `accepts` lets through
+            _, partition, offset = coordinates(m)
+            items.append((partition, offset, e))
+        decided = fold_into(self.partitions, self.db, items, now_ms)
         for msg in messages:
-            self.partitions[msg.partition()].next_offset = msg.offset() + 1
+            _, partition, offset = coordinates(msg)
+            self.partitions[partition].next_offset = offset + 1
         made = False
         for outputs in decided:
             first = outputs[0][1]
-            count = None
-            if first.TYPE == "Decided":  # a decision (else a late participant told of one)
+            count: Callable[[], None] | None = None
+            if isinstance(first, Decided):  # a decision (else a late participant told of one)
                 made = True
                 count = self.metrics.decisions.labels(first.outcome, first.reason or "").inc
             # counted once, with the first of the decision's outputs
@@ -138,7 +151,7 @@ class CoordinatorHandler:
             self.crash.reach("after_decision")
         return outs
 
-    def checkpoint(self, now_ms):
+    def checkpoint(self, now_ms: int) -> None:
         """Every output so far is acknowledged and every offset committed: save what changed."""
         rows = [r for p, part in self.partitions.items() for r in part.unsaved(p)]
         positions = {p: part.next_offset for p, part in self.partitions.items()}
@@ -149,11 +162,12 @@ class CoordinatorHandler:
     def holding(self) -> frozenset[int]:
         return frozenset()
 
-    def tick(self, now_ms):
+    def tick(self, now_ms: int) -> list[Out]:
         if now_ms - self.last_tick < TICK_MS:
             return []
         self.last_tick = now_ms
-        outs, doubtful = [], 0
+        outs: list[Out] = []
+        doubtful = 0
         for p, part in self.partitions.items():
             doubtful += sum(in_doubt(tx) for tx, _ in part.open.values())
             if not self.caught_up(self.tx_log, p):
@@ -175,7 +189,12 @@ class CoordinatorHandler:
         return outs
 
 
-def fold_into(partitions: dict[int, Partition], db, items, now_ms: int) -> list[list]:
+def fold_into(
+    partitions: dict[int, Partition],
+    db: Database,
+    items: Sequence[tuple[int, int, TxLogEvent]],
+    now_ms: int,
+) -> list[list[Output]]:
     """Fold (partition, offset, event) in order, after looking up in the store every order an
     event may open that the partition does not hold. Returns the outputs of each event that had
     any: a decision, or a decision's command to a participant that must hear it late."""
@@ -191,7 +210,7 @@ def fold_into(partitions: dict[int, Partition], db, items, now_ms: int) -> list[
                 if (p, oid) in found:
                     tx, at = found[(p, oid)]
                     partitions[p].learn(tx, now_ms, at)
-    decided = []
+    decided: list[list[Output]] = []
     for p, offset, event in items:
         outputs = partitions[p].apply(offset, event, now_ms)
         if outputs:
@@ -200,7 +219,12 @@ def fold_into(partitions: dict[int, Partition], db, items, now_ms: int) -> list[
 
 
 def take_over(
-    settings, db, group: str, topic: str, parts: list[int], beat=lambda: None
+    settings: Settings,
+    db: Database,
+    group: str,
+    topic: str,
+    parts: list[int],
+    beat: Callable[[], None] = lambda: None,
 ) -> tuple[dict[int, Partition], dict[int, int]]:
     """The state of `parts` as a new owner resumes it, and the offset to read each one from when
     it is not the committed one. Loads the saved open transactions; between the saved offset and a
@@ -209,7 +233,9 @@ def take_over(
     now_ms = int(time.time() * 1000)
     saved = db.run(lambda cur: store.load_open(cur, parts))
     committed = _committed(settings, group, topic, parts)
-    out, starts, ranges = {}, {}, {}
+    out: dict[int, Partition] = {}
+    starts: dict[int, int] = {}
+    ranges: dict[int, tuple[int, int]] = {}
     for p in parts:
         at, txs = saved.get(p, (0, []))
         out[p] = Partition(at)
@@ -225,11 +251,21 @@ def take_over(
     return out, starts
 
 
-def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: int = 2000):
+def refold(
+    settings: Settings,
+    db: Database,
+    group: str,
+    topic: str,
+    partitions: dict[int, Partition],
+    ranges: dict[int, tuple[int, int]],
+    now_ms: int,
+    beat: Callable[[], None],
+    chunk: int = 2000,
+) -> None:
     """Fold tx.log's [start, stop) of each partition into `partitions`, outputs discarded."""
     items: list[tuple[int, int, TxLogEvent]] = []
 
-    def flush():
+    def flush() -> None:
         fold_into(partitions, db, items, now_ms)
         items.clear()
         beat()
@@ -258,7 +294,9 @@ def refold(settings, db, group, topic, partitions, ranges, now_ms, beat, chunk: 
         partitions[p].next_offset = stop
 
 
-def _committed(settings, group: str, topic: str, parts: list[int]) -> dict[int, tuple[int, str]]:
+def _committed(
+    settings: Settings, group: str, topic: str, parts: list[int]
+) -> dict[int, tuple[int, str]]:
     consumer = Consumer(
         settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3})
     )
@@ -266,7 +304,7 @@ def _committed(settings, group: str, topic: str, parts: list[int]) -> dict[int, 
         committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
     finally:
         consumer.close()
-    out = {}
+    out: dict[int, tuple[int, str]] = {}
     for tp in committed:
         if tp.error is not None:  # never guess a position: the take-over is tried again
             raise KafkaException(tp.error)

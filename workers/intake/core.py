@@ -27,7 +27,9 @@ def classify(seen: Seen | None, content_hash: str, partition: int, offset: int) 
     return "duplicate"
 
 
-def begin(order: OrderPlaced, now_ms: int, deadline_after_ms: int) -> list[tuple[str, object]]:
+def begin(
+    order: OrderPlaced, now_ms: int, deadline_after_ms: int
+) -> list[tuple[str, TxBegun | Prepare]]:
     """The outputs that start an order's distributed transaction, as (destination, event). Its
     PENDING status is a row intake writes with the order (workers/status/store.py add_pending),
     not a record: the records are what the pipeline acts on."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -84,7 +84,7 @@ class Downstream:
 
     def __init__(
         self,
-        client: dict,
+        client: dict[str, Any],
         watched: list[Watched],
         limit: int,
         partitions: int,

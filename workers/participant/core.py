@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from schemas.events import Abort, Acked, Commit, OrderPlaced, Participant, Prepare, Vote, Voted
 
@@ -29,8 +29,8 @@ PAYMENT = Resource(
 )
 
 
-def _lines(order: OrderPlaced):
-    counts: Counter = Counter()
+def _lines(order: OrderPlaced) -> Counter[str]:
+    counts: Counter[str] = Counter()
     for line in order.items:
         counts[line.sku] += line.quantity
     return counts
@@ -49,12 +49,19 @@ class Hold:
 class Outcome:
     holds: dict[str, Hold]  # new or changed, by order id
     deltas: dict[str, list[int]]  # key -> [available, held, final] changes
-    outputs: list  # Voted / Acked events, in input order
+    outputs: list[Voted | Acked]  # in input order
     anomalies: list[str]  # protocol breaches, for the operator
 
 
+# moves amounts of keys: (amounts, available, held and final changes per unit)
+Move = Callable[[Mapping[str, int], int, int, int], None]
+
+
 def apply(
-    resource: Resource, available: Mapping[str, int], known: Mapping[str, Hold], commands: list
+    resource: Resource,
+    available: Mapping[str, int],
+    known: Mapping[str, Hold],
+    commands: Iterable[Prepare | Commit | Abort],
 ) -> Outcome:
     """Apply a batch of Prepare / Commit / Abort in order. `available` holds the current
     available amount of every key the batch may touch (a missing key does not exist); `known`
@@ -88,7 +95,7 @@ def apply(
     return out
 
 
-def _commit(resource: Resource, oid: str, hold: Hold | None, out: Outcome, move) -> None:
+def _commit(resource: Resource, oid: str, hold: Hold | None, out: Outcome, move: Move) -> None:
     """A Commit takes what is held: once, however often it comes; never for an order not held."""
     if hold is None or hold.state not in ("held", "committed"):
         state = hold.state if hold else "unknown"
@@ -100,7 +107,7 @@ def _commit(resource: Resource, oid: str, hold: Hold | None, out: Outcome, move)
     out.outputs.append(Acked(oid, resource.participant, "commit"))
 
 
-def _abort(resource: Resource, oid: str, hold: Hold | None, out: Outcome, move) -> None:
+def _abort(resource: Resource, oid: str, hold: Hold | None, out: Outcome, move: Move) -> None:
     """An Abort releases what is held; before its Prepare, it makes that Prepare vote no; never
     undoes a commit."""
     if hold is not None and hold.state == "committed":

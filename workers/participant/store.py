@@ -6,10 +6,12 @@ its `Ledger` here. Every function takes an open cursor; the caller owns the tran
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable
 
 from infra.postgres.databases import DATABASE
 from workers.participant.core import Hold
-from workers.runtime.db import LOCK_EACH_ID, Json, execute_values, values
+from workers.runtime.db import LOCK_EACH_ID, Cursor, Json, execute_values, values
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ LEDGERS = {"inventory": STOCK, "payment": ACCOUNTS}  # participant -> its ledger
 # available_for_update, write, COMMIT (the statements of one step sent as one string).
 
 
-def locked_holds(cur, order_ids: list[str]) -> dict[str, Hold]:
+def locked_holds(cur: Cursor, order_ids: list[str]) -> dict[str, Hold]:
     """The recorded hold of each of these orders, locked, after a lock per order: a hold not yet
     written has no row to lock, so two instances given the same Prepare (a zombie's batch and
     its successor's, around a rebalance) would otherwise both find it new and hold its amounts
@@ -64,7 +66,7 @@ def locked_holds(cur, order_ids: list[str]) -> dict[str, Hold]:
     return {r[0]: Hold(r[0], r[1], r[2], r[3], r[4]) for r in cur.fetchall()}
 
 
-def available_for_update(cur, ledger: Ledger, keys) -> dict[str, int]:
+def available_for_update(cur: Cursor, ledger: Ledger, keys: Iterable[str]) -> dict[str, int]:
     """Locked in key order, so two instances never deadlock on a pair of hot rows."""
     cur.execute(
         f"SELECT {ledger.key}, {ledger.available} FROM {ledger.table} "
@@ -74,13 +76,15 @@ def available_for_update(cur, ledger: Ledger, keys) -> dict[str, int]:
     return dict(cur.fetchall())
 
 
-def write(cur, ledger: Ledger, holds, changed: list[tuple[str, int, int, int]]) -> int:
+def write(
+    cur: Cursor, ledger: Ledger, holds: Iterable[Hold], changed: list[tuple[str, int, int, int]]
+) -> int:
     """The batch's holds, new or changed, and its ledger changes, (key, +available, +held,
     +final) per row; returns the yes votes now waiting for a decision (count_held). One UPDATE
     per batch however many orders touched a row: a flash sale's hot SKU is written once per
     batch, not once per order."""
     L = ledger
-    sql = []
+    sql: list[bytes] = []
     rows = [(h.order_id, h.vote, h.state, h.reason, Json(dict(h.amounts))) for h in holds]
     if rows:
         sql.append(
@@ -99,7 +103,7 @@ def write(cur, ledger: Ledger, holds, changed: list[tuple[str, int, int, int]]) 
         )
     sql.append(COUNT_HELD.encode())
     cur.execute(b";".join(sql))
-    return cur.fetchone()[0]
+    return int(cur.fetchone()[0])
 
 
 # -- what the operators' tools read
@@ -108,13 +112,13 @@ def write(cur, ledger: Ledger, holds, changed: list[tuple[str, int, int, int]]) 
 COUNT_HELD = "SELECT count(*) FROM holds WHERE state = 'held'"
 
 
-def count_held(cur) -> int:
+def count_held(cur: Cursor) -> int:
     """Yes votes waiting for a decision: the in-doubt transactions an operator watches."""
     cur.execute(COUNT_HELD)
-    return cur.fetchone()[0]
+    return int(cur.fetchone()[0])
 
 
-def held_orders(cur, among: list[str] | None = None) -> list[str]:
+def held_orders(cur: Cursor, among: list[str] | None = None) -> list[str]:
     if among is None:
         cur.execute("SELECT order_id FROM holds WHERE state = 'held'")
     else:
@@ -124,22 +128,23 @@ def held_orders(cur, among: list[str] | None = None) -> list[str]:
     return [r[0] for r in cur.fetchall()]
 
 
-def held_since(cur) -> list[tuple[str, object]]:
+def held_since(cur: Cursor) -> list[tuple[str, datetime]]:
     """(order id, when its hold was written) of every yes vote waiting for a decision, oldest
     first: the console's in-doubt pane."""
     cur.execute(
         "SELECT order_id, changed_at FROM holds WHERE state = 'held' ORDER BY changed_at, order_id"
     )
-    return cur.fetchall()
+    rows: list[tuple[str, datetime]] = cur.fetchall()
+    return rows
 
 
-def holds(cur) -> dict[str, tuple]:
+def holds(cur: Cursor) -> dict[str, tuple[str, dict[str, int]]]:
     """order id -> (state, amounts) of every hold."""
     cur.execute("SELECT order_id, state, amounts FROM holds")
     return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
 
 
-def hold_of(cur, order_id: str) -> dict | None:
+def hold_of(cur: Cursor, order_id: str) -> dict[str, Any] | None:
     cur.execute(
         "SELECT state, vote, reason, amounts, changed_at FROM holds WHERE order_id = %s",
         (order_id,),
@@ -152,16 +157,17 @@ def hold_of(cur, order_id: str) -> dict | None:
     )
 
 
-def balances(cur, ledger: Ledger) -> list[tuple]:
+def balances(cur: Cursor, ledger: Ledger) -> list[tuple[str, int, int, int, int]]:
     """(key, initial, available, held, final) of every row, by key."""
     cur.execute(
         f"SELECT {ledger.key}, {', '.join(ledger.amounts)} FROM {ledger.table} ORDER BY "
         f"{ledger.key}"
     )
-    return cur.fetchall()
+    rows: list[tuple[str, int, int, int, int]] = cur.fetchall()
+    return rows
 
 
-def keys(cur, ledger: Ledger) -> list[str]:
+def keys(cur: Cursor, ledger: Ledger) -> list[str]:
     cur.execute(f"SELECT {ledger.key} FROM {ledger.table} ORDER BY {ledger.key}")
     return [r[0] for r in cur.fetchall()]
 
@@ -169,7 +175,7 @@ def keys(cur, ledger: Ledger) -> list[str]:
 # -- seeding
 
 
-def fill(cur, ledger: Ledger, amounts: dict[str, int], replace: bool = False) -> None:
+def fill(cur: Cursor, ledger: Ledger, amounts: dict[str, int], replace: bool = False) -> None:
     """Rows holding `amounts` (initial = available, nothing held or taken); with `replace`,
     every hold and row there was goes first."""
     if replace:

@@ -5,15 +5,20 @@ acknowledged."""
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
-from topics.catalogue import COMMANDS, ORDERS_DLQ, TX_LOG
+from confluent_kafka import Message
+
+from schemas.events import Abort, Acked, Commit, Prepare, Voted
+from topics.catalogue import COMMANDS, ORDERS_DLQ, TX_LOG, Names
 from workers.participant import store
-from workers.participant.core import Resource, apply
+from workers.participant.core import Outcome, Resource, apply
 from workers.participant.store import Ledger
 from workers.runtime.crash import CrashPoints
-from workers.runtime.db import Database
-from workers.runtime.handler import Stateless
+from workers.runtime.db import Cursor, Database
+from workers.runtime.handler import Out, Stateless
 from workers.runtime.messages import decode_batch, emit
+from workers.runtime.metrics import Metrics
 from workers.runtime.signing import Verifier
 
 log = logging.getLogger(__name__)
@@ -27,11 +32,11 @@ class ParticipantHandler(Stateless):
         resource: Resource,
         ledger: Ledger,
         db: Database,
-        names,
-        metrics,
+        names: Names,
+        metrics: Metrics,
         verifier: Verifier,
         crash: str = "",
-    ):
+    ) -> None:
         self.resource, self.ledger, self.db, self.metrics = resource, ledger, db, metrics
         self.verifier = (
             verifier  # a Prepare counts only as intake's, a decision as the coordinator's
@@ -40,11 +45,11 @@ class ParticipantHandler(Stateless):
         self.tx_log, self.dlq = names.topic(TX_LOG), names.topic(ORDERS_DLQ)
         self.crash = CrashPoints(metrics.worker, crash)
 
-    def process(self, messages, now_ms):
+    def process(self, messages: list[Message], now_ms: int) -> list[Out]:
         events, dead = decode_batch(
             messages, self.metrics, now_ms, self.accepts, self.dlq, check=self.verifier.check
         )
-        commands = [e for _, e in events]
+        commands = [e for _, e in events if isinstance(e, (Prepare, Commit, Abort))]
         if not commands:
             return dead
         outcome = self.db.run(lambda cur: self._apply(cur, commands))
@@ -52,18 +57,18 @@ class ParticipantHandler(Stateless):
             log.error("%s", line)
         return dead + [emit(self.tx_log, e, self._counted(e)) for e in outcome.outputs]
 
-    def _counted(self, event):
+    def _counted(self, event: Voted | Acked) -> Callable[[], None] | None:
         """What an output adds to the votes counter, once it is acknowledged."""
-        if event.TYPE != "Voted":
+        if not isinstance(event, Voted):
             return None
         return self.metrics.votes.labels(self.metrics.worker, event.vote, event.reason or "").inc
 
-    def _apply(self, cur, commands):
+    def _apply(self, cur: Cursor, commands: list[Prepare | Commit | Abort]) -> Outcome:
         order_ids = sorted({c.order_id for c in commands})
         known = store.locked_holds(cur, order_ids)
         keys: set[str] = set()
         for c in commands:
-            if c.TYPE == "Prepare" and c.order_id not in known:
+            if isinstance(c, Prepare) and c.order_id not in known:
                 keys.update(self.resource.demand(c.order))
             elif c.order_id in known:
                 keys.update(known[c.order_id].amounts)

@@ -4,9 +4,11 @@ consumer's and producer's configuration, each non-default setting with its reaso
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from topics.producer import DURABLE
 from workers.runtime.db import RETRY_S
+from workers.runtime.settings import Settings
 
 WATCH_EVERY_S = 5.0  # how often the loop's watchdog looks
 # a dead member's partitions wait out its session: 3 s makes failover ~3.5 s (6 s made it ~9 s);
@@ -37,7 +39,7 @@ class LoopConfig:
     static: bool = False
 
 
-def consumer_config(settings, cfg: LoopConfig) -> dict:
+def consumer_config(settings: Settings, cfg: LoopConfig) -> dict[str, Any]:
     conf = settings.kafka(
         **{
             "group.id": cfg.group,
@@ -72,5 +74,5 @@ def consumer_config(settings, cfg: LoopConfig) -> dict:
     return conf
 
 
-def producer_config(settings, cfg: LoopConfig) -> dict:
+def producer_config(settings: Settings, cfg: LoopConfig) -> dict[str, Any]:
     return settings.kafka(**{"client.id": f"{cfg.group}-{cfg.instance}", **DURABLE})

@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# an open psycopg2 cursor (psycopg2 ships no type information)
+Cursor = Any
 
 execute_values = psycopg2.extras.execute_values
 Json = psycopg2.extras.Json
@@ -24,7 +29,7 @@ LOCK_EACH_ID = (
 )
 
 
-def values(cur, template: str, rows) -> bytes:
+def values(cur: Cursor, template: str, rows: Iterable[tuple[Any, ...]]) -> bytes:
     """`rows` as a VALUES list, each row through `template`, for a statement sent with others."""
     return b",".join(cur.mogrify(template, row) for row in rows)
 
@@ -78,7 +83,9 @@ RETRY_S = 120.0
 class Database:
     """One connection, reopened after a failure; `transaction()` commits or rolls back."""
 
-    def __init__(self, dsn: str, on_retry=lambda: None, give_up_s: float = RETRY_S):
+    def __init__(
+        self, dsn: str, on_retry: Callable[[], None] = lambda: None, give_up_s: float = RETRY_S
+    ) -> None:
         self.dsn, self.on_retry, self.give_up_s = dsn, on_retry, give_up_s
         self.conn: psycopg2.extensions.connection | None = None
 
@@ -97,7 +104,7 @@ class Database:
         return conn
 
     @contextmanager
-    def transaction(self):
+    def transaction(self) -> Iterator[Cursor]:
         if self.conn is None or self.conn.closed:
             self.conn = self._connect()
         try:
@@ -112,7 +119,7 @@ class Database:
                 self.conn.rollback()
             raise
 
-    def run(self, work, stop=lambda: False):
+    def run(self, work: Callable[[Cursor], T], stop: Callable[[], bool] = lambda: False) -> T:
         """Run `work(cursor)` in one transaction, retrying the whole of it after a transient
         fault (a PostgreSQL restart, a dropped connection, a refused connection) with backoff,
         for at most `give_up_s` in all. `on_retry` is called before each wait."""
@@ -131,7 +138,7 @@ class Database:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def close(self):
+    def close(self) -> None:
         if self.conn is not None and not self.conn.closed:
             self.conn.close()
         self.conn = None

@@ -8,13 +8,17 @@ from typing import Callable, Protocol
 
 from confluent_kafka import Message, TopicPartition
 
+# a record's headers as the Kafka client takes them: (name, value) pairs
+Header = tuple[str, str | bytes | None]
+Headers = list[Header]
+
 
 @dataclass(frozen=True)
 class Out:
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: list | None = None
+    headers: Headers | None = None
     partition: int | None = None  # None: by key (murmur2, as every orderbus producer)
     # what this output adds to a counter (a dead letter, a vote, a decision), called once it is
     # acknowledged: a batch read again after a crash is counted then
@@ -50,14 +54,15 @@ class Handler(Protocol):
 class Stateless:
     """A handler that keeps nothing between batches and has no timers."""
 
-    on_progress = staticmethod(lambda: None)
-    caught_up = staticmethod(lambda topic, partition: True)
-    sync_every_s = None
+    topics: tuple[str, ...]
+    on_progress: Callable[[], None] = staticmethod(lambda: None)
+    caught_up: Callable[[str, int], bool] = staticmethod(lambda topic, partition: True)
+    sync_every_s: float | None = None
 
-    def assigned(self, partitions) -> dict:
+    def assigned(self, partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
         return {}
 
-    def revoked(self, partitions) -> None:
+    def revoked(self, partitions: list[TopicPartition]) -> None:
         pass
 
     def tick(self, now_ms: int) -> list[Out]:

@@ -14,24 +14,25 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Callable, Iterable
 
 Key = tuple[str, int]  # (topic, partition)
 
 
 class Liveness:
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._lock = threading.Lock()  # the loop writes; the watchdog and metrics read
         self._progress_at: dict[Key, float] = {}
         # with nothing owned, a finished loop round is all there is to show
         self._round_at = self._waited_at = clock()
 
-    def assigned(self, keys) -> None:
+    def assigned(self, keys: Iterable[Key]) -> None:
         """New partitions start with a clean slate: a full stall limit to show progress."""
         with self._lock:
             self._progress_at.update(dict.fromkeys(keys, self.clock()))
 
-    def revoked(self, keys) -> None:
+    def revoked(self, keys: Iterable[Key]) -> None:
         with self._lock:
             for key in keys:
                 self._progress_at.pop(key, None)
@@ -40,7 +41,7 @@ class Liveness:
         with self._lock:
             return list(self._progress_at)
 
-    def progressed(self, keys) -> None:
+    def progressed(self, keys: Iterable[Key]) -> None:
         """The end of a loop round, with the partitions that progressed in it (maybe none)."""
         with self._lock:
             now = self._round_at = self.clock()

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -41,6 +42,7 @@ from workers.runtime.crash import CrashPoints
 from workers.runtime.handler import Handler, Out
 from workers.runtime.liveness import Liveness
 from workers.runtime.metrics import Metrics
+from workers.runtime.settings import Settings
 from workers.runtime.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -60,12 +62,12 @@ class Pending:
     """A batch whose outputs are in flight: its offsets are committed once all are acknowledged."""
 
     offsets: list[TopicPartition]
-    outs: list
+    outs: list[Out]
     consumed: dict[str, int] = field(default_factory=dict)  # topic -> messages, counted then
     waiting: int = 0
     error: KafkaError | None = None
 
-    def delivered(self, err, msg) -> None:
+    def delivered(self, err: KafkaError | None, msg: Message) -> None:
         self.waiting -= 1
         if err is not None and self.error is None:
             self.error = err
@@ -74,13 +76,13 @@ class Pending:
 class Loop:
     def __init__(
         self,
-        settings,
+        settings: Settings,
         cfg: LoopConfig,
         handler: Handler,
         metrics: Metrics,
         liveness: Liveness | None = None,
         signer: Signer | None = None,
-    ):
+    ) -> None:
         self.cfg, self.handler, self.metrics = cfg, handler, metrics
         self.signer = signer
         self.liveness = liveness or Liveness()
@@ -104,12 +106,12 @@ class Loop:
         handler.on_progress = self.liveness.waiting  # a long re-fold on assignment is no stall
         handler.caught_up = self.caught_up
 
-    def stop(self, *_):
+    def stop(self, *_: object) -> None:
         self.stopping = True
 
     # the partitions given and taken are incremental (cooperative and KIP-848 protocols), and
     # consumer.assignment() does not include the given ones until the callback returns
-    def _on_assign(self, consumer, partitions):
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels(self.metrics.worker, "assign").inc()
         starts = self.handler.assigned(partitions)
         try:
@@ -130,7 +132,9 @@ class Loop:
             consumer.incremental_assign(partitions)  # instead of the committed offsets
         self.liveness.assigned(_keys(partitions))
 
-    def _on_revoke(self, consumer, partitions, kind: str = "revoke"):
+    def _on_revoke(
+        self, consumer: Consumer, partitions: list[TopicPartition], kind: str = "revoke"
+    ) -> None:
         self.metrics.rebalances.labels(self.metrics.worker, kind).inc()
         if kind == "revoke":
             # still ours for a moment: let what is in flight land and commit what is acknowledged,
@@ -148,7 +152,7 @@ class Loop:
         for key in _keys(partitions):
             self.starts.pop(key, None)
 
-    def _on_lost(self, consumer, partitions):
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._on_revoke(consumer, partitions, "lost")
 
     def _watchdog(self) -> None:
@@ -203,7 +207,7 @@ class Loop:
                 m for m in messages if m.error() is not None or (m.topic(), m.partition()) in owned
             ]
         t0 = time.monotonic()
-        batch = []
+        batch: list[Message] = []
         for msg in messages:
             err = msg.error()
             if err is None:
@@ -299,7 +303,7 @@ class Loop:
                     self._on_commit(None, done)
         return newly
 
-    def _on_commit(self, err, partitions) -> None:
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition] | None) -> None:
         for tp in partitions or []:
             key = (tp.topic, tp.partition)
             if err is None and tp.error is None and key in self.acked:
@@ -357,7 +361,7 @@ class Loop:
             at = low
         return 0 <= high <= at
 
-    def _produce(self, out: Out, on_delivery) -> None:
+    def _produce(self, out: Out, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
         headers = out.headers
         if self.signer is not None:
             headers = self.signer.headers(out.topic, out.key, out.value, headers)
@@ -384,7 +388,9 @@ class Loop:
             except BufferError:  # the local queue is full: let deliveries drain
                 self.producer.poll(0.05)
 
-    def _committed(self, partitions: list[TopicPartition], timeout_s: float) -> dict:
+    def _committed(
+        self, partitions: list[TopicPartition], timeout_s: float
+    ) -> dict[tuple[str, int], int]:
         """Where the consumer (re)starts each partition: the group's committed offset, or
         OFFSET_BEGINNING when there is none (auto.offset.reset=earliest)."""
         return {
@@ -397,7 +403,9 @@ def _keys(partitions: list[TopicPartition]) -> list[tuple[str, int]]:
     return [(tp.topic, tp.partition) for tp in partitions]
 
 
-def _next_offsets(batch: list[Message], metadata) -> list[TopicPartition]:
+def _next_offsets(
+    batch: list[Message], metadata: Callable[[str, int], str]
+) -> list[TopicPartition]:
     last: dict[tuple[str, int], int] = {}
     for msg in batch:
         topic, partition, offset = coordinates(msg)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Callable
+from typing import Callable, Iterable, TypeVar
 
 from confluent_kafka import Message
 
 from schemas import codec
 from schemas.errors import DeadLetter, UnknownEventError
+from schemas.events import Event
 from topics.catalogue import (
     DLQ_AT_MS,
     DLQ_DETAIL,
@@ -24,10 +25,12 @@ from topics.catalogue import (
     DLQ_WORKER,
 )
 from topics.read import coordinates, headers_of
-from workers.runtime.handler import Out
+from workers.runtime.handler import Headers, Out
+from workers.runtime.metrics import Metrics
 from workers.runtime.signing import encoded_headers
 
 log = logging.getLogger(__name__)
+E = TypeVar("E")
 # A worker's producer refuses a record whose key, value and headers (plus ~40 bytes of framing)
 # exceed librdkafka's message.max.bytes, 1,000,000; the broker limits only the compressed batch,
 # so a client may publish far more. A dead letter must always fit, or the producer refuses it,
@@ -38,26 +41,28 @@ MAX_DEAD_HEADERS = 16_384  # longer headers are dropped for their sha256
 MAX_DEAD_VALUE = 950_000  # a longer value is truncated
 
 
-def emit(topic: str, event, count: Callable[[], None] | None = None) -> Out:
+def emit(topic: str, event: Event, count: Callable[[], None] | None = None) -> Out:
     value, headers = codec.encode(event)
-    return Out(topic, event.order_id.encode(), value, headers, count=count)
+    return Out(topic, event.order_id.encode(), value, list(headers), count=count)
 
 
-def routed(dest: dict[str, str], outputs) -> list[tuple[str, object]]:
+def routed(dest: dict[str, str], outputs: Iterable[tuple[str, E]]) -> list[tuple[str, E]]:
     """(topic, event) of each (destination, event), each once: destinations that share a topic
     (the participants share the commands topic) get one record of an event meant for several."""
-    out: dict[tuple[str, object], None] = {}
+    out: dict[tuple[str, E], None] = {}
     for d, event in outputs:
         out.setdefault((dest[d], event), None)
     return list(out)
 
 
-def dead_letter(msg: Message, error: DeadLetter, metrics, now_ms: int, dlq_topic: str) -> Out:
+def dead_letter(
+    msg: Message, error: DeadLetter, metrics: Metrics, now_ms: int, dlq_topic: str
+) -> Out:
     # one line per bad message (they are rare), so the log shows each dead letter beside what
     # the worker did around it
     topic, partition, offset = coordinates(msg)
     log.info("dead letter %s[%d]@%d: %s", topic, partition, offset, error.reason)
-    key, headers, value = _fitted(msg.key(), list(msg.headers() or []), msg.value())
+    key, headers, value = _fitted(msg.key(), list(headers_of(msg) or []), msg.value())
     headers += [
         (DLQ_REASON, error.reason.encode()),
         (DLQ_DETAIL, str(error.detail).encode()[:1000]),
@@ -76,10 +81,12 @@ def dead_letter(msg: Message, error: DeadLetter, metrics, now_ms: int, dlq_topic
     )
 
 
-def _fitted(key: bytes | None, headers: list, value: bytes | None):
+def _fitted(
+    key: bytes | None, headers: Headers, value: bytes | None
+) -> tuple[bytes | None, Headers, bytes | None]:
     """The original's key, headers and value, each within its bound; what was cut is noted, with
     its full size, after the headers kept."""
-    notes = []
+    notes: Headers = []
     if key is not None and len(key) > MAX_DEAD_KEY:
         notes.append((DLQ_KEY_DIGESTED_FROM, str(len(key)).encode()))
         key = hashlib.sha256(key).hexdigest().encode()
@@ -98,17 +105,18 @@ def _fitted(key: bytes | None, headers: list, value: bytes | None):
 
 def decode_batch(
     messages: list[Message],
-    metrics,
+    metrics: Metrics,
     now_ms: int,
     accepts: tuple[str, ...],
     dlq_topic: str,
     default_type: str | None = None,
-    check: Callable[[Message, object], None] | None = None,
-):
+    check: Callable[[Message, Event], None] | None = None,
+) -> tuple[list[tuple[Message, Event]], list[Out]]:
     """Decode every message; one that can never succeed (or carries an event this worker does
     not take, or fails `check`) becomes a dead letter, and the rest of the partition keeps
     flowing."""
-    events, dead = [], []
+    events: list[tuple[Message, Event]] = []
+    dead: list[Out] = []
     for msg in messages:
         try:
             event = codec.decode(msg.value(), headers_of(msg), default_type=default_type)

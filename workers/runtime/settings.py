@@ -8,6 +8,7 @@ import re
 import socket
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from infra import variables as var
 from infra.kafka import security as kafka_security
@@ -46,7 +47,7 @@ def redact(dsn: str) -> str:
 class Settings:
     home: Path
     bootstrap: str
-    dsns: dict = field(default_factory=dict)  # service -> libpq DSN
+    dsns: dict[str, str] = field(default_factory=dict)  # service -> libpq DSN
     pg_port: int = var.PG_PORT.default
     kafka_base_port: int = var.KAFKA_PORT.default
     brokers: int = 3  # of the local cluster (as `up` left it)
@@ -68,7 +69,8 @@ class Settings:
     crash: str = (
         var.CRASH.default
     )  # fault injection, worker:point:probability[,...] (workers/runtime/crash.py)
-    env: dict = field(default_factory=dict, repr=False)  # credentials and key files (from_env)
+    # credentials and key files (from_env)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
         # a repr lands in tracebacks, logs and test reports: the DSNs' passwords stay out of it
@@ -80,7 +82,7 @@ class Settings:
         )
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         """Every variable read through its declaration (infra/variables.py); those whose default
         is the local cluster's take it from what `up` recorded in cluster.json."""
         env = dict(os.environ if env is None else env)
@@ -159,9 +161,9 @@ class Settings:
         producer, the lag monitor); operators' tools speak as admin."""
         return replace(self, principal=principal)
 
-    def kafka(self, **extra) -> dict:
+    def kafka(self, **extra: Any) -> dict[str, Any]:
         """librdkafka client settings every client shares: where, and who this process is."""
-        conf = {"bootstrap.servers": self.bootstrap}
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
         if self.security == "sasl_ssl":
             conf.update(kafka_security.sasl_ssl(*self.credentials(self.principal), self.ca_file))
         return {**conf, **extra}
@@ -235,9 +237,10 @@ class Settings:
         return keys
 
 
-def _read_state(home: Path) -> dict:
+def _read_state(home: Path) -> dict[str, Any]:
     try:
-        return json.loads((home / "cluster.json").read_text())
+        state: dict[str, Any] = json.loads((home / "cluster.json").read_text())
+        return state
     except FileNotFoundError:
         return {}
     except ValueError as e:

@@ -25,13 +25,27 @@ import hashlib
 import hmac
 import logging
 import struct
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence, overload
+
+from confluent_kafka import Message
 
 from schemas import codec
 from schemas.errors import DeadLetter, RuleViolationError, UnknownEventError
-from schemas.events import PARTICIPANTS
+from schemas.events import (
+    PARTICIPANTS,
+    Acked,
+    Event,
+    Prepare,
+    StatusChanged,
+    TxBegun,
+    Voted,
+)
 from topics.catalogue import PARTITIONS, REPLAY_COUNT, TX_LOG
 from topics.partitioner import partition_for
+from topics.read import coordinates, headers_of
+from workers.coordinator.fold import TxLogEvent
+from workers.runtime.handler import Header, Headers
+from workers.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 SIGNER = "orderbus-signer"
@@ -55,14 +69,13 @@ class MisplacedEventError(DeadLetter):
     reason = "misplaced"
 
 
-def author(event) -> str:
+def author(event: Event) -> str:
     """The only service that may write `event`."""
-    kind = event.TYPE
-    if kind in ("TxBegun", "Prepare"):
+    if isinstance(event, (TxBegun, Prepare)):
         return "intake"
-    if kind in ("Voted", "Acked"):
+    if isinstance(event, (Voted, Acked)):
         return event.participant
-    if kind == "StatusChanged":
+    if isinstance(event, StatusChanged):
         return {"PENDING": "intake", "SHIPPED": "shipping"}.get(event.status, "coordinator")
     return "coordinator"  # Decided, DeadlinePassed, Commit, Abort
 
@@ -72,25 +85,31 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"orderbus signing key id\0" + key).hexdigest()[:16]
 
 
-def encoded_headers(headers) -> bytes:
+def encoded_headers(headers: Iterable[Header] | None) -> bytes:
     """Headers as one string, each name and value after its length (4 bytes big-endian, -1 for
     no value), so no two different header lists encode alike: what a signature covers, and what
     the sha256 of a dead letter's dropped headers is taken over (for headers within its bound,
     no shorter than a Kafka record encodes them, whose lengths are varints)."""
-    parts = []
+    parts: list[bytes] = []
     for name, value in headers or ():
-        name = name.encode("utf-8", "surrogatepass")
-        value = _bytes(value) if value is not None else None
+        raw_name = name.encode("utf-8", "surrogatepass")
+        raw_value = _bytes(value) if value is not None else None
         parts += [
-            struct.pack(">i", len(name)),
-            name,
-            struct.pack(">i", -1 if value is None else len(value)),
-            value or b"",
+            struct.pack(">i", len(raw_name)),
+            raw_name,
+            struct.pack(">i", -1 if raw_value is None else len(raw_value)),
+            raw_value or b"",
         ]
     return b"".join(parts)
 
 
-def signature(key: bytes, topic: str, msg_key: bytes | None, value: bytes | None, headers) -> bytes:
+def signature(
+    key: bytes,
+    topic: str,
+    msg_key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[Header] | None,
+) -> bytes:
     """Over the topic (so an event signed for one pipeline's topic is no event of another's, nor
     of another topic), the key, the value and every covered header in order (an added or changed
     one breaks it)."""
@@ -100,7 +119,7 @@ def signature(key: bytes, topic: str, msg_key: bytes | None, value: bytes | None
     return hmac.new(key, framed, hashlib.sha256).hexdigest().encode()
 
 
-def _bytes(value) -> bytes:
+def _bytes(value: str | bytes | None) -> bytes:
     return value.encode() if isinstance(value, str) else (value or b"")
 
 
@@ -111,9 +130,21 @@ class Signer:
         self.name, self.key, self.topics = name, key, frozenset(topics)
         self.id = key_id(key).encode()
 
-    def headers(self, topic: str, msg_key: bytes | None, value: bytes | None, headers):
+    def headers(
+        self, topic: str, msg_key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> Headers | None:
         if topic not in self.topics:
             return headers
+        return self.sign(topic, msg_key, value, headers)
+
+    def sign(
+        self,
+        topic: str,
+        msg_key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[Header] | None,
+    ) -> Headers:
+        """`headers` with this service's signature, whatever the topic."""
         return list(headers or ()) + [
             (SIGNER, self.name.encode()),
             (KEY_ID, self.id),
@@ -136,7 +167,7 @@ class Verifier:
         self.partitions = partitions  # of every topic
 
     @classmethod
-    def of(cls, settings) -> "Verifier":
+    def of(cls, settings: Settings) -> "Verifier":
         def load() -> Keys:
             return {a: settings.signing_keys(a) for a in AUTHORS}
 
@@ -148,18 +179,23 @@ class Verifier:
             for k in [given] if isinstance(given, bytes) else given:
                 held[key_id(k)] = k
 
-    def decode(self, msg, accepts: tuple[str, ...] = TX_LOG.events):
+    # a tx.log record unless told otherwise: TX_LOG.events are the TxLogEvent types
+    @overload
+    def decode(self, msg: Message) -> TxLogEvent: ...
+    @overload
+    def decode(self, msg: Message, accepts: tuple[str, ...]) -> Event: ...
+    def decode(self, msg: Message, accepts: tuple[str, ...] = TX_LOG.events) -> Event:
         """The event of a signed record; DeadLetter if it is undecodable, not one `accepts`,
         misplaced or not signed by its author."""
-        event = codec.decode(msg.value(), msg.headers())
+        event = codec.decode(msg.value(), headers_of(msg))
         if event.TYPE not in accepts:
             raise UnknownEventError(f"{event.TYPE} does not belong on {msg.topic()}")
         self.check(msg, event)
         return event
 
-    def check(self, msg, event) -> None:
+    def check(self, msg: Message, event: Event) -> None:
         placed(msg, event, self.partitions)
-        h = dict(msg.headers() or ())
+        h = dict(headers_of(msg) or ())
         claimed, given = _bytes(h.get(SIGNER)).decode(errors="replace"), _bytes(h.get(SIGNATURE))
         writer = author(event)
         if claimed != writer or writer not in self.keys:
@@ -169,13 +205,14 @@ class Verifier:
         keys = self._keys(
             writer, _bytes(h.get(KEY_ID)).decode(errors="replace") if KEY_ID in h else None
         )
-        headers = msg.headers() or ()
+        headers = headers_of(msg) or ()
+        topic, _, _ = coordinates(msg)
         if not any(
-            hmac.compare_digest(given, signature(k, msg.topic(), msg.key(), msg.value(), headers))
+            hmac.compare_digest(given, signature(k, topic, msg.key(), msg.value(), headers))
             for k in keys
         ):
             raise ForgedEventError(f"{event.TYPE} signed as {writer} with another key, or altered")
-        if event.TYPE == "TxBegun" and sorted(event.participants) != sorted(PARTICIPANTS):
+        if isinstance(event, TxBegun) and sorted(event.participants) != sorted(PARTICIPANTS):
             raise RuleViolationError(
                 f"TxBegun names {list(event.participants)}, not {list(PARTICIPANTS)}"
             )
@@ -199,7 +236,7 @@ class Verifier:
         return [held[kid]] if kid in held else []
 
 
-def placed(msg, event, partitions: int) -> None:
+def placed(msg: Message, event: Event, partitions: int) -> None:
     """MisplacedEventError unless `msg` is keyed by its event's order id, on that key's
     partition of `partitions` (Kafka's default partitioner, which every orderbus producer uses)."""
     key = msg.key()
@@ -215,10 +252,15 @@ def placed(msg, event, partitions: int) -> None:
 
 
 def signed_as(
-    settings, writer: str, topic: str, msg_key: bytes | None, value: bytes | None, headers
-) -> list[tuple[str, str | bytes | None]]:
+    settings: Settings,
+    writer: str,
+    topic: str,
+    msg_key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[Header] | None,
+) -> Headers:
     """`headers` with `writer`'s signature, for a record an operator's tool writes in a service's
     name (it holds every key, as the coordinator does)."""
-    return Signer(writer, settings.signing_key(writer), (topic,)).headers(
+    return Signer(writer, settings.signing_key(writer), (topic,)).sign(
         topic, msg_key, value, headers
     )

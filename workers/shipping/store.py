@@ -4,13 +4,15 @@ the caller owns the transaction."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from infra.postgres.databases import DATABASE as DATABASE_OF
-from workers.runtime.db import execute_values
+from workers.runtime.db import Cursor, execute_values
 
 DATABASE = DATABASE_OF["shipping"]
 
 
-def book(cur, order_ids: list[str]) -> None:
+def book(cur: Cursor, order_ids: list[str]) -> None:
     """One shipment per order, however often it is booked (the order id is the key)."""
     execute_values(
         cur,
@@ -19,17 +21,20 @@ def book(cur, order_ids: list[str]) -> None:
     )
 
 
-def shipped(cur) -> set[str]:
+def shipped(cur: Cursor) -> set[str]:
     cur.execute("SELECT order_id FROM shipments")
     return {r[0] for r in cur.fetchall()}
 
 
-def booked_at(cur, order_id: str):
+def booked_at(cur: Cursor, order_id: str) -> datetime | None:
     """When the order's shipment was booked (a datetime), or None."""
     cur.execute("SELECT booked_at FROM shipments WHERE order_id = %s", (order_id,))
     row = cur.fetchone()
-    return None if row is None else row[0]
+    if row is None:
+        return None
+    at: datetime = row[0]
+    return at
 
 
-def clear(cur) -> None:
+def clear(cur: Cursor) -> None:
     cur.execute("DELETE FROM shipments")

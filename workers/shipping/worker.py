@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from confluent_kafka import Message
+
 from schemas.events import StatusChanged
-from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS
+from topics.catalogue import ORDERS_DLQ, ORDERS_STATUS, Names
 from workers.runtime.db import Database
-from workers.runtime.handler import Stateless
+from workers.runtime.handler import Out, Stateless
 from workers.runtime.messages import decode_batch, emit
+from workers.runtime.metrics import Metrics
 from workers.runtime.signing import Verifier
 from workers.shipping import store
 
@@ -14,18 +17,24 @@ from workers.shipping import store
 class ShippingHandler(Stateless):
     accepts = ("StatusChanged",)
 
-    def __init__(self, db: Database, names, metrics, verifier: Verifier):
+    def __init__(self, db: Database, names: Names, metrics: Metrics, verifier: Verifier) -> None:
         self.db, self.metrics = db, metrics
         self.verifier = verifier  # ships only what the coordinator confirmed
         self.status = names.topic(ORDERS_STATUS)
         self.topics = (self.status,)
         self.dlq = names.topic(ORDERS_DLQ)
 
-    def process(self, messages, now_ms):
+    def process(self, messages: list[Message], now_ms: int) -> list[Out]:
         events, outs = decode_batch(
             messages, self.metrics, now_ms, self.accepts, self.dlq, check=self.verifier.check
         )
-        confirmed = sorted({e.order_id for _, e in events if e.status == "CONFIRMED"})
+        confirmed = sorted(
+            {
+                e.order_id
+                for _, e in events
+                if isinstance(e, StatusChanged) and e.status == "CONFIRMED"
+            }
+        )
         if confirmed:
             # a redelivered CONFIRMED finds the row and announces SHIPPED again: the status
             # model ignores the repeat, and there is still one shipment

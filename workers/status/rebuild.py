@@ -15,18 +15,21 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 from schemas.errors import DeadLetter
+from schemas.events import StatusChanged
 from topics.catalogue import ORDERS_STATUS
 from topics.read import read
-from workers.runtime.db import Database
+from workers.runtime.db import Cursor, Database
 from workers.runtime.signing import Verifier
 from workers.status import store
 from workers.status.store import REBUILD
 from workers.status.worker import write
 
 EXAMPLES = 20
+# a row's status, reason and changed ms
+Columns = tuple[str | int | None, ...]
 
 
 @dataclass
@@ -36,7 +39,8 @@ class Comparison:
     only_live: int = 0
     only_rebuilt: int = 0
     different: int = 0
-    examples: list = field(default_factory=list)  # (order id, live row, rebuilt row)
+    # (order id, live row, rebuilt row)
+    examples: list[tuple[str, Columns | None, Columns | None]] = field(default_factory=list)
 
     @property
     def equal(self) -> bool:
@@ -44,20 +48,24 @@ class Comparison:
 
 
 def rebuild(
-    kafka_config: dict, dsn: str, topic: str, verifier: Verifier, table: str = REBUILD
-) -> dict:
+    kafka_config: dict[str, Any], dsn: str, topic: str, verifier: Verifier, table: str = REBUILD
+) -> dict[str, float]:
     """Fold every committed record of `topic` that the status worker would take (its author's,
     on its order's partition) into `table`, emptied first; returns counts and timing."""
     t0 = time.monotonic()
-    events, skipped = [], 0
+    events: list[StatusChanged] = []
+    skipped = 0
     for msg in read(kafka_config, topic, timeout_s=600):
         try:
-            events.append(verifier.decode(msg, accepts=ORDERS_STATUS.events))
+            event = verifier.decode(msg, accepts=ORDERS_STATUS.events)
         except DeadLetter:
             skipped += 1  # dead-lettered by the status worker when it first read it
+            continue
+        assert isinstance(event, StatusChanged)  # the only event of ORDERS_STATUS
+        events.append(event)
     read_s = time.monotonic() - t0
 
-    def fresh(cur):
+    def fresh(cur: Cursor) -> None:
         store.clear(cur, table)
         write(cur, events, table)
         store.add_pending(cur, table=table)  # the orders begun and not decided yet
@@ -76,7 +84,7 @@ def rebuild(
 
 
 def compare(dsn: str, table: str = REBUILD) -> Comparison:
-    def work(cur):
+    def work(cur: Cursor) -> Comparison:
         c = Comparison()
         c.live, c.rebuilt = store.row_counts(cur, table)
         for oid, no_live, no_rebuilt, *cols in store.differences(cur, table):

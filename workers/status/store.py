@@ -6,9 +6,11 @@ function takes an open cursor; the caller owns the transaction."""
 from __future__ import annotations
 
 from infra.postgres.databases import DATABASE as DATABASE_OF
-from workers.runtime.db import execute_values
+from workers.runtime.db import Cursor, execute_values
 
 DATABASE = DATABASE_OF["status"]
+# (order id, status, reason, changed ms): a row of the read model
+Row = tuple[str, str, str | None, int]
 LIVE = "order_status"
 REBUILD = "order_status_rebuild"
 FINAL = ("SHIPPED", "REJECTED")  # nothing follows either
@@ -38,13 +40,15 @@ def _writing(table: str) -> str:
     return "SELECT pg_advisory_xact_lock_shared(%d, %d);" % WRITERS if table == LIVE else ""
 
 
-def upsert(cur, rows: list[tuple], table: str = LIVE) -> None:
+def upsert(cur: Cursor, rows: list[Row], table: str = LIVE) -> None:
     """rows: (order id, status, reason, changed ms)."""
     if rows:
         execute_values(cur, _writing(table) + UPSERT.format(table=table), rows)
 
 
-def add_pending(cur, among: list[str] | None = None, table: str = LIVE, after: bytes = b"") -> None:
+def add_pending(
+    cur: Cursor, among: list[str] | None = None, table: str = LIVE, after: bytes = b""
+) -> None:
     """A PENDING row for each order intake has recorded (those `among`, or all) that has no row
     yet: the status an order has from when intake begins it until its decision. Intake writes it
     in the transaction that records the order, sent after the statement `after` that records
@@ -64,7 +68,7 @@ def add_pending(cur, among: list[str] | None = None, table: str = LIVE, after: b
     )
 
 
-def exclude_writers(cur) -> None:
+def exclude_writers(cur: Cursor) -> None:
     """Hold the writers' lock exclusively for the rest of this session (waits for the writes
     under way, at most the session's lock_timeout)."""
     cur.execute("SELECT pg_advisory_lock(%s, %s)", WRITERS)
@@ -73,7 +77,7 @@ def exclude_writers(cur) -> None:
 # -- what the operators' tools read
 
 
-def statuses(cur, among: list[str] | None = None) -> dict[str, tuple]:
+def statuses(cur: Cursor, among: list[str] | None = None) -> dict[str, tuple[str, str | None]]:
     """order id -> (status, reason), of every order or of those `among`."""
     if among is None:
         cur.execute(f"SELECT order_id, status, reason FROM {LIVE}")
@@ -84,7 +88,7 @@ def statuses(cur, among: list[str] | None = None) -> dict[str, tuple]:
     return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
 
 
-def final_among(cur, order_ids: list[str]) -> set[str]:
+def final_among(cur: Cursor, order_ids: list[str]) -> set[str]:
     """The orders among `order_ids` that are final (shipped or rejected)."""
     cur.execute(
         f"SELECT order_id FROM {LIVE} WHERE order_id = ANY(%s) AND status = ANY(%s)",
@@ -93,12 +97,12 @@ def final_among(cur, order_ids: list[str]) -> set[str]:
     return {r[0] for r in cur.fetchall()}
 
 
-def count_by_status(cur) -> dict[str, int]:
+def count_by_status(cur: Cursor) -> dict[str, int]:
     cur.execute(f"SELECT status, count(*) FROM {LIVE} GROUP BY status")
     return dict(cur.fetchall())
 
 
-def rejected_by_reason(cur) -> dict[str, int]:
+def rejected_by_reason(cur: Cursor) -> dict[str, int]:
     """reason -> rejected orders, the most frequent first."""
     cur.execute(
         f"SELECT coalesce(reason, 'unknown'), count(*) FROM {LIVE}"
@@ -107,26 +111,35 @@ def rejected_by_reason(cur) -> dict[str, int]:
     return dict(cur.fetchall())
 
 
-def status_of(cur, order_id: str) -> tuple | None:
+def status_of(cur: Cursor, order_id: str) -> tuple[str, str | None, int] | None:
     """(status, reason, changed ms) of one order, or None."""
     cur.execute(f"SELECT status, reason, changed_ms FROM {LIVE} WHERE order_id = %s", (order_id,))
-    return cur.fetchone()
+    row: tuple[str, str | None, int] | None = cur.fetchone()
+    return row
 
 
 # -- seeding and the rebuild
 
 
-def clear(cur, table: str = LIVE) -> None:
+def clear(cur: Cursor, table: str = LIVE) -> None:
     cur.execute(f"DELETE FROM {table}")
 
 
-def row_counts(cur, table: str = REBUILD) -> tuple[int, int]:
+def row_counts(cur: Cursor, table: str = REBUILD) -> tuple[int, int]:
     """(rows in the live table, rows in `table`)."""
     cur.execute(f"SELECT (SELECT count(*) FROM {LIVE}), (SELECT count(*) FROM {table})")
-    return cur.fetchone()
+    live, rebuilt = cur.fetchone()
+    return int(live), int(rebuilt)
 
 
-def differences(cur, table: str = REBUILD) -> list[tuple]:
+# (order id, missing from live, missing from the other table, then status, reason and changed ms
+# of each: None where missing)
+Difference = tuple[
+    str, bool, bool, str | None, str | None, int | None, str | None, str | None, int | None
+]
+
+
+def differences(cur: Cursor, table: str = REBUILD) -> list[Difference]:
     """The rows the live table and `table` disagree on, by order id: (order id, missing from
     live, missing from `table`, live status, reason, changed ms, the same in `table`)."""
     cur.execute(f"""
@@ -136,10 +149,11 @@ def differences(cur, table: str = REBUILD) -> list[tuple]:
         WHERE (l.status, l.reason, l.changed_ms) IS DISTINCT FROM
               (r.status, r.reason, r.changed_ms)
         ORDER BY 1""")
-    return cur.fetchall()
+    rows: list[Difference] = cur.fetchall()
+    return rows
 
 
-def replace_live(cur, table: str = REBUILD) -> None:
+def replace_live(cur: Cursor, table: str = REBUILD) -> None:
     """The live table holds `table`'s rows: inside one transaction a reader sees the old rows or
     the new ones, and the table keeps its indexes and their names. Refused unless this session
     still holds the writers' lock it took before the rebuild (exclude_writers)."""

@@ -17,8 +17,11 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import faust
+from confluent_kafka.admin import AdminClient
+from faust.types import EventT, StreamT
 
 from schemas import codec
 from schemas.errors import DeadLetter
@@ -55,15 +58,13 @@ SNAPSHOT_EVERY_S = 2.0
 STUCK_LISTED = 1000  # the snapshot lists the most overdue; the gauge counts all
 
 
-def ensure_changelogs(settings, timeout_s: float = 30.0) -> int:
+def ensure_changelogs(settings: Settings, timeout_s: float = 30.0) -> int:
     """Create the tables' changelog topics before faust starts, as every orderbus topic is made
     (topics/admin.py: RF 3, min.insync.replicas 2); return their replication factor.
 
     faust would create them itself, but its consumer joins the group with a metadata snapshot
     taken before a new topic is visible and keeps "0 partitions" for it until the next rebalance:
     every write to a table then fails with PartitionsMismatch."""
-    from confluent_kafka.admin import AdminClient
-
     topics = tuple(TRACKER_CHANGELOGS.values())
     ensure(settings.kafka(), topics, timeout_s, names=settings.names, brokers=settings.brokers)
     admin = AdminClient(settings.kafka(log_level=3))
@@ -78,7 +79,7 @@ def ensure_changelogs(settings, timeout_s: float = 30.0) -> int:
     return replication_for(max(up, settings.brokers), TRACKER_STAGES)[0]
 
 
-def _partitions(admin, topic: str) -> int:
+def _partitions(admin: AdminClient, topic: str) -> int:
     meta = admin.list_topics(topic, timeout=10).topics.get(topic)
     return 0 if meta is None or meta.error is not None else len(meta.partitions)
 
@@ -97,7 +98,7 @@ class Tracker:
     retain_s: float = TRACKER_RETAIN_S
     # per partition, (time of an order's latest event, order id), oldest first, for the orders
     # that may expire
-    recent: dict[int, deque] = field(default_factory=lambda: defaultdict(deque))
+    recent: dict[int, deque[tuple[int, str]]] = field(default_factory=lambda: defaultdict(deque))
     # per partition, the latest event time read from each source topic: the topics are read
     # out of step (a catch-up reads orders.placed far ahead of tx.log), and an order may expire
     # only once all three have passed it, or a late event of it would bring it back
@@ -139,7 +140,7 @@ class Tracker:
         self.app.timer(SNAPSHOT_EVERY_S)(self._publish)
 
     # -- the stream
-    async def _track(self, stream):
+    async def _track(self, stream: StreamT[bytes]) -> None:
         async for event in stream.events():
             try:
                 self.handle(event)
@@ -154,7 +155,7 @@ class Tracker:
                     self.kind.get(event.message.topic, "?"), "tracker_error"
                 ).inc()
 
-    def handle(self, event) -> None:
+    def handle(self, event: EventT[bytes]) -> None:
         msg = event.message
         kind = self.kind[msg.topic]
         self.metrics.consumed.labels(kind).inc()
@@ -165,7 +166,13 @@ class Tracker:
         if dict(msg.headers or ()).get("type") in UNFOLLOWED_HEADERS:
             return
         try:
-            decoded = codec.decode(event.value, msg.headers, DEFAULT_TYPE.get(kind))
+            # faust types headers as whatever a producer may pass (a mapping too); a consumed
+            # record's, from aiokafka, are always (name, value) pairs
+            decoded = codec.decode(
+                event.value,
+                msg.headers,  # type: ignore[arg-type]
+                DEFAULT_TYPE.get(kind),
+            )
         except DeadLetter as e:
             self.metrics.undecodable.labels(kind, e.reason).inc()
             log.warning(
@@ -278,7 +285,7 @@ class Tracker:
             },
         )
 
-    def _minutes(self) -> list[dict]:
+    def _minutes(self) -> list[dict[str, Any]]:
         """The windows summed over partitions: [{start_ms, counts: {counter: n}}], oldest first."""
         by_start: dict[int, dict[str, int]] = {}
         for (key, (start, _end)), n in self.minute_to_counts.table.data.items():
@@ -287,7 +294,7 @@ class Tracker:
             counts[name] = counts.get(name, 0) + n
         return [{"start_ms": k, "counts": by_start[k]} for k in sorted(by_start)]
 
-    def _last_minute_gauges(self, minutes: list[dict], now_ms: int) -> None:
+    def _last_minute_gauges(self, minutes: list[dict[str, Any]], now_ms: int) -> None:
         last = (now_ms // (WINDOW_S * 1000) - 1) * WINDOW_S * 1000
         counts: dict[str, int] = next((m["counts"] for m in minutes if m["start_ms"] == last), {})
         self.metrics.last_minute_orders.set(counts.get("orders", 0))
@@ -312,7 +319,7 @@ def check_codecs() -> None:
         raise MissingCodec("aiokafka cannot read lz4 batches: install `aiokafka[lz4]` (cramjam)")
 
 
-def credentials(settings):
+def credentials(settings: Settings) -> faust.SASLCredentials | None:
     """aiokafka's view of `Settings.kafka()`: SCRAM over TLS, the brokers checked against the CA."""
     if settings.security == "plaintext":
         return None
@@ -326,7 +333,7 @@ def credentials(settings):
 
 
 def build(
-    settings,
+    settings: Settings,
     instance: int = 0,
     metrics: TrackerMetrics | None = None,
     grace_s: float = TRACKER_GRACE_S,
@@ -368,7 +375,7 @@ def build(
     return tracker
 
 
-def run_tracker(settings, instance: int, metrics_port: int) -> int:
+def run_tracker(settings: Settings, instance: int, metrics_port: int) -> int:
     """One tracker instance until SIGTERM (faust's worker stops cleanly on it)."""
     level = settings.log_level
     logging.basicConfig(

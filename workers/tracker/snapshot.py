@@ -7,6 +7,9 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
+
+from workers.runtime.settings import Settings
 
 MAX_AGE_S = 30.0
 
@@ -15,25 +18,27 @@ class SnapshotError(RuntimeError):
     """No usable snapshot: the tracker is not running, or has stopped writing."""
 
 
-def tracker_dir(settings) -> Path:
+def tracker_dir(settings: Settings) -> Path:
     """The tracker's own directory. A prefixed pipeline (a test's, a bench's) gets a subfolder so
     its tracker does not overwrite the main one's files."""
     base = settings.home / "tracker"
     return base / settings.prefix.rstrip(".") if settings.prefix else base
 
 
-def snapshot_path(settings, instance: int = 0) -> Path:
+def snapshot_path(settings: Settings, instance: int = 0) -> Path:
     return tracker_dir(settings) / ("stuck.json" if instance == 0 else f"stuck-{instance}.json")
 
 
-def write(path: Path, snapshot: dict) -> None:
+def write(path: Path, snapshot: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(snapshot, sort_keys=True))
     os.replace(tmp, path)
 
 
-def read(settings, now_s: float | None = None, max_age_s: float = MAX_AGE_S) -> dict:
+def read(
+    settings: Settings, now_s: float | None = None, max_age_s: float = MAX_AGE_S
+) -> dict[str, Any]:
     """Every instance's fresh snapshot merged, or SnapshotError with what to do."""
     now_s = time.time() if now_s is None else now_s
     paths = sorted(tracker_dir(settings).glob("stuck*.json"))
@@ -42,9 +47,9 @@ def read(settings, now_s: float | None = None, max_age_s: float = MAX_AGE_S) -> 
             f"no snapshot in {tracker_dir(settings)}: is the tracker running? (`orderbus run "
             "tracker`)"
         )
-    merged: dict = {"written_at_ms": 0, "stuck": [], "instances": 0}
+    merged: dict[str, Any] = {"written_at_ms": 0, "stuck": [], "instances": 0}
     minutes: dict[int, dict[str, int]] = {}
-    stale = []
+    stale: list[str] = []
     for path in paths:
         try:
             snap = json.loads(path.read_text())

@@ -18,11 +18,14 @@ past one hole only. Measured before this fix: tx.log committed offsets stuck at 
 from __future__ import annotations
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+from faust.types.transports import TransportT
 
 
 class _ReadCommittedThread(driver.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport):
+    def _create_worker_consumer(self, transport: driver.Transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka builds its fetcher from this attribute in start(), which has not run yet
         consumer._isolation_level = "read_committed"
@@ -30,10 +33,10 @@ class _ReadCommittedThread(driver.AIOKafkaConsumerThread):
 
 
 class _Consumer(driver.Consumer):
-    def _new_consumer_thread(self):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
-    def _new_offset(self, tp):
+    def _new_offset(self, tp: TP) -> int | None:
         # fill the holes below the highest acked offset ourselves, without duplicates; faust's
         # own merge then finds nothing left to merge and commits the whole consecutive run
         acked, holes = self._acked[tp], self._gap[tp]
@@ -54,5 +57,5 @@ class _Transport(driver.Transport):
 class ReadCommittedApp(faust.App):
     """A faust.App whose consumer reads only committed transactions."""
 
-    def _new_transport(self):
+    def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)
