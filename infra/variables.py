@@ -147,9 +147,8 @@ KAFKA_PASSWORD = Variable(
     "case, as the ACLs name it",
     label="`ORDERBUS_KAFKA_PASSWORD_<P>` or `ORDERBUS_KAFKA_PASSWORD_<P>_FILE`",
 )
-KAFKA_PASSWORD_FILE = Variable(
-    "ORDERBUS_KAFKA_PASSWORD_<P>_FILE", "", "", label="-"
-)  # in KAFKA_PASSWORD's row
+# in KAFKA_PASSWORD's row
+KAFKA_PASSWORD_FILE = Variable("ORDERBUS_KAFKA_PASSWORD_<P>_FILE", "", "", label="-")
 SIGNING_KEY_FILE = Variable(
     "ORDERBUS_SIGNING_KEY_<S>_FILE",
     "the key `up` generated, `$ORDERBUS_HOME/secrets/signing-<s>.key`",

@@ -83,9 +83,9 @@ def read(
             "isolation.level": "read_committed" if committed else "read_uncommitted",
             "enable.partition.eof": True,  # says when a partition is done
             "auto.offset.reset": "error",  # a start that is gone is an error
-            "fetch.wait.max.ms": 10,
+            "fetch.wait.max.ms": 10,  # ...without a 500 ms wait for it
         }
-    )  # ...without a 500 ms wait for it
+    )
     try:
         todo = _with_records(consumer, topic, starts, stops)
         if not todo:

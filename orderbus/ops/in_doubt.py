@@ -33,11 +33,10 @@ class InDoubt:
 def in_doubt(settings: Settings, now_s: float | None = None) -> list[InDoubt]:
     """Every held yes vote, oldest first, joined with what the coordinator saved of its order."""
     now_s = time.time() if now_s is None else now_s
-    held = []
+    held: list[tuple[str, str, float]] = []
     for participant, ledger in LEDGERS.items():
         for order_id, since in read_from(settings, ledger.database, participant_store.held_since):
-            # held_since declares `object` for the datetime psycopg2 returns for a timestamptz
-            held.append((participant, order_id, since.timestamp()))  # type: ignore[attr-defined]
+            held.append((participant, order_id, since.timestamp()))
     ids = sorted({order_id for _, order_id, _ in held})
     saved: dict[str, Tx] = {}
     if ids:
@@ -46,7 +45,7 @@ def in_doubt(settings: Settings, now_s: float | None = None) -> list[InDoubt]:
         )
         saved = {oid: tx for (_, oid), (tx, _) in rows.items()}
     out = []
-    for participant, order_id, since in sorted(held, key=lambda h: (h[2], h[1], h[0])):
+    for participant, order_id, since_s in sorted(held, key=lambda h: (h[2], h[1], h[0])):
         tx = saved.get(order_id)
         deadline = None if tx is None or tx.deadline_ms is None else tx.deadline_ms / 1000 - now_s
         votes = () if tx is None else tuple((p, v) for p, v, _ in tx.votes)
@@ -54,7 +53,7 @@ def in_doubt(settings: Settings, now_s: float | None = None) -> list[InDoubt]:
             InDoubt(
                 order_id,
                 participant,
-                now_s - since,
+                now_s - since_s,
                 deadline,
                 votes,
                 what_next(tx, participant, deadline, settings.deadline_ms / 1000),

@@ -27,9 +27,8 @@ class Child:
     instance: int
     port: int
     host: int = 0  # on hosts of their own (`up --hosts`): the last byte of its address
-    env: dict[str, str] = field(
-        default_factory=dict
-    )  # this instance's own, over the supervisor's (a fault's)
+    # this instance's own, over the supervisor's (a fault's)
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     backoff_s: float = 0.5

@@ -47,12 +47,10 @@ from workers.status import store as status_store
 @dataclass
 class Facts:
     # orders.placed: order id -> [(partition, offset, content hash)]; undecodable ones apart
-    placed: dict[str, list[tuple[int | None, int | None, str]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    placed: dict[str, list[tuple[int, int, str]]] = field(default_factory=lambda: defaultdict(list))
     orders: dict[str, OrderPlaced] = field(default_factory=dict)  # id -> first valid OrderPlaced
     # (partition, offset, reason)
-    invalid_placed: list[tuple[int | None, int | None, str]] = field(default_factory=list)
+    invalid_placed: list[tuple[int, int, str]] = field(default_factory=list)
     # (source topic, partition, offset)
     dead: set[tuple[str, int, int]] = field(default_factory=set)
     # the same for every dead letter written, whether its transaction committed or not: tells a
@@ -111,15 +109,16 @@ def gather(settings: Settings) -> Facts:
     f.lag = lag(settings)
     placed_topic = names.topic(ORDERS_PLACED)
     for msg in read(kafka, placed_topic):
+        _, partition, offset = coordinates(msg)
         try:
             order = codec.decode(msg.value(), headers_of(msg), default_type="OrderPlaced")
         except DeadLetter as e:
-            f.invalid_placed.append((msg.partition(), msg.offset(), e.reason))
+            f.invalid_placed.append((partition, offset, e.reason))
             continue
         if not isinstance(order, OrderPlaced):
-            f.invalid_placed.append((msg.partition(), msg.offset(), "unknown_event"))
+            f.invalid_placed.append((partition, offset, "unknown_event"))
             continue
-        f.placed[order.order_id].append((msg.partition(), msg.offset(), order.content_hash()))
+        f.placed[order.order_id].append((partition, offset, order.content_hash()))
         f.orders.setdefault(order.order_id, order)
     for committed, into in ((True, f.dead), (False, f.dead_written)):
         for msg in read(kafka, names.topic(ORDERS_DLQ), committed=committed):

@@ -69,9 +69,8 @@ def console(pipe, settings):
     )
     lines: list[str] = []
     url = _url(proc, lines)
-    drain = threading.Thread(
-        target=lambda: lines.extend(proc.stdout), daemon=True
-    )  # never a full pipe
+    # never a full pipe
+    drain = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     drain.start()
     yield url
     proc.send_signal(signal.SIGTERM)

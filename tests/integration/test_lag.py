@@ -85,9 +85,8 @@ def lagging_group(settings, pipeline, make_topic):
         txn.produce(topic, value=b"t", partition=TXN_PARTITION)
     txn.commit_transaction(30)
     group = pipeline.group("intake")
-    consumer = Consumer(
-        settings.kafka(**{"group.id": group, "enable.auto.commit": False})
-    )  # commits below only
+    # commits below only
+    consumer = Consumer(settings.kafka(**{"group.id": group, "enable.auto.commit": False}))
     offsets = [TopicPartition(topic, p, o) for p, o in COMMITS.items()]
     # the next offset after the last data record is the transaction's commit marker
     offsets.append(TopicPartition(topic, TXN_PARTITION, TXN_MESSAGES))

@@ -29,11 +29,12 @@ pytestmark = pytest.mark.integration
 
 RETAIN_S = 3  # finished orders leave the tracker's table this soon (default 120 s)
 
+# as `orderbus run tracker` does: its ACLs make its changelogs
 RUN = (
     "import sys; from workers.runtime.settings import Settings; from workers.tracker.app import "
     "run_tracker; sys.exit(run_tracker(Settings.from_env().as_principal('tracker'), 0, "
     "int(sys.argv[1])))"
-)  # as `orderbus run tracker` does: its ACLs make its changelogs
+)
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +130,8 @@ def test_follows_orders_to_shipped_and_rejected_and_skips_what_does_not_decode(p
     pipe.account(**{"t-cust": 10_000})
     pipe.publisher.publish_raw(b"junk", b"{not json")
     assert pipe.publisher.flush(30) == 0
-    ok, nosku, later = on_partition(
-        "t", 0, 3, pipe.settings.partitions
-    )  # one partition: the expiry below is exact
+    # one partition: the expiry below is exact
+    ok, nosku, later = on_partition("t", 0, 3, pipe.settings.partitions)
     pipe.publish(order(ok, "t-cust", ("t-sku", 2, 150)), order(nosku, "t-cust", ("zz-sku", 1, 100)))
     assert pipe.wait_final([ok, nosku])[ok][0] == "SHIPPED"
     m = wait_for(

@@ -42,9 +42,8 @@ def test_a_plan_is_named_by_what_it_would_do():
     base = redrive_id(params, run_of([letter(1), letter(2)]))
     assert base == redrive_id(dict(params), run_of([letter(1), letter(2)]))
     assert base != redrive_id(params, run_of([letter(1), letter(2), letter(3)]))  # one more arrived
-    assert base != redrive_id(
-        params, run_of([letter(1), letter(2, count=b"3")])
-    )  # one is parked now
+    # one is parked now
+    assert base != redrive_id(params, run_of([letter(1), letter(2, count=b"3")]))
     assert base != redrive_id({**params, "max_replays": "4"}, run_of([letter(1), letter(2)]))
     p = PartitionPlan("t", 0, 5, 0, 0, 10)
     assert reset_id({"group": "g"}, [p]) != reset_id({"group": "g"}, [replace(p, current=6)])

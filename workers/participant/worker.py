@@ -38,9 +38,8 @@ class ParticipantHandler(Stateless):
         crash: str = "",
     ) -> None:
         self.resource, self.ledger, self.db, self.metrics = resource, ledger, db, metrics
-        self.verifier = (
-            verifier  # a Prepare counts only as intake's, a decision as the coordinator's
-        )
+        # a Prepare counts only as intake's, a decision as the coordinator's
+        self.verifier = verifier
         self.topics = (names.topic(COMMANDS),)
         self.tx_log, self.dlq = names.topic(TX_LOG), names.topic(ORDERS_DLQ)
         self.crash = CrashPoints(metrics.worker, crash)

@@ -51,9 +51,8 @@ class Settings:
     pg_port: int = var.PG_PORT.default
     kafka_base_port: int = var.KAFKA_PORT.default
     brokers: int = 3  # of the local cluster (as `up` left it)
-    hosts: bool = (
-        False  # the local cluster's nodes and PostgreSQL on hosts of their own (`up --hosts`)
-    )
+    # the local cluster's nodes and PostgreSQL on hosts of their own (`up --hosts`)
+    hosts: bool = False
     deadline_ms: int = var.DEADLINE_MS.default
     intake_max_backlog: int = INTAKE_MAX_BACKLOG  # records behind downstream; 0: never hold
     prefix: str = var.TOPIC_PREFIX.default  # of every topic and group name (tests)
@@ -66,9 +65,8 @@ class Settings:
     tracker_retain_s: float = TRACKER_RETAIN_S  # how far past a finished order it is dropped
     host_id: str = "localhost"  # this host's part of its instances' ids
     log_level: str = var.LOG_LEVEL.default  # of the workers' and the tracker's logs
-    crash: str = (
-        var.CRASH.default
-    )  # fault injection, worker:point:probability[,...] (workers/runtime/crash.py)
+    # fault injection, worker:point:probability[,...] (workers/runtime/crash.py)
+    crash: str = var.CRASH.default
     # credentials and key files (from_env)
     env: dict[str, str] = field(default_factory=dict, repr=False)
 

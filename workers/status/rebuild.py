@@ -117,9 +117,8 @@ def writers_excluded(dsn: str) -> Iterator[Database]:
     before the rebuild reads the topic, and swap through it."""
     db = Database(dsn)
     try:
-        db.run(
-            store.exclude_writers
-        )  # retried, like a worker's batch, past a writer stopped mid-batch
+        # retried, like a worker's batch, past a writer stopped mid-batch
+        db.run(store.exclude_writers)
         yield db
     finally:
         db.close()  # ends the session, and its lock
