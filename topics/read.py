@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator, cast
+from typing import Any, Callable, Iterator, TypeVar, cast
 
 from confluent_kafka import (
     Consumer,
@@ -18,6 +18,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     OffsetSpec,
 )
 
+from schemas.errors import DeadLetter
+
+E = TypeVar("E")  # what a decoder makes of a record
 BEGINNING = -2
 
 
@@ -119,6 +122,22 @@ def read(
                     todo.discard(p)
     finally:
         consumer.close()
+
+
+def read_events(
+    client_config: dict[str, Any],
+    topic: str,
+    decode: Callable[[Message], E],
+    timeout_s: float = 120.0,
+) -> Iterator[tuple[Message, E]]:
+    """`read`, each record with what `decode` makes of it; a record it refuses (a DeadLetter:
+    the worker dead-lettered it when it first read it, so it never counted) is skipped."""
+    for msg in read(client_config, topic, timeout_s=timeout_s):
+        try:
+            event = decode(msg)
+        except DeadLetter:
+            continue
+        yield msg, event
 
 
 def _with_records(

@@ -31,6 +31,7 @@ from topics.read import (
     headers_of,
     open_transactions,
     read,
+    read_events,
     text_headers,
 )
 from workers.coordinator.fold import Tx, fold
@@ -126,11 +127,7 @@ def gather(settings: Settings) -> Facts:
             if DLQ_TOPIC in h:
                 into.add((h[DLQ_TOPIC], int(h[DLQ_PARTITION]), int(h[DLQ_OFFSET])))
     verifier = Verifier.of(settings)
-    for msg in read(kafka, names.topic(TX_LOG)):
-        try:
-            event = verifier.decode(msg)
-        except DeadLetter:
-            continue  # the coordinator dead-lettered it: it never counted
+    for _, event in read_events(kafka, names.topic(TX_LOG), verifier.decode):
         f.txs[event.order_id] = fold(f.txs.get(event.order_id), event)
     f.status = read_from(settings, status_store.DATABASE, status_store.statuses)
     for participant, ledger in LEDGERS.items():

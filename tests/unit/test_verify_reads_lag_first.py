@@ -32,6 +32,7 @@ def test_the_lag_is_read_before_the_state_it_vouches_for(monkeypatch):
         return {}
 
     monkeypatch.setattr(verify_facts, "read", lambda *a, **k: iter(()))
+    monkeypatch.setattr(verify_facts, "read_events", lambda *a, **k: iter(()))
     monkeypatch.setattr(verify_facts, "read_from", read_from)
     monkeypatch.setattr(
         verify_facts, "connect", lambda settings, database: reads.append(database) or Conn()
@@ -40,6 +41,6 @@ def test_the_lag_is_read_before_the_state_it_vouches_for(monkeypatch):
     monkeypatch.setattr(verify_facts.participant_store, "balances", lambda cur, ledger: [])
     monkeypatch.setattr(verify_facts, "lag", lambda settings: reads.append("lag") or {})
     monkeypatch.setattr(verify_facts, "open_transactions", lambda kafka, parts: {})
-    monkeypatch.setattr(verify_facts.Verifier, "of", classmethod(lambda cls, settings: None))
+    monkeypatch.setattr(verify_facts.Verifier, "of", classmethod(lambda cls, settings: cls({})))
     verify_facts.gather(offline_settings(prefix="p."))
     assert reads[0] == "lag" and len(reads) > 1, reads

@@ -10,16 +10,17 @@ still travelling: a disagreement there is reported as pending, not as a mismatch
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, TypeVar
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from schemas import codec
-from schemas.errors import DeadLetter
-from schemas.events import OrderPlaced, Outcome
+from schemas.events import Event, OrderPlaced, Outcome
 from topics.catalogue import ORDERS_PLACED, TX_LOG
-from topics.read import coordinates, headers_of, read
+from topics.lag import group_reader
+from topics.read import coordinates, headers_of, read_events
 from workers.coordinator import invariants
 from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
@@ -109,11 +110,7 @@ def fold_log(
     at_stop: dict[str, Tx] = {}
     n = 0
     verifier = Verifier.of(settings)
-    for msg in read(settings.kafka(), topic, timeout_s=600):
-        try:
-            event = verifier.decode(msg)
-        except DeadLetter:
-            continue  # dead-lettered by the coordinator when it first read it
+    for msg, event in read_events(settings.kafka(), topic, verifier.decode, timeout_s=600):
         n += 1
         oid = event.order_id
         txs[oid] = fold(txs.get(oid), event)
@@ -126,11 +123,7 @@ def fold_log(
 
 def placed_orders(kafka_config: dict[str, Any], topic: str) -> dict[str, OrderPlaced]:
     orders: dict[str, OrderPlaced] = {}
-    for msg in read(kafka_config, topic, timeout_s=600):
-        try:
-            order = codec.decode(msg.value(), headers_of(msg), default_type="OrderPlaced")
-        except DeadLetter:
-            continue
+    for _, order in read_events(kafka_config, topic, placed_event, timeout_s=600):
         if isinstance(order, OrderPlaced):
             orders.setdefault(order.order_id, order)  # intake keeps the first
     return orders
@@ -228,15 +221,9 @@ def rebuild_coordinator(settings: Settings) -> dict[str, Any]:
 
 def _committed(settings: Settings, topic: str, group: str) -> tuple[list[int], dict[int, int]]:
     """The partitions of tx.log and the coordinator group's committed offset on each."""
-    consumer = Consumer(
-        settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3})
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        parts = sorted(meta.partitions)
-        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
-    finally:
-        consumer.close()
+    with closing(group_reader(settings.kafka(), group)) as reader:
+        parts = sorted(reader.list_topics(topic, timeout=10).topics[topic].partitions)
+        committed = reader.committed([TopicPartition(topic, p) for p in parts], timeout=30)
     return parts, {tp.partition: max(tp.offset, 0) for tp in committed}
 
 
@@ -301,3 +288,9 @@ def open_orders(
         for oid, tx in sorted(txs.items())
         if where[oid] == p and not is_finished(tx)
     ]
+
+
+def placed_event(msg: Message) -> Event:
+    """An orders.placed record as intake decodes it (a record without a type header is an
+    OrderPlaced)."""
+    return codec.decode(msg.value(), headers_of(msg), default_type="OrderPlaced")

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import closing
 from typing import Callable, Sequence
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 
 from schemas.errors import DeadLetter
 from schemas.events import Decided
 from topics.catalogue import ORDERS_DLQ, TX_LOG, Names
+from topics.lag import group_reader
 from topics.read import ReadError, coordinates, read
 from workers.coordinator import store
 from workers.coordinator.fold import Output, TxLogEvent, due, in_doubt
@@ -297,13 +299,8 @@ def refold(
 def _committed(
     settings: Settings, group: str, topic: str, parts: list[int]
 ) -> dict[int, tuple[int, str]]:
-    consumer = Consumer(
-        settings.kafka(**{"group.id": group, "enable.auto.commit": False, "log_level": 3})
-    )
-    try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)
-    finally:
-        consumer.close()
+    with closing(group_reader(settings.kafka(), group)) as reader:
+        committed = reader.committed([TopicPartition(topic, p) for p in parts], timeout=30)
     out: dict[int, tuple[int, str]] = {}
     for tp in committed:
         if tp.error is not None:  # never guess a position: the take-over is tried again
