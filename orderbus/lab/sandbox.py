@@ -11,7 +11,6 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psycopg2
 from confluent_kafka.admin import AdminClient
 
 from infra.postgres import databases
@@ -22,6 +21,7 @@ from topics.catalogue import ORDERS_PLACED, ORDERS_STATUS, TX_LOG
 from topics.producer import OrderPublisher
 from workers.participant import store as participant_store
 from workers.participant.store import ACCOUNTS, LEDGERS, STOCK
+from workers.runtime.db import Database
 from workers.runtime.settings import Settings
 from workers.status import store as status_store
 
@@ -131,12 +131,7 @@ class Sandbox:
 
     def _run(self, database: str, work: Callable[[Any], T]) -> T:
         """What `work(cursor)` returns, run in one transaction on `database`."""
-        conn = psycopg2.connect(self.settings.dsns[database])
-        try:
-            with conn, conn.cursor() as cur:
-                return work(cur)
-        finally:
-            conn.close()
+        return Database.once(self.settings.dsns[database], work)
 
     def seed(
         self, stock: dict[str, int] | None = None, accounts: dict[str, int] | None = None

@@ -16,7 +16,6 @@ import statistics
 import time
 from collections.abc import Callable
 
-import psycopg2
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from orderbus.lab.sandbox import Sandbox
@@ -26,7 +25,7 @@ from topics.partitioner import partition_for
 from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx
 from workers.coordinator.worker import FOLDED, take_over
-from workers.runtime.db import Database
+from workers.runtime.db import Cursor, Database
 from workers.runtime.settings import Settings
 from workers.runtime.signing import author, signed_as
 
@@ -50,27 +49,26 @@ def _tx(oid: str, outcome: Outcome | None) -> Tx:
 
 
 def _fill_store(sb: Sandbox, history: int, open_: int, log: Callable[[str], None]) -> None:
-    conn = psycopg2.connect(sb.settings.dsns[coordinator_store.DATABASE])
-    try:
-        with conn, conn.cursor() as cur:
-            done = 0
-            kinds: tuple[tuple[Outcome | None, int, bool], ...] = (
-                ("commit", history, True),
-                (None, open_, False),
-            )
-            for outcome, n, finished in kinds:
-                for start in range(0, n, 100_000):
-                    end = min(n, start + 100_000)
-                    ids = (f"{'h' if finished else 'o'}-{i}" for i in range(start, end))
-                    coordinator_store.bulk_load(
-                        cur, ((oid, 0, 0, finished, _tx(oid, outcome)) for oid in ids)
-                    )
-                    done += end - start
-                    log(f"  store: {done:,} of {history + open_:,} rows")
-            coordinator_store.save(cur, [], {0: 0})  # the rows are folded up to offset 0
-            coordinator_store.analyze(cur)
-    finally:
-        conn.close()
+    kinds: tuple[tuple[Outcome | None, int, bool], ...] = (
+        ("commit", history, True),
+        (None, open_, False),
+    )
+
+    def fill(cur: Cursor) -> None:
+        done = 0
+        for outcome, n, finished in kinds:
+            for start in range(0, n, 100_000):
+                end = min(n, start + 100_000)
+                ids = (f"{'h' if finished else 'o'}-{i}" for i in range(start, end))
+                coordinator_store.bulk_load(
+                    cur, ((oid, 0, 0, finished, _tx(oid, outcome)) for oid in ids)
+                )
+                done += end - start
+                log(f"  store: {done:,} of {history + open_:,} rows")
+        coordinator_store.save(cur, [], {0: 0})  # the rows are folded up to offset 0
+        coordinator_store.analyze(cur)
+
+    Database.once(sb.settings.dsns[coordinator_store.DATABASE], fill)
 
 
 def _write_tail(sb: Sandbox) -> int:
@@ -124,13 +122,10 @@ def case(
         times: list[float] = []
         held = 0
         for _ in range(repeat):
-            db = Database(sb.settings.dsns[coordinator_store.DATABASE])
-            try:
+            with Database(sb.settings.dsns[coordinator_store.DATABASE]) as db:
                 t1 = time.monotonic()
                 taken, _ = take_over(sb.settings, db, group, sb.tx_log_topic, [0])
                 times.append(time.monotonic() - t1)
-            finally:
-                db.close()
             held = len(taken[0].open)
         return {
             "history": history,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from contextlib import closing
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
@@ -28,13 +28,14 @@ from workers.coordinator.worker import take_over
 from workers.participant import store as participant_store
 from workers.participant.core import INVENTORY, PAYMENT
 from workers.participant.store import LEDGERS
-from workers.runtime.db import Cursor, Database
+from workers.runtime.db import Database
 from workers.runtime.settings import Settings
 from workers.runtime.signing import Verifier
 from workers.status import store as status_store
 
 RESOURCES = {"inventory": INVENTORY, "payment": PAYMENT}
-T = TypeVar("T")
+# how long the audit gives a database that is away to come back
+READ_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -129,14 +130,6 @@ def placed_orders(kafka_config: dict[str, Any], topic: str) -> dict[str, OrderPl
     return orders
 
 
-def _query(dsn: str, read: Callable[[Cursor], T]) -> T:
-    db = Database(dsn, give_up_s=10)
-    try:
-        return db.run(read)
-    finally:
-        db.close()
-
-
 def audit(settings: Settings) -> dict[str, Any]:
     """Re-fold all of tx.log and check every decision against the participants and the status
     read model. `settings` gives kafka(), names and dsns."""
@@ -145,10 +138,10 @@ def audit(settings: Settings) -> dict[str, Any]:
     txs, _, _, events = fold_log(settings, names.topic(TX_LOG))
     orders = placed_orders(kafka, names.topic(ORDERS_PLACED))
     holds = {
-        p: _query(settings.dsns[ledger.database], participant_store.holds)
+        p: Database.once(settings.dsns[ledger.database], participant_store.holds, READ_S)
         for p, ledger in LEDGERS.items()
     }
-    status = _query(settings.dsns[status_store.DATABASE], status_store.statuses)
+    status = Database.once(settings.dsns[status_store.DATABASE], status_store.statuses, READ_S)
     bad, pending, audited = compare(txs, orders, holds, status)
     return {
         "orders": audited,
@@ -171,11 +164,8 @@ def rebuild_coordinator(settings: Settings) -> dict[str, Any]:
     names = settings.names
     topic, group = names.topic(TX_LOG), names.group("coordinator")
     parts, committed_at = _committed(settings, topic, group)
-    db = Database(settings.dsns[coordinator_store.DATABASE], give_up_s=10)
-    try:
+    with Database(settings.dsns[coordinator_store.DATABASE], give_up_s=READ_S) as db:
         resumed, _ = take_over(settings, db, group, topic, parts)
-    finally:
-        db.close()
     t_resume = time.monotonic() - t0
     stops = {p: part.next_offset for p, part in resumed.items()}
     txs, where, at_stop, events = fold_log(settings, topic, stops)

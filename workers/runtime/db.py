@@ -81,13 +81,27 @@ RETRY_S = 120.0
 
 
 class Database:
-    """One connection, reopened after a failure; `transaction()` commits or rolls back."""
+    """One connection, reopened after a failure; `transaction()` commits or rolls back. A
+    context manager: the connection is closed on leaving it."""
 
     def __init__(
         self, dsn: str, on_retry: Callable[[], None] = lambda: None, give_up_s: float = RETRY_S
     ) -> None:
         self.dsn, self.on_retry, self.give_up_s = dsn, on_retry, give_up_s
         self.conn: psycopg2.extensions.connection | None = None
+
+    @classmethod
+    def once(cls, dsn: str, work: Callable[[Cursor], T], give_up_s: float = RETRY_S) -> T:
+        """What `work(cursor)` returns, run as `run` runs it on a connection of its own, which
+        is closed afterwards: for a tool that asks a database one thing."""
+        with cls(dsn, give_up_s=give_up_s) as db:
+            return db.run(work)
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _connect(self) -> psycopg2.extensions.connection:
         conn = psycopg2.connect(self.dsn, **KEEPALIVES)

@@ -70,11 +70,7 @@ def rebuild(
         write(cur, events, table)
         store.add_pending(cur, table=table)  # the orders begun and not decided yet
 
-    db = Database(dsn)
-    try:
-        db.run(fresh)
-    finally:
-        db.close()
+    Database.once(dsn, fresh)
     return {
         "events": len(events),
         "skipped": skipped,
@@ -104,24 +100,17 @@ def compare(dsn: str, table: str = REBUILD) -> Comparison:
                 )
         return c
 
-    db = Database(dsn)
-    try:
-        return db.run(work)
-    finally:
-        db.close()
+    return Database.once(dsn, work)
 
 
 @contextmanager
 def writers_excluded(dsn: str) -> Iterator[Database]:
     """A session that keeps every writer of the live table waiting until it is closed: take it
     before the rebuild reads the topic, and swap through it."""
-    db = Database(dsn)
-    try:
+    with Database(dsn) as db:  # closed: the session ends, and its lock
         # retried, like a worker's batch, past a writer stopped mid-batch
         db.run(store.exclude_writers)
         yield db
-    finally:
-        db.close()  # ends the session, and its lock
 
 
 def swap(db: Database, table: str = REBUILD) -> None:
