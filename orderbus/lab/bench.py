@@ -25,11 +25,11 @@ from orderbus.lab.readings import (
     groups_ready,
     hop_latencies,
     own_cpu_s,
-    percentile,
     postgres_cpu_s,
     records_by_type,
 )
 from orderbus.lab.sandbox import Sandbox
+from orderbus.lab.stats import ms
 from orderbus.ops.generate import order_body
 from orderbus.ops.supervise import Supervisor
 from orderbus.ops.verify import verify as run_verify
@@ -101,12 +101,7 @@ def bench(
             sb.sup.release(child)
         # past the time limit, what was measured by then is the result: an overloaded pipeline
         # is reported as such, with its backlog, not as an error
-        complete = _wait(
-            lambda: all(o in watcher.final for o in sent),
-            timeout_s,
-            "benchmark orders",
-            raise_=False,
-        )
+        complete = until(lambda: all(o in watcher.final for o in sent), timeout_s, 0.1)
         ended = time.monotonic()
         cpu_used = {k: v - cpu_at_start.get(k, 0.0) for k, v in cpu_now(sb.settings, rss).items()}
         done = [o for o in sent if o in watcher.final]
@@ -114,18 +109,20 @@ def bench(
         watcher.running = rss.running = False
         if txlog:
             # a REJECTED status and its Decided commit together, on two topics read apart
-            _wait(
+            until(
                 lambda: all("decided" in txlog.seen_at.get(o, ()) for o in done),
                 30,
+                0.1,
                 "the benchmark orders' decisions on tx.log",
             )
             txlog.running = False
         last = max((watcher.final[o][0] for o in done), default=ended)
         if tracker_lag:
             try:
-                _wait(
+                until(
                     lambda: tracker_lag.caught_up_after(last) is not None,
                     timeout_s,
+                    0.1,
                     "the tracker (its oldest unconsumed event still over 1 s old)",
                 )
             finally:
@@ -189,13 +186,13 @@ def _warm_up(
     """Until every group has its partitions and 300 orders went through: enough to touch every
     partition of every topic, so the timed run meets no first-use costs (metadata, cold code
     paths). The warm-up orders' ids."""
-    _wait(lambda: groups_ready(sb.settings, PIPELINE), 120, "every group's assignment")
+    until(lambda: groups_ready(sb.settings, PIPELINE), 120, 0.1, "every group's assignment")
     warm = [f"warm-{i}" for i in range(300)]
     for i, oid in enumerate(warm):
         sb.publisher.publish(order_body(oid, customers[i % 200], [(skus[i % len(skus)], 1, 100)]))
     sb.publisher.flush(30)
-    _wait(lambda: all(o in watcher.final for o in warm), 90, "warm-up orders")
-    _wait(lambda: groups_ready(sb.settings, PIPELINE), 120, "every group's assignment")
+    until(lambda: all(o in watcher.final for o in warm), 90, 0.1, "the warm-up orders")
+    until(lambda: groups_ready(sb.settings, PIPELINE), 120, 0.1, "every group's assignment")
     return warm
 
 
@@ -252,15 +249,15 @@ def _latencies(
     tenth = max(1, len(final) // 10)
     decided = [(watcher.decided[o] - sent[o]) * 1000 for o in sent if o in watcher.decided]
     return {
-        "p50_ms": round(percentile(final, 0.50), 1),
-        "p99_ms": round(percentile(final, 0.99), 1),
+        "p50_ms": ms(final, 0.50),
+        "p99_ms": ms(final, 0.99),
         "max_ms": round(max(final), 1),
         "mean_ms": round(statistics.fmean(final), 1),
         "p99_ms_by_tenth": [
-            round(percentile(final[i : i + tenth], 0.99)) for i in range(0, len(final), tenth)
+            round(ms(final[i : i + tenth], 0.99)) for i in range(0, len(final), tenth)
         ],
-        "decided_p50_ms": round(percentile(decided, 0.50), 1),
-        "decided_p99_ms": round(percentile(decided, 0.99), 1),
+        "decided_p50_ms": ms(decided, 0.50),
+        "decided_p99_ms": ms(decided, 0.99),
     }
 
 
@@ -287,11 +284,12 @@ def _open(
         (group_reader(client, names.group("intake")), sb.placed),
         (group_reader(client, names.group("coordinator")), sb.tx_log_topic),
     ]
-    _wait(
+    until(
         lambda: all(
             sum(backlog(admin, r, t, names.partitions).values()) == 0 for r, t in caught_up
         ),
         timeout_s,
+        0.1,
         "intake and the coordinator reading every order",
     )
     time.sleep(2 * RssSampler.EVERY_S)  # a sample taken after the last order was folded
@@ -314,19 +312,11 @@ def _tracker_cold(
     sup.start()
     lag.start()
     try:
-        _wait(lambda: lag.caught_up_after(t0) is not None, timeout_s, "the cold tracker")
+        until(lambda: lag.caught_up_after(t0) is not None, timeout_s, 0.1, "the cold tracker")
     finally:
         lag.stop()
         sup.stop()
     return {"orders": orders, "instances": instances, "seconds": lag.caught_up_after(t0)}
-
-
-def _wait(cond: Callable[[], bool], timeout_s: float, what: str, raise_: bool = True) -> bool:
-    if until(cond, timeout_s, poll_s=0.1):
-        return True
-    if raise_:
-        raise TimeoutError(f"{what}: not done after {timeout_s:.0f}s")
-    return False
 
 
 def render(r: dict[str, Any]) -> str:

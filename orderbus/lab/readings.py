@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 from infra.kafka.cluster import pidfile
 from infra.postgres import server as postgres
 from infra.procs import read_pid
+from orderbus.lab.stats import ms
 from orderbus.lab.watch import TopicWatcher, value_of
 from orderbus.ops.supervise import Supervisor
 from topics.lag import LagError, LagReader
@@ -104,8 +105,8 @@ def hop_latencies(
             steps[name].append((b - a) * 1000)
     return {
         name: {
-            "p50_ms": round(percentile(v, 0.50), 1),
-            "p99_ms": round(percentile(v, 0.99), 1),
+            "p50_ms": ms(v, 0.50),
+            "p99_ms": ms(v, 0.99),
             "orders": len(v),
         }
         for name, v in steps.items()
@@ -282,8 +283,3 @@ def groups_ready(settings: Settings, workers: Iterable[str]) -> bool:
         if not str(group.state).upper().endswith("STABLE") or assigned == 0:
             return False
     return True
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else 0.0

@@ -15,7 +15,6 @@ from orderbus.lab.chaos.measure import (
     max_gap,
     partition_stall,
     per_second,
-    percentile,
     summary_by_kind,
 )
 from orderbus.lab.chaos.plan import (
@@ -28,6 +27,7 @@ from orderbus.lab.chaos.plan import (
     duration_for_all,
     plan,
 )
+from orderbus.lab.stats import percentile
 
 # -- the plan -------------------------------------------------------------------------------------
 

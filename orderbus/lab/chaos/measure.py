@@ -25,6 +25,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
+from orderbus.lab.stats import percentile
 from orderbus.lab.watch import TopicWatcher, value_of
 from topics.read import coordinates
 from workers.runtime.settings import Settings
@@ -102,11 +103,6 @@ def per_second(times: list[float], start: float, end: float) -> list[int]:
         if 0 <= i < len(counts):
             counts[i] += 1
     return counts
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else None
 
 
 class Acks:

@@ -103,7 +103,7 @@ def run(
         if injector.error:
             raise injector.error
         quiet = Quiet(watcher, load.valid_ids, t0, log)
-        _wait(quiet.reached, 200, "published orders")
+        until(quiet.reached, 200, what="the published orders' decisions")
         if quiet.halted:
             log(
                 f"  no decision for 60 s with {quiet.undecided()} orders undecided: the pipeline "
@@ -168,7 +168,9 @@ def _warm(sb: Sandbox, watcher: DecisionWatcher) -> list[str]:
     for i, oid in enumerate(warm):
         sb.publisher.publish(order_body(oid, CUSTOMERS[i % 16], [(SKUS[i % 7], 1, PRICE_CENTS)]))
     sb.publisher.flush(30)
-    _wait(lambda: all(o in watcher.decided for o in warm), 120, "warm-up orders")
+    until(
+        lambda: all(o in watcher.decided for o in warm), 120, what="the warm-up orders' decisions"
+    )
     return warm
 
 
@@ -265,11 +267,3 @@ def _measure(
         )
         f.publish_stall_s = acks.longest_wait(f.at_s, until_s)
     return sorted(t for ts in timeline.values() for t in ts)
-
-
-def _wait(cond: Callable[[], bool], timeout_s: float, what: str, strict: bool = True) -> bool:
-    if until(cond, timeout_s):
-        return True
-    if strict:
-        raise TimeoutError(f"{what} not decided after {timeout_s:.0f}s")
-    return False  # verify will say which, and why
