@@ -58,11 +58,10 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
 
     allowed = plan.KINDS if settings.hosts else plan.PROCESS_KINDS + plan.CLOCK_KINDS
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()] or list(allowed)
-    unknown = [k for k in kinds if k not in plan.KINDS]
-    if unknown:
-        raise UsageError(
-            f"unknown fault kind(s) {', '.join(unknown)}; one of {', '.join(plan.KINDS)}"
-        )
+    try:
+        plan.check_kinds(kinds)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if set(kinds) - set(allowed):
         raise UsageError(
             f"{', '.join(sorted(set(kinds) - set(allowed)))}: network faults need hosts of their "

@@ -52,14 +52,9 @@ def build_report(settings: Settings, detail: bool = False) -> dict[str, Any]:
     dead_letters, exact = count_dead_letters(settings)
     stock_fields, money_fields = STOCK.amounts, ACCOUNTS.amounts
     report: dict[str, Any] = {
-        "orders": {
-            "placed": read_from(settings, intake_store.DATABASE, intake_store.count_placed),
-            "pending": by_status.get("PENDING", 0),
-            # every committed order, whether shipping has booked it yet or not
-            "confirmed": by_status.get("CONFIRMED", 0) + by_status.get("SHIPPED", 0),
-            "rejected": by_status.get("REJECTED", 0),
-            "shipped": by_status.get("SHIPPED", 0),
-        },
+        "orders": order_counts(
+            read_from(settings, intake_store.DATABASE, intake_store.count_placed), by_status
+        ),
         "rejected_by_reason": rejected_by_reason,
         "dead_letters": dead_letters,
         "dead_letters_exact": exact,
@@ -71,6 +66,18 @@ def build_report(settings: Settings, detail: bool = False) -> dict[str, Any]:
         report["stock_by_sku"] = {r[0]: dict(zip(stock_fields, r[1:])) for r in stock_rows}
         report["money_by_customer"] = {r[0]: dict(zip(money_fields, r[1:])) for r in money_rows}
     return report
+
+
+def order_counts(placed: int, by_status: dict[str, int]) -> dict[str, int]:
+    """The orders by stage, as `report`, `top` and the console count them."""
+    return {
+        "placed": placed,
+        "pending": by_status.get("PENDING", 0),
+        # every committed order, whether shipping has booked it yet or not
+        "confirmed": by_status.get("CONFIRMED", 0) + by_status.get("SHIPPED", 0),
+        "rejected": by_status.get("REJECTED", 0),
+        "shipped": by_status.get("SHIPPED", 0),
+    }
 
 
 def _sums(rows: list[tuple[Any, ...]], names: tuple[str, ...]) -> dict[str, int]:

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaException
 from prometheus_client.parser import text_string_to_metric_families
 
 from orderbus.ops.errors import summary
-from orderbus.ops.report import read_from
+from orderbus.ops.report import order_counts, read_from
 from orderbus.ops.stuck import stuck_orders
 from orderbus.ops.top_frame import OUTCOMES, Frame, GroupRow, StageRow, StuckRow
 from topics.catalogue import DLQ_REASON, GROUPS, ORDERS_DLQ
@@ -168,14 +168,7 @@ class Gatherer:
         except psycopg2.Error as e:
             why = f"{intake_store.DATABASE} database: {summary(e)}"
             return {"counts_why": why, "rates_why": why}
-        counts = {
-            "placed": placed,
-            "pending": by_status.get("PENDING", 0),
-            # every committed order, shipped yet or not, as `orderbus report` counts it
-            "confirmed": by_status.get("CONFIRMED", 0) + by_status.get("SHIPPED", 0),
-            "rejected": by_status.get("REJECTED", 0),
-            "shipped": by_status.get("SHIPPED", 0),
-        }
+        counts = order_counts(placed, by_status)
         out: dict[str, Any] = {"counts": counts}
         now, prev = time.monotonic(), self.prev_counts
         self.prev_counts = (now, counts)

@@ -90,6 +90,13 @@ class Planned:
     aim: str = ""  # broker-kill: one of BROKER_AIMS
 
 
+def check_kinds(kinds: Iterable[str]) -> None:
+    """Raises ValueError naming every kind that is not a fault kind, and the kinds there are."""
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown fault kind(s) {', '.join(unknown)}; one of {', '.join(KINDS)}")
+
+
 def plan(
     kinds: Iterable[str],
     duration_s: float,
@@ -103,9 +110,7 @@ def plan(
     previous one is expected to be over. Every kind in `kinds` comes once (in a seeded order)
     before any repeats, so every kind appears whenever the duration allows."""
     kinds = sorted(set(kinds))
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise ValueError(f"unknown fault kind(s) {', '.join(unknown)}; one of {', '.join(KINDS)}")
+    check_kinds(kinds)
     rng = random.Random(seed)  # private: the plan must not depend on who else draws
     first_round = list(kinds)
     rng.shuffle(first_round)
