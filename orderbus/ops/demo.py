@@ -23,6 +23,10 @@ from workers.participant.store import LEDGERS
 from workers.runtime.settings import Settings
 from workers.status import store as status_store
 
+# one SKU with less stock, and one customer with less money, than some orders ask for
+SCARCE_STOCK, POOR_BALANCE_CENTS = 2, 500
+PRICE_CENTS = 1_000  # of every item
+
 EXPECTED = {
     "good": "SHIPPED",
     "out_of_stock": "REJECTED inventory:out_of_stock",
@@ -43,13 +47,22 @@ def demo(settings: Settings, log: Callable[[str], None] = print) -> int:
     skus = {f"d{run}-sku-{i:02d}": 50 for i in range(1, 6)}
     customers = {f"d{run}-cust-{i:02d}": 100_000 for i in range(1, 11)}
     scarce, poor = f"d{run}-scarce", f"d{run}-poor"
-    add_catalog(settings, skus | {scarce: 2}, customers | {poor: 500})
+    add_catalog(settings, skus | {scarce: SCARCE_STOCK}, customers | {poor: POOR_BALANCE_CENTS})
     log(f"added {len(skus) + 1} SKUs and {len(customers) + 1} customers of this run's own")
     sup = Supervisor(settings, {w: 1 for w in WORKERS}, log=log)
     sup.start()
     sup.watch_in_background()
     try:
-        batch = mixed_demo_orders(run, list(skus), [*customers, poor], 1_000, scarce, 2, poor, 500)
+        batch = mixed_demo_orders(
+            run,
+            list(skus),
+            [*customers, poor],
+            price_cents=PRICE_CENTS,
+            scarce_sku=scarce,
+            scarce_stock=SCARCE_STOCK,
+            poor_customer=poor,
+            poor_balance_cents=POOR_BALANCE_CENTS,
+        )
         publisher = OrderPublisher(
             settings.as_principal("producer").kafka(), topic=settings.names.topic(ORDERS_PLACED)
         )
