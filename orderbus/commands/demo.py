@@ -114,7 +114,7 @@ def _bench_takeover(args: argparse.Namespace, settings: Settings) -> int:
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
-    from orderbus.lab.bench import bench, render, to_json
+    from orderbus.lab.bench import Plan, bench, render, to_json
 
     if args.orders < 1 or args.instances < 1 or (args.rate is not None and args.rate <= 0):
         raise UsageError("--orders and --instances must be at least 1, --rate positive")
@@ -123,8 +123,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
             "--tracker and --tracker-cold both use the sandbox's tracker group: choose one"
         )
     log = (lambda m: print(m, file=sys.stderr)) if args.json else print
-    result = bench(
-        settings,
+    plan = Plan(
         args.orders,
         args.rate,
         args.hot,
@@ -135,7 +134,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         hops=args.hops,
         open_=args.open,
         ceiling=args.ceiling,
-        log=log,
     )
+    result = bench(settings, plan, log)
     print(to_json(result) if args.json else render(result))
     return 0

@@ -10,6 +10,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
@@ -42,142 +43,218 @@ from workers.runtime.settings import Settings
 OPEN_DEADLINE_MS = 600_000
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What to run: `orderbus bench`'s options."""
+
+    orders: int = 5000
+    rate: float | None = None  # orders/s offered; None: as fast as they can be published
+    hot: bool = False  # every order for one SKU (a flash sale)
+    instances: int = 1  # of each worker
+    timeout_s: float = 300
+    verify: bool = False
+    tracker: bool = False  # run the order tracker along, and time how far behind it is
+    tracker_cold: bool = False  # then a fresh tracker over the whole history
+    hops: bool = False  # split the latency at tx.log's steps
+    open_: bool = False  # hold payment until every order is open, then release it
+    ceiling: bool = False  # Kafka's own ProducerPerformance on the same cluster
+
+
+@dataclass
+class Rig:
+    """The sandbox's instruments, running from before the warm-up."""
+
+    watcher: StatusWatcher
+    rss: RssSampler
+    txlog: TxLogWatcher | None
+    tracker_lag: TrackerLag | None
+    skus: list[str]
+    customers: list[str]
+    warm: list[str]  # the warm-up orders
+    ready_s: float  # sandbox start to every group assigned after the warm-up
+    starts: dict[str, dict[int, int]]  # log ends before the timed run, to count its records
+    broker_cpu0: float
+
+
+@dataclass
+class Timed:
+    """The timed run: what was sent and when it was through."""
+
+    sent: dict[str, float]  # order id -> monotonic time sent
+    sent_wall: dict[str, float]  # order id -> wall-clock time sent
+    t0: float
+    publish_s: float
+    opened: dict[str, Any] | None
+    complete: bool  # every order final within the time limit
+    ended: float
+    done: list[str]  # the orders final by then
+    cpu_used: dict[str, float]  # CPU seconds per process during the run
+    broker_cpu: float
+    last: float = 0.0  # when the last order became final
+
+
 def bench(
-    settings: Settings,
-    orders: int = 5000,
-    rate: float | None = None,
-    hot: bool = False,
-    instances: int = 1,
-    timeout_s: float = 300,
-    verify: bool = False,
-    tracker: bool = False,
-    tracker_cold: bool = False,
-    hops: bool = False,
-    open_: bool = False,
-    ceiling: bool = False,
-    log: Callable[[str], None] = print,
+    settings: Settings, plan: Plan = Plan(), log: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    counts = {w: instances for w in PIPELINE + (("tracker",) if tracker else ())}
+    counts = {w: plan.instances for w in PIPELINE + (("tracker",) if plan.tracker else ())}
     # --open: nothing may hold the orders back before the coordinator, nor abort them meanwhile
     deadline_ms, env = (
-        (OPEN_DEADLINE_MS, {"ORDERBUS_INTAKE_MAX_BACKLOG": "0"}) if open_ else (None, None)
+        (OPEN_DEADLINE_MS, {"ORDERBUS_INTAKE_MAX_BACKLOG": "0"}) if plan.open_ else (None, None)
     )
     with Sandbox(settings, counts=counts, deadline_ms=deadline_ms, env=env) as sb:
-        customers = [f"c{i:04d}" for i in range(200)]
-        skus = ["hot"] if hot else [f"sku-{i:03d}" for i in range(100)]
-        stock = {"hot": orders // 2} if hot else {s: orders for s in skus}
-        sb.seed(stock=stock, accounts={c: 10**12 for c in customers})
-        watcher = StatusWatcher(sb.settings, sb.status_topic)
-        watcher.start()
-        txlog = TxLogWatcher(sb.settings, sb.tx_log_topic) if hops else None
-        if txlog:
-            txlog.start()
-        started = time.monotonic()
-        sb.start()
-        rss = RssSampler(sb.sup)
-        rss.start()
         log(f"sandbox {sb.tag}: {sum(counts.values())} worker processes; warming up")
-        warm = _warm_up(sb, watcher, customers, skus)
-        ready_s = time.monotonic() - started
-        topics = [sb.settings.names.topic(t) for t in ALL if t is not ORDERS_DLQ]
-        starts = end_offsets(sb.settings, topics)
-        cpu0 = broker_cpu_s(sb.settings)
-        tracker_lag = TrackerLag(sb.settings) if tracker else None
-        if tracker_lag:
-            tracker_lag.start()
-        batch = _encoded(sb, orders, hot, skus, customers)
-        payment = [c for c in sb.sup.children if c.name == "payment"] if open_ else []
-        for child in payment:
-            sb.sup.hold(child)
-        log(f"timed run starts at {time.strftime('%H:%M:%S')}")
-        cpu_at_start = cpu_now(sb.settings, rss)
-        t0 = time.monotonic()
-        sent, sent_wall = _publish(sb, batch, rate, lambda: len(watcher.final) - len(warm), log)
-        publish_s = time.monotonic() - t0
-        opened = _open(sb, rss, timeout_s, log) if open_ else None
-        if opened:
-            opened["orders"] = sum(1 for o in sent if o not in watcher.decided)
-        for child in payment:
-            sb.sup.release(child)
-        # past the time limit, what was measured by then is the result: an overloaded pipeline
-        # is reported as such, with its backlog, not as an error
-        complete = until(lambda: all(o in watcher.final for o in sent), timeout_s, 0.1)
-        ended = time.monotonic()
-        cpu_used = {k: v - cpu_at_start.get(k, 0.0) for k, v in cpu_now(sb.settings, rss).items()}
-        done = [o for o in sent if o in watcher.final]
-        broker_cpu = broker_cpu_s(sb.settings) - cpu0
-        watcher.running = rss.running = False
-        if txlog:
-            # a REJECTED status and its Decided commit together, on two topics read apart
-            until(
-                lambda: all("decided" in txlog.seen_at.get(o, ()) for o in done),
-                30,
-                0.1,
-                "the benchmark orders' decisions on tx.log",
-            )
-            txlog.running = False
-        last = max((watcher.final[o][0] for o in done), default=ended)
-        if tracker_lag:
-            try:
-                until(
-                    lambda: tracker_lag.caught_up_after(last) is not None,
-                    timeout_s,
-                    0.1,
-                    "the tracker (its oldest unconsumed event still over 1 s old)",
-                )
-            finally:
-                tracker_lag.stop()
-        checked = _verified(sb) if verify else None
-        cold = (
-            _tracker_cold(sb, len(sent) + len(warm), instances, timeout_s, log)
-            if tracker_cold
-            else None
+        rig = _set_up(sb, plan)
+        timed = _timed_run(sb, rig, plan, log)
+        _settle(rig, timed, plan)
+        return _result(sb, plan, rig, timed, log)
+
+
+def _set_up(sb: Sandbox, plan: Plan) -> Rig:
+    """Seed, start the workers and the instruments, and warm up."""
+    customers = [f"c{i:04d}" for i in range(200)]
+    skus = ["hot"] if plan.hot else [f"sku-{i:03d}" for i in range(100)]
+    stock = {"hot": plan.orders // 2} if plan.hot else {s: plan.orders for s in skus}
+    sb.seed(stock=stock, accounts={c: 10**12 for c in customers})
+    watcher = StatusWatcher(sb.settings, sb.status_topic)
+    watcher.start()
+    txlog = TxLogWatcher(sb.settings, sb.tx_log_topic) if plan.hops else None
+    if txlog:
+        txlog.start()
+    started = time.monotonic()
+    sb.start()
+    rss = RssSampler(sb.sup)
+    rss.start()
+    warm = _warm_up(sb, watcher, customers, skus)
+    ready_s = time.monotonic() - started
+    topics = [sb.settings.names.topic(t) for t in ALL if t is not ORDERS_DLQ]
+    starts = end_offsets(sb.settings, topics)
+    broker_cpu0 = broker_cpu_s(sb.settings)
+    tracker_lag = TrackerLag(sb.settings) if plan.tracker else None
+    if tracker_lag:
+        tracker_lag.start()
+    return Rig(
+        watcher, rss, txlog, tracker_lag, skus, customers, warm, ready_s, starts, broker_cpu0
+    )
+
+
+def _timed_run(sb: Sandbox, rig: Rig, plan: Plan, log: Callable[[str], None]) -> Timed:
+    """Publish the batch and wait, up to the time limit, for every order to be final."""
+    watcher, warm = rig.watcher, rig.warm
+    batch = _encoded(sb, plan.orders, plan.hot, rig.skus, rig.customers)
+    payment = [c for c in sb.sup.children if c.name == "payment"] if plan.open_ else []
+    for child in payment:
+        sb.sup.hold(child)
+    log(f"timed run starts at {time.strftime('%H:%M:%S')}")
+    cpu_at_start = cpu_now(sb.settings, rig.rss)
+    t0 = time.monotonic()
+    sent, sent_wall = _publish(sb, batch, plan.rate, lambda: len(watcher.final) - len(warm), log)
+    publish_s = time.monotonic() - t0
+    opened = _open(sb, rig.rss, plan.timeout_s, log) if plan.open_ else None
+    if opened:
+        opened["orders"] = sum(1 for o in sent if o not in watcher.decided)
+    for child in payment:
+        sb.sup.release(child)
+    # past the time limit, what was measured by then is the result: an overloaded pipeline
+    # is reported as such, with its backlog, not as an error
+    complete = until(lambda: all(o in watcher.final for o in sent), plan.timeout_s, 0.1)
+    ended = time.monotonic()
+    cpu_at_end = cpu_now(sb.settings, rig.rss)
+    cpu_used = {k: v - cpu_at_start.get(k, 0.0) for k, v in cpu_at_end.items()}
+    done = [o for o in sent if o in watcher.final]
+    broker_cpu = broker_cpu_s(sb.settings) - rig.broker_cpu0
+    watcher.running = rig.rss.running = False
+    timed = Timed(
+        sent, sent_wall, t0, publish_s, opened, complete, ended, done, cpu_used, broker_cpu
+    )
+    timed.last = max((watcher.final[o][0] for o in done), default=ended)
+    return timed
+
+
+def _settle(rig: Rig, timed: Timed, plan: Plan) -> None:
+    """Let the readers that follow other topics catch up with the orders that were final."""
+    txlog, tracker_lag = rig.txlog, rig.tracker_lag
+    if txlog:
+        # a REJECTED status and its Decided commit together, on two topics read apart
+        until(
+            lambda: all("decided" in txlog.seen_at.get(o, ()) for o in timed.done),
+            30,
+            0.1,
+            "the benchmark orders' decisions on tx.log",
         )
-        outcome = [watcher.final[o][1] for o in done]
-        reasons = Counter(watcher.reasons.get(o) for o in done if watcher.final[o][1] == "REJECTED")
-        records = records_by_type(sb.settings, starts)
-        records_per_s = sum(records.values()) / max(1e-9, last - t0)
-        ceiling_rps = None
-        if ceiling:
-            log("ProducerPerformance on the same cluster, for the ceiling")
-            ceiling_rps = producer_ceiling(sb.settings, sb.settings.prefix + "ceiling")
-        return {
-            "orders": orders,
-            "hot": hot,
-            "offered_rate": rate,
-            "instances": instances,
-            "ready_s": round(ready_s, 1),
-            "complete": complete,
-            "completed": len(done),
-            "backlog": len(sent) - len(done),
-            "orders_per_s": round(len(done) / (last - t0), 1) if last > t0 else 0.0,
-            "publish_s": round(publish_s, 2),
-            "total_s": round(last - t0, 2),
-            **_latencies(watcher, sent, done),
-            "confirmed": outcome.count("SHIPPED"),
-            "rejected": outcome.count("REJECTED"),
-            "rejected_by_reason": {str(k): v for k, v in sorted(reasons.items(), key=str)},
-            "records_per_order": round(sum(records.values()) / max(1, len(done)), 2),
-            "records_by_type": {k: round(v / max(1, len(done)), 3) for k, v in records.items()},
-            "records_per_s": round(records_per_s, 1),
-            "ceiling_records_per_s": ceiling_rps,
-            "share_of_ceiling": round(records_per_s / ceiling_rps, 3) if ceiling_rps else None,
-            "open": opened,
-            "broker_cpu_s_per_1000": round(broker_cpu * 1000 / max(1, len(done)), 2),
-            "rss_mb": {k: round(v, 1) for k, v in sorted(rss.peak.items())},
-            "cpu_s": {k: round(v, 1) for k, v in sorted(rss.cpu.items())},
-            # the timed run only (set-up and warm-up excluded): what each process spends per
-            # order, and how many of the machine's cores they kept busy together
-            "cpu_ms_per_order": {
-                k: round(v * 1000 / max(1, len(done)), 3) for k, v in sorted(cpu_used.items())
-            },
-            "cores_busy": round(sum(cpu_used.values()) / max(1e-9, ended - t0), 2),
-            "worker_restarts": sum(c.restarts for c in sb.sup.children),
-            "verify": checked,
-            "tracker": tracker_lag.summary(t0, last) if tracker_lag else None,
-            "tracker_cold": cold,
-            "hops": hop_latencies(sent_wall, txlog.seen_at, watcher.final_made) if txlog else None,
-        }
+        txlog.running = False
+    if tracker_lag:
+        try:
+            until(
+                lambda: tracker_lag.caught_up_after(timed.last) is not None,
+                plan.timeout_s,
+                0.1,
+                "the tracker (its oldest unconsumed event still over 1 s old)",
+            )
+        finally:
+            tracker_lag.stop()
+
+
+def _result(
+    sb: Sandbox, plan: Plan, rig: Rig, timed: Timed, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The figures: throughput, latency, records, CPU and memory, and the optional readings."""
+    watcher, rss, done, t0, last = rig.watcher, rig.rss, timed.done, timed.t0, timed.last
+    checked = _verified(sb) if plan.verify else None
+    cold = (
+        _tracker_cold(sb, len(timed.sent) + len(rig.warm), plan.instances, plan.timeout_s, log)
+        if plan.tracker_cold
+        else None
+    )
+    outcome = [watcher.final[o][1] for o in done]
+    reasons = Counter(watcher.reasons.get(o) for o in done if watcher.final[o][1] == "REJECTED")
+    records = records_by_type(sb.settings, rig.starts)
+    records_per_s = sum(records.values()) / max(1e-9, last - t0)
+    ceiling_rps = None
+    if plan.ceiling:
+        log("ProducerPerformance on the same cluster, for the ceiling")
+        ceiling_rps = producer_ceiling(sb.settings, sb.settings.prefix + "ceiling")
+    per_order = max(1, len(done))
+    return {
+        "orders": plan.orders,
+        "hot": plan.hot,
+        "offered_rate": plan.rate,
+        "instances": plan.instances,
+        "ready_s": round(rig.ready_s, 1),
+        "complete": timed.complete,
+        "completed": len(done),
+        "backlog": len(timed.sent) - len(done),
+        "orders_per_s": round(len(done) / (last - t0), 1) if last > t0 else 0.0,
+        "publish_s": round(timed.publish_s, 2),
+        "total_s": round(last - t0, 2),
+        **_latencies(watcher, timed.sent, done),
+        "confirmed": outcome.count("SHIPPED"),
+        "rejected": outcome.count("REJECTED"),
+        "rejected_by_reason": {str(k): v for k, v in sorted(reasons.items(), key=str)},
+        "records_per_order": round(sum(records.values()) / per_order, 2),
+        "records_by_type": {k: round(v / per_order, 3) for k, v in records.items()},
+        "records_per_s": round(records_per_s, 1),
+        "ceiling_records_per_s": ceiling_rps,
+        "share_of_ceiling": round(records_per_s / ceiling_rps, 3) if ceiling_rps else None,
+        "open": timed.opened,
+        "broker_cpu_s_per_1000": round(timed.broker_cpu * 1000 / per_order, 2),
+        "rss_mb": {k: round(v, 1) for k, v in sorted(rss.peak.items())},
+        "cpu_s": {k: round(v, 1) for k, v in sorted(rss.cpu.items())},
+        # the timed run only (set-up and warm-up excluded): what each process spends per
+        # order, and how many of the machine's cores they kept busy together
+        "cpu_ms_per_order": {
+            k: round(v * 1000 / per_order, 3) for k, v in sorted(timed.cpu_used.items())
+        },
+        "cores_busy": round(sum(timed.cpu_used.values()) / max(1e-9, timed.ended - t0), 2),
+        "worker_restarts": sum(c.restarts for c in sb.sup.children),
+        "verify": checked,
+        "tracker": rig.tracker_lag.summary(t0, last) if rig.tracker_lag else None,
+        "tracker_cold": cold,
+        "hops": (
+            hop_latencies(timed.sent_wall, rig.txlog.seen_at, watcher.final_made)
+            if rig.txlog
+            else None
+        ),
+    }
 
 
 def _warm_up(
