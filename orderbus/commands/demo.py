@@ -100,7 +100,6 @@ def _counts(text: str, flag: str) -> list[int]:
 
 
 def _bench_takeover(args: argparse.Namespace, settings: Settings) -> int:
-
     from orderbus.lab.takeover_bench import render, run
 
     histories, opens = _counts(args.history, "--history"), _counts(args.open, "--open")
@@ -113,7 +112,6 @@ def _bench_takeover(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-
     from orderbus.lab.bench import Plan, bench, render, to_json
 
     if args.orders < 1 or args.instances < 1 or (args.rate is not None and args.rate <= 0):
