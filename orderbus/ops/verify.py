@@ -30,59 +30,67 @@ class Violation:
     count: int = 0
 
 
-def _v(invariant: int, kind: str, detail: str, orders: Iterable[str] = ()) -> Violation:
+def _violation(invariant: int, kind: str, detail: str, orders: Iterable[str] = ()) -> Violation:
     ids = tuple(sorted(orders))
     return Violation(invariant, kind, detail, ids[:MAX_IDS], len(ids))
 
 
-def _each(invariant: int, found: Iterable[tuple[str, list[str], str]]) -> list[Violation]:
+def _violations(invariant: int, found: Iterable[tuple[str, list[str], str]]) -> list[Violation]:
     """A violation per (kind, order ids, detail) that found any ids."""
-    return [_v(invariant, kind, text, ids) for kind, ids, text in found if ids]
+    return [_violation(invariant, kind, text, ids) for kind, ids, text in found if ids]
 
 
-def check(f: Facts, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
-    decided = {oid: tx for oid, tx in f.txs.items() if tx.outcome is not None and oid in f.orders}
+def check(facts: Facts, placed_topic: str = ORDERS_PLACED.name) -> list[Violation]:
+    decided = {
+        oid: tx for oid, tx in facts.txs.items() if tx.outcome is not None and oid in facts.orders
+    }
     return [
-        *_decided_once(f, placed_topic),
-        *_effects(f, decided),
-        *_ledgers(f),
-        *_read_models(f, decided),
-        *_quiet(f),
+        *_decided_once(facts, placed_topic),
+        *_effects(facts, decided),
+        *_ledgers(facts),
+        *_read_models(facts, decided),
+        *_quiet(facts),
     ]
 
 
-def _decided_once(f: Facts, topic: str) -> list[Violation]:
+def _decided_once(facts: Facts, topic: str) -> list[Violation]:
     """1. every order decided exactly once, or dead-lettered; never both outcomes."""
-    out = _each(
+    out = _violations(
         1,
         (
             (
                 "missing",
-                inv.undecided(f.placed, f.txs, f.dead, topic),
+                inv.undecided(facts.placed, facts.txs, facts.dead, topic),
                 "published, valid, but neither decided nor dead-lettered",
             ),
             (
                 "decided_and_dead",
-                inv.decided_and_dead(f.placed, f.txs, f.dead, topic),
+                inv.decided_and_dead(facts.placed, facts.txs, facts.dead, topic),
                 "decided although every copy was dead-lettered",
             ),
             (
                 "conflict_not_dead",
-                inv.reused_not_dead(f.placed, f.dead, topic),
+                inv.reused_not_dead(facts.placed, facts.dead, topic),
                 "order id reused with other content, not dead-lettered",
             ),
             (
                 "two_decisions",
-                [oid for oid in f.placed if oid in f.txs and inv.recorded_differs(f.txs[oid])],
+                [
+                    oid
+                    for oid in facts.placed
+                    if oid in facts.txs and inv.recorded_differs(facts.txs[oid])
+                ],
                 "a recorded decision differs from the fold of tx.log",
             ),
         ),
     )
-    bad_msgs = inv.invalid_not_dead(f.invalid_placed, f.dead, topic)
+    bad_msgs = inv.invalid_not_dead(facts.invalid_placed, facts.dead, topic)
     if bad_msgs:
-        uncommitted = [m for m in bad_msgs if (topic, *map(int, m.split(":"))) in f.dead_written]
+        uncommitted = [
+            m for m in bad_msgs if (topic, *map(int, m.split(":"))) in facts.dead_written
+        ]
         out.append(
-            _v(
+            _violation(
                 1,
                 "invalid_not_dead",
                 f"malformed messages at partition:offset {bad_msgs[:MAX_IDS]} "
@@ -98,20 +106,24 @@ def _decided_once(f: Facts, topic: str) -> list[Violation]:
     return out
 
 
-def _effects(f: Facts, decided: dict[str, Tx]) -> list[Violation]:
+def _effects(facts: Facts, decided: dict[str, Tx]) -> list[Violation]:
     """2 and 3. effects of committed orders applied exactly once, of aborted ones not at all."""
     out: list[Violation] = []
     for participant, resource in (("inventory", INVENTORY), ("payment", PAYMENT)):
-        holds = f.holds.get(participant, {})
+        holds = facts.holds.get(participant, {})
         wrong: dict[str, list[str]] = {"commit": [], "abort": []}
         for oid, tx in decided.items():
             assert tx.outcome is not None  # `decided` holds decided transactions only
             state, amounts = holds.get(oid, (None, {}))
             if inv.effect_wrong(
-                tx.outcome, resource.demand(f.orders[oid]), state, amounts, held_is_wrong=f.quiet
+                tx.outcome,
+                resource.demand(facts.orders[oid]),
+                state,
+                amounts,
+                held_is_wrong=facts.quiet,
             ):
                 wrong[tx.outcome].append(oid)
-        out += _each(
+        out += _violations(
             2,
             [
                 (
@@ -121,7 +133,7 @@ def _effects(f: Facts, decided: dict[str, Tx]) -> list[Violation]:
                 )
             ],
         )
-        out += _each(
+        out += _violations(
             3,
             [
                 (
@@ -132,7 +144,7 @@ def _effects(f: Facts, decided: dict[str, Tx]) -> list[Violation]:
             ],
         )
         acked_other = [oid for oid, tx in decided.items() if participant in inv.acked_other(tx)]
-        out += _each(
+        out += _violations(
             1,
             [
                 (
@@ -145,12 +157,12 @@ def _effects(f: Facts, decided: dict[str, Tx]) -> list[Violation]:
     return out
 
 
-def _ledgers(f: Facts) -> list[Violation]:
+def _ledgers(facts: Facts) -> list[Violation]:
     """4 and 5. conservation per key; nothing below zero; nothing held once quiet; the ledger's
     taken and held amounts equal the sums of the committed and the open holds."""
     out: list[Violation] = []
     for invariant, participant, what in ((4, "inventory", "sku"), (5, "payment", "customer")):
-        ledger, holds = f.ledgers.get(participant, {}), f.holds.get(participant, {})
+        ledger, holds = facts.ledgers.get(participant, {}), facts.holds.get(participant, {})
         for kind, keys, text in (
             (
                 "not_conserved",
@@ -160,7 +172,7 @@ def _ledgers(f: Facts) -> list[Violation]:
             ("negative", inv.negative(ledger), f"an amount below zero for these {what}s"),
             (
                 "held_when_quiet",
-                inv.still_held(ledger) if f.quiet else [],
+                inv.still_held(ledger) if facts.quiet else [],
                 f"still held once quiet, {what}s",
             ),
             (
@@ -176,45 +188,47 @@ def _ledgers(f: Facts) -> list[Violation]:
         ):
             if keys:
                 out.append(
-                    _v(invariant, f"{participant}_{kind}", f"{text}: {sorted(keys)[:MAX_IDS]}")
+                    _violation(
+                        invariant, f"{participant}_{kind}", f"{text}: {sorted(keys)[:MAX_IDS]}"
+                    )
                 )
     return out
 
 
-def _read_models(f: Facts, decided: dict[str, Tx]) -> list[Violation]:
+def _read_models(facts: Facts, decided: dict[str, Tx]) -> list[Violation]:
     """6. the status read model (and shipping) agree with the decisions."""
     wrong_status = []
     for oid, tx in decided.items():
         assert tx.outcome is not None  # `decided` holds decided transactions only
-        shown = f.status.get(oid, (None, None))[0]
+        shown = facts.status.get(oid, (None, None))[0]
         # before quiet, a status not shown yet may be on its way
-        if inv.status_wrong(tx.outcome, shown) and (f.quiet or shown not in inv.NOT_YET_SHOWN):
+        if inv.status_wrong(tx.outcome, shown) and (facts.quiet or shown not in inv.NOT_YET_SHOWN):
             wrong_status.append(oid)
-    return _each(
+    return _violations(
         6,
         (
             ("status_mismatch", wrong_status, "status read model disagrees with the decision"),
             (
                 "shipped_aborted",
-                inv.shipped_aborted(decided, f.shipments),
+                inv.shipped_aborted(decided, facts.shipments),
                 "a shipment for an aborted order",
             ),
             (
                 "not_shipped",
-                inv.not_shipped(decided, f.shipments) if f.quiet else [],
+                inv.not_shipped(decided, facts.shipments) if facts.quiet else [],
                 "committed but no shipment once quiet",
             ),
         ),
     )
 
 
-def _quiet(f: Facts) -> list[Violation]:
+def _quiet(facts: Facts) -> list[Violation]:
     """7. once quiet: no lag, no open transaction, nothing in doubt."""
     out: list[Violation] = []
-    behind = {k: n for k, n in f.lag.items() if n}
+    behind = {k: n for k, n in facts.lag.items() if n}
     if behind:
         out.append(
-            _v(
+            _violation(
                 7,
                 "lag",
                 "records not yet consumed: "
@@ -223,22 +237,28 @@ def _quiet(f: Facts) -> list[Violation]:
                 ),
             )
         )
-    if f.open_txns:
+    if facts.open_txns:
         out.append(
-            _v(
+            _violation(
                 7,
                 "open_transaction",
                 "transactions neither committed nor aborted (or offsets unknown), so what follows "
                 "them is not visible to committed reads: "
                 + ", ".join(
                     f"{t}[{p}] " + (f"offsets {o[0]}..{o[1]}" if o else "unknown")
-                    for (t, p), o in sorted(f.open_txns.items())[:MAX_IDS]
+                    for (t, p), o in sorted(facts.open_txns.items())[:MAX_IDS]
                 ),
             )
         )
-    return out + _each(
+    return out + _violations(
         7,
-        [("begun_not_decided", inv.begun_not_decided(f.txs), "transactions begun but not decided")],
+        [
+            (
+                "begun_not_decided",
+                inv.begun_not_decided(facts.txs),
+                "transactions begun but not decided",
+            )
+        ],
     )
 
 
@@ -278,7 +298,7 @@ def verify(
         open_holds = sum(
             1 for h in facts.holds.values() for state, _ in h.values() if state == "held"
         )
-        undecided = sum(1 for tx in facts.txs.values() if tx.outcome is None)
+        undecided = len(inv.begun_not_decided(facts.txs))
         facts.quiet = (
             facts.lag_total == 0
             and open_holds == 0
