@@ -15,6 +15,8 @@ def test_names_are_unique_and_versioned():
 
 @pytest.mark.parametrize("topic", ALL, ids=lambda t: t.name)
 def test_every_topic_is_replicated(topic):
+    # a policy lock, on purpose: three replicas with min.insync.replicas=2 is what lets a broker
+    # die without losing an acknowledged record
     assert topic.replication == 3
 
 
