@@ -13,7 +13,7 @@ from typing import Any
 from infra.procs import InfraError
 from orderbus.ops.verify_facts import Facts, gather, transient
 from topics.catalogue import ORDERS_PLACED
-from workers.coordinator import invariants as inv
+from workers import invariants as inv
 from workers.coordinator.fold import Tx
 from workers.participant.core import INVENTORY, PAYMENT
 from workers.runtime.settings import Settings

@@ -1,4 +1,4 @@
-"""Each invariant of workers/coordinator/invariants.py over hand-made facts: one case that breaks
+"""Each invariant of workers/invariants.py over hand-made facts: one case that breaks
 it and one that keeps it."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.events import Acked, Decided, TxBegun, Voted
-from workers.coordinator import invariants as inv
+from workers import invariants as inv
 from workers.coordinator.fold import replay
 
 T = "orders.placed.v1"

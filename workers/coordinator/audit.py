@@ -21,7 +21,7 @@ from schemas.events import Event, OrderPlaced, Outcome
 from topics.catalogue import ORDERS_PLACED, TX_LOG
 from topics.lag import group_reader
 from topics.read import coordinates, headers_of, read_events
-from workers.coordinator import invariants
+from workers import invariants
 from workers.coordinator import store as coordinator_store
 from workers.coordinator.fold import Tx, fold, in_doubt, is_finished
 from workers.coordinator.worker import take_over
