@@ -1,4 +1,11 @@
-"""What `orderbus verify` checks against: everything read once, committed data only."""
+"""What `orderbus verify` checks against: everything read once, committed data only.
+
+orderbus opens no Kafka transaction, and the ACLs grant none of its principals a transactional
+id; yet a foreign transactional producer (an admin's tool, a cluster made `--insecure`, an older
+release's records) can leave one open on a pipeline topic, and every read_committed reader, the
+workers included, then stops at it. So verify still looks for open Kafka transactions and for
+dead letters written but not committed: they say why a pipeline is stuck, which nothing else
+would."""
 
 from __future__ import annotations
 
