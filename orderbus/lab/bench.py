@@ -106,7 +106,7 @@ def bench(
         rig = _set_up(sb, plan)
         timed = _timed_run(sb, rig, plan, log)
         _settle(rig, timed, plan)
-        return _result(sb, plan, rig, timed, log)
+        return summarize(plan, _readings(sb, plan, rig, timed, log))
 
 
 def _set_up(sb: Sandbox, plan: Plan) -> Rig:
@@ -194,66 +194,102 @@ def _settle(rig: Rig, timed: Timed, plan: Plan) -> None:
             tracker_lag.stop()
 
 
-def _result(
+@dataclass
+class Readings:
+    """Everything the result is made of, as plain values: `summarize` is pure over it."""
+
+    ready_s: float
+    timed: Timed
+    final: dict[str, tuple[float, str]]  # order id -> (when final, status), as the watcher saw
+    decided: dict[str, float]  # order id -> when decided
+    reasons: dict[str, str | None]  # order id -> its status's reason
+    records: dict[str, int]  # records the run wrote, by event type
+    rss_peak: dict[str, float]  # MB per process
+    rss_cpu: dict[str, float]  # CPU seconds per process, sandbox start to end
+    restarts: int
+    ceiling_rps: float | None = None
+    verify: dict[str, float] | None = None
+    tracker: dict[str, Any] | None = None
+    tracker_cold: dict[str, Any] | None = None
+    hops: dict[str, Any] | None = None
+
+
+def _readings(
     sb: Sandbox, plan: Plan, rig: Rig, timed: Timed, log: Callable[[str], None]
-) -> dict[str, Any]:
-    """The figures: throughput, latency, records, CPU and memory, and the optional readings."""
-    watcher, rss, done, t0, last = rig.watcher, rig.rss, timed.done, timed.t0, timed.last
-    checked = _verified(sb) if plan.verify else None
-    cold = (
-        _tracker_cold(sb, len(timed.sent) + len(rig.warm), plan.instances, plan.timeout_s, log)
-        if plan.tracker_cold
-        else None
+) -> Readings:
+    """The readings after the run: the optional ones (verify, the cold tracker, the ceiling)
+    taken now."""
+    watcher = rig.watcher
+    r = Readings(
+        ready_s=rig.ready_s,
+        timed=timed,
+        final=dict(watcher.final),
+        decided=dict(watcher.decided),
+        reasons=dict(watcher.reasons),
+        records=records_by_type(sb.settings, rig.starts),
+        rss_peak=dict(rig.rss.peak),
+        rss_cpu=dict(rig.rss.cpu),
+        restarts=sum(c.restarts for c in sb.sup.children),
     )
-    outcome = [watcher.final[o][1] for o in done]
-    reasons = Counter(watcher.reasons.get(o) for o in done if watcher.final[o][1] == "REJECTED")
-    records = records_by_type(sb.settings, rig.starts)
-    records_per_s = sum(records.values()) / max(1e-9, last - t0)
-    ceiling_rps = None
+    if rig.tracker_lag:
+        r.tracker = rig.tracker_lag.summary(timed.t0, timed.last)
+    if rig.txlog:
+        r.hops = hop_latencies(timed.sent_wall, rig.txlog.seen_at, watcher.final_made)
+    if plan.verify:
+        r.verify = _verified(sb)
+    if plan.tracker_cold:
+        history = len(timed.sent) + len(rig.warm)
+        r.tracker_cold = _tracker_cold(sb, history, plan.instances, plan.timeout_s, log)
     if plan.ceiling:
         log("ProducerPerformance on the same cluster, for the ceiling")
-        ceiling_rps = producer_ceiling(sb.settings, sb.settings.prefix + "ceiling")
+        r.ceiling_rps = producer_ceiling(sb.settings, sb.settings.prefix + "ceiling")
+    return r
+
+
+def summarize(plan: Plan, r: Readings) -> dict[str, Any]:
+    """The figures: throughput, latency, records, CPU and memory, and the optional readings."""
+    timed = r.timed
+    done, t0, last = timed.done, timed.t0, timed.last
+    outcome = [r.final[o][1] for o in done]
+    reasons = Counter(r.reasons.get(o) for o in done if r.final[o][1] == "REJECTED")
+    records_per_s = sum(r.records.values()) / max(1e-9, last - t0)
     per_order = max(1, len(done))
     return {
         "orders": plan.orders,
         "hot": plan.hot,
         "offered_rate": plan.rate,
         "instances": plan.instances,
-        "ready_s": round(rig.ready_s, 1),
+        "ready_s": round(r.ready_s, 1),
         "complete": timed.complete,
         "completed": len(done),
         "backlog": len(timed.sent) - len(done),
         "orders_per_s": round(len(done) / (last - t0), 1) if last > t0 else 0.0,
         "publish_s": round(timed.publish_s, 2),
         "total_s": round(last - t0, 2),
-        **_latencies(watcher, timed.sent, done),
+        **_latencies(r.final, r.decided, timed.sent, done),
         "confirmed": outcome.count("SHIPPED"),
         "rejected": outcome.count("REJECTED"),
         "rejected_by_reason": {str(k): v for k, v in sorted(reasons.items(), key=str)},
-        "records_per_order": round(sum(records.values()) / per_order, 2),
-        "records_by_type": {k: round(v / per_order, 3) for k, v in records.items()},
+        "records_per_order": round(sum(r.records.values()) / per_order, 2),
+        "records_by_type": {k: round(v / per_order, 3) for k, v in r.records.items()},
         "records_per_s": round(records_per_s, 1),
-        "ceiling_records_per_s": ceiling_rps,
-        "share_of_ceiling": round(records_per_s / ceiling_rps, 3) if ceiling_rps else None,
+        "ceiling_records_per_s": r.ceiling_rps,
+        "share_of_ceiling": round(records_per_s / r.ceiling_rps, 3) if r.ceiling_rps else None,
         "open": timed.opened,
         "broker_cpu_s_per_1000": round(timed.broker_cpu * 1000 / per_order, 2),
-        "rss_mb": {k: round(v, 1) for k, v in sorted(rss.peak.items())},
-        "cpu_s": {k: round(v, 1) for k, v in sorted(rss.cpu.items())},
+        "rss_mb": {k: round(v, 1) for k, v in sorted(r.rss_peak.items())},
+        "cpu_s": {k: round(v, 1) for k, v in sorted(r.rss_cpu.items())},
         # the timed run only (set-up and warm-up excluded): what each process spends per
         # order, and how many of the machine's cores they kept busy together
         "cpu_ms_per_order": {
             k: round(v * 1000 / per_order, 3) for k, v in sorted(timed.cpu_used.items())
         },
         "cores_busy": round(sum(timed.cpu_used.values()) / max(1e-9, timed.ended - t0), 2),
-        "worker_restarts": sum(c.restarts for c in sb.sup.children),
-        "verify": checked,
-        "tracker": rig.tracker_lag.summary(t0, last) if rig.tracker_lag else None,
-        "tracker_cold": cold,
-        "hops": (
-            hop_latencies(timed.sent_wall, rig.txlog.seen_at, watcher.final_made)
-            if rig.txlog
-            else None
-        ),
+        "worker_restarts": r.restarts,
+        "verify": r.verify,
+        "tracker": r.tracker,
+        "tracker_cold": r.tracker_cold,
+        "hops": r.hops,
     }
 
 
@@ -318,23 +354,26 @@ def _publish(
 
 
 def _latencies(
-    watcher: StatusWatcher, sent: dict[str, float], done: list[str]
+    final: dict[str, tuple[float, str]],
+    decided: dict[str, float],
+    sent: dict[str, float],
+    done: list[str],
 ) -> dict[str, float | list[int]]:
     """Publish to final status and to decision, in ms: percentiles, and the p99 of each tenth of
     the run (flat when the pipeline keeps up)."""
-    final = [(watcher.final[o][0] - sent[o]) * 1000 for o in done] or [0.0]
-    tenth = max(1, len(final) // 10)
-    decided = [(watcher.decided[o] - sent[o]) * 1000 for o in sent if o in watcher.decided]
+    to_final = [(final[o][0] - sent[o]) * 1000 for o in done] or [0.0]
+    tenth = max(1, len(to_final) // 10)
+    to_decided = [(decided[o] - sent[o]) * 1000 for o in sent if o in decided]
     return {
-        "p50_ms": ms(final, 0.50),
-        "p99_ms": ms(final, 0.99),
-        "max_ms": round(max(final), 1),
-        "mean_ms": round(statistics.fmean(final), 1),
+        "p50_ms": ms(to_final, 0.50),
+        "p99_ms": ms(to_final, 0.99),
+        "max_ms": round(max(to_final), 1),
+        "mean_ms": round(statistics.fmean(to_final), 1),
         "p99_ms_by_tenth": [
-            round(ms(final[i : i + tenth], 0.99)) for i in range(0, len(final), tenth)
+            round(ms(to_final[i : i + tenth], 0.99)) for i in range(0, len(to_final), tenth)
         ],
-        "decided_p50_ms": ms(decided, 0.50),
-        "decided_p99_ms": ms(decided, 0.99),
+        "decided_p50_ms": ms(to_decided, 0.50),
+        "decided_p99_ms": ms(to_decided, 0.99),
     }
 
 
