@@ -123,11 +123,12 @@ class OrderPublisher:
             raw = canonical_json(order)
         except (TypeError, ValueError) as exc:  # a set, a datetime, NaN: not JSON at all
             raise UndecodableError(f"order is not JSON-serialisable: {exc}") from None
+        _check_size(raw)
         return OrderPublisher._validated(raw)
 
     @staticmethod
     def _validated(raw: bytes) -> tuple[bytes, list[tuple[str, bytes]], OrderPlaced]:
-        _check_size(raw)
+        # decode refuses a value over the limit as undecodable, a dead letter like any bad order
         event = codec.decode(raw, None, default_type=ORDERS_PLACED.events[0])
         assert isinstance(event, OrderPlaced)  # without headers, decode builds the default type
         value, headers = codec.encode(event)

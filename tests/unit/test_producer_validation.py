@@ -4,6 +4,8 @@ would come back as a failed delivery (the good-order test shows that it does).""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from schemas.codec import MAX_VALUE_BYTES
@@ -78,3 +80,16 @@ def test_encode_gives_key_value_headers_a_worker_accepts():
     value, headers, event = OrderPublisher.encode(order())
     assert dict(headers) == {"type": b"OrderPlaced", "version": b"1"}
     assert event.order_id == "o-1" and b'"total_cents":300' in value
+
+
+def test_a_line_too_large_is_a_dead_letter_as_any_bad_line(publisher):
+    """`orders publish` counts and reports a bad line and goes on: an oversize one too."""
+    line = b'{"order_id": "o-1", "pad": "' + b"x" * MAX_VALUE_BYTES + b'"}'
+    with pytest.raises(UndecodableError):
+        publisher.publish_line(line)
+    assert_nothing_produced(publisher)
+
+
+def test_a_good_line_is_sent_in_its_canonical_form(publisher):
+    publisher.publish_line(json.dumps(order(), indent=2).encode())
+    assert publisher.sent == 1
