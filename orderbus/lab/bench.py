@@ -30,7 +30,7 @@ from orderbus.lab.readings import (
     records_by_type,
 )
 from orderbus.lab.sandbox import Sandbox
-from orderbus.lab.stats import ms
+from orderbus.lab.stats import ms, percentile
 from orderbus.ops.generate import order_body
 from orderbus.ops.supervise import Supervisor
 from orderbus.ops.verify import verify as run_verify
@@ -370,7 +370,8 @@ def _latencies(
         "max_ms": round(max(to_final), 1),
         "mean_ms": round(statistics.fmean(to_final), 1),
         "p99_ms_by_tenth": [
-            round(ms(to_final[i : i + tenth], 0.99)) for i in range(0, len(to_final), tenth)
+            round(percentile(to_final[i : i + tenth], 0.99) or 0.0)
+            for i in range(0, len(to_final), tenth)
         ],
         "decided_p50_ms": ms(to_decided, 0.50),
         "decided_p99_ms": ms(to_decided, 0.99),

@@ -92,7 +92,7 @@ class DeadLetterCounter:
                 _, partition, offset = coordinates(msg)
                 self.starts[partition] = offset + 1
                 self.count += 1
-                reason = text_headers(msg).get(DLQ_REASON, "unknown")
+                reason = text_headers(msg).get(DLQ_REASON) or "unknown"
                 self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
         except IncompleteRead:
             return False
