@@ -90,7 +90,7 @@ class Timed:
     done: list[str]  # the orders final by then
     cpu_used: dict[str, float]  # CPU seconds per process during the run
     broker_cpu: float
-    last: float = 0.0  # when the last order became final
+    last: float  # when the last order became final (`ended` if none did)
 
 
 def bench(
@@ -163,11 +163,10 @@ def _timed_run(sb: Sandbox, rig: Rig, plan: Plan, log: Callable[[str], None]) ->
     done = [o for o in sent if o in watcher.final]
     broker_cpu = broker_cpu_s(sb.settings) - rig.broker_cpu0
     watcher.running = rig.rss.running = False
-    timed = Timed(
-        sent, sent_wall, t0, publish_s, opened, complete, ended, done, cpu_used, broker_cpu
+    last = max((watcher.final[o][0] for o in done), default=ended)
+    return Timed(
+        sent, sent_wall, t0, publish_s, opened, complete, ended, done, cpu_used, broker_cpu, last
     )
-    timed.last = max((watcher.final[o][0] for o in done), default=ended)
-    return timed
 
 
 def _settle(rig: Rig, timed: Timed, plan: Plan) -> None:
