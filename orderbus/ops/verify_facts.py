@@ -17,7 +17,6 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from orderbus.ops.report import connect, read_from
-from schemas import codec
 from schemas.errors import DeadLetter
 from schemas.events import OrderPlaced
 from topics import lag as group_lag
@@ -35,12 +34,12 @@ from topics.read import (
     IncompleteRead,
     ReadError,
     coordinates,
-    headers_of,
     open_transactions,
     read,
     read_events,
     text_headers,
 )
+from workers.coordinator.audit import placed_event
 from workers.coordinator.fold import Tx, fold
 from workers.main import PIPELINE
 from workers.participant import store as participant_store
@@ -119,7 +118,7 @@ def gather(settings: Settings) -> Facts:
     for msg in read(kafka, placed_topic):
         _, partition, offset = coordinates(msg)
         try:
-            order = codec.decode(msg.value(), headers_of(msg), default_type="OrderPlaced")
+            order = placed_event(msg)
         except DeadLetter as e:
             f.invalid_placed.append((partition, offset, e.reason))
             continue
