@@ -126,9 +126,8 @@ class Downstream:
                     )
                 except KafkaException as e:
                     self._decide((group, topic), error=str(e))
-                except (
-                    Exception
-                ) as e:  # whatever a look raises, the group is unknown, not its watcher gone
+                # whatever a look raises, the group is unknown, not its watcher gone
+                except Exception as e:
                     log.exception("looking at %s's backlog", group)
                     self._decide((group, topic), error=repr(e))
                 self.stopped.wait(CHECK_EVERY_S)

@@ -229,9 +229,8 @@ class Verifier:
         if kid not in held and self.reload:
             try:
                 self._take(self.reload())
-            except (
-                Exception
-            ) as e:  # a key file being written: the record is judged on what is known
+            # a key file being written: the record is judged on what is known
+            except Exception as e:
                 log.warning("reading the signing keys again failed: %s", e)
         return [held[kid]] if kid in held else []
 
