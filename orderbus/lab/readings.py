@@ -21,7 +21,7 @@ from orderbus.lab.stats import ms
 from orderbus.lab.watch import TopicWatcher, value_of
 from orderbus.ops.supervise import Supervisor
 from topics.lag import LagError, LagReader
-from topics.read import headers_of, read
+from topics.read import read, text_headers
 from workers.runtime.settings import Settings
 from workers.tracker.stages import SOURCES as TRACKER_SOURCES
 
@@ -68,7 +68,7 @@ class TxLogWatcher(TopicWatcher):
         self.seen_at: dict[str, dict[str, Any]] = {}
 
     def seen(self, msg: Message, now: float) -> None:
-        mark = self.MARKS.get((dict(headers_of(msg) or ()).get("type") or b"").decode())
+        mark = self.MARKS.get(text_headers(msg).get("type", ""))
         if mark == "votes":  # every vote, a redelivered one too: see hop_latencies
             self.seen_at.setdefault(json.loads(value_of(msg))["order_id"], {}).setdefault(
                 "votes", []
@@ -213,7 +213,7 @@ def records_by_type(settings: Settings, starts: dict[str, dict[int, int]]) -> di
     for topic, offsets in starts.items():
         short = topic[len(settings.prefix) :].rsplit(".v", 1)[0]
         for msg in read(settings.kafka(), topic, offsets, timeout_s=120, committed=False):
-            kind = (dict(headers_of(msg) or ()).get("type") or b"").decode() or "other"
+            kind = text_headers(msg).get("type") or "other"
             counts[f"{short}:{kind}"] += 1
     return dict(sorted(counts.items()))
 
