@@ -65,8 +65,7 @@ def _chaos(args: argparse.Namespace, settings: Settings) -> int:
     if set(kinds) - set(allowed):
         raise UsageError(
             f"{', '.join(sorted(set(kinds) - set(allowed)))}: network faults need hosts of their "
-            "own "
-            "(`orderbus down`, then `orderbus up --hosts` on a fresh ORDERBUS_HOME)"
+            "own (`orderbus down`, then `orderbus up --hosts` on a fresh ORDERBUS_HOME)"
         )
     if args.duration <= 0 or args.rate <= 0 or args.instances < 1:
         raise UsageError("--duration and --rate must be positive, --instances at least 1")

@@ -155,8 +155,8 @@ def _refuse_other_shape(layout: Layout) -> None:
     ):
         raise InfraError(
             f"{layout.home} holds a cluster made {'with' if state.get('hosts') else 'without'} "
-            "--hosts; "
-            "its nodes' addresses are in its data: `orderbus down --purge` first to start over"
+            "--hosts; its nodes' addresses are in its data: `orderbus down --purge` first to start "
+            "over"
         )
     if not state or state.get("brokers") == layout.brokers:
         return

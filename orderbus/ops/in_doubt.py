@@ -79,8 +79,7 @@ def what_next(
             + (f" ({tx.reason})" if tx.reason else "")
             + f": {participant} will "
             f"{how} its hold when it reads the decision; the coordinator re-sends it if "
-            f"{participant} "
-            "goes past it or stays silent"
+            f"{participant} goes past it or stays silent"
         )
     voted = {p for p, _, _ in tx.votes}
     waiting = [p for p in tx.participants if p not in voted]

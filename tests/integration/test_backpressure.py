@@ -74,8 +74,7 @@ def test_intake_holds_new_orders_while_a_participant_is_away(settings, tmp_path)
         print(
             f"\nlimit {LIMIT}: {begun_now} of {ORDERS} orders begun while inventory was away "
             f"({begun_then} {HELD_S - SETTLE_S - ORDERS / RATE:.0f} s earlier), {waiting} waiting "
-            "at "
-            f"intake, intake restarts {intake.restarts}"
+            f"at intake, intake restarts {intake.restarts}"
         )
         assert begun_now == begun_then, "intake kept beginning orders with inventory away"
         assert begun_now <= ORDERS * 3 // 4, "intake began nearly every order with inventory away"
