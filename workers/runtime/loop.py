@@ -36,6 +36,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from topics.producer import DeliveryCallback
 from topics.read import coordinates
 from workers.runtime.clients import WATCH_EVERY_S, LoopConfig, consumer_config, producer_config
 from workers.runtime.crash import CrashPoints
@@ -361,7 +362,7 @@ class Loop:
             at = low
         return 0 <= high <= at
 
-    def _produce(self, out: Out, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
+    def _produce(self, out: Out, on_delivery: DeliveryCallback) -> None:
         headers = out.headers
         if self.signer is not None:
             headers = self.signer.headers(out.topic, out.key, out.value, headers)
